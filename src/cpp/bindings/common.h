@@ -1,0 +1,64 @@
+// Helpers shared by the binding files: argument conversion with messages that name the argument.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pymbrl::bindings {
+
+namespace py = pybind11;
+
+void init_dyna(py::module_ m);
+
+inline int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+inline std::string type_name(const py::handle& obj) { return py::str(py::type::of(obj).attr("__name__")); }
+
+// An integer argument: Python ints and numpy integer scalars (anything with __index__ but bool).
+// Floats such as 3.0 are refused: a float state is almost always a bug upstream.
+inline int64_t as_int(const py::handle& obj, const char* name) {
+  if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr())) {
+    throw py::type_error(std::string(name) + ": expected an integer, got " + type_name(obj));
+  }
+  const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  if (v == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + ": expected an integer that fits in 64 bits");
+  }
+  return static_cast<int64_t>(v);
+}
+
+// A numpy array field of a state dict, checked for its kind of dtype ('i' integers, 'f' floats,
+// 'b' booleans) and its number of dimensions, then converted (copied) to T.
+template <typename T>
+std::vector<T> array_field(const py::dict& d, const char* key, char kind, int ndim = 1) {
+  if (!d.contains(key)) throw py::key_error(std::string("state_dict: missing key '") + key + "'");
+  py::array arr = py::array::ensure(d[key]);
+  if (!arr) throw py::type_error(std::string(key) + ": expected an array");
+  char k = arr.dtype().kind();
+  if (k == 'u') k = 'i';
+  if (k != kind || arr.ndim() != ndim) {
+    throw py::value_error(std::string(key) + ": expected a " + std::to_string(ndim) + "-d array of " +
+                          (kind == 'i' ? "integers" : kind == 'f' ? "floats" : "booleans") + ", got " +
+                          std::to_string(arr.ndim()) + "-d " + std::string(py::str(arr.dtype())));
+  }
+  auto typed = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+  return std::vector<T>(typed.data(), typed.data() + typed.size());
+}
+
+template <typename T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+}  // namespace pymbrl::bindings

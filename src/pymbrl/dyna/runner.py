@@ -1,0 +1,164 @@
+"""Running tabular agents: any gymnasium env from Python, or many seeds at once in C++."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from pymbrl import _core
+from pymbrl._seeding import resolve_seed
+from pymbrl.dyna.agents import AGENTS, TabularAgent, agent_config
+from pymbrl.dyna.mdp import TabularMDP, _positive_int_or_none
+
+
+class RunResult(NamedTuple):
+    """Per-episode results of :func:`run`.
+
+    Attributes
+    ----------
+    episode_steps : numpy.ndarray, int64, shape [episodes]
+    episode_returns : numpy.ndarray, float64, shape [episodes]
+        Undiscounted sum of rewards.
+    """
+
+    episode_steps: np.ndarray
+    episode_returns: np.ndarray
+
+
+class BatchResult(NamedTuple):
+    """Results of :func:`run_batch`, one row per seed.
+
+    Attributes
+    ----------
+    episode_steps : numpy.ndarray, int64, shape [seeds, episodes]
+        Length of each completed episode; -1 where a seed completed fewer episodes.
+    episode_returns : numpy.ndarray, float64, shape [seeds, episodes]
+        Undiscounted return of each completed episode; NaN where not completed.
+    cumulative_reward : numpy.ndarray, float64, shape [seeds, steps]
+        Reward summed over all real steps so far (the book's Figures 8.4 and 8.5); NaN after a seed
+        stopped early (its episode budget ran out first). Shape [seeds, 0] when ``steps`` is None.
+    episodes_completed : numpy.ndarray, int64, shape [seeds]
+    """
+
+    episode_steps: np.ndarray
+    episode_returns: np.ndarray
+    cumulative_reward: np.ndarray
+    episodes_completed: np.ndarray
+
+
+def _check_discrete(space: Any, name: str) -> int:
+    if not isinstance(space, gym.spaces.Discrete) or space.start != 0:
+        raise ValueError(f"env: expected a Discrete {name} starting at 0, got {space!r}")
+    return int(space.n)
+
+
+def run(agent: TabularAgent, env: gym.Env, episodes: int, max_steps: int | None = None, *,
+        seed: int | None = None, progress: bool = False) -> RunResult:
+    """Run ``agent`` on a gymnasium env with Discrete spaces for ``episodes`` episodes, learning
+    from every step (``agent.update``).
+
+    Parameters
+    ----------
+    agent : DynaQ, DynaQPlus or PrioritizedSweeping
+    env : gymnasium.Env
+        Discrete observation and action spaces matching the agent's sizes.
+    episodes : int
+        Number of episodes, >= 1.
+    max_steps : int, optional
+        Truncate episodes at this many steps (in addition to the env's own time limit).
+    seed : int, optional
+        Passed to the first ``env.reset``.
+    progress : bool
+        Show a progress bar over episodes.
+    """
+    if not isinstance(agent, TabularAgent):
+        raise TypeError(f"agent: expected a DynaQ, DynaQPlus or PrioritizedSweeping, got {type(agent).__name__}")
+    n_states = _check_discrete(env.observation_space, "observation space")
+    n_actions = _check_discrete(env.action_space, "action space")
+    if (n_states, n_actions) != (agent.n_states, agent.n_actions):
+        raise ValueError(f"env: expected {agent.n_states} states and {agent.n_actions} actions (the agent's), "
+                         f"got {n_states} and {n_actions}")
+    if isinstance(episodes, bool) or not isinstance(episodes, numbers.Integral) or episodes < 1:
+        raise ValueError(f"episodes: expected an integer >= 1, got {episodes!r}")
+    max_steps = _positive_int_or_none(max_steps, "max_steps")
+    steps = np.zeros(episodes, np.int64)
+    returns = np.zeros(episodes, np.float64)
+    reset_seed = seed
+    for episode in tqdm(range(episodes), desc="episodes", disable=not progress):
+        state, _ = env.reset(seed=reset_seed)
+        reset_seed = None
+        length, total, done = 0, 0.0, False
+        while not done:
+            action = agent.act(state)
+            next_state, reward, terminated, truncated, _ = env.step(action)
+            agent.update(state, action, float(reward), next_state, bool(terminated))
+            state = next_state
+            length += 1
+            total += float(reward)
+            done = terminated or truncated or (max_steps is not None and length >= max_steps)
+        steps[episode], returns[episode] = length, total
+    return RunResult(steps, returns)
+
+
+def _count(value: Any, name: str) -> int:
+    """-1 for None, else an integer >= 1."""
+    checked = _positive_int_or_none(value, name)
+    return -1 if checked is None else checked
+
+
+def run_batch(kind: str | type[TabularAgent], mdp: TabularMDP, *, seeds: Sequence[int] | np.ndarray,
+              episodes: int | None = None, steps: int | None = None, max_episode_steps: int | None = -1,
+              num_threads: int | None = None, **agent_kwargs: Any) -> BatchResult:
+    """Run one fresh agent per seed on ``mdp``, entirely in C++ and across threads.
+
+    Parameters
+    ----------
+    kind : {"dyna_q", "dyna_q_plus", "prioritized_sweeping"} or the agent class
+    mdp : TabularMDP
+    seeds : sequence of int
+        Agent seeds; the environment of each run draws from a generator derived from the same seed,
+        exactly as ``mdp.make_env(seed)`` does.
+    episodes : int, optional
+        Stop each run after this many episodes.
+    steps : int, optional
+        Stop each run after this many real steps (and record ``cumulative_reward``). At least one of
+        ``episodes`` and ``steps`` must be given.
+    max_episode_steps : int or None
+        Truncate longer episodes; defaults to ``mdp.max_episode_steps``; ``None`` means never.
+    num_threads : int, optional
+        Worker threads; defaults to the machine's hardware threads. Results do not depend on it.
+    **agent_kwargs
+        Hyper-parameters of the agent (alpha, gamma, epsilon, planning_steps, model, kappa, theta).
+
+    Returns
+    -------
+    BatchResult
+    """
+    if isinstance(kind, type) and issubclass(kind, TabularAgent):
+        kind = kind.kind
+    if kind not in AGENTS:
+        raise ValueError(f"kind: expected one of {sorted(AGENTS)} or an agent class, got {kind!r}")
+    if not isinstance(mdp, TabularMDP):
+        raise TypeError(f"mdp: expected a TabularMDP, got {type(mdp).__name__}")
+    unknown = set(agent_kwargs) - {"alpha", "gamma", "epsilon", "planning_steps", "model", "kappa", "theta"}
+    if unknown:
+        raise TypeError(f"agent_kwargs: unexpected hyper-parameters {sorted(unknown)}")
+    seeds = [resolve_seed(s, "seeds") for s in np.asarray(seeds, dtype=object).reshape(-1).tolist()]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    if episodes is None and steps is None:
+        raise ValueError("episodes: expected episodes or steps (or both) to be given")
+    if max_episode_steps == -1:
+        max_episode_steps = mdp.max_episode_steps
+    if num_threads is None:
+        num_threads = _core.build_info()["hardware_threads"]
+    num_threads = _count(num_threads, "num_threads")
+    result = _core.dyna.run_batch(kind, mdp._core, seeds, _count(episodes, "episodes"), _count(steps, "steps"),
+                                  _count(max_episode_steps, "max_episode_steps"), num_threads,
+                                  **agent_config(**agent_kwargs))
+    return BatchResult(**result)
