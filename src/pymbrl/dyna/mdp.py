@@ -89,6 +89,44 @@ class TabularMDP:
         D = np.bincount(pair, t["prob"] * t["terminated"], minlength=S * A)
         return P.reshape(S, A, S), R.reshape(S, A), D.reshape(S, A)
 
+    def expected_return(self, policy: Sequence[int] | np.ndarray, horizon: int, *, gamma: float = 1.0,
+                        phase: int = 0) -> float:
+        """Exact expected return of a deterministic policy from the initial distribution, over at most
+        ``horizon`` steps (by dynamic programming on the table, no sampling).
+
+        Parameters
+        ----------
+        policy : array-like of int, shape [n_states]
+            Action taken in each state, e.g. ``agent.q.argmax(axis=1)``.
+        horizon : int
+            Episode length limit (e.g. the env's ``max_episode_steps``), >= 1.
+        gamma : float
+            Discount, in [0, 1]. With 0/1 rewards and gamma 1 this is the probability of success.
+        """
+        policy = np.asarray(policy)
+        if policy.shape != (self.n_states,) or not np.issubdtype(policy.dtype, np.integer):
+            raise ValueError(f"policy: expected {self.n_states} integer actions, got {policy.dtype} {policy.shape}")
+        if policy.min() < 0 or policy.max() >= self.n_actions:
+            raise ValueError(f"policy: expected actions in [0, {self.n_actions})")
+        horizon = _positive_int_or_none(horizon, "horizon")
+        if horizon is None:
+            raise ValueError("horizon: expected an integer >= 1, got None")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma: expected a value in [0, 1], got {gamma}")
+        t = self.transition_arrays(phase)
+        S = self.n_states
+        pair = np.repeat(np.arange(S * self.n_actions), np.diff(t["offsets"]))
+        state = pair // self.n_actions
+        chosen = pair % self.n_actions == policy[state]
+        reward = np.bincount(state[chosen], (t["prob"] * t["reward"])[chosen], minlength=S)
+        go_on = chosen & ~t["terminated"]
+        cont = np.zeros((S, S))
+        np.add.at(cont, (state[go_on], t["next"][go_on]), t["prob"][go_on])
+        value = np.zeros(S)
+        for _ in range(horizon):
+            value = reward + gamma * cont @ value
+        return float(t["initial"] @ value)
+
     @classmethod
     def from_transitions(cls, P: Mapping | Sequence, initial_state_distribution: Sequence[float] | np.ndarray,
                          *, n_actions: int | None = None, max_episode_steps: int | None = None,

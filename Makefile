@@ -1,0 +1,70 @@
+# Every target sets up what it needs and can be run again safely.
+#   make demo   build and install into .venv, run the main job
+#   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv
+#   make bench  benchmarks against baselines and peers; rewrites bench/RESULTS.md
+PYTHON     ?= python3
+VENV       := .venv
+TEST_VENV  := .venv-test
+BENCH_VENV := .venv-bench
+TORCH      := torch==2.13.0
+BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
+TEST_DEPS  := "pytest>=7" "hypothesis>=6"
+PIP        := -m pip install -q --disable-pip-version-check
+CPP_BUILD  := build/cpp-tests
+JOBS       ?= 2
+
+.PHONY: demo test test-cpp test-py bench wheel install clean
+
+# torch goes in first, pinned, so that nothing later pulls another build of it from the registry.
+$(VENV)/.ready:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python $(PIP) $(TORCH)
+	$(VENV)/bin/python $(PIP) $(BUILD_DEPS)
+	touch $@
+
+$(TEST_VENV)/.ready:
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/python $(PIP) $(TORCH)
+	$(TEST_VENV)/bin/python $(PIP) $(TEST_DEPS)
+	touch $@
+
+$(BENCH_VENV)/.ready:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python $(PIP) $(TORCH)
+	touch $@
+
+wheel: $(VENV)/.ready
+	rm -f dist/pymbrl-*.whl
+	$(VENV)/bin/python -m pip wheel -q --no-build-isolation --no-deps . -w dist
+	@ls -l dist/pymbrl-*.whl
+
+install: wheel
+	$(VENV)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl
+	$(VENV)/bin/python $(PIP) dist/pymbrl-*.whl
+
+demo: install
+	$(VENV)/bin/pymbrl dyna --out dyna_maze.png
+
+test: test-cpp test-py
+
+test-cpp:
+	@if [ ! -f /usr/include/gtest/gtest.h ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libgtest-dev; \
+	  else echo "GoogleTest is missing: run 'sudo apt-get install libgtest-dev' (or make test as root)"; exit 1; fi; fi
+	cmake -S . -B $(CPP_BUILD) -G Ninja -DPYMBRL_BUILD_TESTS=ON -DPYMBRL_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(CPP_BUILD) -j $(JOBS)
+	cd $(CPP_BUILD) && ctest --output-on-failure
+
+# The tests import the installed wheel, never the source tree (src/ is not on the path).
+test-py: wheel $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl
+	$(TEST_VENV)/bin/python $(PIP) dist/pymbrl-*.whl
+	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
+
+bench: wheel $(BENCH_VENV)/.ready
+	$(BENCH_VENV)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl
+	$(BENCH_VENV)/bin/python $(PIP) dist/pymbrl-*.whl
+	$(BENCH_VENV)/bin/python bench/bench_dyna.py
+
+clean:
+	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)

@@ -1,0 +1,65 @@
+"""The book's chapter 8 experiments as functions, shared by the CLI, the examples and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pymbrl.dyna.mdp import TabularMDP
+from pymbrl.dyna.runner import BatchResult, run_batch
+
+
+def planning_sweep(kind: str, mdp: TabularMDP, planning_steps: Iterable[int], *, seeds: Sequence[int],
+                   episodes: int | None = None, steps: int | None = None, progress: bool = False,
+                   **agent_kwargs: Any) -> dict[int, BatchResult]:
+    """:func:`run_batch` once per number of planning steps, same seeds for each.
+
+    Returns
+    -------
+    dict
+        planning_steps -> BatchResult.
+    """
+    results = {}
+    for n in tqdm(list(planning_steps), desc=f"{kind} planning steps", disable=not progress):
+        results[n] = run_batch(kind, mdp, seeds=seeds, episodes=episodes, steps=steps, planning_steps=n,
+                               **agent_kwargs)
+    return results
+
+
+def steps_table(curves: dict[str, np.ndarray], episodes: Sequence[int]) -> str:
+    """A fixed-width text table: one row per curve, one column per (1-based) episode."""
+    label_width = max(len(k) for k in curves)
+    header = " " * label_width + " | " + " ".join(f"{e:>6d}" for e in episodes)
+    rows = [header, "-" * len(header)]
+    for label, curve in curves.items():
+        rows.append(f"{label:>{label_width}} | " + " ".join(f"{curve[e - 1]:6.1f}" for e in episodes))
+    return "\n".join(rows)
+
+
+def plot_curves(curves: dict[str, np.ndarray], path: str, *, title: str, xlabel: str, ylabel: str,
+                first: int = 1, ylim: tuple[float, float] | None = None, vlines: Sequence[int] = ()) -> None:
+    """Save a line plot of ``curves`` (label -> values, x starting at ``first``) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for label, values in curves.items():
+        x = np.arange(first, first + len(values))
+        ax.plot(x, values, label=label, linewidth=1.6)
+    for v in vlines:
+        ax.axvline(v, color="grey", linestyle=":", linewidth=1)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,87 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from pymbrl import dyna
+
+
+@pytest.mark.parametrize("kind", ["dyna_q", "dyna_q_plus", "prioritized_sweeping"])
+@pytest.mark.parametrize("model", ["deterministic", "stochastic"])
+def test_python_run_on_tabular_env_reproduces_run_batch(kind, model):
+    mdp = dyna.TabularMDP.from_gymnasium(gym.make("FrozenLake-v1", map_name="4x4", is_slippery=True))
+    batch = dyna.run_batch(kind, mdp, seeds=[4, 9], episodes=40, planning_steps=5, model=model)
+    for row, seed in enumerate([4, 9]):
+        agent = dyna.agents.AGENTS[kind](16, 4, planning_steps=5, model=model, seed=seed)
+        single = dyna.run(agent, mdp.make_env(seed=seed), 40)
+        np.testing.assert_array_equal(single.episode_steps, batch.episode_steps[row])
+        np.testing.assert_array_equal(single.episode_returns, batch.episode_returns[row])
+
+
+def test_results_do_not_depend_on_the_number_of_threads():
+    mdp = dyna.DynaMaze()
+    runs = [dyna.run_batch("dyna_q", mdp, seeds=range(6), episodes=8, num_threads=t) for t in (1, 2, 5)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_step_limit_records_cumulative_reward_and_partial_episodes():
+    r = dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0, 1, 2], steps=3000, planning_steps=5)
+    assert r.cumulative_reward.shape == (3, 3000)
+    assert np.all(np.diff(r.cumulative_reward, axis=1) >= 0)
+    # Every reward is a completed episode in the maze, and episode lengths add up to at most 3000.
+    np.testing.assert_array_equal(r.cumulative_reward[:, -1], r.episodes_completed)
+    for row, n in enumerate(r.episodes_completed):
+        assert np.all(r.episode_steps[row, :n] > 0) and np.all(r.episode_steps[row, n:] == -1)
+        assert r.episode_steps[row, :n].sum() <= 3000
+
+
+def test_episode_limit_stops_early_and_pads_cumulative_reward_with_nan():
+    r = dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0], episodes=2, steps=100000)
+    assert r.episodes_completed.tolist() == [2]
+    used = r.episode_steps.sum()
+    assert np.isfinite(r.cumulative_reward[0, :used]).all() and np.isnan(r.cumulative_reward[0, used:]).all()
+
+
+def test_max_episode_steps_truncates():
+    r = dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=range(4), episodes=3, max_episode_steps=10, planning_steps=0)
+    assert r.episode_steps.max() <= 10
+    mdp = dyna.TabularMDP.from_gymnasium(gym.make("FrozenLake-v1"))
+    assert dyna.run_batch("dyna_q", mdp, seeds=[0], episodes=200).episode_steps.max() <= 100
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(seeds=[]), ValueError, "seeds"),
+    (dict(seeds=[-1], episodes=1), ValueError, "seeds"),
+    (dict(seeds=[0.5], episodes=1), TypeError, "seeds"),
+    (dict(seeds=[0]), ValueError, "episodes"),
+    (dict(seeds=[0], episodes=0), ValueError, "episodes"),
+    (dict(seeds=[0], steps=-5), ValueError, "steps"),
+    (dict(seeds=[0], episodes=1, num_threads=0), ValueError, "num_threads"),
+    (dict(seeds=[0], episodes=1, alpha=2.0), ValueError, "alpha"),
+    (dict(seeds=[0], episodes=1, lr=0.1), TypeError, "lr"),
+])
+def test_run_batch_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        dyna.run_batch("dyna_q", dyna.DynaMaze(), **kwargs)
+
+
+def test_run_batch_rejects_unknown_kind_and_endless_episodes():
+    with pytest.raises(ValueError, match="kind"):
+        dyna.run_batch("sarsa", dyna.DynaMaze(), seeds=[0], episodes=1)
+    loop = dyna.TabularMDP.from_transitions({0: {0: [(1.0, 0, 0.0, False)]}}, [1.0])
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        dyna.run_batch("dyna_q", loop, seeds=[0], episodes=1)
+    assert dyna.run_batch("dyna_q", loop, seeds=[0], episodes=2, max_episode_steps=3).episode_steps.tolist() == [[3, 3]]
+
+
+def test_run_accepts_agent_classes_and_checks_the_env():
+    assert dyna.run_batch(dyna.DynaQPlus, dyna.DynaMaze(), seeds=[0], episodes=1).episodes_completed[0] == 1
+    with pytest.raises(ValueError, match="env"):
+        dyna.run(dyna.DynaQ(54, 4), gym.make("FrozenLake-v1"), 1)
+    with pytest.raises(ValueError, match="env"):
+        dyna.run(dyna.DynaQ(54, 4), gym.make("CartPole-v1"), 1)
+    with pytest.raises(ValueError, match="episodes"):
+        dyna.run(dyna.DynaQ(54, 4), dyna.DynaMaze().make_env(), 0)
+    with pytest.raises(TypeError, match="agent"):
+        dyna.run(object(), dyna.DynaMaze().make_env(), 1)

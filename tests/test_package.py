@@ -1,0 +1,37 @@
+import subprocess
+import sys
+
+import pymbrl
+from pymbrl.cli import main
+
+
+def test_build_info_describes_a_release_build():
+    info = pymbrl.build_info()
+    assert info["version"] == pymbrl.__version__
+    assert info["build_type"] == "Release"
+    assert "-O3" in info["flags"]
+    assert "march=native" not in info["flags"]
+    assert info["compiler"]
+    assert info["hardware_threads"] >= 1
+
+
+def test_importing_dyna_does_not_import_torch():
+    # The tabular module is numpy-only; importing torch would add about a second to every CLI call.
+    code = "import sys, pymbrl.dyna; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_dyna_prints_table_and_writes_plot(tmp_path, capsys):
+    out = tmp_path / "maze.png"
+    assert main(["dyna", "--seeds", "4", "--episodes", "12", "--planning", "0", "50", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "n=0" in text and "n=50" in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_rejects_bad_arguments(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pymbrl.cli", "dyna", "--seeds", "0", "--out",
+                             str(tmp_path / "x.png")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "seeds" in result.stderr
