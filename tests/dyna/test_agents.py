@@ -199,6 +199,7 @@ BAD_CALLS = [
     ("act", (-1,), ValueError, "state"),
     ("act", (1.0,), TypeError, "state"),
     ("act", ("3",), TypeError, "state"),
+    ("act", (2**70,), ValueError, "state"),
     ("greedy", (None,), TypeError, "state"),
     ("update", (0, 4, 0.0, 1, False), ValueError, "action"),
     ("update", (0, 1, 0.0, 54, False), ValueError, "next_state"),
@@ -272,3 +273,21 @@ def test_concurrent_updates_from_threads_are_serialised():
     assert not errors
     assert agent.time == agent.state_dict()["time"] > 0
     assert np.isfinite(agent.q).all() and agent.q.max() > 0
+
+
+def test_torch_tensors_are_accepted_where_numpy_is():
+    torch = pytest.importorskip("torch")
+    agent = trained(DynaQ)
+    action = agent.act(torch.tensor(3))
+    agent.update(torch.tensor(3), torch.tensor(action), 0.0, torch.tensor(4), False)
+    with pytest.raises(TypeError, match="state"):
+        agent.act(torch.tensor(3.0))
+    clone = DynaQ(54, 4, seed=0)
+    clone.load_state_dict({k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                           for k, v in agent.state_dict().items()})
+    assert_same_state(agent.state_dict(), clone.state_dict())
+    q = torch.from_numpy(agent.q)  # zero-copy both ways
+    q[0, 0] = 7.0
+    assert agent.q[0, 0] == 7.0
+    batch = dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=torch.arange(3), episodes=2)
+    assert batch.episode_steps.shape == (3, 2)

@@ -28,7 +28,13 @@ inline int64_t as_int(const py::handle& obj, const char* name) {
   if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr())) {
     throw py::type_error(std::string(name) + ": expected an integer, got " + type_name(obj));
   }
-  const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  // __index__ can still refuse (a one-element float tensor defines it and raises).
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+  if (!index) {
+    PyErr_Clear();
+    throw py::type_error(std::string(name) + ": expected an integer, got " + type_name(obj));
+  }
+  const long long v = PyLong_AsLongLong(index.ptr());
   if (v == -1 && PyErr_Occurred()) {
     PyErr_Clear();
     throw py::value_error(std::string(name) + ": expected an integer that fits in 64 bits");
