@@ -73,6 +73,15 @@ def test_run_batch_rejects_unknown_kind_and_endless_episodes():
     with pytest.raises(ValueError, match="max_episode_steps"):
         dyna.run_batch("dyna_q", loop, seeds=[0], episodes=1)
     assert dyna.run_batch("dyna_q", loop, seeds=[0], episodes=2, max_episode_steps=3).episode_steps.tolist() == [[3, 3]]
+    # The goal exists but no path reaches it from the start: refused rather than a hung process.
+    walled = dyna.TabularMDP.from_transitions(
+        {0: {0: [(1.0, 0, 0.0, False)]}, 1: {0: [(1.0, 1, 1.0, True)]}}, [1.0, 0.0])
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        dyna.run_batch("dyna_q", walled, seeds=[0], episodes=1)
+    with pytest.raises(ValueError, match="epsilon is 0"):
+        dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0], episodes=1, epsilon=0.0)
+    assert dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0], episodes=3, epsilon=0.0,
+                          max_episode_steps=500).episodes_completed.tolist() == [3]
 
 
 def test_run_accepts_agent_classes_and_checks_the_env():

@@ -85,15 +85,6 @@ inline SeedTrace run_one(AgentKind kind, DynaConfig config, const std::shared_pt
   return trace;
 }
 
-inline bool can_terminate(const TabularMDP& mdp) {
-  for (const auto& table : mdp.phases()) {
-    for (const Transition& t : table->transitions()) {
-      if (t.terminated && t.prob > 0.0) return true;
-    }
-  }
-  return false;
-}
-
 // Runs one fresh agent per seed. Results depend only on the seeds, never on num_threads.
 inline BatchResult run_batch(AgentKind kind, const DynaConfig& config, std::shared_ptr<const TabularMDP> mdp,
                              const std::vector<uint64_t>& seeds, const RunLimits& limits, int num_threads) {
@@ -103,9 +94,22 @@ inline BatchResult run_batch(AgentKind kind, const DynaConfig& config, std::shar
                                 std::to_string(config.n_actions) + " actions, got " + std::to_string(mdp->n_states()) +
                                 " and " + std::to_string(mdp->n_actions()));
   }
-  if (limits.steps < 0 && limits.max_episode_steps < 0 && !can_terminate(*mdp)) {
-    throw std::invalid_argument("max_episode_steps: expected a limit, since the MDP has no terminating transition "
-                                "and episodes would never end");
+  for (const auto& [value, name] : {std::pair{limits.episodes, "episodes"}, std::pair{limits.steps, "steps"},
+                                     std::pair{limits.max_episode_steps, "max_episode_steps"}}) {
+    if (value == 0 || value < -1) {
+      throw std::invalid_argument(std::string(name) + ": expected an integer >= 1 (or no limit), got " + std::to_string(value));
+    }
+  }
+  // Without a step budget or an episode cap, a run ends only if every episode does.
+  if (limits.steps < 0 && limits.max_episode_steps < 0) {
+    if (!termination_always_reachable(*mdp)) {
+      throw std::invalid_argument("max_episode_steps: expected a limit, since the MDP has reachable states "
+                                  "from which no episode can end");
+    }
+    if (config.epsilon <= 0.0) {
+      throw std::invalid_argument("max_episode_steps: expected a limit when epsilon is 0, since a greedy policy "
+                                  "can loop forever");
+    }
   }
   make_agent(kind, config);  // validates the configuration on the calling thread
   std::vector<SeedTrace> traces(seeds.size());

@@ -77,6 +77,10 @@ class TransitionTable {
         offsets_.back() != static_cast<int64_t>(transitions_.size())) {
       throw std::invalid_argument("offsets: expected n_states * n_actions + 1 offsets from 0 to the number of transitions");
     }
+    // Checked in full before any per-pair read, so no offset can index past the transitions.
+    for (size_t p = 0; p < n_pairs; ++p) {
+      if (offsets_[p + 1] < offsets_[p]) throw std::invalid_argument("offsets: expected non-decreasing offsets");
+    }
     for (size_t p = 0; p < n_pairs; ++p) {
       if (offsets_[p + 1] <= offsets_[p]) {
         throw std::invalid_argument("transitions: expected at least one outcome for state " +
@@ -137,8 +141,10 @@ class TabularMDP {
       }
     }
   }
-  explicit TabularMDP(std::shared_ptr<const TransitionTable> table)
-      : TabularMDP(std::vector<std::shared_ptr<const TransitionTable>>{std::move(table)}, {0}) {}
+  // One phase needs none of the checks between phases (delegating made GCC 12 warn falsely).
+  explicit TabularMDP(std::shared_ptr<const TransitionTable> table) : phases_{std::move(table)}, starts_{0} {
+    if (!phases_.front()) throw std::invalid_argument("table: expected a transition table, got null");
+  }
 
   int64_t n_states() const { return phases_.front()->n_states(); }
   int64_t n_actions() const { return phases_.front()->n_actions(); }
@@ -156,5 +162,62 @@ class TabularMDP {
   std::vector<std::shared_ptr<const TransitionTable>> phases_;
   std::vector<int64_t> starts_;
 };
+
+// True when, in every phase, every state the process can reach (from any phase's initial states,
+// under any phase's transitions) keeps a path to termination. Then an agent that gives every action
+// a positive probability ends each episode with probability 1; otherwise it may wander forever.
+inline bool termination_always_reachable(const TabularMDP& mdp) {
+  const int64_t n_states = mdp.n_states();
+  const int64_t n_actions = mdp.n_actions();
+  std::vector<char> reached(static_cast<size_t>(n_states), 0);
+  std::vector<int64_t> stack;
+  auto visit = [&](std::vector<char>& seen, int64_t s) {
+    if (!seen[static_cast<size_t>(s)]) {
+      seen[static_cast<size_t>(s)] = 1;
+      stack.push_back(s);
+    }
+  };
+  for (const auto& table : mdp.phases()) {
+    for (int64_t s = 0; s < n_states; ++s) {
+      if (table->initial()[static_cast<size_t>(s)] > 0.0) visit(reached, s);
+    }
+  }
+  while (!stack.empty()) {
+    const int64_t s = stack.back();
+    stack.pop_back();
+    for (const auto& table : mdp.phases()) {
+      for (int64_t i = table->offsets()[static_cast<size_t>(s * n_actions)];
+           i < table->offsets()[static_cast<size_t>((s + 1) * n_actions)]; ++i) {
+        const Transition& t = table->transitions()[static_cast<size_t>(i)];
+        if (t.prob > 0.0 && !t.terminated) visit(reached, t.next);
+      }
+    }
+  }
+  for (const auto& table : mdp.phases()) {
+    std::vector<std::vector<int64_t>> predecessors(static_cast<size_t>(n_states));
+    std::vector<char> can_end(static_cast<size_t>(n_states), 0);
+    for (int64_t s = 0; s < n_states; ++s) {
+      for (int64_t i = table->offsets()[static_cast<size_t>(s * n_actions)];
+           i < table->offsets()[static_cast<size_t>((s + 1) * n_actions)]; ++i) {
+        const Transition& t = table->transitions()[static_cast<size_t>(i)];
+        if (t.prob <= 0.0) continue;
+        if (t.terminated) {
+          visit(can_end, s);
+        } else {
+          predecessors[static_cast<size_t>(t.next)].push_back(s);
+        }
+      }
+    }
+    while (!stack.empty()) {
+      const int64_t s = stack.back();
+      stack.pop_back();
+      for (int64_t pred : predecessors[static_cast<size_t>(s)]) visit(can_end, pred);
+    }
+    for (int64_t s = 0; s < n_states; ++s) {
+      if (reached[static_cast<size_t>(s)] && !can_end[static_cast<size_t>(s)]) return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace pymbrl::dyna
