@@ -49,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, TypeError) as error:
-        parser.error(str(error))
-        return 2
+        parser.error(str(error))  # exits with status 2
 
 
 if __name__ == "__main__":

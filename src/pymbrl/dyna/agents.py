@@ -85,9 +85,6 @@ class TabularAgent(_core.dyna.Agent):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_states={self.n_states}, n_actions={self.n_actions}, seed={self.seed})"
 
-    def state_dict(self) -> dict[str, Any]:  # noqa: D102 (documented on the class)
-        return dict(super().state_dict())
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
