@@ -14,6 +14,7 @@ namespace pymbrl::bindings {
 namespace py = pybind11;
 
 void init_dyna(py::module_ m);
+void init_replay(py::module_ m);
 
 inline int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();

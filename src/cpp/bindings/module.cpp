@@ -32,4 +32,5 @@ PYBIND11_MODULE(_core, m) {
     return info;
   }, "Version, compiler, compile flags and build type of the compiled core.");
   pymbrl::bindings::init_dyna(m.def_submodule("dyna", "Tabular Dyna planning."));
+  pymbrl::bindings::init_replay(m.def_submodule("replay", "Replay buffers."));
 }

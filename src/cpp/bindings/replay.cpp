@@ -1,0 +1,404 @@
+// pymbrl._core.replay: thin translation to the replay core. Every field of an add is validated
+// (presence, shape, dtype) before anything is written, so a rejected call changes nothing. The
+// GIL is released while rows are copied; a mutex per buffer serialises adds, samples and
+// priority updates from different threads.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bindings/common.h"
+#include "pymbrl/replay/replay_buffer.h"
+
+namespace py = pybind11;
+using namespace pymbrl::replay;
+
+namespace pymbrl::bindings {
+namespace {
+
+enum class Kind { kUniform, kPrioritized, kSequence };
+
+std::string dtype_code(const Field& f) { return std::string(1, f.kind) + std::to_string(f.itemsize); }
+
+struct Buffer {
+  Kind kind;
+  std::unique_ptr<ReplayBuffer> core;
+  std::vector<py::dtype> dtypes;  // per field
+  std::mutex mutex;
+
+  const RowLayout& layout() const { return core->store().layout(); }
+  PrioritizedReplayBuffer& prioritized() { return static_cast<PrioritizedReplayBuffer&>(*core); }
+  SequenceReplayBuffer& sequence() { return static_cast<SequenceReplayBuffer&>(*core); }
+};
+
+// A validated input: a pointer to C-contiguous data of the field's dtype, kept alive by `owner`
+// (a converted copy) or by the caller's object, or held in `scalar`.
+struct Input {
+  const uint8_t* data = nullptr;  // null: the value is the inline scalar
+  py::object owner;
+  std::array<uint8_t, 8> scalar{};
+
+  // Inputs are moved into a vector, so the inline scalar's address is only taken at the end.
+  const uint8_t* ptr() const { return data ? data : scalar.data(); }
+};
+
+template <typename T>
+void store_scalar(Input& in, T v) {
+  std::memcpy(in.scalar.data(), &v, sizeof(T));
+}
+
+// Python float/int/bool written straight into a scalar field: the common case for reward and
+// the episode flags, and much cheaper than a trip through numpy.
+bool python_scalar(const py::handle& obj, const Field& f, Input& in) {
+  PyObject* o = obj.ptr();
+  if (PyBool_Check(o)) {
+    if (f.kind != 'b') return false;
+    store_scalar<uint8_t>(in, o == Py_True);
+    return true;
+  }
+  if (f.kind == 'f' && (PyFloat_Check(o) || PyLong_Check(o))) {
+    const double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      return false;
+    }
+    if (f.itemsize == 8) store_scalar<double>(in, v);
+    else if (f.itemsize == 4) store_scalar<float>(in, static_cast<float>(v));
+    else return false;
+    return true;
+  }
+  return false;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += std::to_string(shape[i]) + (shape.size() == 1 ? "," : i + 1 < shape.size() ? ", " : "");
+  return s + ")";
+}
+
+Input prepare(const py::handle& obj, const Field& f, const py::dtype& dtype, const std::vector<int64_t>& lead,
+              const std::string& name) {
+  Input in;
+  if (lead.empty() && f.shape.empty() && python_scalar(obj, f, in)) return in;
+  std::vector<int64_t> want(lead);
+  want.insert(want.end(), f.shape.begin(), f.shape.end());
+  py::array arr;
+  if (py::isinstance<py::array>(obj)) {
+    arr = py::reinterpret_borrow<py::array>(obj);
+  } else {
+    try {
+      arr = py::array::ensure(obj);  // numpy scalars, lists, torch CPU tensors (zero-copy via __array__)
+    } catch (py::error_already_set&) {
+      arr = py::array();
+    }
+    if (!arr) throw py::type_error(name + ": expected an array-like on the CPU, got " + type_name(obj));
+  }
+  std::vector<int64_t> got(arr.shape(), arr.shape() + arr.ndim());
+  if (got != want) throw py::value_error(name + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
+  if (!arr.dtype().is(dtype)) {
+    static py::object can_cast = py::module_::import("numpy").attr("can_cast");
+    if (!can_cast(arr.dtype(), dtype, "same_kind").cast<bool>()) {
+      throw py::type_error(name + ": expected dtype " + std::string(py::str(dtype)) + " (or one that casts to it), got " +
+                           std::string(py::str(arr.dtype())));
+    }
+    arr = arr.attr("astype")(dtype);
+  }
+  if (!(arr.flags() & py::array::c_style)) arr = py::array::ensure(arr, py::array::c_style);
+  in.owner = arr;
+  in.data = static_cast<const uint8_t*>(arr.data());
+  return in;
+}
+
+// Reads fields (and next_obs) from `values`, checking that nothing is missing or extra.
+std::vector<Input> prepare_all(Buffer& b, const py::dict& values, const std::vector<int64_t>& lead) {
+  const auto& fields = b.layout().fields();
+  std::vector<Input> inputs;
+  inputs.reserve(fields.size() + 1);
+  size_t used = 0;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    PyObject* v = PyDict_GetItemString(values.ptr(), fields[i].name.c_str());
+    if (!v) throw py::value_error("fields: missing field '" + fields[i].name + "'");
+    inputs.push_back(prepare(v, fields[i], b.dtypes[i], lead, fields[i].name));
+    ++used;
+  }
+  PyObject* next = PyDict_GetItemString(values.ptr(), "next_obs");
+  if (!next) throw py::value_error("next_obs: missing (the observation after each step; kept only where an episode ends)");
+  inputs.push_back(prepare(next, b.layout().obs(), b.dtypes[&b.layout().obs() - fields.data()], lead, "next_obs"));
+  if (static_cast<size_t>(py::len(values)) != used + 1) {
+    std::string extra;
+    for (auto item : values) {
+      const std::string k = py::str(item.first);
+      bool known = k == "next_obs";
+      for (const auto& f : fields) known = known || f.name == k;
+      if (!known) extra += (extra.empty() ? "'" : ", '") + k + "'";
+    }
+    throw py::value_error("fields: unexpected " + extra + " (not in the spec)");
+  }
+  return inputs;
+}
+
+void append(Buffer& b, const py::dict& values, bool batch) {
+  const int64_t envs = b.core->store().num_envs();
+  int64_t steps = 1;
+  std::vector<int64_t> lead;
+  if (batch) {
+    // The leading dimension of the observation decides T; every field must agree.
+    PyObject* obs = PyDict_GetItemString(values.ptr(), "obs");
+    if (!obs) throw py::value_error("fields: missing field 'obs'");
+    py::array a = py::array::ensure(obs);
+    if (!a || a.ndim() < 1) throw py::value_error("obs: expected a leading dimension of steps");
+    steps = a.shape(0);
+    if (steps < 1) throw py::value_error("obs: expected at least one step");
+    lead.push_back(steps);
+  }
+  if (envs > 1) lead.push_back(envs);
+  std::vector<Input> inputs = prepare_all(b, values, lead);
+  std::vector<const uint8_t*> ptrs;
+  for (size_t i = 0; i + 1 < inputs.size(); ++i) ptrs.push_back(inputs[i].ptr());
+  const uint8_t* next = inputs.back().ptr();
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(b.mutex);
+  b.core->append(ptrs, next, steps);
+}
+
+py::array empty(const py::dtype& dtype, std::vector<int64_t> lead, const std::vector<int64_t>& shape) {
+  lead.insert(lead.end(), shape.begin(), shape.end());
+  return py::array(dtype, lead);
+}
+
+// Output arrays for n transitions (lead = [n] or [n, L]): one per field, then next_obs.
+py::dict outputs(Buffer& b, const std::vector<int64_t>& lead, TransitionStore::Outputs& out) {
+  py::dict d;
+  const auto& fields = b.layout().fields();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    py::array a = empty(b.dtypes[i], lead, fields[i].shape);
+    out.fields.push_back(static_cast<uint8_t*>(a.mutable_data()));
+    d[py::str(fields[i].name)] = a;
+  }
+  const Field& obs = b.layout().obs();
+  py::array next = empty(b.dtypes[&obs - fields.data()], lead, obs.shape);
+  out.next_obs = static_cast<uint8_t*>(next.mutable_data());
+  d["next_obs"] = next;
+  return d;
+}
+
+py::dict sample(Buffer& b, int64_t n, py::object beta) {
+  if (b.kind == Kind::kSequence) throw py::type_error("sample: a sequence buffer samples windows: use sample(batch_size, length)");
+  if (n < 1) throw py::value_error("batch_size: expected an integer >= 1, got " + std::to_string(n));
+  TransitionStore::Outputs out;
+  py::dict d = outputs(b, {n}, out);
+  py::array_t<float> discount(n);
+  py::array_t<int64_t> ids(n);
+  out.discount = discount.mutable_data();
+  int64_t* id_ptr = ids.mutable_data();
+  py::array_t<float> weights;
+  float* w_ptr = nullptr;
+  double beta_v = 0.0;
+  if (b.kind == Kind::kPrioritized) {
+    beta_v = beta.cast<double>();
+    weights = py::array_t<float>(n);
+    w_ptr = weights.mutable_data();
+  }
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(b.mutex);
+    if (b.kind == Kind::kPrioritized) b.prioritized().sample_prioritized(n, beta_v, id_ptr, w_ptr);
+    else b.core->sample_ids(n, id_ptr);
+    b.core->store().gather(id_ptr, n, out);
+  }
+  d["discount"] = discount;
+  d["indices"] = ids;
+  if (w_ptr) d["weights"] = weights;
+  return d;
+}
+
+py::dict sample_sequence(Buffer& b, int64_t n, int64_t length, bool within_episode) {
+  if (b.kind != Kind::kSequence) throw py::type_error("length: only a SequenceReplayBuffer samples windows");
+  if (n < 1) throw py::value_error("batch_size: expected an integer >= 1, got " + std::to_string(n));
+  if (length < 1) throw py::value_error("length: expected an integer >= 1, got " + std::to_string(length));
+  TransitionStore::Outputs out;
+  py::dict d = outputs(b, {n, length}, out);
+  py::array_t<bool> is_first({n, length});
+  py::array_t<int64_t> starts(n);
+  bool* first_ptr = is_first.mutable_data();
+  int64_t* start_ptr = starts.mutable_data();
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.sequence().sample_windows(n, length, within_episode, start_ptr);
+    const TransitionStore& store = b.core->store();
+    std::vector<int64_t> ids(static_cast<size_t>(n * length));
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t k = 0; k < length; ++k) {
+        const int64_t id = start_ptr[i] + k * store.num_envs();
+        ids[static_cast<size_t>(i * length + k)] = id;
+        first_ptr[i * length + k] = store.is_first(id);
+      }
+    }
+    store.gather(ids.data(), n * length, out);
+  }
+  d["is_first"] = is_first;
+  d["indices"] = starts;
+  return d;
+}
+
+template <typename T>
+py::array_t<T> copy_of(const T* data, size_t n) {
+  py::array_t<T> a(static_cast<py::ssize_t>(n));
+  if (n) std::memcpy(a.mutable_data(), data, n * sizeof(T));
+  return a;
+}
+
+py::dict snapshot(Buffer& b) {
+  py::dict d;
+  std::lock_guard<std::mutex> lock(b.mutex);
+  const TransitionStore& s = b.core->store();
+  d["written"] = s.written();
+  d["rows"] = copy_of(s.rows_data(), static_cast<size_t>(s.stored_rows() * s.layout().row_bytes()));
+  d["final_slots"] = copy_of(s.final_slots().data(), s.final_slots().size());
+  d["final_pool"] = copy_of(s.final_pool().data(), s.final_pool().size());
+  d["free_slots"] = copy_of(s.free_slots().data(), s.free_slots().size());
+  d["is_first"] = copy_of(s.is_first_flags().data(), s.is_first_flags().size());
+  d["episode_start"] = copy_of(s.episode_starts().data(), s.episode_starts().size());
+  const auto& st = b.core->rng().state();
+  d["rng"] = copy_of(st.data(), st.size());
+  if (b.kind == Kind::kPrioritized) {
+    const auto leaves = b.prioritized().sampler().leaves();
+    d["priorities"] = copy_of(leaves.data(), leaves.size());
+    d["max_priority"] = b.prioritized().sampler().max_priority();
+  }
+  return d;
+}
+
+void restore(Buffer& b, const py::dict& d) {
+  auto need = [&](const char* key) {
+    if (!d.contains(key)) throw py::key_error(std::string("state: missing '") + key + "'");
+    return d[key];
+  };
+  const int64_t written = as_int(need("written"), "written");
+  auto rows = array_field<uint8_t>(d, "rows", 'i');
+  const int64_t row_bytes = b.layout().row_bytes();
+  if (static_cast<int64_t>(rows.size()) % row_bytes != 0) throw py::value_error("rows: expected whole rows");
+  auto rng = array_field<uint64_t>(d, "rng", 'i');
+  if (rng.size() != 4) throw py::value_error("rng: expected 4 words");
+  Rng::State st{rng[0], rng[1], rng[2], rng[3]};
+  std::vector<double> leaves;
+  double max_priority = 1.0;
+  if (b.kind == Kind::kPrioritized) {
+    leaves = array_field<double>(d, "priorities", 'f');
+    max_priority = need("max_priority").cast<double>();
+    // Checked here, before the store is touched, so a bad snapshot leaves the buffer as it was.
+    if (static_cast<int64_t>(leaves.size()) != b.prioritized().sampler().sum_tree().n_leaves()) {
+      throw py::value_error("priorities: expected one per tree leaf");
+    }
+    for (double v : leaves) {
+      if (!(v >= 0.0 && std::isfinite(v))) throw py::value_error("priorities: expected finite values >= 0");
+    }
+    if (!(max_priority > 0.0 && std::isfinite(max_priority))) throw py::value_error("max_priority: expected a finite value > 0");
+  }
+  std::lock_guard<std::mutex> lock(b.mutex);
+  b.core->restore_store(written, rows.data(), static_cast<int64_t>(rows.size()) / row_bytes,
+                        array_field<int32_t>(d, "final_slots", 'i'), array_field<uint8_t>(d, "final_pool", 'i'),
+                        array_field<int32_t>(d, "free_slots", 'i'), array_field<uint8_t>(d, "is_first", 'i'),
+                        array_field<int64_t>(d, "episode_start", 'i'), st);
+  if (b.kind == Kind::kPrioritized) b.prioritized().sampler().restore(b.core->store(), leaves, max_priority);
+}
+
+RowLayout make_layout(const py::list& spec, std::vector<py::dtype>& dtypes) {
+  std::vector<Field> fields;
+  for (auto item : spec) {
+    auto t = item.cast<py::tuple>();
+    Field f;
+    f.name = t[0].cast<std::string>();
+    const std::string code = t[1].cast<std::string>();
+    if (code.size() < 2) throw py::value_error("spec['" + f.name + "']: expected a numeric dtype");
+    f.kind = code[0];
+    f.itemsize = std::stoll(code.substr(1));
+    f.shape = t[2].cast<std::vector<int64_t>>();
+    fields.push_back(f);
+  }
+  RowLayout layout(std::move(fields));
+  for (const auto& f : layout.fields()) dtypes.push_back(py::dtype(dtype_code(f)));
+  return layout;
+}
+
+}  // namespace
+
+void init_replay(py::module_ m) {
+  py::class_<Buffer>(m, "Buffer")
+      .def(py::init([](const std::string& kind, const py::list& spec, int64_t capacity, int64_t num_envs, int64_t n_step,
+                       double gamma, double alpha, double eps, uint64_t seed) {
+             auto b = std::make_unique<Buffer>();
+             RowLayout layout = make_layout(spec, b->dtypes);
+             StoreConfig config{capacity, num_envs, n_step, gamma, false};
+             if (kind == "uniform") {
+               b->kind = Kind::kUniform;
+               b->core = std::make_unique<ReplayBuffer>(std::move(layout), config, seed);
+             } else if (kind == "prioritized") {
+               b->kind = Kind::kPrioritized;
+               b->core = std::make_unique<PrioritizedReplayBuffer>(std::move(layout), config, seed, alpha, eps);
+             } else if (kind == "sequence") {
+               b->kind = Kind::kSequence;
+               b->core = std::make_unique<SequenceReplayBuffer>(std::move(layout), config, seed);
+             } else {
+               throw py::value_error("kind: expected 'uniform', 'prioritized' or 'sequence', got '" + kind + "'");
+             }
+             return b;
+           }),
+           py::arg("kind"), py::arg("spec"), py::arg("capacity"), py::arg("num_envs"), py::arg("n_step"),
+           py::arg("gamma"), py::arg("alpha"), py::arg("eps"), py::arg("seed"))
+      .def("add", [](Buffer& b, const py::dict& values) { append(b, values, false); }, py::arg("values"))
+      .def("extend", [](Buffer& b, const py::dict& values) { append(b, values, true); }, py::arg("values"))
+      .def("sample", &sample, py::arg("batch_size"), py::arg("beta") = py::none())
+      .def("sample_sequence", &sample_sequence, py::arg("batch_size"), py::arg("length"), py::arg("within_episode"))
+      .def("update_priorities", [](Buffer& b, const py::array_t<int64_t, py::array::forcecast>& ids,
+                                   const py::array_t<double, py::array::forcecast>& priorities) {
+        if (b.kind != Kind::kPrioritized) throw py::type_error("update_priorities: only prioritized buffers have priorities");
+        if (ids.ndim() != 1 || priorities.ndim() != 1 || ids.size() != priorities.size()) {
+          throw py::value_error("priorities: expected a 1-d array as long as indices (" + std::to_string(ids.size()) + ")");
+        }
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(b.mutex);
+        b.prioritized().update_priorities(ids.data(), priorities.data(), ids.size());
+      }, py::arg("indices"), py::arg("priorities"))
+      .def("__len__", [](Buffer& b) {
+        std::lock_guard<std::mutex> lock(b.mutex);
+        return b.core->size();
+      })
+      .def("clear", [](Buffer& b) {
+        std::lock_guard<std::mutex> lock(b.mutex);
+        b.core->clear();
+      })
+      .def_property_readonly("capacity", [](const Buffer& b) { return b.core->store().capacity(); })
+      .def_property_readonly("row_bytes", [](const Buffer& b) { return b.layout().row_bytes(); })
+      .def_property_readonly("written", [](Buffer& b) {
+        std::lock_guard<std::mutex> lock(b.mutex);
+        return b.core->store().written();
+      })
+      .def_property_readonly("max_priority", [](Buffer& b) {
+        if (b.kind != Kind::kPrioritized) throw py::type_error("max_priority: only prioritized buffers have priorities");
+        std::lock_guard<std::mutex> lock(b.mutex);
+        return b.prioritized().sampler().max_priority();
+      })
+      .def("priorities", [](Buffer& b, const py::array_t<int64_t, py::array::forcecast>& ids) {
+        if (b.kind != Kind::kPrioritized) throw py::type_error("priorities: only prioritized buffers have priorities");
+        py::array_t<double> out(ids.size());
+        std::lock_guard<std::mutex> lock(b.mutex);
+        const TransitionStore& s = b.core->store();
+        for (py::ssize_t i = 0; i < ids.size(); ++i) {
+          const int64_t id = ids.data()[i];
+          out.mutable_data()[i] = s.sampleable(id) ? b.prioritized().sampler().sum_tree().leaf(s.row_of(id)) : 0.0;
+        }
+        return out;
+      }, py::arg("indices"), "p^alpha of each id (0 where not sampleable).")
+      .def("snapshot", &snapshot)
+      .def("restore", &restore, py::arg("state"));
+}
+
+}  // namespace pymbrl::bindings

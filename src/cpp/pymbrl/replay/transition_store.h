@@ -1,0 +1,310 @@
+// The ring of transitions behind every replay buffer. Row-per-transition storage; env stream e owns
+// rows p * num_envs + e. A transition's next observation is the following row's observation in
+// the same stream, so observations are stored once; only when a step ends an episode is its final
+// observation kept, in a small pool of its own. A transition is sampleable once its next
+// observation is known: the newest row of a stream is not, unless it ended an episode.
+//
+// Transitions have ids: id = t * num_envs + e for step t of stream e, counting every row ever
+// written. A stored id maps to row id % capacity, and an id is still stored iff
+// id >= oldest_id(); so an id doubles as a generation stamp (a slot's generation is id / capacity).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pymbrl/large_array.h"
+#include "pymbrl/replay/row_layout.h"
+#include "pymbrl/rng.h"
+
+namespace pymbrl::replay {
+
+struct StoreConfig {
+  int64_t capacity = 0;
+  int64_t num_envs = 1;
+  int64_t n_step = 1;
+  double gamma = 0.99;
+  bool track_episodes = false;  // per-row is_first and episode start, for sequence sampling
+};
+
+class TransitionStore {
+ public:
+  TransitionStore(RowLayout layout, const StoreConfig& config) : layout_(std::move(layout)), config_(config) {
+    if (config.capacity < 1) throw std::invalid_argument("capacity: expected an integer >= 1, got " + std::to_string(config.capacity));
+    if (config.num_envs < 1) throw std::invalid_argument("num_envs: expected an integer >= 1, got " + std::to_string(config.num_envs));
+    if (config.capacity % config.num_envs != 0) {
+      throw std::invalid_argument("capacity: expected a multiple of num_envs (" + std::to_string(config.num_envs) +
+                                  "), got " + std::to_string(config.capacity));
+    }
+    if (config.n_step < 1) throw std::invalid_argument("n_step: expected an integer >= 1, got " + std::to_string(config.n_step));
+    if (!(config.gamma >= 0.0 && config.gamma <= 1.0)) throw std::invalid_argument("gamma: expected a value in [0, 1], got " + std::to_string(config.gamma));
+    if (config.capacity > (int64_t{1} << 40) / layout_.row_bytes()) throw std::invalid_argument("capacity: too large for memory");
+    steps_ = config.capacity / config.num_envs;
+    rows_ = LargeArray<uint8_t>(static_cast<size_t>(config.capacity * layout_.row_bytes()));
+    final_slot_.assign(static_cast<size_t>(config.capacity), -1);
+    if (config.track_episodes) {
+      is_first_.assign(static_cast<size_t>(config.capacity), 0);
+      episode_start_.assign(static_cast<size_t>(config.capacity), 0);
+    }
+  }
+
+  const RowLayout& layout() const { return layout_; }
+  const StoreConfig& config() const { return config_; }
+  int64_t capacity() const { return config_.capacity; }
+  int64_t num_envs() const { return config_.num_envs; }
+  int64_t steps_per_env() const { return steps_; }
+  int64_t written() const { return written_; }  // steps written per stream, ever
+  int64_t stored_steps() const { return std::min(written_, steps_); }
+  int64_t oldest_step() const { return written_ - stored_steps(); }
+  int64_t oldest_id() const { return oldest_step() * num_envs(); }
+  int64_t end_id() const { return written_ * num_envs(); }
+
+  int64_t row_of(int64_t id) const { return id % config_.capacity; }
+  const uint8_t* row(int64_t r) const { return rows_.data() + r * layout_.row_bytes(); }
+  uint8_t* row(int64_t r) { return rows_.data() + r * layout_.row_bytes(); }
+  bool done_at(int64_t r) const { return layout_.done(row(r)); }
+
+  // True when the transition (still stored) has a known next observation.
+  bool sampleable(int64_t id) const {
+    return id >= oldest_id() && id < end_id() && (id / num_envs() < written_ - 1 || done_at(row_of(id)));
+  }
+  // Number of sampleable transitions.
+  int64_t size() const {
+    if (written_ == 0) return 0;
+    int64_t n = (stored_steps() - 1) * num_envs();
+    for (int64_t e = 0; e < num_envs(); ++e) n += done_at(row_of((written_ - 1) * num_envs() + e));
+    return n;
+  }
+
+  // Appends `steps` consecutive steps for every stream. fields[i] points at steps * num_envs
+  // contiguous items of field i ([steps, num_envs] order); next_obs likewise. Callers validate.
+  // Returns the id of the first row written.
+  int64_t append(const std::vector<const uint8_t*>& fields, const uint8_t* next_obs, int64_t steps) {
+    const int64_t first = end_id();
+    const auto& fs = layout_.fields();
+    const Field& obs = layout_.obs();
+    for (int64_t k = 0; k < steps; ++k) {
+      for (int64_t e = 0; e < num_envs(); ++e) {
+        const int64_t item = k * num_envs() + e;
+        const int64_t id = written_ * num_envs() + e;  // written_ advances once all streams are written
+        const int64_t r = row_of(id);
+        // Read the stream's previous row before writing: with one step per stream it is this row.
+        const int64_t t = written_;
+        const bool first_step = t == 0 || done_at(row_of(id - num_envs()));
+        const int64_t start = first_step || !config_.track_episodes
+                                  ? t
+                                  : episode_start_[static_cast<size_t>(row_of(id - num_envs()))];
+        uint8_t* dst = row(r);
+        release_final(r);
+        for (size_t f = 0; f < fs.size(); ++f) {
+          std::memcpy(dst + fs[f].offset, fields[f] + item * fs[f].nbytes, static_cast<size_t>(fs[f].nbytes));
+        }
+        if (layout_.done(dst)) {
+          const int32_t slot = allocate_final();
+          std::memcpy(final_obs(slot), next_obs + item * obs.nbytes, static_cast<size_t>(obs.nbytes));
+          final_slot_[static_cast<size_t>(r)] = slot;
+        }
+        if (config_.track_episodes) {
+          is_first_[static_cast<size_t>(r)] = first_step;
+          episode_start_[static_cast<size_t>(r)] = start;
+        }
+        if (e + 1 == num_envs()) ++written_;
+      }
+    }
+    return first;
+  }
+
+  // The observation that followed transition `id` (which must be sampleable).
+  const uint8_t* next_obs(int64_t id) const {
+    const int64_t r = row_of(id);
+    const int32_t slot = final_slot_[static_cast<size_t>(r)];
+    if (slot >= 0) return final_obs(slot);
+    return row(row_of(id + num_envs())) + layout_.obs().offset;
+  }
+
+  struct NStep {
+    double ret = 0.0;       // discounted sum of rewards
+    double discount = 0.0;  // gamma^k, or 0 after termination
+    bool terminated = false;
+    bool truncated = false;
+    int64_t last_id = 0;    // transition whose next observation bootstraps
+  };
+
+  // Up to n_step rewards from `id`, stopping at an episode end or where the stored data ends.
+  NStep n_step(int64_t id) const {
+    NStep out;
+    double discount = 1.0;
+    for (int64_t k = 0;; ++k) {
+      const uint8_t* r = row(row_of(id));
+      out.ret += discount * layout_.read_reward(r);
+      discount *= config_.gamma;
+      out.last_id = id;
+      if (layout_.terminated(r)) {
+        out.terminated = true;
+        out.discount = 0.0;
+        return out;
+      }
+      out.truncated = layout_.truncated(r);
+      if (out.truncated || k + 1 == config_.n_step || !sampleable(id + num_envs())) {
+        out.discount = discount;
+        return out;
+      }
+      id += num_envs();
+    }
+  }
+
+  // Where a gather writes: one buffer per layout field, then optional next observations and
+  // discounts.
+  struct Outputs {
+    std::vector<uint8_t*> fields;  // one per layout field, [n, *shape]
+    uint8_t* next_obs = nullptr;   // [n, *obs_shape] or null to skip
+    float* discount = nullptr;     // [n] or null
+  };
+
+  // Copies transitions ids[0..n) into the outputs; with n-step returns the reward, terminated and
+  // truncated fields describe the whole n-step window.
+  void gather(const int64_t* ids, int64_t n, const Outputs& out) const {
+    const auto& fs = layout_.fields();
+    const Field& obs = layout_.obs();
+    constexpr int64_t kAhead = 8;  // rows are scattered through a large array: fetch ahead
+    for (int64_t i = 0; i < std::min(n, kAhead); ++i) prefetch(ids[i]);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) prefetch(ids[i + kAhead]);
+      const uint8_t* src = row(row_of(ids[i]));
+      for (size_t f = 0; f < fs.size(); ++f) {
+        std::memcpy(out.fields[f] + i * fs[f].nbytes, src + fs[f].offset, static_cast<size_t>(fs[f].nbytes));
+      }
+      if (config_.n_step == 1) {
+        if (out.next_obs) std::memcpy(out.next_obs + i * obs.nbytes, next_obs(ids[i]), static_cast<size_t>(obs.nbytes));
+        if (out.discount) out.discount[i] = layout_.terminated(src) ? 0.0f : static_cast<float>(config_.gamma);
+        continue;
+      }
+      const NStep ns = n_step(ids[i]);
+      const Field& rf = layout_.reward();
+      uint8_t* reward = out.fields[layout_.reward_index()] + i * rf.nbytes;
+      if (rf.itemsize == 8) {
+        std::memcpy(reward, &ns.ret, 8);
+      } else {
+        const float v = static_cast<float>(ns.ret);
+        std::memcpy(reward, &v, 4);
+      }
+      out.fields[layout_.terminated_index()][i] = ns.terminated;
+      out.fields[layout_.truncated_index()][i] = ns.truncated;
+      if (out.next_obs) std::memcpy(out.next_obs + i * obs.nbytes, next_obs(ns.last_id), static_cast<size_t>(obs.nbytes));
+      if (out.discount) out.discount[i] = static_cast<float>(ns.discount);
+    }
+  }
+
+  bool is_first(int64_t id) const { return is_first_[static_cast<size_t>(row_of(id))] != 0; }
+  int64_t episode_start(int64_t id) const { return episode_start_[static_cast<size_t>(row_of(id))]; }
+
+  void clear() {
+    written_ = 0;
+    std::fill(final_slot_.begin(), final_slot_.end(), -1);
+    final_pool_.clear();
+    free_slots_.clear();
+  }
+
+  // --- snapshots (save / load) -------------------------------------------------------------
+  int64_t stored_rows() const { return std::min(written_ * num_envs(), config_.capacity); }
+  const uint8_t* rows_data() const { return rows_.data(); }
+  const std::vector<int32_t>& final_slots() const { return final_slot_; }
+  const std::vector<uint8_t>& final_pool() const { return final_pool_; }
+  const std::vector<int32_t>& free_slots() const { return free_slots_; }
+  const std::vector<uint8_t>& is_first_flags() const { return is_first_; }
+  const std::vector<int64_t>& episode_starts() const { return episode_start_; }
+
+  // Replaces the contents from a snapshot; everything is validated before anything changes.
+  void restore(int64_t written, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
+               std::vector<uint8_t> final_pool, std::vector<int32_t> free_slots, std::vector<uint8_t> is_first,
+               std::vector<int64_t> episode_start) {
+    if (written < 0) throw std::invalid_argument("written: expected an integer >= 0");
+    if (n_rows != std::min(written * num_envs(), config_.capacity)) throw std::invalid_argument("rows: expected the stored rows");
+    if (final_slots.size() != final_slot_.size()) throw std::invalid_argument("final_slots: expected one per row");
+    const int64_t obs_bytes = layout_.obs().nbytes;
+    if (static_cast<int64_t>(final_pool.size()) % obs_bytes != 0) throw std::invalid_argument("final_pool: expected whole observations");
+    const int64_t pool_slots = static_cast<int64_t>(final_pool.size()) / obs_bytes;
+    // Every pool slot is either free or owned by exactly one stored row that ended an episode;
+    // anything else would let a later episode end overwrite a final observation still in use.
+    std::vector<char> owner(static_cast<size_t>(pool_slots), 0);
+    for (size_t r = 0; r < final_slots.size(); ++r) {
+      const int32_t s = final_slots[r];
+      if (s < -1 || s >= pool_slots) throw std::invalid_argument("final_slots: expected -1 or a pool slot");
+      if (s >= 0 && static_cast<int64_t>(r) >= n_rows) throw std::invalid_argument("final_slots: expected -1 for rows not written");
+      if (s >= 0 && owner[static_cast<size_t>(s)]++) throw std::invalid_argument("final_slots: expected each pool slot at most once");
+    }
+    for (int32_t s : free_slots) {
+      if (s < 0 || s >= pool_slots) throw std::invalid_argument("free_slots: expected pool slots");
+      if (owner[static_cast<size_t>(s)]++) throw std::invalid_argument("free_slots: expected slots neither in use nor repeated");
+    }
+    if (std::find(owner.begin(), owner.end(), 0) != owner.end()) {
+      throw std::invalid_argument("free_slots: expected every pool slot to be in use or free");
+    }
+    if (config_.track_episodes && (is_first.size() != is_first_.size() || episode_start.size() != episode_start_.size())) {
+      throw std::invalid_argument("is_first, episode_start: expected one per row");
+    }
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const uint8_t* src = rows + r * layout_.row_bytes();
+      const bool done = src[layout_.terminated().offset] != 0 || src[layout_.truncated().offset] != 0;
+      if (done != (final_slots[static_cast<size_t>(r)] >= 0)) {
+        throw std::invalid_argument("final_slots: expected a final observation exactly for rows that end an episode");
+      }
+    }
+    written_ = written;
+    if (n_rows > 0) std::memcpy(rows_.data(), rows, static_cast<size_t>(n_rows * layout_.row_bytes()));
+    final_slot_ = std::move(final_slots);
+    final_pool_ = std::move(final_pool);
+    free_slots_ = std::move(free_slots);
+    if (config_.track_episodes) {
+      is_first_ = std::move(is_first);
+      episode_start_ = std::move(episode_start);
+    }
+  }
+
+ private:
+  void prefetch(int64_t id) const {
+    const uint8_t* p = row(row_of(id));
+    __builtin_prefetch(p);
+    if (layout_.row_bytes() > 64) __builtin_prefetch(p + 64);
+  }
+
+  uint8_t* final_obs(int32_t slot) { return final_pool_.data() + static_cast<int64_t>(slot) * layout_.obs().nbytes; }
+  const uint8_t* final_obs(int32_t slot) const {
+    return final_pool_.data() + static_cast<int64_t>(slot) * layout_.obs().nbytes;
+  }
+
+  int32_t allocate_final() {
+    if (!free_slots_.empty()) {
+      const int32_t slot = free_slots_.back();
+      free_slots_.pop_back();
+      return slot;
+    }
+    const int32_t slot = static_cast<int32_t>(final_pool_.size() / static_cast<size_t>(layout_.obs().nbytes));
+    final_pool_.resize(final_pool_.size() + static_cast<size_t>(layout_.obs().nbytes));
+    return slot;
+  }
+
+  void release_final(int64_t r) {
+    int32_t& slot = final_slot_[static_cast<size_t>(r)];
+    if (slot >= 0) free_slots_.push_back(slot);
+    slot = -1;
+  }
+
+  RowLayout layout_;
+  StoreConfig config_;
+  int64_t steps_ = 0;
+  int64_t written_ = 0;
+  LargeArray<uint8_t> rows_;  // uninitialised: pages are committed as rows are written
+  std::vector<int32_t> final_slot_;   // row -> slot in final_pool_, or -1
+  std::vector<uint8_t> final_pool_;   // final observations of episodes that ended in a stored row
+  std::vector<int32_t> free_slots_;
+  std::vector<uint8_t> is_first_;      // track_episodes only
+  std::vector<int64_t> episode_start_;  // track_episodes only: step at which the row's episode began
+};
+
+}  // namespace pymbrl::replay
