@@ -167,10 +167,11 @@ struct Reference {
   int64_t capacity = 0;
   int64_t envs = 1;
   std::vector<Tr> log;
+  int64_t cleared = 0;  // first id after the last clear(): earlier ids are gone for good
 
   int64_t end() const { return static_cast<int64_t>(log.size()); }
   int64_t written() const { return end() / envs; }
-  int64_t oldest() const { return std::max<int64_t>(0, end() - capacity); }
+  int64_t oldest() const { return std::max<int64_t>(cleared, end() - capacity); }
   bool stored(int64_t id) const { return id >= oldest() && id < end(); }
   const Tr& at(int64_t id) const { return log[static_cast<size_t>(id)]; }
   // The next observation is known: the step ended an episode, or the stream has moved on.
@@ -181,12 +182,12 @@ struct Reference {
     return n;
   }
   float next_obs(int64_t id) const { return at(id).done() ? at(id).final_obs : at(id + envs).obs; }
-  bool is_first(int64_t id) const { return id < envs || at(id - envs).done(); }
+  bool is_first(int64_t id) const { return id < cleared + envs || at(id - envs).done(); }
   // Step at which the episode containing id began (counting steps overwritten since).
   int64_t episode_start(int64_t id) const {
     int64_t t = id / envs;
     const int64_t e = id % envs;
-    while (t > 0 && !at((t - 1) * envs + e).done()) --t;
+    while (t > cleared / envs && !at((t - 1) * envs + e).done()) --t;
     return t;
   }
 
@@ -208,7 +209,7 @@ struct Reference {
       g *= gamma;
       out.last_id = id;
       out.terminated = t.terminated;
-      out.truncated = t.truncated && !t.terminated;
+      out.truncated = t.truncated;
       if (t.terminated) {
         out.discount = 0.0;
         return out;
@@ -244,6 +245,7 @@ int64_t append_random(Target& target, const RowLayout& layout, Reference& ref, R
 // Everything restore() takes, copied out of a store.
 struct Snapshot {
   int64_t written = 0;
+  int64_t cleared_at = 0;
   std::vector<uint8_t> rows;
   std::vector<int32_t> final_slots;
   std::vector<uint8_t> final_pool;
@@ -252,7 +254,7 @@ struct Snapshot {
   std::vector<int64_t> episode_start;
 
   bool operator==(const Snapshot& o) const {
-    return written == o.written && rows == o.rows && final_slots == o.final_slots && final_pool == o.final_pool &&
+    return written == o.written && cleared_at == o.cleared_at && rows == o.rows && final_slots == o.final_slots && final_pool == o.final_pool &&
            free_slots == o.free_slots && is_first == o.is_first && episode_start == o.episode_start;
   }
 };
@@ -260,7 +262,8 @@ struct Snapshot {
 inline Snapshot snapshot(const TransitionStore& s) {
   Snapshot out;
   out.written = s.written();
-  const size_t bytes = static_cast<size_t>(s.stored_rows() * s.layout().row_bytes());
+  out.cleared_at = s.cleared_at();
+  const size_t bytes = static_cast<size_t>(s.written_rows() * s.layout().row_bytes());
   out.rows.assign(s.rows_data(), s.rows_data() + bytes);
   out.final_slots = s.final_slots();
   out.final_pool = s.final_pool();
@@ -271,7 +274,7 @@ inline Snapshot snapshot(const TransitionStore& s) {
 }
 
 inline void restore(TransitionStore& s, const Snapshot& snap) {
-  s.restore(snap.written, snap.rows.data(), static_cast<int64_t>(snap.rows.size()) / s.layout().row_bytes(),
+  s.restore(snap.written, snap.cleared_at, snap.rows.data(), static_cast<int64_t>(snap.rows.size()) / s.layout().row_bytes(),
             snap.final_slots, snap.final_pool, snap.free_slots, snap.is_first, snap.episode_start);
 }
 

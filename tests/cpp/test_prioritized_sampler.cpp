@@ -364,16 +364,17 @@ TEST(PrioritizedSampler, ClearResetsPrioritiesAndMaximum) {
   EXPECT_EQ(s.sampler.total(), 0.0);
   EXPECT_EQ(s.sampler.max_priority(), 1.0);
   for (int64_t r = 0; r < s.sampler.sum_tree().n_leaves(); ++r) EXPECT_EQ(s.sampler.sum_tree().leaf(r), 0.0);
-  s.ref.log.clear();
+  s.ref.cleared = s.ref.end();
+  const int64_t first = s.store.end_id();
   s.step(".");
   s.step(".");
-  EXPECT_EQ(s.leaf_of(0), 1.0);
+  EXPECT_EQ(s.leaf_of(first), 1.0);
   // The min tree was reset too: a lone row gets weight 1.
   Rng rng(1);
   int64_t id;
   float w;
   s.sampler.sample(s.store, rng, 1, 1.0, &id, &w);
-  EXPECT_EQ(id, 0);
+  EXPECT_EQ(id, first);
   EXPECT_EQ(w, 1.0f);
 }
 
@@ -388,7 +389,7 @@ TEST(PrioritizedSampler, RestoreRoundTrip) {
   EXPECT_EQ(static_cast<int64_t>(leaves.size()), a.sampler.sum_tree().n_leaves());
 
   Harness b(20, 1, 0.6, 0.01);
-  b.store.restore(a.store.written(), a.store.rows_data(), a.store.stored_rows(), a.store.final_slots(),
+  b.store.restore(a.store.written(), a.store.cleared_at(), a.store.rows_data(), a.store.written_rows(), a.store.final_slots(),
                   a.store.final_pool(), a.store.free_slots(), {}, {});
   b.sampler.restore(b.store, leaves, a.sampler.max_priority());
   EXPECT_EQ(b.sampler.leaves(), leaves);

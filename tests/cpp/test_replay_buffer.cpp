@@ -48,7 +48,7 @@ struct With {
 Snapshot snapshot_of(const ReplayBuffer& b) { return snapshot(b.store()); }
 
 void restore_into(ReplayBuffer& b, const Snapshot& s, const pymbrl::Rng::State& rng) {
-  b.restore_store(s.written, s.rows.data(), static_cast<int64_t>(s.rows.size()) / b.store().layout().row_bytes(),
+  b.restore_store(s.written, s.cleared_at, s.rows.data(), static_cast<int64_t>(s.rows.size()) / b.store().layout().row_bytes(),
                   s.final_slots, s.final_pool, s.free_slots, s.is_first, s.episode_start, rng);
 }
 
@@ -141,7 +141,8 @@ TEST(ReplayBuffer, ClearEmptiesTheBuffer) {
   w.random(data, 12, 0.2, 0.1);
   w.buf.clear();
   EXPECT_EQ(w.buf.size(), 0);
-  EXPECT_EQ(w.buf.store().written(), 0);
+  EXPECT_EQ(w.buf.store().stored_steps(), 0);
+  EXPECT_EQ(w.buf.store().written(), 12);  // ids keep counting, so old ones stay stale
   EXPECT_THROW(w.buf.check_batch(1), std::invalid_argument);
 }
 

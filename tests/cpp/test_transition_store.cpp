@@ -525,25 +525,26 @@ TEST(TransitionStore, TrackEpisodesRandomMultiEnv) {
   }
 }
 
-TEST(TransitionStore, ClearEmptiesTheStore) {
+TEST(TransitionStore, ClearEmptiesTheStoreButKeepsCountingIds) {
   Rng rng(2);
   Fixture f(6, 2, 1, 0.9, true);
   f.random(rng, 9, 0.3, 0.2);
   f.store.clear();
   EXPECT_EQ(f.store.size(), 0);
-  EXPECT_EQ(f.store.written(), 0);
-  EXPECT_EQ(f.store.end_id(), 0);
-  EXPECT_EQ(f.store.stored_rows(), 0);
+  EXPECT_EQ(f.store.stored_steps(), 0);
+  EXPECT_EQ(f.store.written(), 9);  // ids sampled before the clear can never come back
+  EXPECT_EQ(f.store.end_id(), 18);
+  for (int64_t id = 0; id < 18; ++id) EXPECT_FALSE(f.store.sampleable(id)) << id;
   EXPECT_TRUE(f.store.final_pool().empty());
   EXPECT_TRUE(f.store.free_slots().empty());
   for (int32_t s : f.store.final_slots()) EXPECT_EQ(s, -1);
-  // Starting again behaves like a fresh store: ids from 0, every stream starts an episode.
-  f.ref.log.clear();
-  EXPECT_EQ(f.random(rng, 2, 0.3, 0.2), 0);  // not wrapped: ids 0 and 1 still stored
+  // Starting again: ids continue from 18, and every stream starts an episode.
+  f.ref.cleared = f.ref.end();
+  EXPECT_EQ(f.random(rng, 2, 0.3, 0.2), 18);
   EXPECT_TRUE(matches(f.store, f.ref));
   EXPECT_TRUE(pool_consistent(f.store, f.ref));
-  EXPECT_TRUE(f.store.is_first(0));
-  EXPECT_TRUE(f.store.is_first(1));
+  EXPECT_TRUE(f.store.is_first(18));
+  EXPECT_TRUE(f.store.is_first(19));
 }
 
 // A wrapped store with episode ends, used by the restore tests.

@@ -102,7 +102,8 @@ Input prepare(const py::handle& obj, const Field& f, const py::dtype& dtype, con
   std::vector<int64_t> got(arr.shape(), arr.shape() + arr.ndim());
   if (got != want) throw py::value_error(name + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
   if (!arr.dtype().is(dtype)) {
-    static py::object can_cast = py::module_::import("numpy").attr("can_cast");
+    // Leaked on purpose: a static py::object would be destroyed after the interpreter is gone.
+    static py::object& can_cast = *new py::object(py::module_::import("numpy").attr("can_cast"));
     if (!can_cast(arr.dtype(), dtype, "same_kind").cast<bool>()) {
       throw py::type_error(name + ": expected dtype " + std::string(py::str(dtype)) + " (or one that casts to it), got " +
                            std::string(py::str(arr.dtype())));
@@ -260,7 +261,8 @@ py::dict snapshot(Buffer& b) {
   std::lock_guard<std::mutex> lock(b.mutex);
   const TransitionStore& s = b.core->store();
   d["written"] = s.written();
-  d["rows"] = copy_of(s.rows_data(), static_cast<size_t>(s.stored_rows() * s.layout().row_bytes()));
+  d["cleared_at"] = s.cleared_at();
+  d["rows"] = copy_of(s.rows_data(), static_cast<size_t>(s.written_rows() * s.layout().row_bytes()));
   d["final_slots"] = copy_of(s.final_slots().data(), s.final_slots().size());
   d["final_pool"] = copy_of(s.final_pool().data(), s.final_pool().size());
   d["free_slots"] = copy_of(s.free_slots().data(), s.free_slots().size());
@@ -282,6 +284,7 @@ void restore(Buffer& b, const py::dict& d) {
     return d[key];
   };
   const int64_t written = as_int(need("written"), "written");
+  const int64_t cleared_at = as_int(need("cleared_at"), "cleared_at");
   auto rows = array_field<uint8_t>(d, "rows", 'i');
   const int64_t row_bytes = b.layout().row_bytes();
   if (static_cast<int64_t>(rows.size()) % row_bytes != 0) throw py::value_error("rows: expected whole rows");
@@ -303,7 +306,7 @@ void restore(Buffer& b, const py::dict& d) {
     if (!(max_priority > 0.0 && std::isfinite(max_priority))) throw py::value_error("max_priority: expected a finite value > 0");
   }
   std::lock_guard<std::mutex> lock(b.mutex);
-  b.core->restore_store(written, rows.data(), static_cast<int64_t>(rows.size()) / row_bytes,
+  b.core->restore_store(written, cleared_at, rows.data(), static_cast<int64_t>(rows.size()) / row_bytes,
                         array_field<int32_t>(d, "final_slots", 'i'), array_field<uint8_t>(d, "final_pool", 'i'),
                         array_field<int32_t>(d, "free_slots", 'i'), array_field<uint8_t>(d, "is_first", 'i'),
                         array_field<int64_t>(d, "episode_start", 'i'), st);

@@ -200,7 +200,7 @@ class ReplayBuffer:
         """
         path = os.fspath(path)
         state = dict(self._core.snapshot())
-        scalars = {k: state.pop(k) for k in ("written", "max_priority") if k in state}
+        scalars = {k: state.pop(k) for k in ("written", "cleared_at", "max_priority") if k in state}
         arrays = [(k, np.ascontiguousarray(v)) for k, v in state.items()]
         entries, offset = [], 0
         for name, a in arrays:
@@ -236,6 +236,8 @@ class ReplayBuffer:
             if len(head) < 20 or head[:8] != MAGIC:
                 raise ValueError(f"path: {path!r} is not a pymbrl replay buffer file")
             version, header_len = struct.unpack("<IQ", head[8:])
+            if header_len > os.fstat(f.fileno()).st_size - 20:
+                raise ValueError(f"path: {path!r} is truncated or has a corrupt header length")
             if version != FORMAT_VERSION:
                 raise ValueError(f"path: format version {version} is not supported (this pymbrl reads {FORMAT_VERSION})")
             try:

@@ -52,11 +52,11 @@ class ReplayBuffer {
     }
   }
 
-  void restore_store(int64_t written, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
+  void restore_store(int64_t written, int64_t cleared_at, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
                      std::vector<uint8_t> final_pool, std::vector<int32_t> free_slots, std::vector<uint8_t> is_first,
                      std::vector<int64_t> episode_start, const Rng::State& rng) {
     if (rng[0] == 0 && rng[1] == 0 && rng[2] == 0 && rng[3] == 0) throw std::invalid_argument("rng: expected a non-zero state");
-    store_.restore(written, rows, n_rows, std::move(final_slots), std::move(final_pool), std::move(free_slots),
+    store_.restore(written, cleared_at, rows, n_rows, std::move(final_slots), std::move(final_pool), std::move(free_slots),
                    std::move(is_first), std::move(episode_start));
     rng_.set_state(rng);
   }
@@ -88,6 +88,9 @@ class PrioritizedReplayBuffer : public ReplayBuffer {
   void sample_prioritized(int64_t n, double beta, int64_t* ids, float* weights) {
     check_batch(n);
     if (!(beta >= 0.0 && std::isfinite(beta))) throw std::invalid_argument("beta: expected a finite value >= 0, got " + std::to_string(beta));
+    if (!(sampler_.total() > 0.0)) {
+      throw std::invalid_argument("priorities: every stored transition has priority 0, so none can be drawn (use eps > 0)");
+    }
     sampler_.sample(store_, rng_, n, beta, ids, weights);
   }
 

@@ -43,11 +43,14 @@ class RowLayout {
         f.numel *= d;
       }
       f.nbytes = f.numel * f.itemsize;
-      offset = (offset + f.itemsize - 1) / f.itemsize * f.itemsize;
+      const int64_t aligned = (offset + f.itemsize - 1) / f.itemsize * f.itemsize;
+      if (aligned > offset) padding_.push_back({offset, aligned - offset});
+      offset = aligned;
       f.offset = offset;
       offset += f.nbytes;
     }
     row_bytes_ = (offset + 7) / 8 * 8;
+    if (row_bytes_ > offset) padding_.push_back({offset, row_bytes_ - offset});
     obs_ = require("obs", 0, 0);
     reward_ = require("reward", 'f', 1);
     terminated_ = require("terminated", 'b', 1);
@@ -55,6 +58,13 @@ class RowLayout {
   }
 
   const std::vector<Field>& fields() const { return fields_; }
+  // Byte ranges of a row that belong to no field: zeroed on write so that snapshots and saved
+  // files depend only on the data.
+  struct Gap {
+    int64_t offset;
+    int64_t size;
+  };
+  const std::vector<Gap>& padding() const { return padding_; }
   int64_t row_bytes() const { return row_bytes_; }
   const Field& obs() const { return fields_[obs_]; }
   const Field& reward() const { return fields_[reward_]; }
@@ -100,6 +110,7 @@ class RowLayout {
   }
 
   std::vector<Field> fields_;
+  std::vector<Gap> padding_;
   int64_t row_bytes_ = 0;
   size_t obs_ = 0, reward_ = 0, terminated_ = 0, truncated_ = 0;
 };

@@ -59,7 +59,9 @@ class TransitionStore {
   int64_t num_envs() const { return config_.num_envs; }
   int64_t steps_per_env() const { return steps_; }
   int64_t written() const { return written_; }  // steps written per stream, ever
-  int64_t stored_steps() const { return std::min(written_, steps_); }
+  // clear() forgets rows but keeps counting steps, so ids sampled before it stay stale for good.
+  int64_t cleared_at() const { return cleared_at_; }
+  int64_t stored_steps() const { return std::min(written_ - cleared_at_, steps_); }
   int64_t oldest_step() const { return written_ - stored_steps(); }
   int64_t oldest_id() const { return oldest_step() * num_envs(); }
   int64_t end_id() const { return written_ * num_envs(); }
@@ -75,7 +77,7 @@ class TransitionStore {
   }
   // Number of sampleable transitions.
   int64_t size() const {
-    if (written_ == 0) return 0;
+    if (stored_steps() == 0) return 0;
     int64_t n = (stored_steps() - 1) * num_envs();
     for (int64_t e = 0; e < num_envs(); ++e) n += done_at(row_of((written_ - 1) * num_envs() + e));
     return n;
@@ -95,7 +97,7 @@ class TransitionStore {
         const int64_t r = row_of(id);
         // Read the stream's previous row before writing: with one step per stream it is this row.
         const int64_t t = written_;
-        const bool first_step = t == 0 || done_at(row_of(id - num_envs()));
+        const bool first_step = t == cleared_at_ || done_at(row_of(id - num_envs()));
         const int64_t start = first_step || !config_.track_episodes
                                   ? t
                                   : episode_start_[static_cast<size_t>(row_of(id - num_envs()))];
@@ -104,6 +106,7 @@ class TransitionStore {
         for (size_t f = 0; f < fs.size(); ++f) {
           std::memcpy(dst + fs[f].offset, fields[f] + item * fs[f].nbytes, static_cast<size_t>(fs[f].nbytes));
         }
+        for (const auto& gap : layout_.padding()) std::memset(dst + gap.offset, 0, static_cast<size_t>(gap.size));
         if (layout_.done(dst)) {
           const int32_t slot = allocate_final();
           std::memcpy(final_obs(slot), next_obs + item * obs.nbytes, static_cast<size_t>(obs.nbytes));
@@ -144,12 +147,12 @@ class TransitionStore {
       out.ret += discount * layout_.read_reward(r);
       discount *= config_.gamma;
       out.last_id = id;
+      out.truncated = layout_.truncated(r);
       if (layout_.terminated(r)) {
         out.terminated = true;
         out.discount = 0.0;
         return out;
       }
-      out.truncated = layout_.truncated(r);
       if (out.truncated || k + 1 == config_.n_step || !sampleable(id + num_envs())) {
         out.discount = discount;
         return out;
@@ -204,14 +207,17 @@ class TransitionStore {
   int64_t episode_start(int64_t id) const { return episode_start_[static_cast<size_t>(row_of(id))]; }
 
   void clear() {
-    written_ = 0;
+    cleared_at_ = written_;
     std::fill(final_slot_.begin(), final_slot_.end(), -1);
     final_pool_.clear();
     free_slots_.clear();
   }
 
   // --- snapshots (save / load) -------------------------------------------------------------
-  int64_t stored_rows() const { return std::min(written_ * num_envs(), config_.capacity); }
+  // Rows holding transitions now, and rows ever written (stale ones after a clear() included):
+  // the latter is what a snapshot carries, so that every row keeps its position.
+  int64_t stored_rows() const { return stored_steps() * num_envs(); }
+  int64_t written_rows() const { return std::min(written_ * num_envs(), config_.capacity); }
   const uint8_t* rows_data() const { return rows_.data(); }
   const std::vector<int32_t>& final_slots() const { return final_slot_; }
   const std::vector<uint8_t>& final_pool() const { return final_pool_; }
@@ -220,11 +226,12 @@ class TransitionStore {
   const std::vector<int64_t>& episode_starts() const { return episode_start_; }
 
   // Replaces the contents from a snapshot; everything is validated before anything changes.
-  void restore(int64_t written, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
+  void restore(int64_t written, int64_t cleared_at, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
                std::vector<uint8_t> final_pool, std::vector<int32_t> free_slots, std::vector<uint8_t> is_first,
                std::vector<int64_t> episode_start) {
     if (written < 0) throw std::invalid_argument("written: expected an integer >= 0");
-    if (n_rows != std::min(written * num_envs(), config_.capacity)) throw std::invalid_argument("rows: expected the stored rows");
+    if (cleared_at < 0 || cleared_at > written) throw std::invalid_argument("cleared_at: expected an integer in [0, written]");
+    if (n_rows != std::min(written * num_envs(), config_.capacity)) throw std::invalid_argument("rows: expected every row written");
     if (final_slots.size() != final_slot_.size()) throw std::invalid_argument("final_slots: expected one per row");
     const int64_t obs_bytes = layout_.obs().nbytes;
     if (static_cast<int64_t>(final_pool.size()) % obs_bytes != 0) throw std::invalid_argument("final_pool: expected whole observations");
@@ -251,11 +258,16 @@ class TransitionStore {
     for (int64_t r = 0; r < n_rows; ++r) {
       const uint8_t* src = rows + r * layout_.row_bytes();
       const bool done = src[layout_.terminated().offset] != 0 || src[layout_.truncated().offset] != 0;
-      if (done != (final_slots[static_cast<size_t>(r)] >= 0)) {
+      // The newest step row r can hold; rows last written before a clear() keep no final observation.
+      const int64_t position = r / num_envs();
+      const int64_t last_step = written - 1 - ((written - 1 - position) % steps_);
+      const bool live = last_step >= cleared_at;
+      if (done && live ? final_slots[static_cast<size_t>(r)] < 0 : final_slots[static_cast<size_t>(r)] >= 0) {
         throw std::invalid_argument("final_slots: expected a final observation exactly for rows that end an episode");
       }
     }
     written_ = written;
+    cleared_at_ = cleared_at;
     if (n_rows > 0) std::memcpy(rows_.data(), rows, static_cast<size_t>(n_rows * layout_.row_bytes()));
     final_slot_ = std::move(final_slots);
     final_pool_ = std::move(final_pool);
@@ -299,6 +311,7 @@ class TransitionStore {
   StoreConfig config_;
   int64_t steps_ = 0;
   int64_t written_ = 0;
+  int64_t cleared_at_ = 0;
   LargeArray<uint8_t> rows_;  // uninitialised: pages are committed as rows are written
   std::vector<int32_t> final_slot_;   // row -> slot in final_pool_, or -1
   std::vector<uint8_t> final_pool_;   // final observations of episodes that ended in a stored row
