@@ -122,11 +122,12 @@ class TransitionStore {
     return first;
   }
 
-  // The observation that followed transition `id` (which must be sampleable).
+  // The observation that followed transition `id` (which must be sampleable). The done flags
+  // sit in the row, which the caller has just read; the slot table is only consulted at episode
+  // ends, so most lookups cost no extra cache miss.
   const uint8_t* next_obs(int64_t id) const {
     const int64_t r = row_of(id);
-    const int32_t slot = final_slot_[static_cast<size_t>(r)];
-    if (slot >= 0) return final_obs(slot);
+    if (done_at(r)) return final_obs(final_slot_[static_cast<size_t>(r)]);
     return row(row_of(id + num_envs())) + layout_.obs().offset;
   }
 
@@ -180,10 +181,10 @@ class TransitionStore {
       if (i + kAhead < n) prefetch(ids[i + kAhead]);
       const uint8_t* src = row(row_of(ids[i]));
       for (size_t f = 0; f < fs.size(); ++f) {
-        std::memcpy(out.fields[f] + i * fs[f].nbytes, src + fs[f].offset, static_cast<size_t>(fs[f].nbytes));
+        copy_small(out.fields[f] + i * fs[f].nbytes, src + fs[f].offset, fs[f].nbytes);
       }
       if (config_.n_step == 1) {
-        if (out.next_obs) std::memcpy(out.next_obs + i * obs.nbytes, next_obs(ids[i]), static_cast<size_t>(obs.nbytes));
+        if (out.next_obs) copy_small(out.next_obs + i * obs.nbytes, next_obs(ids[i]), obs.nbytes);
         if (out.discount) out.discount[i] = layout_.terminated(src) ? 0.0f : static_cast<float>(config_.gamma);
         continue;
       }
@@ -279,6 +280,24 @@ class TransitionStore {
   }
 
  private:
+  // Field copies are small and of run-time size; a libc memcpy call per field costs more than the
+  // copy itself, so common sizes are inlined.
+  static void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
+    switch (n) {
+      case 1: *dst = *src; return;
+      case 4: __builtin_memcpy(dst, src, 4); return;
+      case 8: __builtin_memcpy(dst, src, 8); return;
+      default: break;
+    }
+    if (n <= 128) {
+      int64_t k = 0;
+      for (; k + 8 <= n; k += 8) __builtin_memcpy(dst + k, src + k, 8);
+      for (; k < n; ++k) dst[k] = src[k];
+      return;
+    }
+    std::memcpy(dst, src, static_cast<size_t>(n));
+  }
+
   void prefetch(int64_t id) const {
     const uint8_t* p = row(row_of(id));
     __builtin_prefetch(p);
