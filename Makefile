@@ -28,9 +28,13 @@ $(TEST_VENV)/.ready:
 	$(TEST_VENV)/bin/python $(PIP) $(TEST_DEPS)
 	touch $@
 
+# The peers of bench/bench_replay.py. torch is named again so that pip keeps 2.13.0 (or fails)
+# rather than pulling another build; tensordict 0.14.3 is the line torchrl 0.14.1 requires.
 $(BENCH_VENV)/.ready:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python $(PIP) $(TORCH)
+	$(BENCH_VENV)/bin/python $(PIP) $(TORCH) cpprb==11.0.0 stable-baselines3==2.9.2 torchrl==0.14.1 tensordict==0.14.3
+	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
 wheel: $(VENV)/.ready
@@ -65,6 +69,7 @@ bench: wheel $(BENCH_VENV)/.ready
 	$(BENCH_VENV)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl
 	$(BENCH_VENV)/bin/python $(PIP) dist/pymbrl-*.whl
 	$(BENCH_VENV)/bin/python bench/bench_dyna.py
+	$(BENCH_VENV)/bin/python bench/bench_replay.py
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +35,7 @@ import pymbrl
 from pymbrl import dyna
 
 import dyna_baseline as baseline
+from _report import DEFAULT_OUTPUT, load, machine, write_section
 
 EPISODES = 50
 SEEDS = 30
@@ -46,25 +45,7 @@ Z_LIMIT = 3.5
 correct implementations then raise a false alarm about 1% of the time (with 30 seeds each)."""
 PLANNING_TARGET = 100.0
 EXPERIMENT_TARGET_S = 1.0
-BEGIN, END = "<!-- dyna:begin -->", "<!-- dyna:end -->"
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def machine() -> str:
-    """One line naming the OS, CPU model and logical CPU count."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()} ({platform.machine()}), {cpu}, {os.cpu_count()} logical CPUs"
-
-
-def load() -> str:
-    """The 1-minute load average, the best cheap hint of other work competing for the cores."""
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
+SECTION = "dyna"
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[list[float], object]:
@@ -196,22 +177,6 @@ def report(args: argparse.Namespace, argv: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Put ``section`` between the dyna markers of ``path``, replacing any previous one."""
-    block = f"{BEGIN}\n{section}\n{END}"
-    if path.exists():
-        text = path.read_text()
-    else:
-        text = (f"# pymbrl benchmarks\n\nCreated {datetime.date.today().isoformat()} on {machine()}. "
-                f"Each section is rewritten by the script named in it.\n")
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -229,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(args, argv)
     print(section)
     if output is not None:
-        write_section(output, section)
+        write_section(output, section, SECTION)
         print(f"\nwrote {output}", file=sys.stderr)
 
 

@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmark scripts: machine description, load, and ``RESULTS.md`` sections.
+
+Each benchmark owns one section of ``bench/RESULTS.md`` between ``<!-- NAME:begin -->`` and
+``<!-- NAME:end -->`` and rewrites only that section, keeping the rest of the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+from pathlib import Path
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def machine() -> str:
+    """One line naming the OS, CPU model and logical CPU count."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+        cpu = names[0].strip() if names else cpu
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()} ({platform.machine()}), {cpu}, {os.cpu_count()} logical CPUs"
+
+
+def load() -> str:
+    """The 1-minute load average, the best cheap hint of other work competing for the cores."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end markers of section ``name``."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def write_section(path: Path, section: str, name: str) -> None:
+    """Put ``section`` between the markers of section ``name`` in ``path``, replacing any previous one."""
+    begin, end = markers(name)
+    block = f"{begin}\n{section}\n{end}"
+    if path.exists():
+        text = path.read_text()
+    else:
+        text = (f"# pymbrl benchmarks\n\nCreated {datetime.date.today().isoformat()} on {machine()}. "
+                f"Each section is rewritten by the script named in it.\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
