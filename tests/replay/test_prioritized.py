@@ -242,3 +242,10 @@ def test_clear_resets_priorities():
     batch = buf.sample(9, beta=1.0)
     np.testing.assert_array_equal(buf.priorities(batch["indices"]), 1.0)
     np.testing.assert_array_equal(batch["weights"].numpy(), 1.0)
+
+
+def test_non_numeric_priorities_are_a_type_error_naming_the_argument():
+    buf, model = buffer_with(10, seed=21)
+    ids = model.sampleable_ids()[:1]
+    with pytest.raises(TypeError, match="priorities"):
+        buf.update_priorities(ids, ["high"])

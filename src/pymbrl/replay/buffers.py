@@ -313,7 +313,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         indices = np.asarray(indices)
         if indices.dtype.kind not in "iu":
             raise TypeError(f"indices: expected integer ids, got {indices.dtype}")
-        self._core.update_priorities(indices, np.asarray(priorities, dtype=np.float64))
+        try:
+            priorities = np.asarray(priorities, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"priorities: expected numbers, got {type(priorities).__name__}") from None
+        self._core.update_priorities(indices, priorities)
 
     def priorities(self, indices: Any) -> np.ndarray:
         """``p^alpha`` currently stored for each id (0 where the id is not sampleable); float64."""

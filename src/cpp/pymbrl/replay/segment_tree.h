@@ -132,13 +132,25 @@ class SumTree : public SegmentTree<Add> {
       for (int64_t i = 0; i < n; ++i) {
         int64_t& j = scratch[static_cast<size_t>(i)];
         const double* c = nodes_.data() + children_at + j * kArity;
-        int64_t last = kArity - 1;
-        while (last > 0 && !(c[last] > 0.0)) --last;
+        // Branch-free: k counts the children whose running sum stays <= u, capped at the last
+        // positive child (rounding can leave u at or past the node's total).
+        double run = 0.0;
+        double before = 0.0;
         int64_t k = 0;
-        while (k < last && !(u[i] < c[k] && c[k] > 0.0)) {
-          u[i] -= c[k];
-          ++k;
+        int64_t last = 0;
+        for (int64_t m = 0; m < kArity; ++m) {
+          run += c[m];
+          const bool below = run <= u[i];
+          k += below;
+          before = below ? run : before;
+          last = c[m] > 0.0 ? m : last;
         }
+        if (k > last) {
+          k = last;
+          before = 0.0;
+          for (int64_t m = 0; m < last; ++m) before += c[m];
+        }
+        u[i] -= before;
         j = j * kArity + k;
         if (level + 1 < level_offset_.size()) __builtin_prefetch(&nodes_[static_cast<size_t>(level_offset_[level + 1] + j * kArity)]);
       }
