@@ -10,6 +10,7 @@ import datetime
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -52,3 +53,11 @@ def write_section(path: Path, section: str, name: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def publish(section: str, output: Path | None, name: str) -> None:
+    """Print the section, and write it into ``output`` unless that is None (a --quick run)."""
+    print(section)
+    if output is not None:
+        write_section(output, section, name)
+        print(f"\nwrote {output}", file=sys.stderr)

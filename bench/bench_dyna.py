@@ -35,7 +35,7 @@ import pymbrl
 from pymbrl import dyna
 
 import dyna_baseline as baseline
-from _report import DEFAULT_OUTPUT, load, machine, write_section
+from _report import DEFAULT_OUTPUT, load, machine, publish
 
 EPISODES = 50
 SEEDS = 30
@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
 
     section = report(args, argv)
-    print(section)
-    if output is not None:
-        write_section(output, section, SECTION)
-        print(f"\nwrote {output}", file=sys.stderr)
+    publish(section, output, SECTION)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, load, machine, write_section
+from _report import DEFAULT_OUTPUT, load, machine, publish
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
@@ -951,10 +951,7 @@ def main(argv: list[str] | None = None) -> None:
     bench = Bench(args)
     bench.run()
     section = report(bench, argv, load_before)
-    print(section)
-    if output is not None:
-        write_section(output, section, SECTION)
-        print(f"\nwrote {output}", file=sys.stderr)
+    publish(section, output, SECTION)
 
 
 if __name__ == "__main__":

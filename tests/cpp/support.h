@@ -8,7 +8,12 @@
 #include <cstdint>
 #include <ostream>
 
+#include <memory>
+#include <vector>
+
 #include "pymbrl/dyna/tabular_agent.h"
+#include "pymbrl/dyna/tabular_mdp.h"
+#include "pymbrl/rng.h"
 #include "pymbrl/dyna/tabular_model.h"
 #include "pymbrl/indexed_max_heap.h"
 
@@ -39,5 +44,36 @@ inline DynaConfig greedy_config(int64_t n_states, int64_t n_actions, double alph
 
 inline double q_at(const TabularAgent& agent, int64_t s, int64_t a) {
   return agent.q()[static_cast<size_t>(s * agent.n_actions() + a)];
+}
+
+// A transition table from one outcome list per (state, action) pair, in pair order.
+inline std::shared_ptr<const TransitionTable> table(int64_t n_states, int64_t n_actions,
+                                             const std::vector<std::vector<Transition>>& per_pair,
+                                             std::vector<double> initial) {
+  std::vector<int64_t> offsets{0};
+  std::vector<Transition> flat;
+  for (const auto& list : per_pair) {
+    flat.insert(flat.end(), list.begin(), list.end());
+    offsets.push_back(static_cast<int64_t>(flat.size()));
+  }
+  return std::make_shared<const TransitionTable>(n_states, n_actions, offsets, flat, std::move(initial));
+}
+
+// Feeds an agent random transitions (integer rewards centred on 0, reward_levels of them; the last
+// state terminates) and returns the actions it chose: agents that behave alike return equal lists.
+inline std::vector<int64_t> drive(TabularAgent& agent, Rng& env_rng, int steps, int64_t reward_levels = 3) {
+  std::vector<int64_t> actions;
+  int64_t s = 0;
+  for (int i = 0; i < steps; ++i) {
+    const int64_t a = agent.act(s);
+    actions.push_back(a);
+    const int64_t next = static_cast<int64_t>(env_rng.uniform_int(static_cast<uint64_t>(agent.n_states())));
+    const double r = static_cast<double>(static_cast<int64_t>(env_rng.uniform_int(static_cast<uint64_t>(reward_levels))) -
+                                         reward_levels / 2);
+    const bool terminated = next == agent.n_states() - 1;
+    agent.update(s, a, r, next, terminated);
+    s = terminated ? 0 : next;
+  }
+  return actions;
 }
 }  // namespace pymbrl::dyna

@@ -242,20 +242,6 @@ TEST(DynaQ, PlainDynaQHasNoBonusAndNoAssumedPairs) {
 
 // Drives an agent through a small random MDP: the agent picks actions, the environment stream is
 // fixed by env_rng, so two agents in the same state make identical moves.
-std::vector<int64_t> drive(TabularAgent& agent, Rng& env_rng, int steps) {
-  std::vector<int64_t> actions;
-  int64_t s = 0;
-  for (int i = 0; i < steps; ++i) {
-    const int64_t a = agent.act(s);
-    actions.push_back(a);
-    const int64_t next = static_cast<int64_t>(env_rng.uniform_int(static_cast<uint64_t>(agent.n_states())));
-    const double r = static_cast<double>(env_rng.uniform_int(3)) - 1.0;
-    const bool terminated = next == agent.n_states() - 1;
-    agent.update(s, a, r, next, terminated);
-    s = terminated ? 0 : next;
-  }
-  return actions;
-}
 
 class DynaQVariants : public ::testing::TestWithParam<std::pair<AgentKind, ModelKind>> {
  protected:

@@ -171,20 +171,6 @@ TEST(PrioritizedSweeping, StaleSuccessorNoLongerTriggersSweeps) {
   EXPECT_DOUBLE_EQ(q_at(agent, 0, 0), 3.0);
 }
 
-std::vector<int64_t> drive(TabularAgent& agent, Rng& env_rng, int steps) {
-  std::vector<int64_t> actions;
-  int64_t s = 0;
-  for (int i = 0; i < steps; ++i) {
-    const int64_t a = agent.act(s);
-    actions.push_back(a);
-    const int64_t next = static_cast<int64_t>(env_rng.uniform_int(static_cast<uint64_t>(agent.n_states())));
-    const double r = static_cast<double>(env_rng.uniform_int(5)) - 2.0;
-    const bool terminated = next == agent.n_states() - 1;
-    agent.update(s, a, r, next, terminated);
-    s = terminated ? 0 : next;
-  }
-  return actions;
-}
 
 class PrioritizedSweepingModels : public ::testing::TestWithParam<ModelKind> {
  protected:
@@ -203,7 +189,7 @@ class PrioritizedSweepingModels : public ::testing::TestWithParam<ModelKind> {
 TEST_P(PrioritizedSweepingModels, SnapshotRestoreContinuesIdentically) {
   PrioritizedSweeping original(make_config(3));
   Rng env(12);
-  drive(original, env, 250);
+  drive(original, env, 250, 5);
   const DynaSnapshot snap = original.snapshot();
   ASSERT_GT(snap.queue.size(), 1u);
   size_t listed = 0;
@@ -212,13 +198,13 @@ TEST_P(PrioritizedSweepingModels, SnapshotRestoreContinuesIdentically) {
 
   PrioritizedSweeping copy(make_config(100));
   Rng other(1);
-  drive(copy, other, 40);
+  drive(copy, other, 40, 5);
   copy.restore(snap);
   EXPECT_EQ(copy.queue_size(), original.queue_size());
   EXPECT_EQ(copy.snapshot().predecessors, snap.predecessors);
 
   Rng env_a = env, env_b = env;
-  EXPECT_EQ(drive(original, env_a, 250), drive(copy, env_b, 250));
+  EXPECT_EQ(drive(original, env_a, 250, 5), drive(copy, env_b, 250, 5));
   EXPECT_EQ(copy.q(), original.q());
   const DynaSnapshot end_a = original.snapshot(), end_b = copy.snapshot();
   ASSERT_EQ(end_a.queue.size(), end_b.queue.size());
@@ -232,7 +218,7 @@ TEST_P(PrioritizedSweepingModels, SnapshotRestoreContinuesIdentically) {
 TEST_P(PrioritizedSweepingModels, ResetBehavesLikeAFreshAgent) {
   PrioritizedSweeping used(make_config(5));
   Rng env(6);
-  drive(used, env, 150);
+  drive(used, env, 150, 5);
   used.reset();
   EXPECT_EQ(used.queue_size(), 0);
   EXPECT_EQ(used.snapshot().predecessors, std::vector<std::vector<int64_t>>(7));
@@ -240,7 +226,7 @@ TEST_P(PrioritizedSweepingModels, ResetBehavesLikeAFreshAgent) {
 
   PrioritizedSweeping fresh(make_config(5));
   Rng env_a(7), env_b(7);
-  EXPECT_EQ(drive(used, env_a, 150), drive(fresh, env_b, 150));
+  EXPECT_EQ(drive(used, env_a, 150, 5), drive(fresh, env_b, 150, 5));
   EXPECT_EQ(used.q(), fresh.q());
 }
 

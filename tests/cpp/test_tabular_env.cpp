@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support.h"
+
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -13,17 +15,6 @@ namespace {
 
 using namespace pymbrl::dyna;
 
-std::shared_ptr<const TransitionTable> table(int64_t n_states, int64_t n_actions,
-                                             const std::vector<std::vector<Transition>>& per_pair,
-                                             std::vector<double> initial) {
-  std::vector<int64_t> offsets{0};
-  std::vector<Transition> flat;
-  for (const auto& list : per_pair) {
-    flat.insert(flat.end(), list.begin(), list.end());
-    offsets.push_back(static_cast<int64_t>(flat.size()));
-  }
-  return std::make_shared<const TransitionTable>(n_states, n_actions, offsets, flat, std::move(initial));
-}
 
 // Three states, two actions, noisy: action 0 wanders uniformly, action 1 ends the episode from
 // state 2 and otherwise stays. Random initial state among 0 and 1.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support.h"
+
 #include <cstdint>
 #include <limits>
 #include <ostream>
@@ -19,17 +21,6 @@ using pymbrl::Rng;
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Builds a table from one outcome list per pair (pair = s * n_actions + a).
-std::shared_ptr<const TransitionTable> table(int64_t n_states, int64_t n_actions,
-                                             const std::vector<std::vector<Transition>>& per_pair,
-                                             std::vector<double> initial) {
-  std::vector<int64_t> offsets{0};
-  std::vector<Transition> flat;
-  for (const auto& list : per_pair) {
-    flat.insert(flat.end(), list.begin(), list.end());
-    offsets.push_back(static_cast<int64_t>(flat.size()));
-  }
-  return std::make_shared<const TransitionTable>(n_states, n_actions, offsets, flat, std::move(initial));
-}
 
 // One state, one action, a self-loop paying `reward`.
 std::shared_ptr<const TransitionTable> loop(double reward) {
