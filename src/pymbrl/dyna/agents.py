@@ -6,21 +6,14 @@ documentation. Every call validates its arguments and leaves the agent unchanged
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
 from pymbrl import _core
-from pymbrl._seeding import resolve_seed
+from pymbrl._checks import ArgumentTypeError, real, resolve_seed
 
 MODELS = ("deterministic", "stochastic")
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    return float(value)
 
 
 def agent_config(
@@ -35,15 +28,15 @@ def agent_config(
 ) -> dict[str, Any]:
     """Type-check the hyper-parameters shared by every tabular agent (ranges are checked in C++)."""
     if not isinstance(model, str):
-        raise TypeError(f"model: expected one of {MODELS}, got {type(model).__name__}")
+        raise ArgumentTypeError(f"model: expected one of {MODELS}, got {type(model).__name__}")
     return dict(
-        alpha=_real(alpha, "alpha"),
-        gamma=_real(gamma, "gamma"),
-        epsilon=_real(epsilon, "epsilon"),
+        alpha=real(alpha, "alpha"),
+        gamma=real(gamma, "gamma"),
+        epsilon=real(epsilon, "epsilon"),
         planning_steps=planning_steps,
         model=model,
-        kappa=_real(kappa, "kappa"),
-        theta=_real(theta, "theta"),
+        kappa=real(kappa, "kappa"),
+        theta=real(theta, "theta"),
     )
 
 

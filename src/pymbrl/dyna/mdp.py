@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,17 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from pymbrl import _core
-from pymbrl._seeding import resolve_seed
-
-
-def _positive_int_or_none(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer or None, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1 or None, got {value}")
-    return int(value)
+from pymbrl._checks import integer, resolve_seed
 
 
 class TabularMDP:
@@ -45,7 +34,7 @@ class TabularMDP:
         if not isinstance(core, _core.dyna.TabularMDP):
             raise TypeError("core: expected a pymbrl._core.dyna.TabularMDP; use TabularMDP.from_transitions")
         self._core = core
-        self.max_episode_steps = _positive_int_or_none(max_episode_steps, "max_episode_steps")
+        self.max_episode_steps = integer(max_episode_steps, "max_episode_steps", optional=True)
         self.name = name
         self.layouts = layouts or []
 
@@ -108,9 +97,7 @@ class TabularMDP:
             raise ValueError(f"policy: expected {self.n_states} integer actions, got {policy.dtype} {policy.shape}")
         if policy.min() < 0 or policy.max() >= self.n_actions:
             raise ValueError(f"policy: expected actions in [0, {self.n_actions})")
-        horizon = _positive_int_or_none(horizon, "horizon")
-        if horizon is None:
-            raise ValueError("horizon: expected an integer >= 1, got None")
+        horizon = integer(horizon, "horizon")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma: expected a value in [0, 1], got {gamma}")
         t = self.transition_arrays(phase)
@@ -195,12 +182,9 @@ class TabularMDP:
         episodes), then ``other``'s. Both must have the same numbers of states and actions."""
         if not isinstance(other, TabularMDP):
             raise TypeError(f"other: expected a TabularMDP, got {type(other).__name__}")
-        if isinstance(at_step, bool) or not isinstance(at_step, numbers.Integral):
-            raise TypeError(f"at_step: expected an integer, got {type(at_step).__name__}")
         starts = list(self._core.starts)
-        if at_step <= starts[-1]:
-            raise ValueError(f"at_step: expected an integer > {starts[-1]}, got {at_step}")
-        core = _core.dyna.TabularMDP(list(self._core.phases) + list(other._core.phases[:1]), starts + [int(at_step)])
+        at_step = integer(at_step, "at_step", minimum=starts[-1] + 1)
+        core = _core.dyna.TabularMDP(list(self._core.phases) + list(other._core.phases[:1]), starts + [at_step])
         return TabularMDP(core, max_episode_steps=self.max_episode_steps, name=self.name,
                           layouts=self.layouts + other.layouts[:1])
 

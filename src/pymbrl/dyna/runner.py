@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -11,9 +10,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pymbrl import _core
-from pymbrl._seeding import resolve_seed
+from pymbrl._checks import integer, resolve_seed
 from pymbrl.dyna.agents import AGENTS, TabularAgent, agent_config
-from pymbrl.dyna.mdp import TabularMDP, _positive_int_or_none
+from pymbrl.dyna.mdp import TabularMDP
 
 
 class RunResult(NamedTuple):
@@ -83,9 +82,8 @@ def run(agent: TabularAgent, env: gym.Env, episodes: int, max_steps: int | None 
     if (n_states, n_actions) != (agent.n_states, agent.n_actions):
         raise ValueError(f"env: expected {agent.n_states} states and {agent.n_actions} actions (the agent's), "
                          f"got {n_states} and {n_actions}")
-    if isinstance(episodes, bool) or not isinstance(episodes, numbers.Integral) or episodes < 1:
-        raise ValueError(f"episodes: expected an integer >= 1, got {episodes!r}")
-    max_steps = _positive_int_or_none(max_steps, "max_steps")
+    episodes = integer(episodes, "episodes")
+    max_steps = integer(max_steps, "max_steps", optional=True)
     steps = np.zeros(episodes, np.int64)
     returns = np.zeros(episodes, np.float64)
     reset_seed = seed
@@ -106,8 +104,8 @@ def run(agent: TabularAgent, env: gym.Env, episodes: int, max_steps: int | None 
 
 
 def _count(value: Any, name: str) -> int:
-    """-1 for None, else an integer >= 1."""
-    checked = _positive_int_or_none(value, name)
+    """-1 (the core's "no limit") for None, else an integer >= 1."""
+    checked = integer(value, name, optional=True)
     return -1 if checked is None else checked
 
 

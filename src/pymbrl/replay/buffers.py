@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import struct
 import uuid
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from pymbrl import _core
-from pymbrl._seeding import resolve_seed
+from pymbrl._checks import integer, real, resolve_seed
 
 Spec = Mapping[str, tuple[tuple[int, ...], Any]]
 
@@ -73,18 +72,6 @@ def _normalise_spec(spec: Spec) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
     return fields
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def _unit_interval(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    return float(value)
-
-
 class ReplayBuffer:
     """Uniform replay of transitions, optionally with n-step returns.
 
@@ -123,14 +110,14 @@ class ReplayBuffer:
     def _init(self, capacity: int, spec: Spec, *, num_envs: int = 1, n_step: int = 1, gamma: float = 0.99,
               alpha: float = 0.0, beta: float = 0.0, eps: float = 0.0, seed: int | None = None) -> None:
         self.spec = {name: (shape, dtype) for name, dtype, shape in _normalise_spec(spec)}
-        self.num_envs = _positive_int(num_envs, "num_envs")
-        self.n_step = _positive_int(n_step, "n_step")
-        self.gamma = _unit_interval(gamma, "gamma")
+        self.num_envs = integer(num_envs, "num_envs")
+        self.n_step = integer(n_step, "n_step")
+        self.gamma = real(gamma, "gamma", low=0.0, high=1.0)
         self.alpha, self.beta, self.eps = alpha, beta, eps
         self._core = _core.replay.Buffer(
             self._kind, [(name, dtype.str.lstrip("<>|=")[0] + str(dtype.itemsize), shape)
                          for name, (shape, dtype) in self.spec.items()],
-            _positive_int(capacity, "capacity"), self.num_envs, self.n_step, self.gamma, alpha, eps,
+            integer(capacity, "capacity"), self.num_envs, self.n_step, self.gamma, alpha, eps,
             resolve_seed(seed))
         self._warned_pin = False
 
@@ -154,7 +141,7 @@ class ReplayBuffer:
         ``device`` moves the batch (e.g. ``"cuda"``); ``pin_memory`` pins it first so that the copy
         is asynchronous (ignored, with a warning, where CUDA is not available).
         """
-        return self._to_batch(self._core.sample(_positive_int(batch_size, "batch_size")), device, pin_memory)
+        return self._to_batch(self._core.sample(integer(batch_size, "batch_size")), device, pin_memory)
 
     def _to_batch(self, arrays: dict, device: Any, pin_memory: bool) -> Batch:
         batch = Batch((k, torch.from_numpy(v)) for k, v in arrays.items())
@@ -284,23 +271,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def __init__(self, capacity: int, spec: Spec, *, num_envs: int = 1, n_step: int = 1, gamma: float = 0.99,
                  alpha: float = 0.6, beta: float = 0.4, eps: float = 1e-6, seed: int | None = None) -> None:
-        for name, value in (("alpha", alpha), ("eps", eps)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float("inf"):
-                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-        self._init(capacity, spec, num_envs=num_envs, n_step=n_step, gamma=gamma, alpha=float(alpha),
-                   beta=self._check_beta(beta), eps=float(eps), seed=seed)
-
-    @staticmethod
-    def _check_beta(beta: Any) -> float:
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0 <= beta < float("inf"):
-            raise ValueError(f"beta: expected a finite number >= 0, got {beta!r}")
-        return float(beta)
+        self._init(capacity, spec, num_envs=num_envs, n_step=n_step, gamma=gamma, alpha=real(alpha, "alpha", low=0.0),
+                   beta=real(beta, "beta", low=0.0), eps=real(eps, "eps", low=0.0), seed=seed)
 
     def sample(self, batch_size: int, *, beta: float | None = None, device: torch.device | str | None = None,
                pin_memory: bool = False) -> Batch:
         """Prioritized batch with ``weights``; ``beta`` overrides the buffer's for this call."""
-        beta = self.beta if beta is None else self._check_beta(beta)
-        return self._to_batch(self._core.sample(_positive_int(batch_size, "batch_size"), beta), device, pin_memory)
+        beta = self.beta if beta is None else real(beta, "beta", low=0.0)
+        return self._to_batch(self._core.sample(integer(batch_size, "batch_size"), beta), device, pin_memory)
 
     def update_priorities(self, indices: Any, priorities: Any) -> None:
         """Set the priorities of sampled transitions (e.g. ``|TD error|``). Indices whose slot has
@@ -345,6 +323,6 @@ class SequenceReplayBuffer(ReplayBuffer):
     def sample(self, batch_size: int, length: int, *, within_episode: bool = False,
                device: torch.device | str | None = None, pin_memory: bool = False) -> Batch:
         """``batch_size`` windows of ``length`` steps, uniformly over the valid windows."""
-        arrays = self._core.sample_sequence(_positive_int(batch_size, "batch_size"), _positive_int(length, "length"),
+        arrays = self._core.sample_sequence(integer(batch_size, "batch_size"), integer(length, "length"),
                                             bool(within_episode))
         return self._to_batch(arrays, device, pin_memory)
