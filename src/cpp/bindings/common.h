@@ -61,9 +61,22 @@ std::vector<T> array_field(const py::dict& d, const char* key, char kind, int nd
   return std::vector<T>(typed.data(), typed.data() + typed.size());
 }
 
+// A 1-d numpy array holding a copy of data[0..n).
+template <typename T>
+py::array_t<T> copy_of(const T* data, size_t n) {
+  py::array_t<T> out(static_cast<py::ssize_t>(n));
+  std::copy(data, data + n, out.mutable_data());
+  return out;
+}
+
 template <typename T>
 py::array_t<T> to_array(const std::vector<T>& v) {
-  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  return copy_of(v.data(), v.size());
+}
+
+// std::vector<bool> is bit-packed and has no data(): copied element by element.
+inline py::array_t<bool> to_array(const std::vector<bool>& v) {
+  py::array_t<bool> out(static_cast<py::ssize_t>(v.size()));
   std::copy(v.begin(), v.end(), out.mutable_data());
   return out;
 }

@@ -88,9 +88,7 @@ py::dict snapshot_to_dict(const TabularAgent& agent, const DynaSnapshot& s) {
   d["model_offsets"] = to_array(offsets);
   d["model_next"] = to_array(next);
   d["model_reward"] = to_array(reward);
-  py::array_t<bool> term(static_cast<py::ssize_t>(terminated.size()));
-  for (size_t i = 0; i < terminated.size(); ++i) term.mutable_data()[i] = terminated[i];
-  d["model_terminated"] = term;
+  d["model_terminated"] = to_array(terminated);
   d["model_count"] = to_array(count);
   d["last_tried"] = to_array(s.last_tried);
   std::vector<int64_t> qkeys;
@@ -239,20 +237,19 @@ void init_dyna(py::module_ m) {
       .def("arrays", [](const TransitionTable& t) {
         std::vector<double> prob, reward;
         std::vector<int64_t> next;
-        py::array_t<bool> term(static_cast<py::ssize_t>(t.transitions().size()));
-        for (size_t i = 0; i < t.transitions().size(); ++i) {
-          const Transition& tr = t.transitions()[i];
+        std::vector<bool> terminated;
+        for (const Transition& tr : t.transitions()) {
           prob.push_back(tr.prob);
           next.push_back(tr.next);
           reward.push_back(tr.reward);
-          term.mutable_data()[i] = tr.terminated;
+          terminated.push_back(tr.terminated);
         }
         py::dict d;
         d["offsets"] = to_array(t.offsets());
         d["prob"] = to_array(prob);
         d["next"] = to_array(next);
         d["reward"] = to_array(reward);
-        d["terminated"] = term;
+        d["terminated"] = to_array(terminated);
         d["initial"] = to_array(t.initial());
         return d;
       }, "The table as arrays (copies): offsets [S*A+1], prob/next/reward/terminated [T], initial [S].");

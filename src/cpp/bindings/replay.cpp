@@ -233,27 +233,13 @@ py::dict sample_sequence(Buffer& b, int64_t n, int64_t length, bool within_episo
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(b.mutex);
     b.sequence().sample_windows(n, length, within_episode, start_ptr);
-    const TransitionStore& store = b.core->store();
     std::vector<int64_t> ids(static_cast<size_t>(n * length));
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t k = 0; k < length; ++k) {
-        const int64_t id = start_ptr[i] + k * store.num_envs();
-        ids[static_cast<size_t>(i * length + k)] = id;
-        first_ptr[i * length + k] = store.is_first(id);
-      }
-    }
-    store.gather(ids.data(), n * length, out);
+    expand_windows(b.core->store(), start_ptr, n, length, ids.data(), first_ptr);
+    b.core->store().gather(ids.data(), n * length, out);
   }
   d["is_first"] = is_first;
   d["indices"] = starts;
   return d;
-}
-
-template <typename T>
-py::array_t<T> copy_of(const T* data, size_t n) {
-  py::array_t<T> a(static_cast<py::ssize_t>(n));
-  if (n) std::memcpy(a.mutable_data(), data, n * sizeof(T));
-  return a;
 }
 
 py::dict snapshot(Buffer& b) {
@@ -296,14 +282,7 @@ void restore(Buffer& b, const py::dict& d) {
   if (b.kind == Kind::kPrioritized) {
     leaves = array_field<double>(d, "priorities", 'f');
     max_priority = need("max_priority").cast<double>();
-    // Checked here, before the store is touched, so a bad snapshot leaves the buffer as it was.
-    if (static_cast<int64_t>(leaves.size()) != b.prioritized().sampler().sum_tree().n_leaves()) {
-      throw py::value_error("priorities: expected one per tree leaf");
-    }
-    for (double v : leaves) {
-      if (!(v >= 0.0 && std::isfinite(v))) throw py::value_error("priorities: expected finite values >= 0");
-    }
-    if (!(max_priority > 0.0 && std::isfinite(max_priority))) throw py::value_error("max_priority: expected a finite value > 0");
+    b.prioritized().sampler().check(leaves, max_priority);  // before the store is touched
   }
   std::lock_guard<std::mutex> lock(b.mutex);
   b.core->restore_store(written, cleared_at, rows.data(), static_cast<int64_t>(rows.size()) / row_bytes,
@@ -393,10 +372,8 @@ void init_replay(py::module_ m) {
         if (b.kind != Kind::kPrioritized) throw py::type_error("priorities: only prioritized buffers have priorities");
         py::array_t<double> out(ids.size());
         std::lock_guard<std::mutex> lock(b.mutex);
-        const TransitionStore& s = b.core->store();
         for (py::ssize_t i = 0; i < ids.size(); ++i) {
-          const int64_t id = ids.data()[i];
-          out.mutable_data()[i] = s.sampleable(id) ? b.prioritized().sampler().sum_tree().leaf(s.row_of(id)) : 0.0;
+          out.mutable_data()[i] = b.prioritized().sampler().priority(b.core->store(), ids.data()[i]);
         }
         return out;
       }, py::arg("indices"), "p^alpha of each id (0 where not sampleable).")

@@ -56,8 +56,6 @@ class PrioritizedSampler {
     const double total = sum_.root();
     const double slice = total / static_cast<double>(n);
     const double min_leaf = min_.root();
-    const int64_t oldest = store.oldest_id();
-    const int64_t oldest_row = store.row_of(oldest);
     values_.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       double u = (static_cast<double>(i) + rng.uniform()) * slice;
@@ -66,7 +64,7 @@ class PrioritizedSampler {
     sum_.find_prefix_many(values_.data(), n, ids, scratch_);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t r = ids[i];
-      ids[i] = oldest + (r >= oldest_row ? r - oldest_row : r - oldest_row + store.capacity());
+      ids[i] = store.id_at_row(r);
       // float32 is the output precision, and exp2f/log2f cost a fraction of a double pow.
       weights[i] = std::exp2(-static_cast<float>(beta) * std::log2(static_cast<float>(sum_.leaf(r) / min_leaf)));
     }
@@ -96,9 +94,17 @@ class PrioritizedSampler {
     set_leaves();
   }
 
+  // p^alpha of a transition; 0 where it cannot be sampled.
+  double priority(const TransitionStore& store, int64_t id) const {
+    return store.sampleable(id) ? sum_.leaf(store.row_of(id)) : 0.0;
+  }
+
   // Snapshot: leaves (p^alpha per row) and the running maximum.
   std::vector<double> leaves() const { return std::vector<double>(sum_.leaves(), sum_.leaves() + sum_.n_leaves()); }
-  void restore(const TransitionStore& store, const std::vector<double>& leaves, double max_priority) {
+
+  // What a snapshot must satisfy whatever the store holds; callers run it before restoring the store
+  // so that a bad snapshot changes nothing.
+  void check(const std::vector<double>& leaves, double max_priority) const {
     if (static_cast<int64_t>(leaves.size()) != sum_.n_leaves()) throw std::invalid_argument("priorities: expected one per tree leaf");
     for (size_t i = 0; i < leaves.size(); ++i) {
       if (!(leaves[i] >= 0.0 && std::isfinite(leaves[i]))) throw std::invalid_argument("priorities: expected finite values >= 0");
@@ -106,14 +112,17 @@ class PrioritizedSampler {
         throw std::invalid_argument("priorities: expected 0 beyond the capacity (tree padding)");
       }
     }
-    // A positive leaf must belong to a transition that can be sampled (its next obs is known).
-    const int64_t oldest = store.oldest_id();
-    for (int64_t r = 0; r < capacity_; ++r) {
-      if (!(leaves[static_cast<size_t>(r)] > 0.0)) continue;
-      const int64_t id = oldest + (r - store.row_of(oldest) + capacity_) % capacity_;
-      if (!store.sampleable(id)) throw std::invalid_argument("priorities: expected 0 for transitions that cannot be sampled");
-    }
     if (!(max_priority > 0.0 && std::isfinite(max_priority))) throw std::invalid_argument("max_priority: expected a finite value > 0");
+  }
+
+  void restore(const TransitionStore& store, const std::vector<double>& leaves, double max_priority) {
+    check(leaves, max_priority);
+    // A positive leaf must belong to a transition that can be sampled (its next obs is known).
+    for (int64_t r = 0; r < capacity_; ++r) {
+      if (leaves[static_cast<size_t>(r)] > 0.0 && !store.sampleable(store.id_at_row(r))) {
+        throw std::invalid_argument("priorities: expected 0 for transitions that cannot be sampled");
+      }
+    }
     sum_.assign(leaves);
     std::vector<double> mins(leaves);
     for (double& v : mins) v = v > 0.0 ? v : std::numeric_limits<double>::infinity();

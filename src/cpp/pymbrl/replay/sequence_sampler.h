@@ -54,4 +54,17 @@ inline void sample_windows(const TransitionStore& store, Rng& rng, int64_t n, in
   for (; i < n; ++i) starts[i] = all[rng.uniform_int(all.size())];
 }
 
+// The ids of every step of windows starting at starts[0..n) ([n, length], row-major) and whether
+// each step begins an episode.
+inline void expand_windows(const TransitionStore& store, const int64_t* starts, int64_t n, int64_t length, int64_t* ids,
+                           bool* is_first) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k = 0; k < length; ++k) {
+      const int64_t id = starts[i] + k * store.num_envs();
+      ids[i * length + k] = id;
+      is_first[i * length + k] = store.is_first(id);
+    }
+  }
+}
+
 }  // namespace pymbrl::replay

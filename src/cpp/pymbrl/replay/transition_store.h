@@ -67,6 +67,12 @@ class TransitionStore {
   int64_t end_id() const { return written_ * num_envs(); }
 
   int64_t row_of(int64_t id) const { return id % config_.capacity; }
+  // The newest id that row r can hold given the oldest stored id (the inverse of row_of there).
+  int64_t id_at_row(int64_t r) const {
+    const int64_t oldest = oldest_id();
+    const int64_t oldest_row = row_of(oldest);
+    return oldest + (r >= oldest_row ? r - oldest_row : r - oldest_row + config_.capacity);
+  }
   const uint8_t* row(int64_t r) const { return rows_.data() + r * layout_.row_bytes(); }
   uint8_t* row(int64_t r) { return rows_.data() + r * layout_.row_bytes(); }
   bool done_at(int64_t r) const { return layout_.done(row(r)); }
@@ -95,12 +101,7 @@ class TransitionStore {
         const int64_t item = k * num_envs() + e;
         const int64_t id = written_ * num_envs() + e;  // written_ advances once all streams are written
         const int64_t r = row_of(id);
-        // Read the stream's previous row before writing: with one step per stream it is this row.
-        const int64_t t = written_;
-        const bool first_step = t == cleared_at_ || done_at(row_of(id - num_envs()));
-        const int64_t start = first_step || !config_.track_episodes
-                                  ? t
-                                  : episode_start_[static_cast<size_t>(row_of(id - num_envs()))];
+        if (config_.track_episodes) track_episode(id, r);
         uint8_t* dst = row(r);
         release_final(r);
         for (size_t f = 0; f < fs.size(); ++f) {
@@ -111,10 +112,6 @@ class TransitionStore {
           const int32_t slot = allocate_final();
           std::memcpy(final_obs(slot), next_obs + item * obs.nbytes, static_cast<size_t>(obs.nbytes));
           final_slot_[static_cast<size_t>(r)] = slot;
-        }
-        if (config_.track_episodes) {
-          is_first_[static_cast<size_t>(r)] = first_step;
-          episode_start_[static_cast<size_t>(r)] = start;
         }
         if (e + 1 == num_envs()) ++written_;
       }
@@ -318,6 +315,17 @@ class TransitionStore {
     const int32_t slot = static_cast<int32_t>(final_pool_.size() / static_cast<size_t>(layout_.obs().nbytes));
     final_pool_.resize(final_pool_.size() + static_cast<size_t>(layout_.obs().nbytes));
     return slot;
+  }
+
+  // is_first and episode start of row r, about to hold transition id, from the stream's previous
+  // row. Called before the row is written: with one step per stream the previous row is row r.
+  void track_episode(int64_t id, int64_t r) {
+    const int64_t t = id / num_envs();
+    const int64_t prev = row_of(id - num_envs());
+    const bool first_step = t == cleared_at_ || done_at(prev);
+    const int64_t start = first_step ? t : episode_start_[static_cast<size_t>(prev)];
+    is_first_[static_cast<size_t>(r)] = first_step;
+    episode_start_[static_cast<size_t>(r)] = start;
   }
 
   void release_final(int64_t r) {
