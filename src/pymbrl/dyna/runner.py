@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -143,7 +144,7 @@ def run_batch(kind: str | type[TabularAgent], mdp: TabularMDP, *, seeds: Sequenc
         raise ValueError(f"kind: expected one of {sorted(AGENTS)} or an agent class, got {kind!r}")
     if not isinstance(mdp, TabularMDP):
         raise TypeError(f"mdp: expected a TabularMDP, got {type(mdp).__name__}")
-    unknown = set(agent_kwargs) - {"alpha", "gamma", "epsilon", "planning_steps", "model", "kappa", "theta"}
+    unknown = set(agent_kwargs) - set(inspect.signature(agent_config).parameters)
     if unknown:
         raise TypeError(f"agent_kwargs: unexpected hyper-parameters {sorted(unknown)}")
     seeds = [resolve_seed(s, "seeds") for s in np.asarray(seeds, dtype=object).reshape(-1).tolist()]
