@@ -5,26 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 
 def _dyna(args: argparse.Namespace) -> int:
-    from pymbrl import dyna
-    from pymbrl.dyna.experiments import planning_sweep, plot_curves, steps_table
+    from pymbrl.dyna.experiments import figure_8_2, steps_table
 
-    start = time.perf_counter()
-    results = planning_sweep("dyna_q", dyna.DynaMaze(), args.planning, seeds=range(args.seeds),
-                             episodes=args.episodes, progress=True, num_threads=args.threads)
-    elapsed = time.perf_counter() - start
-    curves = {f"n={n}": r.episode_steps.mean(axis=0) for n, r in results.items()}
+    curves, seconds = figure_8_2(args.out, seeds=args.seeds, episodes=args.episodes, planning_steps=args.planning,
+                                 num_threads=args.threads, progress=True)
     shown = [e for e in (1, 2, 3, 4, 5, 10, 15, 20, 25, 30, 40, 50) if e <= args.episodes]
     print(f"Dyna-Q on the Dyna maze (Sutton & Barto Figure 8.2): mean steps per episode over {args.seeds} seeds")
     print(steps_table(curves, shown))
-    print(f"shortest path: 14 steps; {len(results)} settings x {args.seeds} seeds x {args.episodes} episodes "
-          f"in {elapsed * 1000:.0f} ms")
-    plot_curves({k: v[1:] for k, v in curves.items()}, args.out, first=2, ylim=(0, 800),
-                title=f"Dyna maze: Dyna-Q, {args.seeds} seeds", xlabel="episode", ylabel="steps per episode")
+    print(f"shortest path: 14 steps; {len(curves)} settings x {args.seeds} seeds x {args.episodes} episodes "
+          f"in {seconds * 1000:.0f} ms")
     print(f"plot: {args.out}")
     return 0
 

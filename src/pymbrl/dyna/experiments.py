@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from pymbrl.dyna.mdp import TabularMDP
+from pymbrl.dyna.mdp import DynaMaze, TabularMDP
 from pymbrl.dyna.runner import BatchResult, run_batch
 
 
@@ -27,6 +28,28 @@ def planning_sweep(kind: str, mdp: TabularMDP, planning_steps: Iterable[int], *,
         results[n] = run_batch(kind, mdp, seeds=seeds, episodes=episodes, steps=steps, planning_steps=n,
                                **agent_kwargs)
     return results
+
+
+class Curves(NamedTuple):
+    """``curves``: label -> mean steps per episode, float64 [episodes]; ``seconds``: time of the runs."""
+
+    curves: dict[str, np.ndarray]
+    seconds: float
+
+
+def figure_8_2(path: str, *, seeds: int = 30, episodes: int = 50, planning_steps: Sequence[int] = (0, 5, 50),
+               num_threads: int | None = None, progress: bool = False) -> Curves:
+    """Sutton & Barto's Figure 8.2: Dyna-Q on the Dyna maze for each number of planning steps,
+    labelled ``"n=<planning steps>"``, plotted to ``path``. As in the book, the plot starts at
+    episode 2: the first episode is a random walk for every n."""
+    start = time.perf_counter()
+    results = planning_sweep("dyna_q", DynaMaze(), planning_steps, seeds=range(seeds), episodes=episodes,
+                             progress=progress, num_threads=num_threads)
+    seconds = time.perf_counter() - start
+    curves = {f"n={n}": r.episode_steps.mean(axis=0) for n, r in results.items()}
+    plot_curves({k: v[1:] for k, v in curves.items()}, path, first=2, ylim=(0, 800),
+                title=f"Dyna maze (Figure 8.2), Dyna-Q, {seeds} seeds", xlabel="episode", ylabel="steps per episode")
+    return Curves(curves, seconds)
 
 
 def steps_table(curves: dict[str, np.ndarray], episodes: Sequence[int]) -> str:
