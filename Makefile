@@ -15,6 +15,11 @@ JOBS       ?= 2
 
 .PHONY: demo test test-cpp test-py bench wheel install clean
 
+# $(call install_wheel,VENV): replace pymbrl in VENV with the freshly built wheel (same version
+# number, so the first step forces it), then add whatever runtime dependencies are missing.
+install_wheel = $(1)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl && \
+	$(1)/bin/python $(PIP) dist/pymbrl-*.whl
+
 # torch goes in first, pinned, so that nothing later pulls another build of it from the registry.
 $(VENV)/.ready:
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +48,7 @@ wheel: $(VENV)/.ready
 	@ls -l dist/pymbrl-*.whl
 
 install: wheel
-	$(VENV)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl
-	$(VENV)/bin/python $(PIP) dist/pymbrl-*.whl
+	$(call install_wheel,$(VENV))
 
 demo: install
 	$(VENV)/bin/pymbrl dyna --out dyna_maze.png
@@ -61,13 +65,11 @@ test-cpp:
 
 # The tests import the installed wheel, never the source tree (src/ is not on the path).
 test-py: wheel $(TEST_VENV)/.ready
-	$(TEST_VENV)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl
-	$(TEST_VENV)/bin/python $(PIP) dist/pymbrl-*.whl
+	$(call install_wheel,$(TEST_VENV))
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
 
 bench: wheel $(BENCH_VENV)/.ready
-	$(BENCH_VENV)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl
-	$(BENCH_VENV)/bin/python $(PIP) dist/pymbrl-*.whl
+	$(call install_wheel,$(BENCH_VENV))
 	$(BENCH_VENV)/bin/python bench/bench_dyna.py
 	$(BENCH_VENV)/bin/python bench/bench_replay.py
 
