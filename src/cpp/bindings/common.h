@@ -15,6 +15,7 @@ namespace py = pybind11;
 
 void init_dyna(py::module_ m);
 void init_replay(py::module_ m);
+void init_mcts(py::module_ m);
 
 inline int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();

@@ -33,4 +33,5 @@ PYBIND11_MODULE(_core, m) {
   }, "Version, compiler, compile flags and build type of the compiled core.");
   pymbrl::bindings::init_dyna(m.def_submodule("dyna", "Tabular Dyna planning."));
   pymbrl::bindings::init_replay(m.def_submodule("replay", "Replay buffers."));
+  pymbrl::bindings::init_mcts(m.def_submodule("mcts", "Batched Monte Carlo tree search."));
 }

@@ -1,0 +1,294 @@
+// pymbrl._core.mcts: the batched search. Validates arrays, releases the GIL, calls the core.
+// select() writes into arrays the wrapper owns and hands out once, so the Python loop can view
+// them as torch tensors without converting anything per simulation.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "bindings/common.h"
+#include "pymbrl/mcts/search.h"
+
+namespace pymbrl::bindings {
+
+namespace {
+
+using mcts::FloatRows;
+
+std::string shape_text(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+std::string expected_shape(std::initializer_list<int64_t> shape) {
+  std::string s = "(";
+  size_t i = 0;
+  for (int64_t d : shape) s += (i++ ? ", " : "") + std::to_string(d);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+void check_shape(const py::array& a, std::initializer_list<int64_t> shape, const char* name) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  size_t i = 0;
+  for (int64_t d : shape) ok = ok && a.shape(i++) == d;
+  if (!ok) throw py::value_error(std::string(name) + ": expected shape " + expected_shape(shape) + ", got " + shape_text(a));
+}
+
+// A float32 or float64 array of the given shape, read in place when C-contiguous (anything else
+// numeric is converted). The array is kept alive by the holder.
+struct Floats {
+  py::array array;
+  FloatRows rows;
+};
+
+Floats floats(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name) {
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error(std::string(name) + ": expected an array of floats, got " + type_name(obj));
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u') {
+    throw py::type_error(std::string(name) + ": expected an array of floats, got dtype " + std::string(py::str(a.dtype())));
+  }
+  check_shape(a, shape, name);
+  Floats out;
+  const bool contiguous = (a.flags() & py::array::c_style) != 0;
+  if (contiguous && a.dtype().is(py::dtype::of<float>())) {
+    out.array = a;
+    out.rows.f32 = static_cast<const float*>(a.data());
+  } else if (contiguous && a.dtype().is(py::dtype::of<double>())) {
+    out.array = a;
+    out.rows.f64 = static_cast<const double*>(a.data());
+  } else {
+    out.array = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    out.rows.f64 = static_cast<const double*>(out.array.data());
+  }
+  return out;
+}
+
+// A boolean mask of the given shape (bool or integer 0/1), as uint8, or empty for None.
+std::optional<py::array_t<uint8_t>> mask(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name) {
+  if (obj.is_none()) return std::nullopt;
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error(std::string(name) + ": expected a boolean array, got " + type_name(obj));
+  const char kind = a.dtype().kind();
+  if (kind != 'b' && kind != 'i' && kind != 'u') {
+    throw py::type_error(std::string(name) + ": expected a boolean array, got dtype " + std::string(py::str(a.dtype())));
+  }
+  check_shape(a, shape, name);
+  auto out = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(a.attr("astype")("bool"));
+  return out;
+}
+
+class PySearch {
+ public:
+  PySearch(int64_t batch_size, int64_t num_actions, int64_t capacity, const py::object& num_threads)
+      : search_(std::make_unique<mcts::Search>(positive(batch_size, "batch_size"), positive(num_actions, "num_actions"),
+                                               positive(capacity, "capacity"), threads(num_threads, batch_size))),
+        parent_(batch_size),
+        action_(batch_size),
+        node_(batch_size),
+        is_new_(batch_size),
+        gather_(batch_size),
+        scatter_(batch_size),
+        action64_(batch_size) {}
+
+  int batch_size() const { return search_->tree().batch_size(); }
+  int num_actions() const { return search_->tree().num_actions(); }
+
+  void set_roots(const py::handle& logits, const py::handle& value, const py::handle& invalid, const py::handle& keep) {
+    const int B = batch_size(), A = num_actions();
+    Floats l = floats(logits, {B, A}, "prior_logits");
+    Floats v = floats(value, {B}, "value");
+    auto inv = mask(invalid, {B, A}, "invalid_actions");
+    auto kept = mask(keep, {B}, "keep");
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->set_roots(l.rows, v.rows, inv ? inv->data() : nullptr, kept ? kept->data() : nullptr);
+  }
+
+  void begin_muzero(int64_t num_simulations, uint64_t seed, double pb_c_init, double pb_c_base, double alpha,
+                    double fraction, const py::object& max_depth) {
+    const int depth = depth_of(max_depth);
+    const int sims = simulations(num_simulations);
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->begin_muzero(mcts::PuctParams{pb_c_init, pb_c_base}, alpha, fraction, depth, sims, seed);
+  }
+
+  void begin_gumbel(int64_t num_simulations, uint64_t seed, int64_t max_considered, double gumbel_scale,
+                    double value_scale, double maxvisit_init, const py::object& max_depth) {
+    const int depth = depth_of(max_depth);
+    const int sims = simulations(num_simulations);
+    if (max_considered < 1 || max_considered > (1 << 20)) {
+      throw py::value_error("max_num_considered_actions: expected an integer in [1, 2**20], got " + std::to_string(max_considered));
+    }
+    mcts::GumbelParams params{static_cast<int>(max_considered), gumbel_scale, value_scale, maxvisit_init};
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->begin_gumbel(params, depth, sims, seed);
+  }
+
+  void select() {
+    mcts::Selection sel{parent_.mutable_data(), action_.mutable_data(), node_.mutable_data(),
+                       reinterpret_cast<uint8_t*>(is_new_.mutable_data())};
+    mcts::PoolRows rows{gather_.mutable_data(), scatter_.mutable_data(), action64_.mutable_data()};
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->select(sel, rows);
+  }
+
+  void expand_and_backup(const py::handle& reward, const py::handle& discount, const py::handle& logits,
+                         const py::handle& value) {
+    const int B = batch_size(), A = num_actions();
+    Floats r = floats(reward, {B}, "reward");
+    Floats d = floats(discount, {B}, "discount");
+    Floats l = floats(logits, {B, A}, "prior_logits");
+    Floats v = floats(value, {B}, "value");
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->expand_and_backup(r.rows, d.rows, l.rows, v.rows);
+  }
+
+  py::tuple summary() {
+    const int B = batch_size(), A = num_actions();
+    py::array_t<int32_t> counts({B, A});
+    py::array_t<double> q({B, A});
+    py::array_t<double> v(B);
+    int32_t* pc = counts.mutable_data();
+    double* pq = q.mutable_data();
+    double* pv = v.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      search_->summary(pc, pq, pv);
+    }
+    return py::make_tuple(counts, q, v);
+  }
+
+  py::tuple decide(bool gumbel, double temperature) {
+    const int B = batch_size(), A = num_actions();
+    py::array_t<int64_t> actions(B);
+    py::array_t<double> weights({B, A});
+    int64_t* pa = actions.mutable_data();
+    double* pw = weights.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (gumbel) {
+        search_->decide_gumbel(pa, pw);
+      } else {
+        search_->decide_muzero(temperature, pa, pw);
+      }
+    }
+    return py::make_tuple(actions, weights);
+  }
+
+  py::tuple reroot(const py::handle& actions_obj) {
+    const int B = batch_size();
+    py::array a = py::array::ensure(actions_obj);
+    if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')) {
+      throw py::type_error("actions: expected an integer array, got " + type_name(actions_obj));
+    }
+    check_shape(a, {B}, "actions");
+    auto actions = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    const int64_t capacity = search_->tree().capacity();
+    py::array_t<int64_t> old_ids({capacity, static_cast<int64_t>(B)});
+    py::array_t<int32_t> kept(B);
+    const int64_t* pa = actions.data();
+    int64_t* po = old_ids.mutable_data();
+    int32_t* pk = kept.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      search_->reroot(pa, po, pk);
+    }
+    return py::make_tuple(old_ids, kept);
+  }
+
+  py::array_t<int32_t> num_nodes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    py::array_t<int32_t> out(batch_size());
+    for (int b = 0; b < batch_size(); ++b) out.mutable_data()[b] = search_->tree().num_nodes(b);
+    return out;
+  }
+
+  mcts::Search& core() { return *search_; }
+  py::array_t<int32_t> parent_, action_, node_;
+  py::array_t<bool> is_new_;
+  py::array_t<int64_t> gather_, scatter_, action64_;
+
+ private:
+  static int positive(int64_t v, const char* name) {
+    if (v < 1 || v > (int64_t{1} << 30)) {
+      throw py::value_error(std::string(name) + ": expected an integer in [1, 2**30], got " + std::to_string(v));
+    }
+    return static_cast<int>(v);
+  }
+  static int simulations(int64_t v) {
+    if (v < 1 || v > (int64_t{1} << 30)) {
+      throw py::value_error("num_simulations: expected an integer >= 1, got " + std::to_string(v));
+    }
+    return static_cast<int>(v);
+  }
+  static int depth_of(const py::object& max_depth) {
+    if (max_depth.is_none()) return 0;
+    const int64_t d = as_int(max_depth, "max_depth");
+    if (d < 1) throw py::value_error("max_depth: expected an integer >= 1 or None, got " + std::to_string(d));
+    return static_cast<int>(std::min<int64_t>(d, int64_t{1} << 30));
+  }
+  // Default: one thread per 128 roots, at most the machine's threads. Below that a step's tree
+  // work (~100 µs) is too short for a second thread to pay for its hand-off.
+  static int threads(const py::object& requested, int64_t batch_size) {
+    if (requested.is_none()) {
+      return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(hardware_threads(), batch_size / 128)));
+    }
+    const int64_t t = as_int(requested, "num_threads");
+    if (t < 1 || t > 1024) throw py::value_error("num_threads: expected an integer in [1, 1024] or None, got " + std::to_string(t));
+    return static_cast<int>(t);
+  }
+
+  std::unique_ptr<mcts::Search> search_;
+  std::mutex mutex_;
+};
+
+}  // namespace
+
+void init_mcts(py::module_ m) {
+  py::class_<PySearch>(m, "Search", "B search trees in flat arrays, stepped from Python (see pymbrl.mcts).")
+      .def(py::init<int64_t, int64_t, int64_t, const py::object&>(), py::arg("batch_size"), py::arg("num_actions"),
+           py::arg("capacity"), py::arg("num_threads") = py::none())
+      .def_property_readonly("batch_size", &PySearch::batch_size)
+      .def_property_readonly("num_actions", &PySearch::num_actions)
+      .def_property_readonly("capacity", [](PySearch& s) { return s.core().tree().capacity(); })
+      .def_property_readonly("num_threads", [](PySearch& s) { return s.core().num_threads(); })
+      .def_property_readonly("simulations_done", [](PySearch& s) { return s.core().simulations_done(); })
+      .def_property_readonly("num_nodes", &PySearch::num_nodes)
+      .def_readonly("parent", &PySearch::parent_)
+      .def_readonly("action", &PySearch::action_)
+      .def_readonly("node", &PySearch::node_)
+      .def_readonly("is_new", &PySearch::is_new_)
+      .def_readonly("gather_rows", &PySearch::gather_)
+      .def_readonly("scatter_rows", &PySearch::scatter_)
+      .def_readonly("action_int64", &PySearch::action64_)
+      .def("set_roots", &PySearch::set_roots, py::arg("prior_logits"), py::arg("value"),
+           py::arg("invalid_actions") = py::none(), py::arg("keep") = py::none())
+      .def("begin_muzero", &PySearch::begin_muzero, py::arg("num_simulations"), py::arg("seed"), py::arg("pb_c_init"),
+           py::arg("pb_c_base"), py::arg("dirichlet_alpha"), py::arg("dirichlet_fraction"), py::arg("max_depth"))
+      .def("begin_gumbel", &PySearch::begin_gumbel, py::arg("num_simulations"), py::arg("seed"),
+           py::arg("max_num_considered_actions"), py::arg("gumbel_scale"), py::arg("value_scale"),
+           py::arg("maxvisit_init"), py::arg("max_depth"))
+      .def("select", &PySearch::select)
+      .def("expand_and_backup", &PySearch::expand_and_backup, py::arg("reward"), py::arg("discount"),
+           py::arg("prior_logits"), py::arg("value"))
+      .def("summary", &PySearch::summary)
+      .def("decide_muzero", [](PySearch& s, double t) { return s.decide(false, t); }, py::arg("temperature"))
+      .def("decide_gumbel", [](PySearch& s) { return s.decide(true, 0.0); })
+      .def("reroot", &PySearch::reroot, py::arg("actions"));
+}
+
+}  // namespace pymbrl::bindings

@@ -1,0 +1,424 @@
+// One batched search, driven step by step from outside: begin (root noise, rule), then
+// select -> [the caller evaluates the model on the selected leaves] -> expand_and_backup, once
+// per simulation, then decide. The network never enters C++; only ids and floats cross.
+//
+// Every method checks its arguments before changing anything, so an exception leaves the trees
+// exactly as they were. Results depend on the seed only, never on the number of threads: each
+// root draws from its own generator.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pymbrl/mcts/gumbel.h"
+#include "pymbrl/mcts/muzero.h"
+#include "pymbrl/mcts/tree.h"
+#include "pymbrl/random_variates.h"
+#include "pymbrl/rng.h"
+#include "pymbrl/thread_pool.h"
+
+namespace pymbrl::mcts {
+
+enum class Rule { kNone, kMuZero, kGumbel };
+
+// The leaf chosen for each root by select().
+struct Selection {
+  int32_t* parent = nullptr;  // the node whose child is evaluated (B)
+  int32_t* action = nullptr;  // the action taken from it (B)
+  int32_t* node = nullptr;    // the new node's id, or the existing leaf's at the depth limit (B)
+  uint8_t* is_new = nullptr;  // 1 when the leaf is a new node that expand_and_backup will create (B)
+};
+
+// Pool rows (node * B + b in an embedding pool laid out [nodes, B, ...]) for the caller's gather
+// and scatter; leaves that are not new are scattered to the spare row `capacity`.
+struct PoolRows {
+  int64_t* gather = nullptr;
+  int64_t* scatter = nullptr;
+  int64_t* action = nullptr;  // the actions again, as int64 for torch
+};
+
+class Search {
+ public:
+  Search(int batch_size, int num_actions, int capacity, int num_threads)
+      : tree_(checked(batch_size, "batch_size"), checked(num_actions, "num_actions"), checked(capacity, "capacity")),
+        pool_(num_threads),
+        rngs_(batch_size),
+        min_max_(batch_size),
+        gumbel_(static_cast<size_t>(batch_size) * num_actions, 0.0),
+        parent_(batch_size, kNoNode),
+        action_(batch_size, -1),
+        leaf_(batch_size, kNoNode) {}
+
+  const TreeBatch& tree() const { return tree_; }
+  int num_threads() const { return pool_.size(); }
+  int simulations_done() const { return sims_done_; }
+  int num_simulations() const { return sims_planned_; }
+  Rule rule() const { return rule_; }
+
+  // Sets the roots. logits [B, A], values [B], invalid [B, A] (null: all valid), keep [B] (null:
+  // none): a kept root keeps its subtree (from reroot) and only has its valid actions updated.
+  void set_roots(const FloatRows& logits, const FloatRows& values, const uint8_t* invalid, const uint8_t* keep) {
+    const int B = tree_.batch_size(), A = tree_.num_actions();
+    for (int b = 0; b < B; ++b) {
+      const bool kept = keep != nullptr && keep[b];
+      if (kept && tree_.num_nodes(b) == 0) {
+        throw std::invalid_argument("keep: expected only roots whose subtree was kept, got root " + std::to_string(b) +
+                                    " whose tree is empty");
+      }
+      const uint8_t* inv = invalid == nullptr ? nullptr : invalid + static_cast<size_t>(b) * A;
+      int valid = 0;
+      for (int a = 0; a < A; ++a) valid += inv == nullptr || inv[a] == 0;
+      if (valid == 0) throw std::invalid_argument("invalid_actions: every action of root " + std::to_string(b) + " is invalid");
+      if (kept) continue;
+      check_finite(values[b], "value", b);
+      check_logits(logits, static_cast<size_t>(b) * A, inv, "prior_logits", b);
+    }
+    for (int b = 0; b < B; ++b) {
+      const uint8_t* inv = invalid == nullptr ? nullptr : invalid + static_cast<size_t>(b) * A;
+      if (keep != nullptr && keep[b]) {
+        tree_.revalidate_root(b, inv);
+      } else {
+        tree_.set_root(b, logits, static_cast<size_t>(b) * A, values[b], inv);
+      }
+    }
+    rule_ = Rule::kNone;
+  }
+
+  // Starts a MuZero search of `num_simulations`: Dirichlet(alpha) noise mixed into the roots'
+  // priors with weight `fraction`, pUCT with tree-wide min-max Q. max_depth <= 0: unlimited.
+  void begin_muzero(const PuctParams& params, double alpha, double fraction, int max_depth, int num_simulations,
+                    uint64_t seed) {
+    if (!(params.pb_c_base > 0.0) || !std::isfinite(params.pb_c_base)) throw std::invalid_argument("pb_c_base: expected a positive number");
+    if (!std::isfinite(params.pb_c_init)) throw std::invalid_argument("pb_c_init: expected a finite number");
+    if (!(fraction >= 0.0 && fraction <= 1.0)) throw std::invalid_argument("dirichlet_fraction: expected a number in [0, 1]");
+    if (fraction > 0.0 && !(alpha > 0.0 && std::isfinite(alpha))) throw std::invalid_argument("dirichlet_alpha: expected a positive number");
+    check_begin(max_depth, num_simulations);
+    const int A = tree_.num_actions();
+    pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) {
+      std::vector<double> noise(A);
+      for (int b = static_cast<int>(lo); b < hi; ++b) {
+        rngs_[b].reseed(derive_seed(seed, static_cast<uint64_t>(b)));
+        tree_.reset_root_priors(b);
+        if (fraction > 0.0) {
+          const uint8_t* valid = tree_.root_valid(b);
+          symmetric_dirichlet(rngs_[b], alpha, A, [valid](size_t a) { return valid[a] != 0; }, noise.data());
+          double* p = tree_.priors(b, 0);
+          for (int a = 0; a < A; ++a) p[a] = valid[a] ? (1.0 - fraction) * p[a] + fraction * noise[a] : 0.0;
+        }
+        min_max_[b] = tree_min_max(tree_, b);
+      }
+    });
+    puct_ = params;
+    start(Rule::kMuZero, max_depth, num_simulations);
+  }
+
+  // Starts a Gumbel MuZero search of `num_simulations` from fresh roots: Gumbel noise on the
+  // root logits, sequential halving over at most `max_num_considered_actions`.
+  void begin_gumbel(const GumbelParams& params, int max_depth, int num_simulations, uint64_t seed) {
+    if (params.max_num_considered_actions < 1) throw std::invalid_argument("max_num_considered_actions: expected at least 1");
+    if (!(params.gumbel_scale >= 0.0) || !std::isfinite(params.gumbel_scale)) throw std::invalid_argument("gumbel_scale: expected a finite number >= 0");
+    if (!std::isfinite(params.value_scale)) throw std::invalid_argument("value_scale: expected a finite number");
+    if (!std::isfinite(params.maxvisit_init)) throw std::invalid_argument("maxvisit_init: expected a finite number");
+    check_begin(max_depth, num_simulations);
+    for (int b = 0; b < tree_.batch_size(); ++b) {
+      if (tree_.visits(b, 0) != 1) {
+        throw std::invalid_argument("search_tree: Gumbel MuZero's sequential halving starts from fresh roots; root " +
+                                    std::to_string(b) + " keeps a searched subtree");
+      }
+    }
+    const int A = tree_.num_actions();
+    pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) {
+      for (int b = static_cast<int>(lo); b < hi; ++b) {
+        rngs_[b].reseed(derive_seed(seed, static_cast<uint64_t>(b)));
+        tree_.reset_root_priors(b);
+        double* g = gumbel_.data() + static_cast<size_t>(b) * A;
+        for (int a = 0; a < A; ++a) g[a] = params.gumbel_scale * standard_gumbel(rngs_[b]);
+      }
+    });
+    gumbel_params_ = params;
+    halving_ = HalvingTable(params.max_num_considered_actions, num_simulations);
+    start(Rule::kGumbel, max_depth, num_simulations);
+  }
+
+  // Walks every tree from its root to a leaf: a not-yet-expanded child (to be created by the
+  // next expand_and_backup) or, at the depth limit, an existing node.
+  void select(const Selection& out, const PoolRows& rows) {
+    if (rule_ == Rule::kNone) throw std::logic_error("select: no search was begun (set_roots resets the search)");
+    if (pending_) throw std::logic_error("select: the previous selection was not expanded yet");
+    if (sims_done_ >= sims_planned_) {
+      throw std::logic_error("select: all " + std::to_string(sims_planned_) + " simulations of this search are done");
+    }
+    const int B = tree_.batch_size();
+    pool_.parallel_for(B, [&](int64_t lo, int64_t hi) {
+      std::vector<double> work(2 * static_cast<size_t>(tree_.num_actions()));
+      for (int b = static_cast<int>(lo); b < hi; ++b) {
+        select_one(b, work.data());
+        const int32_t node = leaf_[b] == kNoNode ? tree_.num_nodes(b) : leaf_[b];
+        if (out.parent) out.parent[b] = parent_[b];
+        if (out.action) out.action[b] = action_[b];
+        if (out.node) out.node[b] = node;
+        if (out.is_new) out.is_new[b] = leaf_[b] == kNoNode;
+        if (rows.gather) rows.gather[b] = static_cast<int64_t>(parent_[b]) * B + b;
+        if (rows.scatter) {
+          rows.scatter[b] = static_cast<int64_t>(leaf_[b] == kNoNode ? node : tree_.capacity()) * B + b;
+        }
+        if (rows.action) rows.action[b] = action_[b];
+      }
+    });
+    pending_ = true;
+  }
+
+  // Creates the selected leaves from the network's outputs for them (reward, discount, value [B],
+  // logits [B, A]) and backs the values up. Outputs for roots whose leaf is an existing node are
+  // checked but not used.
+  void expand_and_backup(const FloatRows& reward, const FloatRows& discount, const FloatRows& logits,
+                         const FloatRows& value) {
+    if (!pending_) throw std::logic_error("expand_and_backup: call select first");
+    const int B = tree_.batch_size(), A = tree_.num_actions();
+    for (int b = 0; b < B; ++b) {
+      check_finite(reward[b], "reward", b);
+      check_finite(discount[b], "discount", b);
+      check_finite(value[b], "value", b);
+      check_logits(logits, static_cast<size_t>(b) * A, nullptr, "prior_logits", b);
+    }
+    const bool track = rule_ == Rule::kMuZero;
+    pool_.parallel_for(B, [&](int64_t lo, int64_t hi) {
+      for (int b = static_cast<int>(lo); b < hi; ++b) {
+        int32_t leaf = leaf_[b];
+        double g;
+        if (leaf == kNoNode) {
+          leaf = tree_.add_child(b, parent_[b], action_[b], reward[b], discount[b], logits, static_cast<size_t>(b) * A, value[b]);
+          g = value[b];
+        } else {
+          g = tree_.revisit(b, leaf);
+        }
+        MinMax& mm = min_max_[b];
+        if (track) {
+          tree_.backup(b, leaf, g, [&mm](double q) { mm.update(q); });
+        } else {
+          tree_.backup(b, leaf, g, [](double) {});
+        }
+      }
+    });
+    pending_ = false;
+    ++sims_done_;
+  }
+
+  // Root statistics: visit counts and Q [B, A] (Q 0 where unvisited), values [B].
+  void summary(int32_t* visit_counts, double* qvalues, double* values) const {
+    const int B = tree_.batch_size(), A = tree_.num_actions();
+    for (int b = 0; b < B; ++b) {
+      const int32_t* n = tree_.child_visits(b, 0);
+      const double* q = tree_.child_q(b, 0);
+      for (int a = 0; a < A; ++a) {
+        visit_counts[static_cast<size_t>(b) * A + a] = n[a];
+        qvalues[static_cast<size_t>(b) * A + a] = n[a] > 0 ? q[a] : 0.0;
+      }
+      values[b] = tree_.num_nodes(b) > 0 ? tree_.value(b, 0) : 0.0;
+    }
+  }
+
+  // MuZero's decision: action weights = visit shares; the action is the most visited one
+  // (temperature 0) or drawn in proportion to visits^(1 / temperature).
+  void decide_muzero(double temperature, int64_t* actions, double* weights) {
+    if (!(temperature >= 0.0) || !std::isfinite(temperature)) throw std::invalid_argument("temperature: expected a finite number >= 0");
+    require_searched(Rule::kMuZero);
+    const int A = tree_.num_actions();
+    pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) {
+      std::vector<double> w(A);
+      for (int b = static_cast<int>(lo); b < hi; ++b) {
+        const int32_t* n = tree_.child_visits(b, 0);
+        const uint8_t* valid = tree_.root_valid(b);
+        int64_t total = 0;
+        int best = -1;
+        for (int a = 0; a < A; ++a) {
+          if (!valid[a]) continue;
+          total += n[a];
+          if (best < 0 || n[a] > n[best]) best = a;
+        }
+        double* out = weights + static_cast<size_t>(b) * A;
+        for (int a = 0; a < A; ++a) out[a] = valid[a] && total > 0 ? static_cast<double>(n[a]) / total : 0.0;
+        if (temperature == 0.0 || total == 0) {
+          actions[b] = best;
+          continue;
+        }
+        double sum = 0.0;
+        for (int a = 0; a < A; ++a) {
+          w[a] = valid[a] ? std::pow(static_cast<double>(n[a]) / n[best], 1.0 / temperature) : 0.0;
+          sum += w[a];
+        }
+        double u = rngs_[b].uniform() * sum;
+        int pick = best;
+        for (int a = 0; a < A; ++a) {
+          if (w[a] <= 0.0) continue;
+          pick = a;
+          if (u < w[a]) break;
+          u -= w[a];
+        }
+        actions[b] = pick;
+      }
+    });
+  }
+
+  // Gumbel MuZero's decision: among the most visited considered actions, argmax of gumbel +
+  // logits + sigma(completed Q); weights = softmax(logits + sigma(completed Q)) over valid actions.
+  void decide_gumbel(int64_t* actions, double* weights) {
+    require_searched(Rule::kGumbel);
+    const int A = tree_.num_actions();
+    pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) {
+      std::vector<double> sigma(A);
+      for (int b = static_cast<int>(lo); b < hi; ++b) {
+        const uint8_t* valid = tree_.root_valid(b);
+        const int32_t* n = tree_.child_visits(b, 0);
+        int32_t target = 0;
+        for (int a = 0; a < A; ++a) {
+          if (valid[a]) target = std::max(target, n[a]);
+        }
+        completed_sigma(tree_, b, 0, valid, gumbel_params_, sigma.data());
+        actions[b] = gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * A, sigma.data(), target);
+        const double* l = tree_.logits(b, 0);
+        softmax(A, [l, &sigma](int a) { return l[a] + sigma[a]; }, [valid](int a) { return valid[a] != 0; },
+                weights + static_cast<size_t>(b) * A);
+      }
+    });
+  }
+
+  // Keeps, for every root b, the subtree under actions[b]. old_ids [capacity, B] receives, at
+  // [k, b], the old id of the node that is now node k (k < kept[b]) and k itself elsewhere, so an
+  // embedding pool [nodes, B, ...] follows with one gather. kept[b] = 0: that child was never
+  // expanded and root b needs a new root.
+  void reroot(const int64_t* actions, int64_t* old_ids, int32_t* kept) {
+    const int B = tree_.batch_size(), A = tree_.num_actions();
+    if (pending_) throw std::logic_error("subtree: a selection is waiting for expand_and_backup");
+    for (int b = 0; b < B; ++b) {
+      if (tree_.num_nodes(b) == 0) throw std::invalid_argument("subtree: root " + std::to_string(b) + " has no tree");
+      if (actions[b] < 0 || actions[b] >= A) {
+        throw std::invalid_argument("actions: expected values in [0, " + std::to_string(A) + "), got " +
+                                    std::to_string(actions[b]) + " for root " + std::to_string(b));
+      }
+    }
+    const int64_t capacity = tree_.capacity();
+    pool_.parallel_for(B, [&](int64_t lo, int64_t hi) {
+      for (int b = static_cast<int>(lo); b < hi; ++b) {
+        for (int64_t k = 0; k < capacity; ++k) old_ids[k * B + b] = k;
+        kept[b] = tree_.reroot(b, static_cast<int>(actions[b]),
+                               [&](int32_t k, int32_t old) { old_ids[static_cast<int64_t>(k) * B + b] = old; });
+      }
+    });
+    rule_ = Rule::kNone;
+  }
+
+ private:
+  static int checked(int value, const char* name) {
+    if (value < 1) throw std::invalid_argument(std::string(name) + ": expected at least 1, got " + std::to_string(value));
+    return value;
+  }
+
+  static void check_finite(double v, const char* name, int b) {
+    if (!std::isfinite(v)) {
+      throw std::invalid_argument(std::string(name) + ": expected finite values, got " + std::to_string(v) +
+                                  " for root " + std::to_string(b));
+    }
+  }
+
+  // Logits may be -inf (probability 0) but not NaN or +inf, and need a finite entry among the
+  // allowed actions so that the softmax is defined.
+  void check_logits(const FloatRows& logits, size_t offset, const uint8_t* invalid, const char* name, int b) const {
+    bool any_finite = false;
+    for (int a = 0; a < tree_.num_actions(); ++a) {
+      const double l = logits[offset + a];
+      if (std::isnan(l) || l == std::numeric_limits<double>::infinity()) {
+        throw std::invalid_argument(std::string(name) + ": expected no NaN or +inf, got " + std::to_string(l) +
+                                    " for root " + std::to_string(b) + ", action " + std::to_string(a));
+      }
+      if (std::isfinite(l) && (invalid == nullptr || invalid[a] == 0)) any_finite = true;
+    }
+    if (!any_finite) {
+      throw std::invalid_argument(std::string(name) + ": expected a finite logit for some allowed action of root " +
+                                  std::to_string(b));
+    }
+  }
+
+  void check_begin(int max_depth, int num_simulations) const {
+    if (num_simulations < 1) {
+      throw std::invalid_argument("num_simulations: expected at least 1, got " + std::to_string(num_simulations));
+    }
+    if (pending_) throw std::logic_error("a selection is waiting for expand_and_backup");
+    if (max_depth < 0) throw std::invalid_argument("max_depth: expected at least 1 (or None), got " + std::to_string(max_depth));
+    for (int b = 0; b < tree_.batch_size(); ++b) {
+      if (tree_.num_nodes(b) == 0) throw std::invalid_argument("root " + std::to_string(b) + " is not set (call set_roots)");
+      if (static_cast<int64_t>(tree_.num_nodes(b)) + num_simulations > tree_.capacity()) {
+        throw std::invalid_argument("num_simulations: " + std::to_string(num_simulations) + " new nodes do not fit root " +
+                                    std::to_string(b) + "'s tree (capacity " + std::to_string(tree_.capacity()) + ", " +
+                                    std::to_string(tree_.num_nodes(b)) + " nodes kept)");
+      }
+    }
+  }
+
+  void start(Rule rule, int max_depth, int num_simulations) {
+    rule_ = rule;
+    max_depth_ = max_depth;
+    sims_planned_ = num_simulations;
+    sims_done_ = 0;
+  }
+
+  void require_searched(Rule rule) const {
+    if (rule_ != rule) throw std::logic_error("decide: no search of this kind was begun on these roots");
+    if (pending_) throw std::logic_error("decide: a selection is waiting for expand_and_backup");
+  }
+
+  void select_one(int b, double* work) {
+    int32_t x = 0;
+    int depth = 0;
+    for (;;) {
+      int a;
+      if (rule_ == Rule::kMuZero) {
+        a = puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], puct_);
+      } else if (depth == 0) {
+        const uint8_t* valid = tree_.root_valid(b);
+        const int32_t* n = tree_.child_visits(b, 0);
+        int considered = 0;
+        int64_t simulation = 0;
+        for (int i = 0; i < tree_.num_actions(); ++i) {
+          considered += valid[i];
+          simulation += n[i];
+        }
+        considered = std::min(considered, gumbel_params_.max_num_considered_actions);
+        completed_sigma(tree_, b, 0, valid, gumbel_params_, work);
+        a = gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * tree_.num_actions(), work,
+                               halving_.target(considered, static_cast<int>(simulation)));
+      } else {
+        a = gumbel_interior_select(tree_, b, x, gumbel_params_, work);
+      }
+      ++depth;
+      const int32_t c = tree_.children(b, x)[a];
+      if (c == kNoNode || (max_depth_ > 0 && depth >= max_depth_)) {
+        parent_[b] = x;
+        action_[b] = a;
+        leaf_[b] = c;
+        return;
+      }
+      x = c;
+    }
+  }
+
+  TreeBatch tree_;
+  ThreadPool pool_;
+  std::vector<Rng> rngs_;
+  std::vector<MinMax> min_max_;
+  std::vector<double> gumbel_;
+  PuctParams puct_;
+  GumbelParams gumbel_params_;
+  HalvingTable halving_;
+  Rule rule_ = Rule::kNone;
+  int max_depth_ = 0;
+  int sims_planned_ = 0;
+  int sims_done_ = 0;
+  bool pending_ = false;
+  std::vector<int32_t> parent_, action_, leaf_;
+};
+
+}  // namespace pymbrl::mcts

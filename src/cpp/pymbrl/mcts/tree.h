@@ -1,0 +1,280 @@
+// A batch of B search trees in flat arrays: per node (visits, value sum, network value, and the
+// reward and discount of the edge into it) and per edge (child id, the child's visits and Q, the
+// prior probability and logit). Each node is one record of whole cache lines holding its own
+// statistics and its A edges, so choosing an action at a node reads a few adjacent lines; tree b
+// owns records [b * capacity, (b + 1) * capacity), so trees can be worked on by different threads.
+//
+// Statistics follow mctx's conventions: a node's expansion counts as its first visit with the
+// network value as its first sample, so value = value_sum / visits and a fresh root has visits 1.
+// Edge statistics are kept at the parent (copies of the child's visits and Q) so that choosing
+// an action reads A contiguous entries instead of chasing A child pointers.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "pymbrl/large_array.h"
+
+namespace pymbrl::mcts {
+
+constexpr int32_t kNoNode = -1;
+
+// Caller rows of float32 or float64 (network outputs), read as double.
+struct FloatRows {
+  const float* f32 = nullptr;
+  const double* f64 = nullptr;
+  double operator[](size_t i) const { return f32 != nullptr ? static_cast<double>(f32[i]) : f64[i]; }
+};
+
+// out[a] = softmax of logits over the actions with include(a); 0 for the others. The sum runs in
+// increasing action order so that a reference implementation reproduces it bit for bit.
+template <typename Logit, typename Include>
+void softmax(int n, Logit logit, Include include, double* out) {
+  double m = -std::numeric_limits<double>::infinity();
+  for (int a = 0; a < n; ++a) {
+    if (include(a)) m = std::max(m, logit(a));
+  }
+  double sum = 0.0;
+  for (int a = 0; a < n; ++a) {
+    out[a] = include(a) ? std::exp(logit(a) - m) : 0.0;
+    sum += out[a];
+  }
+  for (int a = 0; a < n; ++a) out[a] /= sum;
+}
+
+class TreeBatch {
+ public:
+  TreeBatch(int batch_size, int num_actions, int capacity)
+      : batch_(batch_size),
+        actions_(num_actions),
+        capacity_(capacity),
+        children_at_(sizeof(Header)),
+        visits_at_(children_at_ + 4 * static_cast<size_t>(num_actions)),
+        q_at_((visits_at_ + 4 * static_cast<size_t>(num_actions) + 7) / 8 * 8),
+        prior_at_(q_at_ + 8 * static_cast<size_t>(num_actions)),
+        logit_at_(prior_at_ + 8 * static_cast<size_t>(num_actions)),
+        stride_((logit_at_ + 8 * static_cast<size_t>(num_actions) + 63) / 64 * 64),
+        num_nodes_(static_cast<size_t>(batch_size)),
+        root_valid_(static_cast<size_t>(batch_size) * num_actions),
+        records_(static_cast<size_t>(batch_size) * capacity * stride_) {
+    std::fill(num_nodes_.data(), num_nodes_.data() + batch_, 0);
+    std::fill(root_valid_.data(), root_valid_.data() + root_valid_.size(), uint8_t{1});
+  }
+
+  int batch_size() const { return batch_; }
+  int num_actions() const { return actions_; }
+  int capacity() const { return capacity_; }
+  int32_t num_nodes(int b) const { return num_nodes_[b]; }
+
+  int32_t visits(int b, int32_t x) const { return header(b, x).visits; }
+  double value_sum(int b, int32_t x) const { return header(b, x).value_sum; }
+  double value(int b, int32_t x) const { return header(b, x).value_sum / header(b, x).visits; }
+  double raw_value(int b, int32_t x) const { return header(b, x).raw_value; }
+  double reward(int b, int32_t x) const { return header(b, x).reward; }
+  double discount(int b, int32_t x) const { return header(b, x).discount; }
+  int32_t parent(int b, int32_t x) const { return header(b, x).parent; }
+  int32_t action_from_parent(int b, int32_t x) const { return header(b, x).action; }
+
+  // The A edges of node x, contiguous within the node's record.
+  const int32_t* children(int b, int32_t x) const { return field<int32_t>(b, x, children_at_); }
+  const int32_t* child_visits(int b, int32_t x) const { return field<int32_t>(b, x, visits_at_); }
+  const double* child_q(int b, int32_t x) const { return field<double>(b, x, q_at_); }
+  const double* priors(int b, int32_t x) const { return field<double>(b, x, prior_at_); }
+  double* priors(int b, int32_t x) { return field<double>(b, x, prior_at_); }
+  const double* logits(int b, int32_t x) const { return field<double>(b, x, logit_at_); }
+
+  // Which actions the root of tree b may take (1) or not (0); interior nodes allow every action.
+  const uint8_t* root_valid(int b) const { return root_valid_.data() + static_cast<size_t>(b) * actions_; }
+
+  // Root probabilities from the root's logits, over its valid actions only.
+  void reset_root_priors(int b) {
+    const double* l = logits(b, 0);
+    const uint8_t* valid = root_valid(b);
+    softmax(actions_, [l](int a) { return l[a]; }, [valid](int a) { return valid[a] != 0; }, priors(b, 0));
+  }
+
+  // Makes tree b a single fresh root. `invalid` (A entries, or null) marks actions the root may
+  // not take. Arguments are assumed checked by the caller.
+  void set_root(int b, const FloatRows& logits, size_t logits_offset, double value, const uint8_t* invalid) {
+    num_nodes_[b] = 0;
+    set_valid(b, invalid);
+    init_node(b, kNoNode, -1, 0.0, 1.0, logits, logits_offset, value);
+    reset_root_priors(b);
+  }
+
+  // Marks the root's valid actions anew for a kept tree, dropping the statistics that went
+  // through actions that became invalid (they are subtracted from the root; their nodes become
+  // unreachable and are compacted away by the next reroot).
+  void revalidate_root(int b, const uint8_t* invalid) {
+    set_valid(b, invalid);
+    Header& root = header(b, 0);
+    int32_t* children = field<int32_t>(b, 0, children_at_);
+    int32_t* n = field<int32_t>(b, 0, visits_at_);
+    double* q = field<double>(b, 0, q_at_);
+    const uint8_t* valid = root_valid(b);
+    for (int a = 0; a < actions_; ++a) {
+      if (valid[a] || children[a] == kNoNode) continue;
+      const Header& child = header(b, children[a]);
+      root.visits -= child.visits;
+      root.value_sum -= child.visits * child.reward + child.discount * child.value_sum;
+      children[a] = kNoNode;
+      n[a] = 0;
+      q[a] = 0.0;
+    }
+    reset_root_priors(b);
+  }
+
+  // Adds a new node to tree b, reached from node x by action a, and returns its id.
+  int32_t add_child(int b, int32_t x, int a, double reward, double discount, const FloatRows& logits,
+                    size_t logits_offset, double value) {
+    const int32_t c = init_node(b, x, a, reward, discount, logits, logits_offset, value);
+    field<int32_t>(b, x, children_at_)[a] = c;
+    return c;
+  }
+
+  // Visits an existing leaf again without re-evaluating it (the search's depth limit): its mean
+  // is its value estimate. Returns the value to back up.
+  double revisit(int b, int32_t x) {
+    Header& h = header(b, x);
+    const double g = h.value_sum / h.visits;
+    h.visits += 1;
+    h.value_sum += g;
+    return g;
+  }
+
+  // Backs the leaf's value g up to the root: every ancestor's visits and value sum grow by one
+  // return, discounted and rewarded along the path. on_edge(q) sees the Q of each edge on the path
+  // (leaf first) right after it changed; the search's min-max statistics listen there.
+  template <typename OnEdge>
+  void backup(int b, int32_t leaf, double g, OnEdge&& on_edge) {
+    int32_t y = leaf;
+    while (y != 0) {
+      const Header& hy = header(b, y);
+      const int32_t p = hy.parent;
+      const double q = hy.reward + hy.discount * (hy.value_sum / hy.visits);
+      field<int32_t>(b, p, visits_at_)[hy.action] = hy.visits;
+      field<double>(b, p, q_at_)[hy.action] = q;
+      on_edge(q);
+      g = hy.reward + hy.discount * g;
+      Header& hp = header(b, p);
+      hp.value_sum += g;
+      hp.visits += 1;
+      y = p;
+    }
+  }
+
+  // Makes the child of tree b's root reached by `action` the new root, compacting its subtree to
+  // the front: old_id_of(k, old) is called for every kept node with its new id k (in increasing
+  // order, new ids never exceed old ones, which is what allows compacting in place). Returns the
+  // number of kept nodes; 0 when that child was never expanded (the tree then needs a new root).
+  template <typename Report>
+  int32_t reroot(int b, int action, Report&& old_id_of) {
+    const int32_t start = children(b, 0)[action];
+    if (start == kNoNode) {
+      num_nodes_[b] = 0;
+      return 0;
+    }
+    // A node is in the subtree iff its parent is; parents have smaller ids than their children,
+    // so one pass in id order decides membership and assigns the new ids.
+    const int32_t count = num_nodes_[b];
+    int32_t* new_id = scratch_ids(count);
+    int32_t kept = 0;
+    for (int32_t x = 0; x < count; ++x) {
+      const int32_t p = header(b, x).parent;
+      const bool in = x == start || (x > start && p >= start && new_id[p] != kNoNode);
+      new_id[x] = in ? kept++ : kNoNode;
+    }
+    for (int32_t x = start; x < count; ++x) {
+      const int32_t k = new_id[x];
+      if (k == kNoNode) continue;
+      old_id_of(k, x);
+      unsigned char* to = record(b, k);
+      if (k != x) std::memcpy(to, record(b, x), stride_);
+      Header& h = *reinterpret_cast<Header*>(to);
+      h.parent = k == 0 ? kNoNode : new_id[h.parent];
+      if (k == 0) {
+        h.action = -1;
+        h.reward = 0.0;
+        h.discount = 1.0;
+      }
+      int32_t* c = reinterpret_cast<int32_t*>(to + children_at_);
+      for (int a = 0; a < actions_; ++a) c[a] = c[a] == kNoNode ? kNoNode : new_id[c[a]];
+    }
+    num_nodes_[b] = kept;
+    return kept;
+  }
+
+ private:
+  // The fixed part of a node's record; the A-entry edge arrays follow it.
+  struct Header {
+    int32_t visits;
+    int32_t parent;
+    int32_t action;  // the action from the parent
+    int32_t unused;
+    double value_sum;
+    double raw_value;
+    double reward;    // of the edge into this node
+    double discount;  // of the edge into this node
+  };
+
+  unsigned char* record(int b, int32_t x) {
+    return records_.data() + (static_cast<size_t>(b) * capacity_ + static_cast<size_t>(x)) * stride_;
+  }
+  const unsigned char* record(int b, int32_t x) const {
+    return records_.data() + (static_cast<size_t>(b) * capacity_ + static_cast<size_t>(x)) * stride_;
+  }
+  Header& header(int b, int32_t x) { return *reinterpret_cast<Header*>(record(b, x)); }
+  const Header& header(int b, int32_t x) const { return *reinterpret_cast<const Header*>(record(b, x)); }
+  template <typename T>
+  T* field(int b, int32_t x, size_t offset) {
+    return reinterpret_cast<T*>(record(b, x) + offset);
+  }
+  template <typename T>
+  const T* field(int b, int32_t x, size_t offset) const {
+    return reinterpret_cast<const T*>(record(b, x) + offset);
+  }
+
+  void set_valid(int b, const uint8_t* invalid) {
+    uint8_t* valid = root_valid_.data() + static_cast<size_t>(b) * actions_;
+    for (int a = 0; a < actions_; ++a) valid[a] = invalid == nullptr || invalid[a] == 0;
+  }
+
+  int32_t init_node(int b, int32_t parent, int action, double reward, double discount, const FloatRows& logits,
+                    size_t logits_offset, double value) {
+    const int32_t x = num_nodes_[b]++;
+    Header& h = header(b, x);
+    h = Header{1, parent, action, 0, value, value, reward, discount};
+    int32_t* children = field<int32_t>(b, x, children_at_);
+    int32_t* n = field<int32_t>(b, x, visits_at_);
+    double* q = field<double>(b, x, q_at_);
+    double* l = field<double>(b, x, logit_at_);
+    for (int a = 0; a < actions_; ++a) {
+      children[a] = kNoNode;
+      n[a] = 0;
+      q[a] = 0.0;
+      l[a] = logits[logits_offset + a];
+    }
+    softmax(actions_, [l](int a) { return l[a]; }, [](int) { return true; }, field<double>(b, x, prior_at_));
+    return x;
+  }
+
+  // Per-thread scratch for reroot's id map (trees of a batch are rerooted in parallel).
+  static int32_t* scratch_ids(int32_t count) {
+    thread_local std::vector<int32_t> ids;
+    if (ids.size() < static_cast<size_t>(count)) ids.resize(count);
+    return ids.data();
+  }
+
+  int batch_, actions_, capacity_;
+  // Byte offsets of the edge arrays within a node record, and the record size (whole cache lines).
+  size_t children_at_, visits_at_, q_at_, prior_at_, logit_at_, stride_;
+  LargeArray<int32_t> num_nodes_;
+  LargeArray<uint8_t> root_valid_;
+  LargeArray<unsigned char> records_;
+};
+
+}  // namespace pymbrl::mcts

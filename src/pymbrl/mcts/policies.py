@@ -1,0 +1,250 @@
+"""MuZero and Gumbel MuZero search policies over a batch of roots, mctx-style.
+
+The search runs in C++ (``pymbrl._core.mcts``); this module only loops over simulations, calling
+the user's ``recurrent_fn`` on the selected leaves and moving embeddings in a torch pool on their
+own device. Only node ids and the model's small outputs cross into C++.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+from pymbrl._checks import ArgumentTypeError, integer
+from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array
+
+RecurrentFn = Callable[[Any, torch.Tensor], tuple[RecurrentOutput, Any]]
+
+
+class SearchTree:
+    """The trees of a finished search and their embeddings, for statistics and for reuse.
+
+    Call :meth:`subtree` with the actions taken to carry the search over to the next move; pass the
+    result as ``search_tree=`` to the next :func:`muzero_policy` call.
+    """
+
+    def __init__(self, tree: Tree, pool: EmbeddingPool):
+        self._tree: Tree | None = tree
+        self._pool = pool
+        self.kept: torch.Tensor | None = None
+        """After :meth:`subtree`: bool [B], roots that kept a searched subtree."""
+
+    def __del__(self) -> None:
+        if self._tree is not None:
+            _spares.append((self._tree, self._pool))
+            del _spares[:-_MAX_SPARES]
+
+    @property
+    def tree(self) -> Tree:
+        """The low-level :class:`Tree`."""
+        if self._tree is None:
+            raise RuntimeError("search_tree: this tree was re-rooted by subtree(); use the tree subtree() returned")
+        return self._tree
+
+    @property
+    def embeddings(self) -> EmbeddingPool:
+        """The embedding pool, [capacity + 1, B, ...] per leaf, flat rows ``node * B + b``."""
+        return self._pool
+
+    def summary(self) -> SearchSummary:
+        """Visit counts, visit shares, root values and Q values (see :class:`SearchSummary`)."""
+        return self.tree.summary()
+
+    def subtree(self, actions: Any) -> "SearchTree":
+        """The search carried over to the next move: each root b moves to its child under
+        ``actions[b]`` ([B] ints), keeping that child's subtree, statistics and embeddings. This
+        object is consumed (the trees are re-rooted in place)."""
+        tree = self.tree
+        old_ids, kept = tree.subtree(actions)
+        self._pool.permute(old_ids)
+        reused = SearchTree(tree, self._pool)
+        reused.kept = torch.from_numpy(kept)
+        self._tree = None
+        return reused
+
+
+class PolicyOutput(NamedTuple):
+    """The result of a search.
+
+    Attributes
+    ----------
+    action : int64 tensor [B] -- the action to take at each root.
+    action_weights : float32 tensor [B, A] -- the policy target (visit shares for MuZero, the
+        improved policy softmax(logits + sigma(completed Q)) for Gumbel MuZero).
+    search_tree : SearchTree -- statistics (``search_tree.summary()``) and tree reuse.
+    """
+
+    action: torch.Tensor
+    action_weights: torch.Tensor
+    search_tree: SearchTree
+
+
+def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree: SearchTree | None,
+             capacity: int | None, num_threads: int | None) -> SearchTree:
+    if not (isinstance(root, tuple) and len(root) == 3):
+        raise ArgumentTypeError(f"root: expected Root(prior_logits, value, embedding), got {type(root).__name__}")
+    integer(num_simulations, "num_simulations")
+    logits = host_array(root.prior_logits, "root.prior_logits")
+    if logits.ndim != 2:
+        raise ValueError(f"root.prior_logits: expected shape [B, A], got {tuple(logits.shape)}")
+    batch_size, num_actions = logits.shape
+    if search_tree is not None:
+        if not isinstance(search_tree, SearchTree):
+            raise ArgumentTypeError(f"search_tree: expected a SearchTree, got {type(search_tree).__name__}")
+        tree = search_tree.tree
+        if (tree.batch_size, tree.num_actions) != (batch_size, num_actions):
+            raise ValueError(f"search_tree: built for {tree.batch_size} roots x {tree.num_actions} actions, "
+                             f"got prior_logits of shape {tuple(logits.shape)}")
+        kept = search_tree.kept if search_tree.kept is not None else torch.ones(batch_size, dtype=torch.bool)
+        tree.set_roots(root.prior_logits, root.value, invalid_actions, keep=kept.numpy())
+        search_tree.embeddings.set_roots(root.embedding, ~kept)
+        return search_tree
+    if capacity is None:
+        capacity = 1 + num_simulations
+    integer(capacity, "capacity")
+    integer(num_threads, "num_threads", optional=True)
+    tree, pool = _spare(batch_size, num_actions, capacity, num_threads, root.embedding)
+    tree.set_roots(root.prior_logits, root.value, invalid_actions)
+    if pool is None:
+        pool = EmbeddingPool(root.embedding, batch_size, capacity)
+    else:
+        pool.set_roots(root.embedding, None)
+    return SearchTree(tree, pool)
+
+
+# Trees (and embedding pools) of searches whose SearchTree was dropped, kept for the next search of
+# the same shape: a fresh tree of 256 roots x 200 simulations is ~30 MB whose first touch and
+# release cost ~5-10% of the search.
+_spares: list[tuple[Tree, EmbeddingPool]] = []
+_MAX_SPARES = 2
+
+
+def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | None,
+           embedding: Any) -> tuple[Tree, EmbeddingPool | None]:
+    for i, (tree, pool) in enumerate(_spares):
+        if ((tree.batch_size, tree.num_actions, tree.capacity) == (batch_size, num_actions, capacity)
+                and (num_threads is None or tree.num_threads == num_threads)):
+            del _spares[i]
+            return tree, pool if pool.accepts(embedding) else None
+    return Tree(batch_size, num_actions, capacity, num_threads=num_threads), None
+
+
+def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: int) -> None:
+    tree, pool = search.tree, search.embeddings
+    for _ in range(num_simulations):
+        gather, scatter, action = tree.select_rows()
+        result = recurrent_fn(pool.gather(gather), action)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise ArgumentTypeError("recurrent_fn: expected to return (RecurrentOutput, next_embedding), "
+                                    f"got {type(result).__name__}")
+        output, next_embedding = result
+        pool.scatter(scatter, next_embedding)
+        tree.expand_and_backup(output)
+
+
+def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *, invalid_actions: Any = None,
+                  dirichlet_alpha: float = 0.3, dirichlet_fraction: float = 0.25, pb_c_init: float = 1.25,
+                  pb_c_base: float = 19652.0, temperature: float = 1.0, max_depth: int | None = None,
+                  seed: int | None = None, search_tree: SearchTree | None = None, capacity: int | None = None,
+                  num_threads: int | None = None) -> PolicyOutput:
+    """MuZero's search (Schrittwieser et al., Nature 2020) on a batch of roots.
+
+    Selection is pUCT, ``argmax_a Qn(a) + P(a) sqrt(N) / (1 + N(a)) * (pb_c_init + log((N + pb_c_base
+    + 1) / pb_c_base))``, with Q min-max normalised over all edges of the tree and 0 for unvisited
+    actions; the action is drawn from the root visit counts raised to ``1 / temperature``.
+
+    Two-player zero-sum games: return ``discount = -1`` (or ``-gamma``) from ``recurrent_fn`` and
+    rewards and values from the point of view of the player to move; the search then maximises
+    each player's return at its own nodes::
+
+        def recurrent_fn(board, action):     # board from the mover's point of view
+            next_board, won = play(board, action)
+            return RecurrentOutput(reward=won.float(), discount=torch.where(done, 0.0, -1.0),
+                                   prior_logits=legal_logits(next_board), value=zeros), -next_board
+
+    Parameters
+    ----------
+    root : Root
+        ``prior_logits`` [B, A], ``value`` [B], ``embedding`` [B, ...] (torch on any device, or numpy).
+    recurrent_fn : callable
+        ``recurrent_fn(embedding, action) -> (RecurrentOutput, next_embedding)``; ``embedding`` has
+        the structure of ``root.embedding``, ``action`` is int64 [B] on its device.
+    num_simulations : int
+        Simulations per root (>= 1); one model call on the whole batch each.
+    invalid_actions : bool [B, A] or None
+        Actions the roots may not take (interior nodes rely on the model's priors).
+    dirichlet_alpha, dirichlet_fraction : float
+        Root exploration noise: priors become ``(1 - fraction) * P + fraction * Dirichlet(alpha)``
+        over the valid actions. The paper's values: 0.3 (chess 0.3, Atari 0.25) and 0.25.
+    pb_c_init, pb_c_base : float
+        pUCT constants c1 = 1.25 and c2 = 19652 of the paper.
+    temperature : float
+        0 picks the most visited action (ties to the lowest index).
+    max_depth : int or None
+        Longest path from a root; a leaf at the limit is visited again with its mean value.
+    seed : int or None
+        Seeds the noise and the action draw; None draws from the OS.
+    search_tree : SearchTree or None
+        ``previous.search_tree.subtree(actions)`` to continue from the kept subtrees (their
+        statistics and embeddings); roots whose subtree was empty use ``root``.
+    capacity : int or None
+        Nodes per tree; default ``1 + num_simulations`` (pass more when you plan to reuse trees).
+    num_threads : int or None
+        Threads working on the trees; None chooses (results do not depend on it).
+
+    Returns
+    -------
+    PolicyOutput
+        ``action`` int64 [B], ``action_weights`` float32 [B, A] (visit shares), ``search_tree``.
+    """
+    search = _prepare(root, num_simulations, invalid_actions, search_tree, capacity, num_threads)
+    search.tree.begin_muzero(num_simulations, dirichlet_alpha=dirichlet_alpha, dirichlet_fraction=dirichlet_fraction,
+                             pb_c_init=pb_c_init, pb_c_base=pb_c_base, max_depth=max_depth, seed=seed)
+    _simulate(search, recurrent_fn, num_simulations)
+    action, weights = search.tree.decide(temperature)
+    return PolicyOutput(action, weights, search)
+
+
+def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *, invalid_actions: Any = None,
+                         max_num_considered_actions: int = 16, gumbel_scale: float = 1.0, value_scale: float = 0.1,
+                         maxvisit_init: float = 50.0, max_depth: int | None = None, seed: int | None = None,
+                         capacity: int | None = None, num_threads: int | None = None) -> PolicyOutput:
+    """Gumbel MuZero's search (Danihelka et al., "Policy improvement by planning with Gumbel",
+    ICLR 2022) on a batch of roots.
+
+    At the root, Gumbel-Top-k sampling picks ``max_num_considered_actions`` actions and sequential
+    halving spends the simulations on them (the halving schedule is computed once per search); the
+    action is ``argmax g + logits + sigma(completedQ)`` among the most visited. Interior nodes choose
+    deterministically, the action whose visit share lags most behind ``softmax(logits +
+    sigma(completedQ))``. Unvisited actions' Q is completed with the mixed value estimate;
+    ``sigma(q) = (maxvisit_init + max_b N(b)) * value_scale * q`` after rescaling q to [0, 1].
+
+    Parameters
+    ----------
+    root, recurrent_fn, num_simulations, invalid_actions, max_depth, seed, capacity, num_threads
+        As in :func:`muzero_policy` (two-player games likewise use ``discount = -1``).
+    max_num_considered_actions : int
+        m of the paper, 16.
+    gumbel_scale : float
+        Scale of the root Gumbel noise; 0 makes the search deterministic.
+    value_scale, maxvisit_init : float
+        c_scale = 0.1 and c_visit = 50 of the paper.
+
+    Returns
+    -------
+    PolicyOutput
+        ``action`` int64 [B], ``action_weights`` float32 [B, A] (the improved policy, a training
+        target that needs no visit counts), ``search_tree``.
+    """
+    search = _prepare(root, num_simulations, invalid_actions, None, capacity, num_threads)
+    search.tree.begin_gumbel(num_simulations, max_num_considered_actions=max_num_considered_actions,
+                             gumbel_scale=gumbel_scale, value_scale=value_scale, maxvisit_init=maxvisit_init,
+                             max_depth=max_depth, seed=seed)
+    _simulate(search, recurrent_fn, num_simulations)
+    action, weights = search.tree.decide()
+    return PolicyOutput(action, weights, search)
+
+
+__all__ = ["PolicyOutput", "SearchTree", "gumbel_muzero_policy", "muzero_policy"]

@@ -1,0 +1,377 @@
+"""The low-level search tree: B trees stepped from Python, for users who write their own loop,
+and the embedding pool that keeps the network's latent states beside it on their own device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from pymbrl import _core
+from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+
+
+class Root(NamedTuple):
+    """The roots of a batch of searches (the output of a representation network).
+
+    Attributes
+    ----------
+    prior_logits : Tensor or ndarray, float, shape [B, A]
+        Policy logits at each root. ``-inf`` gives an action probability 0.
+    value : Tensor or ndarray, float, shape [B]
+        Value estimate of each root.
+    embedding : Tensor, ndarray, or a tuple / list / dict of them, each shaped [B, ...]
+        Latent state of each root; handed back to ``recurrent_fn``, never to C++.
+    """
+
+    prior_logits: Any
+    value: Any
+    embedding: Any
+
+
+class RecurrentOutput(NamedTuple):
+    """What ``recurrent_fn(embedding, action)`` returns beside the next embedding.
+
+    Attributes
+    ----------
+    reward : float, shape [B]
+        Reward of the transition, from the point of view of the player who acted.
+    discount : float, shape [B]
+        Discount of the transition: gamma, 0 after a terminal state, and ``-gamma`` (usually -1) in
+        two-player zero-sum games, where the next node's value is the opponent's.
+    prior_logits : float, shape [B, A]
+        Policy logits at the new node.
+    value : float, shape [B]
+        Value estimate of the new node (from the point of view of the player to move there).
+    """
+
+    reward: Any
+    discount: Any
+    prior_logits: Any
+    value: Any
+
+
+class Selection(NamedTuple):
+    """One leaf per root, chosen by :meth:`Tree.select` (int64 tensors [B] on the tree's device).
+
+    Attributes
+    ----------
+    parent : the node whose child is to be evaluated; its embedding feeds the model.
+    action : the action taken from ``parent``.
+    node : id the new node gets (store the model's next embedding there); at ``max_depth`` the id
+        of the existing leaf that is visited again without a model call being needed.
+    is_new : bool, whether ``node`` is new (``False`` only at the depth limit).
+    """
+
+    parent: torch.Tensor
+    action: torch.Tensor
+    node: torch.Tensor
+    is_new: torch.Tensor
+
+
+class SearchSummary(NamedTuple):
+    """Root statistics after a search (tensors on the tree's device).
+
+    Attributes
+    ----------
+    visit_counts : int64, shape [B, A]
+    visit_probs : float32, shape [B, A] -- visit counts over their sum (0 for invalid actions).
+    value : float32, shape [B] -- the root's mean value, including its own network value.
+    qvalues : float32, shape [B, A] -- reward + discount * child value; 0 where unvisited.
+    """
+
+    visit_counts: torch.Tensor
+    visit_probs: torch.Tensor
+    value: torch.Tensor
+    qvalues: torch.Tensor
+
+
+def host_array(x: Any, name: str) -> np.ndarray:
+    """A numpy view (CPU tensors, numpy arrays) or copy (device tensors, lists) of ``x``."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.device.type != "cpu":
+            x = x.cpu()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        return x.numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # e.g. ragged lists
+        raise ArgumentTypeError(f"{name}: expected an array or tensor, got {type(x).__name__}") from exc
+
+
+def device_of(x: Any) -> torch.device:
+    """The device of the first tensor in ``x`` (CPU for numpy arrays)."""
+    for leaf in _leaves(x):
+        if isinstance(leaf, torch.Tensor):
+            return leaf.device
+    return torch.device("cpu")
+
+
+def _leaves(x: Any) -> list:
+    if isinstance(x, Mapping):
+        return [leaf for key in sorted(x) for leaf in _leaves(x[key])]
+    if isinstance(x, (tuple, list)):
+        return [leaf for item in x for leaf in _leaves(item)]
+    return [x]
+
+
+def _map(fn: Callable, x: Any, *rest: Any) -> Any:
+    """Applies fn leaf by leaf over matching tuple / list / dict structures."""
+    if isinstance(x, Mapping):
+        return type(x)({k: _map(fn, x[k], *(r[k] for r in rest)) for k in x})
+    if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+        return type(x)(_map(fn, *items) for items in zip(x, *rest))
+    if isinstance(x, tuple):  # a NamedTuple
+        return type(x)(*(_map(fn, *items) for items in zip(x, *rest)))
+    return fn(x, *rest)
+
+
+def _same_structure(a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping):
+        return isinstance(b, Mapping) and set(a) == set(b) and all(_same_structure(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return isinstance(b, type(a)) and len(a) == len(b) and all(_same_structure(x, y) for x, y in zip(a, b))
+    return not isinstance(b, (Mapping, tuple, list))
+
+
+class EmbeddingPool:
+    """Latent states of every node of B trees, one tensor per embedding leaf, laid out
+    [capacity + 1, B, ...] and stored flat as rows ``node * B + b``; row ``capacity`` is a spare that
+    absorbs writes for leaves that are not new. Lives on the root embedding's device."""
+
+    def __init__(self, embedding: Any, batch_size: int, capacity: int):
+        self.batch_size = batch_size
+        self.capacity = capacity
+
+        def make(leaf: Any) -> torch.Tensor:
+            t = torch.as_tensor(leaf)
+            if t.ndim < 1 or t.shape[0] != batch_size:
+                raise ValueError(f"embedding: expected leading dimension {batch_size}, got shape {tuple(t.shape)}")
+            # Rows are written before they are read (roots here, nodes on expansion): no zeroing.
+            pool = torch.empty(((capacity + 1) * batch_size, *t.shape[1:]), dtype=t.dtype, device=t.device)
+            pool[:batch_size] = t
+            return pool
+
+        self.structure = embedding
+        self.rows = _map(make, embedding)
+
+    def accepts(self, embedding: Any) -> bool:
+        """Whether ``embedding`` (leaves [B, ...]) has this pool's structure, shapes, dtypes and devices."""
+        if not _same_structure(self.structure, embedding):
+            return False
+        pools, leaves = _leaves(self.rows), _leaves(embedding)
+        return all(isinstance(x, torch.Tensor) and x.shape == (self.batch_size, *p.shape[1:]) and x.dtype == p.dtype
+                   and x.device == p.device for p, x in zip(pools, leaves))
+
+    def gather(self, rows: torch.Tensor) -> Any:
+        """The embeddings at flat rows ``rows`` [B] (int64, on the pool's device)."""
+        return _map(lambda pool: pool.index_select(0, rows.to(pool.device)), self.rows)
+
+    def scatter(self, rows: torch.Tensor, values: Any) -> None:
+        """Writes ``values`` (same structure as the root embedding, leaves [B, ...]) at ``rows``."""
+        if not _same_structure(self.structure, values):
+            raise ValueError("recurrent_fn: the next embedding must have the structure of the root embedding")
+
+        def put(pool: torch.Tensor, value: Any) -> None:
+            value = torch.as_tensor(value)
+            if tuple(value.shape) != (self.batch_size, *pool.shape[1:]):
+                raise ValueError(f"recurrent_fn: expected next embedding leaves of shape "
+                                 f"{(self.batch_size, *pool.shape[1:])}, got {tuple(value.shape)}")
+            pool.index_copy_(0, rows.to(pool.device), value.to(device=pool.device, dtype=pool.dtype))
+
+        _map(put, self.rows, values)
+
+    def set_roots(self, embedding: Any, which: torch.Tensor | None) -> None:
+        """Writes new root embeddings (row 0) for the roots in ``which`` (bool [B]; None: all)."""
+        if not _same_structure(self.structure, embedding):
+            raise ValueError("root.embedding: expected the structure of the search tree's embedding")
+
+        def put(pool: torch.Tensor, value: Any) -> None:
+            value = torch.as_tensor(value).to(device=pool.device, dtype=pool.dtype)
+            if tuple(value.shape) != (self.batch_size, *pool.shape[1:]):
+                raise ValueError(f"root.embedding: expected leaves of shape {(self.batch_size, *pool.shape[1:])}, "
+                                 f"got {tuple(value.shape)}")
+            if which is None:
+                pool[: self.batch_size] = value
+            else:
+                mask = which.to(pool.device)
+                pool[: self.batch_size][mask] = value[mask]
+
+        _map(put, self.rows, embedding)
+
+    def permute(self, old_ids: np.ndarray) -> None:
+        """Follows a re-rooting: node k of tree b takes the embedding of node ``old_ids[k, b]``."""
+        flat = torch.from_numpy(old_ids * self.batch_size + np.arange(self.batch_size))
+        flat = flat.reshape(-1)
+
+        def move(pool: torch.Tensor) -> None:
+            pool[: flat.numel()] = pool.index_select(0, flat.to(pool.device))
+
+        _map(move, self.rows)
+
+
+class Tree:
+    """B search trees in flat C++ arrays, stepped from Python.
+
+    The loop a search runs (``muzero_policy`` and ``gumbel_muzero_policy`` run it for you)::
+
+        tree = Tree(batch_size=B, num_actions=A, capacity=1 + num_simulations)
+        tree.set_roots(root.prior_logits, root.value)
+        tree.begin_muzero(num_simulations, seed=0)
+        for _ in range(num_simulations):
+            sel = tree.select()                               # one leaf per root
+            out, next_embedding = recurrent_fn(embeddings[sel.parent, batch], sel.action)
+            embeddings[sel.node, batch] = next_embedding      # keep it for later selections
+            tree.expand_and_backup(out)
+
+    Parameters
+    ----------
+    batch_size : int
+        Number of roots (independent trees), B.
+    num_actions : int
+        Number of actions, A.
+    capacity : int
+        Nodes per tree. A search of S simulations needs ``1 + S`` (more when a subtree is kept).
+    num_threads : int or None
+        Threads that work on the trees of a batch; None picks one per 128 roots, up to the number
+        of hardware threads. Results do not depend on it.
+    """
+
+    def __init__(self, batch_size: int, num_actions: int, capacity: int, *, num_threads: int | None = None):
+        self.batch_size = integer(batch_size, "batch_size")
+        self.num_actions = integer(num_actions, "num_actions")
+        self.capacity = integer(capacity, "capacity")
+        integer(num_threads, "num_threads", optional=True)
+        self._core = _core.mcts.Search(self.batch_size, self.num_actions, self.capacity, num_threads)
+        self.device = torch.device("cpu")
+        self._views = {name: torch.from_numpy(getattr(self._core, name))
+                       for name in ("parent", "action", "node", "is_new", "gather_rows", "scatter_rows", "action_int64")}
+        self._kind: str | None = None
+
+    @property
+    def num_threads(self) -> int:
+        return self._core.num_threads
+
+    @property
+    def num_nodes(self) -> np.ndarray:
+        """Nodes in use per tree, int32 [B]."""
+        return self._core.num_nodes
+
+    def set_roots(self, prior_logits: Any, value: Any, invalid_actions: Any = None, *, keep: Any = None) -> None:
+        """Starts every tree afresh from a root (or keeps the subtree of roots in ``keep``).
+
+        Parameters
+        ----------
+        prior_logits : float [B, A]
+        value : float [B]
+        invalid_actions : bool [B, A] or None
+            Actions the root may not take; at least one per root must stay valid.
+        keep : bool [B] or None
+            Roots that keep the subtree :meth:`subtree` left them; their ``prior_logits`` and
+            ``value`` are ignored and statistics of actions now invalid are dropped.
+        """
+        self.device = device_of(prior_logits)
+        self._core.set_roots(host_array(prior_logits, "prior_logits"), host_array(value, "value"),
+                             None if invalid_actions is None else host_array(invalid_actions, "invalid_actions"),
+                             None if keep is None else host_array(keep, "keep"))
+        self._kind = None
+
+    def begin_muzero(self, num_simulations: int, *, dirichlet_alpha: float = 0.3, dirichlet_fraction: float = 0.25,
+                     pb_c_init: float = 1.25, pb_c_base: float = 19652.0, max_depth: int | None = None,
+                     seed: int | None = None) -> None:
+        """Prepares a MuZero search (Schrittwieser et al. 2020): Dirichlet noise on the roots'
+        priors, pUCT with Q min-max normalised over each tree. Arguments as in :func:`muzero_policy`."""
+        integer(num_simulations, "num_simulations")
+        integer(max_depth, "max_depth", optional=True)
+        self._core.begin_muzero(num_simulations, resolve_seed(seed),
+                                real(pb_c_init, "pb_c_init", low=-np.inf),
+                                real(pb_c_base, "pb_c_base", low=np.finfo(float).tiny),
+                                real(dirichlet_alpha, "dirichlet_alpha"),
+                                real(dirichlet_fraction, "dirichlet_fraction", low=0.0, high=1.0), max_depth)
+        self._kind = "muzero"
+
+    def begin_gumbel(self, num_simulations: int, *, max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
+                     value_scale: float = 0.1, maxvisit_init: float = 50.0, max_depth: int | None = None,
+                     seed: int | None = None) -> None:
+        """Prepares a Gumbel MuZero search (Danihelka et al. 2022) from fresh roots. Arguments as
+        in :func:`gumbel_muzero_policy`."""
+        integer(num_simulations, "num_simulations")
+        integer(max_num_considered_actions, "max_num_considered_actions")
+        integer(max_depth, "max_depth", optional=True)
+        self._core.begin_gumbel(num_simulations, resolve_seed(seed), max_num_considered_actions,
+                                real(gumbel_scale, "gumbel_scale", low=0.0), real(value_scale, "value_scale", low=-np.inf),
+                                real(maxvisit_init, "maxvisit_init", low=-np.inf), max_depth)
+        self._kind = "gumbel"
+
+    def select(self) -> Selection:
+        """Chooses one leaf per root (see :class:`Selection`)."""
+        self._core.select()
+        v = self._views
+        return Selection(*(self._to_device(v[k].long() if k != "is_new" else v[k].clone())
+                           for k in ("parent", "action", "node", "is_new")))
+
+    def select_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`select`, but returns (gather rows, scatter rows, action) as int64 tensors [B]
+        for an :class:`EmbeddingPool`. On CPU they are views of arrays the next call overwrites."""
+        self._core.select()
+        v = self._views
+        return (self._to_device(v["gather_rows"]), self._to_device(v["scatter_rows"]),
+                self._to_device(v["action_int64"]))
+
+    def expand_and_backup(self, output: RecurrentOutput) -> None:
+        """Creates the selected leaves from the model's outputs for them and backs their values up.
+
+        Parameters
+        ----------
+        output : RecurrentOutput
+            reward, discount, value [B] and prior_logits [B, A] for each root's selected leaf.
+        """
+        if not (isinstance(output, Sequence) and len(output) == 4):
+            raise ArgumentTypeError("recurrent_fn: expected (RecurrentOutput(reward, discount, prior_logits, value), "
+                                    f"next_embedding), got an output of type {type(output).__name__}")
+        reward, discount, prior_logits, value = output
+        self._core.expand_and_backup(host_array(reward, "reward"), host_array(discount, "discount"),
+                                     host_array(prior_logits, "prior_logits"), host_array(value, "value"))
+
+    def summary(self) -> SearchSummary:
+        """Visit counts, visit shares, values and Q values at the roots."""
+        counts, q, value = self._core.summary()
+        counts = torch.from_numpy(counts).long()
+        total = counts.sum(dim=1, keepdim=True)
+        probs = counts.float() / total.clamp(min=1).float()
+        return SearchSummary(*(self._to_device(t) for t in (counts, probs, torch.from_numpy(value).float(),
+                                                            torch.from_numpy(q).float())))
+
+    def decide(self, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The search's action [B] (int64) and action weights [B, A] (float32)."""
+        if self._kind == "gumbel":
+            action, weights = self._core.decide_gumbel()
+        else:
+            action, weights = self._core.decide_muzero(real(temperature, "temperature", low=0.0))
+        return self._to_device(torch.from_numpy(action)), self._to_device(torch.from_numpy(weights).float())
+
+    def subtree(self, actions: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Re-roots every tree at the child its root reached with ``actions[b]``, keeping that
+        child's subtree with all its statistics, compacted to the front (node ids change).
+
+        Returns
+        -------
+        old_ids : int64 ndarray [capacity, B]
+            ``old_ids[k, b]`` is the former id of what is now node k of tree b (k itself beyond the
+            kept nodes), for moving embeddings along.
+        kept : bool ndarray [B]
+            False where that child was never expanded: the tree is empty and needs a new root
+            (``set_roots`` with ``keep`` False there).
+        """
+        old_ids, kept = self._core.reroot(host_array(actions, "actions"))
+        self._kind = None
+        return old_ids, kept > 0
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.device.type == "cpu" else t.to(self.device, non_blocking=True)
