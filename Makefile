@@ -6,6 +6,8 @@ PYTHON     ?= python3
 VENV       := .venv
 TEST_VENV  := .venv-test
 BENCH_VENV := .venv-bench
+PEERS      := build/peers
+LIGHTZERO  := lightzero==0.2.0
 TORCH      := torch==2.13.0
 BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
 TEST_DEPS  := "pytest>=7" "hypothesis>=6"
@@ -33,13 +35,31 @@ $(TEST_VENV)/.ready:
 	$(TEST_VENV)/bin/python $(PIP) $(TEST_DEPS)
 	touch $@
 
-# The peers of bench/bench_replay.py. torch is named again so that pip keeps 2.13.0 (or fails)
-# rather than pulling another build; tensordict 0.14.3 is the line torchrl 0.14.1 requires.
+# The peers of bench/bench_replay.py and bench/bench_mcts.py. torch is named again so that pip
+# keeps 2.13.0 (or fails) rather than pulling another build; tensordict 0.14.3 is the line torchrl
+# 0.14.1 requires; jax/jaxlib 0.10.2 is the newest pair mctx 0.0.71 resolves to here, pinned.
+# (A venv made before mctx was added: rm $(BENCH_VENV)/.ready and run make bench again.)
 $(BENCH_VENV)/.ready:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python $(PIP) $(TORCH)
-	$(BENCH_VENV)/bin/python $(PIP) $(TORCH) cpprb==11.0.0 stable-baselines3==2.9.2 torchrl==0.14.1 tensordict==0.14.3
-	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(BENCH_VENV)/bin/python $(PIP) $(TORCH) cpprb==11.0.0 stable-baselines3==2.9.2 torchrl==0.14.1 tensordict==0.14.3 \
+	  mctx==0.0.71 jax==0.10.2 jaxlib==0.10.2
+	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict, jax, mctx; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+# LightZero's compiled trees for bench/bench_mcts.py, which puts $(PEERS) on sys.path. Installing
+# LightZero pulls DI-engine and a pinned torch, so only its wheel is downloaded (the cp311 build
+# matches the venv's Python) and only lzero/mcts/ctree (self-contained extension modules) plus the
+# wheel's METADATA (so the benchmark can report the version) are extracted. Its own target, so
+# that it comes back after rm -rf build.
+$(PEERS)/.ready: $(BENCH_VENV)/.ready
+	rm -rf $(PEERS) && mkdir -p $(PEERS)/dist
+	$(BENCH_VENV)/bin/python -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	  -d $(PEERS)/dist $(LIGHTZERO)
+	$(BENCH_VENV)/bin/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	  z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith('lzero/mcts/ctree/') or n.endswith('.dist-info/METADATA')])" \
+	  $(PEERS)/dist/lightzero-*.whl $(PEERS)
+	PYTHONPATH=$(PEERS) $(BENCH_VENV)/bin/python -c "from lzero.mcts.ctree.ctree_muzero import mz_tree; from lzero.mcts.ctree.ctree_gumbel_muzero import gmz_tree"
 	touch $@
 
 wheel: $(VENV)/.ready
@@ -68,10 +88,11 @@ test-py: wheel $(TEST_VENV)/.ready
 	$(call install_wheel,$(TEST_VENV))
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
 
-bench: wheel $(BENCH_VENV)/.ready
+bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready
 	$(call install_wheel,$(BENCH_VENV))
 	$(BENCH_VENV)/bin/python bench/bench_dyna.py
 	$(BENCH_VENV)/bin/python bench/bench_replay.py
+	$(BENCH_VENV)/bin/python bench/bench_mcts.py
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)

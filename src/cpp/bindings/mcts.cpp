@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -139,7 +140,9 @@ class PySearch {
     mcts::PoolRows rows{gather_.mutable_data(), scatter_.mutable_data(), action64_.mutable_data()};
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
+    const auto start = std::chrono::steady_clock::now();
     search_->select(sel, rows);
+    core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   void expand_and_backup(const py::handle& reward, const py::handle& discount, const py::handle& logits,
@@ -151,7 +154,9 @@ class PySearch {
     Floats v = floats(value, {B}, "value");
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
+    const auto start = std::chrono::steady_clock::now();
     search_->expand_and_backup(r.rows, d.rows, l.rows, v.rows);
+    core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   py::tuple summary() {
@@ -218,6 +223,7 @@ class PySearch {
   }
 
   mcts::Search& core() { return *search_; }
+  double core_seconds() const { return core_seconds_; }
   py::array_t<int32_t> parent_, action_, node_;
   py::array_t<bool> is_new_;
   py::array_t<int64_t> gather_, scatter_, action64_;
@@ -254,6 +260,7 @@ class PySearch {
 
   std::unique_ptr<mcts::Search> search_;
   std::mutex mutex_;
+  double core_seconds_ = 0.0;  // wall time inside select and expand_and_backup, for profiling
 };
 
 }  // namespace
@@ -268,6 +275,8 @@ void init_mcts(py::module_ m) {
       .def_property_readonly("num_threads", [](PySearch& s) { return s.core().num_threads(); })
       .def_property_readonly("simulations_done", [](PySearch& s) { return s.core().simulations_done(); })
       .def_property_readonly("num_nodes", &PySearch::num_nodes)
+      .def_property_readonly("core_seconds", &PySearch::core_seconds,
+                             "Seconds spent in the C++ select and expand_and_backup since construction.")
       .def_readonly("parent", &PySearch::parent_)
       .def_readonly("action", &PySearch::action_)
       .def_readonly("node", &PySearch::node_)

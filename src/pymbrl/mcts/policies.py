@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from pymbrl._checks import ArgumentTypeError, integer
+from pymbrl._checks import ArgumentTypeError, integer, real
 from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[RecurrentOutput, Any]]
@@ -98,7 +98,7 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
             raise ValueError(f"search_tree: built for {tree.batch_size} roots x {tree.num_actions} actions, "
                              f"got prior_logits of shape {tuple(logits.shape)}")
         kept = search_tree.kept if search_tree.kept is not None else torch.ones(batch_size, dtype=torch.bool)
-        tree.set_roots(root.prior_logits, root.value, invalid_actions, keep=kept.numpy())
+        _set_roots(tree, root, invalid_actions, kept.numpy())
         search_tree.embeddings.set_roots(root.embedding, ~kept)
         return search_tree
     if capacity is None:
@@ -106,12 +106,20 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
     integer(capacity, "capacity")
     integer(num_threads, "num_threads", optional=True)
     tree, pool = _spare(batch_size, num_actions, capacity, num_threads, root.embedding)
-    tree.set_roots(root.prior_logits, root.value, invalid_actions)
+    _set_roots(tree, root, invalid_actions, None)
     if pool is None:
         pool = EmbeddingPool(root.embedding, batch_size, capacity)
     else:
         pool.set_roots(root.embedding, None)
     return SearchTree(tree, pool)
+
+
+def _set_roots(tree: Tree, root: Root, invalid_actions: Any, keep: Any) -> None:
+    try:
+        tree.set_roots(root.prior_logits, root.value, invalid_actions, keep=keep)
+    except (TypeError, ValueError) as e:
+        message = str(e)
+        raise (_renamed(e, "root.") if message.startswith(("prior_logits", "value")) else e) from None
 
 
 # Trees (and embedding pools) of searches whose SearchTree was dropped, kept for the next search of
@@ -131,7 +139,10 @@ def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | 
     return Tree(batch_size, num_actions, capacity, num_threads=num_threads), None
 
 
+@torch.no_grad()
 def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: int) -> None:
+    # No autograd: written into the pool, a model's outputs would otherwise chain every step of the
+    # search into one growing graph.
     tree, pool = search.tree, search.embeddings
     for _ in range(num_simulations):
         gather, scatter, action = tree.select_rows()
@@ -141,7 +152,16 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
                                     f"got {type(result).__name__}")
         output, next_embedding = result
         pool.scatter(scatter, next_embedding)
-        tree.expand_and_backup(output)
+        try:
+            tree.expand_and_backup(output)
+        except (TypeError, ValueError) as e:
+            raise _renamed(e, "recurrent_fn output ") from None
+
+
+def _renamed(error: Exception, prefix: str) -> Exception:
+    """The same error with a message that says where the argument came from."""
+    message = str(error)
+    return type(error)(message if message.startswith(prefix.split()[0]) else prefix + message)
 
 
 def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *, invalid_actions: Any = None,
@@ -199,6 +219,7 @@ def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *
     PolicyOutput
         ``action`` int64 [B], ``action_weights`` float32 [B, A] (visit shares), ``search_tree``.
     """
+    real(temperature, "temperature", low=0.0)  # before the search, not after all its model calls
     search = _prepare(root, num_simulations, invalid_actions, search_tree, capacity, num_threads)
     search.tree.begin_muzero(num_simulations, dirichlet_alpha=dirichlet_alpha, dirichlet_fraction=dirichlet_fraction,
                              pb_c_init=pb_c_init, pb_c_base=pb_c_base, max_depth=max_depth, seed=seed)

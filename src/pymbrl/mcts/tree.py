@@ -105,6 +105,16 @@ def host_array(x: Any, name: str) -> np.ndarray:
         raise ArgumentTypeError(f"{name}: expected an array or tensor, got {type(x).__name__}") from exc
 
 
+def _host(x: Any, name: str) -> Any:
+    """host_array with a fast path for what a model on the CPU returns (called 4 times a step)."""
+    if type(x) is torch.Tensor and x.device.type == "cpu" and not x.requires_grad and x.dtype in _FLOATS:
+        return x.numpy()
+    return host_array(x, name)
+
+
+_FLOATS = (torch.float32, torch.float64)
+
+
 def device_of(x: Any) -> torch.device:
     """The device of the first tensor in ``x`` (CPU for numpy arrays)."""
     for leaf in _leaves(x):
@@ -150,6 +160,9 @@ class EmbeddingPool:
         self.capacity = capacity
 
         def make(leaf: Any) -> torch.Tensor:
+            if not isinstance(leaf, (torch.Tensor, np.ndarray)):
+                raise ArgumentTypeError(f"root.embedding: expected a tensor or array [B, ...] (or a tuple, list or "
+                                        f"dict of them), got {type(leaf).__name__}")
             t = torch.as_tensor(leaf)
             if t.ndim < 1 or t.shape[0] != batch_size:
                 raise ValueError(f"embedding: expected leading dimension {batch_size}, got shape {tuple(t.shape)}")
@@ -171,14 +184,25 @@ class EmbeddingPool:
 
     def gather(self, rows: torch.Tensor) -> Any:
         """The embeddings at flat rows ``rows`` [B] (int64, on the pool's device)."""
+        if isinstance(self.rows, torch.Tensor):  # the common case, without the tree walk
+            return self.rows.index_select(0, rows if rows.device == self.rows.device else rows.to(self.rows.device))
         return _map(lambda pool: pool.index_select(0, rows.to(pool.device)), self.rows)
 
     def scatter(self, rows: torch.Tensor, values: Any) -> None:
         """Writes ``values`` (same structure as the root embedding, leaves [B, ...]) at ``rows``."""
+        pool = self.rows
+        if (isinstance(pool, torch.Tensor) and type(values) is torch.Tensor and values.dtype == pool.dtype
+                and values.device == pool.device and values.shape[1:] == pool.shape[1:]
+                and values.shape[0] == self.batch_size and rows.device == pool.device):
+            pool.index_copy_(0, rows, values)
+            return
         if not _same_structure(self.structure, values):
             raise ValueError("recurrent_fn: the next embedding must have the structure of the root embedding")
 
         def put(pool: torch.Tensor, value: Any) -> None:
+            if not isinstance(value, (torch.Tensor, np.ndarray)):
+                raise ArgumentTypeError(f"recurrent_fn: expected the next embedding's leaves to be tensors, "
+                                        f"got {type(value).__name__}")
             value = torch.as_tensor(value)
             if tuple(value.shape) != (self.batch_size, *pool.shape[1:]):
                 raise ValueError(f"recurrent_fn: expected next embedding leaves of shape "
@@ -259,6 +283,12 @@ class Tree:
         return self._core.num_threads
 
     @property
+    def core_seconds(self) -> float:
+        """Wall-clock seconds spent inside the C++ ``select`` and ``expand_and_backup`` since this
+        tree was created (the search's own cost, without the model and the Python loop)."""
+        return self._core.core_seconds
+
+    @property
     def num_nodes(self) -> np.ndarray:
         """Nodes in use per tree, int32 [B]."""
         return self._core.num_nodes
@@ -336,8 +366,8 @@ class Tree:
             raise ArgumentTypeError("recurrent_fn: expected (RecurrentOutput(reward, discount, prior_logits, value), "
                                     f"next_embedding), got an output of type {type(output).__name__}")
         reward, discount, prior_logits, value = output
-        self._core.expand_and_backup(host_array(reward, "reward"), host_array(discount, "discount"),
-                                     host_array(prior_logits, "prior_logits"), host_array(value, "value"))
+        self._core.expand_and_backup(_host(reward, "reward"), _host(discount, "discount"),
+                                     _host(prior_logits, "prior_logits"), _host(value, "value"))
 
     def summary(self) -> SearchSummary:
         """Visit counts, visit shares, values and Q values at the roots."""

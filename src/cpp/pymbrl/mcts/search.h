@@ -84,7 +84,9 @@ class Search {
         tree_.set_root(b, logits, static_cast<size_t>(b) * A, values[b], inv);
       }
     }
+    // New roots start a new search: a selection abandoned by a failed search is dropped.
     rule_ = Rule::kNone;
+    pending_ = false;
   }
 
   // Starts a MuZero search of `num_simulations`: Dirichlet(alpha) noise mixed into the roots'
@@ -111,7 +113,10 @@ class Search {
         min_max_[b] = tree_min_max(tree_, b);
       }
     });
-    puct_ = params;
+    // Visit counts stay below the kept root's plus one per simulation, bar depth-limit revisits.
+    int32_t most = 0;
+    for (int b = 0; b < tree_.batch_size(); ++b) most = std::max(most, tree_.visits(b, 0));
+    exploration_ = ExplorationTable(params, most + num_simulations + 1);
     start(Rule::kMuZero, max_depth, num_simulations);
   }
 
@@ -213,9 +218,10 @@ class Search {
     for (int b = 0; b < B; ++b) {
       const int32_t* n = tree_.child_visits(b, 0);
       const double* q = tree_.child_q(b, 0);
+      const bool empty = tree_.num_nodes(b) == 0;  // rerooted at a child never expanded
       for (int a = 0; a < A; ++a) {
-        visit_counts[static_cast<size_t>(b) * A + a] = n[a];
-        qvalues[static_cast<size_t>(b) * A + a] = n[a] > 0 ? q[a] : 0.0;
+        visit_counts[static_cast<size_t>(b) * A + a] = empty ? 0 : n[a];
+        qvalues[static_cast<size_t>(b) * A + a] = !empty && n[a] > 0 ? q[a] : 0.0;
       }
       values[b] = tree_.num_nodes(b) > 0 ? tree_.value(b, 0) : 0.0;
     }
@@ -376,7 +382,7 @@ class Search {
     for (;;) {
       int a;
       if (rule_ == Rule::kMuZero) {
-        a = puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], puct_);
+        a = puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], exploration_, work);
       } else if (depth == 0) {
         const uint8_t* valid = tree_.root_valid(b);
         const int32_t* n = tree_.child_visits(b, 0);
@@ -399,8 +405,12 @@ class Search {
         parent_[b] = x;
         action_[b] = a;
         leaf_[b] = c;
+        // The new node's record is written by expand_and_backup: fetch it now, while the caller
+        // evaluates the model.
+        if (c == kNoNode) tree_.prefetch(b, tree_.num_nodes(b), true);
         return;
       }
+      tree_.prefetch(b, c);
       x = c;
     }
   }
@@ -410,7 +420,7 @@ class Search {
   std::vector<Rng> rngs_;
   std::vector<MinMax> min_max_;
   std::vector<double> gumbel_;
-  PuctParams puct_;
+  ExplorationTable exploration_;
   GumbelParams gumbel_params_;
   HalvingTable halving_;
   Rule rule_ = Rule::kNone;

@@ -1,0 +1,135 @@
+"""Two-player search with pymbrl.mcts: TicTacToe with a perfect model (discount -1 per move).
+
+For a range of simulation budgets, MuZero search and Gumbel MuZero search each play a batch of
+games against a uniformly random player (half as X, half as O) and a batch against a perfect
+minimax player (which picks at random among its optimal moves). All games of a batch advance
+together: one batched search per move. Against the perfect player the best result is a draw. Writes examples/results/tictactoe_search.{json,png}.
+
+    python examples/tictactoe_search.py            # ~1-2 minutes on 2 cores
+    python examples/tictactoe_search.py --games 100 --budgets 8 32 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from pymbrl import mcts
+from pymbrl.envs import tictactoe
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def search_moves(kind: str, boards: torch.Tensor, simulations: int, seed: int) -> torch.Tensor:
+    """The search's move for every board (finished boards get a dummy search and are ignored)."""
+    root, invalid = tictactoe.search_root(boards)
+    if kind == "muzero":
+        out = mcts.muzero_policy(root, tictactoe.recurrent_fn, simulations, invalid_actions=invalid,
+                                 dirichlet_fraction=0.0, temperature=0.0, seed=seed)
+    else:
+        out = mcts.gumbel_muzero_policy(root, tictactoe.recurrent_fn, simulations, invalid_actions=invalid,
+                                        seed=seed)
+    return out.action
+
+
+@functools.lru_cache(maxsize=None)
+def negamax(board: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """(value for the player to move, optimal moves) of an absolute board (X = 1, O = -1)."""
+    t = torch.tensor([board], dtype=torch.float32)
+    if bool(tictactoe.is_over(t)):
+        return int(tictactoe.winner(t)) * int(tictactoe.to_move(t)), ()
+    mover = int(tictactoe.to_move(t))
+    scores = {}
+    for cell in (i for i, v in enumerate(board) if v == 0):
+        child = board[:cell] + (mover,) + board[cell + 1:]
+        scores[cell] = -negamax(child)[0]
+    best = max(scores.values())
+    return best, tuple(c for c, v in scores.items() if v == best)
+
+
+def perfect_moves(boards: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """An optimal move per board (uniform among the optimal ones; 0 for finished boards)."""
+    moves = [negamax(tuple(int(v) for v in row))[1] for row in boards.tolist()]
+    return torch.tensor([rng.choice(m) if m else 0 for m in moves])
+
+
+def play_games(kind: str, simulations: int, opponent: str, games: int, seed: int) -> dict[str, int]:
+    """Plays ``games`` games (the search is X in the first half, O in the second); returns the
+    search's wins, draws and losses."""
+    generator = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    boards = tictactoe.new_boards(games)
+    search_sign = torch.where(torch.arange(games) < games // 2, 1.0, -1.0)
+    for move in range(9):
+        live = ~tictactoe.is_over(boards)
+        if not bool(live.any()):
+            break
+        searcher_to_move = tictactoe.to_move(boards) == search_sign
+        mine = search_moves(kind, boards, simulations, seed + move)
+        if opponent == "random":
+            theirs = tictactoe.random_actions(boards, generator)
+        else:
+            theirs = perfect_moves(boards, rng)
+        actions = torch.where(searcher_to_move, mine, theirs)
+        boards = tictactoe.play(boards, actions)
+    outcome = tictactoe.winner(boards).float() * search_sign
+    return {"wins": int((outcome > 0).sum()), "draws": int((outcome == 0).sum()), "losses": int((outcome < 0).sum())}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, opponent in zip(axes, ("random", "perfect")):
+        for kind, style in (("muzero", "-o"), ("gumbel", "--s")):
+            rows = [r for r in results["runs"] if r["kind"] == kind and r["opponent"] == opponent]
+            budgets = [r["simulations"] for r in rows]
+            games = [r["wins"] + r["draws"] + r["losses"] for r in rows]
+            ax.plot(budgets, [r["losses"] / g for r, g in zip(rows, games)], style, label=f"{kind}: lost")
+            ax.plot(budgets, [(r["wins"] + r["draws"]) / g for r, g in zip(rows, games)], style, alpha=0.5,
+                    label=f"{kind}: won or drew")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("simulations per move")
+        ax.set_title(f"vs a {opponent} player")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of games")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("TicTacToe with a perfect model: batched search strength vs budget")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--games", type=int, default=200, help="games per (search, budget, opponent)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128, 256])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "tictactoe_search.png")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    runs = []
+    for kind in ("muzero", "gumbel"):
+        for simulations in args.budgets:
+            for opponent in ("random", "perfect"):
+                score = play_games(kind, simulations, opponent, args.games, args.seed)
+                runs.append({"kind": kind, "simulations": simulations, "opponent": opponent, **score})
+                print(f"{kind:6s} S={simulations:4d} vs {opponent:7s}: {score}", flush=True)
+    results = {"games": args.games, "seconds": round(time.perf_counter() - start, 1), "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    plot(results, args.out)
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')} in {results['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Small environments and perfect models used by the examples and tests.
+
+tictactoe
+    Batched TicTacToe as a two-player recurrent function for :mod:`pymbrl.mcts`.
+"""

@@ -1,0 +1,115 @@
+"""Batched TicTacToe as a perfect model for search: a two-player zero-sum example for
+:mod:`pymbrl.mcts` and a known-answer test bed (a perfect searcher never loses).
+
+Boards are float32 [B, 9] in row-major order with X = +1, O = -1, empty = 0; X moves first. The
+search works on *embeddings* [B, 10]: the 9 cells from the point of view of the player to move
+(+1 own piece, -1 the opponent's) and a game-over flag. :func:`recurrent_fn` follows the
+two-player convention of :func:`pymbrl.mcts.muzero_policy`: the reward is the mover's, and the
+discount is -1 while the game goes on (the next node's value is the opponent's) and 0 once it ends.
+
+Example::
+
+    from pymbrl import mcts
+    from pymbrl.envs import tictactoe
+
+    boards = tictactoe.new_boards(64)
+    root, invalid = tictactoe.search_root(boards)
+    out = mcts.muzero_policy(root, tictactoe.recurrent_fn, 200, invalid_actions=invalid,
+                             dirichlet_fraction=0.0, temperature=0.0)
+    boards = tictactoe.play(boards, out.action)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pymbrl.mcts.tree import RecurrentOutput, Root
+
+NUM_ACTIONS = 9
+LINES = torch.tensor([(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)])
+
+
+def new_boards(batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Empty boards, float32 [batch_size, 9]."""
+    return torch.zeros(batch_size, 9, device=device)
+
+
+def winner(cells: torch.Tensor) -> torch.Tensor:
+    """+1 where +1 pieces complete a line, -1 where -1 pieces do, else 0: int64 [B] from cells [B, >=9]."""
+    lines = cells[:, :9][:, LINES.to(cells.device)].sum(dim=2)  # [B, 8]
+    return (lines == 3).any(dim=1).long() - (lines == -3).any(dim=1).long()
+
+
+def is_over(boards: torch.Tensor) -> torch.Tensor:
+    """bool [B]: someone has won or the board is full."""
+    return (winner(boards) != 0) | (boards != 0).all(dim=1)
+
+
+def to_move(boards: torch.Tensor) -> torch.Tensor:
+    """+1.0 where X is to move, -1.0 where O is: float32 [B]."""
+    x_turn = (boards == 1).sum(dim=1) == (boards == -1).sum(dim=1)
+    return torch.where(x_turn, 1.0, -1.0)
+
+
+def play(boards: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The boards after the player to move takes ``actions`` (int [B]); finished games stay as they
+    are. Raises ValueError on an occupied cell of an unfinished game."""
+    actions = actions.to(device=boards.device, dtype=torch.int64)
+    rows = torch.arange(boards.shape[0], device=boards.device)
+    live = ~is_over(boards)
+    if bool((boards[rows, actions] != 0)[live].any()):
+        raise ValueError("actions: expected empty cells for unfinished games")
+    after = boards.clone()
+    after[rows[live], actions[live]] = to_move(boards)[live]
+    return after
+
+
+def _legal_logits(cells: torch.Tensor, over: torch.Tensor) -> torch.Tensor:
+    # Uniform over empty cells; a finished game gets finite logits (a full board would otherwise
+    # have no finite logit), and nothing after the end matters as discount is 0 there.
+    logits = torch.where(cells == 0, 0.0, -torch.inf)
+    return torch.where(over[:, None], 0.0, logits)
+
+
+def search_root(boards: torch.Tensor) -> tuple[Root, torch.Tensor]:
+    """The search root for each board and its invalid actions (occupied cells) bool [B, 9].
+
+    The root value is 0 and the prior uniform over empty cells: the search alone plays.
+    """
+    own = torch.where(boards == 0, 0.0, boards * to_move(boards)[:, None])
+    over = is_over(boards)
+    embedding = torch.cat([own, over.float()[:, None]], dim=1)
+    invalid = (boards != 0) & ~over[:, None]
+    return Root(_legal_logits(own, over), torch.zeros(boards.shape[0], device=boards.device), embedding), invalid
+
+
+def recurrent_fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[RecurrentOutput, torch.Tensor]:
+    """One move in every game, for the player to move: float32 embedding [B, 10], action int [B].
+
+    A legal move places the piece (reward +1 if it completes a line); an occupied cell loses at
+    once (reward -1). The discount is -1 while the game goes on and 0 from its last move; after
+    that everything is 0. Values are 0 (no learned evaluation).
+    """
+    cells, done = embedding[:, :9], embedding[:, 9] > 0.5
+    rows = torch.arange(cells.shape[0], device=cells.device)
+    action = action.to(device=cells.device, dtype=torch.int64)
+    legal = cells[rows, action] == 0
+    place = legal & ~done
+    after = cells.clone()
+    after[rows[place], action[place]] = 1.0
+    won = place & (winner(after) == 1)
+    illegal = ~legal & ~done
+    over = done | won | illegal | (after != 0).all(dim=1)
+    reward = torch.where(won, 1.0, torch.where(illegal, -1.0, 0.0))
+    discount = torch.where(over, 0.0, -1.0)
+    next_cells = torch.where(done[:, None], cells, torch.where(after == 0, 0.0, -after))
+    next_embedding = torch.cat([next_cells, over.float()[:, None]], dim=1)
+    output = RecurrentOutput(reward, discount, _legal_logits(next_cells, over), torch.zeros_like(reward))
+    return output, next_embedding
+
+
+def random_actions(boards: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A uniformly random empty cell per board (cell 0 on a full board): int64 [B]."""
+    empty = (boards[:, :9] == 0).float()
+    empty[empty.sum(dim=1) == 0, 0] = 1.0
+    return torch.multinomial(empty, 1, generator=generator).reshape(-1)
