@@ -8,10 +8,12 @@
 
 #include "pymbrl/mcts/gumbel.h"
 #include "pymbrl/mcts/muzero.h"
+#include "pymbrl/rng.h"
 
 namespace {
 
 using namespace pymbrl::mcts;
+using pymbrl::mcts::portable_exp;
 
 FloatRows rows(const std::vector<float>& v) { return FloatRows{v.data(), nullptr}; }
 
@@ -207,6 +209,23 @@ TEST(MctsGumbel, CompletedSigmaUsesTheMixedValue) {
   EXPECT_DOUBLE_EQ(sigma[0], scale);
   EXPECT_DOUBLE_EQ(sigma[1], 0.0);
   EXPECT_DOUBLE_EQ(sigma[2], 0.0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(MctsSoftmax, PortableExpIsWithinTwoUlpOfExp) {
+  pymbrl::Rng rng(3);
+  for (int i = 0; i < 200000; ++i) {
+    const double x = i < 64 ? -i / 16.0 : -708.0 * rng.uniform();
+    const double got = portable_exp(x), want = std::exp(x);
+    const double ulp = std::nextafter(want, 1e300) - want;
+    ASSERT_LE(std::fabs(got - want), 2 * ulp) << x;
+  }
+  EXPECT_EQ(portable_exp(0.0), 1.0);
+  EXPECT_EQ(portable_exp(-708.5), 0.0);
+  EXPECT_EQ(portable_exp(-std::numeric_limits<double>::infinity()), 0.0);
 }
 
 }  // namespace

@@ -75,6 +75,20 @@ def _argmax(scores: Sequence[float], considered: Sequence[int]) -> int:
     return best
 
 
+def portable_exp(x: float) -> float:
+    """e^x for x <= 0 exactly as the C++ core computes it (src/cpp/pymbrl/mcts/softmax.h): the same
+    IEEE operations in the same order, so the results are identical bit for bit."""
+    if not x >= -708.0:
+        return 0.0
+    k = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0
+    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    for c in (1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+              1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
+        p = p * r + c
+    return p * math.ldexp(1.0, int(k))
+
+
 def softmax(logits: Sequence[float], considered: Sequence[bool] | None = None) -> list[float]:
     """Softmax of ``logits`` [A] over the actions with ``considered[a]`` (all if None); 0 elsewhere.
 
@@ -93,7 +107,7 @@ def softmax(logits: Sequence[float], considered: Sequence[bool] | None = None) -
             m = max(m, logits[a])
     if m == -math.inf:
         raise ValueError("softmax over an empty set or over logits that are all -inf")
-    e = [math.exp(logits[a] - m) if inside[a] else 0.0 for a in range(num_actions)]
+    e = [portable_exp(logits[a] - m) if inside[a] else 0.0 for a in range(num_actions)]
     s = 0.0
     for a in range(num_actions):  # the order of this sum is part of the spec
         s += e[a]
@@ -329,8 +343,8 @@ def muzero_select(tree: Tree, x: int, pb_c_init: float, pb_c_base: float) -> int
     for a in range(tree.num_actions):
         if not considered[a]:
             continue
-        u = cs * node.prior[a] / (n[a] + 1)  # (cs * P) / (N + 1)
-        qa = (q[a] - tree.lo) / (tree.hi - tree.lo) if (n[a] > 0 and tree.hi > tree.lo) else 0.0
+        u = cs * (node.prior[a] / (n[a] + 1))  # cs * (P / (N + 1))
+        qa = (q[a] - tree.lo) * (1.0 / (tree.hi - tree.lo)) if (n[a] > 0 and tree.hi > tree.lo) else 0.0
         scores[a] = qa + u
     return _argmax(scores, [a for a in range(tree.num_actions) if considered[a]])
 

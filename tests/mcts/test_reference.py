@@ -15,7 +15,7 @@ import torch
 
 from . import tictactoe as ttt
 from .hash_model import HashModel
-from .reference import (DBL_MIN, completed_sigma, considered_visits, considered_visits_table,
+from .reference import (DBL_MIN, completed_sigma, portable_exp, considered_visits, considered_visits_table,
                         gumbel_muzero_search, muzero_action_probabilities, muzero_search, run_reference_batch,
                         softmax, step_from_recurrent_fn)
 
@@ -32,11 +32,20 @@ def test_softmax_over_a_subset_with_minus_inf():
     assert softmax([0.0, 0.0]) == [0.5, 0.5]
     # The sum runs left to right: identical to a hand-rolled loop.
     logits = [0.1, -1.7, 2.3, 0.4, -0.2]
-    e = [math.exp(v - 2.3) for v in logits]
+    e = [portable_exp(v - 2.3) for v in logits]
     s = 0.0
     for v in e:
         s += v
     assert softmax(logits) == [v / s for v in e]
+
+
+def test_portable_exp_is_within_two_ulp_of_exp():
+    """The core's own exponential (reproduced here) must stay a faithful e^x on [-708, 0]."""
+    rng = random.Random(0)
+    for x in [0.0, -1e-300, -0.5, -1.0, -math.log(2) / 2, -20.0, -700.0, -708.0] + [rng.uniform(-708, 0) for _ in range(20000)]:
+        got, want = portable_exp(x), math.exp(x)
+        assert abs(got - want) <= 2 * math.ulp(want), x
+    assert portable_exp(-708.5) == 0.0 and portable_exp(-math.inf) == 0.0
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import torch
 
 from pymbrl._checks import ArgumentTypeError, integer, real
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array
+from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, _host, host_array
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[RecurrentOutput, Any]]
 
@@ -144,6 +144,7 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
     # No autograd: written into the pool, a model's outputs would otherwise chain every step of the
     # search into one growing graph.
     tree, pool = search.tree, search.embeddings
+    expand = tree._core.expand_and_backup
     for _ in range(num_simulations):
         gather, scatter, action = tree.select_rows()
         result = recurrent_fn(pool.gather(gather), action)
@@ -153,7 +154,11 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
         output, next_embedding = result
         pool.scatter(scatter, next_embedding)
         try:
-            tree.expand_and_backup(output)
+            if type(output) is RecurrentOutput:  # the per-step fast path
+                expand(_host(output[0], "reward"), _host(output[1], "discount"), _host(output[2], "prior_logits"),
+                       _host(output[3], "value"))
+            else:
+                tree.expand_and_backup(output)
         except (TypeError, ValueError) as e:
             raise _renamed(e, "recurrent_fn output ") from None
 

@@ -106,13 +106,14 @@ def host_array(x: Any, name: str) -> np.ndarray:
 
 
 def _host(x: Any, name: str) -> Any:
-    """host_array with a fast path for what a model on the CPU returns (called 4 times a step)."""
-    if type(x) is torch.Tensor and x.device.type == "cpu" and not x.requires_grad and x.dtype in _FLOATS:
-        return x.numpy()
+    """host_array with a fast path for what a model on the CPU returns (called 4 times a step);
+    the binding checks dtype and shape."""
+    if type(x) is torch.Tensor and x.is_cpu and not x.requires_grad:
+        try:
+            return x.numpy()
+        except TypeError:  # a dtype numpy lacks (bfloat16): host_array converts it
+            pass
     return host_array(x, name)
-
-
-_FLOATS = (torch.float32, torch.float64)
 
 
 def device_of(x: Any) -> torch.device:
@@ -173,6 +174,11 @@ class EmbeddingPool:
 
         self.structure = embedding
         self.rows = _map(make, embedding)
+        # What scatter's fast path (a single tensor of the right kind) compares against.
+        single = isinstance(self.rows, torch.Tensor)
+        self._leaf_shape = torch.Size((batch_size, *self.rows.shape[1:])) if single else None
+        self._dtype = self.rows.dtype if single else None
+        self._device = self.rows.device if single else None
 
     def accepts(self, embedding: Any) -> bool:
         """Whether ``embedding`` (leaves [B, ...]) has this pool's structure, shapes, dtypes and devices."""
@@ -191,9 +197,8 @@ class EmbeddingPool:
     def scatter(self, rows: torch.Tensor, values: Any) -> None:
         """Writes ``values`` (same structure as the root embedding, leaves [B, ...]) at ``rows``."""
         pool = self.rows
-        if (isinstance(pool, torch.Tensor) and type(values) is torch.Tensor and values.dtype == pool.dtype
-                and values.device == pool.device and values.shape[1:] == pool.shape[1:]
-                and values.shape[0] == self.batch_size and rows.device == pool.device):
+        if (type(values) is torch.Tensor and values.shape == self._leaf_shape and values.dtype == self._dtype
+                and values.device == rows.device == self._device):
             pool.index_copy_(0, rows, values)
             return
         if not _same_structure(self.structure, values):

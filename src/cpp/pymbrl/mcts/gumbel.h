@@ -68,19 +68,24 @@ class HalvingTable {
 // (the network value blended with the prior-weighted Q of the visited actions), the result is
 // rescaled to [0, 1] over the considered actions and scaled by (maxvisit_init + max visits) *
 // value_scale. Considered: `valid` (at the root) or every action (valid == null).
-inline void completed_sigma(const TreeBatch& tree, int b, int32_t x, const uint8_t* valid, const GumbelParams& params,
-                            double* sigma) {
+namespace detail {
+
+// completed_sigma with the mask known at compile time: interior nodes (no mask) get loops without
+// per-action tests, which the compiler can vectorise.
+template <bool kMasked>
+void completed_sigma(const TreeBatch& tree, int b, int32_t x, const uint8_t* valid, const GumbelParams& params,
+                     double* sigma) {
   const int A = tree.num_actions();
   const int32_t* n = tree.child_visits(b, x);
   const double* q = tree.child_q(b, x);
   const double* p = tree.priors(b, x);
-  auto considered = [valid](int a) { return valid == nullptr || valid[a] != 0; };
+  auto considered = [valid](int a) { return !kMasked || valid[a] != 0; };
   int64_t sum_n = 0;
   int32_t max_n = 0;
   for (int a = 0; a < A; ++a) {
-    if (!considered(a)) continue;
-    sum_n += n[a];
-    max_n = std::max(max_n, n[a]);
+    const int32_t na = considered(a) ? n[a] : 0;
+    sum_n += na;
+    max_n = max_n > na ? max_n : na;
   }
   double mixed = tree.raw_value(b, x);
   if (sum_n > 0) {
@@ -98,14 +103,30 @@ inline void completed_sigma(const TreeBatch& tree, int b, int32_t x, const uint8
   double lo = std::numeric_limits<double>::infinity();
   double hi = -std::numeric_limits<double>::infinity();
   for (int a = 0; a < A; ++a) {
-    if (!considered(a)) continue;
     sigma[a] = n[a] > 0 ? q[a] : mixed;
+    if (!considered(a)) continue;
     lo = std::min(lo, sigma[a]);
     hi = std::max(hi, sigma[a]);
   }
   const double range = std::max(hi - lo, 1e-8);
   const double scale = (params.maxvisit_init + max_n) * params.value_scale;
-  for (int a = 0; a < A; ++a) sigma[a] = considered(a) ? scale * ((sigma[a] - lo) / range) : 0.0;
+  for (int a = 0; a < A; ++a) sigma[a] = scale * ((sigma[a] - lo) / range);
+  if (kMasked) {
+    for (int a = 0; a < A; ++a) {
+      if (!considered(a)) sigma[a] = 0.0;
+    }
+  }
+}
+
+}  // namespace detail
+
+inline void completed_sigma(const TreeBatch& tree, int b, int32_t x, const uint8_t* valid, const GumbelParams& params,
+                            double* sigma) {
+  if (valid == nullptr) {
+    detail::completed_sigma<false>(tree, b, x, valid, params, sigma);
+  } else {
+    detail::completed_sigma<true>(tree, b, x, valid, params, sigma);
+  }
 }
 
 // The root's choice among its valid actions whose visit count equals `target`: argmax of

@@ -77,29 +77,43 @@ class ExplorationTable {
 };
 
 // The pUCT choice at node x: argmax over actions of normalised Q (0 while unvisited) plus
-// c(N) * sqrt(N) * P(a) / (1 + N(a)). `valid` restricts the choice (the root's valid actions) or
-// is null. Ties go to the lowest action. `scores` is scratch for A doubles: the scores are
-// computed branch-free first so that the compiler vectorises the divisions.
+// c(N) sqrt(N) P(a) / (1 + N(a)), computed as cs * explore(a) with cs = c(N) sqrt(N) and Q
+// normalised as (Q - lo) * (1 / (hi - lo)): multiplications only. `valid` restricts the choice
+// (the root's valid actions) or is null. Ties go to the lowest action. `scores` is scratch for A
+// doubles: the scores are computed branch-free first so that the compiler vectorises them.
 inline int puct_select(const TreeBatch& tree, int b, int32_t x, const uint8_t* valid, const MinMax& mm,
                        const ExplorationTable& exploration, double* scores) {
   const int A = tree.num_actions();
   const double cs = exploration(tree.visits(b, x));
   const int32_t* n = tree.child_visits(b, x);
   const double* q = tree.child_q(b, x);
-  const double* p = tree.priors(b, x);
+  const double* e = tree.explore(b, x);
   if (mm.hi > mm.lo) {
-    const double lo = mm.lo, range = mm.hi - mm.lo;
+    // Multiplying by 0 or 1 instead of choosing keeps the loop branch-free (vectorised); an
+    // unvisited edge's Q is 0, so its term is a zero (of either sign), as the rule wants.
+    const double lo = mm.lo, inverse_range = 1.0 / (mm.hi - mm.lo);
     for (int a = 0; a < A; ++a) {
-      const double value = n[a] > 0 ? (q[a] - lo) / range : 0.0;
-      scores[a] = value + cs * p[a] / (n[a] + 1.0);
+      const double visited = static_cast<double>(n[a] > 0);
+      scores[a] = (q[a] - lo) * inverse_range * visited + cs * e[a];
     }
   } else {
-    for (int a = 0; a < A; ++a) scores[a] = 0.0 + cs * p[a] / (n[a] + 1.0);
+    for (int a = 0; a < A; ++a) scores[a] = cs * e[a];
   }
   int best = -1;
   double best_score = 0.0;
+  if (valid == nullptr) {
+    best = 0;
+    best_score = scores[0];
+    for (int a = 1; a < A; ++a) {
+      if (scores[a] > best_score) {
+        best = a;
+        best_score = scores[a];
+      }
+    }
+    return best;
+  }
   for (int a = 0; a < A; ++a) {
-    if (valid != nullptr && valid[a] == 0) continue;
+    if (valid[a] == 0) continue;
     if (best < 0 || scores[a] > best_score) {
       best = a;
       best_score = scores[a];

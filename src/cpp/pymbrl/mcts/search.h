@@ -109,6 +109,7 @@ class Search {
           symmetric_dirichlet(rngs_[b], alpha, A, [valid](size_t a) { return valid[a] != 0; }, noise.data());
           double* p = tree_.priors(b, 0);
           for (int a = 0; a < A; ++a) p[a] = valid[a] ? (1.0 - fraction) * p[a] + fraction * noise[a] : 0.0;
+          tree_.refresh_explore(b, 0);
         }
         min_max_[b] = tree_min_max(tree_, b);
       }
@@ -331,21 +332,30 @@ class Search {
   }
 
   // Logits may be -inf (probability 0) but not NaN or +inf, and need a finite entry among the
-  // allowed actions so that the softmax is defined.
+  // allowed actions so that the softmax is defined. One branch-free pass finds out whether the row
+  // is fine (this runs on every output of every simulation); a second pass words the error.
   void check_logits(const FloatRows& logits, size_t offset, const uint8_t* invalid, const char* name, int b) const {
-    bool any_finite = false;
-    for (int a = 0; a < tree_.num_actions(); ++a) {
+    const int A = tree_.num_actions();
+    const bool fine = logits.visit([&](const auto* row) {
+      bool bad = false, any_finite = false;
+      for (int a = 0; a < A; ++a) {
+        const double l = row[offset + a];
+        const bool allowed = invalid == nullptr || invalid[a] == 0;
+        bad |= (l != l) | (l == std::numeric_limits<double>::infinity());
+        any_finite |= allowed & (l > -std::numeric_limits<double>::infinity());
+      }
+      return !bad && any_finite;
+    });
+    if (fine) return;
+    for (int a = 0; a < A; ++a) {
       const double l = logits[offset + a];
       if (std::isnan(l) || l == std::numeric_limits<double>::infinity()) {
         throw std::invalid_argument(std::string(name) + ": expected no NaN or +inf, got " + std::to_string(l) +
                                     " for root " + std::to_string(b) + ", action " + std::to_string(a));
       }
-      if (std::isfinite(l) && (invalid == nullptr || invalid[a] == 0)) any_finite = true;
     }
-    if (!any_finite) {
-      throw std::invalid_argument(std::string(name) + ": expected a finite logit for some allowed action of root " +
-                                  std::to_string(b));
-    }
+    throw std::invalid_argument(std::string(name) + ": expected a finite logit for some allowed action of root " +
+                                std::to_string(b));
   }
 
   void check_begin(int max_depth, int num_simulations) const {
@@ -407,10 +417,10 @@ class Search {
         leaf_[b] = c;
         // The new node's record is written by expand_and_backup: fetch it now, while the caller
         // evaluates the model.
-        if (c == kNoNode) tree_.prefetch(b, tree_.num_nodes(b), true);
+        if (c == kNoNode) tree_.prefetch(b, tree_.num_nodes(b), true, true);
         return;
       }
-      tree_.prefetch(b, c);
+      tree_.prefetch(b, c, rule_ == Rule::kGumbel);
       x = c;
     }
   }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pymbrl/large_array.h"
+#include "pymbrl/mcts/softmax.h"
 
 namespace pymbrl::mcts {
 
@@ -28,23 +29,12 @@ struct FloatRows {
   const float* f32 = nullptr;
   const double* f64 = nullptr;
   double operator[](size_t i) const { return f32 != nullptr ? static_cast<double>(f32[i]) : f64[i]; }
+  // Calls f with the typed pointer, for loops that should not test the type per element.
+  template <typename F>
+  decltype(auto) visit(F&& f) const {
+    return f32 != nullptr ? f(f32) : f(f64);
+  }
 };
-
-// out[a] = softmax of logits over the actions with include(a); 0 for the others. The sum runs in
-// increasing action order so that a reference implementation reproduces it bit for bit.
-template <typename Logit, typename Include>
-void softmax(int n, Logit logit, Include include, double* out) {
-  double m = -std::numeric_limits<double>::infinity();
-  for (int a = 0; a < n; ++a) {
-    if (include(a)) m = std::max(m, logit(a));
-  }
-  double sum = 0.0;
-  for (int a = 0; a < n; ++a) {
-    out[a] = include(a) ? std::exp(logit(a) - m) : 0.0;
-    sum += out[a];
-  }
-  for (int a = 0; a < n; ++a) out[a] /= sum;
-}
 
 class TreeBatch {
  public:
@@ -55,7 +45,8 @@ class TreeBatch {
         children_at_(sizeof(Header)),
         visits_at_(children_at_ + 4 * static_cast<size_t>(num_actions)),
         q_at_((visits_at_ + 4 * static_cast<size_t>(num_actions) + 7) / 8 * 8),
-        prior_at_(q_at_ + 8 * static_cast<size_t>(num_actions)),
+        explore_at_(q_at_ + 8 * static_cast<size_t>(num_actions)),
+        prior_at_(explore_at_ + 8 * static_cast<size_t>(num_actions)),
         logit_at_(prior_at_ + 8 * static_cast<size_t>(num_actions)),
         stride_((logit_at_ + 8 * static_cast<size_t>(num_actions) + 63) / 64 * 64),
         num_nodes_(static_cast<size_t>(batch_size)),
@@ -84,15 +75,20 @@ class TreeBatch {
   const int32_t* child_visits(int b, int32_t x) const { return field<int32_t>(b, x, visits_at_); }
   const double* child_q(int b, int32_t x) const { return field<double>(b, x, q_at_); }
   const double* priors(int b, int32_t x) const { return field<double>(b, x, prior_at_); }
+  // P(a) / (1 + N(a)), pUCT's exploration term up to the node's factor, kept current on backup so
+  // that a selection step multiplies instead of dividing.
+  const double* explore(int b, int32_t x) const { return field<double>(b, x, explore_at_); }
   double* priors(int b, int32_t x) { return field<double>(b, x, prior_at_); }
   const double* logits(int b, int32_t x) const { return field<double>(b, x, logit_at_); }
 
   // Starts loading node x's record into the cache. A selection step knows the next node one
   // action-choice ahead; issuing all of its lines at once overlaps their misses instead of paying
   // them one after another as the choice reads its arrays (deep nodes of big batches are in DRAM).
-  void prefetch(int b, int32_t x, bool for_write = false) const {
+  // pUCT reads only the statistics up to explore(); Gumbel and expansion use the whole record.
+  void prefetch(int b, int32_t x, bool whole, bool for_write = false) const {
     const unsigned char* r = record(b, x);
-    for (size_t off = 0; off < stride_; off += 64) {
+    const size_t end = whole ? stride_ : prior_at_;
+    for (size_t off = 0; off < end; off += 64) {
       if (for_write) {
         __builtin_prefetch(r + off, 1);
       } else {
@@ -109,6 +105,15 @@ class TreeBatch {
     const double* l = logits(b, 0);
     const uint8_t* valid = root_valid(b);
     softmax(actions_, [l](int a) { return l[a]; }, [valid](int a) { return valid[a] != 0; }, priors(b, 0));
+    refresh_explore(b, 0);
+  }
+
+  // Recomputes explore() of node x after its priors changed (root noise, new valid actions).
+  void refresh_explore(int b, int32_t x) {
+    const int32_t* n = child_visits(b, x);
+    const double* p = priors(b, x);
+    double* e = field<double>(b, x, explore_at_);
+    for (int a = 0; a < actions_; ++a) e[a] = p[a] / (n[a] + 1.0);
   }
 
   // Makes tree b a single fresh root. `invalid` (A entries, or null) marks actions the root may
@@ -172,6 +177,7 @@ class TreeBatch {
       const double q = hy.reward + hy.discount * (hy.value_sum / hy.visits);
       field<int32_t>(b, p, visits_at_)[hy.action] = hy.visits;
       field<double>(b, p, q_at_)[hy.action] = q;
+      field<double>(b, p, explore_at_)[hy.action] = field<double>(b, p, prior_at_)[hy.action] / (hy.visits + 1.0);
       on_edge(q);
       g = hy.reward + hy.discount * g;
       Header& hp = header(b, p);
@@ -270,9 +276,13 @@ class TreeBatch {
       children[a] = kNoNode;
       n[a] = 0;
       q[a] = 0.0;
-      l[a] = logits[logits_offset + a];
     }
-    softmax(actions_, [l](int a) { return l[a]; }, [](int) { return true; }, field<double>(b, x, prior_at_));
+    logits.visit([&](const auto* row) {
+      for (int a = 0; a < actions_; ++a) l[a] = row[logits_offset + a];
+    });
+    double* p = field<double>(b, x, prior_at_);
+    softmax(actions_, [l](int a) { return l[a]; }, [](int) { return true; }, p);
+    std::memcpy(field<double>(b, x, explore_at_), p, sizeof(double) * actions_);  // no visits yet
     return x;
   }
 
@@ -285,7 +295,7 @@ class TreeBatch {
 
   int batch_, actions_, capacity_;
   // Byte offsets of the edge arrays within a node record, and the record size (whole cache lines).
-  size_t children_at_, visits_at_, q_at_, prior_at_, logit_at_, stride_;
+  size_t children_at_, visits_at_, q_at_, explore_at_, prior_at_, logit_at_, stride_;
   LargeArray<int32_t> num_nodes_;
   LargeArray<uint8_t> root_valid_;
   LargeArray<unsigned char> records_;
