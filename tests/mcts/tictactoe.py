@@ -1,11 +1,14 @@
-"""A batched, perfect TicTacToe simulator to use as an MCTS recurrent function, plus helpers.
+"""TicTacToe for the search tests: the package's batched simulator (``pymbrl.envs.tictactoe``)
+checked against an independent plain-Python one, board helpers, and a per-root adapter that runs
+the pure-Python reference search on TicTacToe.
 
 Boards. An *absolute* board is 9 cells in row-major order with X = +1, O = -1, empty = 0; X moves
 first, so X is to move when both have the same number of pieces. The search works on *embeddings*
 instead: float32 [B, 10], cells 0..8 from the perspective of the player to move (+1 own piece,
 -1 opponent's, 0 empty) and cell 9 a "game over" flag (1.0 once the game has ended).
 
-Recurrent function (``recurrent_fn(embedding [B, 10], action int64 [B])``), for the player to move:
+The recurrent function (``recurrent_fn(embedding [B, 10], action int64 [B])``, the package's), for
+the player to move:
 
 * legal move (empty cell): place the piece; reward +1 if it completes a line, else 0;
 * illegal move (occupied cell): an immediate loss, reward -1, board unchanged;
@@ -29,6 +32,8 @@ from typing import Any
 
 import torch
 
+from pymbrl.envs import tictactoe as simulator
+
 try:  # imported as the package tests.mcts (pytest) or with tests/mcts on sys.path
     from .reference import RecurrentOutput, SearchResult, gumbel_muzero_search, muzero_search
 except ImportError:  # pragma: no cover
@@ -41,7 +46,6 @@ LINES: tuple[tuple[int, int, int], ...] = (
     (0, 3, 6), (1, 4, 7), (2, 5, 8),  # columns
     (0, 4, 8), (2, 4, 6),             # diagonals
 )
-_LINES_T = torch.tensor(LINES, dtype=torch.int64)  # [8, 3]
 
 Board = tuple[int, ...]
 """An absolute board: 9 ints, X = +1, O = -1, empty = 0."""
@@ -86,11 +90,7 @@ def winner(board: Any) -> Any:
     embeddings it means the player to move holds a line.
     """
     if isinstance(board, torch.Tensor):
-        cells = board[..., :9]
-        line_sums = cells[..., _LINES_T.to(cells.device)].sum(dim=-1)  # [..., 8]
-        x_won = (line_sums == 3).any(dim=-1)
-        o_won = (line_sums == -3).any(dim=-1)
-        return x_won.to(torch.int64) - o_won.to(torch.int64)
+        return simulator.winner(board.reshape(-1, board.shape[-1])).reshape(board.shape[:-1])
     for i, j, k in LINES:
         if board[i] != 0 and board[i] == board[j] == board[k]:
             return 1 if board[i] > 0 else -1
@@ -161,68 +161,19 @@ def _as_board_tensor(boards: Any) -> torch.Tensor:
     return t.to(torch.float32)
 
 
-def _legal_logits(cells: torch.Tensor, over: torch.Tensor) -> torch.Tensor:
-    """Prior logits [B, 9]: 0 on empty cells, -inf on occupied ones; all 0 where the game is over."""
-    logits = torch.where(cells == 0, 0.0, -torch.inf).to(torch.float32)
-    return torch.where(over[:, None], torch.zeros_like(logits), logits)
-
-
 def root_inputs(boards: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Search roots for a batch of absolute boards (X = +1, O = -1, empty = 0).
-
-    Returns (prior_logits float32 [B, 9], value float32 [B] (zeros), embedding float32 [B, 10],
-    invalid_actions bool [B, 9] (occupied cells)). A finished game has all-zero logits and no
-    invalid action (any action then leads to reward 0 and discount 0), so the search stays defined.
-    """
-    cells = _as_board_tensor(boards)
-    # Perspective of the player to move: X moves when both have placed as many pieces.
-    x_to_move = (cells == 1).sum(dim=1) == (cells == -1).sum(dim=1)
-    sign = torch.where(x_to_move, 1.0, -1.0)[:, None]
-    own = torch.where(cells == 0, 0.0, cells * sign)  # where(): no -0.0 on empty cells
-    over = (winner(cells) != 0) | (cells != 0).all(dim=1)
-    embedding = torch.cat([own, over.to(torch.float32)[:, None]], dim=1)
-    invalid = (cells != 0) & ~over[:, None]
-    return _legal_logits(cells, over), torch.zeros(cells.shape[0]), embedding, invalid
+    """Search roots for a batch of absolute boards, from the package's simulator
+    (``pymbrl.envs.tictactoe.search_root``): (prior_logits float32 [B, 9], value float32 [B]
+    (zeros), embedding float32 [B, 10], invalid_actions bool [B, 9] (occupied cells)). A finished
+    game has all-zero logits and no invalid action, so the search stays defined."""
+    root, invalid = simulator.search_root(_as_board_tensor(boards))
+    return root.prior_logits, root.value, root.embedding, invalid
 
 
-def recurrent_fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[RecurrentOutput, torch.Tensor]:
-    """One move for every game of the batch (see the module docstring for the rules).
-
-    embedding float32 [B, 10] (mover's perspective + game-over flag), action int64 [B] in 0..8.
-    Returns (RecurrentOutput(reward [B], discount [B], prior_logits [B, 9], value [B]), next
-    embedding [B, 10] from the next mover's perspective), all float32 on embedding's device.
-    """
-    cells = embedding[:, :9]
-    done = embedding[:, 9] > 0.5
-    rows = torch.arange(cells.shape[0], device=cells.device)
-    action = action.to(device=cells.device, dtype=torch.int64)
-    legal = cells[rows, action] == 0
-    place = legal & ~done
-    after = cells.clone()
-    after[rows[place], action[place]] = 1.0  # the mover's piece
-    won = place & (winner(after) == 1)
-    illegal = ~legal & ~done
-    full = (after != 0).all(dim=1)
-    over = done | won | illegal | full
-    reward = torch.where(won, 1.0, torch.where(illegal, -1.0, 0.0)).to(torch.float32)
-    discount = torch.where(over, 0.0, -1.0).to(torch.float32)
-    value = torch.zeros_like(reward)
-    # Flip to the next mover's perspective (where() keeps empty cells +0.0 rather than -0.0);
-    # a game that had already ended stays as it was.
-    flipped = torch.where(after == 0, 0.0, -after)
-    next_cells = torch.where(done[:, None], cells, flipped)
-    next_embedding = torch.cat([next_cells, over.to(torch.float32)[:, None]], dim=1).to(torch.float32)
-    out = RecurrentOutput(reward=reward, discount=discount, prior_logits=_legal_logits(next_cells, over),
-                          value=value)
-    return out, next_embedding
-
-
-def random_legal_actions(embedding: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A uniformly random empty cell per row of boards / embeddings [B, >=9] -> int64 [B] (the
-    random player, batched). Rows without an empty cell get action 0."""
-    empty = (embedding[:, :9] == 0).to(torch.float32)
-    empty[empty.sum(dim=1) == 0, 0] = 1.0
-    return torch.multinomial(empty, 1, generator=generator).reshape(-1)
+# The batched simulator under test is the package's; the pure-Python adapter below is the
+# independent implementation it is checked against.
+recurrent_fn = simulator.recurrent_fn
+random_legal_actions = simulator.random_actions
 
 
 # --------------------------------------------------------------------------------------------
