@@ -108,6 +108,40 @@ def recurrent_fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[Recurre
     return output, next_embedding
 
 
+def playout_values(embedding: torch.Tensor, num_playouts: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The mean result of ``num_playouts`` uniformly random games from each position, for the
+    player to move there (+1 win, 0 draw, -1 loss): float32 [B] from embeddings [B, 10]. Finished
+    positions get 0, like :func:`recurrent_fn`'s values."""
+    cells = embedding[:, :9].repeat_interleave(num_playouts, dim=0).clone()
+    done = (embedding[:, 9] > 0.5).repeat_interleave(num_playouts)
+    result = torch.zeros(cells.shape[0], device=cells.device)
+    mover = torch.ones(cells.shape[0], device=cells.device)  # +1: the player to move at the root
+    rows = torch.arange(cells.shape[0], device=cells.device)
+    for _ in range(9):
+        live = ~done
+        if not bool(live.any()):
+            break
+        move = random_actions(cells, generator)
+        cells[rows[live], move[live]] = mover[live]
+        won = winner(cells)
+        result = torch.where(live & (won != 0), won.float(), result)
+        done = done | (won != 0) | (cells != 0).all(dim=1)
+        mover = -mover
+    return result.view(-1, num_playouts).mean(dim=1)
+
+
+def playout_recurrent_fn(num_playouts: int = 8, generator: torch.Generator | None = None):
+    """:func:`recurrent_fn` with values estimated by random playouts (classic Monte Carlo tree
+    search) instead of 0: a far stronger search for the same number of simulations. Seed
+    ``generator`` for reproducible searches."""
+
+    def fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[RecurrentOutput, torch.Tensor]:
+        output, next_embedding = recurrent_fn(embedding, action)
+        return output._replace(value=playout_values(next_embedding, num_playouts, generator)), next_embedding
+
+    return fn
+
+
 def random_actions(boards: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A uniformly random empty cell per board (cell 0 on a full board): int64 [B]."""
     empty = (boards[:, :9] == 0).float()
