@@ -12,8 +12,25 @@ Dirichlet alpha 0.3 / fraction 0.25, with one trivial model shared by every libr
 weights, numpy seed 0): ``h' = tanh(h @ Ws + Wa[a])``, reward ``h' @ wr``, value ``h' @ wv``, prior
 logits ``h' @ Wp``. The model is cheap on purpose, so that the search itself is what is measured.
 
+The cost of a search depends on the shape of its trees (a simulation walks from the root to a
+leaf), and that depends on the model's priors, so every case runs with two variants of the model,
+the same random draws at two scales:
+
+- ``peaked``: weights N(0, 1). The tanh saturates and the prior logits have a standard deviation
+  of about 3.5 (the top action gets ~0.7 of the prior): pUCT follows the priors down a few lines,
+  the trees are narrow and deep on average, as with a trained network.
+- ``flat``: weights N(0, 1/D). Prior logits of standard deviation below 1 (the top action gets
+  ~0.2): nearly uniform priors, more actions tried near the root, shallower trees on average,
+  although some roots still grow one long line.
+
+Ratios between libraries are computed within a variant. The report also gives each library's cost
+per tree-simulation at S = 50 and S = 200 (how flat it is in S) and the depth of pymbrl's trees,
+which is what the cost of a simulation follows.
+
 Peers, each behind a small adapter with ``search(policy, S, seed) -> (seconds, tree seconds)``:
 
+- pymbrl twice: with the thread count it picks itself for B roots, and with ``num_threads=1`` for
+  per-core comparisons (every peer runs on one core).
 - LightZero 0.2.0: its compiled Cython/C++ trees (``ctree_muzero``, ``ctree_gumbel_muzero``) driven
   by a loop that does per simulation what ``MuZeroMCTSCtree.search`` / ``GumbelMuZeroMCTSCtree.search``
   do. The time inside ``batch_traverse`` + ``batch_backpropagate`` is reported separately.
@@ -24,7 +41,7 @@ Peers, each behind a small adapter with ``search(policy, S, seed) -> (seconds, t
 
 Everything runs with ``torch.set_num_threads(1)`` and single-threaded XLA. Each case runs every
 library ``repeats`` times, the libraries interleaved (their order rotating) so that a burst of load
-on the machine hits them all; the table shows medians.
+on the machine hits them all; the tables show medians.
 
 It prints a markdown report and writes it into ``bench/RESULTS.md`` between the markers
 ``<!-- mcts:begin -->`` and ``<!-- mcts:end -->``, keeping the rest of that file.
@@ -32,9 +49,9 @@ It prints a markdown report and writes it into ``bench/RESULTS.md`` between the 
 Usage::
 
     make bench                            # or, with the peers installed (see the Makefile):
-    python bench/bench_mcts.py            # full run, about 4 minutes on a 2-core VM
+    python bench/bench_mcts.py            # full run, about RUNTIME minutes on a 2-core VM
     python bench/bench_mcts.py --quick    # smoke test; writes no file unless --output is given
-    python bench/bench_mcts.py --quick --libs lightzero,mctx,python
+    python bench/bench_mcts.py --quick --models peaked --libs pymbrl,pymbrl1,lightzero
 """
 
 from __future__ import annotations
@@ -66,8 +83,19 @@ from _report import DEFAULT_OUTPUT, load, machine, publish
 torch.set_num_threads(1)
 
 SECTION = "mcts"
-LIBS = ("pymbrl", "LightZero", "mctx", "Python")
-PEERS = LIBS[1:]
+CLI_NAMES = {"pymbrl": "pymbrl", "pymbrl1": "pymbrl, 1 thread", "lightzero": "LightZero", "mctx": "mctx",
+             "python": "Python"}
+"""``--libs`` name -> library (column) name."""
+LIBS = tuple(CLI_NAMES.values())
+PYMBRL, PYMBRL1 = LIBS[:2]
+PEERS = LIBS[2:]
+MODELS = {
+    "peaked": "weights N(0, 1): prior logits of std ~3.5, top prior ~0.7; narrow trees, deep on average "
+              "(like a trained network)",
+    "flat": "weights N(0, 1/D): prior logits of std < 1, top prior ~0.2; bushier trees, shallower on average "
+            "(a few roots still grow one long line)",
+}
+"""The model variants (same random draws, two scales) and what they do to the trees."""
 POLICIES = ("muzero", "gumbel")
 SIMULATIONS = (50, 200)
 B, A, D = 256, 16, 16
@@ -119,12 +147,15 @@ class Problem:
     root_value: np.ndarray   # [B]
 
 
-def make_problem(seed: int = 0) -> Problem:
+def make_problem(model: str, seed: int = 0) -> Problem:
+    """The problem of a model variant (see MODELS); both variants draw the same numbers."""
     rng = np.random.default_rng(seed)
+    # "flat" scales by 1/sqrt(D) so that tanh stays away from saturation and the priors stay near
+    # uniform; "peaked" keeps N(0, 1), which saturates tanh and sharpens the priors.
+    scale = np.sqrt(D) if model == "flat" else 1.0
 
     def w(*shape: int) -> np.ndarray:
-        # Scaled by 1/sqrt(D) so that tanh stays away from saturation and the priors are not one-hot.
-        return (rng.standard_normal(shape) / np.sqrt(D)).astype(np.float32)
+        return (rng.standard_normal(shape) / scale).astype(np.float32)
 
     ws, wa, wr, wv, wp = w(D, D), w(A, D), w(D), w(D), w(D, A)
     h0 = rng.standard_normal((B, D)).astype(np.float32)
@@ -170,27 +201,42 @@ class Adapter:
 
 
 class Pymbrl(Adapter):
-    """pymbrl.mcts: torch roots and a torch recurrent function, the tree in C++."""
+    """pymbrl.mcts: torch roots and a torch recurrent function, the tree in C++.
 
-    name = "pymbrl"
+    ``num_threads`` None: the thread count pymbrl picks itself for B roots on this machine.
+    """
 
-    def __init__(self) -> None:
+    name = PYMBRL
+
+    def __init__(self, num_threads: int | None = None) -> None:
         super().__init__()
         try:
             import pymbrl
             from pymbrl import mcts
-            for attr in ("Root", "RecurrentOutput", "muzero_policy", "gumbel_muzero_policy"):
+            for attr in ("Root", "RecurrentOutput", "Tree", "EmbeddingPool", "muzero_policy", "gumbel_muzero_policy"):
                 getattr(mcts, attr)
         except (ImportError, AttributeError) as e:
             # An ImportError's message ends with the package path, which says nothing here.
             self.reason = f"pymbrl.mcts not available in the installed pymbrl ({short(e, 120).split(' (/')[0]})"
             return
         self.pymbrl, self.mcts = pymbrl, mcts
+        # pymbrl's own choice is resolved once (a tree built with num_threads=None) and then passed
+        # explicitly: a search with num_threads=None recycles any spare tree of its shape, which
+        # may be one the 1-thread column left behind.
+        self.num_threads = mcts.Tree(B, A, 1).num_threads if num_threads is None else num_threads
+        self.threads_used: int | None = None
+        """``out.search_tree.tree.num_threads`` of the last search: what the column really ran on."""
+        # Trees are recycled between searches, so the core time is the difference of its counter
+        # (the dict holds the trees, so an id is never reused by another tree).
+        self.core_before: dict[int, tuple] = {}
 
     def versions(self) -> str:
         info = self.pymbrl.build_info()
-        return (f"pymbrl {self.pymbrl.__version__} ({info.get('build_type', '?')}, {info.get('compiler', '?')}, "
-                f"flags `{str(info.get('flags', '?')).strip()}`)")
+        return (f"{self.name}: pymbrl {self.pymbrl.__version__} ({info.get('build_type', '?')}, "
+                f"{info.get('compiler', '?')}, flags `{str(info.get('flags', '?')).strip()}`), "
+                f"trees on {self.threads_used} thread(s)" +
+                (" (`tree.num_threads` of its searches, pymbrl's own choice for "
+                 f"{B} roots on this machine)" if self.name == PYMBRL else " (`num_threads=1`)"))
 
     def setup(self, p: Problem) -> None:
         model, mcts = TorchModel(p), self.mcts
@@ -203,7 +249,6 @@ class Pymbrl(Adapter):
             return mcts.RecurrentOutput(reward=reward, discount=discount, prior_logits=logits, value=value), nh
 
         self.recurrent_fn = recurrent_fn
-        self.core_before: dict[int, tuple] = {}
 
     def search(self, policy, sims, seed):
         # The constants the issue fixes are passed even where they are pymbrl's defaults: a
@@ -213,19 +258,60 @@ class Pymbrl(Adapter):
             if policy == "muzero":
                 out = self.mcts.muzero_policy(self.root, self.recurrent_fn, sims, dirichlet_alpha=ALPHA,
                                               dirichlet_fraction=FRACTION, pb_c_init=PB_C_INIT, pb_c_base=PB_C_BASE,
-                                              seed=seed)
+                                              seed=seed, num_threads=self.num_threads)
             else:
                 out = self.mcts.gumbel_muzero_policy(self.root, self.recurrent_fn, sims, max_num_considered_actions=A,
-                                                     seed=seed)
+                                                     seed=seed, num_threads=self.num_threads)
             summary = out.search_tree.summary()
             elapsed = time.perf_counter() - t0
-        # Trees are recycled between searches, so the core time is the difference of its counter
-        # (the dict holds the trees, so an id is never reused by another tree).
         tree = out.search_tree.tree
+        self.threads_used = tree.num_threads
         inside = tree.core_seconds - self.core_before.get(id(tree), (tree, 0.0))[1]
         self.core_before[id(tree)] = (tree, tree.core_seconds)
         self.visits, self.values = summary.visit_counts.numpy(), summary.value.numpy()
         return elapsed, inside
+
+    def leaf_depths(self, policy: str, sims: int, seed: int) -> tuple[float, float, int]:
+        """Over the B trees of one search (the root has depth 0): the mean depth of the leaf a
+        simulation expands, the mean over simulations of the deepest such leaf in the batch, and
+        the depth of the deepest node.
+
+        pymbrl has no depth API, so this runs the search's own loop on a low-level ``Tree`` (same
+        begin arguments and seed as ``search``, hence the same trees) and tracks
+        ``depth[node] = depth[parent] + 1`` from each selection.
+        """
+        mcts = self.mcts
+        tree = mcts.Tree(B, A, sims + 1, num_threads=self.num_threads)
+        pool = mcts.EmbeddingPool(self.root.embedding, B, sims + 1)
+        tree.set_roots(self.root.prior_logits, self.root.value)
+        if policy == "muzero":
+            tree.begin_muzero(sims, dirichlet_alpha=ALPHA, dirichlet_fraction=FRACTION, pb_c_init=PB_C_INIT,
+                              pb_c_base=PB_C_BASE, seed=seed)
+        else:
+            tree.begin_gumbel(sims, max_num_considered_actions=A, seed=seed)
+        depth = torch.zeros(sims + 1, B, dtype=torch.int64)   # [node, root]
+        batch = torch.arange(B)
+        total = batch_max = 0
+        with torch.no_grad():
+            for _ in range(sims):
+                sel = tree.select()
+                leaf = depth[sel.parent, batch] + 1
+                depth[sel.node, batch] = leaf
+                total += int(leaf.sum())
+                batch_max += int(leaf.max())
+                output, nh = self.recurrent_fn(pool.gather(sel.parent * B + batch), sel.action)
+                pool.scatter(sel.node * B + batch, nh)
+                tree.expand_and_backup(output)
+        return total / (B * sims), batch_max / sims, int(depth.max())
+
+
+class Pymbrl1(Pymbrl):
+    """pymbrl with ``num_threads=1``: one core, like every peer."""
+
+    name = PYMBRL1
+
+    def __init__(self) -> None:
+        super().__init__(num_threads=1)
 
 
 class LightZero(Adapter):
@@ -424,12 +510,18 @@ class Python(Adapter):
         return elapsed, elapsed - s.model_seconds
 
 
-ADAPTERS = {"pymbrl": Pymbrl, "LightZero": LightZero, "mctx": Mctx, "Python": Python}
+ADAPTERS = {PYMBRL: Pymbrl, PYMBRL1: Pymbrl1, "LightZero": LightZero, "mctx": Mctx, "Python": Python}
 
 
 # --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
+
+Case = tuple[str, str, int]
+"""(model variant, policy, S)."""
+WARMUP_SEED = 10_000
+"""Seed of each case's warm-up search, the one the sanity check and the depth table look at."""
+
 
 @dataclass
 class Cell:
@@ -453,8 +545,10 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.libs = {name: ADAPTERS[name]() for name in args.libs}
-        # results[(policy, S)][lib] -> Cell, or a string saying why there is none
-        self.results: dict[tuple[str, int], dict[str, Cell | str]] = {}
+        # results[(model, policy, S)][lib] -> Cell, or a string saying why there is none
+        self.results: dict[Case, dict[str, Cell | str]] = {}
+        # depths[(model, policy, S)] -> Pymbrl.leaf_depths of that case
+        self.depths: dict[Case, tuple[float, float, int]] = {}
         self.checks: list[str] = []
         self.notes: list[str] = []
 
@@ -464,21 +558,22 @@ class Bench:
     def log(self, msg: str) -> None:
         print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
-    def check(self, name: str, ad: Adapter, policy: str, sims: int) -> None:
+    def check(self, name: str, ad: Adapter, key: Case) -> None:
         """Every root's children must have been visited S times in all (one visit per simulation)."""
+        model, policy, sims = key
+        label = f"{name} {model} {policy} S={sims}"
         if ad.visits is None:
-            self.checks.append(f"{name} {policy} S={sims}: not checked")
+            self.checks.append(f"{label}: not checked")
             return
         sums = ad.visits.sum(axis=1)
         ok = ad.visits.shape == (ad.roots, A) and bool((sums == sims).all())
         got = "" if ok else f" (shape {ad.visits.shape}, visit sums {sorted(set(sums.tolist()))[:4]})"
         mean = float(np.mean(ad.values[:PYTHON_ROOTS])) if ad.values is not None else float("nan")
-        self.checks.append(f"{name} {policy} S={sims}: root visits {'ok' if ok else 'WRONG' + got}, "
-                           f"mean search value {mean:+.3f}")
+        self.checks.append(f"{label}: root visits {'ok' if ok else 'WRONG' + got}, mean search value {mean:+.3f}")
 
-    def case(self, policy: str, sims: int) -> None:
-        a = self.args
-        res = self.results.setdefault((policy, sims), {})
+    def case(self, key: Case) -> None:
+        _, policy, sims = key
+        res = self.results.setdefault(key, {})
         libs = {}
         for name, ad in self.ready().items():
             if policy not in ad.policies:
@@ -486,18 +581,18 @@ class Bench:
                 continue
             ad.visits = ad.values = None   # so that an adapter that reports nothing is not judged on the last case
             try:   # warm-up: jit compilation, first-touch allocations; also the sanity check
-                ad.search(policy, sims, seed=10_000)
+                ad.search(policy, sims, seed=WARMUP_SEED)
             except Unavailable as e:
                 res[name] = str(e)
                 continue
             except Exception as e:  # a peer's failure must not end the benchmark
                 res[name] = f"unavailable ({short(e, 70)})"
                 continue
-            self.check(name, ad, policy, sims)
+            self.check(name, ad, key)
             libs[name] = ad
             res[name] = Cell(ad.roots, sims, [], [])
         order = list(libs)
-        for r in range(a.repeats[sims]):
+        for r in range(self.args.repeats[sims]):
             # Rotate who goes first, so that no library always runs right after the same other one.
             k = r % len(order) if order else 0
             for name in order[k:] + order[:k]:
@@ -527,18 +622,26 @@ class Bench:
 
     def run(self) -> None:
         self.t0 = time.perf_counter()
-        p = make_problem(0)
-        for ad in self.ready().values():
-            ad.setup(p)
-        for policy in POLICIES:
-            for sims in SIMULATIONS:
-                self.log(f"{policy} S={sims} ...")
-                self.case(policy, sims)
+        ready = self.ready()
+        depth_probe = next((ready[n] for n in (PYMBRL, PYMBRL1) if n in ready), None)
+        for model in self.args.models:
+            p = make_problem(model)
+            for ad in ready.values():
+                ad.setup(p)
+            for policy in POLICIES:
+                for sims in SIMULATIONS:
+                    key = (model, policy, sims)
+                    self.log(f"{model} {policy} S={sims} ...")
+                    self.case(key)
+                    if depth_probe is not None:   # untimed, after the case
+                        self.depths[key] = depth_probe.leaf_depths(policy, sims, WARMUP_SEED)
+        # The model's cost depends on its shapes, not on its weights: the last variant will do.
         self.model_floor(p)
         mc = self.libs.get("mctx")
         if mc is not None and mc.reason is None and mc.compile_seconds:
-            self.notes.append("mctx compile time (first call, not in the table): " + ", ".join(
-                f"{pol} S={s} {t:.1f} s" for (pol, s), t in mc.compile_seconds.items()) + ".")
+            self.notes.append("mctx compile time (first call, not in the tables; one per policy and S, shared by "
+                              "the variants): " + ", ".join(f"{pol} S={s} {t:.1f} s"
+                                                           for (pol, s), t in mc.compile_seconds.items()) + ".")
         self.runtime = time.perf_counter() - self.t0
 
 
@@ -550,50 +653,107 @@ def fmt(v: float) -> str:
     return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
 
 
-def value_of(bench: Bench, cell: Cell | str | None, name: str, which: str, per_step: bool) -> float | str:
-    """Tree-simulations/s (or µs per batched simulation over B roots) of a cell, or why there is none."""
-    ad = bench.libs.get(name)
-    if ad is None:
-        return "not run"
-    if ad.reason is not None:
+def fmt_us(v: float) -> str:
+    # pymbrl's costs are fractions of a µs, Python's hundreds: keep two decimals where they matter.
+    return f"{v:.2f}" if v < 10 else fmt(v)
+
+
+def value_of(bench: Bench, key: Case, name: str, which: str) -> float | str:
+    """Tree-simulations/s of a library in a case (end to end or tree code only), or why there is none."""
+    if bench.libs[name].reason is not None:
         return "unavailable"
-    if cell is None:
+    cell = bench.results.get(key, {}).get(name)
+    if cell is None or (isinstance(cell, Cell) and which == "tree" and not cell.tree):
         return NA
-    if isinstance(cell, str):
-        return cell
-    if which == "tree" and not cell.tree:
-        return NA
-    rate = cell.rate(which)
-    # One batched simulation advances B trees; a one-tree-at-a-time search's cost is linear in B.
-    return B / rate * 1e6 if per_step else rate
+    return cell if isinstance(cell, str) else cell.rate(which)
 
 
 def show(v: float | str, mark: str = "") -> str:
     return fmt(v) + mark if isinstance(v, float) else v
 
 
-def ratio(ours: float | str, peer: float | str, per_step: bool) -> str:
-    """How many times faster pymbrl is than the peer (above 1: pymbrl faster)."""
-    if isinstance(ours, float) and isinstance(peer, float) and ours > 0 and peer > 0:
-        return f"{(peer / ours if per_step else ours / peer):,.1f}x"
+def ratio(a: float | str, b: float | str) -> str:
+    """Rate a over rate b (above 1: a is faster), or why there is none."""
+    if isinstance(a, float) and isinstance(b, float) and a > 0 and b > 0:
+        r = a / b
+        # Two decimals near 1, where pymbrl's thread count against one thread is judged.
+        return f"{r:.2f}x" if r < 10 else f"{r:,.1f}x"
     return NA
 
 
-def table(bench: Bench, per_step: bool) -> list[str]:
-    names = list(LIBS)
-    head = ("| case | " + " | ".join(names) + " | " + " | ".join(f"pymbrl / {n}" for n in PEERS) + " |")
-    lines = [head, "|---|" + "---:|" * (len(names) + len(PEERS))]
-    for which in ("total", "tree"):
+def pretty(policy: str) -> str:
+    return "MuZero" if policy == "muzero" else "Gumbel MuZero"
+
+
+def label(policy: str, sims: int, which: str) -> str:
+    text = f"{pretty(policy)} S={sims}"
+    return text + ", tree code only" if which == "tree" else text
+
+
+def rows(bench: Bench):
+    """(model, which, policy, S) of the rate tables, one block of rows per model variant."""
+    for model in bench.args.models:
+        for which in ("total", "tree"):
+            for policy in POLICIES:
+                for sims in SIMULATIONS:
+                    yield model, which, policy, sims
+
+
+def rates_table(bench: Bench) -> list[str]:
+    """Tree-simulations/s of every library run, and pymbrl's ratio to each peer."""
+    names = list(bench.libs)
+    peers = [n for n in PEERS if n in bench.libs] if PYMBRL in bench.libs else []
+    lines = ["| model | case | " + " | ".join(names + [f"{PYMBRL} / {n}" for n in peers]) + " |",
+             "|---|---|" + "---:|" * (len(names) + len(peers))]
+    for model, which, policy, sims in rows(bench):
+        vals = {n: value_of(bench, (model, policy, sims), n, which) for n in names}
+        cells = [show(vals[n], "*" if n == "Python" else "") for n in names]
+        cells += [ratio(vals[PYMBRL], vals[n]) for n in peers]
+        lines.append(f"| {model} | {label(policy, sims, which)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def per_core_table(bench: Bench) -> list[str]:
+    """pymbrl on one thread over each peer (all on one core), and pymbrl's own thread count over one thread."""
+    if PYMBRL1 not in bench.libs:
+        return []
+    pairs = [(PYMBRL1, n) for n in PEERS if n in bench.libs] + ([(PYMBRL, PYMBRL1)] if PYMBRL in bench.libs else [])
+    if not pairs:
+        return []
+    lines = ["| model | case | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |",
+             "|---|---|" + "---:|" * len(pairs)]
+    for model, which, policy, sims in rows(bench):
+        key = (model, policy, sims)
+        cells = [ratio(value_of(bench, key, a, which), value_of(bench, key, b, which)) for a, b in pairs]
+        lines.append(f"| {model} | {label(policy, sims, which)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cost_table(bench: Bench) -> list[str]:
+    """µs per tree-simulation at each S, end to end and tree code only, and how it grows with S."""
+    lo, hi = SIMULATIONS
+    lines = [f"| model | policy | library | S={lo} | S={hi} | S={hi} / S={lo} | tree code only S={lo} | S={hi} | "
+             f"S={hi} / S={lo} |", "|---|---|---|" + "---:|" * 6]
+    for model in bench.args.models:
         for policy in POLICIES:
-            for sims in SIMULATIONS:
-                res = bench.results.get((policy, sims), {})
-                label = f"{'MuZero' if policy == 'muzero' else 'Gumbel MuZero'} S={sims}"
-                if which == "tree":
-                    label += ", tree code only"
-                vals = {n: value_of(bench, res.get(n), n, which, per_step) for n in names}
-                cells = [show(vals[n], "*" if n == "Python" else "") for n in names]
-                ratios = [ratio(vals["pymbrl"], vals[n], per_step) for n in PEERS]
-                lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+            for name, ad in bench.ready().items():
+                if policy not in ad.policies:
+                    continue
+                cells = []
+                for which in ("total", "tree"):
+                    rates = [value_of(bench, (model, policy, s), name, which) for s in SIMULATIONS]
+                    cells += [fmt_us(1e6 / r) if isinstance(r, float) else r for r in rates]
+                    # The cost ratio S=hi / S=lo is the rate ratio S=lo / S=hi.
+                    cells.append(f"{rates[0] / rates[1]:.2f}" if all(isinstance(r, float) for r in rates) else NA)
+                lines.append(f"| {model} | {pretty(policy)} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def depth_table(bench: Bench) -> list[str]:
+    lines = ["| model | policy | S | mean leaf depth | deepest leaf of the batch | deepest node |",
+             "|---|---|---:|---:|---:|---:|"]
+    for (model, policy, sims), (mean, batch_max, deepest) in bench.depths.items():
+        lines.append(f"| {model} | {pretty(policy)} | {sims} | {mean:.2f} | {batch_max:.1f} | {deepest} |")
     return lines
 
 
@@ -601,6 +761,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     a = bench.args
     command = " ".join(["python bench/bench_mcts.py", *argv])
     reps = ", ".join(f"{a.repeats[s]} at S={s}" for s in SIMULATIONS)
+    lo, hi = SIMULATIONS
     lines = [
         "## Batched MCTS: pymbrl vs LightZero, mctx and a pure-Python search",
         "",
@@ -618,25 +779,37 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         f"- Setup: B={B} roots, A={A} actions, latent {D}, model `h' = tanh(h Ws + Wa[a])`, reward/value/"
         f"logits linear in h' (same float32 weights for all); pUCT {PB_C_INIT} / {PB_C_BASE}, discount "
         f"{DISCOUNT}; MuZero with Dirichlet noise (alpha {ALPHA}, fraction {FRACTION}); Gumbel MuZero "
-        f"considering all {A} actions. Medians over {reps} whole searches per library, the libraries "
-        f"interleaved, after one warm-up search each.",
+        f"considering all {A} actions. Medians over {reps} whole searches per library and case, the "
+        f"libraries interleaved, after one warm-up search each.",
+        "- Model variants, the same random draws at two scales (the shape of the trees, and so the cost of "
+        "a simulation, follows the priors; compare libraries within a variant):",
+        *(f"  - `{m}`: {MODELS[m]}" for m in a.models),
         "",
-        "Tree-simulations per second (B x S / seconds per search; higher is better):",
+        "Tree-simulations per second (roots x S / seconds per search; higher is better):",
         "",
-        *table(bench, per_step=False),
+        *rates_table(bench),
         "",
-        f"µs per batched simulation (one simulation on each of the {B} trees; lower is better):",
+        f"Ratios: above 1 means pymbrl is faster. \\* Python: measured on the first {PYTHON_ROOTS} roots, one "
+        "tree at a time (a tree-simulation costs it the same whatever B); MuZero only.",
+    ]
+    per_core = per_core_table(bench)
+    if per_core:
+        lines += ["", "Per core: pymbrl on one thread over each peer (every peer runs on one core), and pymbrl "
+                  "with its own thread count over one thread (above 1: the first is faster):", "", *per_core]
+    lines += [
         "",
-        *table(bench, per_step=True),
+        f"Cost per tree-simulation in µs (seconds per search / (roots x S); lower is better) and its growth "
+        f"from S={lo} to S={hi} (1.00: flat in S; above: later simulations cost more, e.g. as they walk longer "
+        "paths in deeper trees, see the depths below):",
         "",
-        "Ratios: above 1 means pymbrl is faster. \\* Python: measured on the first "
-        f"{PYTHON_ROOTS} roots, one tree at a time (its cost is linear in B), µs scaled to {B} roots; "
-        "MuZero only.",
+        *cost_table(bench),
         "",
         "What is timed (from root outputs in hand to root statistics read):",
         "",
         "- pymbrl: `mcts.muzero_policy(root, recurrent_fn, S, ...)` / `mcts.gumbel_muzero_policy(...)` with "
-        "a torch `recurrent_fn` on the batch.",
+        "a torch `recurrent_fn` on the batch, `num_threads` its own choice (resolved once and passed, see "
+        "above) or 1. Tree code only = `Tree.core_seconds`, the time inside its C++ `select` and "
+        "`expand_and_backup`.",
         "- LightZero: root noise (`np.random.dirichlet` per root, as its collector does), `Roots` + `prepare`, "
         "then per simulation `batch_traverse` (C++), the gather of the leaves' parent latents from its "
         "Python list of numpy arrays, the torch model on the batch, numpy/`tolist` conversions and "
@@ -649,7 +822,17 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "fused by XLA, so there is no tree-only time.",
         "- Python: `bench/mcts_baseline.py`; tree code only = everything but the batch-1 model calls.",
     ]
-    noisy = [f"{pol} S={s} / {n} ({c.spread():.0%})" for (pol, s), d in bench.results.items()
+    if bench.depths:
+        lines += ["", f"Depth of pymbrl's trees (the warm-up search of each case, seed {WARMUP_SEED}, all {B} "
+                  "roots, the same for any thread count; the root has depth 0). Mean leaf depth: the path a "
+                  "simulation walks down and backs up, averaged over roots and simulations; pymbrl, LightZero "
+                  "and Python walk each tree's own path, so their cost per simulation follows it. Deepest leaf "
+                  "of the batch, averaged over simulations: mctx's selection and backup are `while_loop`s "
+                  "vmapped over the batch, which run until the longest path is done, so this is the walk it "
+                  "pays for (its cost grows faster in S than this depth, so not all of its growth is depth). "
+                  "The peers' trees are not these trees (noise draws and tie-breaking differ) but have the "
+                  "same priors and rules, hence a similar shape.", "", *depth_table(bench)]
+    noisy = [f"{m} {pol} S={s} / {n} ({c.spread():.0%})" for (m, pol, s), d in bench.results.items()
              for n, c in d.items() if isinstance(c, Cell) and c.spread() > 0.5]
     if noisy:
         lines += ["", "Noisy cells (max - min over the repeats above 50% of the median): " + ", ".join(noisy) + "."]
@@ -663,24 +846,33 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     return "\n".join(lines)
 
 
+def names(text: str, choices, what: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The comma-separated ``text`` (any case) as a subset of ``choices``, in their order."""
+    wanted = {n.strip().lower() for n in text.split(",")}
+    unknown = wanted - set(choices)
+    if unknown:
+        parser.error(f"unknown {what} {sorted(unknown)}; choose from {', '.join(choices)}")
+    return [c for c in choices if c in wanted]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: fewer repeats, no file written unless --output")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"markdown file to update (default {DEFAULT_OUTPUT.name} next to this script)")
-    parser.add_argument("--libs", default=",".join(LIBS),
-                        help="comma-separated subset of " + ",".join(LIBS) + " (any case; default: all)")
+    parser.add_argument("--libs", default=",".join(CLI_NAMES),
+                        help="comma-separated subset of " + ",".join(CLI_NAMES) + " (any case; default: all; "
+                             "pymbrl1 is pymbrl with num_threads=1)")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated model variants, of " + ",".join(MODELS) + " (default: both)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed searches per library and case (default 7 at S=50 and 5 at S=200, "
                              "3 and 2 with --quick)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    wanted = {n.strip().lower() for n in args.libs.split(",")}
-    unknown = wanted - {n.lower() for n in LIBS}
-    if unknown:
-        parser.error(f"unknown libraries {sorted(unknown)}; choose from {', '.join(LIBS)}")
-    args.libs = [n for n in LIBS if n.lower() in wanted]
+    args.libs = [CLI_NAMES[n] for n in names(args.libs, tuple(CLI_NAMES), "libraries", parser)]
+    args.models = names(args.models, tuple(MODELS), "models", parser)
     default = {50: 3, 200: 2} if args.quick else {50: 7, 200: 5}
     args.repeats = {s: args.repeats or default[s] for s in SIMULATIONS}
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)

@@ -1,9 +1,8 @@
 """Pure-Python reference of pymbrl's MCTS semantics, one tree at a time.
 
 This is a deliberately plain transcription of the specification the C++ core implements
-(tests/mcts/SPEC.md: MuZero
-with tree-wide min-max normalisation, and Gumbel MuZero with sequential halving, completed Q and
-the mixed value). The C++ core must reproduce it bit for bit, so every formula below is written
+(tests/mcts/SPEC.md: MuZero with tree-wide min-max normalisation, and Gumbel MuZero with
+sequential halving, completed Q and the mixed value). The C++ core must reproduce it bit for bit, so every formula below is written
 in the specification's exact operation order and in float64 (Python floats); no numpy or torch
 touches the search arithmetic. Where the order of a float operation matters, the code says so.
 
