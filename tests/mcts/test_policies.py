@@ -355,3 +355,30 @@ def test_numpy_mask_of_ints_and_invalid_root_selection_of_single_action():
     assert out.action.tolist()[:2] == [3, 0]
     counts = _summary(out).visit_counts
     assert counts[0].tolist() == [0, 0, 0, 5] and counts[1].tolist() == [5, 0, 0, 0]
+
+
+def test_searches_in_parallel_threads_match_serial_searches():
+    """The GIL is released inside the core; searches in several Python threads (recycling trees
+    among themselves) must give exactly the serial results."""
+    import threading
+
+    model = HashModel(6, seed=3)
+    roots = [model.roots(16, seed=s) for s in range(6)]
+
+    def search(i):
+        logits, value, embedding = roots[i]
+        policy = muzero_policy if i % 2 == 0 else gumbel_muzero_policy
+        out = policy(Root(logits, value, embedding), model, 30, seed=i)
+        return out.search_tree.summary().visit_counts, out.action
+
+    serial = [search(i) for i in range(6)]
+    parallel: dict[int, tuple] = {}
+    threads = [threading.Thread(target=lambda i=i: parallel.__setitem__(i, [search(i) for _ in range(5)]))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(6):
+        for counts, action in parallel[i]:
+            assert torch.equal(counts, serial[i][0]) and torch.equal(action, serial[i][1])

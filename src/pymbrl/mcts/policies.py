@@ -7,6 +7,7 @@ own device. Only node ids and the model's small outputs cross into C++.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -33,8 +34,9 @@ class SearchTree:
 
     def __del__(self) -> None:
         if self._tree is not None:
-            _spares.append((self._tree, self._pool))
-            del _spares[:-_MAX_SPARES]
+            with _spares_lock:
+                _spares.append((self._tree, self._pool))
+                del _spares[:-_MAX_SPARES]
 
     @property
     def tree(self) -> Tree:
@@ -127,15 +129,19 @@ def _set_roots(tree: Tree, root: Root, invalid_actions: Any, keep: Any) -> None:
 # release cost ~5-10% of the search.
 _spares: list[tuple[Tree, EmbeddingPool]] = []
 _MAX_SPARES = 2
+# Searches may run in several threads. Re-entrant: a garbage collection inside _spare can run
+# SearchTree.__del__ on the same thread.
+_spares_lock = threading.RLock()
 
 
 def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | None,
            embedding: Any) -> tuple[Tree, EmbeddingPool | None]:
-    for i, (tree, pool) in enumerate(_spares):
-        if ((tree.batch_size, tree.num_actions, tree.capacity) == (batch_size, num_actions, capacity)
-                and (num_threads is None or tree.num_threads == num_threads)):
-            del _spares[i]
-            return tree, pool if pool.accepts(embedding) else None
+    with _spares_lock:
+        for i, (tree, pool) in enumerate(_spares):
+            if ((tree.batch_size, tree.num_actions, tree.capacity) == (batch_size, num_actions, capacity)
+                    and (num_threads is None or tree.num_threads == num_threads)):
+                del _spares[i]
+                return tree, pool if pool.accepts(embedding) else None
     return Tree(batch_size, num_actions, capacity, num_threads=num_threads), None
 
 
