@@ -245,3 +245,22 @@ def test_cuda_roots_give_cuda_outputs_and_the_cpu_search(algorithm):
     assert all(t.device.type == "cuda" for t in summary)
     assert torch.equal(cuda.action.cpu(), cpu.action) and torch.equal(cuda.action_weights.cpu(), cpu.action_weights)
     assert all(torch.equal(x.cpu(), y) for x, y in zip(summary, cpu.search_tree.summary()))
+
+
+def test_a_recycled_tree_keeps_the_thread_count_asked_for():
+    """A search with the default thread count must not inherit a recycled single-thread tree."""
+    import gc
+
+    from pymbrl.mcts import Root, muzero_policy
+
+    from .hash_model import HashModel
+
+    model = HashModel(4)
+    logits, value, embedding = model.roots(256)
+    default = Tree(256, 4, 5).num_threads
+    muzero_policy(Root(logits, value, embedding), model, 4, num_threads=1)
+    gc.collect()
+    out = muzero_policy(Root(logits, value, embedding), model, 4)
+    assert out.search_tree.tree.num_threads == default
+    out = muzero_policy(Root(logits, value, embedding), model, 4, num_threads=1)
+    assert out.search_tree.tree.num_threads == 1

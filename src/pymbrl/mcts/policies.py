@@ -138,8 +138,8 @@ def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | 
            embedding: Any) -> tuple[Tree, EmbeddingPool | None]:
     with _spares_lock:
         for i, (tree, pool) in enumerate(_spares):
-            if ((tree.batch_size, tree.num_actions, tree.capacity) == (batch_size, num_actions, capacity)
-                    and (num_threads is None or tree.num_threads == num_threads)):
+            if ((tree.batch_size, tree.num_actions, tree.capacity, tree.requested_threads)
+                    == (batch_size, num_actions, capacity, num_threads)):
                 del _spares[i]
                 return tree, pool if pool.accepts(embedding) else None
     return Tree(batch_size, num_actions, capacity, num_threads=num_threads), None

@@ -276,7 +276,8 @@ class Tree:
         self.batch_size = integer(batch_size, "batch_size")
         self.num_actions = integer(num_actions, "num_actions")
         self.capacity = integer(capacity, "capacity")
-        integer(num_threads, "num_threads", optional=True)
+        self.requested_threads = integer(num_threads, "num_threads", optional=True)
+        """The ``num_threads`` argument (None: the core's choice, see :attr:`num_threads`)."""
         self._core = _core.mcts.Search(self.batch_size, self.num_actions, self.capacity, num_threads)
         self.device = torch.device("cpu")
         self._views = {name: torch.from_numpy(getattr(self._core, name))
