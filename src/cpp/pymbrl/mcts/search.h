@@ -159,9 +159,11 @@ class Search {
     }
     const int B = tree_.batch_size();
     pool_.parallel_for(B, [&](int64_t lo, int64_t hi) {
-      std::vector<double> work(2 * static_cast<size_t>(tree_.num_actions()));
+      std::vector<double> work(2 * static_cast<size_t>(tree_.num_actions()) * kInterleave);
+      for (int64_t first = lo; first < hi; first += kInterleave) {
+        select_group(static_cast<int>(first), static_cast<int>(std::min<int64_t>(kInterleave, hi - first)), work.data());
+      }
       for (int b = static_cast<int>(lo); b < hi; ++b) {
-        select_one(b, work.data());
         const int32_t node = leaf_[b] == kNoNode ? tree_.num_nodes(b) : leaf_[b];
         if (out.parent) out.parent[b] = parent_[b];
         if (out.action) out.action[b] = action_[b];
@@ -386,43 +388,65 @@ class Search {
     if (pending_) throw std::logic_error("decide: a selection is waiting for expand_and_backup");
   }
 
-  void select_one(int b, double* work) {
-    int32_t x = 0;
-    int depth = 0;
-    for (;;) {
-      int a;
-      if (rule_ == Rule::kMuZero) {
-        a = puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], exploration_, work);
-      } else if (depth == 0) {
-        const uint8_t* valid = tree_.root_valid(b);
-        const int32_t* n = tree_.child_visits(b, 0);
-        int considered = 0;
-        int64_t simulation = 0;
-        for (int i = 0; i < tree_.num_actions(); ++i) {
-          considered += valid[i];
-          simulation += n[i];
-        }
-        considered = std::min(considered, gumbel_params_.max_num_considered_actions);
-        completed_sigma(tree_, b, 0, valid, gumbel_params_, work);
-        a = gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * tree_.num_actions(), work,
-                               halving_.target(considered, static_cast<int>(simulation)));
-      } else {
-        a = gumbel_interior_select(tree_, b, x, gumbel_params_, work);
-      }
-      ++depth;
-      const int32_t c = tree_.children(b, x)[a];
-      if (c == kNoNode || (max_depth_ > 0 && depth >= max_depth_)) {
-        parent_[b] = x;
-        action_[b] = a;
-        leaf_[b] = c;
-        // The new node's record is written by expand_and_backup: fetch it now, while the caller
-        // evaluates the model.
-        if (c == kNoNode) tree_.prefetch(b, tree_.num_nodes(b), true, true);
-        return;
-      }
-      tree_.prefetch(b, c, rule_ == Rule::kGumbel);
-      x = c;
+  // Trees walked in lockstep by one thread. A step down one tree needs the next node's record,
+  // which is rarely in cache; prefetched, it arrives while the other trees of the group take their
+  // step, so the misses of a group overlap instead of stalling one walk after another.
+  static constexpr int kInterleave = 8;
+
+  // Walks trees [first, first + count) to their leaves, one level of every tree per round.
+  // `work` holds 2A doubles per tree.
+  void select_group(int first, int count, double* work) {
+    int32_t node[kInterleave];
+    int depth[kInterleave];
+    for (int i = 0; i < count; ++i) {
+      node[i] = 0;
+      depth[i] = 0;
     }
+    const size_t stride = 2 * static_cast<size_t>(tree_.num_actions());
+    for (int active = count; active > 0;) {
+      active = 0;
+      for (int i = 0; i < count; ++i) {
+        if (depth[i] < 0) continue;  // this tree reached its leaf in an earlier round
+        const int b = first + i;
+        const int32_t x = node[i];
+        const int a = choose(b, x, depth[i], work + i * stride);
+        const int32_t c = tree_.children(b, x)[a];
+        if (c == kNoNode || (max_depth_ > 0 && depth[i] + 1 >= max_depth_)) {
+          parent_[b] = x;
+          action_[b] = a;
+          leaf_[b] = c;
+          // The new node's record is written by expand_and_backup: fetch it now, while the caller
+          // evaluates the model.
+          if (c == kNoNode) tree_.prefetch(b, tree_.num_nodes(b), true, true);
+          depth[i] = -1;
+          continue;
+        }
+        tree_.prefetch(b, c, rule_ == Rule::kGumbel);
+        node[i] = c;
+        ++depth[i];
+        ++active;
+      }
+    }
+  }
+
+  // The action the search's rule takes at node x of tree b, at the given depth (0: the root).
+  int choose(int b, int32_t x, int depth, double* work) const {
+    if (rule_ == Rule::kMuZero) {
+      return puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], exploration_, work);
+    }
+    if (depth > 0) return gumbel_interior_select(tree_, b, x, gumbel_params_, work);
+    const uint8_t* valid = tree_.root_valid(b);
+    const int32_t* n = tree_.child_visits(b, 0);
+    int considered = 0;
+    int64_t simulation = 0;
+    for (int i = 0; i < tree_.num_actions(); ++i) {
+      considered += valid[i];
+      simulation += n[i];
+    }
+    considered = std::min(considered, gumbel_params_.max_num_considered_actions);
+    completed_sigma(tree_, b, 0, valid, gumbel_params_, work);
+    return gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * tree_.num_actions(), work,
+                              halving_.target(considered, static_cast<int>(simulation)));
   }
 
   TreeBatch tree_;
