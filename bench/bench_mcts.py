@@ -49,7 +49,7 @@ It prints a markdown report and writes it into ``bench/RESULTS.md`` between the 
 Usage::
 
     make bench                            # or, with the peers installed (see the Makefile):
-    python bench/bench_mcts.py            # full run, about RUNTIME minutes on a 2-core VM
+    python bench/bench_mcts.py            # full run, about 4 minutes on a 2-core VM
     python bench/bench_mcts.py --quick    # smoke test; writes no file unless --output is given
     python bench/bench_mcts.py --quick --models peaked --libs pymbrl,pymbrl1,lightzero
 """
@@ -788,10 +788,12 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "Tree-simulations per second (roots x S / seconds per search; higher is better):",
         "",
         *rates_table(bench),
-        "",
-        f"Ratios: above 1 means pymbrl is faster. \\* Python: measured on the first {PYTHON_ROOTS} roots, one "
-        "tree at a time (a tree-simulation costs it the same whatever B); MuZero only.",
     ]
+    footnotes = (["Ratios: above 1 means pymbrl is faster."] if PYMBRL in a.libs else []) + (
+        [f"\\* Python: measured on the first {PYTHON_ROOTS} roots, one tree at a time (a tree-simulation "
+         "costs it the same whatever B); MuZero only."] if "Python" in a.libs else [])
+    if footnotes:
+        lines += ["", " ".join(footnotes)]
     per_core = per_core_table(bench)
     if per_core:
         lines += ["", "Per core: pymbrl on one thread over each peer (every peer runs on one core), and pymbrl "
