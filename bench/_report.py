@@ -61,3 +61,24 @@ def publish(section: str, output: Path | None, name: str) -> None:
     if output is not None:
         write_section(output, section, name)
         print(f"\nwrote {output}", file=sys.stderr)
+
+
+def header(title: str, script: str, argv: list[str], load_before: str, *, machine_note: str = "",
+           runtime: float | None = None) -> list[str]:
+    """The lines every report opens with: title, date, machine, the exact command, load, versions."""
+    import numpy as np
+    import torch
+
+    command = " ".join([f"python bench/{script}", *argv])
+    return [
+        f"## {title}",
+        "",
+        f"- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"- Machine: {machine()}{machine_note}",
+        f"- Command: `{command}`" + ("" if argv else " (what `make bench` runs)") +
+        ("" if runtime is None else f"; total runtime {runtime:.0f} s"),
+        f"- 1-minute load average before / after: {load_before} / {load()} "
+        f"(other work on the machine inflates the timings)",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
+    ]
+

@@ -65,9 +65,7 @@ os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),
                                                   "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")))
 
 import argparse
-import datetime
 import importlib.metadata
-import platform
 import statistics
 import sys
 import time
@@ -78,7 +76,7 @@ import numpy as np
 import torch
 
 import mcts_baseline
-from _report import DEFAULT_OUTPUT, load, machine, publish
+from _report import DEFAULT_OUTPUT, header, load, publish
 
 torch.set_num_threads(1)
 
@@ -759,20 +757,11 @@ def depth_table(bench: Bench) -> list[str]:
 
 def report(bench: Bench, argv: list[str], load_before: str) -> str:
     a = bench.args
-    command = " ".join(["python bench/bench_mcts.py", *argv])
     reps = ", ".join(f"{a.repeats[s]} at S={s}" for s in SIMULATIONS)
     lo, hi = SIMULATIONS
-    lines = [
-        "## Batched MCTS: pymbrl vs LightZero, mctx and a pure-Python search",
-        "",
-        f"- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        f"- Machine: {machine()}; `torch.set_num_threads(1)`, XLA on one CPU thread",
-        f"- Command: `{command}`" + ("" if argv else " (what `make bench` runs)") +
-        f"; total runtime {bench.runtime:.0f} s",
-        f"- 1-minute load average before / after: {load_before} / {load()} "
-        f"(other work on the machine inflates the timings)",
-        f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
-    ]
+    lines = header("Batched MCTS: pymbrl vs LightZero, mctx and a pure-Python search", "bench_mcts.py", argv,
+                   load_before, machine_note="; `torch.set_num_threads(1)`, XLA on one CPU thread",
+                   runtime=bench.runtime)
     for name, ad in bench.libs.items():
         lines.append(f"- {ad.versions() if ad.reason is None else name + ': ' + ad.reason}")
     lines += [

@@ -30,12 +30,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import importlib.metadata
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, load, machine, publish
+from _report import DEFAULT_OUTPUT, header, load, publish
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
@@ -818,20 +816,10 @@ def ratio(peer, ours) -> str:
 
 def report(bench: Bench, argv: list[str], load_before: str) -> str:
     a = bench.args
-    command = " ".join(["python bench/bench_replay.py", *argv])
     res = bench.results
     pym = bench.libs.get("pymbrl")
-    lines = [
-        "## Replay buffers: pymbrl vs cpprb, Stable-Baselines3 and TorchRL",
-        "",
-        f"- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        f"- Machine: {machine()}; `torch.set_num_threads(1)`",
-        f"- Command: `{command}`" + ("" if argv else " (what `make bench` runs)") +
-        f"; total runtime {bench.runtime:.0f} s",
-        f"- 1-minute load average before / after: {load_before} / {load()} "
-        f"(other work on the machine inflates the timings)",
-        f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
-    ]
+    lines = header("Replay buffers: pymbrl vs cpprb, Stable-Baselines3 and TorchRL", "bench_replay.py", argv,
+                   load_before, machine_note="; `torch.set_num_threads(1)`", runtime=bench.runtime)
     for name, ad in bench.libs.items():
         lines.append(f"- {ad.versions() if ad.reason is None else name + ': ' + ad.reason}")
     lines += [

@@ -113,11 +113,4 @@ def reference_batch(model: HashModel, prior_logits: torch.Tensor, value: torch.T
         invalid = None if invalid_rows is None else invalid_rows[b]
         roots.append(search(step, logits_rows[b], values[b], bits, num_simulations, invalid_actions=invalid,
                             **search_kwargs))
-    return BatchSearchResult(
-        action=torch.tensor([r.action for r in roots], dtype=torch.int64),
-        action_weights=torch.tensor([r.action_weights for r in roots], dtype=torch.float64),
-        visit_counts=torch.tensor([r.visit_counts for r in roots], dtype=torch.int64),
-        qvalues=torch.tensor([r.qvalues for r in roots], dtype=torch.float64),
-        value=torch.tensor([r.value for r in roots], dtype=torch.float64),
-        roots=roots,
-    )
+    return BatchSearchResult.from_roots(roots)

@@ -539,6 +539,17 @@ class BatchSearchResult:
     value: torch.Tensor
     roots: list[SearchResult]
 
+    @classmethod
+    def from_roots(cls, roots: list[SearchResult]) -> "BatchSearchResult":
+        return cls(
+            action=torch.tensor([r.action for r in roots], dtype=torch.int64),
+            action_weights=torch.tensor([r.action_weights for r in roots], dtype=torch.float64),
+            visit_counts=torch.tensor([r.visit_counts for r in roots], dtype=torch.int64),
+            qvalues=torch.tensor([r.qvalues for r in roots], dtype=torch.float64),
+            value=torch.tensor([r.value for r in roots], dtype=torch.float64),
+            roots=roots,
+        )
+
 
 def run_reference_batch(recurrent_fn: RecurrentFn, prior_logits: torch.Tensor, value: torch.Tensor, embedding: Any,
                         num_simulations: int, *, algorithm: str = "muzero",
@@ -574,11 +585,4 @@ def run_reference_batch(recurrent_fn: RecurrentFn, prior_logits: torch.Tensor, v
             result = gumbel_muzero_search(step, logits_rows[b], values[b], root_embedding, num_simulations,
                                           invalid_actions=invalid, gumbel=g, **search_kwargs)
         roots.append(result)
-    return BatchSearchResult(
-        action=torch.tensor([r.action for r in roots], dtype=torch.int64),
-        action_weights=torch.tensor([r.action_weights for r in roots], dtype=torch.float64),
-        visit_counts=torch.tensor([r.visit_counts for r in roots], dtype=torch.int64),
-        qvalues=torch.tensor([r.qvalues for r in roots], dtype=torch.float64),
-        value=torch.tensor([r.value for r in roots], dtype=torch.float64),
-        roots=roots,
-    )
+    return BatchSearchResult.from_roots(roots)

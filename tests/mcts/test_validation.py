@@ -260,6 +260,21 @@ def _same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+def _finished_search():
+    """A search of 6 simulations run to the end without any error."""
+    tree = _begin()
+    embeddings = _embeddings(7)
+    for _ in range(6):
+        _step(tree, embeddings)
+    return tree
+
+
+def _assert_same_search(tree, clean):
+    """Same root statistics and the same decision as an undisturbed search."""
+    assert _same(tree.summary(), clean.summary())
+    assert all(torch.equal(x, y) for x, y in zip(tree.decide(0.0), clean.decide(0.0)))
+
+
 def _step(tree, embeddings, bad=None):
     """One simulation; ``bad(out, next)`` may spoil the output first (the error is expected then,
     and the good output is passed afterwards)."""
@@ -295,24 +310,17 @@ def _embeddings(capacity):
     (lambda o: tuple(o)[:3], "recurrent_fn"),
 ], ids=["nan-reward", "nan-discount", "inf-value", "inf-logit", "logits-shape", "value-shape", "three-fields"])
 def test_failed_expand_leaves_the_trees_unchanged_and_the_search_continues(bad, match):
-    clean = _begin()
-    embeddings = _embeddings(7)
-    for _ in range(6):
-        _step(clean, embeddings)
+    clean = _finished_search()
     tree = _begin()
     embeddings = _embeddings(7)
     for k in range(6):
         message = _step(tree, embeddings, bad if k in (0, 3) else None)
         assert message is None or match in message
-    assert _same(tree.summary(), clean.summary())
-    assert all(torch.equal(x, y) for x, y in zip(tree.decide(0.0), clean.decide(0.0)))
+    _assert_same_search(tree, clean)
 
 
 def test_call_order_errors_leave_the_search_intact():
-    clean = _begin()
-    embeddings = _embeddings(7)
-    for _ in range(6):
-        _step(clean, embeddings)
+    clean = _finished_search()
 
     tree = Tree(B, A, 7)
     with pytest.raises(ValueError, match="set_roots"):
@@ -348,15 +356,11 @@ def test_call_order_errors_leave_the_search_intact():
         tree.select()  # all simulations done
     with pytest.raises(RuntimeError, match="select"):
         tree.expand_and_backup(out)
-    assert _same(tree.summary(), clean.summary())
-    assert all(torch.equal(x, y) for x, y in zip(tree.decide(0.0), clean.decide(0.0)))
+    _assert_same_search(tree, clean)
 
 
 def test_failed_set_roots_and_begin_leave_a_finished_search_unchanged():
-    tree = _begin()
-    embeddings = _embeddings(7)
-    for _ in range(6):
-        _step(tree, embeddings)
+    tree = _finished_search()
     before, decision = tree.summary(), tree.decide(0.0)
     for args, match in [((_with_row(LOGITS, 2, 0, math.nan), VALUE), "prior_logits"),
                         ((LOGITS, _with_row(VALUE, 2, None, math.nan)), "value"),
