@@ -35,3 +35,16 @@ def test_cli_rejects_bad_arguments(tmp_path):
                              str(tmp_path / "x.png")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "seeds" in result.stderr
+
+
+def test_hardware_threads_counts_only_the_cpus_this_process_may_use():
+    """Thread defaults come from the CPUs the process is allowed (a container or taskset), not
+    from the machine's count."""
+    import os
+
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    code = ("import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); import pymbrl; "
+            "from pymbrl import mcts; print(pymbrl.build_info()['hardware_threads'], mcts.Tree(4096, 2, 2).num_threads)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "1"]

@@ -4,10 +4,15 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 namespace pymbrl::bindings {
 
@@ -17,7 +22,13 @@ void init_dyna(py::module_ m);
 void init_replay(py::module_ m);
 void init_mcts(py::module_ m);
 
+// The CPUs this process may run on: in a container or under taskset that is fewer than the
+// machine has, and defaults sized from the machine would oversubscribe them.
 inline int hardware_threads() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
 }
