@@ -134,7 +134,7 @@ def report(args: argparse.Namespace, argv: list[str]) -> str:
         f"- Command: `{command}`" + ("" if argv else " (what `make bench` runs)"),
         f"- 1-minute load average before / after: {load_before} / {load()} "
         f"(other work on the machine inflates the timings)",
-        f"- Baseline: `bench/dyna_baseline.py`, pure Python + numpy (dict model, `rng.choice` tie-breaking)",
+        "- Baseline: `bench/dyna_baseline.py`, pure Python + numpy (dict model, `rng.choice` tie-breaking)",
         "",
         "| measurement | pymbrl | baseline | pymbrl speed-up |",
         "|---|---:|---:|---:|",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pymbrl.mcts import Root, Tree, gumbel_muzero_policy, muzero_policy, policies
+from pymbrl.mcts import Root, Tree, gumbel_muzero_policy, muzero_policy
 
 from .hash_model import HashModel
 

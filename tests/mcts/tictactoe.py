@@ -35,9 +35,9 @@ import torch
 from pymbrl.envs import tictactoe as simulator
 
 try:  # imported as the package tests.mcts (pytest) or with tests/mcts on sys.path
-    from .reference import RecurrentOutput, SearchResult, gumbel_muzero_search, muzero_search
+    from .reference import SearchResult, gumbel_muzero_search, muzero_search
 except ImportError:  # pragma: no cover
-    from reference import RecurrentOutput, SearchResult, gumbel_muzero_search, muzero_search
+    from reference import SearchResult, gumbel_muzero_search, muzero_search
 
 NUM_ACTIONS = 9
 EMBEDDING_SIZE = 10
