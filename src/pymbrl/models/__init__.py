@@ -1,11 +1,12 @@
 """Learned dynamics models and their training.
 
 See :class:`GaussianEnsemble` (probabilistic ensemble, PETS / MBPO), :class:`DynamicsModel` (the
-deterministic residual model), :class:`Normalizer` and :class:`ModelTrainer`.
+deterministic residual model), :class:`Normalizer`, :class:`ModelTrainer`, and :func:`rollout_error` (compounding error).
 """
 
 from pymbrl.models.ensemble import DynamicsModel, EnsembleLinear, GaussianEnsemble, Normalizer
+from pymbrl.models.evaluation import RolloutError, rollout_error
 from pymbrl.models.trainer import ModelTrainer, TrainResult, check_transitions
 
-__all__ = ["DynamicsModel", "EnsembleLinear", "GaussianEnsemble", "ModelTrainer", "Normalizer", "TrainResult",
-           "check_transitions"]
+__all__ = ["DynamicsModel", "EnsembleLinear", "GaussianEnsemble", "ModelTrainer", "Normalizer", "RolloutError",
+           "TrainResult", "check_transitions", "rollout_error"]
