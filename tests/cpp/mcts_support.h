@@ -93,6 +93,15 @@ class Driver {
     }
   }
 
+  // Takes a selection made outside select() (by expand_and_select) as the current one.
+  void adopt(const std::vector<int32_t>& parent, const std::vector<int32_t>& action, const std::vector<int32_t>& node,
+             const std::vector<uint8_t>& is_new) {
+    parent_ = parent;
+    action_ = action;
+    node_ = node;
+    is_new_ = is_new;
+  }
+
   // Follows a reroot's id map so later selections read the right embeddings.
   void permute(const std::vector<int64_t>& old_ids) {
     std::vector<uint64_t> moved(embedding_);
@@ -108,6 +117,7 @@ class Driver {
   const std::vector<int32_t>& node() const { return node_; }
   const std::vector<uint8_t>& is_new() const { return is_new_; }
   std::vector<float>& reward() { return reward_; }
+  std::vector<float>& discount() { return discount_; }
   std::vector<float>& value() { return value_; }
   std::vector<float>& logits() { return logits_; }
 

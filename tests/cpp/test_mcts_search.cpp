@@ -305,3 +305,41 @@ TEST(MctsSearch, HugeRewardsStayFinite) {
 }
 
 }  // namespace
+
+namespace {
+
+// The fused step the Python loop uses must be exactly expand_and_backup followed by select.
+TEST(MctsSearch, ExpandAndSelectEqualsExpandThenSelect) {
+  const int B = 6, A = 4, S = 20;
+  for (bool gumbel : {false, true}) {
+    Search separate(B, A, S + 1, 2), fused(B, A, S + 1, 3);
+    Driver ds(separate, hash_model), df(fused, hash_model);
+    for (Driver* d : {&ds, &df}) d->set_roots(random_logits(B, A, 8), std::vector<float>(B, 0.0f));
+    for (Search* s : {&separate, &fused}) {
+      if (gumbel) {
+        s->begin_gumbel(GumbelParams{}, 0, S, 4);
+      } else {
+        s->begin_muzero(PuctParams{}, 0.3, 0.25, 0, S, 4);
+      }
+    }
+    ds.run(S);
+    df.select();
+    std::vector<int32_t> parent(B), action(B), node(B);
+    std::vector<uint8_t> is_new(B);
+    for (int i = 0; i < S; ++i) {
+      df.evaluate();
+      const bool more = fused.expand_and_select(
+          FloatRows{df.reward().data(), nullptr}, FloatRows{df.discount().data(), nullptr},
+          FloatRows{df.logits().data(), nullptr}, FloatRows{df.value().data(), nullptr},
+          Selection{parent.data(), action.data(), node.data(), is_new.data()}, PoolRows{});
+      EXPECT_EQ(more, i + 1 < S);
+      if (more) {
+        // The fused selection is the driver's next one: hand it over so evaluate() reads it.
+        df.adopt(parent, action, node, is_new);
+      }
+    }
+    EXPECT_TRUE(summary(separate) == summary(fused)) << "gumbel " << gumbel;
+  }
+}
+
+}  // namespace

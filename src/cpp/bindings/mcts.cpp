@@ -159,6 +159,24 @@ class PySearch {
     core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
+  bool expand_and_select(const py::handle& reward, const py::handle& discount, const py::handle& logits,
+                         const py::handle& value) {
+    const int B = batch_size(), A = num_actions();
+    Floats r = floats(reward, {B}, "reward");
+    Floats d = floats(discount, {B}, "discount");
+    Floats l = floats(logits, {B, A}, "prior_logits");
+    Floats v = floats(value, {B}, "value");
+    mcts::Selection sel{parent_.mutable_data(), action_.mutable_data(), node_.mutable_data(),
+                        reinterpret_cast<uint8_t*>(is_new_.mutable_data())};
+    mcts::PoolRows rows{gather_.mutable_data(), scatter_.mutable_data(), action64_.mutable_data()};
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto start = std::chrono::steady_clock::now();
+    const bool more = search_->expand_and_select(r.rows, d.rows, l.rows, v.rows, sel, rows);
+    core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return more;
+  }
+
   py::tuple summary() {
     const int B = batch_size(), A = num_actions();
     py::array_t<int32_t> counts({B, A});
@@ -294,6 +312,9 @@ void init_mcts(py::module_ m) {
       .def("select", &PySearch::select)
       .def("expand_and_backup", &PySearch::expand_and_backup, py::arg("reward"), py::arg("discount"),
            py::arg("prior_logits"), py::arg("value"))
+      .def("expand_and_select", &PySearch::expand_and_select, py::arg("reward"), py::arg("discount"),
+           py::arg("prior_logits"), py::arg("value"),
+           "expand_and_backup, then select for the next simulation if one remains (returns whether it did).")
       .def("summary", &PySearch::summary)
       .def("decide_muzero", [](PySearch& s, double t) { return s.decide(false, t); }, py::arg("temperature"))
       .def("decide_gumbel", [](PySearch& s) { return s.decide(true, 0.0); })

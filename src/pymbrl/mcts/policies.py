@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 from pymbrl._checks import ArgumentTypeError, integer, real
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, _host, host_array
+from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array, model_outputs
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[RecurrentOutput, Any]]
 
@@ -150,9 +150,11 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
     # No autograd: written into the pool, a model's outputs would otherwise chain every step of the
     # search into one growing graph.
     tree, pool = search.tree, search.embeddings
-    expand = tree._core.expand_and_backup
+    # Each step after the first selects inside the call that expands the previous one (one C++
+    # call and one hand-off to the tree threads per simulation).
+    expand_and_select = tree._core.expand_and_select
+    gather, scatter, action = tree.select_rows()
     for _ in range(num_simulations):
-        gather, scatter, action = tree.select_rows()
         result = recurrent_fn(pool.gather(gather), action)
         if not (isinstance(result, tuple) and len(result) == 2):
             raise ArgumentTypeError("recurrent_fn: expected to return (RecurrentOutput, next_embedding), "
@@ -160,13 +162,11 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
         output, next_embedding = result
         pool.scatter(scatter, next_embedding)
         try:
-            if type(output) is RecurrentOutput:  # the per-step fast path
-                expand(_host(output[0], "reward"), _host(output[1], "discount"), _host(output[2], "prior_logits"),
-                       _host(output[3], "value"))
-            else:
-                tree.expand_and_backup(output)
+            selected = expand_and_select(*model_outputs(output))
         except (TypeError, ValueError) as e:
             raise _renamed(e, "recurrent_fn output ") from None
+        if selected:
+            gather, scatter, action = tree.rows()
 
 
 def _renamed(error: Exception, prefix: str) -> Exception:

@@ -116,6 +116,15 @@ def _host(x: Any, name: str) -> Any:
     return host_array(x, name)
 
 
+def model_outputs(output: Any) -> tuple[Any, Any, Any, Any]:
+    """(reward, discount, prior_logits, value) of a RecurrentOutput as host arrays for the core."""
+    if not (isinstance(output, Sequence) and not isinstance(output, str) and len(output) == 4):
+        raise ArgumentTypeError("recurrent_fn: expected (RecurrentOutput(reward, discount, prior_logits, value), "
+                                f"next_embedding), got an output of type {type(output).__name__}")
+    return (_host(output[0], "reward"), _host(output[1], "discount"), _host(output[2], "prior_logits"),
+            _host(output[3], "value"))
+
+
 def device_of(x: Any) -> torch.device:
     """The device of the first tensor in ``x`` (CPU for numpy arrays)."""
     for leaf in _leaves(x):
@@ -356,6 +365,10 @@ class Tree:
         """Like :meth:`select`, but returns (gather rows, scatter rows, action) as int64 tensors [B]
         for an :class:`EmbeddingPool`. On CPU they are views of arrays the next call overwrites."""
         self._core.select()
+        return self.rows()
+
+    def rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The last selection's (gather rows, scatter rows, action), as :meth:`select_rows` returns them."""
         v = self._views
         return (self._to_device(v["gather_rows"]), self._to_device(v["scatter_rows"]),
                 self._to_device(v["action_int64"]))
@@ -368,12 +381,7 @@ class Tree:
         output : RecurrentOutput
             reward, discount, value [B] and prior_logits [B, A] for each root's selected leaf.
         """
-        if not (isinstance(output, Sequence) and len(output) == 4):
-            raise ArgumentTypeError("recurrent_fn: expected (RecurrentOutput(reward, discount, prior_logits, value), "
-                                    f"next_embedding), got an output of type {type(output).__name__}")
-        reward, discount, prior_logits, value = output
-        self._core.expand_and_backup(_host(reward, "reward"), _host(discount, "discount"),
-                                     _host(prior_logits, "prior_logits"), _host(value, "value"))
+        self._core.expand_and_backup(*model_outputs(output))
 
     def summary(self) -> SearchSummary:
         """Visit counts, visit shares, values and Q values at the roots."""

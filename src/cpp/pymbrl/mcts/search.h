@@ -157,25 +157,7 @@ class Search {
     if (sims_done_ >= sims_planned_) {
       throw std::logic_error("select: all " + std::to_string(sims_planned_) + " simulations of this search are done");
     }
-    const int B = tree_.batch_size();
-    pool_.parallel_for(B, [&](int64_t lo, int64_t hi) {
-      std::vector<double> work(2 * static_cast<size_t>(tree_.num_actions()) * kInterleave);
-      for (int64_t first = lo; first < hi; first += kInterleave) {
-        select_group(static_cast<int>(first), static_cast<int>(std::min<int64_t>(kInterleave, hi - first)), work.data());
-      }
-      for (int b = static_cast<int>(lo); b < hi; ++b) {
-        const int32_t node = leaf_[b] == kNoNode ? tree_.num_nodes(b) : leaf_[b];
-        if (out.parent) out.parent[b] = parent_[b];
-        if (out.action) out.action[b] = action_[b];
-        if (out.node) out.node[b] = node;
-        if (out.is_new) out.is_new[b] = leaf_[b] == kNoNode;
-        if (rows.gather) rows.gather[b] = static_cast<int64_t>(parent_[b]) * B + b;
-        if (rows.scatter) {
-          rows.scatter[b] = static_cast<int64_t>(leaf_[b] == kNoNode ? node : tree_.capacity()) * B + b;
-        }
-        if (rows.action) rows.action[b] = action_[b];
-      }
-    });
+    pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) { select_range(lo, hi, out, rows); });
     pending_ = true;
   }
 
@@ -184,35 +166,27 @@ class Search {
   // checked but not used.
   void expand_and_backup(const FloatRows& reward, const FloatRows& discount, const FloatRows& logits,
                          const FloatRows& value) {
-    if (!pending_) throw std::logic_error("expand_and_backup: call select first");
-    const int B = tree_.batch_size(), A = tree_.num_actions();
-    for (int b = 0; b < B; ++b) {
-      check_finite(reward[b], "reward", b);
-      check_finite(discount[b], "discount", b);
-      check_finite(value[b], "value", b);
-      check_logits(logits, static_cast<size_t>(b) * A, nullptr, "prior_logits", b);
-    }
-    const bool track = rule_ == Rule::kMuZero;
-    pool_.parallel_for(B, [&](int64_t lo, int64_t hi) {
-      for (int b = static_cast<int>(lo); b < hi; ++b) {
-        int32_t leaf = leaf_[b];
-        double g;
-        if (leaf == kNoNode) {
-          leaf = tree_.add_child(b, parent_[b], action_[b], reward[b], discount[b], logits, static_cast<size_t>(b) * A, value[b]);
-          g = value[b];
-        } else {
-          g = tree_.revisit(b, leaf);
-        }
-        MinMax& mm = min_max_[b];
-        if (track) {
-          tree_.backup(b, leaf, g, [&mm](double q) { mm.update(q); });
-        } else {
-          tree_.backup(b, leaf, g, [](double) {});
-        }
-      }
-    });
+    check_outputs(reward, discount, logits, value);
+    const int B = tree_.batch_size();
+    pool_.parallel_for(B, [&](int64_t lo, int64_t hi) { expand_range(lo, hi, reward, discount, logits, value); });
     pending_ = false;
     ++sims_done_;
+  }
+
+  // expand_and_backup, then, if simulations remain, select for the next one: one hand-off to the
+  // threads instead of two, and each thread selects in the trees it just backed up (still in its
+  // cache). Returns whether a selection was made.
+  bool expand_and_select(const FloatRows& reward, const FloatRows& discount, const FloatRows& logits,
+                         const FloatRows& value, const Selection& out, const PoolRows& rows) {
+    check_outputs(reward, discount, logits, value);
+    const bool more = sims_done_ + 1 < sims_planned_;
+    pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) {
+      expand_range(lo, hi, reward, discount, logits, value);
+      if (more) select_range(lo, hi, out, rows);
+    });
+    pending_ = more;
+    ++sims_done_;
+    return more;
   }
 
   // Root statistics: visit counts and Q [B, A] (Q 0 where unvisited), values [B].
@@ -386,6 +360,62 @@ class Search {
   void require_searched(Rule rule) const {
     if (rule_ != rule) throw std::logic_error("decide: no search of this kind was begun on these roots");
     if (pending_) throw std::logic_error("decide: a selection is waiting for expand_and_backup");
+  }
+
+  // The model's outputs for the pending selection, checked before anything changes.
+  void check_outputs(const FloatRows& reward, const FloatRows& discount, const FloatRows& logits,
+                     const FloatRows& value) const {
+    if (!pending_) throw std::logic_error("expand_and_backup: call select first");
+    const int B = tree_.batch_size(), A = tree_.num_actions();
+    for (int b = 0; b < B; ++b) {
+      check_finite(reward[b], "reward", b);
+      check_finite(discount[b], "discount", b);
+      check_finite(value[b], "value", b);
+      check_logits(logits, static_cast<size_t>(b) * A, nullptr, "prior_logits", b);
+    }
+  }
+
+  // Creates the pending leaves of roots [lo, hi) and backs their values up.
+  void expand_range(int64_t lo, int64_t hi, const FloatRows& reward, const FloatRows& discount,
+                    const FloatRows& logits, const FloatRows& value) {
+    const int A = tree_.num_actions();
+    const bool track = rule_ == Rule::kMuZero;
+    for (int b = static_cast<int>(lo); b < hi; ++b) {
+      int32_t leaf = leaf_[b];
+      double g;
+      if (leaf == kNoNode) {
+        leaf = tree_.add_child(b, parent_[b], action_[b], reward[b], discount[b], logits, static_cast<size_t>(b) * A,
+                               value[b]);
+        g = value[b];
+      } else {
+        g = tree_.revisit(b, leaf);
+      }
+      MinMax& mm = min_max_[b];
+      if (track) {
+        tree_.backup(b, leaf, g, [&mm](double q) { mm.update(q); });
+      } else {
+        tree_.backup(b, leaf, g, [](double) {});
+      }
+    }
+  }
+
+  // Selects the leaves of roots [lo, hi) and writes them to the outputs.
+  void select_range(int64_t lo, int64_t hi, const Selection& out, const PoolRows& rows) {
+    const int B = tree_.batch_size();
+    std::vector<double> work(2 * static_cast<size_t>(tree_.num_actions()) * kInterleave);
+    for (int64_t first = lo; first < hi; first += kInterleave) {
+      select_group(static_cast<int>(first), static_cast<int>(std::min<int64_t>(kInterleave, hi - first)), work.data());
+    }
+    for (int b = static_cast<int>(lo); b < hi; ++b) {
+      const int32_t node = leaf_[b] == kNoNode ? tree_.num_nodes(b) : leaf_[b];
+      if (out.parent) out.parent[b] = parent_[b];
+      if (out.action) out.action[b] = action_[b];
+      if (out.node) out.node[b] = node;
+      if (out.is_new) out.is_new[b] = leaf_[b] == kNoNode;
+      if (rows.gather) rows.gather[b] = static_cast<int64_t>(parent_[b]) * B + b;
+      if (rows.scatter) rows.scatter[b] = static_cast<int64_t>(leaf_[b] == kNoNode ? node : tree_.capacity()) * B + b;
+      if (rows.action) rows.action[b] = action_[b];
+    }
   }
 
   // Trees walked in lockstep by one thread. A step down one tree needs the next node's record,
