@@ -10,7 +10,7 @@ PEERS      := build/peers
 LIGHTZERO  := lightzero==0.2.0
 TORCH      := torch==2.13.0
 BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
-TEST_DEPS  := "pytest>=7" "hypothesis>=6"
+TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio
 PIP        := -m pip install -q --disable-pip-version-check
 CPP_BUILD  := build/cpp-tests
 JOBS       ?= 2
