@@ -66,10 +66,14 @@ def test_a_terminated_rollout_stops_after_its_last_step():
 def test_high_disagreement_ends_a_rollout_without_its_step():
     model = GaussianEnsemble(2, 1, ensemble_size=3, num_elites=3, hidden=4, layers=1)
 
-    def forward(obs, act):
-        spread = (obs[..., :1] > 0).float()  # members disagree only where x_0 > 0
-        means = torch.stack([torch.cat([torch.zeros_like(obs) + m * spread, torch.zeros_like(obs[..., :1])], -1)
-                             for m in range(3)])
+    def forward(obs, act, members=None):
+        # Member m predicts a change of m in both coordinates where x_0 > 0, and 0 elsewhere: the
+        # members disagree only there.
+        members = torch.arange(3) if members is None else members
+        if obs.dim() == 2:
+            obs = obs.expand(members.numel(), *obs.shape)
+        spread = (obs[..., :1] > 0).float() * members.view(-1, 1, 1).float()
+        means = torch.cat([spread.expand(*obs.shape), torch.zeros_like(obs[..., :1])], -1)
         return means, torch.full_like(means, -20.0)
 
     model.forward = forward

@@ -47,8 +47,11 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """x [E, N, in] (or [K, N, in] with ``members`` [K]: row block k goes through member members[k])."""
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class GaussianEnsemble(nn.Module):
@@ -97,18 +100,20 @@ class GaussianEnsemble(nn.Module):
         """The normalised model input [..., obs_dim + act_dim]."""
         return self.normalizer(torch.cat([obs, act], dim=-1))
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor,
+                members: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of [delta obs, reward] for every member.
 
         obs [N, obs_dim] and act [N, act_dim] (every member sees the same rows) or [E, N, ...] (one
-        batch per member). Returns two float tensors [E, N, obs_dim + 1].
+        batch per member). With ``members`` (int64 [K]), obs and act are [K, N, ...] and block k
+        goes through member members[k] only. Returns two float tensors [E (or K), N, obs_dim + 1].
         """
         x = self.inputs(obs, act)
         if x.dim() == 2:
-            x = x.expand(self.ensemble_size, *x.shape)
+            x = x.expand(self.ensemble_size if members is None else members.numel(), *x.shape)
         for layer in self.hidden:
-            x = F.silu(layer(x))
-        mean, logvar = self.head(x).chunk(2, dim=-1)
+            x = F.silu(layer(x, members))
+        mean, logvar = self.head(x, members).chunk(2, dim=-1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar
@@ -129,20 +134,29 @@ class GaussianEnsemble(nn.Module):
     @torch.no_grad()
     def sample(self, obs: torch.Tensor, act: torch.Tensor, *, generator: torch.Generator | None = None,
                deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """A next observation and reward per row, each row from a random elite member (the MBPO
-        rollout model; ``deterministic``: the elites' mean prediction, no noise).
+        """A next observation and reward per row, each row from a random elite member with its noise
+        (the MBPO rollout model; ``deterministic``: the elites' mean prediction, no noise).
+
+        The rows are dealt to the elites by a random permutation, an equal share each, and each
+        elite runs on its share only: one member's work per row instead of the whole ensemble's.
 
         obs [N, obs_dim], act [N, act_dim] -> (next_obs [N, obs_dim], reward [N]).
         """
-        mean, logvar = self(obs, act)
-        mean, logvar = mean[self.elites], logvar[self.elites]
         if deterministic:
+            mean, _ = self(obs, act, self.elites)  # every elite on every row
             out = mean.mean(dim=0)
-        else:
-            rows = torch.arange(obs.shape[0], device=obs.device)
-            pick = torch.randint(self.num_elites, (obs.shape[0],), device=obs.device, generator=generator)
-            noise = torch.randn(mean.shape[1:], device=obs.device, generator=generator)
-            out = mean[pick, rows] + noise * torch.exp(0.5 * logvar[pick, rows])
+            return obs + out[:, :-1], out[:, -1]
+        n, k = obs.shape[0], self.num_elites
+        share = -(-n // k)
+        # Random numbers come from the generator's device, then move (a CPU generator can drive a GPU model).
+        where = generator.device if generator is not None else obs.device
+        order = torch.randperm(n, generator=generator, device=where).to(obs.device)
+        blocks = torch.cat([order, order[: share * k - n]]).view(k, share)  # padded with repeats
+        mean, logvar = self(obs[blocks], act[blocks], self.elites)
+        noise = torch.randn(mean.shape, generator=generator, device=where).to(obs.device)
+        drawn = (mean + noise * torch.exp(0.5 * logvar)).reshape(share * k, -1)[:n]
+        out = torch.empty_like(drawn)
+        out[order] = drawn
         return obs + out[:, :-1], out[:, -1]
 
 
