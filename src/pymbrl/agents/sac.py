@@ -1,0 +1,185 @@
+"""Soft Actor-Critic (Haarnoja et al., "Soft Actor-Critic Algorithms and Applications", 2018): a
+tanh-squashed Gaussian policy, twin Q networks with target copies, and automatic tuning of the
+entropy temperature. One file, top to bottom; MBPO trains this same agent on model data.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pymbrl._checks import integer, resolve_seed
+from pymbrl.replay import ReplayBuffer
+
+
+@dataclass
+class SACConfig:
+    """Hyper-parameters; defaults from Haarnoja et al. (2018), Table 1 (v2, learned temperature)."""
+
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    batch_size: int = 256
+    hidden: int = 256
+    buffer_size: int = 1_000_000
+    learning_starts: int = 1000  # random actions before the first update (the paper: 10,000)
+    updates_per_step: int = 1
+    target_entropy: float | None = None  # None: -|A|
+
+
+def mlp(inputs: int, outputs: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, outputs))
+
+
+class Actor(nn.Module):
+    """A Gaussian over pre-squash actions; tanh then scales it into the action box."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden)
+        self.register_buffer("scale", torch.tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("center", torch.tensor((high + low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action [N, A] inside the box, log-probability [N] of it)."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(-20.0, 2.0)
+        u = mean if deterministic else mean + torch.randn_like(mean) * log_std.exp()
+        squashed = torch.tanh(u)
+        # log N(u) minus the log-determinant of the tanh and of the scaling (numerically stable form).
+        log_prob = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1) - self.scale.log().sum()
+        return squashed * self.scale + self.center, log_prob
+
+
+class TwinQ(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int):
+        super().__init__()
+        self.q1, self.q2 = mlp(obs_dim + act_dim, 1, hidden), mlp(obs_dim + act_dim, 1, hidden)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([obs, act], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+class SAC:
+    """The agent: networks, optimisers and the update. ``update(batch)`` takes a replay batch with
+    obs, action, reward, next_obs and discount (gamma^n, 0 after termination)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, config: SACConfig | None = None,
+                 device: str | torch.device = "cpu"):
+        self.config = config or SACConfig()
+        c = self.config
+        self.actor = Actor(obs_dim, act_dim, c.hidden, low, high).to(device)
+        self.q = TwinQ(obs_dim, act_dim, c.hidden).to(device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.log_alpha = torch.zeros((), device=device, requires_grad=True)
+        self.target_entropy = -float(act_dim) if c.target_entropy is None else c.target_entropy
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=c.lr)
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        action, _ = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None], deterministic)
+        return action[0].cpu().numpy()
+
+    def update(self, batch: Any) -> dict[str, float]:
+        """One gradient step of the critics, the actor and the temperature; returns the losses."""
+        obs, action, reward = batch["obs"], batch["action"], batch["reward"]
+        next_obs, discount = batch["next_obs"], batch["discount"]
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(next_obs)
+            target = torch.min(*self.q_target(next_obs, next_action)) - alpha * next_log_prob
+            y = reward + discount * target
+        q1, q2 = self.q(obs, action)
+        q_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_opt.step()
+
+        new_action, log_prob = self.actor(obs)
+        actor_loss = (alpha * log_prob - torch.min(*self.q(obs, new_action))).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
+        with torch.no_grad():
+            for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
+                tp.lerp_(p, self.config.tau)
+        return {"q_loss": float(q_loss.detach()), "actor_loss": float(actor_loss.detach()), "alpha": float(alpha)}
+
+
+def evaluate(agent: SAC, env_id: str, episodes: int, seed: int) -> float:
+    """Mean return of the deterministic policy over ``episodes`` episodes."""
+    env = gym.make(env_id)
+    total = 0.0
+    for e in range(episodes):
+        obs, _ = env.reset(seed=seed + e)
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
+            total += float(reward)
+            done = terminated or truncated
+    return total / episodes
+
+
+def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None = 0, config: SACConfig | None = None,
+          eval_every: int = 1000, eval_episodes: int = 5, log: Any = None) -> tuple[SAC, list[dict[str, float]]]:
+    """Trains SAC on a gymnasium env with a Box action space for ``steps`` env steps.
+
+    Returns the agent and the evaluation history: dicts with ``step``, ``return`` (mean over
+    ``eval_episodes`` deterministic episodes) and ``seconds``. ``log`` (optional) is called with
+    each of them.
+    """
+    steps = integer(steps, "steps")
+    seed = resolve_seed(seed) % 2**31
+    torch.manual_seed(seed)
+    env = gym.make(env_id)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        raise ValueError(f"env_id: SAC needs a Box action space, {env_id} has {env.action_space}")
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, config)
+    c = agent.config
+    spec = {"obs": ((obs_dim,), torch.float32), "action": ((act_dim,), torch.float32),
+            "reward": ((), torch.float32), "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
+    buffer = ReplayBuffer(min(c.buffer_size, steps), spec, gamma=c.gamma, seed=seed)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        action = env.action_space.sample() if step <= c.learning_starts else agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated,
+                   next_obs=next_obs)
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+        if step > c.learning_starts:
+            for _ in range(c.updates_per_step):
+                agent.update(buffer.sample(c.batch_size))
+        if step % eval_every == 0 or step == steps:
+            record = {"step": step, "return": evaluate(agent, env_id, eval_episodes, seed=10_000 + step),
+                      "seconds": round(time.perf_counter() - start, 1)}
+            history.append(record)
+            if log is not None:
+                log(record)
+    return agent, history
