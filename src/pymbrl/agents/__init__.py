@@ -2,4 +2,6 @@
 
 sac
     Soft Actor-Critic (twin Q, target networks, learned temperature).
+mbpo
+    Model-Based Policy Optimization: SAC on short branched rollouts of a Gaussian ensemble.
 """
