@@ -203,3 +203,15 @@ def test_weight_decay_follows_mbpo_per_layer_and_spares_biases():
     assert len(decays) == len(list(model.parameters()))
     flat = ModelTrainer(GaussianEnsemble(3, 1, layers=2), weight_decay=1e-3).optimizer.param_groups
     assert sorted({g["weight_decay"] for g in flat}) == [0.0, 1e-3]
+
+
+def test_inference_in_row_blocks_equals_one_piece():
+    model = GaussianEnsemble(3, 2, ensemble_size=4, num_elites=3, hidden=16, layers=2)
+    obs, act = torch.randn(1000, 3), torch.randn(1000, 2)
+    with torch.no_grad():
+        whole = model(obs, act)
+        model.INFERENCE_CHUNK = 64
+        blocks = model(obs, act)
+        elites = model(obs[:300].expand(3, 300, 3), act[:300].expand(3, 300, 2), model.elites)
+    assert torch.equal(whole[0], blocks[0]) and torch.equal(whole[1], blocks[1])
+    assert torch.equal(elites[0], whole[0][model.elites, :300])
