@@ -8,6 +8,7 @@ TEST_VENV  := .venv-test
 BENCH_VENV := .venv-bench
 PEERS      := build/peers
 LIGHTZERO  := lightzero==0.2.0
+MBRL       := mbrl==0.2.0 hydra-core==1.3.8 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 pyyaml==6.0.3 termcolor==3.3.0
 TORCH      := torch==2.13.0
 BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
 TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio
@@ -62,6 +63,17 @@ $(PEERS)/.ready: $(BENCH_VENV)/.ready
 	PYTHONPATH=$(PEERS) $(BENCH_VENV)/bin/python -c "from lzero.mcts.ctree.ctree_muzero import mz_tree; from lzero.mcts.ctree.ctree_gumbel_muzero import gmz_tree"
 	touch $@
 
+# mbrl-lib for bench/bench_rollout.py, which puts $(PEERS)/mbrl on sys.path. mbrl 0.2.0 pins
+# gymnasium 0.26 and hydra-core 1.0.3 (which breaks on Python 3.11) but runs with the venv's
+# gymnasium 1.x, so it goes in without dependencies, into its own folder, with only what it imports
+# beyond the venv (hydra-core 1.3.8 and its helpers); torch stays the venv's pinned one. It depends
+# on $(PEERS)/.ready, which empties $(PEERS), so that it is installed after it.
+$(PEERS)/mbrl/.ready: $(PEERS)/.ready
+	rm -rf $(PEERS)/mbrl
+	$(BENCH_VENV)/bin/python $(PIP) --no-deps --target $(PEERS)/mbrl $(MBRL)
+	PYTHONPATH=$(PEERS)/mbrl $(BENCH_VENV)/bin/python -c "import gymnasium, mbrl.models, mbrl.env.termination_fns"
+	touch $@
+
 wheel: $(VENV)/.ready
 	rm -f dist/pymbrl-*.whl
 	$(VENV)/bin/python -m pip wheel -q --no-build-isolation --no-deps . -w dist
@@ -88,11 +100,12 @@ test-py: wheel $(TEST_VENV)/.ready
 	$(call install_wheel,$(TEST_VENV))
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
 
-bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready
+bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready
 	$(call install_wheel,$(BENCH_VENV))
 	$(BENCH_VENV)/bin/python bench/bench_dyna.py
 	$(BENCH_VENV)/bin/python bench/bench_replay.py
 	$(BENCH_VENV)/bin/python bench/bench_mcts.py
+	$(BENCH_VENV)/bin/python bench/bench_rollout.py
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)
