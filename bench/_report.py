@@ -82,3 +82,19 @@ def header(title: str, script: str, argv: list[str], load_before: str, *, machin
         f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
     ]
 
+
+def version(dist: str) -> str:
+    """The installed version of a distribution, or "?"."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def short(e: BaseException, limit: int = 160) -> str:
+    """An exception as one table-safe line of at most ``limit`` characters."""
+    text = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+

@@ -65,7 +65,6 @@ os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),
                                                   "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")))
 
 import argparse
-import importlib.metadata
 import statistics
 import sys
 import time
@@ -76,7 +75,7 @@ import numpy as np
 import torch
 
 import mcts_baseline
-from _report import DEFAULT_OUTPUT, header, load, publish
+from _report import DEFAULT_OUTPUT, header, load, publish, short, version
 
 torch.set_num_threads(1)
 
@@ -113,18 +112,6 @@ NA = "—"
 
 class Unavailable(Exception):
     """The library cannot run this case; the message says why."""
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def short(e: BaseException, limit: int = 160) -> str:
-    text = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------

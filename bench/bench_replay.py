@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import logging
 import os
 import statistics
@@ -44,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, header, load, publish
+from _report import DEFAULT_OUTPUT, header, load, publish, short, version
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
@@ -154,18 +153,6 @@ def materialise(batch: object) -> object:
     if isinstance(batch, Mapping):
         return list(batch.values())
     return batch
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def short(e: BaseException, limit: int = 160) -> str:
-    text = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,7 +58,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import multiprocessing
 import statistics
 import sys
@@ -74,7 +73,7 @@ import torch
 from torch import nn
 
 import rollout_baseline
-from _report import DEFAULT_OUTPUT, header, load, publish
+from _report import DEFAULT_OUTPUT, header, load, publish, short, version
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble
 
@@ -102,18 +101,6 @@ WARMUP_SEED = 10_000
 MBRL_DIR = Path(__file__).resolve().parent.parent / "build" / "peers" / "mbrl"
 """Where ``make bench`` installs mbrl-lib (``pip install --no-deps --target``)."""
 NA = "—"
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def short(e: BaseException, limit: int = 160) -> str:
-    text = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------

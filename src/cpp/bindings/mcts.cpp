@@ -85,6 +85,11 @@ std::optional<py::array_t<uint8_t>> mask(const py::handle& obj, std::initializer
   return out;
 }
 
+// The model's outputs for one simulation, checked for shape and held alive.
+struct Outputs {
+  Floats r, d, l, v;
+};
+
 class PySearch {
  public:
   PySearch(int64_t batch_size, int64_t num_actions, int64_t capacity, const py::object& num_threads)
@@ -147,32 +152,24 @@ class PySearch {
 
   void expand_and_backup(const py::handle& reward, const py::handle& discount, const py::handle& logits,
                          const py::handle& value) {
-    const int B = batch_size(), A = num_actions();
-    Floats r = floats(reward, {B}, "reward");
-    Floats d = floats(discount, {B}, "discount");
-    Floats l = floats(logits, {B, A}, "prior_logits");
-    Floats v = floats(value, {B}, "value");
+    const Outputs o = outputs(reward, discount, logits, value);
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     const auto start = std::chrono::steady_clock::now();
-    search_->expand_and_backup(r.rows, d.rows, l.rows, v.rows);
+    search_->expand_and_backup(o.r.rows, o.d.rows, o.l.rows, o.v.rows);
     core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   bool expand_and_select(const py::handle& reward, const py::handle& discount, const py::handle& logits,
                          const py::handle& value) {
-    const int B = batch_size(), A = num_actions();
-    Floats r = floats(reward, {B}, "reward");
-    Floats d = floats(discount, {B}, "discount");
-    Floats l = floats(logits, {B, A}, "prior_logits");
-    Floats v = floats(value, {B}, "value");
+    const Outputs o = outputs(reward, discount, logits, value);
     mcts::Selection sel{parent_.mutable_data(), action_.mutable_data(), node_.mutable_data(),
                         reinterpret_cast<uint8_t*>(is_new_.mutable_data())};
     mcts::PoolRows rows{gather_.mutable_data(), scatter_.mutable_data(), action64_.mutable_data()};
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     const auto start = std::chrono::steady_clock::now();
-    const bool more = search_->expand_and_select(r.rows, d.rows, l.rows, v.rows, sel, rows);
+    const bool more = search_->expand_and_select(o.r.rows, o.d.rows, o.l.rows, o.v.rows, sel, rows);
     core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return more;
   }
@@ -247,6 +244,13 @@ class PySearch {
   py::array_t<int64_t> gather_, scatter_, action64_;
 
  private:
+  Outputs outputs(const py::handle& reward, const py::handle& discount, const py::handle& logits,
+                  const py::handle& value) const {
+    const int B = batch_size(), A = num_actions();
+    return Outputs{floats(reward, {B}, "reward"), floats(discount, {B}, "discount"),
+                   floats(logits, {B, A}, "prior_logits"), floats(value, {B}, "value")};
+  }
+
   static int positive(int64_t v, const char* name) {
     if (v < 1 || v > (int64_t{1} << 30)) {
       throw py::value_error(std::string(name) + ": expected an integer in [1, 2**30], got " + std::to_string(v));

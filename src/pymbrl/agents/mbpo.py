@@ -16,11 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import torch
 
 from pymbrl._checks import integer, resolve_seed
-from pymbrl.agents.sac import SAC, SACConfig, evaluate
+from pymbrl.agents.sac import SAC, SACConfig, box_env, evaluate, transition_spec
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble, ModelTrainer
 from pymbrl.replay import ReplayBuffer
@@ -63,18 +62,13 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     c = config or MBPOConfig()
     steps = integer(steps, "steps")
     seed = resolve_seed(seed) % 2**31
-    torch.manual_seed(seed)
-    env = gym.make(env_id)
-    if not isinstance(env.action_space, gym.spaces.Box):
-        raise ValueError(f"env_id: MBPO needs a Box action space, {env_id} has {env.action_space}")
+    env, obs_dim, act_dim = box_env(env_id, seed, "MBPO")
     done_fn = termination_fn(env_id)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c.sac)
     model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=c.ensemble_size, num_elites=c.num_elites,
                              hidden=c.model_hidden, layers=c.model_layers)
     trainer = ModelTrainer(model, seed=seed)
-    spec = {"obs": ((obs_dim,), torch.float32), "action": ((act_dim,), torch.float32),
-            "reward": ((), torch.float32), "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
+    spec = transition_spec(obs_dim, act_dim)
     real = ReplayBuffer(steps, spec, gamma=c.sac.gamma, seed=seed)
     longest = max(c.rollout_length[2], c.rollout_length[3])
     imagined = ReplayBuffer(c.rollout_batch_size * longest * c.model_retain_epochs, spec, gamma=c.sac.gamma,
@@ -88,7 +82,6 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     def policy(states: torch.Tensor) -> torch.Tensor:
         return agent.actor(states)[0]
 
-    env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
     history: list[dict[str, float]] = []
     model_mse = float("nan")

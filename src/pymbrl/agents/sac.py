@@ -127,6 +127,23 @@ class SAC:
         return {"q_loss": float(q_loss.detach()), "actor_loss": float(actor_loss.detach()), "alpha": float(alpha)}
 
 
+def box_env(env_id: str, seed: int, algorithm: str) -> tuple[gym.Env, int, int]:
+    """The env (seeded, with torch's generator seeded too) and its observation and action sizes;
+    refuses envs without a Box action space."""
+    torch.manual_seed(seed)
+    env = gym.make(env_id)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        raise ValueError(f"env_id: {algorithm} needs a Box action space, {env_id} has {env.action_space}")
+    env.action_space.seed(seed)
+    return env, env.observation_space.shape[0], env.action_space.shape[0]
+
+
+def transition_spec(obs_dim: int, act_dim: int) -> dict:
+    """The replay-buffer spec of continuous-control transitions."""
+    return {"obs": ((obs_dim,), torch.float32), "action": ((act_dim,), torch.float32),
+            "reward": ((), torch.float32), "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
+
+
 def evaluate(agent: SAC, env_id: str, episodes: int, seed: int) -> float:
     """Mean return of the deterministic policy over ``episodes`` episodes."""
     env = gym.make(env_id)
@@ -151,17 +168,10 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     """
     steps = integer(steps, "steps")
     seed = resolve_seed(seed) % 2**31
-    torch.manual_seed(seed)
-    env = gym.make(env_id)
-    if not isinstance(env.action_space, gym.spaces.Box):
-        raise ValueError(f"env_id: SAC needs a Box action space, {env_id} has {env.action_space}")
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env, obs_dim, act_dim = box_env(env_id, seed, "SAC")
     agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, config)
     c = agent.config
-    spec = {"obs": ((obs_dim,), torch.float32), "action": ((act_dim,), torch.float32),
-            "reward": ((), torch.float32), "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
-    buffer = ReplayBuffer(min(c.buffer_size, steps), spec, gamma=c.gamma, seed=seed)
-    env.action_space.seed(seed)
+    buffer = ReplayBuffer(min(c.buffer_size, steps), transition_spec(obs_dim, act_dim), gamma=c.gamma, seed=seed)
     obs, _ = env.reset(seed=seed)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
