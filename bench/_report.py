@@ -98,3 +98,13 @@ def short(e: BaseException, limit: int = 160) -> str:
     text = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
+
+def names(text: str, choices, what: str, parser) -> list[str]:
+    """The comma-separated ``text`` (any case) as a subset of ``choices``, in their order; an
+    unknown name ends the program with the parser's usage error."""
+    wanted = {n.strip().lower() for n in text.split(",")}
+    unknown = wanted - set(choices)
+    if unknown:
+        parser.error(f"unknown {what} {sorted(unknown)}; choose from {', '.join(choices)}")
+    return [c for c in choices if c in wanted]
+

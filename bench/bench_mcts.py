@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 import mcts_baseline
-from _report import DEFAULT_OUTPUT, header, load, publish, short, version
+from _report import DEFAULT_OUTPUT, header, load, names, publish, short, version
 
 torch.set_num_threads(1)
 
@@ -822,15 +822,6 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     if bench.notes:
         lines += [""] + [f"- {n}" for n in bench.notes]
     return "\n".join(lines)
-
-
-def names(text: str, choices, what: str, parser: argparse.ArgumentParser) -> list[str]:
-    """The comma-separated ``text`` (any case) as a subset of ``choices``, in their order."""
-    wanted = {n.strip().lower() for n in text.split(",")}
-    unknown = wanted - set(choices)
-    if unknown:
-        parser.error(f"unknown {what} {sorted(unknown)}; choose from {', '.join(choices)}")
-    return [c for c in choices if c in wanted]
 
 
 def main(argv: list[str] | None = None) -> None:
