@@ -108,3 +108,17 @@ def names(text: str, choices, what: str, parser) -> list[str]:
         parser.error(f"unknown {what} {sorted(unknown)}; choose from {', '.join(choices)}")
     return [c for c in choices if c in wanted]
 
+
+def spread(times: list[float]) -> float:
+    """(max - min) / median of repeated timings: how noisy a cell was (0 for a single timing)."""
+    import statistics
+
+    return (max(times) - min(times)) / statistics.median(times) if len(times) > 1 else 0.0
+
+
+def progress(start: float, message: str) -> None:
+    """A progress line on stderr, with the seconds since ``start`` (a time.perf_counter value)."""
+    import time
+
+    print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+

@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 import mcts_baseline
-from _report import DEFAULT_OUTPUT, header, load, names, publish, short, version
+from _report import DEFAULT_OUTPUT, header, load, names, progress, publish, short, spread, version
 
 torch.set_num_threads(1)
 
@@ -522,8 +522,7 @@ class Cell:
         return self.roots * self.sims / statistics.median(getattr(self, which))
 
     def spread(self) -> float:
-        t = self.total
-        return (max(t) - min(t)) / statistics.median(t) if len(t) > 1 else 0.0
+        return spread(self.total)
 
 
 class Bench:
@@ -541,7 +540,7 @@ class Bench:
         return {n: a for n, a in self.libs.items() if a.reason is None}
 
     def log(self, msg: str) -> None:
-        print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+        progress(self.t0, msg)
 
     def check(self, name: str, ad: Adapter, key: Case) -> None:
         """Every root's children must have been visited S times in all (one visit per simulation)."""

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, header, load, publish, short, version
+from _report import DEFAULT_OUTPUT, header, load, progress, publish, short, spread, version
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
@@ -546,7 +546,7 @@ class Bench:
     def record(self, case: str, times: dict[str, list[float]]) -> None:
         for name, t in times.items():
             self.results[case][name] = median(t)
-            self.spread[case][name] = (max(t) - min(t)) / median(t) if len(t) > 1 else 0.0
+            self.spread[case][name] = spread(t)
 
     def build(self, case: str, capacity: int, spec: dict, **kw) -> dict[str, Adapter]:
         """Fresh buffers for ``case``; libraries that lack the feature get their reason recorded."""
@@ -569,7 +569,7 @@ class Bench:
                 bufs.pop(name).close()
 
     def log(self, msg: str) -> None:
-        print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+        progress(self.t0, msg)
 
     # (1) and (3): add 1 into fresh 1M buffers, fill them, sample 256.
     def add1_and_sample(self, s: Stream) -> None:

@@ -73,7 +73,7 @@ import torch
 from torch import nn
 
 import rollout_baseline
-from _report import DEFAULT_OUTPUT, header, load, names, publish, short, version
+from _report import DEFAULT_OUTPUT, header, load, names, progress, publish, short, spread, version
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble
 
@@ -377,8 +377,7 @@ class Cell:
         return self.warmup.steps / statistics.median(self.seconds)
 
     def spread(self) -> float:
-        t = self.seconds
-        return (max(t) - min(t)) / statistics.median(t) if len(t) > 1 else 0.0
+        return spread(self.seconds)
 
 
 class Bench:
@@ -396,7 +395,7 @@ class Bench:
         return {n: a for n, a in self.libs.items() if a.reason is None}
 
     def log(self, msg: str) -> None:
-        print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+        progress(self.t0, msg)
 
     def check_weights(self, p: Problem) -> None:
         """Every library's members must predict what pymbrl's do, on the same rows."""

@@ -12,10 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pymbrl.agents import mbpo, sac
+from sac_pendulum import finish, plot_returns  # this folder is on the path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,20 +46,8 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for (name, by_seed), color in zip(runs.items(), ("tab:blue", "tab:orange")):
-        steps = [r["step"] for r in next(iter(by_seed.values()))]
-        returns = np.array([[r["return"] for r in h] for h in by_seed.values()])
-        for row in returns:
-            ax.plot(steps, row, color=color, alpha=0.25)
-        ax.plot(steps, returns.mean(0), "-o", color=color, markersize=3, label=f"{name} (mean of {len(by_seed)})")
-        print(name, "mean return by step:", dict(zip(steps, returns.mean(0).round(1).tolist())))
-    ax.set_xlabel("real env steps")
-    ax.set_ylabel("return (deterministic policy, 5 episodes)")
-    ax.set_title("Pendulum-v1: MBPO vs SAC at equal env steps")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+        plot_returns(ax, name, by_seed, color)
+    finish(fig, ax, "Pendulum-v1: MBPO vs SAC at equal env steps", "real env steps", args.out)
 
 
 if __name__ == "__main__":

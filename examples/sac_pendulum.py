@@ -40,19 +40,29 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps = [r["step"] for r in next(iter(runs.values()))]
-    returns = np.array([[r["return"] for r in history] for history in runs.values()])
-    for seed, row in zip(runs, returns):
-        ax.plot(steps, row, alpha=0.35, label=f"seed {seed}")
-    ax.plot(steps, returns.mean(0), "k-o", markersize=3, label="mean")
-    ax.set_xlabel("env steps")
+    plot_returns(ax, "SAC", runs, "black")
+    finish(fig, ax, "SAC on Pendulum-v1", "env steps", args.out)
+
+
+def plot_returns(ax, name: str, by_seed: dict, color: str) -> None:
+    """Each seed's evaluation returns (faint) and their mean, from training histories by seed."""
+    steps = [r["step"] for r in next(iter(by_seed.values()))]
+    returns = np.array([[r["return"] for r in history] for history in by_seed.values()])
+    for row in returns:
+        ax.plot(steps, row, color=color, alpha=0.25)
+    ax.plot(steps, returns.mean(0), "-o", color=color, markersize=3, label=f"{name} (mean of {len(by_seed)})")
+    print(name, "mean return by step:", dict(zip(steps, returns.mean(0).round(1).tolist())))
+
+
+def finish(fig, ax, title: str, xlabel: str, out: Path) -> None:
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("return (deterministic policy, 5 episodes)")
-    ax.set_title("SAC on Pendulum-v1")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -43,3 +43,8 @@ def test_every_retraining_sees_all_real_transitions(monkeypatch):
 def test_discrete_action_spaces_are_refused():
     with pytest.raises(ValueError, match="Box"):
         mbpo.train("CartPole-v1", 10)
+
+
+def test_a_run_shorter_than_the_random_warm_up_still_reports():
+    _, history = mbpo.train("Pendulum-v1", 60, seed=0, config=small_config(), eval_every=30, eval_episodes=1)
+    assert [r["step"] for r in history] == [30, 60] and math.isnan(history[-1]["model_mse"])

@@ -48,14 +48,21 @@ struct Floats {
   FloatRows rows;
 };
 
-Floats floats(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name) {
+// `obj` as an array of one of the dtype kinds `kinds` (numpy's 'f', 'i', 'u', 'b') and the given
+// shape; `what` says what was expected in the error.
+py::array checked_array(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name, const char* kinds,
+                        const char* what) {
   py::array a = py::array::ensure(obj);
-  if (!a) throw py::type_error(std::string(name) + ": expected an array of floats, got " + type_name(obj));
-  const char kind = a.dtype().kind();
-  if (kind != 'f' && kind != 'i' && kind != 'u') {
-    throw py::type_error(std::string(name) + ": expected an array of floats, got dtype " + std::string(py::str(a.dtype())));
+  if (!a) throw py::type_error(std::string(name) + ": expected " + what + ", got " + type_name(obj));
+  if (std::string(kinds).find(a.dtype().kind()) == std::string::npos) {
+    throw py::type_error(std::string(name) + ": expected " + what + ", got dtype " + std::string(py::str(a.dtype())));
   }
   check_shape(a, shape, name);
+  return a;
+}
+
+Floats floats(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name) {
+  py::array a = checked_array(obj, shape, name, "fiu", "an array of floats");
   Floats out;
   const bool contiguous = (a.flags() & py::array::c_style) != 0;
   if (contiguous && a.dtype().is(py::dtype::of<float>())) {
@@ -74,15 +81,8 @@ Floats floats(const py::handle& obj, std::initializer_list<int64_t> shape, const
 // A boolean mask of the given shape (bool or integer 0/1), as uint8, or empty for None.
 std::optional<py::array_t<uint8_t>> mask(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name) {
   if (obj.is_none()) return std::nullopt;
-  py::array a = py::array::ensure(obj);
-  if (!a) throw py::type_error(std::string(name) + ": expected a boolean array, got " + type_name(obj));
-  const char kind = a.dtype().kind();
-  if (kind != 'b' && kind != 'i' && kind != 'u') {
-    throw py::type_error(std::string(name) + ": expected a boolean array, got dtype " + std::string(py::str(a.dtype())));
-  }
-  check_shape(a, shape, name);
-  auto out = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(a.attr("astype")("bool"));
-  return out;
+  py::array a = checked_array(obj, shape, name, "biu", "a boolean array");
+  return py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(a.attr("astype")("bool"));
 }
 
 // The model's outputs for one simulation, checked for shape and held alive.
@@ -210,11 +210,7 @@ class PySearch {
 
   py::tuple reroot(const py::handle& actions_obj) {
     const int B = batch_size();
-    py::array a = py::array::ensure(actions_obj);
-    if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')) {
-      throw py::type_error("actions: expected an integer array, got " + type_name(actions_obj));
-    }
-    check_shape(a, {B}, "actions");
+    py::array a = checked_array(actions_obj, {B}, "actions", "iu", "an integer array");
     auto actions = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
     const int64_t capacity = search_->tree().capacity();
     py::array_t<int64_t> old_ids({capacity, static_cast<int64_t>(B)});

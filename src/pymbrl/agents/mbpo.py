@@ -95,16 +95,14 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
         obs = next_obs
         if terminated or truncated:
             obs, _ = env.reset()
-        if step < c.init_steps:
-            continue
-        if (step - c.init_steps) % c.model_train_freq == 0:
+        if step >= c.init_steps and (step - c.init_steps) % c.model_train_freq == 0:
             fit = trainer.train(data["obs"][:step], data["action"][:step], data["next_obs"][:step], data["reward"][:step])
             model_mse = float(fit.holdout_mse[fit.elites].mean())
             starts = data["obs"][torch.randint(step, (c.rollout_batch_size,), generator=generator)]
             with torch.no_grad():
                 branched_rollout(model, policy, starts, rollout_length(c, step // c.model_train_freq),
                                  termination_fn=done_fn, generator=generator).write(imagined)
-        for _ in range(c.updates_per_step):
+        for _ in range(c.updates_per_step if step >= c.init_steps else 0):
             a, b = real.sample(real_batch), imagined.sample(c.sac.batch_size - real_batch)
             agent.update({k: torch.cat([a[k], b[k]]) for k in ("obs", "action", "reward", "next_obs", "discount")})
         if step % eval_every == 0 or step == steps:
