@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _dyna(args: argparse.Namespace) -> int:
@@ -22,6 +23,48 @@ def _dyna(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    from tqdm import tqdm
+
+    from pymbrl.agents import mbpo, sac
+    from pymbrl.agents.curves import plot_learning_curves
+
+    algorithm = {"sac": ("SAC", sac.train), "mbpo": ("MBPO", mbpo.train)}[args.algorithm]
+    name, train = algorithm
+    run_dir = Path(args.run_dir or f"runs/{args.algorithm}-{args.env}-seed{args.seed}")
+    bar = tqdm(total=args.steps, unit="step", dynamic_ncols=True, desc=f"{name} {args.env}")
+
+    def progress(step: int) -> None:
+        bar.update(step - bar.n)  # a resumed run's first step jumps to the checkpoint
+
+    def plot() -> dict[str, dict[int, float]]:
+        with open(run_dir / "log.csv", newline="") as f:
+            history = [{k: int(v) if k == "step" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return plot_learning_curves({name: {args.seed: history}}, run_dir / "learning_curve.png",
+                                    title=f"{name} on {args.env}")
+
+    def log(record: dict) -> None:
+        bar.set_postfix({"return": f"{record['return']:.1f}"})
+        plot()
+
+    print(f"run directory: {run_dir} (log.csv, learning_curve.png, checkpoint/)")
+    try:
+        _, history = train(args.env, args.steps, seed=args.seed, eval_every=args.eval_every,
+                           eval_episodes=args.eval_episodes, log=log, run_dir=run_dir,
+                           checkpoint_every=args.checkpoint_every, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted; run the same command again to resume from the last checkpoint in {run_dir}")
+        return 130
+    bar.close()
+    print(f"{name} on {args.env}, seed {args.seed}: return by step {plot()[name]}")
+    print(f"last evaluation: {json.dumps(history[-1])}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pymbrl", description="pymbrl experiments")
     parser.add_argument("--torch-threads", type=int, default=1,
@@ -34,6 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all hardware threads)")
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna)
+    p = sub.add_parser("train", help="train SAC or MBPO on a gymnasium env with a Box action space",
+                       description="Trains with progress, a CSV log, a PNG learning curve and checkpoints in a run "
+                                   "directory; the same command again resumes from the last checkpoint.")
+    p.add_argument("algorithm", choices=["sac", "mbpo"])
+    p.add_argument("--env", default="Pendulum-v1", help="gymnasium env id (default Pendulum-v1)")
+    p.add_argument("--steps", type=int, default=10_000, help="real env steps (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="(default 0)")
+    p.add_argument("--eval-every", type=int, default=1000, help="env steps between evaluations (default 1000)")
+    p.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation (default 5)")
+    p.add_argument("--checkpoint-every", type=int, default=1000,
+                   help="env steps between checkpoints, each taken at the next episode end (default 1000)")
+    p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
+    p.set_defaults(run=_train)
     args = parser.parse_args(argv)
     # Read by torch when (and if) it is first imported.
     os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))

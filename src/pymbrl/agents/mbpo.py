@@ -12,13 +12,15 @@ trained mostly on short model rollouts branched from real states. One file, top 
 
 from __future__ import annotations
 
-import time
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from pymbrl._checks import integer, resolve_seed
+from pymbrl._checks import integer
+from pymbrl.agents.checkpoint import random_states, restore_random_states, start_run
 from pymbrl.agents.sac import SAC, SACConfig, box_env, evaluate, transition_spec
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble, ModelTrainer
@@ -56,45 +58,59 @@ def rollout_length(config: MBPOConfig, epoch: int) -> int:
 
 
 def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None = 0, config: MBPOConfig | None = None,
-          eval_every: int = 1000, eval_episodes: int = 5, log: Any = None) -> tuple[SAC, list[dict[str, float]]]:
+          eval_every: int = 1000, eval_episodes: int = 5, log: Callable[[dict], Any] | None = None,
+          run_dir: str | os.PathLike | None = None, checkpoint_every: int = 1000,
+          progress: Callable[[int], Any] | None = None) -> tuple[SAC, list[dict[str, float]]]:
     """Trains MBPO for ``steps`` real env steps; returns the SAC agent and the evaluation history
-    (dicts with ``step``, ``return``, ``seconds``, ``model_mse``). ``log`` is called with each."""
+    (dicts with ``step``, ``return``, ``model_mse`` (the elites' held-out MSE), the last SAC
+    update's losses and ``seconds``). ``log``, ``progress``, ``run_dir`` and ``checkpoint_every``
+    work as in :func:`pymbrl.agents.sac.train`: a run resumed from its checkpoint ends exactly where
+    the uninterrupted run would have.
+    """
+    steps, eval_every = integer(steps, "steps"), integer(eval_every, "eval_every")
     c = config or MBPOConfig()
-    steps = integer(steps, "steps")
-    seed = resolve_seed(seed) % 2**31
-    env, obs_dim, act_dim = box_env(env_id, seed, "MBPO")
+    run = start_run(run_dir, steps, {"algorithm": "MBPO", "env_id": env_id, "config": c}, seed, checkpoint_every)
+    env, obs_dim, act_dim = box_env(env_id, run.seed, "MBPO")
     done_fn = termination_fn(env_id)
     agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c.sac)
     model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=c.ensemble_size, num_elites=c.num_elites,
                              hidden=c.model_hidden, layers=c.model_layers)
-    trainer = ModelTrainer(model, seed=seed)
+    trainer = ModelTrainer(model, seed=run.seed)
     spec = transition_spec(obs_dim, act_dim)
-    real = ReplayBuffer(steps, spec, gamma=c.sac.gamma, seed=seed)
+    real = ReplayBuffer(steps, spec, gamma=c.sac.gamma, seed=run.seed)
     longest = max(c.rollout_length[2], c.rollout_length[3])
     imagined = ReplayBuffer(c.rollout_batch_size * longest * c.model_retain_epochs, spec, gamma=c.sac.gamma,
-                            seed=seed + 1)
+                            seed=run.seed + 1)
     # All real transitions as tensors too: the model is retrained on all of them every time.
     data = {k: torch.zeros((steps, *shape)) for k, shape in
             (("obs", (obs_dim,)), ("action", (act_dim,)), ("next_obs", (obs_dim,)), ("reward", ()))}
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(run.seed)
     real_batch = max(1, int(round(c.real_ratio * c.sac.batch_size)))
 
     def policy(states: torch.Tensor) -> torch.Tensor:
         return agent.actor(states)[0]
 
-    obs, _ = env.reset(seed=seed)
-    history: list[dict[str, float]] = []
-    model_mse = float("nan")
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
+    obs, _ = env.reset(seed=run.seed)
+    model_mse, losses = float("nan"), {}
+    if run.state is not None:
+        state = run.state
+        agent.load_state_dict(state["agent"])
+        model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["model_opt"])
+        real, imagined, obs = run.buffers["real"], run.buffers["imagined"], None
+        for key, value in state["data"].items():
+            data[key][: run.step] = value
+        model_mse, losses = state["model_mse"], state["losses"]
+        restore_random_states(state["random"], env, (generator, trainer.generator))
+    for step in range(run.step + 1, steps + 1):
+        if obs is None:
+            obs, _ = env.reset()
         action = env.action_space.sample() if step <= c.init_steps else agent.act(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         real.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated, next_obs=next_obs)
         for key, value in (("obs", obs), ("action", action), ("next_obs", next_obs), ("reward", reward)):
             data[key][step - 1] = torch.as_tensor(value, dtype=torch.float32)
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
+        obs = None if terminated or truncated else next_obs
         if step >= c.init_steps and (step - c.init_steps) % c.model_train_freq == 0:
             fit = trainer.train(data["obs"][:step], data["action"][:step], data["next_obs"][:step], data["reward"][:step])
             model_mse = float(fit.holdout_mse[fit.elites].mean())
@@ -104,11 +120,16 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
                                  termination_fn=done_fn, generator=generator).write(imagined)
         for _ in range(c.updates_per_step if step >= c.init_steps else 0):
             a, b = real.sample(real_batch), imagined.sample(c.sac.batch_size - real_batch)
-            agent.update({k: torch.cat([a[k], b[k]]) for k in ("obs", "action", "reward", "next_obs", "discount")})
+            losses = agent.update({k: torch.cat([a[k], b[k]]) for k in ("obs", "action", "reward", "next_obs", "discount")})
         if step % eval_every == 0 or step == steps:
-            record = {"step": step, "return": evaluate(agent, env_id, eval_episodes, seed=10_000 + step),
-                      "seconds": round(time.perf_counter() - start, 1), "model_mse": model_mse}
-            history.append(record)
-            if log is not None:
-                log(record)
-    return agent, history
+            run.evaluated({"step": step, "return": evaluate(agent, env_id, eval_episodes, seed=10_000 + step),
+                           "model_mse": model_mse, **losses}, log)
+        if run.due(step, episode_over=obs is None):
+            run.save(step, {"agent": agent.state_dict(), "model": model.state_dict(),
+                            "model_opt": trainer.optimizer.state_dict(), "model_mse": model_mse, "losses": losses,
+                            "data": {k: v[:step].clone() for k, v in data.items()},
+                            "random": random_states(env, (generator, trainer.generator))},
+                     {"real": real, "imagined": imagined})
+        if progress is not None:
+            progress(step)
+    return agent, run.history

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 import math
-import time
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pymbrl._checks import integer, resolve_seed
+from pymbrl._checks import integer
+from pymbrl.agents.checkpoint import random_states, restore_random_states, start_run
 from pymbrl.replay import ReplayBuffer
 
 
@@ -90,6 +92,18 @@ class SAC:
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=c.lr)
         self.device = torch.device(device)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimisers and temperature: everything an update depends on."""
+        return {"actor": self.actor.state_dict(), "q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
+                "log_alpha": self.log_alpha.detach().clone(), "actor_opt": self.actor_opt.state_dict(),
+                "q_opt": self.q_opt.state_dict(), "alpha_opt": self.alpha_opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("actor", "q", "q_target", "actor_opt", "q_opt", "alpha_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         action, _ = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None], deterministic)
@@ -159,37 +173,48 @@ def evaluate(agent: SAC, env_id: str, episodes: int, seed: int) -> float:
 
 
 def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None = 0, config: SACConfig | None = None,
-          eval_every: int = 1000, eval_episodes: int = 5, log: Any = None) -> tuple[SAC, list[dict[str, float]]]:
+          eval_every: int = 1000, eval_episodes: int = 5, log: Callable[[dict], Any] | None = None,
+          run_dir: str | os.PathLike | None = None, checkpoint_every: int = 1000,
+          progress: Callable[[int], Any] | None = None) -> tuple[SAC, list[dict[str, float]]]:
     """Trains SAC on a gymnasium env with a Box action space for ``steps`` env steps.
 
     Returns the agent and the evaluation history: dicts with ``step``, ``return`` (mean over
-    ``eval_episodes`` deterministic episodes) and ``seconds``. ``log`` (optional) is called with
-    each of them.
+    ``eval_episodes`` deterministic episodes), ``seconds`` and the last update's losses. ``log``
+    is called with each record, ``progress`` with the number of every env step taken.
+
+    With ``run_dir``, the run keeps ``log.csv`` and a checkpoint there (every ``checkpoint_every``
+    steps, at the next episode end); called again with the same arguments, it resumes from the
+    checkpoint and ends exactly where the uninterrupted run would have.
     """
-    steps = integer(steps, "steps")
-    seed = resolve_seed(seed) % 2**31
-    env, obs_dim, act_dim = box_env(env_id, seed, "SAC")
-    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, config)
-    c = agent.config
-    buffer = ReplayBuffer(min(c.buffer_size, steps), transition_spec(obs_dim, act_dim), gamma=c.gamma, seed=seed)
-    obs, _ = env.reset(seed=seed)
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
+    steps, eval_every = integer(steps, "steps"), integer(eval_every, "eval_every")
+    c = config or SACConfig()
+    run = start_run(run_dir, steps, {"algorithm": "SAC", "env_id": env_id, "config": c}, seed, checkpoint_every)
+    env, obs_dim, act_dim = box_env(env_id, run.seed, "SAC")
+    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c)
+    buffer = ReplayBuffer(min(c.buffer_size, steps), transition_spec(obs_dim, act_dim), gamma=c.gamma, seed=run.seed)
+    obs, _ = env.reset(seed=run.seed)
+    losses: dict[str, float] = {}
+    if run.state is not None:
+        agent.load_state_dict(run.state["agent"])
+        buffer, losses, obs = run.buffers["real"], run.state["losses"], None
+        restore_random_states(run.state["random"], env)
+    for step in range(run.step + 1, steps + 1):
+        if obs is None:
+            obs, _ = env.reset()
         action = env.action_space.sample() if step <= c.learning_starts else agent.act(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated,
                    next_obs=next_obs)
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
+        obs = None if terminated or truncated else next_obs
         if step > c.learning_starts:
             for _ in range(c.updates_per_step):
-                agent.update(buffer.sample(c.batch_size))
+                losses = agent.update(buffer.sample(c.batch_size))
         if step % eval_every == 0 or step == steps:
-            record = {"step": step, "return": evaluate(agent, env_id, eval_episodes, seed=10_000 + step),
-                      "seconds": round(time.perf_counter() - start, 1)}
-            history.append(record)
-            if log is not None:
-                log(record)
-    return agent, history
+            run.evaluated({"step": step, "return": evaluate(agent, env_id, eval_episodes, seed=10_000 + step),
+                           **losses}, log)
+        if run.due(step, episode_over=obs is None):
+            run.save(step, {"agent": agent.state_dict(), "losses": losses, "random": random_states(env)},
+                     {"real": buffer})
+        if progress is not None:
+            progress(step)
+    return agent, run.history

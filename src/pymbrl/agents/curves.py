@@ -1,0 +1,45 @@
+"""Learning-curve plots of training histories (the records ``train`` returns)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "black")
+
+
+def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[str, float]]]],
+                         path: str | os.PathLike, *, title: str, xlabel: str = "env steps") -> dict[str, dict[int, float]]:
+    """Draws each method's evaluation return against env steps into the PNG ``path``: every seed
+    faint, the mean over seeds (at the steps all seeds reached) bold.
+
+    ``curves`` maps a method's name to its histories by seed. Returns each method's mean return by
+    step.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    means = {}
+    for (name, by_seed), color in zip(curves.items(), COLORS):
+        for history in by_seed.values():
+            ax.plot([r["step"] for r in history], [r["return"] for r in history], color=color, alpha=0.25)
+        reached = min(len(h) for h in by_seed.values())
+        steps = [r["step"] for r in next(iter(by_seed.values()))][:reached]
+        mean = np.mean([[r["return"] for r in h[:reached]] for h in by_seed.values()], axis=0)
+        seeds = f"mean of {len(by_seed)}" if len(by_seed) > 1 else f"seed {next(iter(by_seed))}"
+        ax.plot(steps, mean, "-o", color=color, markersize=3, label=f"{name} ({seeds})")
+        means[name] = dict(zip(steps, mean.round(1).tolist()))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("return (deterministic policy)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return means

@@ -1,0 +1,120 @@
+"""Run directories: a run interrupted and resumed from its checkpoint ends bit for bit where the
+uninterrupted run ends; checkpoints of another run are refused; log.csv and the CLI."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from pymbrl import cli
+from pymbrl.agents import mbpo, sac
+from pymbrl.agents.checkpoint import start_run
+
+SAC_CONFIG = sac.SACConfig(hidden=32, batch_size=32, learning_starts=100)
+MBPO_CONFIG = mbpo.MBPOConfig(init_steps=150, model_train_freq=100, rollout_batch_size=100, rollout_length=(1, 4, 1, 2),
+                              model_retain_epochs=2, updates_per_step=2, ensemble_size=3, num_elites=2,
+                              model_hidden=16, model_layers=2, sac=sac.SACConfig(hidden=32, batch_size=32))
+# Pendulum's episodes are 200 steps: with checkpoints every 200 the run below is saved at 200 and
+# 400, interrupted at 530 and resumed from 400.
+STEPS, EVERY, STOP = 650, 200, 530
+
+
+def without_seconds(history):
+    """The records without their timings, floats as repr (exact, and NaN equals NaN)."""
+    return [{k: repr(v) for k, v in record.items() if k != "seconds"} for record in history]
+
+
+def interrupt_at(step_to_stop):
+    def progress(step):
+        if step == step_to_stop:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def assert_same_agent(a, b):
+    for (name, x), y in zip(a.actor.state_dict().items(), b.actor.state_dict().values()):
+        assert torch.equal(x, y), name
+    for (name, x), y in zip(a.q.state_dict().items(), b.q.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert torch.equal(a.log_alpha, b.log_alpha)
+
+
+@pytest.mark.parametrize("algorithm, config", [(sac, SAC_CONFIG), (mbpo, MBPO_CONFIG)], ids=["sac", "mbpo"])
+def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_ends(tmp_path, algorithm, config):
+    kwargs = dict(seed=3, config=config, eval_every=130, eval_episodes=1, checkpoint_every=EVERY)
+    plain_agent, plain = algorithm.train("Pendulum-v1", STEPS, **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        algorithm.train("Pendulum-v1", STEPS, run_dir=tmp_path, progress=interrupt_at(STOP), **kwargs)
+    assert torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)["step"] == 400
+    steps_taken = []
+    agent, resumed = algorithm.train("Pendulum-v1", STEPS, run_dir=tmp_path, progress=steps_taken.append, **kwargs)
+    assert steps_taken == list(range(401, STEPS + 1))
+    assert without_seconds(resumed) == without_seconds(plain)
+    assert [r["step"] for r in resumed] == [130, 260, 390, 520, 650]
+    assert_same_agent(agent, plain_agent)
+    with open(tmp_path / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [130, 260, 390, 520, 650]
+    assert [float(r["return"]) for r in rows] == pytest.approx([r["return"] for r in plain])
+    # The run is finished: running it again takes no step and returns the same history.
+    again_steps = []
+    _, again = algorithm.train("Pendulum-v1", STEPS, run_dir=tmp_path, progress=again_steps.append, **kwargs)
+    assert again_steps == [] and without_seconds(again) == without_seconds(plain)
+
+
+@pytest.mark.parametrize("change, name", [({"steps": 700}, "steps"), ({"seed": 4}, "seed"),
+                                           ({"config": sac.SACConfig(hidden=16)}, "config"),
+                                           ({"env_id": "MountainCarContinuous-v0"}, "env_id")])
+def test_the_checkpoint_of_another_run_is_refused(tmp_path, change, name):
+    args = dict(env_id="Pendulum-v1", steps=250, seed=3, config=SAC_CONFIG, eval_every=250, eval_episodes=1,
+                run_dir=tmp_path, checkpoint_every=EVERY)
+    sac.train(**args)
+    before = (tmp_path / "checkpoint" / "state.pt").read_bytes()
+    with pytest.raises(ValueError, match=f"^{name}: the checkpoint in"):
+        sac.train(**{**args, **change})
+    assert (tmp_path / "checkpoint" / "state.pt").read_bytes() == before
+
+
+def test_a_seed_of_none_resumes_with_the_checkpoints_seed(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        sac.train("Pendulum-v1", 450, seed=None, config=SAC_CONFIG, eval_every=450, eval_episodes=1,
+                  run_dir=tmp_path, checkpoint_every=EVERY, progress=interrupt_at(420))
+    saved = start_run(tmp_path, 450, {}, None)
+    assert saved.step == 400 and saved.identity["seed"] == str(saved.seed)
+    with pytest.raises(ValueError, match="^seed:"):
+        sac.train("Pendulum-v1", 450, seed=(saved.seed + 1) % 2**31, config=SAC_CONFIG, eval_every=450,
+                  eval_episodes=1, run_dir=tmp_path, checkpoint_every=EVERY)
+
+
+def test_a_save_interrupted_between_its_renames_leaves_the_previous_checkpoint_usable(tmp_path):
+    sac.train("Pendulum-v1", 250, seed=3, config=SAC_CONFIG, eval_every=250, eval_episodes=1, run_dir=tmp_path,
+              checkpoint_every=EVERY)
+    (tmp_path / "checkpoint").rename(tmp_path / ".old-0123")
+    run = start_run(tmp_path, 250, {"algorithm": "SAC", "env_id": "Pendulum-v1", "config": SAC_CONFIG}, 3)
+    # Step 250 is mid-episode: its transition becomes sampleable when the next step arrives.
+    assert run.step == 250 and set(run.buffers) == {"real"} and len(run.buffers["real"]) == 249
+
+
+def test_bad_checkpoint_every_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        sac.train("Pendulum-v1", 10, config=SAC_CONFIG, run_dir=tmp_path, checkpoint_every=0)
+
+
+def test_the_cli_trains_logs_plots_and_resumes(tmp_path, capsys):
+    args = ["train", "sac", "--env", "Pendulum-v1", "--steps", "400", "--eval-every", "200", "--eval-episodes", "1",
+            "--checkpoint-every", "200", "--run-dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "SAC on Pendulum-v1, seed 0: return by step {200: " in out
+    with open(tmp_path / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [200, 400]
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(args) == 0  # finished: the second call resumes at the end
+    assert "seed 0: return by step {200: " in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "sac", "--steps", "500", "--run-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "steps: the checkpoint in" in capsys.readouterr().err
