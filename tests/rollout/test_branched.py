@@ -44,6 +44,18 @@ def test_matches_a_per_state_loop():
             x = nxt
 
 
+def test_a_reward_function_replaces_the_models_reward():
+    starts = torch.randn(30, 2, generator=torch.Generator().manual_seed(1))
+
+    def distance_travelled(obs, act, nxt):
+        return (nxt - obs).norm(dim=1)
+
+    batch = branched_rollout(exact_model(), policy, starts, 3, termination_fn=never, reward_fn=distance_travelled)
+    assert torch.allclose(batch.reward, (batch.next_obs - batch.obs).norm(dim=1))
+    learned = branched_rollout(exact_model(), policy, starts, 3, termination_fn=never)
+    assert torch.equal(learned.next_obs, batch.next_obs) and not torch.allclose(learned.reward, batch.reward)
+
+
 def test_a_terminated_rollout_stops_after_its_last_step():
     starts = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.5, 0.5]])
 
@@ -114,5 +126,8 @@ def test_bad_input():
         branched_rollout(model, policy, torch.zeros(5, 3), 2, termination_fn=never)
     with pytest.raises(ValueError, match="policy"):
         branched_rollout(model, lambda obs: torch.zeros(obs.shape[0], 2), torch.zeros(5, 2), 2, termination_fn=never)
+    with pytest.raises(ValueError, match=r"reward_fn: expected rewards \[5\], got \(5, 1\)"):
+        branched_rollout(model, policy, torch.zeros(5, 2), 2, termination_fn=never,
+                         reward_fn=lambda obs, act, nxt: obs[:, :1])
     with pytest.raises(ValueError, match="horizon"):
         branched_rollout(model, policy, torch.zeros(5, 2), 0, termination_fn=never)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 
 from pymbrl._checks import integer, real
+from pymbrl.envs.rewards import RewardFn
 from pymbrl.envs.termination import TerminationFn
 from pymbrl.models.ensemble import DynamicsModel, GaussianEnsemble
 
@@ -49,8 +50,8 @@ class RolloutBatch(NamedTuple):
 
 @torch.no_grad()
 def branched_rollout(model: GaussianEnsemble | DynamicsModel, policy: Policy, start_obs: torch.Tensor, horizon: int,
-                     *, termination_fn: TerminationFn, deterministic: bool = False, max_disagreement: float | None = None,
-                     generator: torch.Generator | None = None) -> RolloutBatch:
+                     *, termination_fn: TerminationFn, reward_fn: RewardFn | None = None, deterministic: bool = False,
+                     max_disagreement: float | None = None, generator: torch.Generator | None = None) -> RolloutBatch:
     """Rolls the model forward from every start state for ``horizon`` steps.
 
     Parameters
@@ -67,6 +68,10 @@ def branched_rollout(model: GaussianEnsemble | DynamicsModel, policy: Policy, st
     termination_fn : callable
         ``(obs, action, next_obs) -> bool [n]``, e.g. ``pymbrl.envs.termination.termination_fn(env_id)``;
         a rollout ends after the step that terminates it.
+    reward_fn : callable or None
+        ``(obs, action, next_obs) -> float [n]``, the task's true reward (e.g.
+        ``pymbrl.envs.rewards.reward_fn(env_id)``) in place of the model's prediction; None: the
+        model's.
     max_disagreement : float or None
         Ends a rollout, without its step, where the elites' disagreement (the mean over dimensions
         of the variance of their mean predictions of the next observation) exceeds this.
@@ -95,6 +100,11 @@ def branched_rollout(model: GaussianEnsemble | DynamicsModel, policy: Policy, st
             raise ValueError(f"policy: expected actions [{n}, {model.act_dim}], got {shape}")
         action = action.to(dtype=torch.float32)
         next_obs, reward = model.sample(obs, action, generator=generator, deterministic=deterministic)
+        if reward_fn is not None:
+            reward = reward_fn(obs, action, next_obs)
+            if not isinstance(reward, torch.Tensor) or tuple(reward.shape) != (n,):
+                shape = tuple(reward.shape) if isinstance(reward, torch.Tensor) else type(reward).__name__
+                raise ValueError(f"reward_fn: expected rewards [{n}], got {shape}")
         keep = alive
         if max_disagreement is not None and isinstance(model, GaussianEnsemble) and model.num_elites > 1:
             means, _ = model(obs, action)
