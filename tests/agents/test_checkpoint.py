@@ -118,3 +118,20 @@ def test_the_cli_trains_logs_plots_and_resumes(tmp_path, capsys):
         cli.main(["train", "sac", "--steps", "500", "--run-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "steps: the checkpoint in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algorithm, env_id, message", [
+    (sac, "NoSuchEnv-v0", "env_id: .*NoSuchEnv"), (sac, "CartPole-v1", "env_id: SAC needs a Box action space"),
+    (mbpo, "MountainCarContinuous-v0", "env_id: expected one of")])
+def test_bad_envs_are_refused_before_the_run_directory_is_made(tmp_path, algorithm, env_id, message):
+    with pytest.raises(ValueError, match=message):
+        algorithm.train(env_id, 100, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_cli_reports_bad_arguments(tmp_path, capsys):
+    for argv, message in ((["--env", "NoSuchEnv-v0"], "env_id:"), (["--steps", "0"], "steps:"),
+                          (["--checkpoint-every", "0"], "checkpoint_every:")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "mbpo", "--run-dir", str(tmp_path / "run"), *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

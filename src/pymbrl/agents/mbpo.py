@@ -21,7 +21,7 @@ import torch
 
 from pymbrl._checks import integer
 from pymbrl.agents.checkpoint import random_states, restore_random_states, start_run
-from pymbrl.agents.sac import SAC, SACConfig, box_env, evaluate, transition_spec
+from pymbrl.agents.sac import SAC, SACConfig, box_env, evaluate, seed_run, transition_spec
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble, ModelTrainer
 from pymbrl.replay import ReplayBuffer
@@ -69,9 +69,10 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     """
     steps, eval_every = integer(steps, "steps"), integer(eval_every, "eval_every")
     c = config or MBPOConfig()
-    run = start_run(run_dir, steps, {"algorithm": "MBPO", "env_id": env_id, "config": c}, seed, checkpoint_every)
-    env, obs_dim, act_dim = box_env(env_id, run.seed, "MBPO")
+    env, obs_dim, act_dim = box_env(env_id, "MBPO")
     done_fn = termination_fn(env_id)
+    run = start_run(run_dir, steps, {"algorithm": "MBPO", "env_id": env_id, "config": c}, seed, checkpoint_every)
+    seed_run(env, run.seed)
     agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c.sac)
     model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=c.ensemble_size, num_elites=c.num_elites,
                              hidden=c.model_hidden, layers=c.model_layers)

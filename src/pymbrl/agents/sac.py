@@ -141,15 +141,23 @@ class SAC:
         return {"q_loss": float(q_loss.detach()), "actor_loss": float(actor_loss.detach()), "alpha": float(alpha)}
 
 
-def box_env(env_id: str, seed: int, algorithm: str) -> tuple[gym.Env, int, int]:
-    """The env (seeded, with torch's generator seeded too) and its observation and action sizes;
-    refuses envs without a Box action space."""
-    torch.manual_seed(seed)
-    env = gym.make(env_id)
+def box_env(env_id: str, algorithm: str) -> tuple[gym.Env, int, int]:
+    """The env and its observation and action sizes; refuses unknown envs and envs without a Box
+    action space (before anything is written to a run directory)."""
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as error:
+        raise ValueError(f"env_id: {error}") from None
     if not isinstance(env.action_space, gym.spaces.Box):
         raise ValueError(f"env_id: {algorithm} needs a Box action space, {env_id} has {env.action_space}")
-    env.action_space.seed(seed)
     return env, env.observation_space.shape[0], env.action_space.shape[0]
+
+
+def seed_run(env: gym.Env, seed: int) -> None:
+    """Seeds torch's global generator (network initialisation, policy noise) and the env's action
+    space (random warm-up actions); the env itself is seeded by its first reset."""
+    torch.manual_seed(seed)
+    env.action_space.seed(seed)
 
 
 def transition_spec(obs_dim: int, act_dim: int) -> dict:
@@ -188,8 +196,9 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     """
     steps, eval_every = integer(steps, "steps"), integer(eval_every, "eval_every")
     c = config or SACConfig()
+    env, obs_dim, act_dim = box_env(env_id, "SAC")
     run = start_run(run_dir, steps, {"algorithm": "SAC", "env_id": env_id, "config": c}, seed, checkpoint_every)
-    env, obs_dim, act_dim = box_env(env_id, run.seed, "SAC")
+    seed_run(env, run.seed)
     agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c)
     buffer = ReplayBuffer(min(c.buffer_size, steps), transition_spec(obs_dim, act_dim), gamma=c.gamma, seed=run.seed)
     obs, _ = env.reset(seed=run.seed)
