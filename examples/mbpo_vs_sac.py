@@ -1,5 +1,6 @@
 """MBPO against SAC at equal env steps (the chapter's exercise 3), several seeds each. Both start
-with the same random steps; MBPO then trains SAC mostly on short model rollouts.
+with the same random steps and use the same SAC settings (MBPO's for the task); MBPO then trains
+SAC mostly on short model rollouts.
 Writes examples/results/mbpo_<env>.{json,png}; the JSON is rewritten after every run, so an
 interrupted experiment keeps what it finished, and --plot-only redraws the PNG from it.
 
@@ -31,11 +32,12 @@ def main() -> None:
     torch.set_num_threads(1)
     out = RESULTS / f"mbpo_{args.env.split('-')[0].lower()}.json"
     if not args.plot_only:
+        config = mbpo.MBPOConfig.for_env(args.env)
         results = {"env": args.env, "steps": args.steps, "seeds": args.seeds, "runs": {"MBPO": {}, "SAC": {}},
-                   "mbpo_config": repr(mbpo.MBPOConfig()), "sac_config": repr(sac.SACConfig())}
+                   "mbpo_config": repr(config)}
         for seed in args.seeds:
-            for name, train in (("MBPO", mbpo.train), ("SAC", sac.train)):
-                _, history = train(args.env, args.steps, seed=seed, eval_every=args.eval_every,
+            for name, train, settings in (("MBPO", mbpo.train, config), ("SAC", sac.train, config.sac)):
+                _, history = train(args.env, args.steps, seed=seed, config=settings, eval_every=args.eval_every,
                                    log=lambda r, n=name, s=seed: print(f"{n} seed {s}: {r}", flush=True))
                 results["runs"][name][str(seed)] = history
                 out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from pymbrl.agents import mbpo
 from pymbrl.agents.sac import SACConfig
@@ -24,6 +25,15 @@ def test_rollout_length_schedule():
     config = mbpo.MBPOConfig(rollout_length=(20, 100, 1, 15))
     assert [mbpo.rollout_length(config, e) for e in (0, 20, 60, 100, 500)] == [1, 1, 8, 15, 15]
     assert mbpo.rollout_length(mbpo.MBPOConfig(), 7) == 1
+
+
+def test_paper_settings_per_task():
+    config = mbpo.MBPOConfig.for_env("InvertedPendulum-v5")
+    assert (config.epoch_length, config.updates_per_step, config.sac.target_entropy) == (250, 10, -0.05)
+    hopper = mbpo.MBPOConfig.for_env("Hopper-v5", updates_per_step=5)
+    assert hopper.rollout_length == (20, 100, 1, 15) and hopper.updates_per_step == 5
+    assert [mbpo.rollout_length(hopper, e) for e in (20, 60, 100)] == [1, 8, 15]
+    assert mbpo.MBPOConfig.for_env("Pendulum-v1") == mbpo.MBPOConfig()
 
 
 def test_every_retraining_sees_all_real_transitions(monkeypatch):
@@ -51,7 +61,9 @@ def test_a_run_shorter_than_the_random_warm_up_still_reports():
 
 
 def test_a_short_run_learns_its_model_and_updates_the_agent():
+    before = torch.get_rng_state()
     _, history = mbpo.train("Pendulum-v1", 400, seed=0, config=small_config(), eval_every=100, eval_episodes=1)
+    assert torch.equal(torch.get_rng_state(), before)  # the run used its own generators only
     mse = [r["model_mse"] for r in history]
     assert [r["step"] for r in history] == [100, 200, 300, 400]
     # More data and warm-started weights: the elites' held-out error falls retraining after retraining.

@@ -29,7 +29,7 @@ def test_log_prob_is_the_density_of_the_scaled_squashed_action():
 
 def test_updates_fit_the_critics_on_fixed_data():
     torch.manual_seed(0)
-    agent = sac.SAC(3, 1, np.array([-1.0]), np.array([1.0]), sac.SACConfig(hidden=64))
+    agent = sac.SAC(3, 1, np.array([-1.0]), np.array([1.0]), sac.SACConfig(hidden=64), seed=0)
     n = 512
     obs, action = torch.randn(n, 3), torch.rand(n, 1) * 2 - 1
     # discount 0: the critics' targets are the rewards, a smooth function they can fit.
@@ -51,3 +51,15 @@ def test_a_short_run_trains_and_evaluates():
 def test_discrete_action_spaces_are_refused():
     with pytest.raises(ValueError, match="Box"):
         sac.train("CartPole-v1", 10)
+
+
+def test_the_seed_fixes_weights_and_noise_and_the_global_generator_is_left_alone():
+    before = torch.get_rng_state()
+    a, b = (sac.SAC(3, 1, np.array([-1.0]), np.array([1.0]), sac.SACConfig(hidden=16), seed=5) for _ in range(2))
+    obs = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.sample(obs), b.sample(obs))
+    c = sac.SAC(3, 1, np.array([-1.0]), np.array([1.0]), sac.SACConfig(hidden=16), seed=6)
+    assert not torch.equal(a.actor.net[0].weight, c.actor.net[0].weight)
+    sac.train("Pendulum-v1", 120, seed=0, config=sac.SACConfig(learning_starts=60, hidden=16, batch_size=16),
+              eval_every=120, eval_episodes=1)
+    assert torch.equal(torch.get_rng_state(), before)

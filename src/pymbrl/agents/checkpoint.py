@@ -1,6 +1,7 @@
 """Checkpoints of a training run, taken at episode boundaries so that a resumed run continues
 exactly as the uninterrupted one would have: the same parameters, optimiser moments, replay
-contents and samplers, and every random state (torch's, the env's and its action space's).
+contents and samplers, and every random state (the agent's own generators, the env's and its
+action space's).
 
 A run directory holds ``checkpoint/`` (``state.pt`` plus one file per replay buffer) and
 ``log.csv`` (the evaluation history, rewritten in full at every evaluation). A checkpoint is
@@ -29,14 +30,13 @@ STATE = "state.pt"
 
 
 def random_states(env: gym.Env, generators: Iterable[torch.Generator] = ()) -> dict[str, Any]:
-    """torch's global generator, the given generators, the env's and its action space's."""
-    return {"torch": torch.get_rng_state(), "generators": [g.get_state() for g in generators],
+    """The states of the given generators, the env's and its action space's."""
+    return {"generators": [g.get_state() for g in generators],
             "env": env.unwrapped.np_random.bit_generator.state,
             "action_space": env.action_space.np_random.bit_generator.state}
 
 
 def restore_random_states(states: dict[str, Any], env: gym.Env, generators: Iterable[torch.Generator] = ()) -> None:
-    torch.set_rng_state(states["torch"])
     for g, s in zip(generators, states["generators"], strict=True):
         g.set_state(s)
     env.unwrapped.np_random.bit_generator.state = states["env"]

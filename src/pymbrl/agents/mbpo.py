@@ -21,7 +21,7 @@ import torch
 
 from pymbrl._checks import integer
 from pymbrl.agents.checkpoint import random_states, restore_random_states, start_run
-from pymbrl.agents.sac import SAC, SACConfig, box_env, evaluate, seed_run, transition_spec
+from pymbrl.agents.sac import SAC, SACConfig, box_env, evaluate, seeded, transition_spec
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble, ModelTrainer
 from pymbrl.replay import ReplayBuffer
@@ -31,15 +31,17 @@ from pymbrl.rollout import branched_rollout
 @dataclass
 class MBPOConfig:
     """Hyper-parameters; defaults from the paper's appendix (Table 3) where it gives one for the
-    MuJoCo tasks, scaled down where a CPU run on a small task needs it (noted)."""
+    MuJoCo tasks, scaled down where a CPU run on a small task needs it (noted).
+    :meth:`for_env` adds the paper's per-task settings."""
 
     init_steps: int = 1000  # random actions before training (the paper: 5000)
     model_train_freq: int = 250
     rollout_batch_size: int = 10_000  # start states per model_train_freq (the paper: 100,000)
     rollout_length: tuple[int, int, int, int] = (1, 1, 1, 1)
     """(from_epoch, to_epoch, from_length, to_length): the length grows linearly between the
-    epochs (an epoch is model_train_freq env steps); (1, 1, 1, 1) is a constant 1 (HalfCheetah)."""
-    model_retain_epochs: int = 5  # the paper: 1-20 depending on the task
+    epochs (of ``epoch_length`` env steps); (1, 1, 1, 1) is a constant 1 (HalfCheetah)."""
+    epoch_length: int = 1000
+    model_retain_epochs: int = 5  # batches of rollouts kept (the paper keeps 1-5 epochs' worth)
     real_ratio: float = 0.05
     updates_per_step: int = 10  # G; the paper: 20 (Hopper) to 40 (HalfCheetah)
     ensemble_size: int = 7
@@ -47,6 +49,27 @@ class MBPOConfig:
     model_hidden: int = 200
     model_layers: int = 4
     sac: SACConfig = field(default_factory=SACConfig)
+
+    @classmethod
+    def for_env(cls, env_id: str, **changes: Any) -> MBPOConfig:
+        """The defaults with the paper's settings for the task of ``env_id`` where it reports one
+        (rollout-length schedule, epoch length, G and SAC's target entropy, from its Table 3 and
+        released configurations), then ``changes``. Other tasks get the defaults."""
+        task = dict(PAPER_TASKS.get(env_id.split("-v")[0], {}))
+        target_entropy = task.pop("target_entropy", None)
+        if target_entropy is not None and "sac" not in changes:
+            task["sac"] = SACConfig(target_entropy=target_entropy)
+        return cls(**{**task, **changes})
+
+
+PAPER_TASKS: dict[str, dict[str, Any]] = {
+    "InvertedPendulum": {"epoch_length": 250, "rollout_length": (1, 15, 1, 1), "updates_per_step": 10,
+                         "target_entropy": -0.05},
+    "Hopper": {"rollout_length": (20, 100, 1, 15), "updates_per_step": 20, "target_entropy": -1.0},
+    "Walker2d": {"updates_per_step": 20, "target_entropy": -3.0},
+    "HalfCheetah": {"updates_per_step": 40, "target_entropy": -3.0},
+    "Ant": {"rollout_length": (20, 100, 1, 25), "updates_per_step": 20, "target_entropy": -4.0},
+}
 
 
 def rollout_length(config: MBPOConfig, epoch: int) -> int:
@@ -65,17 +88,18 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     (dicts with ``step``, ``return``, ``model_mse`` (the elites' held-out MSE), the last SAC
     update's losses and ``seconds``). ``log``, ``progress``, ``run_dir`` and ``checkpoint_every``
     work as in :func:`pymbrl.agents.sac.train`: a run resumed from its checkpoint ends exactly where
-    the uninterrupted run would have.
+    the uninterrupted run would have. ``config`` None: ``MBPOConfig.for_env(env_id)``.
     """
     steps, eval_every = integer(steps, "steps"), integer(eval_every, "eval_every")
-    c = config or MBPOConfig()
+    c = config or MBPOConfig.for_env(env_id)
     env, obs_dim, act_dim = box_env(env_id, "MBPO")
     done_fn = termination_fn(env_id)
     run = start_run(run_dir, steps, {"algorithm": "MBPO", "env_id": env_id, "config": c}, seed, checkpoint_every)
-    seed_run(env, run.seed)
-    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c.sac)
-    model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=c.ensemble_size, num_elites=c.num_elites,
-                             hidden=c.model_hidden, layers=c.model_layers)
+    env.action_space.seed(run.seed)
+    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c.sac, seed=run.seed)
+    with seeded(run.seed + 1):
+        model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=c.ensemble_size, num_elites=c.num_elites,
+                                 hidden=c.model_hidden, layers=c.model_layers)
     trainer = ModelTrainer(model, seed=run.seed)
     spec = transition_spec(obs_dim, act_dim)
     real = ReplayBuffer(steps, spec, gamma=c.sac.gamma, seed=run.seed)
@@ -87,9 +111,6 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
             (("obs", (obs_dim,)), ("action", (act_dim,)), ("next_obs", (obs_dim,)), ("reward", ()))}
     generator = torch.Generator().manual_seed(run.seed)
     real_batch = max(1, int(round(c.real_ratio * c.sac.batch_size)))
-
-    def policy(states: torch.Tensor) -> torch.Tensor:
-        return agent.actor(states)[0]
 
     obs, _ = env.reset(seed=run.seed)
     model_mse, losses = float("nan"), {}
@@ -117,7 +138,7 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
             model_mse = float(fit.holdout_mse[fit.elites].mean())
             starts = data["obs"][torch.randint(step, (c.rollout_batch_size,), generator=generator)]
             with torch.no_grad():
-                branched_rollout(model, policy, starts, rollout_length(c, step // c.model_train_freq),
+                branched_rollout(model, agent.sample, starts, rollout_length(c, step // c.epoch_length),
                                  termination_fn=done_fn, generator=generator).write(imagined)
         for _ in range(c.updates_per_step if step >= c.init_steps else 0):
             a, b = real.sample(real_batch), imagined.sample(c.sac.batch_size - real_batch)

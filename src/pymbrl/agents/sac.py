@@ -8,7 +8,8 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pymbrl._checks import integer
+from pymbrl._checks import integer, resolve_seed
 from pymbrl.agents.checkpoint import random_states, restore_random_states, start_run
 from pymbrl.replay import ReplayBuffer
 
@@ -52,11 +53,15 @@ class Actor(nn.Module):
         self.register_buffer("scale", torch.tensor((high - low) / 2, dtype=torch.float32))
         self.register_buffer("center", torch.tensor((high + low) / 2, dtype=torch.float32))
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action [N, A] inside the box, log-probability [N] of it)."""
+    def forward(self, obs: torch.Tensor, deterministic: bool = False,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action [N, A] inside the box, log-probability [N] of it); ``generator`` draws the noise."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(-20.0, 2.0)
-        u = mean if deterministic else mean + torch.randn_like(mean) * log_std.exp()
+        if deterministic:
+            u = mean
+        else:
+            u = mean + torch.randn(mean.shape, generator=generator, device=mean.device) * log_std.exp()
         squashed = torch.tanh(u)
         # log N(u) minus the log-determinant of the tanh and of the scaling (numerically stable form).
         log_prob = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -76,15 +81,20 @@ class TwinQ(nn.Module):
 
 class SAC:
     """The agent: networks, optimisers and the update. ``update(batch)`` takes a replay batch with
-    obs, action, reward, next_obs and discount (gamma^n, 0 after termination)."""
+    obs, action, reward, next_obs and discount (gamma^n, 0 after termination). ``seed`` draws the
+    initial weights and seeds the agent's own generator of policy noise (torch's global one is
+    left alone)."""
 
     def __init__(self, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, config: SACConfig | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", seed: int | None = None):
         self.config = config or SACConfig()
         c = self.config
-        self.actor = Actor(obs_dim, act_dim, c.hidden, low, high).to(device)
-        self.q = TwinQ(obs_dim, act_dim, c.hidden).to(device)
+        seed = resolve_seed(seed)
+        with seeded(seed):
+            self.actor = Actor(obs_dim, act_dim, c.hidden, low, high).to(device)
+            self.q = TwinQ(obs_dim, act_dim, c.hidden).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.generator = torch.Generator(device).manual_seed(seed % 2**63)
         self.log_alpha = torch.zeros((), device=device, requires_grad=True)
         self.target_entropy = -float(act_dim) if c.target_entropy is None else c.target_entropy
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
@@ -93,21 +103,28 @@ class SAC:
         self.device = torch.device(device)
 
     def state_dict(self) -> dict[str, Any]:
-        """Networks, optimisers and temperature: everything an update depends on."""
+        """Networks, optimisers, temperature and noise generator: everything acting and updating
+        depend on."""
         return {"actor": self.actor.state_dict(), "q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
                 "log_alpha": self.log_alpha.detach().clone(), "actor_opt": self.actor_opt.state_dict(),
-                "q_opt": self.q_opt.state_dict(), "alpha_opt": self.alpha_opt.state_dict()}
+                "q_opt": self.q_opt.state_dict(), "alpha_opt": self.alpha_opt.state_dict(),
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("actor", "q", "q_target", "actor_opt", "q_opt", "alpha_opt"):
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
+        self.generator.set_state(state["generator"])
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        action, _ = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None], deterministic)
-        return action[0].cpu().numpy()
+        return self.sample(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None],
+                           deterministic)[0].cpu().numpy()
+
+    def sample(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions [N, A] for observations [N, obs_dim], the noise from the agent's generator."""
+        return self.actor(obs, deterministic, self.generator)[0]
 
     def update(self, batch: Any) -> dict[str, float]:
         """One gradient step of the critics, the actor and the temperature; returns the losses."""
@@ -115,7 +132,7 @@ class SAC:
         next_obs, discount = batch["next_obs"], batch["discount"]
         alpha = self.log_alpha.exp().detach()
         with torch.no_grad():
-            next_action, next_log_prob = self.actor(next_obs)
+            next_action, next_log_prob = self.actor(next_obs, generator=self.generator)
             target = torch.min(*self.q_target(next_obs, next_action)) - alpha * next_log_prob
             y = reward + discount * target
         q1, q2 = self.q(obs, action)
@@ -124,7 +141,7 @@ class SAC:
         q_loss.backward()
         self.q_opt.step()
 
-        new_action, log_prob = self.actor(obs)
+        new_action, log_prob = self.actor(obs, generator=self.generator)
         actor_loss = (alpha * log_prob - torch.min(*self.q(obs, new_action))).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -153,11 +170,13 @@ def box_env(env_id: str, algorithm: str) -> tuple[gym.Env, int, int]:
     return env, env.observation_space.shape[0], env.action_space.shape[0]
 
 
-def seed_run(env: gym.Env, seed: int) -> None:
-    """Seeds torch's global generator (network initialisation, policy noise) and the env's action
-    space (random warm-up actions); the env itself is seeded by its first reset."""
-    torch.manual_seed(seed)
-    env.action_space.seed(seed)
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Runs its block (network construction) on torch's global generator seeded with ``seed``, then
+    puts the global generator back as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed % 2**63)
+        yield
 
 
 def transition_spec(obs_dim: int, act_dim: int) -> dict:
@@ -198,8 +217,8 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     c = config or SACConfig()
     env, obs_dim, act_dim = box_env(env_id, "SAC")
     run = start_run(run_dir, steps, {"algorithm": "SAC", "env_id": env_id, "config": c}, seed, checkpoint_every)
-    seed_run(env, run.seed)
-    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c)
+    env.action_space.seed(run.seed)
+    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c, seed=run.seed)
     buffer = ReplayBuffer(min(c.buffer_size, steps), transition_spec(obs_dim, act_dim), gamma=c.gamma, seed=run.seed)
     obs, _ = env.reset(seed=run.seed)
     losses: dict[str, float] = {}
