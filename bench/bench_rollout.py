@@ -30,6 +30,9 @@ Peers, each behind a small adapter with ``setup(problem)`` (untimed) and ``rollo
   propagation_method="random_model"))`` configured as its MBPO Hopper example (double-precision input
   normaliser, ``mbrl.env.termination_fns.hopper``), driven as ``mbrl/algorithms/mbpo.py``'s
   ``rollout_model_and_populate_sac_buffer`` does (numpy in and out, the agent on the whole batch).
+  On a GPU (``--device cuda``) that means host<->device copies at every step (the observations and
+  actions to the device, the predictions, rewards and done flags back to numpy, as ``SACAgent.act``
+  and ``ModelEnv.step(return_as_np=True)`` do them): that is what mbrl-lib's MBPO pays, so it is timed.
   mbrl-lib pins gymnasium 0.26 and hydra-core 1.0.3, which breaks on Python 3.11, so ``make bench``
   installs it without dependencies (with hydra-core 1.3.8 / omegaconf 2.3.0) into ``build/peers/mbrl``,
   next to gymnasium 1.x in the benchmark's venv.
@@ -37,15 +40,26 @@ Peers, each behind a small adapter with ``setup(problem)`` (untimed) and ``rollo
   policy and of one random elite (its own ``nn.Sequential``). It is slow and its cost per transition
   does not depend on N, so it runs on the first 300 start states only.
 
-Everything runs on the CPU with ``torch.set_num_threads(1)``. Each horizon runs every library
+By default everything runs on the CPU with ``torch.set_num_threads(1)``. With ``--device cuda`` the
+ensemble, the policy and the start states of pymbrl and mbrl-lib live on the GPU (pymbrl's
+generators are created there; mbrl-lib's ``GaussianMLP`` gets ``device=``, its ``ModelEnv`` a
+generator on the device, as ``mbpo.py`` makes it), and every timing calls
+``torch.cuda.synchronize()`` before reading the clock at its start and its end. The Python loop
+stays on the CPU even then: batch-1 calls on a GPU would measure kernel-launch latency, not a
+loop anyone would run there. Each horizon runs every library
 ``repeats`` times, the libraries interleaved (their order rotating) so that a burst of load on the
 machine hits them all, after one warm-up rollout each; the tables show medians. Afterwards, the
 peak resident memory each batched library adds during one rollout at H = 1 and H = 15 is measured
 in a fresh child process per rollout (in this process, memory freed by earlier rollouts would be
-reused unseen), 3 times each (it varies by tens of MB from run to run).
+reused unseen), 3 times each (it varies by tens of MB from run to run). On a device run it is the
+device memory instead, in this process: ``torch.cuda.max_memory_allocated()`` during the rollout
+minus ``torch.cuda.memory_allocated()`` before it, after ``torch.cuda.reset_peak_memory_stats()``
+(the allocator counts the bytes of live tensors, so blocks it reuses from its cache are counted
+too); host memory is not measured there.
 
 It prints a markdown report and writes it into ``bench/RESULTS.md`` between the markers
-``<!-- rollout:begin -->`` and ``<!-- rollout:end -->``, keeping the rest of that file.
+``<!-- rollout:begin -->`` and ``<!-- rollout:end -->`` (a device run: ``<!-- rollout-cuda:begin -->``
+and ``<!-- rollout-cuda:end -->``, so that both sections coexist), keeping the rest of that file.
 
 Usage::
 
@@ -53,11 +67,14 @@ Usage::
     python bench/bench_rollout.py            # full run, about 4 minutes on a 2-core VM
     python bench/bench_rollout.py --quick    # smoke test, N = 10,000; writes no file unless --output is given
     python bench/bench_rollout.py --quick --libs pymbrl,mbrl
+    python bench/bench_rollout.py --device cuda   # on a GPU; writes the section rollout-cuda
+    python bench/bench_rollout.py --device cuda --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import multiprocessing
 import statistics
 import sys
@@ -80,6 +97,7 @@ from pymbrl.models import GaussianEnsemble
 torch.set_num_threads(1)
 
 SECTION = "rollout"
+"""The section of RESULTS.md a CPU run rewrites; a device run rewrites ``rollout-<device type>`` (see section_name)."""
 CLI_NAMES = {"pymbrl": "pymbrl", "python": "Python loop", "mbrl": "mbrl-lib"}
 """``--libs`` name -> library (column) name."""
 PYMBRL, PYTHON, MBRL = CLI_NAMES.values()
@@ -109,12 +127,24 @@ NA = "—"
 
 @dataclass(frozen=True)
 class Problem:
-    ensemble: GaussianEnsemble   # the weights every library uses
-    policy: nn.Module            # float [n, OBS_DIM] -> [n, ACT_DIM] in (-1, 1)
-    start_obs: torch.Tensor      # float [N, OBS_DIM]
+    ensemble: GaussianEnsemble   # the weights every library uses, on ``device``
+    policy: nn.Module            # float [n, OBS_DIM] -> [n, ACT_DIM] in (-1, 1), on ``device``
+    start_obs: torch.Tensor      # float [N, OBS_DIM], on ``device``
+    device: torch.device
 
 
-def make_problem(n: int, seed: int = 0) -> Problem:
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()``, after the device has finished the work queued on it (CUDA runs
+    asynchronously: without this, a timing would end before the GPU did)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def make_problem(n: int, seed: int = 0, device: torch.device | None = None) -> Problem:
+    """Built on the CPU (the same weights and start states whatever the device), then moved to
+    ``device`` (None: the CPU)."""
+    device = torch.device("cpu") if device is None else device
     torch.manual_seed(seed)
     ensemble = GaussianEnsemble(OBS_DIM, ACT_DIM, ensemble_size=ENSEMBLE, num_elites=ELITES, hidden=HIDDEN,
                                 layers=LAYERS)
@@ -135,7 +165,7 @@ def make_problem(n: int, seed: int = 0) -> Problem:
         head.bias[..., out:] = LOGVAR_CENTRE
     ensemble.requires_grad_(False)
     policy.requires_grad_(False)
-    return Problem(ensemble, policy, start)
+    return Problem(ensemble.to(device), policy.to(device), start.to(device), device)
 
 
 class Summary(NamedTuple):
@@ -189,21 +219,22 @@ class Pymbrl(Adapter):
         return f"pymbrl {self.pymbrl.__version__}: `pymbrl.rollout.branched_rollout`"
 
     def setup(self, p: Problem) -> None:
-        self.model, self.policy, self.start = p.ensemble, p.policy, p.start_obs
+        self.model, self.policy, self.start, self.device = p.ensemble, p.policy, p.start_obs, p.device
         self.termination = termination_fn(ENV_ID)
 
     def rollout(self, horizon, seed):
-        generator = torch.Generator().manual_seed(seed)
-        t0 = time.perf_counter()
+        generator = torch.Generator(device=self.device).manual_seed(seed)   # random numbers made on the device
+        t0 = clock(self.device)
         batch = self.branched_rollout(self.model, self.policy, self.start, horizon, termination_fn=self.termination,
                                       generator=generator)
-        elapsed = time.perf_counter() - t0
+        elapsed = clock(self.device) - t0
         n = len(self.start)
         return elapsed, Summary(n * horizon, len(batch.obs), int(batch.terminated.sum()), n, float(batch.reward.std()))
 
 
 class Python(Adapter):
-    """``rollout_baseline.rollout`` on the first LOOP_STATES start states, one member per ``nn.Sequential``."""
+    """``rollout_baseline.rollout`` on the first LOOP_STATES start states, one member per ``nn.Sequential``;
+    always on the CPU (batch-1 calls on a GPU would measure kernel-launch latency)."""
 
     name = PYTHON
     subset = LOOP_STATES
@@ -220,6 +251,7 @@ class Python(Adapter):
             for k, net in enumerate(self.nets):
                 mine = [m for m in net.net if isinstance(m, nn.Linear)]
                 for src, dst in zip(linears, mine):
+                    # copy_ also copies from a device.
                     dst.weight.copy_(src.weight[k].T)   # ensemble layers hold [in, out], nn.Linear [out, in]
                     dst.bias.copy_(src.bias[k, 0])
                 net.input_mean.copy_(e.normalizer.mean)
@@ -227,7 +259,8 @@ class Python(Adapter):
                 net.max_logvar.copy_(e.max_logvar)
                 net.min_logvar.copy_(e.min_logvar)
         self.elites = e.elites.tolist()
-        self.policy, self.start = p.policy, p.start_obs[:self.subset]
+        self.policy = p.policy if p.device.type == "cpu" else copy.deepcopy(p.policy).cpu()
+        self.start = p.start_obs[:self.subset].cpu()
         self.termination = termination_fn(ENV_ID)
 
     def rollout(self, horizon, seed):
@@ -240,7 +273,7 @@ class Python(Adapter):
 
     def members(self, obs, act):
         with torch.no_grad():
-            means, logvars = zip(*(net(obs, act) for net in self.nets))
+            means, logvars = zip(*(net(obs.cpu(), act.cpu()) for net in self.nets))
         return torch.stack(means), torch.stack(logvars)
 
 
@@ -271,7 +304,8 @@ class MbrlLib(Adapter):
 
     def setup(self, p: Problem) -> None:
         mbrl, e = self.mbrl, p.ensemble
-        mlp = mbrl.models.GaussianMLP(in_size=OBS_DIM + ACT_DIM, out_size=OBS_DIM + 1, device="cpu",
+        self.device = p.device
+        mlp = mbrl.models.GaussianMLP(in_size=OBS_DIM + ACT_DIM, out_size=OBS_DIM + 1, device=p.device,
                                       num_layers=LAYERS, ensemble_size=ENSEMBLE, hid_size=HIDDEN, deterministic=False,
                                       propagation_method="random_model", activation_fn_cfg={"_target_": "torch.nn.SiLU"})
         # Both libraries' ensemble layers hold weight [E, in, out] and bias [E, 1, out], and both heads
@@ -287,30 +321,31 @@ class MbrlLib(Adapter):
         model = mbrl.models.OneDTransitionRewardModel(mlp, target_is_delta=True, normalize=True,
                                                       normalize_double_precision=True, learned_rewards=True,
                                                       num_elites=ELITES)
-        model.input_normalizer.mean = e.normalizer.mean.double()[None]
-        model.input_normalizer.std = e.normalizer.std.double()[None]
+        model.input_normalizer.mean = e.normalizer.mean.double()[None].to(p.device)   # mbrl-lib keeps it on the device
+        model.input_normalizer.std = e.normalizer.std.double()[None].to(p.device)
         model.set_elite(e.elites.tolist())
         self.model = model
         # ModelEnv reads only the spaces of the real env.
         box = self.gymnasium.spaces.Box
         env = SimpleNamespace(observation_space=box(-np.inf, np.inf, (OBS_DIM,), np.float32),
                               action_space=box(-1.0, 1.0, (ACT_DIM,), np.float32))
-        self.generator = torch.Generator()
+        self.generator = torch.Generator(device=p.device)   # as mbpo.py makes it (device=cfg.device)
         self.env = mbrl.models.ModelEnv(env, model, mbrl.env.termination_fns.hopper, generator=self.generator)
         self.policy = p.policy
-        self.start = p.start_obs.numpy()   # mbrl-lib's replay buffer holds numpy arrays
+        self.start = p.start_obs.cpu().numpy()   # mbrl-lib's replay buffer holds numpy arrays, on the host
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """What mbrl-lib's ``SACAgent.act(obs, batched=True)`` does around the actor."""
+        """What mbrl-lib's ``SACAgent.act(obs, batched=True)`` does around the actor (pytorch_sac's
+        ``select_action``: to torch, to the device, actor, back to numpy on the host)."""
         with torch.no_grad():
-            return self.policy(torch.FloatTensor(obs)).detach().cpu().numpy()
+            return self.policy(torch.FloatTensor(obs).to(self.device)).detach().cpu().numpy()
 
     def rollout(self, horizon, seed):
         self.generator.manual_seed(seed)   # the noise
         torch.manual_seed(seed)            # random_model's permutation (mbrl-lib passes it no generator)
         env = self.env
         kept: list[tuple[np.ndarray, ...]] = []
-        t0 = time.perf_counter()
+        t0 = clock(self.device)
         # rollout_model_and_populate_sac_buffer, with the valid transitions kept instead of added to a buffer.
         model_state = env.reset(initial_obs_batch=self.start, return_as_np=True)
         accum_dones = np.zeros(self.start.shape[0], dtype=bool)
@@ -323,7 +358,7 @@ class MbrlLib(Adapter):
                          pred_dones[alive, 0]))
             obs = pred_next_obs
             accum_dones |= pred_dones.squeeze()
-        elapsed = time.perf_counter() - t0
+        elapsed = clock(self.device) - t0
         n = self.start.shape[0]
         rewards = np.concatenate([k[3] for k in kept])
         return elapsed, Summary(n * horizon, len(rewards), int(sum(k[4].sum() for k in kept)), n, float(rewards.std()))
@@ -337,7 +372,7 @@ ADAPTERS = {PYMBRL: Pymbrl, PYTHON: Python, MBRL: MbrlLib}
 
 
 # --------------------------------------------------------------------------------------------
-# Memory, in a fresh child process per rollout
+# Memory: on the CPU in a fresh child process per rollout; on a device in this process
 # --------------------------------------------------------------------------------------------
 
 def _status_kb(field: str) -> int:
@@ -359,6 +394,20 @@ def peak_growth(name: str, n: int, horizon: int) -> float:
     before = _status_kb("VmRSS")
     ad.rollout(horizon, seed=0)
     return (_status_kb("VmHWM") - before) / 1024
+
+
+def device_peak_growth(ad: Adapter, horizon: int, device: torch.device) -> float:
+    """MB by which one rollout raises the device's allocated memory above the level it started from.
+
+    Runs in this process: the caching allocator counts the bytes of live tensors whether their
+    blocks are new or reused from its cache, so earlier rollouts hide nothing (unlike the RSS on the
+    CPU). Host memory (mbrl-lib's numpy arrays) is not counted.
+    """
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    ad.rollout(horizon, seed=0)   # synchronises at its end
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,6 +432,7 @@ class Cell:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.device: torch.device = args.device
         self.libs = {name: ADAPTERS[name]() for name in args.libs}
         # results[H][lib] -> Cell, or a string saying why there is none
         self.results: dict[int, dict[str, Cell | str]] = {}
@@ -406,10 +456,10 @@ class Bench:
         for name, ad in self.ready().items():
             if name == PYMBRL:
                 continue
-            mean, logvar = ad.members(obs, act)
+            mean, logvar = (t.cpu() for t in ad.members(obs, act))
             self.checks.append(f"{name}: max |difference| from pymbrl's member predictions on 1,000 start states: "
-                               f"mean {float((mean - ref_mean).abs().max()):.1e}, "
-                               f"log-variance {float((logvar - ref_logvar).abs().max()):.1e}")
+                               f"mean {float((mean - ref_mean.cpu()).abs().max()):.1e}, "
+                               f"log-variance {float((logvar - ref_logvar.cpu()).abs().max()):.1e}")
 
     def horizon(self, horizon: int) -> None:
         res = self.results.setdefault(horizon, {})
@@ -441,14 +491,15 @@ class Bench:
             act = p.policy(obs)
         parts: dict[str, dict[str, Callable[[], object]]] = {}
         if PYMBRL in ready:
-            model, generator, term = p.ensemble, torch.Generator().manual_seed(0), termination_fn(ENV_ID)
+            model, term = p.ensemble, termination_fn(ENV_ID)
+            generator = torch.Generator(device=self.device).manual_seed(0)
             nxt, _ = model.sample(obs, act, generator=generator)
             parts[PYMBRL] = {"policy": lambda: p.policy(obs),
                              "`GaussianEnsemble.sample`": lambda: model.sample(obs, act, generator=generator),
                              "termination": lambda: term(obs, act, nxt)}
         if MBRL in ready:
             ad = ready[MBRL]
-            state, act_np = ad.env.reset(ad.start, return_as_np=True), act.numpy()
+            state, act_np = ad.env.reset(ad.start, return_as_np=True), act.cpu().numpy()
             parts[MBRL] = {"agent (`SACAgent.act` equivalent)": lambda: ad.act(ad.start),
                            "`ModelEnv.step`": lambda: ad.env.step(act_np, state, sample=True)}
         costs = []
@@ -458,9 +509,9 @@ class Bench:
                 for what, fn in fns.items():
                     times = []
                     for _ in range(3):
-                        t0 = time.perf_counter()
+                        t0 = clock(self.device)
                         fn()
-                        times.append(time.perf_counter() - t0)
+                        times.append(clock(self.device) - t0)
                     ms.append(f"{what} {statistics.median(times) * 1e3:,.0f} ms")
                 costs.append(f"{name}: " + ", ".join(ms))
         if costs:
@@ -469,6 +520,9 @@ class Bench:
                               + "; ".join(costs) + ".")
 
     def measure_memory(self) -> None:
+        if self.device.type != "cpu":
+            self.measure_device_memory()
+            return
         batched = [n for n in self.ready() if self.libs[n].subset is None]
         # spawn, not fork: the child must start without this process's heap.
         ctx = multiprocessing.get_context("spawn")
@@ -483,12 +537,31 @@ class Bench:
                             runs.append(pool.apply(peak_growth, (name, self.args.n, horizon)))
                         except Exception as e:
                             self.memory[(name, horizon)] = f"failed ({short(e, 60)})"
+        self.log_memory()
+
+    def measure_device_memory(self) -> None:
+        """The device memory each batched library adds during one rollout, in this process, with the
+        adapters already set up (the Python loop runs on the CPU and is left out)."""
+        batched = [n for n in self.ready() if self.libs[n].subset is None]
+        for _ in range(MEMORY_RUNS):
+            for horizon in MEMORY_HORIZONS:
+                for name in batched:
+                    runs = self.memory.setdefault((name, horizon), [])
+                    if isinstance(runs, str):
+                        continue
+                    try:
+                        runs.append(device_peak_growth(self.libs[name], horizon, self.device))
+                    except Exception as e:
+                        self.memory[(name, horizon)] = f"failed ({short(e, 60)})"
+        self.log_memory()
+
+    def log_memory(self) -> None:
         self.log("memory: " + ", ".join(f"{n} H={h} {v if isinstance(v, str) else [round(x) for x in v]}"
                                         for (n, h), v in self.memory.items()))
 
     def run(self) -> None:
         self.t0 = time.perf_counter()
-        p = make_problem(self.args.n)
+        p = make_problem(self.args.n, device=self.device)
         for ad in self.ready().values():
             ad.setup(p)
         self.check_weights(p)
@@ -581,6 +654,10 @@ def sanity_table(bench: Bench) -> list[str]:
     return lines
 
 
+def mb(v: float) -> str:
+    return f"{v:.1f}" if abs(v) < 10 else f"{v:,.0f}"
+
+
 def memory_table(bench: Bench) -> list[str]:
     names = sorted({n for n, _ in bench.memory}, key=list(bench.libs).index)
     lines = ["| H | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
@@ -588,18 +665,36 @@ def memory_table(bench: Bench) -> list[str]:
         cells = []
         for n in names:
             runs = bench.memory.get((n, horizon), NA)
-            cells.append(f"{statistics.median(runs):,.0f} ({min(runs):,.0f}-{max(runs):,.0f})"
+            cells.append(f"{mb(statistics.median(runs))} ({mb(min(runs))}-{mb(max(runs))})"
                          if isinstance(runs, list) else runs)
         lines.append(f"| {horizon} | " + " | ".join(cells) + " |")
     return lines
 
 
+def device_name(device: torch.device) -> str:
+    """The device in words, e.g. "CPU" or "NVIDIA H100 80GB HBM3 (`cuda:0`, CUDA 12.8)"."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (`{device}`, CUDA {torch.version.cuda})"
+    return "CPU"
+
+
+def section_name(device: torch.device) -> str:
+    """The RESULTS.md section a run rewrites: ``rollout`` on the CPU, ``rollout-cuda`` on a GPU, so both coexist."""
+    return SECTION if device.type == "cpu" else f"{SECTION}-{device.type}"
+
+
 def report(bench: Bench, argv: list[str], load_before: str) -> str:
     a = bench.args
+    on_device = bench.device.type != "cpu"
     reps = ", ".join(f"{a.repeats[h]} at H={h}" for h in HORIZONS)
-    lines = header("Branched model rollouts (MBPO): pymbrl vs mbrl-lib's ModelEnv and a per-state loop",
-                   "bench_rollout.py", argv, load_before, machine_note="; CPU, `torch.set_num_threads(1)`",
-                   runtime=bench.runtime)
+    title = "Branched model rollouts (MBPO): pymbrl vs mbrl-lib's ModelEnv and a per-state loop"
+    if on_device:
+        title += f", on {torch.cuda.get_device_name(bench.device)}"
+        note = (f"; device: {device_name(bench.device)} for pymbrl and mbrl-lib (the Python loop on the CPU); "
+                "host `torch.set_num_threads(1)`")
+    else:
+        note = "; CPU, `torch.set_num_threads(1)`"
+    lines = header(title, "bench_rollout.py", argv, load_before, machine_note=note, runtime=bench.runtime)
     for name, ad in bench.libs.items():
         lines.append(f"- {ad.versions() if ad.reason is None else name + ': ' + ad.reason}")
     lines += [
@@ -619,13 +714,26 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         footnotes.append(f"\\* Python loop: measured on the first {LOOP_STATES} start states (it handles one at a "
                          "time, so its rate does not depend on N); it computes no step after a rollout ends, the "
                          "batched libraries compute every step of every row and mask the ended ones.")
+        if on_device:
+            footnotes.append("It runs on the CPU in this device run too: its batch-1 calls on a GPU would measure "
+                             "kernel-launch latency, not a loop anyone would run there.")
+    if on_device:
+        footnotes.append("Device timings: `torch.cuda.synchronize()` before reading the clock at the start and the "
+                         "end of every rollout.")
     if footnotes:
         lines += ["", " ".join(footnotes)]
     tg = targets(bench)
     if tg:
         lines += ["", "Targets:", "", *tg]
     lines += ["", "Seconds per whole rollout (median):", "", *seconds_table(bench)]
-    if bench.memory:
+    if bench.memory and on_device:
+        lines += ["", f"Peak device memory added by one rollout, MB, median (min-max) of {MEMORY_RUNS} (in this "
+                  "process, after the timings: `torch.cuda.max_memory_allocated()` during the rollout, after "
+                  "`torch.cuda.reset_peak_memory_stats()`, minus `torch.cuda.memory_allocated()` before it; "
+                  "the allocator counts live tensors' bytes, reused cached blocks included; host memory, where "
+                  "mbrl-lib keeps its numpy arrays, is not measured):", "",
+                  *memory_table(bench)]
+    elif bench.memory:
         lines += ["", f"Peak resident memory added by one rollout, MB, median (min-max) of {MEMORY_RUNS} (a fresh "
                   "child process per rollout; the kernel's high-water mark after setup minus the resident size "
                   "before the rollout):", "",
@@ -641,7 +749,9 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "sample=True)` and the rows of rollouts not yet ended picked out by numpy masks (what "
         "`rollout_model_and_populate_sac_buffer` passes to `sac_buffer.add_batch`). `GaussianMLP` with "
         "`propagation_method=\"random_model\"` deals the rows to the elites by a random permutation, an equal "
-        "share each, and runs each elite on its share only; pymbrl's `GaussianEnsemble.sample` does the same.",
+        "share each, and runs each elite on its share only; pymbrl's `GaussianEnsemble.sample` does the same."
+        + (" On the device, every step copies the observations and actions from the host to the device and the "
+           "predictions, rewards and done flags back (what mbrl-lib's MBPO does; its real cost)." if on_device else ""),
         "- Python loop: `bench/rollout_baseline.py`: per start state and step, the policy on a batch of 1, a "
         "random elite (`random.choice`) on a batch of 1, its Gaussian sampled, the termination rule, a "
         "`Transition` appended; a rollout stops when it ends.",
@@ -659,6 +769,27 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     return "\n".join(lines)
 
 
+def parse_device(text: str, parser: argparse.ArgumentParser) -> torch.device:
+    """``--device`` as a torch.device; ends the program with the parser's usage error, before any
+    work, when it is not cpu or cuda[:N] or names a device this machine does not have."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {text}: CUDA is not available on this machine (torch.cuda.is_available() is "
+                         f"False; torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            parser.error(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -669,9 +800,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated subset of " + ",".join(CLI_NAMES) + " (any case; default: all)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed rollouts per library and horizon (default 7, 5, 5 at H = 1, 5, 15; 3 with --quick)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement (child processes)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the memory measurement (child processes; device memory in this process on a GPU)")
+    parser.add_argument("--device", default="cpu",
+                        help="where pymbrl and mbrl-lib run: cpu (default) or cuda[:N]; the Python loop stays on the "
+                             "CPU; a device run writes its own RESULTS.md section (rollout-cuda)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.device = parse_device(args.device, parser)
     args.libs = [CLI_NAMES[n] for n in names(args.libs, tuple(CLI_NAMES), "libraries", parser)]
     default = dict.fromkeys(HORIZONS, 3) if args.quick else {1: 7, 5: 5, 15: 5}
     args.repeats = {h: args.repeats or default[h] for h in HORIZONS}
@@ -681,7 +817,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = load()
     bench = Bench(args)
     bench.run()
-    publish(report(bench, argv, load_before), output, SECTION)
+    publish(report(bench, argv, load_before), output, section_name(args.device))
 
 
 if __name__ == "__main__":
