@@ -14,7 +14,6 @@ search per move. Against the perfect player the best result is a draw. Writes ex
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import random
 import time
@@ -41,27 +40,6 @@ def search_moves(kind: str, values: str, boards: torch.Tensor, simulations: int,
     return out.action
 
 
-@functools.lru_cache(maxsize=None)
-def negamax(board: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
-    """(value for the player to move, optimal moves) of an absolute board (X = 1, O = -1)."""
-    t = torch.tensor([board], dtype=torch.float32)
-    if bool(tictactoe.is_over(t)):
-        return int(tictactoe.winner(t)) * int(tictactoe.to_move(t)), ()
-    mover = int(tictactoe.to_move(t))
-    scores = {}
-    for cell in (i for i, v in enumerate(board) if v == 0):
-        child = board[:cell] + (mover,) + board[cell + 1:]
-        scores[cell] = -negamax(child)[0]
-    best = max(scores.values())
-    return best, tuple(c for c, v in scores.items() if v == best)
-
-
-def perfect_moves(boards: torch.Tensor, rng: random.Random) -> torch.Tensor:
-    """An optimal move per board (uniform among the optimal ones; 0 for finished boards)."""
-    moves = [negamax(tuple(int(v) for v in row))[1] for row in boards.tolist()]
-    return torch.tensor([rng.choice(m) if m else 0 for m in moves])
-
-
 def play_games(kind: str, values: str, simulations: int, opponent: str, games: int, seed: int) -> dict[str, int]:
     """Plays ``games`` games (the search is X in the first half, O in the second); returns the
     search's wins, draws and losses."""
@@ -78,7 +56,7 @@ def play_games(kind: str, values: str, simulations: int, opponent: str, games: i
         if opponent == "random":
             theirs = tictactoe.random_actions(boards, generator)
         else:
-            theirs = perfect_moves(boards, rng)
+            theirs = tictactoe.perfect_actions(boards, rng)
         actions = torch.where(searcher_to_move, mine, theirs)
         boards = tictactoe.play(boards, actions)
     outcome = tictactoe.winner(boards).float() * search_sign

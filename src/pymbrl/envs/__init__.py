@@ -1,9 +1,28 @@
 """Small environments and perfect models used by the examples and tests.
 
 tictactoe
-    Batched TicTacToe as a two-player recurrent function for :mod:`pymbrl.mcts`.
+    Batched TicTacToe as a two-player recurrent function for :mod:`pymbrl.mcts`, and a perfect
+    player (:func:`~pymbrl.envs.tictactoe.solve`, :func:`~pymbrl.envs.tictactoe.perfect_actions`).
+tictactoe_env
+    TicTacToe as a gymnasium env for self-play, registered as ``"pymbrl/TicTacToe-v0"``; random and
+    perfect opponents and :func:`~pymbrl.envs.tictactoe_env.play_match` to evaluate an agent.
 termination
     When gymnasium's MuJoCo and classic-control tasks end, as functions of a (predicted) next state.
 rewards
     The true rewards of the tasks whose reward is a function of observation and action.
+
+Importing this package registers the env ids below with gymnasium; ``gym.make("pymbrl.envs:pymbrl/TicTacToe-v0")``
+imports it on the way.
 """
+
+from __future__ import annotations
+
+import gymnasium
+
+TICTACTOE_ID = "pymbrl/TicTacToe-v0"
+
+# A second import of this module (importlib reloads, pytest's importlib mode) would otherwise make
+# gymnasium warn about overriding the id.
+if TICTACTOE_ID not in gymnasium.registry:
+    # A string entry point keeps torch and the env module unimported until the env is made.
+    gymnasium.register(id=TICTACTOE_ID, entry_point="pymbrl.envs.tictactoe_env:TicTacToeEnv")

@@ -17,16 +17,26 @@ Example::
     out = mcts.muzero_policy(root, tictactoe.recurrent_fn, 200, invalid_actions=invalid,
                              dirichlet_fraction=0.0, temperature=0.0)
     boards = tictactoe.play(boards, out.action)
+
+:func:`solve` gives the exact value and optimal moves of any position (memoised negamax) and
+:func:`perfect_actions` a perfect player's moves on a batch of boards: the opponent against which
+the best result is a draw. :mod:`pymbrl.envs.tictactoe_env` wraps the game as a gymnasium env.
 """
 
 from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Sequence
 
 import torch
 
 from pymbrl.mcts.tree import RecurrentOutput, Root
 
 NUM_ACTIONS = 9
-LINES = torch.tensor([(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)])
+LINE_CELLS: tuple[tuple[int, int, int], ...] = (
+    (0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6))
+LINES = torch.tensor(LINE_CELLS)
 
 
 def new_boards(batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -147,3 +157,85 @@ def random_actions(boards: torch.Tensor, generator: torch.Generator | None = Non
     empty = (boards[:, :9] == 0).float()
     empty[empty.sum(dim=1) == 0, 0] = 1.0
     return torch.multinomial(empty, 1, generator=generator).reshape(-1)
+
+
+def solve(board: Sequence[int], *, quickest: bool = False) -> tuple[int, tuple[int, ...]]:
+    """The exact game value of a position and its optimal moves, by memoised negamax.
+
+    Parameters
+    ----------
+    board : sequence of 9 ints
+        A reachable absolute board (X = +1, O = -1, empty = 0, row-major): as many X as O (X to
+        move) or one X more (O to move), and no line of the player to move. A list, tuple, numpy
+        or torch vector.
+    quickest : bool
+        False: every move that keeps the game value is optimal (a slow forced win as much as a
+        win on the spot). True: only those that win soonest or, in a lost position, lose latest,
+        so a player takes a one-move win at once and blocks a one-move threat even when lost.
+
+    Returns
+    -------
+    value : int
+        +1 if the player to move wins with perfect play on both sides, 0 for a draw, -1 for a loss;
+        a finished game is worth -1 if it was won (the player to move lost) and 0 if drawn.
+    moves : tuple of int
+        The optimal cells in increasing order; empty for a finished game.
+
+    All 5478 reachable positions take about 0.1 s to solve the first time and are cached after.
+    """
+    cells = tuple(int(v) for v in board)
+    if len(cells) != 9 or any(v not in (-1, 0, 1) for v in cells):
+        raise ValueError(f"board: expected 9 cells in {{-1, 0, 1}}, got {cells}")
+    xs, os_ = cells.count(1), cells.count(-1)
+    if xs not in (os_, os_ + 1):
+        raise ValueError(f"board: expected as many X as O or one more, got {xs} X and {os_} O")
+    mover = 1 if xs == os_ else -1
+    if any(cells[a] == cells[b] == cells[c] == mover for a, b, c in LINE_CELLS):
+        raise ValueError(f"board: expected no line of the player to move ({mover:+d}), got {cells}")
+    if _has_line(cells):
+        return -1, ()
+    scores = {i: -_score(_child(cells, i, mover)) for i, v in enumerate(cells) if v == 0}
+    if not scores:
+        return 0, ()
+    best = max(scores.values())
+    key = (lambda score: score) if quickest else _sign
+    return _sign(best), tuple(cell for cell, score in scores.items() if key(score) == key(best))
+
+
+def _sign(score: int) -> int:
+    return (score > 0) - (score < 0)
+
+
+def _has_line(cells: tuple[int, ...]) -> bool:
+    return any(cells[a] == cells[b] == cells[c] != 0 for a, b, c in LINE_CELLS)
+
+
+def _child(cells: tuple[int, ...], cell: int, mover: int) -> tuple[int, ...]:
+    return cells[:cell] + (mover,) + cells[cell + 1:]
+
+
+@functools.cache
+def _score(cells: tuple[int, ...]) -> int:
+    """For the player to move, under perfect play: 10 - (pieces when the game is won) if they win,
+    minus that if they lose, 0 for a draw. Its sign is the game value; its size tells sooner from
+    later, which the exact value alone cannot."""
+    pieces = 9 - cells.count(0)
+    # Only the previous mover can have completed a line, so a line means the mover lost.
+    if _has_line(cells):
+        return -(10 - pieces)
+    if pieces == 9:
+        return 0
+    mover = 1 if cells.count(1) == cells.count(-1) else -1
+    return max(-_score(_child(cells, i, mover)) for i, v in enumerate(cells) if v == 0)
+
+
+def perfect_actions(boards: torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
+    """A perfect player's move on every board: int64 [B] from absolute boards float32 [B, 9].
+
+    With ``rng``, the move is uniform among the optimal ones (``rng.choice`` over them in
+    increasing cell order, so a seeded ``random.Random`` reproduces the games); without, it is the
+    lowest optimal cell. Finished boards get 0, like :func:`random_actions` on a full board.
+    """
+    moves = [solve(row)[1] for row in boards.tolist()]
+    pick = (lambda m: m[0]) if rng is None else rng.choice
+    return torch.tensor([pick(m) if m else 0 for m in moves], dtype=torch.int64)
