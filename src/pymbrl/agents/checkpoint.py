@@ -24,6 +24,7 @@ import gymnasium as gym
 import torch
 
 from pymbrl._checks import integer, resolve_seed
+from pymbrl import replay
 from pymbrl.replay import ReplayBuffer
 
 STATE = "state.pt"
@@ -73,7 +74,9 @@ class Run:
                 raise ValueError(f"{name}: the checkpoint in {str(self.directory)!r} is of a run with "
                                  f"{name}={state['identity'].get(name)}, not {value}; pass the same value or "
                                  f"another run_dir")
-        self.buffers = {name: ReplayBuffer.load(folder / f"{name}.buffer") for name in state["buffers"]}
+        # Each buffer is read back by its own class (ReplayBuffer, GameBuffer, ...).
+        self.buffers = {name: getattr(replay, kind).load(folder / f"{name}.buffer")
+                        for name, kind in state["buffers"].items()}
         self.state, self.step, self.history = state, state["step"], state["history"]
         self.started -= state["seconds"]
 
@@ -106,7 +109,8 @@ class Run:
             for name, buffer in buffers.items():
                 buffer.save(fresh / f"{name}.buffer")
             torch.save({**state, "step": step, "seconds": self.seconds, "history": self.history,
-                        "identity": self.identity, "buffers": list(buffers)}, fresh / STATE)
+                        "identity": self.identity,
+                        "buffers": {name: type(buffer).__name__ for name, buffer in buffers.items()}}, fresh / STATE)
             old = self.directory / f".old-{uuid.uuid4().hex}"
             current = self.directory / "checkpoint"
             if current.exists():
