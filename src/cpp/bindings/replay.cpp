@@ -1,7 +1,8 @@
 // pymbrl._core.replay: thin translation to the replay core. Every field of an add is validated
 // (presence, shape, dtype) before anything is written, so a rejected call changes nothing. The
 // GIL is released while rows are copied; a mutex per buffer serialises adds, samples and
-// priority updates from different threads.
+// priority updates from different threads. The game buffer (MuZero) follows the same rules: the
+// binding checks shapes and dtypes, the core checks values.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "bindings/common.h"
+#include "pymbrl/replay/game_buffer.h"
 #include "pymbrl/replay/replay_buffer.h"
 
 namespace py = pybind11;
@@ -310,6 +312,251 @@ RowLayout make_layout(const py::list& spec, std::vector<py::dtype>& dtypes) {
   return layout;
 }
 
+// --- the MuZero game buffer ----------------------------------------------------------------------
+
+struct Games {
+  std::unique_ptr<GameBuffer> core;
+  py::dtype obs_dtype;
+  std::vector<int64_t> obs_shape;
+  std::mutex mutex;
+
+  const GameStore& store() const { return core->store(); }
+  int64_t unroll_steps() const { return core->targets().unroll_steps; }
+};
+
+Field scalar_field(char kind, int64_t itemsize, std::vector<int64_t> shape = {}) {
+  Field f;
+  f.kind = kind;
+  f.itemsize = itemsize;
+  f.shape = std::move(shape);
+  return f;
+}
+
+// `obj` as a C-contiguous array of the field's dtype (or one that casts to it within its kind) and
+// shape lead + field shape; errors name the argument.
+Input game_input(const py::handle& obj, const Field& f, const std::vector<int64_t>& lead, const std::string& name) {
+  return prepare(obj, f, py::dtype(dtype_code(f)), lead, name);
+}
+
+// The shape of an array argument, before its dtype is checked.
+std::vector<int64_t> shape_of(const py::handle& obj, const std::string& name) {
+  py::array a;
+  try {
+    a = py::array::ensure(obj);
+  } catch (py::error_already_set&) {
+    a = py::array();
+  }
+  if (!a) throw py::type_error(name + ": expected an array-like on the CPU, got " + type_name(obj));
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// Position ids: integers of any shape, as int64.
+struct Ids {
+  Input input;
+  std::vector<int64_t> shape;
+  int64_t size = 1;
+  const int64_t* data() const { return reinterpret_cast<const int64_t*>(input.ptr()); }
+};
+
+Ids ids_of(const py::handle& obj) {
+  Ids ids;
+  ids.shape = shape_of(obj, "indices");
+  for (int64_t d : ids.shape) ids.size *= d;
+  ids.input = game_input(obj, scalar_field('i', 8), ids.shape, "indices");
+  return ids;
+}
+
+int64_t add_game(Games& b, const py::handle& obs, const py::handle& actions, const py::handle& rewards,
+                 const py::handle& root_values, const py::handle& policies, bool terminated, double final_value,
+                 const py::object& priorities) {
+  const std::vector<int64_t> obs_shape = shape_of(obs, "obs");
+  if (obs_shape.size() != b.obs_shape.size() + 1) {
+    throw py::value_error("obs: expected shape (T, *obs_shape) with obs_shape " + shape_str(b.obs_shape) + ", got " +
+                          shape_str(obs_shape));
+  }
+  const std::vector<int64_t> lead{obs_shape[0]};
+  Field obs_field = scalar_field(b.obs_dtype.kind(), b.obs_dtype.itemsize(), b.obs_shape);
+  const Input o = prepare(obs, obs_field, b.obs_dtype, lead, "obs");
+  const Input a = game_input(actions, scalar_field('i', 8), lead, "actions");
+  const Input r = game_input(rewards, scalar_field('f', 4), lead, "rewards");
+  const Input v = game_input(root_values, scalar_field('f', 4), lead, "root_values");
+  const Input p = game_input(policies, scalar_field('f', 4, {b.store().num_actions()}), lead, "policies");
+  Input pr;
+  if (!priorities.is_none()) pr = game_input(priorities, scalar_field('f', 8), lead, "priorities");
+  GameData g;
+  g.obs = o.ptr();
+  g.actions = reinterpret_cast<const int64_t*>(a.ptr());
+  g.rewards = reinterpret_cast<const float*>(r.ptr());
+  g.root_values = reinterpret_cast<const float*>(v.ptr());
+  g.policies = reinterpret_cast<const float*>(p.ptr());
+  g.length = lead[0];
+  g.terminated = terminated;
+  g.final_value = final_value;
+  const double* given = priorities.is_none() ? nullptr : reinterpret_cast<const double*>(pr.ptr());
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(b.mutex);
+  return b.core->add_game(g, given);
+}
+
+py::dict sample_games(Games& b, int64_t n, double beta) {
+  if (n < 1) throw py::value_error("batch_size: expected an integer >= 1, got " + std::to_string(n));
+  const int64_t k = b.unroll_steps();
+  const int64_t a = b.store().num_actions();
+  py::array obs = empty(b.obs_dtype, {n}, b.obs_shape);
+  py::array_t<int64_t> actions({n, k});
+  py::array_t<float> values({n, k + 1}), rewards({n, k + 1}), policies({n, k + 1, a});
+  py::array_t<float> mask({n, k + 1}), value_mask({n, k + 1}), reward_mask({n, k + 1});
+  py::array_t<int64_t> ids(n);
+  py::array_t<float> weights(n);
+  TargetOutputs out;
+  out.obs = static_cast<uint8_t*>(obs.mutable_data());
+  out.actions = actions.mutable_data();
+  out.values = values.mutable_data();
+  out.rewards = rewards.mutable_data();
+  out.policies = policies.mutable_data();
+  out.mask = mask.mutable_data();
+  out.value_mask = value_mask.mutable_data();
+  out.reward_mask = reward_mask.mutable_data();
+  int64_t* id_ptr = ids.mutable_data();
+  float* w_ptr = weights.mutable_data();
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.core->sample(n, beta, id_ptr, w_ptr, out);
+  }
+  py::dict d;
+  d["obs"] = obs;
+  d["actions"] = actions;
+  d["target_values"] = values;
+  d["target_rewards"] = rewards;
+  d["target_policies"] = policies;
+  d["mask"] = mask;
+  d["value_mask"] = value_mask;
+  d["reward_mask"] = reward_mask;
+  d["indices"] = ids;
+  d["weights"] = weights;
+  return d;
+}
+
+void update_game_priorities(Games& b, const py::handle& indices, const py::handle& priorities) {
+  if (!b.core->prioritized()) throw py::type_error("update_priorities: only a prioritized buffer has priorities");
+  const Ids ids = ids_of(indices);
+  const Input p = game_input(priorities, scalar_field('f', 8), ids.shape, "priorities");
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(b.mutex);
+  b.core->update_priorities(ids.data(), reinterpret_cast<const double*>(p.ptr()), ids.size);
+}
+
+void update_targets(Games& b, const py::handle& indices, const py::handle& root_values, const py::handle& policies) {
+  const Ids ids = ids_of(indices);
+  const Input v = game_input(root_values, scalar_field('f', 4), ids.shape, "root_values");
+  const Input p = game_input(policies, scalar_field('f', 4, {b.store().num_actions()}), ids.shape, "policies");
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(b.mutex);
+  b.core->update_targets(ids.data(), reinterpret_cast<const float*>(v.ptr()), reinterpret_cast<const float*>(p.ptr()), ids.size);
+}
+
+py::array observations(Games& b, const py::handle& indices) {
+  const Ids ids = ids_of(indices);
+  py::array out = empty(b.obs_dtype, ids.shape, b.obs_shape);
+  uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.store().gather_obs(ids.data(), ids.size, dst);
+  }
+  return out;
+}
+
+py::tuple game_spans(Games& b, const py::handle& indices) {
+  const Ids ids = ids_of(indices);
+  py::array_t<int64_t> starts(ids.shape), lengths(ids.shape);
+  int64_t* s = starts.mutable_data();
+  int64_t* l = lengths.mutable_data();
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.store().game_spans(ids.data(), ids.size, s, l);
+  }
+  return py::make_tuple(starts, lengths);
+}
+
+py::dict games_snapshot(Games& b) {
+  std::lock_guard<std::mutex> lock(b.mutex);
+  const GameBufferState st = b.core->state();
+  const GameStoreState& s = st.store;
+  py::dict d;
+  d["oldest_id"] = s.oldest_id;
+  d["end_id"] = s.end_id;
+  d["games_added"] = s.games_added;
+  d["game_starts"] = to_array(s.game_starts);
+  d["game_lengths"] = to_array(s.game_lengths);
+  d["game_terminated"] = to_array(s.game_terminated);
+  d["game_final_values"] = to_array(s.game_final_values);
+  d["obs"] = to_array(s.obs);
+  d["actions"] = to_array(s.actions);
+  d["rewards"] = to_array(s.rewards);
+  d["root_values"] = to_array(s.root_values);
+  d["policies"] = to_array(s.policies);
+  d["rng"] = copy_of(st.rng.data(), st.rng.size());
+  if (b.core->prioritized()) {
+    d["priorities"] = to_array(st.priorities);
+    d["max_priority"] = st.max_priority;
+  }
+  return d;
+}
+
+void games_restore(Games& b, const py::dict& d) {
+  auto need = [&](const char* key) {
+    if (!d.contains(key)) throw py::key_error(std::string("state: missing '") + key + "'");
+    return d[key];
+  };
+  GameBufferState st;
+  GameStoreState& s = st.store;
+  s.oldest_id = as_int(need("oldest_id"), "oldest_id");
+  s.end_id = as_int(need("end_id"), "end_id");
+  s.games_added = as_int(need("games_added"), "games_added");
+  s.game_starts = array_field<int64_t>(d, "game_starts", 'i');
+  s.game_lengths = array_field<int64_t>(d, "game_lengths", 'i');
+  s.game_terminated = array_field<uint8_t>(d, "game_terminated", 'i');
+  s.game_final_values = array_field<float>(d, "game_final_values", 'f');
+  s.obs = array_field<uint8_t>(d, "obs", 'i');
+  s.actions = array_field<int64_t>(d, "actions", 'i');
+  s.rewards = array_field<float>(d, "rewards", 'f');
+  s.root_values = array_field<float>(d, "root_values", 'f');
+  s.policies = array_field<float>(d, "policies", 'f');
+  const auto rng = array_field<uint64_t>(d, "rng", 'i');
+  if (rng.size() != 4) throw py::value_error("rng: expected 4 words, got " + std::to_string(rng.size()));
+  st.rng = {rng[0], rng[1], rng[2], rng[3]};
+  if (b.core->prioritized()) {
+    st.priorities = array_field<double>(d, "priorities", 'f');
+    st.max_priority = need("max_priority").cast<double>();
+  }
+  std::lock_guard<std::mutex> lock(b.mutex);
+  b.core->restore(st);
+}
+
+std::unique_ptr<Games> make_games(int64_t capacity, const std::vector<int64_t>& obs_shape, const std::string& obs_dtype,
+                                  int64_t num_actions, int64_t unroll_steps, int64_t td_steps, double discount, bool prioritized,
+                                  double alpha, double eps, uint64_t seed) {
+  auto b = std::make_unique<Games>();
+  b->obs_dtype = py::dtype(obs_dtype);
+  const char kind = b->obs_dtype.kind();
+  if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') {
+    throw py::value_error("obs_dtype: expected a bool, integer or float dtype, got " + obs_dtype);
+  }
+  int64_t obs_bytes = b->obs_dtype.itemsize();
+  for (int64_t dim : obs_shape) {
+    if (dim < 1) throw py::value_error("obs_shape: expected dimensions >= 1, got " + shape_str(obs_shape));
+    obs_bytes *= dim;
+  }
+  b->obs_shape = obs_shape;
+  GameStoreConfig store{capacity, obs_bytes, num_actions};
+  TargetConfig targets{unroll_steps, td_steps, discount};
+  b->core = std::make_unique<GameBuffer>(store, targets, prioritized, alpha, eps, seed);
+  return b;
+}
+
 }  // namespace
 
 void init_replay(py::module_ m) {
@@ -379,6 +626,49 @@ void init_replay(py::module_ m) {
       }, py::arg("indices"), "p^alpha of each id (0 where not sampleable).")
       .def("snapshot", &snapshot)
       .def("restore", &restore, py::arg("state"));
+
+  py::class_<Games>(m, "GameBuffer")
+      .def(py::init(&make_games), py::arg("capacity"), py::arg("obs_shape"), py::arg("obs_dtype"), py::arg("num_actions"),
+           py::arg("unroll_steps"), py::arg("td_steps"), py::arg("discount"), py::arg("prioritized"), py::arg("alpha"),
+           py::arg("eps"), py::arg("seed"))
+      .def("add_game", &add_game, py::arg("obs"), py::arg("actions"), py::arg("rewards"), py::arg("root_values"),
+           py::arg("policies"), py::arg("terminated"), py::arg("final_value"), py::arg("priorities") = py::none(),
+           "Stores a game; returns the id of its first position.")
+      .def("sample", &sample_games, py::arg("batch_size"), py::arg("beta"))
+      .def("update_priorities", &update_game_priorities, py::arg("indices"), py::arg("priorities"))
+      .def("update_targets", &update_targets, py::arg("indices"), py::arg("root_values"), py::arg("policies"))
+      .def("observations", &observations, py::arg("indices"))
+      .def("game_spans", &game_spans, py::arg("indices"), "(first position id, length) of each position's game.")
+      .def("priorities", [](Games& b, const py::handle& indices) {
+        const Ids ids = ids_of(indices);
+        py::array_t<double> out(ids.shape);
+        std::lock_guard<std::mutex> lock(b.mutex);
+        for (int64_t i = 0; i < ids.size; ++i) out.mutable_data()[i] = b.core->priority(ids.data()[i]);
+        return out;
+      }, py::arg("indices"), "priority^alpha of each id (0 where not stored or not prioritized).")
+      .def("__len__", [](Games& b) {
+        std::lock_guard<std::mutex> lock(b.mutex);
+        return b.store().size();
+      })
+      .def_property_readonly("num_games", [](Games& b) {
+        std::lock_guard<std::mutex> lock(b.mutex);
+        return b.store().num_games();
+      })
+      .def_property_readonly("end_id", [](Games& b) {
+        std::lock_guard<std::mutex> lock(b.mutex);
+        return b.store().end_id();
+      })
+      .def_property_readonly("max_priority", [](Games& b) {
+        if (!b.core->prioritized()) throw py::type_error("max_priority: only a prioritized buffer has priorities");
+        std::lock_guard<std::mutex> lock(b.mutex);
+        return b.core->priorities().max_priority();
+      })
+      .def("clear", [](Games& b) {
+        std::lock_guard<std::mutex> lock(b.mutex);
+        b.core->clear();
+      })
+      .def("snapshot", &games_snapshot)
+      .def("restore", &games_restore, py::arg("state"));
 }
 
 }  // namespace pymbrl::bindings

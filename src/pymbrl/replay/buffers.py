@@ -72,6 +72,66 @@ def _normalise_spec(spec: Spec) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
     return fields
 
 
+def _write_file(path: str | os.PathLike, class_name: str, config: dict[str, Any], scalars: dict[str, Any],
+                arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a saved buffer in the format :meth:`ReplayBuffer.save` describes, atomically."""
+    path = os.fspath(path)
+    arrays = [(k, np.ascontiguousarray(v)) for k, v in arrays.items()]
+    entries, offset = [], 0
+    for name, a in arrays:
+        entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset,
+                        "nbytes": a.nbytes})
+        offset += (a.nbytes + 7) // 8 * 8
+    header = json.dumps({"class": class_name, "format": FORMAT_VERSION, "config": config,
+                         "scalars": scalars, "arrays": entries}).encode()
+    prefix = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header
+    prefix += b"\0" * (-len(prefix) % 8)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(prefix)
+            for (_, a), entry in zip(arrays, entries):
+                f.write(memoryview(a.reshape(-1).view(np.uint8)))
+                f.write(b"\0" * (-entry["nbytes"] % 8))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_file(path: str | os.PathLike, class_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, state) of a file written by :func:`_write_file` for ``class_name``; the state holds
+    the scalars and arrays. A file of another class or format version raises ``ValueError``."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        head = f.read(20)
+        if len(head) < 20 or head[:8] != MAGIC:
+            raise ValueError(f"path: {path!r} is not a pymbrl replay buffer file")
+        version, header_len = struct.unpack("<IQ", head[8:])
+        if header_len > os.fstat(f.fileno()).st_size - 20:
+            raise ValueError(f"path: {path!r} is truncated or has a corrupt header length")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"path: format version {version} is not supported (this pymbrl reads {FORMAT_VERSION})")
+        try:
+            header = json.loads(f.read(header_len))
+        except ValueError:
+            raise ValueError(f"path: {path!r} has a corrupt header") from None
+        if header.get("class") != class_name:
+            raise ValueError(f"path: holds a {header.get('class')}, not a {class_name}")
+        base = 20 + header_len + (-(20 + header_len) % 8)
+        state: dict[str, Any] = dict(header["scalars"])
+        for entry in header["arrays"]:
+            a = np.empty(entry["shape"], dtype=np.dtype(entry["dtype"]))
+            f.seek(base + entry["offset"])
+            if f.readinto(memoryview(a.reshape(-1).view(np.uint8))) != entry["nbytes"]:
+                raise ValueError(f"path: {path!r} is truncated")
+            state[entry["name"]] = a
+    return header["config"], state
+
+
 class ReplayBuffer:
     """Uniform replay of transitions, optionally with n-step returns.
 
@@ -185,63 +245,15 @@ class ReplayBuffer:
         JSON header (class, configuration, scalars, and for each array its name, dtype, shape and
         byte offset), then the raw arrays, each starting at a multiple of 8 bytes. No pickle.
         """
-        path = os.fspath(path)
         state = dict(self._core.snapshot())
         scalars = {k: state.pop(k) for k in ("written", "cleared_at", "max_priority") if k in state}
-        arrays = [(k, np.ascontiguousarray(v)) for k, v in state.items()]
-        entries, offset = [], 0
-        for name, a in arrays:
-            entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset,
-                            "nbytes": a.nbytes})
-            offset += (a.nbytes + 7) // 8 * 8
-        header = json.dumps({"class": type(self).__name__, "format": FORMAT_VERSION, "config": self._config(),
-                             "scalars": scalars, "arrays": entries}).encode()
-        prefix = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header
-        prefix += b"\0" * (-len(prefix) % 8)
-        tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(prefix)
-                for (_, a), entry in zip(arrays, entries):
-                    f.write(memoryview(a.reshape(-1).view(np.uint8)))
-                    f.write(b"\0" * (-entry["nbytes"] % 8))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        _write_file(path, type(self).__name__, self._config(), scalars, state)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ReplayBuffer":
         """Read a buffer written by :meth:`save`; sampling then continues exactly as it would have in
         the saved buffer. A file of another class or format version raises ``ValueError``."""
-        path = os.fspath(path)
-        with open(path, "rb") as f:
-            head = f.read(20)
-            if len(head) < 20 or head[:8] != MAGIC:
-                raise ValueError(f"path: {path!r} is not a pymbrl replay buffer file")
-            version, header_len = struct.unpack("<IQ", head[8:])
-            if header_len > os.fstat(f.fileno()).st_size - 20:
-                raise ValueError(f"path: {path!r} is truncated or has a corrupt header length")
-            if version != FORMAT_VERSION:
-                raise ValueError(f"path: format version {version} is not supported (this pymbrl reads {FORMAT_VERSION})")
-            try:
-                header = json.loads(f.read(header_len))
-            except ValueError:
-                raise ValueError(f"path: {path!r} has a corrupt header") from None
-            if header.get("class") != cls.__name__:
-                raise ValueError(f"path: holds a {header.get('class')}, not a {cls.__name__}")
-            base = 20 + header_len + (-(20 + header_len) % 8)
-            state: dict[str, Any] = dict(header["scalars"])
-            for entry in header["arrays"]:
-                a = np.empty(entry["shape"], dtype=np.dtype(entry["dtype"]))
-                f.seek(base + entry["offset"])
-                if f.readinto(memoryview(a.reshape(-1).view(np.uint8))) != entry["nbytes"]:
-                    raise ValueError(f"path: {path!r} is truncated")
-                state[entry["name"]] = a
-        config = header["config"]
+        config, state = _read_file(path, cls.__name__)
         spec = {name: (tuple(shape), np.dtype(dtype)) for name, dtype, shape in config.pop("spec")}
         buffer = cls.__new__(cls)
         buffer._init(config.pop("capacity"), spec, seed=0, **config)
