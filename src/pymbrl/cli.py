@@ -29,12 +29,16 @@ def _train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from pymbrl.agents import mbpo, sac
+    from pymbrl.agents import mbpo, muzero, sac
     from pymbrl.agents.curves import plot_learning_curves
 
-    algorithm = {"sac": ("SAC", sac.train), "mbpo": ("MBPO", mbpo.train)}[args.algorithm]
-    name, train = algorithm
-    run_dir = Path(args.run_dir or f"runs/{args.algorithm}-{args.env}-seed{args.seed}")
+    name, train = {"sac": ("SAC", sac.train), "mbpo": ("MBPO", mbpo.train), "muzero": ("MuZero", muzero.train)}[
+        args.algorithm]
+    for key, value in TRAIN_DEFAULTS[args.algorithm].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.env = ENV_ALIASES.get(args.env, args.env)
+    run_dir = Path(args.run_dir or f"runs/{args.algorithm}-{args.env.replace('/', '-')}-seed{args.seed}")
     bar = tqdm(total=args.steps, unit="step", dynamic_ncols=True, desc=f"{name} {args.env}")
 
     def progress(step: int) -> None:
@@ -65,6 +69,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _play(args: argparse.Namespace) -> int:
+    from pymbrl.agents import muzero
+    from pymbrl.envs.tictactoe_env import minimax_player, play_match, random_player
+
+    searcher, env_id = muzero.load(args.run_dir)
+    if env_id == ENV_ALIASES["TicTacToe"]:
+        player = muzero.search_player(searcher)
+        for opponent, make in (("random", random_player), ("perfect minimax", minimax_player)):
+            result = play_match(player, make(seed=args.seed), args.episodes)
+            print(f"MuZero vs {opponent} player, {args.episodes} games (half as X): {result.wins} won, "
+                  f"{result.draws} drawn, {result.losses} lost")
+        return 0
+    mean = muzero.evaluate(searcher, env_id, args.episodes, seed=args.seed)
+    print(f"MuZero on {env_id}: mean return {mean:.1f} over {args.episodes} episodes (greedy search, "
+          f"{searcher.config.num_simulations} simulations)")
+    return 0
+
+
+ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
+TRAIN_DEFAULTS = {
+    "sac": {"env": "Pendulum-v1", "steps": 10_000, "eval_every": 1000, "eval_episodes": 5, "checkpoint_every": 1000},
+    "mbpo": {"env": "Pendulum-v1", "steps": 10_000, "eval_every": 1000, "eval_episodes": 5, "checkpoint_every": 1000},
+    "muzero": {"env": "CartPole-v1", "steps": 50_000, "eval_every": 5000, "eval_episodes": 20,
+               "checkpoint_every": 5000},
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pymbrl", description="pymbrl experiments")
     parser.add_argument("--torch-threads", type=int, default=1,
@@ -77,19 +108,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all hardware threads)")
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna)
-    p = sub.add_parser("train", help="train SAC or MBPO on a gymnasium env with a Box action space",
+    p = sub.add_parser("train", help="train SAC or MBPO (Box actions) or MuZero (Discrete actions) on a gymnasium env",
                        description="Trains with progress, a CSV log, a PNG learning curve and checkpoints in a run "
-                                   "directory; the same command again resumes from the last checkpoint.")
-    p.add_argument("algorithm", choices=["sac", "mbpo"])
-    p.add_argument("--env", default="Pendulum-v1", help="gymnasium env id (default Pendulum-v1)")
-    p.add_argument("--steps", type=int, default=10_000, help="real env steps (default 10000)")
+                                   "directory; the same command again resumes from the last checkpoint. Defaults: "
+                                   "sac and mbpo Pendulum-v1, 10000 steps, evaluations of 5 episodes every 1000; "
+                                   "muzero CartPole-v1, 50000 steps, 20 episodes every 5000.")
+    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero"])
+    p.add_argument("--env", default=None, help="gymnasium env id; TicTacToe for pymbrl/TicTacToe-v0 (muzero)")
+    p.add_argument("--steps", type=int, default=None, help="env steps (summed over MuZero's self-play envs)")
     p.add_argument("--seed", type=int, default=0, help="(default 0)")
-    p.add_argument("--eval-every", type=int, default=1000, help="env steps between evaluations (default 1000)")
-    p.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation (default 5)")
-    p.add_argument("--checkpoint-every", type=int, default=1000,
-                   help="env steps between checkpoints, each taken at the next episode end (default 1000)")
+    p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
+    p.add_argument("--eval-episodes", type=int, default=None, help="noise-free episodes per evaluation")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="env steps between checkpoints (SAC and MBPO take them at the next episode end)")
     p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
     p.set_defaults(run=_train)
+    p = sub.add_parser("play", help="evaluate a trained MuZero run (TicTacToe: against random and perfect players)")
+    p.add_argument("algorithm", choices=["muzero"])
+    p.add_argument("--run-dir", required=True, help="the run directory given to (or made by) pymbrl train")
+    p.add_argument("--episodes", type=int, default=20, help="episodes, or games per opponent (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="(default 0)")
+    p.set_defaults(run=_play)
     args = parser.parse_args(argv)
     # Read by torch when (and if) it is first imported.
     os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))

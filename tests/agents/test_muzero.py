@@ -110,3 +110,16 @@ def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="env_id"):
         muzero.train("NoSuchEnv-v0", 10, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_cli_trains_and_plays(tmp_path, capsys):
+    from pymbrl import cli
+
+    for env, run in (("CartPole-v1", tmp_path / "cartpole"), ("TicTacToe", tmp_path / "tictactoe")):
+        assert cli.main(["train", "muzero", "--env", env, "--steps", "64", "--eval-every", "64", "--eval-episodes", "2",
+                         "--run-dir", str(run)]) == 0
+        assert (run / "log.csv").exists() and (run / "learning_curve.png").exists()
+        assert cli.main(["play", "muzero", "--run-dir", str(run), "--episodes", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "MuZero on CartPole-v1: mean return" in out
+    assert "MuZero vs random player, 4 games (half as X):" in out and "MuZero vs perfect minimax player" in out

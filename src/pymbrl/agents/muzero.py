@@ -21,6 +21,7 @@ the value targets alike.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -312,10 +313,35 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
             run.evaluated(record, log)
         if run.due(step, episode_over=True):
             run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(), "updates": updates,
-                            "owed": owed, "searcher": searcher.generator.bit_generator.state}, {"games": buffer})
+                            "owed": owed, "searcher": searcher.generator.bit_generator.state,
+                            "config": dataclasses.asdict(c)}, {"games": buffer})
         if progress is not None:
             progress(step)
     return network, run.history
+
+
+def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Searcher, str]:
+    """The greedy searcher of the network in ``run_dir``'s checkpoint, and the run's env id."""
+    state = torch.load(os.path.join(run_dir, "checkpoint", "state.pt"), weights_only=True)
+    config = dict(state["config"])
+    config["temperatures"] = tuple(tuple(t) for t in config["temperatures"])
+    c = MuZeroConfig(**config)
+    env_id = state["identity"]["env_id"]
+    env = gym.make(env_id)
+    network = make_network(env.observation_space, int(env.action_space.n), c).to(device)
+    network.load_state_dict(state["network"])
+    _, info = env.reset()
+    return Searcher(network, c, "to_play" in info, seed=0), env_id
+
+
+def search_player(searcher: Searcher) -> Callable[[np.ndarray, dict], int]:
+    """A ``(observation, info) -> action`` player (for :func:`pymbrl.envs.tictactoe_env.play_match`)
+    that runs the greedy search on one position."""
+    def play(observation: np.ndarray, info: dict) -> int:
+        legal = legal_mask([info], searcher.network.num_actions)
+        return int(searcher(observation[None], legal, 0.0, noise=False).action[0])
+
+    return play
 
 
 @torch.no_grad()
