@@ -71,15 +71,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _play(args: argparse.Namespace) -> int:
     from pymbrl.agents import muzero
-    from pymbrl.envs.tictactoe_env import minimax_player, play_match, random_player
 
     searcher, env_id = muzero.load(args.run_dir)
     if env_id == ENV_ALIASES["TicTacToe"]:
-        player = muzero.search_player(searcher)
-        for opponent, make in (("random", random_player), ("perfect minimax", minimax_player)):
-            result = play_match(player, make(seed=args.seed), args.episodes)
-            print(f"MuZero vs {opponent} player, {args.episodes} games (half as X): {result.wins} won, "
-                  f"{result.draws} drawn, {result.losses} lost")
+        scores = muzero.evaluate_two_player(searcher, args.episodes, seed=args.seed)
+        for opponent in ("random", "perfect"):
+            print(f"MuZero vs the {opponent} player, {args.episodes} games (half as X): {scores[opponent + '_wins']} won, "
+                  f"{scores[opponent + '_draws']} drawn, {scores[opponent + '_losses']} lost")
         return 0
     mean = muzero.evaluate(searcher, env_id, args.episodes, seed=args.seed)
     print(f"MuZero on {env_id}: mean return {mean:.1f} over {args.episodes} episodes (greedy search, "

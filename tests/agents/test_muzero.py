@@ -82,7 +82,10 @@ def test_a_short_cartpole_run_trains_and_evaluates(search):
 def test_two_player_self_play_plays_only_legal_moves():
     # The env raises on an occupied cell, so a run that finishes played legal moves throughout.
     network, history = muzero.train("pymbrl/TicTacToe-v0", 300, seed=0, config=tiny(), eval_every=300, eval_episodes=2)
-    assert history[-1]["updates"] > 0 and math.isfinite(history[-1]["episode_return"])
+    last = history[-1]
+    assert last["updates"] > 0 and math.isfinite(last["episode_return"])
+    assert last["perfect_wins"] == 0 and last["perfect_draws"] + last["perfect_losses"] == 2
+    assert last["return"] == -last["perfect_losses"] / 2
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
@@ -122,4 +125,4 @@ def test_the_cli_trains_and_plays(tmp_path, capsys):
         assert cli.main(["play", "muzero", "--run-dir", str(run), "--episodes", "4"]) == 0
     out = capsys.readouterr().out
     assert "MuZero on CartPole-v1: mean return" in out
-    assert "MuZero vs random player, 4 games (half as X):" in out and "MuZero vs perfect minimax player" in out
+    assert "MuZero vs the random player, 4 games (half as X):" in out and "MuZero vs the perfect player" in out
