@@ -126,3 +126,29 @@ def test_the_cli_trains_and_plays(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "MuZero on CartPole-v1: mean return" in out
     assert "MuZero vs the random player, 4 games (half as X):" in out and "MuZero vs the perfect player" in out
+
+
+def test_tictactoe_observations_and_the_simulators_embeddings_convert_both_ways():
+    import gymnasium as gym
+
+    env = gym.make("pymbrl/TicTacToe-v0")
+    obs, info = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        x = torch.as_tensor(obs)[None]
+        embedding = muzero.tictactoe_embedding(x)
+        assert torch.equal(muzero.tictactoe_observation(embedding), x)
+        # The simulator's view of the board agrees with the env's (mover's pieces +1).
+        assert embedding[0, :9].tolist() == (info["board"] * info["to_play"]).astype(np.float32).tolist()
+        obs, _, terminated, _, info = env.step(int(rng.choice(np.flatnonzero(info["legal_actions"]))))
+        if terminated:
+            break
+
+
+def test_alphazero_mode_searches_the_true_rules():
+    config = tiny(simulator=True, unroll_steps=0)
+    network, history = muzero.train("pymbrl/TicTacToe-v0", 300, seed=0, config=config, eval_every=300, eval_episodes=4)
+    assert history[-1]["updates"] > 0 and history[-1]["random_wins"] + history[-1]["random_draws"] + \
+        history[-1]["random_losses"] == 4
+    with pytest.raises(ValueError, match="config.simulator"):
+        muzero.train("CartPole-v1", 10, config=config)

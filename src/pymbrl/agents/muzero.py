@@ -35,6 +35,7 @@ from torch.nn import functional as F
 import pymbrl.envs  # noqa: F401  (registers pymbrl/TicTacToe-v0)
 from pymbrl import mcts
 from pymbrl._checks import integer, real
+from pymbrl.envs import tictactoe
 from pymbrl.agents.checkpoint import start_run
 from pymbrl.models.muzero import (ConvMuZeroNetwork, MuZeroNetwork, scalar_to_support, scale_gradient,
                                   support_to_scalar)
@@ -69,6 +70,10 @@ class MuZeroConfig:
     dirichlet_fraction: float = 0.25
     gumbel_considered_actions: int = 16
     reanalyse_batch: int = 0  # positions re-searched with the latest network per update (0: off)
+    simulator: bool = False
+    """AlphaZero mode (pymbrl/TicTacToe-v0 only): the search steps the true rules
+    (:func:`pymbrl.envs.tictactoe.recurrent_fn`) and the network only gives values and priors; set
+    ``unroll_steps=0`` with it, as nothing then uses the learned dynamics."""
     support_size: int = 10
     hidden_size: int = 64
     latent_size: int = 32
@@ -110,11 +115,22 @@ class Searcher:
         self.discount = -1.0 if two_player else config.discount
         self.generator = np.random.default_rng(seed)
         self.device = next(network.parameters()).device
+        self.recurrent_fn = self.simulated_step if config.simulator else self.learned_step
 
-    def recurrent_fn(self, embedding: torch.Tensor, action: torch.Tensor) -> tuple[mcts.RecurrentOutput, torch.Tensor]:
+    def learned_step(self, embedding: torch.Tensor, action: torch.Tensor) -> tuple[mcts.RecurrentOutput, torch.Tensor]:
         out = self.network.recurrent_inference(embedding, action)
         discount = torch.full_like(out.value, self.discount)
         return mcts.RecurrentOutput(out.reward, discount, out.policy_logits, out.value), out.hidden_state
+
+    def simulated_step(self, embedding: torch.Tensor, action: torch.Tensor) -> tuple[mcts.RecurrentOutput, torch.Tensor]:
+        """AlphaZero: the true TicTacToe move, then the network's value and prior (legal moves only)
+        at the new position; a finished game is worth 0 to the player who would move next."""
+        rules, next_embedding = tictactoe.recurrent_fn(embedding, action)
+        out = self.network.initial_inference(tictactoe_observation(next_embedding))
+        over = rules.discount == 0
+        value = torch.where(over, torch.zeros_like(out.value), out.value)
+        return mcts.RecurrentOutput(rules.reward, rules.discount, out.policy_logits + rules.prior_logits, value), \
+            next_embedding
 
     @torch.no_grad()
     def __call__(self, obs: np.ndarray, legal: np.ndarray | None, temperature: float, noise: bool) -> mcts.PolicyOutput:
@@ -122,8 +138,10 @@ class Searcher:
         was_training = self.network.training
         self.network.eval()  # batch norm on running statistics while searching
         try:
-            out = self.network.initial_inference(torch.as_tensor(obs, device=self.device))
-            root = mcts.Root(out.policy_logits, out.value, out.hidden_state)
+            obs = torch.as_tensor(obs, device=self.device)
+            out = self.network.initial_inference(obs)
+            embedding = tictactoe_embedding(obs) if c.simulator else out.hidden_state
+            root = mcts.Root(out.policy_logits, out.value, embedding)
             invalid = None if legal is None else torch.as_tensor(~legal, device=self.device)
             seed = int(self.generator.integers(2**63))
             if c.search == "gumbel":
@@ -136,6 +154,22 @@ class Searcher:
                                       temperature=temperature, seed=seed)
         finally:
             self.network.train(was_training)
+
+
+def tictactoe_embedding(obs: torch.Tensor) -> torch.Tensor:
+    """TicTacToe observations [B, 27] (see :class:`~pymbrl.envs.tictactoe_env.TicTacToeEnv`) -> the
+    perfect model's embeddings [B, 10]: +1 on the mover's pieces, -1 on the opponent's, and a
+    game-over flag (0: searches start from live positions)."""
+    cells = obs[:, :9] - obs[:, 9:18]
+    return torch.cat([cells, torch.zeros_like(cells[:, :1])], dim=1)
+
+
+def tictactoe_observation(embedding: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`tictactoe_embedding` (X is to move where both have as many pieces)."""
+    cells = embedding[:, :9]
+    own, theirs = (cells > 0.5).to(cells.dtype), (cells < -0.5).to(cells.dtype)
+    x_to_move = (own.sum(dim=1, keepdim=True) == theirs.sum(dim=1, keepdim=True)).to(cells.dtype)
+    return torch.cat([own, theirs, x_to_move.expand(-1, 9)], dim=1)
 
 
 def legal_mask(infos: list[dict], num_actions: int) -> np.ndarray | None:
@@ -194,7 +228,7 @@ def unroll_loss(network: torch.nn.Module, batch: Any, config: MuZeroConfig) -> t
         out = network.recurrent_inference(hidden, batch.actions[:, k])
         predictions.append((out.value_logits, out.reward_logits, out.policy_logits))
         hidden = scale_gradient(out.hidden_state, 0.5)
-    value_loss = reward_loss = policy_loss = 0.0
+    value_loss = reward_loss = policy_loss = torch.zeros(batch.obs.shape[0], device=batch.obs.device)
     for k, (value_logits, reward_logits, policy_logits) in enumerate(predictions):
         scale = 1.0 if k == 0 else 1.0 / K
         value_target = scalar_to_support(batch.target_values[:, k], S)
@@ -290,6 +324,8 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
     optimizer = torch.optim.Adam(network.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     obs, infos = map(list, zip(*(env.reset(seed=run.seed + i) for i, env in enumerate(envs))))
     two_player = "to_play" in infos[0]
+    if c.simulator and env_id != "pymbrl/TicTacToe-v0":
+        raise ValueError(f"config.simulator: AlphaZero mode knows the rules of pymbrl/TicTacToe-v0 only, got {env_id}")
     if c.reanalyse_batch and "legal_actions" in infos[0]:
         raise ValueError(f"config.reanalyse_batch: reanalysis searches stored positions without their legal-action "
                          f"masks, so it is for envs without them; {env_id} has them (use 0)")
