@@ -106,6 +106,7 @@ bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready
 	$(BENCH_VENV)/bin/python bench/bench_replay.py
 	$(BENCH_VENV)/bin/python bench/bench_mcts.py
 	$(BENCH_VENV)/bin/python bench/bench_rollout.py
+	$(BENCH_VENV)/bin/python bench/bench_selfplay.py
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)

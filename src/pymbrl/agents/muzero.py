@@ -119,8 +119,11 @@ class Searcher:
 
     def learned_step(self, embedding: torch.Tensor, action: torch.Tensor) -> tuple[mcts.RecurrentOutput, torch.Tensor]:
         out = self.network.recurrent_inference(embedding, action)
-        discount = torch.full_like(out.value, self.discount)
-        return mcts.RecurrentOutput(out.reward, discount, out.policy_logits, out.value), out.hidden_state
+        # Value and reward decoded in one call: decoding is a good part of a simulation's cost.
+        value, reward = support_to_scalar(torch.stack([out.value_logits, out.reward_logits]),
+                                          self.config.support_size).unbind(0)
+        discount = torch.full_like(value, self.discount)
+        return mcts.RecurrentOutput(reward, discount, out.policy_logits, value), out.hidden_state
 
     def simulated_step(self, embedding: torch.Tensor, action: torch.Tensor) -> tuple[mcts.RecurrentOutput, torch.Tensor]:
         """AlphaZero: the true TicTacToe move, then the network's value and prior (legal moves only)
