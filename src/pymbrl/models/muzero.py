@@ -12,6 +12,7 @@ code halves the gradient entering each unrolled dynamics step with :func:`scale_
 
 from __future__ import annotations
 
+import functools
 import itertools
 import numbers
 from typing import NamedTuple
@@ -72,8 +73,12 @@ def inverse_scalar_transform(y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor
     """
     y = _float_tensor(y, "y")
     eps = real(eps, "eps", low=0.0)
-    s = 2.0 * y / (torch.sqrt((1.0 + 2.0 * eps) ** 2 + 4.0 * eps * y.abs()) + (1.0 + 2.0 * eps))
-    return s * (s.abs() + 2.0)
+    # In place on fresh temporaries: this runs at every search simulation, on small tensors where
+    # each operation's fixed cost is what counts.
+    c = 1.0 + 2.0 * eps
+    s = y.abs().mul_(4.0 * eps).add_(c * c).sqrt_().add_(c)
+    s = torch.div(y, s).mul_(2.0)
+    return s.abs().add_(2.0).mul_(s)
 
 
 def scalar_to_support(x: torch.Tensor, support_size: int, *, eps: float = 1e-3) -> torch.Tensor:
@@ -130,12 +135,23 @@ def support_to_scalar(logits: torch.Tensor, support_size: int, *, eps: float = 1
     if logits.dim() < 1 or logits.shape[-1] != 2 * support_size + 1:
         raise ValueError(f"logits: expected shape [..., {2 * support_size + 1}] (2 * support_size + 1), "
                          f"got {tuple(logits.shape)}")
-    probs = logits.softmax(dim=-1)
-    # Bin +i is paired with bin -i: a symmetric distribution then sums to exactly 0, where a dot
-    # product with [-S..S] leaves rounding residue (which the inverse transform would keep).
-    weights = torch.arange(1, support_size + 1, dtype=probs.dtype, device=probs.device)
-    expectation = ((probs[..., support_size + 1:] - probs[..., :support_size].flip(-1)) * weights).sum(dim=-1)
+    pair, weights = _pairing(support_size, logits.dtype, logits.device)
+    # Bin +i is paired with bin -i (p[+i] - p[-i], exact: every other term of the product is a
+    # zero), then weighted by i: a symmetric distribution sums to exactly 0, where a dot product
+    # with [-S..S] leaves rounding residue (which the inverse transform would keep). Two small
+    # matrix products are also the cheapest way here: decoding runs at every search simulation.
+    expectation = (logits.softmax(dim=-1) @ pair) @ weights
     return inverse_scalar_transform(expectation, eps)
+
+
+@functools.lru_cache(maxsize=32)
+def _pairing(support_size: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """([2S+1, S] with +1 at (S+i, i-1) and -1 at (S-i, i-1), the weights 1..S)."""
+    pair = torch.zeros(2 * support_size + 1, support_size, dtype=dtype, device=device)
+    i = torch.arange(1, support_size + 1, device=device)
+    pair[support_size + i, i - 1] = 1.0
+    pair[support_size - i, i - 1] = -1.0
+    return pair, i.to(dtype)
 
 
 def scale_hidden_state(hidden_state: torch.Tensor) -> torch.Tensor:
