@@ -152,3 +152,20 @@ def test_alphazero_mode_searches_the_true_rules():
         history[-1]["random_losses"] == 4
     with pytest.raises(ValueError, match="config.simulator"):
         muzero.train("CartPole-v1", 10, config=config)
+
+
+def test_reanalysis_refreshes_stored_targets_with_the_latest_network(monkeypatch):
+    calls = []
+    original = GameBuffer.update_targets
+
+    def recording(self, indices, root_values, policies):
+        calls.append((np.asarray(indices).copy(), np.asarray(root_values).copy(), np.asarray(policies).copy()))
+        return original(self, indices, root_values, policies)
+
+    monkeypatch.setattr(GameBuffer, "update_targets", recording)
+    _, history = muzero.train("CartPole-v1", 200, seed=0, config=tiny(reanalyse_batch=8), eval_every=200,
+                              eval_episodes=1)
+    assert len(calls) == history[-1]["updates"] > 0
+    indices, values, policies = calls[-1]
+    assert indices.shape == (8,) and values.shape == (8,) and policies.shape == (8, 2)
+    np.testing.assert_allclose(policies.sum(axis=1), 1.0, rtol=1e-5)
