@@ -9,11 +9,11 @@ settings: Dirichlet noise alpha 0.25 / fraction 0.25 at the roots, pUCT 1.25 / 1
 once: initial inference on the N observations, one batched search, the actions, the env steps
 (finished games are reset), and what a game buffer needs (root values, visit distributions).
 
-- pymbrl: the self-play step of ``pymbrl.agents.muzero.train``, calling the agent's own code:
-  ``Searcher`` (built from a ``MuZeroConfig``; it runs ``mcts.muzero_policy`` with the latents in a
-  torch embedding pool and the tree in C++), ``legal_mask``, ``Games.record`` / ``Games.finish``
-  into a ``GameBuffer`` and ``_values`` for the final value of a cut game, the same statements as
-  the agent's loop in between (only the training, evaluation and checkpoint steps are left out).
+- pymbrl: the agent's own self-play step, ``pymbrl.agents.muzero.SelfPlay.step`` (what ``train``
+  calls once per move before training): the ``Searcher`` (built from a ``MuZeroConfig``; it runs
+  ``mcts.muzero_policy`` with the latents in a torch embedding pool and the tree in C++), the env
+  steps, and finished games into a ``GameBuffer`` (with the network's value of a cut game's last
+  observation).
 - LightZero 0.2.0: its compiled ``ctree_muzero`` (``mz_tree``), driven per move as its MuZero
   collector and ``MuZeroMCTSCtree.search`` drive it: initial inference, latents to numpy, root
   values decoded, ``np.random.dirichlet`` noise per root, ``Roots`` + ``prepare``; per simulation a
@@ -251,35 +251,13 @@ class Pymbrl(Driver):
     def start(self, seed, clock):
         self.clock = clock
         self.network = self.base_network if clock is None else TimedNetwork(self.base_network, clock)
-        self.envs = self.envs_for(clock)
-        self.obs, self.infos = map(list, zip(*(env.reset(seed=seed + i) for i, env in enumerate(self.envs))))
+        self.play = self.agent.SelfPlay(self.envs_for(clock), seed)
         self.searcher = self.agent.Searcher(self.network, self.config, False, seed + 1)
-        self.games = self.agent.Games(N)
-        self.device = next(self.base_network.parameters()).device
 
     def move(self):
-        # The body of train()'s loop up to the training step, statement for statement.
-        agent, network, envs, obs, infos, games = (self.agent, self.network, self.envs, self.obs, self.infos,
-                                                   self.games)
-        legal = agent.legal_mask(infos, A)
-        result = self.searcher(np.stack(obs), legal, TEMPERATURE, noise=True)
-        actions = result.action.cpu().numpy()
-        values = result.search_tree.summary().value.cpu().numpy()
-        policies = result.action_weights.cpu().numpy()
-        ended: list[tuple[int, bool, np.ndarray]] = []
-        for i, env in enumerate(envs):
-            next_obs, reward, terminated, truncated, infos[i] = env.step(int(actions[i]))
-            games.record(i, obs[i], int(actions[i]), float(reward), float(values[i]), policies[i])
-            obs[i] = next_obs
-            if terminated or truncated:
-                ended.append((i, bool(terminated), next_obs))
-        if ended:
-            final_values = agent._values(network, [o for _, _, o in ended], self.device)
-            for (i, terminated, _), final_value in zip(ended, final_values):
-                length = len(games.actions[i])
-                games.finish(i, self.buffer, terminated, 0.0 if terminated else float(final_value))
-                self.stats.game_lengths.append(length)
-                obs[i], infos[i] = envs[i].reset()
+        # The agent's own self-play step (train() calls it once per move, then trains).
+        result, finished = self.play.step(self.searcher, self.buffer, TEMPERATURE)
+        self.stats.game_lengths += [length for _, length in finished]
         # For the report: the thread count, and the time inside the C++ select / expand-and-backup of
         # this search. Trees are recycled between searches, so that is the difference of the tree's
         # counter since its last search (the dict holds the trees, so an id is never reused).
@@ -290,7 +268,7 @@ class Pymbrl(Driver):
         if self.clock is not None:
             self.clock.seconds["tree"] += tree.core_seconds - before
         self.stats.visit_sums.update(np.unique(result.search_tree.summary().visit_counts.sum(-1).numpy()).tolist())
-        self.stats.root_values.append(float(values.mean()))
+        self.stats.root_values.append(float(result.search_tree.summary().value.mean()))
 
 
 class LightZero(Driver):
@@ -673,7 +651,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
             "- env: gymnasium `step` and `reset` of the 16 envs.",
             "- other: everything else: the search loops in Python, latent gather/scatter (pymbrl: torch "
             "embedding pool; LightZero: a Python list of numpy arrays) and numpy/torch/list conversions, root "
-            "noise and action draws, game bookkeeping and buffer writes (pymbrl: `Games` into the C++ "
+            "noise and action draws, game bookkeeping and buffer writes (pymbrl: `SelfPlay` into the C++ "
             "`GameBuffer`; LightZero: per-env lists handed to a Python list).",
         ]
         lines += ["", *non_network_line(bench)]
@@ -687,8 +665,9 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "- pymbrl: the self-play step of `pymbrl.agents.muzero.train` (training, evaluation and checkpoints "
         "left out), calling the agent's own `legal_mask`, `Searcher` (initial inference, "
         "`mcts.muzero_policy` with the latents in a torch embedding pool and one `recurrent_fn` call per "
-        "simulation, the action drawn in C++), `Games.record`, and at a game's end `_values` (initial "
-        "inference for the bootstrap value of a cut game), `Games.finish` into a `GameBuffer`, `env.reset()`.",
+        "simulation, the action drawn in C++), the env steps, and at a game's end an initial inference "
+        "for the bootstrap value of a cut game, the game into a `GameBuffer` and `env.reset()` "
+        "(`pymbrl.agents.muzero.SelfPlay.step`, the agent's own code).",
         "- LightZero: a loop written after LightZero 0.2.0's MuZero collector (`_forward_collect`) and "
         "`MuZeroMCTSCtree.search`: initial inference, latents, root values and logits to numpy/lists, "
         "`np.random.dirichlet` per root, `Roots` + `prepare`; per simulation `ResultsWrapper`, `batch_traverse` "

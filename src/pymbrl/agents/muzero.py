@@ -182,32 +182,53 @@ def legal_mask(infos: list[dict], num_actions: int) -> np.ndarray | None:
     return np.stack([np.asarray(info["legal_actions"], dtype=bool) for info in infos])
 
 
-class Games:
-    """The games in progress in ``num_envs`` envs, written to the buffer as they end."""
+class SelfPlay:
+    """``num_envs`` envs playing together: one batched search per step for all of them; each game
+    goes into the game buffer with its search statistics when it ends (a cut game with the
+    network's value of its last observation, to bootstrap from).
 
-    def __init__(self, n: int):
-        self.obs: list[list[np.ndarray]] = [[] for _ in range(n)]
-        self.actions: list[list[int]] = [[] for _ in range(n)]
-        self.rewards: list[list[float]] = [[] for _ in range(n)]
-        self.values: list[list[float]] = [[] for _ in range(n)]
-        self.policies: list[list[np.ndarray]] = [[] for _ in range(n)]
-        self.returns = np.zeros(n)
+    Parameters
+    ----------
+    envs : list of gymnasium envs with a Discrete action space (reset here, env ``i`` with ``seed + i``)
+    seed : int
+    """
 
-    def record(self, i: int, obs: np.ndarray, action: int, reward: float, value: float, policy: np.ndarray) -> None:
-        for store, item in ((self.obs, obs), (self.actions, action), (self.rewards, reward), (self.values, value),
-                            (self.policies, policy)):
-            store[i].append(item)
-        self.returns[i] += reward
+    def __init__(self, envs: list[gym.Env], seed: int):
+        self.envs = envs
+        self.obs, self.infos = map(list, zip(*(env.reset(seed=seed + i) for i, env in enumerate(envs))))
+        self.num_actions = int(envs[0].action_space.n)
+        self.two_player = "to_play" in self.infos[0]
+        self.has_legal_actions = "legal_actions" in self.infos[0]
+        self.games: list[list[tuple]] = [[] for _ in envs]  # per env: (obs, action, reward, root value, policy)
 
-    def finish(self, i: int, buffer: GameBuffer, terminated: bool, final_value: float) -> float:
-        """Writes env ``i``'s game to ``buffer`` and starts a new one; returns the game's return."""
-        buffer.add_game(np.stack(self.obs[i]), np.asarray(self.actions[i]), np.asarray(self.rewards[i], np.float32),
-                        np.asarray(self.values[i], np.float32), np.stack(self.policies[i]), terminated=terminated,
-                        final_value=final_value)
-        for store in (self.obs, self.actions, self.rewards, self.values, self.policies):
-            store[i] = []
-        episode_return, self.returns[i] = self.returns[i], 0.0
-        return float(episode_return)
+    def step(self, searcher: Searcher, buffer: GameBuffer, temperature: float
+             ) -> tuple[mcts.PolicyOutput, list[tuple[float, int]]]:
+        """One move in every env; returns the search's output and the (return, length) of each game
+        that ended (its env reset)."""
+        legal = legal_mask(self.infos, self.num_actions)
+        result = searcher(np.stack(self.obs), legal, temperature, noise=True)
+        actions = result.action.cpu().numpy()
+        values = result.search_tree.summary().value.cpu().numpy()
+        policies = result.action_weights.cpu().numpy()
+        ended: list[tuple[int, bool]] = []
+        for i, env in enumerate(self.envs):
+            next_obs, reward, terminated, truncated, self.infos[i] = env.step(int(actions[i]))
+            self.games[i].append((self.obs[i], int(actions[i]), float(reward), float(values[i]), policies[i]))
+            self.obs[i] = next_obs
+            if terminated or truncated:
+                ended.append((i, bool(terminated)))
+        finished = []
+        if ended:
+            final_values = _values(searcher.network, [self.obs[i] for i, _ in ended], searcher.device)
+            for (i, terminated), final_value in zip(ended, final_values):
+                obs, actions_, rewards, root_values, visit_policies = zip(*self.games[i])
+                buffer.add_game(np.stack(obs), np.asarray(actions_), np.asarray(rewards, np.float32),
+                                np.asarray(root_values, np.float32), np.stack(visit_policies), terminated=terminated,
+                                final_value=0.0 if terminated else float(final_value))
+                finished.append((float(sum(rewards)), len(rewards)))
+                self.games[i] = []
+                self.obs[i], self.infos[i] = self.envs[i].reset()
+        return result, finished
 
 
 def temperature(config: MuZeroConfig, progress: float) -> float:
@@ -320,16 +341,16 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
     if not isinstance(envs[0].action_space, gym.spaces.Discrete):
         raise ValueError(f"env_id: MuZero needs a Discrete action space, {env_id} has {envs[0].action_space}")
     num_actions = int(envs[0].action_space.n)
+    if c.simulator and env_id != "pymbrl/TicTacToe-v0":
+        raise ValueError(f"config.simulator: AlphaZero mode knows the rules of pymbrl/TicTacToe-v0 only, got {env_id}")
     run = start_run(run_dir, steps, {"algorithm": "MuZero", "env_id": env_id, "config": c}, seed, checkpoint_every)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         network = make_network(envs[0].observation_space, num_actions, c).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    obs, infos = map(list, zip(*(env.reset(seed=run.seed + i) for i, env in enumerate(envs))))
-    two_player = "to_play" in infos[0]
-    if c.simulator and env_id != "pymbrl/TicTacToe-v0":
-        raise ValueError(f"config.simulator: AlphaZero mode knows the rules of pymbrl/TicTacToe-v0 only, got {env_id}")
-    if c.reanalyse_batch and "legal_actions" in infos[0]:
+    play = SelfPlay(envs, run.seed)
+    two_player = play.two_player
+    if c.reanalyse_batch and play.has_legal_actions:
         raise ValueError(f"config.reanalyse_batch: reanalysis searches stored positions without their legal-action "
                          f"masks, so it is for envs without them; {env_id} has them (use 0)")
     buffer = GameBuffer(c.buffer_size, envs[0].observation_space.shape, num_actions,
@@ -344,30 +365,12 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
         buffer = run.buffers["games"]
         searcher.generator.bit_generator.state = run.state["searcher"]
         updates, owed = run.state["updates"], run.state["owed"]
-    for i, env in enumerate(envs):
-        env.action_space.seed(run.seed + i)
-    games = Games(c.num_envs)
     finished: list[float] = []
     parts: dict[str, float] = {}
     step = run.step
     while step < steps:
-        legal = legal_mask(infos, num_actions)
-        result = searcher(np.stack(obs), legal, temperature(c, step / steps), noise=True)
-        actions = result.action.cpu().numpy()
-        values = result.search_tree.summary().value.cpu().numpy()
-        policies = result.action_weights.cpu().numpy()
-        ended: list[tuple[int, bool, np.ndarray]] = []
-        for i, env in enumerate(envs):
-            next_obs, reward, terminated, truncated, infos[i] = env.step(int(actions[i]))
-            games.record(i, obs[i], int(actions[i]), float(reward), float(values[i]), policies[i])
-            obs[i] = next_obs
-            if terminated or truncated:
-                ended.append((i, bool(terminated), next_obs))
-        if ended:
-            final_values = _values(network, [o for _, _, o in ended], device)
-            for (i, terminated, _), final_value in zip(ended, final_values):
-                finished.append(games.finish(i, buffer, terminated, 0.0 if terminated else float(final_value)))
-                obs[i], infos[i] = envs[i].reset()
+        _, ended = play.step(searcher, buffer, temperature(c, step / steps))
+        finished += [episode_return for episode_return, _ in ended]
         before = step
         step = min(steps, step + c.num_envs)
         if step >= c.warmup_steps and len(buffer) >= c.batch_size:
