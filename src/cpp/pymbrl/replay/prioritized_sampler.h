@@ -1,8 +1,10 @@
-// Proportional prioritized sampling (Schaul et al. 2016): P(i) = p_i^alpha / sum_k p_k^alpha,
-// stratified over the batch, with importance weights (N P(i))^-beta normalised by their largest
-// possible value, which the min tree gives in O(1).
+// Proportional prioritized sampling of transitions (Schaul et al. 2016): P(i) = p_i^alpha /
+// sum_k p_k^alpha over the rows of a TransitionStore. The trees, the running maximum and the
+// stratified sampling with importance weights are SlotPriorities over rows; this class decides
+// which rows carry priority (only transitions that can be sampled) and maps rows to ids.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "pymbrl/replay/segment_tree.h"
+#include "pymbrl/replay/slot_priorities.h"
 #include "pymbrl/replay/transition_store.h"
 #include "pymbrl/rng.h"
 
@@ -17,23 +20,19 @@ namespace pymbrl::replay {
 
 class PrioritizedSampler {
  public:
-  PrioritizedSampler(int64_t capacity, double alpha, double eps)
-      : capacity_(capacity), sum_(capacity), min_(capacity), alpha_(alpha), eps_(eps) {
-    if (!(alpha >= 0.0 && std::isfinite(alpha))) throw std::invalid_argument("alpha: expected a finite value >= 0, got " + std::to_string(alpha));
-    if (!(eps >= 0.0 && std::isfinite(eps))) throw std::invalid_argument("eps: expected a finite value >= 0, got " + std::to_string(eps));
-  }
+  PrioritizedSampler(int64_t capacity, double alpha, double eps) : capacity_(capacity), priorities_(capacity, alpha, eps) {}
 
-  double alpha() const { return alpha_; }
-  double eps() const { return eps_; }
-  double max_priority() const { return max_priority_; }
-  double total() const { return sum_.root(); }
-  const SumTree& sum_tree() const { return sum_; }
+  double alpha() const { return priorities_.alpha(); }
+  double eps() const { return priorities_.eps(); }
+  double max_priority() const { return priorities_.max_priority(); }
+  double total() const { return priorities_.total(); }
+  const SumTree& sum_tree() const { return priorities_.sum_tree(); }
 
   // After store.append() wrote ids [first, store.end_id()): new rows get the largest priority seen
   // so far once sampleable, and rows that just became sampleable (their stream moved on) too.
   void on_append(const TransitionStore& store, int64_t first) {
     const int64_t envs = store.num_envs();
-    const double top = std::pow(max_priority_, alpha_);
+    const double top = std::pow(priorities_.max_priority(), priorities_.alpha());
     rows_.clear();
     values_.clear();
     for (int64_t id = std::max(first - envs, store.oldest_id()); id < store.end_id(); ++id) {
@@ -42,32 +41,15 @@ class PrioritizedSampler {
       rows_.push_back(store.row_of(id));
       values_.push_back(store.sampleable(id) ? top : 0.0);
     }
-    set_leaves();
+    priorities_.set(rows_.data(), values_.data(), static_cast<int64_t>(rows_.size()));
   }
 
-  void clear() {
-    sum_.fill(0.0);
-    min_.fill(std::numeric_limits<double>::infinity());
-    max_priority_ = 1.0;
-  }
+  void clear() { priorities_.clear(); }
 
   // n ids drawn in proportion to priority, one from each of n equal slices of the total mass.
   void sample(const TransitionStore& store, Rng& rng, int64_t n, double beta, int64_t* ids, float* weights) {
-    const double total = sum_.root();
-    const double slice = total / static_cast<double>(n);
-    const double min_leaf = min_.root();
-    values_.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      double u = (static_cast<double>(i) + rng.uniform()) * slice;
-      values_[static_cast<size_t>(i)] = u < total ? u : std::nextafter(total, 0.0);
-    }
-    sum_.find_prefix_many(values_.data(), n, ids, scratch_);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t r = ids[i];
-      ids[i] = store.id_at_row(r);
-      // float32 is the output precision, and exp2f/log2f cost a fraction of a double pow.
-      weights[i] = std::exp2(-static_cast<float>(beta) * std::log2(static_cast<float>(sum_.leaf(r) / min_leaf)));
-    }
+    priorities_.sample(rng, n, beta, ids, weights);
+    for (int64_t i = 0; i < n; ++i) ids[i] = store.id_at_row(ids[i]);
   }
 
   // Validates every pair first; then sets p = priority + eps for ids still stored and sampleable.
@@ -86,26 +68,24 @@ class PrioritizedSampler {
     values_.clear();
     for (int64_t i = 0; i < n; ++i) {
       if (!store.sampleable(ids[i])) continue;
-      const double p = priorities[i] + eps_;
-      max_priority_ = std::max(max_priority_, p);
       rows_.push_back(store.row_of(ids[i]));
-      values_.push_back(std::pow(p, alpha_));
+      values_.push_back(priorities[i]);
     }
-    set_leaves();
+    priorities_.assign(rows_.data(), values_.data(), static_cast<int64_t>(rows_.size()));
   }
 
   // p^alpha of a transition; 0 where it cannot be sampled.
   double priority(const TransitionStore& store, int64_t id) const {
-    return store.sampleable(id) ? sum_.leaf(store.row_of(id)) : 0.0;
+    return store.sampleable(id) ? priorities_.leaf(store.row_of(id)) : 0.0;
   }
 
-  // Snapshot: leaves (p^alpha per row) and the running maximum.
-  std::vector<double> leaves() const { return std::vector<double>(sum_.leaves(), sum_.leaves() + sum_.n_leaves()); }
+  // Snapshot: leaves (p^alpha per row, tree padding included) and the running maximum.
+  std::vector<double> leaves() const { return priorities_.leaves(); }
 
   // What a snapshot must satisfy whatever the store holds; callers run it before restoring the store
   // so that a bad snapshot changes nothing.
   void check(const std::vector<double>& leaves, double max_priority) const {
-    if (static_cast<int64_t>(leaves.size()) != sum_.n_leaves()) throw std::invalid_argument("priorities: expected one per tree leaf");
+    if (static_cast<int64_t>(leaves.size()) != sum_tree().n_leaves()) throw std::invalid_argument("priorities: expected one per tree leaf");
     for (size_t i = 0; i < leaves.size(); ++i) {
       if (!(leaves[i] >= 0.0 && std::isfinite(leaves[i]))) throw std::invalid_argument("priorities: expected finite values >= 0");
       if (leaves[i] > 0.0 && static_cast<int64_t>(i) >= capacity_) {
@@ -123,32 +103,15 @@ class PrioritizedSampler {
         throw std::invalid_argument("priorities: expected 0 for transitions that cannot be sampled");
       }
     }
-    sum_.assign(leaves);
-    std::vector<double> mins(leaves);
-    for (double& v : mins) v = v > 0.0 ? v : std::numeric_limits<double>::infinity();
-    min_.assign(mins);
-    max_priority_ = max_priority;
+    priorities_.restore(leaves, max_priority);
   }
 
  private:
-  // Writes values_ into rows_ of both trees (zero leaves count as +inf in the min tree).
-  void set_leaves() {
-    const int64_t n = static_cast<int64_t>(rows_.size());
-    sum_.set_many(rows_.data(), values_.data(), n, scratch_);
-    for (double& v : values_) v = v > 0.0 ? v : std::numeric_limits<double>::infinity();
-    min_.set_many(rows_.data(), values_.data(), n, scratch_);
-  }
-
   int64_t capacity_;
-  SumTree sum_;
-  MinTree min_;  // zero leaves (not sampleable) count as +inf
-  double alpha_;
-  double eps_;
-  double max_priority_ = 1.0;
+  SlotPriorities priorities_;  // one slot per store row
   // Reused between calls so the hot paths do not allocate.
   std::vector<int64_t> rows_;
   std::vector<double> values_;
-  std::vector<int64_t> scratch_;
 };
 
 }  // namespace pymbrl::replay
