@@ -267,8 +267,9 @@ class Pymbrl(Driver):
         self.core_before[id(tree)] = (tree, tree.core_seconds)
         if self.clock is not None:
             self.clock.seconds["tree"] += tree.core_seconds - before
-        self.stats.visit_sums.update(np.unique(result.search_tree.summary().visit_counts.sum(-1).numpy()).tolist())
-        self.stats.root_values.append(float(result.search_tree.summary().value.mean()))
+        summary = result.search_tree.summary()
+        self.stats.visit_sums.update(np.unique(summary.visit_counts.sum(-1).numpy()).tolist())
+        self.stats.root_values.append(float(summary.value.mean()))
 
 
 class LightZero(Driver):
@@ -464,7 +465,7 @@ class Bench:
         net, gen = self.network, torch.Generator().manual_seed(0)
         obs, h = torch.rand(N, OBS_DIM, generator=gen), torch.rand(N, LATENT, generator=gen)
         act = torch.randint(0, A, (N,), generator=gen)
-        logits = torch.randn(N, 2 * SUPPORT + 1, generator=gen)
+        logits = torch.randn(2, N, 2 * SUPPORT + 1, generator=gen)   # a simulation's value and reward together
         forward, decode = [], []
         with torch.no_grad():
             for _ in range(6):   # the first is a warm-up
@@ -583,9 +584,10 @@ def floor_lines(bench: Bench) -> list[str]:
         return []
     forward, decode = bench.floor
     lines = [f"The network's forward passes alone for one move (1 `initial_inference` + {S} `recurrent_inference` "
-             f"on [{N}, ...], no decoding; median of 5): {forward * 1e3:.2f} ms; decoding one [{N}, {2 * SUPPORT + 1}] "
-             f"logits tensor with pymbrl's `support_to_scalar`: {decode * 1e6:.0f} µs ({2 * S + 1} per move: "
-             f"{(2 * S + 1) * decode * 1e3:.2f} ms)."]
+             f"on [{N}, ...], no decoding; median of 5): {forward * 1e3:.2f} ms; decoding a simulation's value and "
+             f"reward logits together ([2, {N}, {2 * SUPPORT + 1}]) with pymbrl's `support_to_scalar`: "
+             f"{decode * 1e6:.0f} µs (about {S + 1} decodings per move, the root's included: "
+             f"{(S + 1) * decode * 1e3:.2f} ms)."]
     b = bench.cells.get(LIGHTZERO)
     if isinstance(b, Cell) and b.seconds:
         need = statistics.median(b.seconds) / bench.args.moves / TARGET
