@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pymbrl.agents import mbpo, sac
@@ -45,8 +46,28 @@ def main() -> None:
     results = json.loads(out.read_text())
     from pymbrl.agents.curves import plot_learning_curves
 
-    plot_learning_curves({name: runs for name, runs in results["runs"].items() if runs}, out.with_suffix(".png"),
-                         title=f"{results['env']}: MBPO vs SAC at equal env steps", xlabel="real env steps")
+    runs = {name: by_seed for name, by_seed in results["runs"].items() if by_seed}
+    plot_learning_curves(runs, out.with_suffix(".png"), title=f"{results['env']}: MBPO vs SAC at equal env steps",
+                         xlabel="real env steps")
+    print(summary(runs))
+
+
+def summary(runs: dict) -> str:
+    """A markdown table: mean (min..max over seeds) evaluation return at each evaluated step, and
+    each method's wall time per seed."""
+    steps = sorted({r["step"] for by_seed in runs.values() for h in by_seed.values() for r in h})
+    lines = ["| env steps | " + " | ".join(runs) + " |", "|---:|" + "---:|" * len(runs)]
+    for step in steps:
+        cells = []
+        for by_seed in runs.values():
+            returns = [r["return"] for h in by_seed.values() for r in h if r["step"] == step]
+            cells.append(f"{np.mean(returns):.0f} ({min(returns):.0f}..{max(returns):.0f}, {len(returns)} seeds)"
+                         if returns else "")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    for name, by_seed in runs.items():
+        minutes = [h[-1]["seconds"] / 60 for h in by_seed.values()]
+        lines.append(f"\n{name}: {np.mean(minutes):.1f} min per seed (one core, {len(minutes)} seeds)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
