@@ -2,7 +2,8 @@
 
 See :class:`GaussianEnsemble` (probabilistic ensemble, PETS / MBPO), :class:`DynamicsModel` (the
 deterministic residual model), :class:`Normalizer`, :class:`ModelTrainer`, and :func:`rollout_error` (compounding error);
-:mod:`pymbrl.models.muzero` for MuZero's networks and value/reward supports.
+:mod:`pymbrl.models.muzero` for MuZero's networks and value/reward supports; :mod:`pymbrl.models.rssm`
+for DreamerV3's world model (RSSM, encoders/decoders, symlog two-hot heads, KL balancing).
 """
 
 from pymbrl.models.ensemble import DynamicsModel, EnsembleLinear, GaussianEnsemble, Normalizer
