@@ -6,6 +6,7 @@ Each benchmark owns one section of ``bench/RESULTS.md`` between ``<!-- NAME:begi
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -103,10 +104,10 @@ def names(text: str, choices, what: str, parser) -> list[str]:
     """The comma-separated ``text`` (any case) as a subset of ``choices``, in their order; an
     unknown name ends the program with the parser's usage error."""
     wanted = {n.strip().lower() for n in text.split(",")}
-    unknown = wanted - set(choices)
+    unknown = wanted - {c.lower() for c in choices}
     if unknown:
         parser.error(f"unknown {what} {sorted(unknown)}; choose from {', '.join(choices)}")
-    return [c for c in choices if c in wanted]
+    return [c for c in choices if c.lower() in wanted]
 
 
 def spread(times: list[float]) -> float:
@@ -122,3 +123,31 @@ def progress(start: float, message: str) -> None:
 
     print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
 
+
+
+def bench_parser(doc: str, quick: str, libs: tuple[str, ...] | None = None,
+                 libs_default: str = "default: all") -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick`` (a smoke test that writes no file unless
+    ``--output``; ``quick`` says what else it cuts), ``--output``, and, with ``libs``, ``--libs``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"smoke test: {quick}, no file written unless --output")
+    parser.add_argument("--output", type=Path, default=None,
+                        help=f"markdown file to update (default {DEFAULT_OUTPUT.name} next to this script)")
+    if libs is not None:
+        parser.add_argument("--libs", default=",".join(libs),
+                            help=f"comma-separated subset of {','.join(libs)} (any case; {libs_default})")
+    return parser
+
+
+class Run:
+    """What every benchmark's run shares: the libraries under test by name (each with a
+    ``reason`` that is None when it can run) and progress lines timed from ``t0``."""
+
+    libs: dict
+    t0: float
+
+    def ready(self) -> dict:
+        return {n: a for n, a in self.libs.items() if a.reason is None}
+
+    def log(self, msg: str) -> None:
+        progress(self.t0, msg)

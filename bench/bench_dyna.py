@@ -27,7 +27,6 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +34,7 @@ import pymbrl
 from pymbrl import dyna
 
 import dyna_baseline as baseline
-from _report import DEFAULT_OUTPUT, load, machine, publish
+from _report import DEFAULT_OUTPUT, bench_parser, load, machine, publish
 
 EPISODES = 50
 SEEDS = 30
@@ -178,11 +177,7 @@ def report(args: argparse.Namespace, argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: fewer repetitions and baseline seeds, no file written unless --output")
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"markdown file to update (default {DEFAULT_OUTPUT.name} next to this script)")
+    parser = bench_parser(__doc__, "fewer repetitions and baseline seeds")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.repeats = 3 if args.quick else 7

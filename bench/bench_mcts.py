@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 import mcts_baseline
-from _report import DEFAULT_OUTPUT, header, load, names, progress, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
 
 torch.set_num_threads(1)
 
@@ -525,7 +525,7 @@ class Cell:
         return spread(self.total)
 
 
-class Bench:
+class Bench(Run):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.libs = {name: ADAPTERS[name]() for name in args.libs}
@@ -535,12 +535,6 @@ class Bench:
         self.depths: dict[Case, tuple[float, float, int]] = {}
         self.checks: list[str] = []
         self.notes: list[str] = []
-
-    def ready(self) -> dict[str, Adapter]:
-        return {n: a for n, a in self.libs.items() if a.reason is None}
-
-    def log(self, msg: str) -> None:
-        progress(self.t0, msg)
 
     def check(self, name: str, ad: Adapter, key: Case) -> None:
         """Every root's children must have been visited S times in all (one visit per simulation)."""
@@ -824,14 +818,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: fewer repeats, no file written unless --output")
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"markdown file to update (default {DEFAULT_OUTPUT.name} next to this script)")
-    parser.add_argument("--libs", default=",".join(CLI_NAMES),
-                        help="comma-separated subset of " + ",".join(CLI_NAMES) + " (any case; default: all; "
-                             "pymbrl1 is pymbrl with num_threads=1)")
+    parser = bench_parser(__doc__, "fewer repeats", tuple(CLI_NAMES), "default: all; pymbrl1 is pymbrl with num_threads=1")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated model variants, of " + ",".join(MODELS) + " (default: both)")
     parser.add_argument("--repeats", type=int, default=None,

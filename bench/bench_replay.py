@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, header, load, progress, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
@@ -529,7 +529,7 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-class Bench:
+class Bench(Run):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.libs = {name: ADAPTERS[name]() for name in args.libs}
@@ -539,9 +539,6 @@ class Bench:
         self.steady: dict[str, dict[str, float]] = {}
         self.checks: list[str] = []
         self.rng = np.random.default_rng(0)
-
-    def ready(self) -> dict[str, Adapter]:
-        return {n: a for n, a in self.libs.items() if a.reason is None}
 
     def record(self, case: str, times: dict[str, list[float]]) -> None:
         for name, t in times.items():
@@ -567,9 +564,6 @@ class Bench:
             except Exception as e:  # a peer's failure must not end the benchmark
                 self.results[case][name] = f"unavailable ({short(e, 70)})"
                 bufs.pop(name).close()
-
-    def log(self, msg: str) -> None:
-        progress(self.t0, msg)
 
     # (1) and (3): add 1 into fresh 1M buffers, fill them, sample 256.
     def add1_and_sample(self, s: Stream) -> None:
@@ -891,17 +885,10 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test (~30 s): fewer calls, a 1M instead of 10M sequence buffer, "
-                             "no file written unless --output")
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"markdown file to update (default {DEFAULT_OUTPUT.name} next to this script)")
-    parser.add_argument("--libs", default=",".join(LIBS),
-                        help="comma-separated subset of " + ",".join(LIBS) + " (default: all)")
+    parser = bench_parser(__doc__, "(~30 s) fewer calls, a 1M instead of 10M sequence buffer", tuple(LIBS))
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    args.libs = [n for n in LIBS if n in args.libs.split(",")]
+    args.libs = names(args.libs, tuple(LIBS), "libraries", parser)
     q = args.quick
     args.capacity = 1_000_000
     args.add1_calls = 10_000 if q else 100_000

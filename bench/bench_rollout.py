@@ -90,7 +90,7 @@ import torch
 from torch import nn
 
 import rollout_baseline
-from _report import DEFAULT_OUTPUT, header, load, names, progress, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble
 
@@ -429,7 +429,7 @@ class Cell:
         return spread(self.seconds)
 
 
-class Bench:
+class Bench(Run):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.device: torch.device = args.device
@@ -440,12 +440,6 @@ class Bench:
         self.memory: dict[tuple[str, int], list[float] | str] = {}
         self.checks: list[str] = []
         self.notes: list[str] = []
-
-    def ready(self) -> dict[str, Adapter]:
-        return {n: a for n, a in self.libs.items() if a.reason is None}
-
-    def log(self, msg: str) -> None:
-        progress(self.t0, msg)
 
     def check_weights(self, p: Problem) -> None:
         """Every library's members must predict what pymbrl's do, on the same rows."""
@@ -791,13 +785,7 @@ def parse_device(text: str, parser: argparse.ArgumentParser) -> torch.device:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke test: N = {QUICK_N:,}, fewer repeats, no file written unless --output")
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"markdown file to update (default {DEFAULT_OUTPUT.name} next to this script)")
-    parser.add_argument("--libs", default=",".join(CLI_NAMES),
-                        help="comma-separated subset of " + ",".join(CLI_NAMES) + " (any case; default: all)")
+    parser = bench_parser(__doc__, f"N = {QUICK_N:,}, fewer repeats", tuple(CLI_NAMES))
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed rollouts per library and horizon (default 7, 5, 5 at H = 1, 5, 15; 3 with --quick)")
     parser.add_argument("--no-memory", action="store_true",

@@ -62,7 +62,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, header, load, names, progress, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
 
 torch.set_num_threads(1)
 
@@ -430,20 +430,14 @@ class Cell:
         return N * moves / statistics.median(self.seconds)
 
 
-class Bench:
+class Bench(Run):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.network = make_network()
-        self.drivers = {name: DRIVERS[name](self.network) for name in args.libs}
+        self.libs = {name: DRIVERS[name](self.network) for name in args.libs}
         self.cells: dict[str, Cell | str] = {}
         self.floor: tuple[float, float] | None = None
         """(seconds of one move's forward passes, seconds of one support_to_scalar on [N, 2S + 1])."""
-
-    def ready(self) -> dict[str, Driver]:
-        return {n: d for n, d in self.drivers.items() if d.reason is None}
-
-    def log(self, msg: str) -> None:
-        progress(self.t0, msg)
 
     def play(self, driver: Driver, seed: int, clock: Clock | None) -> float:
         """A fresh start, the warm-up moves, then the timed moves; returns their seconds."""
@@ -524,7 +518,7 @@ def fmt(v: float) -> str:
 def rates_table(bench: Bench) -> list[str]:
     moves = bench.args.moves
     lines = ["| driver | env steps/s | ms per move (16 env steps) | spread |", "|---|---:|---:|---:|"]
-    for name, d in bench.drivers.items():
+    for name, d in bench.libs.items():
         cell = bench.cells.get(name, d.reason or NA)
         if isinstance(cell, str):
             lines.append(f"| {name} | {cell} | {NA} | {NA} |")
@@ -552,7 +546,7 @@ def medians(cell: Cell) -> dict[str, float]:
 def breakdown_table(bench: Bench) -> list[str]:
     moves = bench.args.moves
     lines = ["| driver | ms per move (instrumented) | network | tree | env | other |", "|---|---:|---:|---:|---:|---:|"]
-    for name in bench.drivers:
+    for name in bench.libs:
         cell = bench.cells.get(name)
         if not isinstance(cell, Cell) or not cell.parts:
             continue
@@ -615,7 +609,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     a = bench.args
     lines = header("MuZero self-play: pymbrl vs LightZero's compiled tree", "bench_selfplay.py", argv, load_before,
                    machine_note="; `torch.set_num_threads(1)`", runtime=bench.runtime)
-    for name, d in bench.drivers.items():
+    for name, d in bench.libs.items():
         lines.append(f"- {d.versions() if d.reason is None else name + ': ' + d.reason}")
     lines += [
         f"- gymnasium {version('gymnasium')}",
@@ -696,13 +690,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: fewer moves and repeats, no file written unless --output")
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"markdown file to update (default {DEFAULT_OUTPUT.name} next to this script)")
-    parser.add_argument("--libs", default=",".join(CLI_NAMES),
-                        help="comma-separated subset of " + ",".join(CLI_NAMES) + " (any case; default: both)")
+    parser = bench_parser(__doc__, "fewer moves and repeats", tuple(CLI_NAMES), "default: both")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per driver (default 9, 2 with --quick)")
     parser.add_argument("--moves", type=int, default=None,
                         help="timed moves per repeat (default 200, 20 with --quick)")
