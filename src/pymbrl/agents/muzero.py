@@ -139,7 +139,8 @@ class Searcher:
             next_embedding
 
     @torch.no_grad()
-    def __call__(self, obs: np.ndarray, legal: np.ndarray | None, temperature: float, noise: bool) -> mcts.PolicyOutput:
+    def __call__(self, obs: np.ndarray | torch.Tensor, legal: np.ndarray | None, temperature: float,
+                 noise: bool) -> mcts.PolicyOutput:
         c = self.config
         was_training = self.network.training
         self.network.eval()  # batch norm on running statistics while searching
@@ -439,7 +440,7 @@ def _update(network: torch.nn.Module, optimizer: torch.optim.Optimizer, buffer: 
     """One gradient step on a sampled batch (after refreshing some stored targets, if reanalysing)."""
     if c.reanalyse_batch:
         stale = buffer.sample(c.reanalyse_batch)
-        fresh = searcher(stale.obs.cpu().numpy(), None, 1.0, noise=False)
+        fresh = searcher(stale.obs, None, 1.0, noise=False)
         buffer.update_targets(stale.indices, fresh.search_tree.summary().value, fresh.action_weights)
     batch = buffer.sample(c.batch_size, device=device)
     # Importance weights relative to the batch's largest (muzero-general, LightZero) rather than the

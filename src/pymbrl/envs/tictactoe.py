@@ -190,9 +190,9 @@ def solve(board: Sequence[int], *, quickest: bool = False) -> tuple[int, tuple[i
     if xs not in (os_, os_ + 1):
         raise ValueError(f"board: expected as many X as O or one more, got {xs} X and {os_} O")
     mover = 1 if xs == os_ else -1
-    if any(cells[a] == cells[b] == cells[c] == mover for a, b, c in LINE_CELLS):
+    if has_line(cells, mover):
         raise ValueError(f"board: expected no line of the player to move ({mover:+d}), got {cells}")
-    if _has_line(cells):
+    if has_line(cells):
         return -1, ()
     scores = {i: -_score(_child(cells, i, mover)) for i, v in enumerate(cells) if v == 0}
     if not scores:
@@ -206,8 +206,10 @@ def _sign(score: int) -> int:
     return (score > 0) - (score < 0)
 
 
-def _has_line(cells: tuple[int, ...]) -> bool:
-    return any(cells[a] == cells[b] == cells[c] != 0 for a, b, c in LINE_CELLS)
+def has_line(cells, player: int | None = None) -> bool:
+    """Whether ``player`` (+1 X, -1 O; None: either) has three in a line on ``cells`` (9 values)."""
+    return any(cells[a] == cells[b] == cells[c] != 0 and (player is None or cells[a] == player)
+               for a, b, c in LINE_CELLS)
 
 
 def _child(cells: tuple[int, ...], cell: int, mover: int) -> tuple[int, ...]:
@@ -221,7 +223,7 @@ def _score(cells: tuple[int, ...]) -> int:
     later, which the exact value alone cannot."""
     pieces = 9 - cells.count(0)
     # Only the previous mover can have completed a line, so a line means the mover lost.
-    if _has_line(cells):
+    if has_line(cells):
         return -(10 - pieces)
     if pieces == 9:
         return 0

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from pymbrl._checks import integer, real, resolve_seed
-from pymbrl.envs.tictactoe import LINE_CELLS, NUM_ACTIONS, solve
+from pymbrl.envs.tictactoe import NUM_ACTIONS, has_line, solve
 
 Player = Callable[[np.ndarray, dict[str, Any]], int]
 """A player: ``(observation, info) -> action``, called with the env's latest observation and info
@@ -116,7 +116,7 @@ class TicTacToeEnv(gym.Env[np.ndarray, int]):
             self._over = True
         else:
             self._board[cell] = self._to_play
-            won = any(self._board[a] == self._board[b] == self._board[c] == self._to_play for a, b, c in LINE_CELLS)
+            won = has_line(self._board, self._to_play)
             reward = 1.0 if won else 0.0
             self._over = won or bool((self._board != 0).all())
         self._to_play = -self._to_play
