@@ -11,6 +11,7 @@ import torch
 
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+from pymbrl._host import host
 
 
 class Root(NamedTuple):
@@ -91,12 +92,7 @@ class SearchSummary(NamedTuple):
 def host_array(x: Any, name: str) -> np.ndarray:
     """A numpy view (CPU tensors, numpy arrays) or copy (device tensors, lists) of ``x``."""
     if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.device.type != "cpu":
-            x = x.cpu()
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        return x.numpy()
+        return host(x)
     if isinstance(x, np.ndarray):
         return x
     try:

@@ -15,6 +15,7 @@ import torch
 
 from pymbrl import _core
 from pymbrl._checks import integer, real, resolve_seed
+from pymbrl._host import host
 
 Spec = Mapping[str, tuple[tuple[int, ...], Any]]
 
@@ -296,10 +297,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """Set the priorities of sampled transitions (e.g. ``|TD error|``). Indices whose slot has
         been overwritten since they were sampled are ignored; negative, NaN or infinite priorities
         and ids never added raise ``ValueError`` and change nothing."""
-        if isinstance(indices, torch.Tensor):
-            indices = indices.detach().cpu().numpy()
-        if isinstance(priorities, torch.Tensor):
-            priorities = priorities.detach().cpu().numpy()
+        indices, priorities = host(indices), host(priorities)
         indices = np.asarray(indices)
         if indices.dtype.kind not in "iu":
             raise TypeError(f"indices: expected integer ids, got {indices.dtype}")

@@ -12,6 +12,7 @@ import torch
 
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+from pymbrl._host import host
 from pymbrl.replay.buffers import _read_file, _write_file
 
 
@@ -70,19 +71,6 @@ def _obs_shape(shape: Any) -> tuple[int, ...]:
         return tuple(integer(d, "obs_shape") for d in dims)
     except TypeError:
         raise ArgumentTypeError(f"obs_shape: expected a tuple of integers, got {shape!r}") from None
-
-
-def _host(x: Any) -> Any:
-    """Torch tensors as numpy arrays (copied off an accelerator); anything else as given, for the
-    core to convert and check."""
-    if not isinstance(x, torch.Tensor):
-        return x
-    x = x.detach()
-    if x.device.type != "cpu":
-        x = x.cpu()
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    return x.numpy()
 
 
 @contextlib.contextmanager
@@ -238,8 +226,8 @@ class GameBuffer:
             raise ArgumentTypeError(f"terminated: expected a bool, got {type(terminated).__name__}")
         final_value = real(final_value, "final_value")
         with _argument_types():
-            return self._core.add_game(_host(obs), _host(actions), _host(rewards), _host(root_values), _host(policies),
-                                       bool(terminated), final_value, None if priorities is None else _host(priorities))
+            return self._core.add_game(host(obs), host(actions), host(rewards), host(root_values), host(policies),
+                                       bool(terminated), final_value, None if priorities is None else host(priorities))
 
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, batch_size: int, *, beta: float | None = None,
@@ -266,7 +254,7 @@ class GameBuffer:
         on a buffer that is not prioritized. A rejected call changes nothing.
         """
         with _argument_types():
-            self._core.update_priorities(_host(indices), _host(priorities))
+            self._core.update_priorities(host(indices), host(priorities))
 
     def update_targets(self, indices: Any, root_values: Any, policies: Any) -> None:
         """Overwrite the stored root values and visit-count policies of positions in place
@@ -276,13 +264,13 @@ class GameBuffer:
         with the shape of ``indices``, validated as in :meth:`add_game` before anything changes.
         """
         with _argument_types():
-            self._core.update_targets(_host(indices), _host(root_values), _host(policies))
+            self._core.update_targets(host(indices), host(root_values), host(policies))
 
     def observations(self, indices: Any, *, device: torch.device | str | None = None) -> torch.Tensor:
         """The observations of stored positions: ``indices`` int [...] -> [..., *obs_shape] in
         ``obs_dtype`` (e.g. the positions t + k of a batch, to re-run the search on)."""
         with _argument_types():
-            obs = torch.from_numpy(self._core.observations(_host(indices)))
+            obs = torch.from_numpy(self._core.observations(host(indices)))
         return obs if device is None else obs.to(device)
 
     def game_spans(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,13 +278,13 @@ class GameBuffer:
         each position's game and the game's length, so position id + j is in the same game iff
         id + j < start + length."""
         with _argument_types():
-            starts, lengths = self._core.game_spans(_host(indices))
+            starts, lengths = self._core.game_spans(host(indices))
         return torch.from_numpy(starts), torch.from_numpy(lengths)
 
     def priorities(self, indices: Any) -> np.ndarray:
         """``priority^alpha`` currently stored for each id (0 where not stored); float64."""
         with _argument_types():
-            return self._core.priorities(_host(indices))
+            return self._core.priorities(host(indices))
 
     @property
     def max_priority(self) -> float:
