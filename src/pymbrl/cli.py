@@ -29,11 +29,11 @@ def _train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from pymbrl.agents import mbpo, muzero, sac
+    from pymbrl.agents import dreamer, mbpo, muzero, sac
     from pymbrl.agents.curves import plot_learning_curves
 
-    name, train = {"sac": ("SAC", sac.train), "mbpo": ("MBPO", mbpo.train), "muzero": ("MuZero", muzero.train)}[
-        args.algorithm]
+    name, train = {"sac": ("SAC", sac.train), "mbpo": ("MBPO", mbpo.train), "muzero": ("MuZero", muzero.train),
+                   "dreamer": ("Dreamer", dreamer.train)}[args.algorithm]
     for key, value in TRAIN_DEFAULTS[args.algorithm].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -63,6 +63,10 @@ def _train(args: argparse.Namespace) -> int:
         bar.close()
         print(f"interrupted; run the same command again to resume from the last checkpoint in {run_dir}")
         return 130
+    except FloatingPointError as error:
+        bar.close()
+        print(f"stopped: {error}; the last checkpoint in {run_dir} is kept", file=sys.stderr)
+        return 1
     bar.close()
     print(f"{name} on {args.env}, seed {args.seed}: return by step {plot()[name]}")
     print(f"last evaluation: {json.dumps(history[-1])}")
@@ -91,6 +95,8 @@ TRAIN_DEFAULTS = {
     "mbpo": {"env": "Pendulum-v1", "steps": 10_000, "eval_every": 1000, "eval_episodes": 5, "checkpoint_every": 1000},
     "muzero": {"env": "CartPole-v1", "steps": 50_000, "eval_every": 5000, "eval_episodes": 20,
                "checkpoint_every": 5000},
+    "dreamer": {"env": "CartPole-v1", "steps": 50_000, "eval_every": 2500, "eval_episodes": 10,
+                "checkpoint_every": 5000},
 }
 
 
@@ -106,14 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all hardware threads)")
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna)
-    p = sub.add_parser("train", help="train SAC or MBPO (Box actions) or MuZero (Discrete actions) on a gymnasium env",
+    p = sub.add_parser("train", help="train SAC or MBPO (Box actions), MuZero (Discrete actions) or Dreamer (either) "
+                                     "on a gymnasium env",
                        description="Trains with progress, a CSV log, a PNG learning curve and checkpoints in a run "
                                    "directory; the same command again resumes from the last checkpoint. Defaults: "
                                    "sac and mbpo Pendulum-v1, 10000 steps, evaluations of 5 episodes every 1000; "
-                                   "muzero CartPole-v1, 50000 steps, 20 episodes every 5000.")
-    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero"])
+                                   "muzero CartPole-v1, 50000 steps, 20 episodes every 5000; dreamer CartPole-v1, "
+                                   "50000 steps, 10 episodes every 2500.")
+    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero", "dreamer"])
     p.add_argument("--env", default=None, help="gymnasium env id; TicTacToe for pymbrl/TicTacToe-v0 (muzero)")
-    p.add_argument("--steps", type=int, default=None, help="env steps (summed over MuZero's self-play envs)")
+    p.add_argument("--steps", type=int, default=None, help="env steps (summed over MuZero's and Dreamer's vector envs)")
     p.add_argument("--seed", type=int, default=0, help="(default 0)")
     p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
     p.add_argument("--eval-episodes", type=int, default=None, help="noise-free episodes per evaluation")

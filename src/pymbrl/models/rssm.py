@@ -212,6 +212,16 @@ def unimix_logits(logits: torch.Tensor, mix: float = 0.01) -> torch.Tensor:
     return torch.log((1.0 - mix) * probs + mix / logits.shape[-1])
 
 
+def categorical_index(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw from each categorical by inverting its CDF with one uniform number: probs
+    [..., classes] (rows summing to 1) -> int64 indices [...]. Several times faster than
+    ``torch.multinomial`` on many small rows (which draws an exponential per class)."""
+    u = torch.rand((*probs.shape[:-1], 1), generator=generator, device=probs.device, dtype=probs.dtype)
+    cdf = probs.cumsum(-1)
+    # Scaling u by the last CDF entry absorbs rounding in the sum; the clamp guards u * total == total.
+    return (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
+
+
 def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A one-hot sample of each categorical with a straight-through gradient: the forward value is
     the sample, the backward pass is that of softmax(logits) (Bengio et al. 2013).
@@ -228,8 +238,7 @@ def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = Non
     """
     logits = _tensor(logits, "logits")
     probs = logits.softmax(-1)
-    index = torch.multinomial(probs.detach().reshape(-1, probs.shape[-1]), 1, generator=generator)
-    sample = F.one_hot(index.reshape(probs.shape[:-1]), probs.shape[-1]).to(probs.dtype)
+    sample = F.one_hot(categorical_index(probs.detach(), generator), probs.shape[-1]).to(probs.dtype)
     # probs - sg(probs) is exactly 0, so the forward value is exactly the one-hot sample.
     return sample + (probs - probs.detach())
 

@@ -1,0 +1,227 @@
+"""pymbrl.agents.dreamer: imagination shapes, the update (what each loss trains, and what it must not),
+acting with resets, supported and refused envs, NaN losses, resumable runs and the CLI."""
+
+from __future__ import annotations
+
+import csv
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from pymbrl import cli
+from pymbrl.agents import dreamer
+from pymbrl.models.rssm import RSSMConfig, WorldModel, categorical_index
+from pymbrl.rollout import imagine
+
+TINY = dreamer.DreamerConfig(model=RSSMConfig.tiny(), batch_size=4, batch_length=8, horizon=3, learning_starts=64,
+                             train_ratio=32, num_envs=2, model_lr=1e-3, actor_lr=1e-3, critic_lr=1e-3)
+
+
+def batch(obs_dim: int = 3, action_dim: int = 2, discrete: bool = True, B: int = 4, T: int = 8, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    if discrete:
+        action = torch.nn.functional.one_hot(torch.randint(0, action_dim, (B, T), generator=g), action_dim).float()
+    else:
+        action = torch.rand(B, T, action_dim, generator=g) * 2 - 1
+    first = torch.zeros(B, T, dtype=torch.bool)
+    first[:, 0] = True
+    return {"obs": torch.randn(B, T, obs_dim, generator=g), "action": action, "reward": torch.randn(B, T, generator=g),
+            "first": first, "terminated": torch.zeros(B, T, dtype=torch.bool)}
+
+
+def test_imagination_shapes_and_heads():
+    torch.manual_seed(0)
+    wm = WorldModel(3, 2, RSSMConfig.tiny(), seed=0)
+    b = batch()
+    _, parts = wm.loss(b["obs"], b["action"], b["reward"], b["first"], b["terminated"])
+    traj = imagine(wm, parts["posterior"], lambda f: torch.ones(f.shape[0], 2) / 2, horizon=5)
+    n, F = 4 * 8, RSSMConfig.tiny().features
+    assert traj.features.shape == (6, n, F) and traj.actions.shape == (5, n, 2)
+    assert traj.rewards.shape == traj.continues.shape == (5, n)
+    assert ((traj.continues > 0) & (traj.continues < 1)).all()
+    torch.testing.assert_close(traj.features[0], wm.rssm.features(parts["posterior"]).reshape(n, F).detach())
+    torch.testing.assert_close(traj.rewards, wm.reward(traj.features[1:]))
+
+
+def test_categorical_index_follows_the_probabilities():
+    probs = torch.tensor([[0.1, 0.2, 0.7], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5]]).repeat(20_000, 1, 1)
+    index = categorical_index(probs, torch.Generator().manual_seed(0))
+    assert index.shape == (20_000, 3) and index.min() >= 0 and index.max() <= 2
+    freq = torch.stack([torch.bincount(index[:, r], minlength=3) for r in range(3)]).float() / 20_000
+    torch.testing.assert_close(freq, probs[0], atol=0.015, rtol=0)
+    assert (index[:, 1] == 1).all()  # a class of probability 1 is always drawn, a class of 0 never
+
+
+@pytest.mark.parametrize("discrete, gradient", [(True, "reinforce"), (False, "dynamics"), (False, "reinforce")])
+def test_an_update_trains_each_part_and_nothing_else(discrete, gradient):
+    config = dreamer.DreamerConfig(model=RSSMConfig.tiny(), batch_size=4, batch_length=8, horizon=4,
+                                   actor_gradient=gradient, model_lr=0.0)
+    agent = dreamer.Dreamer((3,), 2, discrete, config, seed=0)
+    model = [p.detach().clone() for p in agent.world_model.parameters()]
+    actor = [p.detach().clone() for p in agent.actor.parameters()]
+    critic = [p.detach().clone() for p in agent.critic.parameters()]
+    slow = [p.detach().clone() for p in agent.slow_critic.parameters()]
+    out = agent.update(batch(discrete=discrete))
+    assert all(np.isfinite(v) for v in out.values())
+    # model_lr = 0: the actor's and critic's losses, whose gradients pass through the model with
+    # backpropagation through the dynamics, must not have moved it.
+    assert all(torch.equal(a, b) for a, b in zip(model, agent.world_model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(actor, agent.actor.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(critic, agent.critic.parameters()))
+    # the slow critic moves 2% of the way towards the critic
+    for s0, s1, c1 in zip(slow, agent.slow_critic.parameters(), agent.critic.parameters()):
+        torch.testing.assert_close(s1, s0 + 0.02 * (c1 - s0))
+    assert agent.backprop == (gradient == "dynamics")
+
+
+def test_the_dynamics_gradient_reaches_the_actor_through_the_model():
+    config = dreamer.DreamerConfig(model=RSSMConfig.tiny(), batch_size=4, batch_length=8, horizon=4,
+                                   actor_gradient="dynamics", entropy=0.0)
+    agent = dreamer.Dreamer((3,), 2, False, config, seed=0)
+    torch.nn.init.normal_(agent.world_model.reward_head[-1].weight)  # zero at initialisation: constant rewards
+    b = batch(discrete=False)
+    _, parts = agent.world_model.loss(b["obs"], b["action"], b["reward"], b["first"], b["terminated"])
+    traj = imagine(agent.world_model, parts["posterior"], lambda f: agent.actor.sample(f, agent.generator), 4)
+    traj.rewards.sum().backward()
+    grads = [p.grad for p in agent.actor.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_the_world_model_loss_falls_over_updates():
+    agent = dreamer.Dreamer((3,), 2, True, dreamer.DreamerConfig(model=RSSMConfig.tiny(), model_lr=3e-3,
+                                                                  horizon=3), seed=0)
+    b = batch()
+    losses = [agent.update(b)["model_loss"] for _ in range(60)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_acting_restarts_the_state_where_an_episode_starts():
+    agent = dreamer.Dreamer((3,), 2, True, dreamer.DreamerConfig(model=RSSMConfig.tiny()), seed=0)
+    obs = torch.randn(2, 3)
+    fresh = agent.observe(None, torch.zeros(2, 2), obs, torch.ones(2, dtype=torch.bool))
+    moved = agent.observe(fresh, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), obs, torch.zeros(2, dtype=torch.bool))
+    restarted = agent.observe(moved, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), obs, torch.tensor([True, False]))
+    torch.testing.assert_close(restarted.deter[0], fresh.deter[0])  # reset: as from the initial state
+    assert not torch.allclose(restarted.deter[1], fresh.deter[1])
+    actions = agent.act(restarted, deterministic=True)
+    assert actions.shape == (2, 2) and torch.equal(actions.sum(-1), torch.ones(2))
+
+
+def test_dynamics_gradients_need_continuous_actions():
+    with pytest.raises(ValueError, match="actor_gradient: 'dynamics' needs continuous actions"):
+        dreamer.Dreamer((3,), 2, True, dreamer.DreamerConfig(model=RSSMConfig.tiny(), actor_gradient="dynamics"))
+    with pytest.raises(ValueError, match="actor_gradient: expected"):
+        dreamer.DreamerConfig(actor_gradient="backprop")
+
+
+class _Spaces(gym.Env):
+    def __init__(self, observation_space, action_space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+
+@pytest.mark.parametrize("obs, action, message", [
+    (gym.spaces.Box(0, 255, (84, 84, 3), np.uint8), gym.spaces.Discrete(3), r"uint8 of shape \(64, 64, 3\).*ResizeObs"),
+    (gym.spaces.Box(0, 1, (64, 64, 3), np.float32), gym.spaces.Discrete(3), "image observations must be uint8"),
+    (gym.spaces.Box(0, 1, (2, 3, 4, 5)), gym.spaces.Discrete(3), "vector or 64x64x3 image"),
+    (gym.spaces.Discrete(4), gym.spaces.Discrete(3), "needs Box observations"),
+    (gym.spaces.Box(0, 1, (3,)), gym.spaces.MultiDiscrete([2, 2]), "supports Discrete or bounded 1-D Box"),
+    (gym.spaces.Box(0, 1, (3,)), gym.spaces.Box(-np.inf, np.inf, (2,)), "supports Discrete or bounded 1-D Box"),
+])
+def test_unsupported_spaces_are_refused_by_name(obs, action, message):
+    with pytest.raises(ValueError, match="env_id: .*" + message):
+        dreamer.env_spaces(_Spaces(obs, action), "Custom-v0")
+
+
+def test_supported_spaces():
+    assert dreamer.env_spaces(_Spaces(gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), gym.spaces.Discrete(6)),
+                              "x") == ((64, 64, 3), 6, True)
+    assert dreamer.env_spaces(gym.make("Pendulum-v1"), "Pendulum-v1") == ((3,), 1, False)
+
+
+def test_image_observations_of_the_wrong_size_or_dtype_are_refused():
+    agent = dreamer.Dreamer((64, 64, 3), 3, True, dreamer.DreamerConfig(model=RSSMConfig.tiny()), seed=0)
+    first = torch.ones(1, dtype=torch.bool)
+    with pytest.raises(ValueError, match="obs: expected uint8 images"):
+        agent.observe(None, torch.zeros(1, 3), torch.zeros(1, 64, 64, 3), first)
+    with pytest.raises(ValueError, match=r"obs: expected shape \[..., 64, 64, 3\]"):
+        agent.observe(None, torch.zeros(1, 3), torch.zeros(1, 32, 32, 3, dtype=torch.uint8), first)
+
+
+def test_a_short_run_learns_and_logs(tmp_path):
+    agent, history = dreamer.train("CartPole-v1", 200, seed=0, config=TINY, eval_every=100, eval_episodes=2)
+    # Steps count env transitions of the 2 envs (not the calls that reset them), so an evaluation
+    # comes at the first count at or past its multiple.
+    assert [r["step"] // 100 for r in history] == [1, 2] and history[0]["step"] <= 101
+    # train_ratio 32 with 4 x 8 replayed steps per update: one update per env step after learning_starts
+    assert all(r["updates"] == r["step"] - 64 for r in history)
+    assert all(np.isfinite(history[-1][k]) for k in ("model_loss", "actor_loss", "critic_loss", "return"))
+
+
+def test_a_continuous_run_works():
+    config = dreamer.DreamerConfig(**{**TINY.__dict__, "num_envs": 1})
+    _, history = dreamer.train("Pendulum-v1", 120, seed=0, config=config, eval_every=120, eval_episodes=1)
+    assert history[-1]["updates"] == (120 - 64) * 32 // 32 and history[-1]["return"] < 0
+
+
+def test_a_run_resumes_from_its_checkpoint(tmp_path):
+    def interrupt(step):
+        if step >= 160:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dreamer.train("CartPole-v1", 200, seed=0, config=TINY, eval_every=100, eval_episodes=2, run_dir=tmp_path,
+                      checkpoint_every=100, progress=interrupt)
+    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)
+    assert state["step"] in (100, 101) and state["updates"] == state["step"] - 64
+    assert state["history"][0]["step"] == state["step"]
+    agent, history = dreamer.train("CartPole-v1", 200, seed=0, config=TINY, eval_every=100, eval_episodes=2,
+                                   run_dir=tmp_path, checkpoint_every=100)
+    assert history[0] == state["history"][0] and len(history) == 2
+    assert history[1]["step"] >= 200 and history[1]["updates"] == history[1]["step"] - 64
+    with open(tmp_path / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [r["step"] for r in history]
+    _, again = dreamer.train("CartPole-v1", 200, seed=0, config=TINY, eval_every=100, eval_episodes=2,
+                             run_dir=tmp_path, checkpoint_every=100)
+    assert again == history  # a finished run only reads its checkpoint
+    with pytest.raises(ValueError, match="config: the checkpoint"):
+        dreamer.train("CartPole-v1", 200, seed=0, config=dreamer.DreamerConfig(**{**TINY.__dict__, "horizon": 4}),
+                      run_dir=tmp_path)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    original = WorldModel.loss
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        calls["n"] += 1
+        total, parts = original(self, *args, **kwargs)
+        return (total * float("nan"), parts) if calls["n"] > 60 else (total, parts)
+
+    monkeypatch.setattr(WorldModel, "loss", poisoned)
+    with pytest.raises(dreamer.NonFiniteLossError, match="the world model loss is nan"):
+        dreamer.train("CartPole-v1", 400, seed=0, config=TINY, eval_every=100, eval_episodes=1, run_dir=tmp_path,
+                      checkpoint_every=100)
+    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)
+    assert state["step"] in (100, 101)
+    assert all(torch.isfinite(p).all() for p in state["agent"]["world_model"].values() if p.is_floating_point())
+
+
+@pytest.mark.parametrize("env_id, message", [("NoSuchEnv-v0", "env_id: .*NoSuchEnv"),
+                                             ("Blackjack-v1", "env_id: Dreamer needs Box observations")])
+def test_bad_envs_are_refused_before_the_run_directory_is_made(tmp_path, env_id, message):
+    with pytest.raises(ValueError, match=message):
+        dreamer.train(env_id, 100, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_cli_trains_dreamer(tmp_path, capsys):
+    args = ["train", "dreamer", "--env", "CartPole-v1", "--steps", "200", "--eval-every", "100", "--eval-episodes",
+            "1", "--run-dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    assert "Dreamer on CartPole-v1, seed 0: return by step {10" in capsys.readouterr().out
+    assert (tmp_path / "learning_curve.png").exists() and (tmp_path / "checkpoint" / "state.pt").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "dreamer", "--env", "Blackjack-v1", "--run-dir", str(tmp_path / "b")])
+    assert exit_info.value.code == 2 and "Dreamer needs Box observations" in capsys.readouterr().err
