@@ -9,6 +9,9 @@ BENCH_VENV := .venv-bench
 PEERS      := build/peers
 LIGHTZERO  := lightzero==0.2.0
 MBRL       := mbrl==0.2.0 hydra-core==1.3.8 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 pyyaml==6.0.3 termcolor==3.3.0
+SHEEPRL    := sheeprl==0.8.4 lightning==2.6.6 lightning-utilities==0.15.3 torchmetrics==1.9.0 hydra-core==1.3.8 \
+  omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 pyyaml==6.0.3 python-dotenv==1.2.4 rich==15.0.0 markdown-it-py==4.3.0 \
+  mdurl==0.1.2 pygments==2.21.0 opencv-python-headless==5.0.0.93
 TORCH      := torch==2.13.0
 BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
 TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio
@@ -74,6 +77,18 @@ $(PEERS)/mbrl/.ready: $(PEERS)/.ready
 	PYTHONPATH=$(PEERS)/mbrl $(BENCH_VENV)/bin/python -c "import gymnasium, mbrl.models, mbrl.env.termination_fns"
 	touch $@
 
+# sheeprl's DreamerV3 for bench/dreamer_sheeprl.py, which puts $(PEERS)/sheeprl on sys.path. sheeprl 0.8.4 requires
+# tensorboard, moviepy, gymnasium[classic-control] and opencv-python that DreamerV3 never imports, so it goes in without
+# dependencies, into its own folder, with only what importing sheeprl needs beyond the venv: lightning (Fabric; the
+# unified package, no pytorch-lightning), torchmetrics, hydra-core, python-dotenv, rich, and cv2 (imported by
+# sheeprl.utils.env, which every algorithm imports: the headless build). torch and gymnasium stay the venv's.
+$(PEERS)/sheeprl/.ready: $(PEERS)/.ready
+	rm -rf $(PEERS)/sheeprl
+	$(BENCH_VENV)/bin/python $(PIP) --no-deps --target $(PEERS)/sheeprl $(SHEEPRL)
+	PYTHONPATH=$(PEERS)/sheeprl $(BENCH_VENV)/bin/python -c "import torch, sheeprl.algos.dreamer_v3.dreamer_v3; \
+	  assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
 wheel: $(VENV)/.ready
 	rm -f dist/pymbrl-*.whl
 	$(VENV)/bin/python -m pip wheel -q --no-build-isolation --no-deps . -w dist
@@ -100,13 +115,14 @@ test-py: wheel $(TEST_VENV)/.ready
 	$(call install_wheel,$(TEST_VENV))
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
 
-bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready
+bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/sheeprl/.ready
 	$(call install_wheel,$(BENCH_VENV))
 	$(BENCH_VENV)/bin/python bench/bench_dyna.py
 	$(BENCH_VENV)/bin/python bench/bench_replay.py
 	$(BENCH_VENV)/bin/python bench/bench_mcts.py
 	$(BENCH_VENV)/bin/python bench/bench_rollout.py
 	$(BENCH_VENV)/bin/python bench/bench_selfplay.py
+	$(BENCH_VENV)/bin/python bench/bench_dreamer.py
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)

@@ -249,7 +249,7 @@ class Dreamer:
         the world model on the sequences, then the critic and the actor on trajectories imagined
         for ``horizon`` steps from all B x T posterior states. Returns the losses and scales.
 
-        Raises NonFiniteLossError (nothing is stepped) if a loss is NaN or infinite.
+        Raises NonFiniteLossError if a loss is NaN or infinite, before the step of that loss.
         """
         c = self.config
         first = batch["first"].bool()
@@ -262,8 +262,7 @@ class Dreamer:
         self.world_model.requires_grad_(False)
         try:
             with torch.set_grad_enabled(self.backprop):
-                traj = imagine(self.world_model, parts["posterior"],
-                               lambda f: self.actor.sample(f if self.backprop else f.detach(), self.generator),
+                traj = imagine(self.world_model, parts["posterior"], lambda f: self.actor.sample(f, self.generator),
                                c.horizon)
                 values = self.slow_critic.value(traj.features)
                 returns = lambda_returns(traj.rewards, traj.continues, values, discount=c.discount, lam=c.lam)
@@ -276,13 +275,13 @@ class Dreamer:
             weight = torch.cumprod(reach, 0)
         features = traj.features[:-1].detach()
         scale = self.returns.update(returns).to(self.device)
-        baseline = self.critic.value(features).detach()
         dist = self.actor.distribution(features)
         entropy = dist.entropy()
         if self.backprop:
             objective = returns / scale
         else:
-            advantage = ((returns - baseline) / scale).detach()
+            with torch.no_grad():
+                advantage = (returns - self.critic.value(features)) / scale
             objective = dist.log_prob(traj.actions.detach()) * advantage
         actor_loss = -(weight * (objective + c.entropy * entropy)).mean()
         self._check_finite("actor", actor_loss)
@@ -442,7 +441,7 @@ def evaluate(agent: Dreamer, env_id: str, episodes: int, seed: int) -> float:
         obs, reward, terminated, truncated, _ = envs.step(to_env(action))
         totals += np.where(done, 0.0, reward)
         done |= terminated | truncated
-        first = torch.as_tensor(terminated | truncated, device=agent.device)
+        first = torch.zeros_like(first)  # only each env's first episode counts, so no restart is needed
     envs.close()
     return float(totals.mean())
 

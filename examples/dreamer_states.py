@@ -1,0 +1,71 @@
+"""Dreamer from states on this CPU: CartPole-v1 (REINFORCE actor, 50,000 env steps) and
+Pendulum-v1 (actor trained by backpropagation through the imagined dynamics, 20,000 env steps),
+with evaluation of the actor's mode every 2,500 steps and wall-clock times. Writes
+examples/results/dreamer_<env>.{json,png}; the JSON is rewritten at every evaluation.
+
+    python examples/dreamer_states.py --env CartPole-v1 --steps 50000
+    python examples/dreamer_states.py --env Pendulum-v1 --steps 20000
+    python examples/dreamer_states.py --env CartPole-v1 --plot-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pymbrl.agents import dreamer
+from pymbrl.agents.curves import plot_learning_curves
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = {"CartPole-v1": 450.0, "Pendulum-v1": -300.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="CartPole-v1", choices=sorted(TARGETS))
+    parser.add_argument("--steps", type=int, default=None, help="default 50000 (CartPole), 20000 (Pendulum)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--eval-every", type=int, default=2500)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--plot-only", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    steps = args.steps or (50_000 if args.env == "CartPole-v1" else 20_000)
+    out = RESULTS / f"dreamer_{args.env.split('-')[0].lower()}.json"
+    if not args.plot_only:
+        config = dreamer.DreamerConfig.for_env(args.env)
+        results = json.loads(out.read_text()) if out.exists() else {}
+        results.update({"env": args.env, "steps": steps, "config": repr(config)})
+        results.setdefault("runs", {})
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+        for seed in args.seeds:
+            history: list[dict] = []
+
+            def log(record: dict, seed: int = seed, history: list = history) -> None:
+                print(f"seed {seed}: {record}", flush=True)
+                history.append(record)
+                results["runs"][str(seed)] = history
+                out.write_text(json.dumps(results, indent=1))
+
+            dreamer.train(args.env, steps, seed=seed, config=config, eval_every=args.eval_every,
+                          eval_episodes=args.eval_episodes, log=log)
+    results = json.loads(out.read_text())
+    plot_learning_curves({"Dreamer": results["runs"]}, out.with_suffix(".png"),
+                         title=f"Dreamer on {args.env} from states (actor's mode, {args.eval_episodes} episodes)")
+    target = TARGETS[args.env]
+    for seed, history in results["runs"].items():
+        reached = [r for r in history if r["return"] >= target]
+        first = f"{reached[0]['step']} env steps, {reached[0]['seconds'] / 60:.1f} min" if reached else "never"
+        print(f"seed {seed}: first evaluation >= {target:g} at {first}; returns "
+              f"{[round(r['return']) for r in history]}; {history[-1]['seconds'] / 60:.1f} min in all")
+    finals = [h[-1]["return"] for h in results["runs"].values()]
+    print(f"final return, mean over seeds: {np.mean(finals):.1f} ({min(finals):.1f}..{max(finals):.1f})")
+
+
+if __name__ == "__main__":
+    main()
