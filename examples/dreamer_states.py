@@ -14,11 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pymbrl.agents import dreamer
-from pymbrl.agents.curves import plot_learning_curves
+from pymbrl.agents.curves import plot_learning_curves, target_summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"CartPole-v1": 450.0, "Pendulum-v1": -300.0}
@@ -57,14 +56,7 @@ def main() -> None:
     results = json.loads(out.read_text())
     plot_learning_curves({"Dreamer": results["runs"]}, out.with_suffix(".png"),
                          title=f"Dreamer on {args.env} from states (actor's mode, {args.eval_episodes} episodes)")
-    target = TARGETS[args.env]
-    for seed, history in results["runs"].items():
-        reached = [r for r in history if r["return"] >= target]
-        first = f"{reached[0]['step']} env steps, {reached[0]['seconds'] / 60:.1f} min" if reached else "never"
-        print(f"seed {seed}: first evaluation >= {target:g} at {first}; returns "
-              f"{[round(r['return']) for r in history]}; {history[-1]['seconds'] / 60:.1f} min in all")
-    finals = [h[-1]["return"] for h in results["runs"].values()]
-    print(f"final return, mean over seeds: {np.mean(finals):.1f} ({min(finals):.1f}..{max(finals):.1f})")
+    print("\n".join(target_summary(results["runs"], TARGETS[args.env])))
 
 
 if __name__ == "__main__":

@@ -12,11 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pymbrl.agents import muzero
-from pymbrl.agents.curves import plot_learning_curves
+from pymbrl.agents.curves import plot_learning_curves, target_summary
 
 OUT = Path(__file__).resolve().parent / "results" / "muzero_cartpole.json"
 
@@ -40,13 +39,7 @@ def main() -> None:
     results = json.loads(OUT.read_text())
     plot_learning_curves({"MuZero": results["runs"]}, OUT.with_suffix(".png"),
                          title="MuZero on CartPole-v1 (greedy search, 20 episodes)")
-    for seed, history in results["runs"].items():
-        solved = [r for r in history if r["return"] >= 475]
-        first = f"{solved[0]['step']} env steps, {solved[0]['seconds'] / 60:.1f} min" if solved else "never"
-        print(f"seed {seed}: first evaluation >= 475 at {first}; returns "
-              f"{[round(r['return']) for r in history]}; {history[-1]['seconds'] / 60:.1f} min in all")
-    finals = [h[-1]["return"] for h in results["runs"].values()]
-    print(f"final return, mean over seeds: {np.mean(finals):.1f} ({min(finals):.1f}..{max(finals):.1f})")
+    print("\n".join(target_summary(results["runs"], 475)))
 
 
 if __name__ == "__main__":

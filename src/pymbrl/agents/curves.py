@@ -43,3 +43,18 @@ def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[s
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return means
+
+
+def target_summary(runs: Mapping[object, Sequence[Mapping[str, float]]], target: float) -> list[str]:
+    """Lines saying, per seed, when the evaluation return first reached ``target`` (env steps and
+    wall-clock minutes) and the returns over the run, then the final return's mean and range over seeds.
+    ``runs`` maps a seed to its history (records with ``step``, ``return`` and ``seconds``)."""
+    lines = []
+    for seed, history in runs.items():
+        reached = [r for r in history if r["return"] >= target]
+        first = f"{reached[0]['step']} env steps, {reached[0]['seconds'] / 60:.1f} min" if reached else "never"
+        lines.append(f"seed {seed}: first evaluation >= {target:g} at {first}; returns "
+                     f"{[round(r['return']) for r in history]}; {history[-1]['seconds'] / 60:.1f} min in all")
+    finals = [h[-1]["return"] for h in runs.values()]
+    lines.append(f"final return, mean over seeds: {np.mean(finals):.1f} ({min(finals):.1f}..{max(finals):.1f})")
+    return lines
