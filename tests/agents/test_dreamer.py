@@ -225,3 +225,27 @@ def test_the_cli_trains_dreamer(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "dreamer", "--env", "Blackjack-v1", "--run-dir", str(tmp_path / "b")])
     assert exit_info.value.code == 2 and "Dreamer needs Box observations" in capsys.readouterr().err
+
+
+def test_atari_frames_are_resized_to_64x64_by_area_averaging():
+    class Frames(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (210, 160, 3), np.uint8)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            frame = np.zeros((210, 160, 3), np.uint8)
+            frame[:, :80] = (200, 100, 50)  # left half one colour, right half black
+            return frame, {}
+
+    env = dreamer.ResizeFrames(Frames())
+    obs, _ = env.reset()
+    assert env.observation_space.shape == obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    assert (obs[:, :32] == (200, 100, 50)).all() and (obs[:, 32:] == 0).all()
+
+
+def test_atari_without_ale_py_names_the_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # makes the import fail
+    with pytest.raises(ValueError, match="env_id: ALE/Pong-v5 needs the ale-py package"):
+        dreamer.make_env("ALE/Pong-v5")

@@ -364,14 +364,35 @@ def compile_networks(agent: Dreamer) -> None:
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id)``; Atari ids (``ALE/...``) get their frames resized to 64x64x3."""
+    """``gym.make(env_id)``; Atari ids (``ALE/...``, from the ale-py package) get their frames
+    resized to 64x64x3."""
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+        except ImportError:
+            raise ValueError(f"env_id: {env_id} needs the ale-py package (pip install ale-py)") from None
+        gym.register_envs(ale_py)
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as error:
         raise ValueError(f"env_id: {error}") from None
     if env_id.startswith("ALE/"):
-        env = gym.wrappers.ResizeObservation(env, IMAGE_SHAPE[:2])
+        env = ResizeFrames(env)
     return env
+
+
+class ResizeFrames(gym.ObservationWrapper):
+    """RGB frames [H, W, 3] uint8 -> [64, 64, 3] uint8 by area averaging (torch's, so that no image
+    library is needed)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        frame = torch.from_numpy(np.ascontiguousarray(observation)).permute(2, 0, 1)[None].float()
+        small = nn.functional.interpolate(frame, size=IMAGE_SHAPE[:2], mode="area")
+        return small[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def env_spaces(env: gym.Env, env_id: str) -> tuple[tuple[int, ...], int, bool]:
