@@ -264,7 +264,7 @@ class Dreamer:
             with torch.set_grad_enabled(self.backprop):
                 traj = imagine(self.world_model, parts["posterior"], lambda f: self.actor.sample(f, self.generator),
                                c.horizon)
-                values = self.slow_critic.value(traj.features)
+                values = self.critic.value(traj.features)
                 returns = lambda_returns(traj.rewards, traj.continues, values, discount=c.discount, lam=c.lam)
         finally:
             self.world_model.requires_grad_(True)
@@ -280,23 +280,23 @@ class Dreamer:
         if self.backprop:
             objective = returns / scale
         else:
-            with torch.no_grad():
-                advantage = (returns - self.critic.value(features)) / scale
+            advantage = ((returns - values[:-1]) / scale).detach()
             objective = dist.log_prob(traj.actions.detach()) * advantage
         actor_loss = -(weight * (objective + c.entropy * entropy)).mean()
         self._check_finite("actor", actor_loss)
         actor_norm = _step(self.actor_opt, actor_loss, list(self.actor.parameters()), c.actor_critic_clip)
 
         logits = self.critic(features)
-        target = returns.detach()
-        critic_loss = self.critic.two_hot.loss(logits, target)
-        critic_loss = critic_loss + c.slow_critic_reg * self.critic.two_hot.loss(logits, values[:-1].detach())
+        with torch.no_grad():
+            slow = self.slow_critic.value(features)
+        critic_loss = self.critic.two_hot.loss(logits, returns.detach())
+        critic_loss = critic_loss + c.slow_critic_reg * self.critic.two_hot.loss(logits, slow)
         critic_loss = (weight * critic_loss).mean()
         self._check_finite("critic", critic_loss)
         critic_norm = _step(self.critic_opt, critic_loss, list(self.critic.parameters()), c.actor_critic_clip)
         with torch.no_grad():
-            for p, slow in zip(self.critic.parameters(), self.slow_critic.parameters()):
-                slow.lerp_(p, c.slow_critic_mix)
+            for p, target in zip(self.critic.parameters(), self.slow_critic.parameters()):
+                target.lerp_(p, c.slow_critic_mix)
         return {"model_loss": float(model_loss.detach()), "decoder": float(parts["decoder"]),
                 "reward_loss": float(parts["reward"]), "kl": float(parts["kl_dynamics"]),
                 "actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()),
