@@ -112,10 +112,15 @@ class DreamerConfig:
 
     @classmethod
     def for_env(cls, env_id: str, **overrides: Any) -> DreamerConfig:
-        """Settings that learn the proof tasks on a 2-core CPU within an hour: a smaller world model
-        than DreamerV3's S (the tasks are low-dimensional), fewer updates per env step, and faster
-        actor-critic learning rates than the paper's (which are tuned for runs of millions of steps).
-        Other envs get the paper's defaults."""
+        """Settings that learn the proof tasks (CartPole-v1, Pendulum-v1) on a 2-core CPU within an
+        hour; other envs get the paper's defaults. ``overrides`` replace any field.
+
+        Departures from DreamerV3, all for CPU time: a world model of GRU 128, 8 x 8 latents and one
+        hidden layer of 128 (the tasks are low-dimensional; S is 512, 32 x 32, 2 x 512); sequences of
+        32 steps instead of 64 (half the imagination start states and filtering steps per update);
+        train ratio 64 (CartPole, with 4 envs) or 128 (Pendulum) instead of 512; learning rates
+        3e-4 (model) and 1e-4 (actor, critic) instead of 1e-4 and 3e-5, which suit runs of millions
+        of steps with 4-8x more updates per env step."""
         cpu = dict(model=RSSMConfig(deter=128, groups=8, classes=8, hidden=128, layers=1), batch_length=32,
                    model_lr=3e-4, actor_lr=1e-4, critic_lr=1e-4)
         presets = {
