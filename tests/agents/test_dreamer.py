@@ -76,6 +76,14 @@ def test_an_update_trains_each_part_and_nothing_else(discrete, gradient):
     assert agent.backprop == (gradient == "dynamics")
 
 
+def test_an_update_from_images():
+    agent = dreamer.Dreamer((64, 64, 3), 3, True, dreamer.DreamerConfig(model=RSSMConfig.tiny(), horizon=3), seed=0)
+    b = batch(obs_dim=1, action_dim=3, B=2, T=4)
+    b["obs"] = torch.randint(0, 256, (2, 4, 64, 64, 3), dtype=torch.uint8)
+    out = agent.update(b)
+    assert all(np.isfinite(v) for v in out.values()) and out["decoder"] > 0
+
+
 def test_the_dynamics_gradient_reaches_the_actor_through_the_model():
     config = dreamer.DreamerConfig(model=RSSMConfig.tiny(), batch_size=4, batch_length=8, horizon=4,
                                    actor_gradient="dynamics", entropy=0.0)
