@@ -256,14 +256,14 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, "one repeat, vector problem only", ("pymbrl", "sheeprl"))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, 1 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, 1 with --quick)")
     parser.add_argument("--problems", default=None, help="comma-separated subset of vector,image (default both)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.libs = names(args.libs, ("pymbrl", "sheeprl"), "libraries", parser)
     args.problems = names(args.problems or ("vector" if args.quick else "vector,image"), tuple(PROBLEMS), "problems",
                           parser)
-    args.repeats = args.repeats or (1 if args.quick else 5)
+    args.repeats = args.repeats or (1 if args.quick else 3)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     if args.device == "cpu":
