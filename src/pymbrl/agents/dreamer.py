@@ -487,8 +487,9 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
     and, after each vector step, as many updates run as keep replayed steps at ``train_ratio`` times
     the env steps. Every ``eval_every`` steps the actor's mode plays ``eval_episodes`` episodes.
 
-    Returns the agent and the evaluation history: dicts with ``step``, ``return``, ``updates``,
-    ``seconds`` and the last update's losses. ``log`` gets each record, ``progress`` the env steps.
+    Returns the agent and the evaluation history: dicts with ``step``, ``return``, ``train_return``
+    (mean return of the training episodes that ended since the previous record; NaN if none),
+    ``updates``, ``seconds`` and the last update's losses. ``log`` gets each record, ``progress`` the env steps.
 
     With ``run_dir``, the run keeps ``log.csv`` and a checkpoint there every ``checkpoint_every``
     steps (weights, optimisers, return scale, replay, generators). Called again, it resumes from
@@ -532,6 +533,8 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
     action = np.zeros((c.num_envs, action_dim), dtype=np.float32)
     state = None
     per_update = c.batch_size * c.batch_length
+    running = np.zeros(c.num_envs)  # returns of the episodes under way
+    finished: list[float] = []  # returns of the episodes ended since the last evaluation
     while step < steps:
         rows = dict(obs=obs, action=action * ~first[:, None], reward=reward * ~first, first=first,
                     terminated=terminated, truncated=truncated, next_obs=obs)
@@ -553,14 +556,20 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
         ended = terminated | truncated
         obs, reward, terminated, truncated, _ = envs.step(env_action)
         reward, first = reward.astype(np.float32), ended
+        running = np.where(ended, 0.0, running + reward)
+        finished += running[terminated | truncated].tolist()
         before, step = step, step + int((~ended).sum())
         if step > c.learning_starts and len(buffer) >= (c.batch_length + 1) * c.num_envs:
             while updates * per_update < (step - c.learning_starts) * c.train_ratio:
                 losses = agent.update(buffer.sample(c.batch_size, c.batch_length, device=agent.device))
                 updates += 1
         if step // eval_every > before // eval_every or step >= steps:
+            # The training episodes' returns (sampled actions, random ones before learning_starts)
+            # beside the evaluation's (the actor's mode).
+            train_return = float(np.mean(finished)) if finished else float("nan")
             run.evaluated({"step": step, "return": evaluate(agent, env_id, eval_episodes, seed=10_000 + step),
-                           "updates": updates, **losses}, log)
+                           "train_return": train_return, "updates": updates, **losses}, log)
+            finished = []
         if run.directory is not None and (step >= steps or step // run.every > run.step // run.every):
             run.save(step, {"agent": agent.state_dict(), "losses": losses, "updates": updates,
                             "action_space": envs.action_space.np_random.bit_generator.state}, {"replay": buffer})
