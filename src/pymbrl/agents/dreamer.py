@@ -117,8 +117,8 @@ class DreamerConfig:
 
         Departures from DreamerV3, all for CPU time: a world model of GRU 128, 8 x 8 latents and one
         hidden layer of 128 (the tasks are low-dimensional; S is 512, 32 x 32, 2 x 512); for Pendulum,
-        sequences of 32 steps instead of 64 (half the cost of an update; on CartPole, 32 made every
-        run fall back from about 450 to under 250 after 25k steps, 64 did not in a test to 32.5k);
+        sequences of 32 steps instead of 64 (half the cost of an update; on CartPole, with 32 every
+        run fell back from about 450 to under 250 at 25k steps, with 64 later, at 37.5-40k);
         train ratio 64 (CartPole, with 4 envs) or 128 (Pendulum) instead of 512; learning rates
         3e-4 (model) and 1e-4 (actor, critic) instead of 1e-4 and 3e-5, which suit runs of millions
         of steps with 4-8x more updates per env step; CartPole's discount 0.99 (a 100-step horizon,
