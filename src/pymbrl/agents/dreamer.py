@@ -324,11 +324,8 @@ class Dreamer:
         """Filters one step of E envs: the posterior after ``obs`` [E, *obs_shape], reached by
         ``prev_action`` [E, A] from ``state`` (restarted where ``first`` [E] bool)."""
         rssm = self.world_model.rssm
-        initial = rssm.initial(obs.shape[0])
-        state = initial if state is None else RSSMState(
-            *(torch.where(first.view(-1, *[1] * (a.dim() - 1)), b, a) for a, b in zip(state, initial)))
-        embed = self.world_model.encoder(obs)
-        post, _ = rssm.obs_step(state, prev_action * (~first)[:, None].float(), embed)
+        state = rssm.restart(state, first)
+        post, _ = rssm.obs_step(state, prev_action * (~first)[:, None].float(), self.world_model.encoder(obs))
         return post
 
     @torch.no_grad()

@@ -560,13 +560,26 @@ class RSSM(nn.Module):
         for t in range(steps):
             reset = first[:, t]
             keep = (~reset).to(embeds.dtype)
-            state = RSSMState(*(torch.where(reset.view(-1, *[1] * (a.dim() - 1)), b, a)
-                                for a, b in zip(state, initial)))
+            state = self.restart(state, reset, initial)
             post, prior = self.obs_step(state, actions[:, t] * keep[:, None], embeds[:, t], sample=sample)
             posts.append(post)
             priors.append(prior)
             state = post
         return _stack(posts, 1), _stack(priors, 1)
+
+    def restart(self, state: RSSMState | None, first: torch.Tensor, initial: RSSMState | None = None) -> RSSMState:
+        """``state`` (leading shape [N]) with the rows where ``first`` (bool [N]) is set replaced by
+        ``initial``; a ``state`` of None restarts every row.
+
+        Without ``initial``, :meth:`initial` is computed only if a row restarts (one host sync, as
+        when acting step by step); a caller looping over time passes it, with no sync."""
+        if initial is None:
+            if state is not None and not bool(first.any()):
+                return state
+            initial = self.initial(first.shape[0])
+        if state is None:
+            return initial
+        return RSSMState(*(torch.where(first.view(-1, *[1] * (a.dim() - 1)), b, a) for a, b in zip(state, initial)))
 
     def imagine(self, start: RSSMState, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int, *,
                 sample: bool = True) -> tuple[RSSMState, torch.Tensor]:
