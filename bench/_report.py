@@ -56,6 +56,14 @@ def write_section(path: Path, section: str, name: str) -> None:
     path.write_text(text)
 
 
+def run_and_publish(bench, report, argv: list[str], output: Path | None, name: str) -> None:
+    """Run ``bench`` (an object with ``run()``), noting the load before it, then print its report
+    (``report(bench, argv, load_before)``) and write it into section ``name`` of ``output``."""
+    load_before = load()
+    bench.run()
+    publish(report(bench, argv, load_before), output, name)
+
+
 def publish(section: str, output: Path | None, name: str) -> None:
     """Print the section, and write it into ``output`` unless that is None (a --quick run)."""
     print(section)

@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version  # noqa: E402
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version  # noqa: E402
 
 SECTION = "dreamer"
 SIZES = dict(batch=16, length=64, horizon=15, deter=512, groups=32, classes=32, hidden=512, layers=2, cnn_depth=32,
@@ -271,11 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     if args.device == "cuda" and args.output is None and not args.quick:
         output = DEFAULT_OUTPUT
-    load_before = load()
-    bench = Bench(args)
-    bench.run()
-    section = SECTION if args.device == "cpu" else f"{SECTION}-{args.device}"
-    publish(report(bench, argv, load_before), output, section)
+    run_and_publish(Bench(args), report, argv, output, SECTION if args.device == "cpu" else f"{SECTION}-{args.device}")
 
 
 if __name__ == "__main__":

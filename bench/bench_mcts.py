@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 import mcts_baseline
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version
 
 torch.set_num_threads(1)
 
@@ -832,10 +832,7 @@ def main(argv: list[str] | None = None) -> None:
     args.repeats = {s: args.repeats or default[s] for s in SIMULATIONS}
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
 
-    load_before = load()
-    bench = Bench(args)
-    bench.run()
-    publish(report(bench, argv, load_before), output, SECTION)
+    run_and_publish(Bench(args), report, argv, output, SECTION)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
@@ -909,11 +909,7 @@ def main(argv: list[str] | None = None) -> None:
     assert (1 + args.blocks) * args.batch_calls * 256 <= args.capacity
     output = args.output or (None if q else DEFAULT_OUTPUT)
 
-    load_before = load()
-    bench = Bench(args)
-    bench.run()
-    section = report(bench, argv, load_before)
-    publish(section, output, SECTION)
+    run_and_publish(Bench(args), report, argv, output, SECTION)
 
 
 if __name__ == "__main__":

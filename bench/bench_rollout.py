@@ -90,7 +90,7 @@ import torch
 from torch import nn
 
 import rollout_baseline
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble
 
@@ -802,10 +802,7 @@ def main(argv: list[str] | None = None) -> None:
     args.n = QUICK_N if args.quick else N
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
 
-    load_before = load()
-    bench = Bench(args)
-    bench.run()
-    publish(report(bench, argv, load_before), output, section_name(args.device))
+    run_and_publish(Bench(args), report, argv, output, section_name(args.device))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, load, names, publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version
 
 torch.set_num_threads(1)
 
@@ -702,10 +702,7 @@ def main(argv: list[str] | None = None) -> None:
     args.breakdown_repeats = 1 if args.quick else 3
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
 
-    load_before = load()
-    bench = Bench(args)
-    bench.run()
-    publish(report(bench, argv, load_before), output, SECTION)
+    run_and_publish(Bench(args), report, argv, output, SECTION)
 
 
 if __name__ == "__main__":
