@@ -30,6 +30,8 @@ from torch import nn
 from pymbrl._checks import integer, real
 from pymbrl.agents.checkpoint import start_run
 from pymbrl.agents.sac import seeded
+from pymbrl.envs.frames import ResizeFrames
+from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.rssm import (IMAGE_SHAPE, RSSMConfig, RSSMState, TwoHot, WorldModel, _mlp, categorical_index,
                                 unimix_logits)
 from pymbrl.replay import SequenceReplayBuffer
@@ -385,20 +387,6 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     return env
 
 
-class ResizeFrames(gym.ObservationWrapper):
-    """RGB frames [H, W, 3] uint8 -> [64, 64, 3] uint8 by area averaging (torch's, so that no image
-    library is needed)."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.observation_space = gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        frame = torch.from_numpy(np.ascontiguousarray(observation)).permute(2, 0, 1)[None].float()
-        small = nn.functional.interpolate(frame, size=IMAGE_SHAPE[:2], mode="area")
-        return small[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
 def env_spaces(env: gym.Env, env_id: str) -> tuple[tuple[int, ...], int, bool]:
     """(obs_shape, action_dim, discrete) of an env Dreamer can learn, or ValueError naming what
     is not supported: observations must be 1-D vectors or 64x64x3 uint8 images, actions Discrete or
@@ -423,27 +411,6 @@ def env_spaces(env: gym.Env, env_id: str) -> tuple[tuple[int, ...], int, bool]:
     raise ValueError(f"env_id: Dreamer supports Discrete or bounded 1-D Box actions, {env_id} has {action}")
 
 
-class _Actions:
-    """Maps the agent's action vectors to the env's actions: one-hot -> index, [-1, 1] -> the box."""
-
-    def __init__(self, space: gym.Space):
-        self.discrete = isinstance(space, gym.spaces.Discrete)
-        if not self.discrete:
-            self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
-
-    def __call__(self, actions: torch.Tensor) -> np.ndarray:
-        a = actions.cpu().numpy()
-        if self.discrete:
-            return a.argmax(-1)
-        return self.low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
-
-    def vector(self, env_actions: np.ndarray, action_dim: int) -> np.ndarray:
-        """The agent's vectors for the env's actions (random prefill actions)."""
-        if self.discrete:
-            return np.eye(action_dim, dtype=np.float32)[env_actions]
-        return (2.0 * (env_actions - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
-
-
 def _obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
     t = torch.as_tensor(obs, device=device)
     return t if t.dtype == torch.uint8 else t.float()
@@ -454,7 +421,7 @@ def evaluate(agent: Dreamer, env_id: str, episodes: int, seed: int) -> float:
     (each env's first episode counts)."""
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id) for _ in range(episodes)],
                                     autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
-    to_env = _Actions(envs.single_action_space)
+    to_env = ActionCodec(envs.single_action_space)
     obs, _ = envs.reset(seed=seed)
     first = torch.ones(episodes, dtype=torch.bool, device=agent.device)
     action = torch.zeros(episodes, agent.world_model.rssm.action_dim, device=agent.device)
@@ -463,7 +430,7 @@ def evaluate(agent: Dreamer, env_id: str, episodes: int, seed: int) -> float:
     while not done.all():
         state = agent.observe(state, action, _obs_tensor(obs, agent.device), first)
         action = agent.act(state, deterministic=True)
-        obs, reward, terminated, truncated, _ = envs.step(to_env(action))
+        obs, reward, terminated, truncated, _ = envs.step(to_env.to_env(action))
         totals += np.where(done, 0.0, reward)
         done |= terminated | truncated
         first = torch.zeros_like(first)  # only each env's first episode counts, so no restart is needed
@@ -513,7 +480,7 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
     buffer = SequenceReplayBuffer(capacity, spec, num_envs=c.num_envs, seed=run.seed)
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id) for _ in range(c.num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
-    to_env = _Actions(envs.single_action_space)
+    to_env = ActionCodec(envs.single_action_space)
     envs.action_space.seed(run.seed)
     losses: dict[str, float] = {}
     updates = 0
@@ -543,12 +510,12 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
             buffer.extend(**rows)
         if step < c.learning_starts:
             env_action = envs.action_space.sample()
-            action = to_env.vector(env_action, action_dim)
+            action = to_env.to_vector(env_action)
         else:
             state = agent.observe(state, torch.as_tensor(action, device=agent.device),
                                   _obs_tensor(obs, agent.device), torch.as_tensor(first, device=agent.device))
             agent_action = agent.act(state)
-            env_action, action = to_env(agent_action), agent_action.cpu().numpy()
+            env_action, action = to_env.to_env(agent_action), agent_action.cpu().numpy()
         # NEXT_STEP autoreset: where an episode has just ended, this call returns the reset
         # observation (reward 0) and ignores the action; it is not an env step.
         ended = terminated | truncated
