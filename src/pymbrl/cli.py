@@ -73,6 +73,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_world_models(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pymbrl.agents import world_models as wm
+
+    env_id = args.env or "VizdoomTakeCover-v1"
+    overrides = {} if args.tau is None else {"tau": args.tau}
+    config = wm.WorldModelsConfig.for_env(env_id, **overrides)
+    run_dir = Path(args.run_dir or f"runs/world-models-{env_id.replace('/', '-')}-seed{args.seed}")
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, unit="", dynamic_ncols=True))
+        bar.total = total
+        bar.update(done - bar.n)
+
+    def log(stage: str, record: dict) -> None:
+        tqdm.write(f"{stage}: {record}")
+
+    print(f"run directory: {run_dir} (data/, vae.pt, mdnrnn.pt, controller_*.pt); stages: {' '.join(args.stages)}")
+    try:
+        summary = wm.train(env_id, run_dir, stages=args.stages, config=config, seed=args.seed, log=log,
+                           progress=progress)
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume in {run_dir}")
+        return 130
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if summary:
+        print(f"World Models on {env_id} (controller trained in the {summary['train_in']}, tau {summary['tau']:g}): "
+              f"real score {summary['mean']:.1f} +- {summary['std']:.1f} over {len(summary['returns'])} episodes")
+    return 0
+
+
 def _play(args: argparse.Namespace) -> int:
     from pymbrl.agents import muzero
 
@@ -112,14 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all hardware threads)")
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna)
-    p = sub.add_parser("train", help="train SAC or MBPO (Box actions), MuZero (Discrete actions) or Dreamer (either) "
-                                     "on a gymnasium env",
+    p = sub.add_parser("train", help="train SAC or MBPO (Box actions), MuZero (Discrete actions), Dreamer (either) "
+                                     "or World Models (frames) on a gymnasium env",
                        description="Trains with progress, a CSV log, a PNG learning curve and checkpoints in a run "
                                    "directory; the same command again resumes from the last checkpoint. Defaults: "
                                    "sac and mbpo Pendulum-v1, 10000 steps, evaluations of 5 episodes every 1000; "
                                    "muzero CartPole-v1, 50000 steps, 20 episodes every 5000; dreamer CartPole-v1, "
-                                   "50000 steps, 10 episodes every 2500.")
-    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero", "dreamer"])
+                                   "50000 steps, 10 episodes every 2500; world-models VizdoomTakeCover-v1, in stages "
+                                   "(collect, vae, mdn, controller) that can run separately.")
+    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero", "dreamer", "world-models"])
     p.add_argument("--env", default=None, help="gymnasium env id; TicTacToe for pymbrl/TicTacToe-v0 (muzero)")
     p.add_argument("--steps", type=int, default=None, help="env steps (summed over MuZero's and Dreamer's vector envs)")
     p.add_argument("--seed", type=int, default=0, help="(default 0)")
@@ -128,7 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="env steps between checkpoints (SAC and MBPO take them at the next episode end)")
     p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
-    p.set_defaults(run=_train)
+    p.add_argument("--stages", nargs="+", default=["collect", "vae", "mdn", "controller"],
+                   choices=["collect", "vae", "mdn", "controller"],
+                   help="world-models: the stages to run (default all); each resumes from its saved artefact")
+    p.add_argument("--tau", type=float, default=None, help="world-models: the dream's temperature (default 1.15)")
+    p.set_defaults(run=lambda args: (_train_world_models if args.algorithm == "world-models" else _train)(args))
     p = sub.add_parser("play", help="evaluate a trained MuZero run (TicTacToe: against random and perfect players)")
     p.add_argument("algorithm", choices=["muzero"])
     p.add_argument("--run-dir", required=True, help="the run directory given to (or made by) pymbrl train")

@@ -10,6 +10,10 @@ termination
     When gymnasium's MuJoCo and classic-control tasks end, as functions of a (predicted) next state.
 rewards
     The true rewards of the tasks whose reward is a function of observation and action.
+dream
+    A World Models dream (M and V's decoder) as a gymnasium env and a batched vector env.
+spaces, frames
+    Action vectors <-> env actions (:class:`~pymbrl.envs.spaces.ActionCodec`); 64x64 frames.
 
 Importing this package registers the env ids below with gymnasium; ``gym.make("pymbrl.envs:pymbrl/TicTacToe-v0")``
 imports it on the way.

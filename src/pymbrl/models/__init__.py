@@ -3,7 +3,9 @@
 See :class:`GaussianEnsemble` (probabilistic ensemble, PETS / MBPO), :class:`DynamicsModel` (the
 deterministic residual model), :class:`Normalizer`, :class:`ModelTrainer`, and :func:`rollout_error` (compounding error);
 :mod:`pymbrl.models.muzero` for MuZero's networks and value/reward supports; :mod:`pymbrl.models.rssm`
-for DreamerV3's world model (RSSM, encoders/decoders, symlog two-hot heads, KL balancing).
+for DreamerV3's world model (RSSM, encoders/decoders, symlog two-hot heads, KL balancing);
+:mod:`pymbrl.models.world_models` for World Models' V (ConvVAE), M (MDN-RNN) and C (controllers as
+flat parameter vectors).
 """
 
 from pymbrl.models.ensemble import DynamicsModel, EnsembleLinear, GaussianEnsemble, Normalizer

@@ -1,0 +1,168 @@
+"""World Models (Ha & Schmidhuber 2018) on this 2-core CPU, at the scale it allows (see
+WorldModelsConfig.for_env for what is scaled):
+
+- VizDoom TakeCover, the controller trained entirely inside the dream at each temperature tau and
+  then scored in the real game (the paper's section 5);
+- CarRacing-v3, controllers evolved in the real env on V and M ([z, h]) and on V alone (z), the
+  paper's section 4 comparison.
+
+    python examples/world_models.py --env VizdoomTakeCover-v1 --stages collect vae mdn
+    python examples/world_models.py --env VizdoomTakeCover-v1 --stages controller --taus 1.15
+    python examples/world_models.py --env VizdoomTakeCover-v1 --stages controller --taus 0.1
+    python examples/world_models.py --env VizdoomTakeCover-v1 --report
+    python examples/world_models.py --env CarRacing-v3 --stages collect vae mdn controller --report
+
+The report scores a random policy over the same episodes and writes
+examples/results/world_models_<env>.{json,png} and world_models_<env>_frames.png (real frames, V's
+reconstructions, and a dream V decodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pymbrl.agents import world_models as wm
+from pymbrl.envs.dream import DreamEnv
+from pymbrl.envs.spaces import ActionCodec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAMES = {"VizdoomTakeCover-v1": "takecover", "CarRacing-v3": "carracing"}
+
+
+def progress_bars():
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, dynamic_ncols=True))
+        bar.total = total
+        bar.update(done - bar.n)
+    return progress
+
+
+def configs(env_id: str, taus: list[float]) -> dict[str, wm.WorldModelsConfig]:
+    """The controllers this experiment evolves, by label."""
+    if env_id == "CarRacing-v3":
+        return {"V+M": wm.WorldModelsConfig.for_env(env_id),
+                "V only": wm.WorldModelsConfig.for_env(env_id, controller_uses_hidden=False)}
+    return {f"tau={tau:g}": wm.WorldModelsConfig.for_env(env_id, tau=tau) for tau in taus}
+
+
+def report(env_id: str, run: Path, taus: list[float], seed: int) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = wm.WorldModelsConfig.for_env(env_id)
+    name = NAMES[env_id]
+    out = RESULTS / f"world_models_{name}.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    real = wm.make_env(env_id)
+    space = real.action_space
+    real.close()
+    if "random" not in results:
+        returns = wm.play(env_id, base.eval_episodes, wm.Policy(None, None, None, ActionCodec(space)), seed=seed + 5,
+                          num_envs=base.num_envs, max_steps=base.max_steps)
+        results["random"] = {"returns": returns.tolist(), "mean": float(returns.mean()), "std": float(returns.std())}
+    vae_record = torch.load(run / "vae.pt", weights_only=True)
+    mdn_record = torch.load(run / "mdnrnn.pt", weights_only=True)
+    results.update(env=env_id, config=repr(base), data={
+        "rollouts": mdn_record["rollouts"], "frames": vae_record["frames"], "vae": vae_record["history"],
+        "mdn": mdn_record["history"]})
+    results["controllers"] = {}
+    for label, config in configs(env_id, taus).items():
+        path = run / wm._controller_file(config, "")
+        if path.exists():
+            results["controllers"][label] = torch.load(path, weights_only=True)["summary"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+
+    fig, (ax_fit, ax_real) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, summary in results["controllers"].items():
+        generations = [g["generation"] for g in summary["fitness"]]
+        ax_fit.plot(generations, [g["mean"] for g in summary["fitness"]], label=f"{label} mean")
+        ax_fit.plot(generations, [g["best"] for g in summary["fitness"]], "--", label=f"{label} best")
+    where = "dream" if base.train_in == "dream" else "real env"
+    ax_fit.set(xlabel="CMA-ES generation", ylabel=f"return ({where}, {base.trials} trials)",
+               title=f"Fitness in the {where}")
+    ax_fit.legend(fontsize=8)
+    labels = ["random", *results["controllers"]]
+    means = [results["random"]["mean"]] + [s["mean"] for s in results["controllers"].values()]
+    stds = [results["random"]["std"]] + [s["std"] for s in results["controllers"].values()]
+    ax_real.bar(labels, means, yerr=stds, capsize=4, color=["grey"] + ["C0"] * (len(labels) - 1))
+    ax_real.set(ylabel=f"real score (mean +- std, {base.eval_episodes} episodes)", title="In the real env")
+    fig.suptitle(f"World Models on {env_id}")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"world_models_{name}.png", dpi=120)
+    frames_figure(run, base, space, RESULTS / f"world_models_{name}_frames.png", seed, plt)
+    for label, mean, std in zip(labels, means, stds):
+        print(f"{label}: {mean:.1f} +- {std:.1f}")
+
+
+@torch.no_grad()
+def frames_figure(run: Path, config: wm.WorldModelsConfig, space, path: Path, seed: int, plt) -> None:
+    """Row 1: real frames of a rollout; row 2: V's reconstructions; row 3: a dream from the first z."""
+    dataset = wm.RolloutDataset(run / "data")
+    frames = dataset.load(dataset.files()[0])["frames"][:64:8]
+    vae = wm._load_vae(run, config)
+    mdnrnn = wm._load_mdnrnn(run, config, ActionCodec(space))
+    mu, _ = vae.encode(torch.from_numpy(frames))
+    recon = (vae.decode(mu).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    env = DreamEnv(mdnrnn, space, mu[:1], vae=vae, tau=config.tau, render_mode="rgb_array")
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    dream = []
+    for t in range(len(frames) * 8):
+        if t % 8 == 0:
+            dream.append(env.render())
+        if env.step(env.action_space.sample())[2]:
+            break
+    fig, axes = plt.subplots(3, len(frames), figsize=(1.6 * len(frames), 5.2), squeeze=False)
+    for row, (images, label) in enumerate(((frames, "real"), (recon, "V(real)"), (dream, "dream"))):
+        for col, ax in enumerate(axes[row]):
+            ax.axis("off")
+            if col < len(images):
+                ax.imshow(images[col])
+        axes[row][0].set_title(label, loc="left", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="VizdoomTakeCover-v1", choices=sorted(NAMES))
+    parser.add_argument("--run-dir", default=None, help="default runs/world-models-<env>")
+    parser.add_argument("--stages", nargs="+", default=[], choices=wm.STAGES)
+    parser.add_argument("--taus", type=float, nargs="+", default=[0.1, 1.15], help="TakeCover's temperatures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    if not args.stages and not args.report:
+        parser.error("give --stages and/or --report")
+    torch.set_num_threads(1)
+    run = Path(args.run_dir or f"runs/world-models-{args.env}")
+    progress = progress_bars()
+
+    def log(stage: str, record: dict) -> None:
+        tqdm.write(f"{stage}: {record}")
+
+    stages = [s for s in args.stages if s != "controller"]
+    if stages:
+        wm.train(args.env, run, stages=stages, config=wm.WorldModelsConfig.for_env(args.env), seed=args.seed,
+                 log=log, progress=progress)
+    if "controller" in args.stages:
+        for label, config in configs(args.env, args.taus).items():
+            summary = wm.train(args.env, run, stages=["controller"], config=config, seed=args.seed, log=log,
+                               progress=progress)
+            print(f"{label}: real score {summary['mean']:.1f} +- {summary['std']:.1f} over "
+                  f"{len(summary['returns'])} episodes")
+    if args.report:
+        report(args.env, run, args.taus, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,656 @@
+"""World Models (Ha & Schmidhuber 2018, "Recurrent World Models Facilitate Policy Evolution"), one
+file, top to bottom, as the paper's stages:
+
+1. collect -- rollouts of a random policy (later: of the controller) into an on-disk dataset;
+2. vae     -- V, a ConvVAE, learns to compress each frame to z; the dataset is then encoded;
+3. mdn     -- M, an MDN-RNN, learns P(z_{t+1}, done | z_t, a_t, h_t) from the encoded sequences;
+4. controller -- C, a linear map of [z, h], evolved by CMA-ES: inside M's dream (every candidate
+   x trial as one batched rollout, at temperature tau) or in the real env (vector envs across
+   processes), then evaluated in the real env.
+
+:func:`train` runs the stages in a run directory; each stage leaves its artefact there and is
+skipped when that exists, so a stopped run resumes (the controller stage from its last generation).
+With ``iterations`` > 1 it runs the paper's iterative procedure: collect with the current controller,
+retrain M on all the data, evolve C again.
+
+Parts: :mod:`pymbrl.models.world_models` (V, M, C), :mod:`pymbrl.rollout.dream` (batched dreams),
+:mod:`pymbrl.envs.dream` (the dream as gymnasium envs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pymbrl._checks import integer, real
+from pymbrl.agents.sac import seeded
+from pymbrl.envs.frames import ResizeFrames
+from pymbrl.envs.spaces import ActionCodec
+from pymbrl.models.world_models import FRAME_SHAPE, MDNRNN, Controller, ConvVAE
+from pymbrl.rollout.dream import dream_rollouts
+
+STAGES = ("collect", "vae", "mdn", "controller")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelsConfig:
+    """Hyper-parameters; defaults are the paper's Doom TakeCover settings (its appendix) unless noted.
+
+    z_dim : int -- V's latent size, 64 (Doom; 32 for CarRacing).
+    kl_tolerance : float -- the KL floor per latent dimension, 0.5.
+    vae_lr, vae_batch, vae_epochs -- Adam 1e-4, batches of 100 frames, 1 epoch over the data.
+    rnn_hidden, mixtures -- M's LSTM units (512) and Gaussians per latent dimension (5).
+    rnn_lr, rnn_batch, rnn_seq_len, rnn_epochs, rnn_clip -- Adam 1e-3, 100 sequences of 100 steps,
+        20 epochs, gradient norm clipped at 1.
+    done_weight : float -- weight of the done head's positive targets, 10 (the paper's code).
+    reward_head : bool -- M also predicts rewards (dreams then pay them, not 1 per step survived).
+    controller_hidden : int -- 0, the linear controller; > 0 adds one tanh layer.
+    controller_uses_hidden : bool -- C reads [z, h] (V+M); False gives the paper's V-only controller.
+    rollouts : int -- random rollouts collected, 10,000.
+    max_steps : int -- episode cap in the real env and in dreams, 2100 (TakeCover's).
+    popsize, trials, sigma0, generations -- CMA-ES population 64, 16 trials per candidate averaged,
+        initial step size 0.1, generations to run.
+    tau : float -- the dream's temperature, 1.15.
+    train_in : str -- "dream" (evolve inside M) or "real" (evolve in the env itself).
+    eval_episodes : int -- real episodes of the final evaluation, 100.
+    iterations : int -- rounds of (collect with C, retrain M, evolve C) after the first; 1 = none.
+    explore : float -- std of Gaussian noise on C's action scores while it collects (iterations).
+    num_envs : int -- env worker processes for collection and real evaluation.
+    device : str
+    """
+
+    z_dim: int = 64
+    kl_tolerance: float = 0.5
+    vae_lr: float = 1e-4
+    vae_batch: int = 100
+    vae_epochs: int = 1
+    rnn_hidden: int = 512
+    mixtures: int = 5
+    rnn_lr: float = 1e-3
+    rnn_batch: int = 100
+    rnn_seq_len: int = 100
+    rnn_epochs: int = 20
+    rnn_clip: float = 1.0
+    done_weight: float = 10.0
+    reward_head: bool = False
+    controller_hidden: int = 0
+    controller_uses_hidden: bool = True
+    rollouts: int = 10_000
+    max_steps: int = 2100
+    popsize: int = 64
+    trials: int = 16
+    sigma0: float = 0.1
+    generations: int = 200
+    tau: float = 1.15
+    train_in: str = "dream"
+    eval_episodes: int = 100
+    iterations: int = 1
+    explore: float = 0.1
+    num_envs: int = 2
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("z_dim", "vae_batch", "vae_epochs", "rnn_hidden", "mixtures", "rnn_batch", "rnn_seq_len",
+                     "rnn_epochs", "rollouts", "max_steps", "popsize", "trials", "generations", "eval_episodes",
+                     "iterations", "num_envs"):
+            integer(getattr(self, name), name)
+        integer(self.controller_hidden, "controller_hidden", minimum=0)
+        for name in ("kl_tolerance", "vae_lr", "rnn_lr", "rnn_clip", "done_weight", "sigma0", "explore"):
+            real(getattr(self, name), name, low=0.0)
+        if real(self.tau, "tau", low=0.0) == 0.0:
+            raise ValueError("tau: expected a temperature > 0, got 0.0")
+        if self.popsize < 2:
+            raise ValueError(f"popsize: expected at least 2 (CMA-ES ranks candidates), got {self.popsize}")
+        if self.train_in not in ("dream", "real"):
+            raise ValueError(f"train_in: expected 'dream' or 'real', got {self.train_in!r}")
+
+    @classmethod
+    def for_env(cls, env_id: str, **overrides: Any) -> WorldModelsConfig:
+        """The settings this project runs on a 2-core CPU; other envs get the paper's defaults.
+
+        VizdoomTakeCover-v1: 300 random rollouts instead of 10,000 (they last ~200 steps, so about
+        60k frames), 3 VAE epochs over them, M with 256 LSTM units instead of 512, 60 generations.
+        CarRacing-v3 (~60 env steps/s here): z 32 and M 256 as in the paper, but 40 random rollouts of
+        300 steps (12k frames; the paper: 10,000 of 1000), 5 VAE epochs, and C evolved in the real env
+        for 6 generations of 8 candidates x 1 trial of 300 steps (the paper: 64 x 16 of 1000, for
+        ~1,800 generations), scored over 16 episodes.
+        """
+        presets = {
+            "VizdoomTakeCover-v1": dict(rollouts=300, rnn_hidden=256, vae_epochs=3, generations=60),
+            "CarRacing-v3": dict(z_dim=32, rnn_hidden=256, rollouts=40, max_steps=300, vae_epochs=5,
+                                 train_in="real", popsize=8, trials=1, generations=6, eval_episodes=16),
+        }
+        return cls(**{**presets.get(env_id, {}), **overrides})
+
+
+# --------------------------------------------------------------------------------------------------
+# Environments
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id)`` with 64x64x3 uint8 frames as observations. ViZDoom ids (``Vizdoom...``,
+    from the vizdoom package) give their ``"screen"``; other envs must give RGB frames."""
+    if env_id.startswith("Vizdoom"):
+        try:
+            from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom ids)
+        except ImportError:
+            raise ValueError(f"env_id: {env_id} needs the vizdoom package (pip install vizdoom)") from None
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as error:
+        raise ValueError(f"env_id: {error}") from None
+    space = env.observation_space
+    key = "screen" if isinstance(space, gym.spaces.Dict) and "screen" in space.spaces else None
+    frames = space[key] if key else space
+    if not (isinstance(frames, gym.spaces.Box) and len(frames.shape) == 3 and frames.shape[-1] == 3
+            and frames.dtype == np.uint8):
+        env.close()
+        raise ValueError(f"env_id: World Models needs RGB frames (uint8 [H, W, 3]) as observations, {env_id} has "
+                         f"{space}")
+    ActionCodec(env.action_space, "env_id")
+    return ResizeFrames(env, key)
+
+
+# --------------------------------------------------------------------------------------------------
+# The on-disk dataset
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+class RolloutDataset:
+    """Rollouts in a directory, one ``rollout_NNNNNN.npz`` each, so that later iterations can add
+    to it and a stopped collection keeps what it finished.
+
+    A rollout of T steps holds ``frames`` uint8 [T + 1, 64, 64, 3] (every observation, the last
+    one included), ``actions`` float32 [T, A] (action vectors, see ActionCodec), ``rewards`` float32
+    [T] and ``dones`` bool [T] (True at the step after which the episode terminated).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def files(self) -> list[Path]:
+        return sorted(self.path.glob("rollout_*.npz"))
+
+    def __len__(self) -> int:
+        return len(self.files())
+
+    def add(self, frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        steps = len(actions)
+        if frames.shape != (steps + 1, *FRAME_SHAPE) or frames.dtype != np.uint8:
+            raise ValueError(f"frames: expected uint8 [{steps + 1}, 64, 64, 3] for {steps} actions, got "
+                             f"{frames.dtype} {frames.shape}")
+        if rewards.shape != (steps,) or dones.shape != (steps,):
+            raise ValueError(f"rewards: expected [{steps}] rewards and dones, got {rewards.shape} and {dones.shape}")
+        index = int(self.files()[-1].stem.split("_")[1]) + 1 if len(self) else 0
+        _atomic_write(self.path / f"rollout_{index:06d}.npz",
+                      lambda f: np.savez(f, frames=frames, actions=actions.astype(np.float32),
+                                         rewards=rewards.astype(np.float32), dones=dones.astype(bool)))
+
+    def load(self, file: Path) -> dict[str, np.ndarray]:
+        with np.load(file) as data:
+            return {k: data[k] for k in data.files}
+
+    def frames(self) -> np.ndarray:
+        """Every frame of every rollout, uint8 [N, 64, 64, 3]."""
+        files = self.files()
+        if not files:
+            raise ValueError(f"dataset: no rollouts in {self.path}; run the collect stage first")
+        return np.concatenate([self.load(f)["frames"] for f in files])
+
+
+# --------------------------------------------------------------------------------------------------
+# Acting in the real env: V encodes, M remembers, C decides
+
+
+class Policy:
+    """V + M + C acting for E envs at once, each env with its own controller parameters.
+
+    ``params`` float [E, n] (one row per env), or None for uniformly random actions. ``explore`` adds
+    Gaussian noise to C's action scores (for collection in the iterative procedure).
+    """
+
+    def __init__(self, vae: ConvVAE | None, mdnrnn: MDNRNN | None, controller: Controller | None,
+                 codec: ActionCodec, uses_hidden: bool = True, explore: float = 0.0,
+                 generator: torch.Generator | None = None):
+        self.vae, self.mdnrnn, self.controller, self.codec = vae, mdnrnn, controller, codec
+        self.uses_hidden, self.explore, self.generator = uses_hidden, explore, generator
+
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, params: torch.Tensor | None, state, first: np.ndarray,
+            action_space: gym.Space):
+        """frames uint8 [E, 64, 64, 3] -> (env actions [E, ...], action vectors [E, A], M's new state)."""
+        if params is None:
+            env_actions = np.stack([action_space.sample() for _ in range(len(frames))])
+            return env_actions, self.codec.to_vector(env_actions), state
+        z, _ = self.vae.encode(frames)
+        reset = torch.as_tensor(first, device=z.device)[:, None]
+        h = torch.where(reset, 0.0, state.h)
+        c = torch.where(reset, 0.0, state.c)
+        inputs = torch.cat([z, h], -1) if self.uses_hidden else z
+        scores = self.controller(params.to(z.device), inputs[:, None])[:, 0]
+        if self.explore > 0:
+            scores = scores + self.explore * torch.randn(scores.shape, generator=self.generator,
+                                                         device=self.generator.device).to(scores.device)
+        vectors = self.codec.model_input(scores)
+        _, state = self.mdnrnn.step(z, vectors, type(state)(h, c))
+        return self.codec.to_env(scores), vectors.cpu().numpy(), state
+
+
+def play(env_id: str, episodes: int, policy: Policy, params: torch.Tensor | None = None, *, seed: int = 0,
+         num_envs: int = 2, max_steps: int = 2100, dataset: RolloutDataset | None = None,
+         progress: Callable[[int], Any] | None = None) -> np.ndarray:
+    """Plays ``episodes`` episodes in ``num_envs`` env processes (gymnasium's AsyncVectorEnv) and
+    returns their returns, float64 [episodes]. Episode i acts with ``params[i]`` (None: random
+    actions); episodes are cut after ``max_steps`` steps. With ``dataset``, every episode is stored
+    in it as it ends. ``progress`` gets the number of finished episodes."""
+    episodes, num_envs = integer(episodes, "episodes"), integer(num_envs, "num_envs")
+    max_steps = integer(max_steps, "max_steps")
+    num_envs = min(num_envs, episodes)
+    if params is not None and params.shape[0] != episodes:
+        raise ValueError(f"params: expected one row per episode ({episodes}), got {tuple(params.shape)}")
+    make = [lambda: gym.wrappers.TimeLimit(make_env(env_id), max_steps) for _ in range(num_envs)]
+    # SAME_STEP autoreset: the step that ends an episode already returns the next one's first frame
+    # (the last frame comes in info["final_obs"]), so every step is a real one.
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    envs = gym.vector.AsyncVectorEnv(make, autoreset_mode=mode) if num_envs > 1 else \
+        gym.vector.SyncVectorEnv(make, autoreset_mode=mode)
+    envs.single_action_space.seed(seed)
+    returns = np.zeros(episodes)
+    playing = np.arange(num_envs)  # the episode each env plays; >= episodes once none is left for it
+    upcoming, finished = num_envs, 0
+    obs, _ = envs.reset(seed=seed)
+    first = np.ones(num_envs, dtype=bool)
+    state = policy.mdnrnn.initial_state(num_envs) if params is not None else None
+    record: list[dict[str, list]] = [{"frames": [], "actions": [], "rewards": [], "dones": []} for _ in range(num_envs)]
+    try:
+        while (playing < episodes).any():
+            rows = torch.as_tensor(np.minimum(playing, episodes - 1))
+            env_actions, vectors, state = policy.act(obs, None if params is None else params[rows], state, first,
+                                                     envs.single_action_space)
+            next_obs, reward, terminated, truncated, info = envs.step(env_actions)
+            first = terminated | truncated
+            for k in np.flatnonzero(playing < episodes):
+                returns[playing[k]] += reward[k]
+                if dataset is not None:
+                    for key, value in zip(("frames", "actions", "rewards", "dones"),
+                                          (obs[k], vectors[k], reward[k], terminated[k])):
+                        record[k][key].append(value)
+                if first[k]:
+                    if dataset is not None:
+                        rec = record[k]
+                        dataset.add(np.stack(rec["frames"] + [info["final_obs"][k]]), np.stack(rec["actions"]),
+                                    np.asarray(rec["rewards"], np.float32), np.asarray(rec["dones"]))
+                        record[k] = {key: [] for key in rec}
+                    finished += 1
+                    if progress is not None:
+                        progress(finished)
+                    playing[k], upcoming = upcoming, upcoming + 1
+            obs = next_obs
+    finally:
+        envs.close()
+    return returns
+
+
+# --------------------------------------------------------------------------------------------------
+# V and M
+
+
+def train_vae(frames: np.ndarray, config: WorldModelsConfig, *, vae: ConvVAE | None = None, seed: int = 0,
+              progress: Callable[[int, int], Any] | None = None) -> tuple[ConvVAE, list[dict]]:
+    """Trains V on uint8 frames [N, 64, 64, 3] for ``config.vae_epochs`` epochs (shuffled batches
+    of ``vae_batch``). Returns V and one record per epoch (mean loss, reconstruction, KL).
+    ``progress`` gets (batches done, batches in all)."""
+    device = torch.device(config.device)
+    if vae is None:
+        with seeded(seed):
+            vae = ConvVAE(config.z_dim, config.kl_tolerance)
+    vae.to(device).train()
+    opt = torch.optim.Adam(vae.parameters(), config.vae_lr)
+    generator = torch.Generator(device).manual_seed(seed)
+    order_generator = torch.Generator().manual_seed(seed)
+    batches = -(-len(frames) // config.vae_batch)
+    history = []
+    for epoch in range(config.vae_epochs):
+        order = torch.randperm(len(frames), generator=order_generator).numpy()
+        totals = np.zeros(3)
+        for b in range(batches):
+            batch = torch.from_numpy(frames[np.sort(order[b * config.vae_batch:(b + 1) * config.vae_batch])])
+            loss, parts = vae.loss(batch, generator)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            totals += [float(loss.detach()), parts["reconstruction"], parts["kl"]]
+            if progress is not None:
+                progress(epoch * batches + b + 1, config.vae_epochs * batches)
+        history.append(dict(zip(("loss", "reconstruction", "kl"), (totals / batches).tolist()), epoch=epoch + 1))
+    return vae.eval(), history
+
+
+@torch.no_grad()
+def encode_dataset(dataset: RolloutDataset, vae: ConvVAE, batch: int = 1000) -> list[dict[str, np.ndarray]]:
+    """Each rollout with its frames replaced by V's ``mu`` and ``logvar`` (float32 [T + 1, z_dim])."""
+    out = []
+    for file in dataset.files():
+        data = dataset.load(file)
+        frames = data.pop("frames")
+        parts = [vae.encode(torch.from_numpy(frames[i:i + batch])) for i in range(0, len(frames), batch)]
+        data["mu"] = torch.cat([p[0] for p in parts]).cpu().numpy()
+        data["logvar"] = torch.cat([p[1] for p in parts]).cpu().numpy()
+        out.append(data)
+    return out
+
+
+def _windows(latents: Sequence[dict[str, np.ndarray]], length: int) -> dict[str, np.ndarray]:
+    """Cuts every rollout into windows of ``length`` steps (the last one padded, with a mask)."""
+    fields: dict[str, list] = {k: [] for k in ("mu", "logvar", "next_mu", "next_logvar", "actions", "rewards",
+                                               "dones", "mask")}
+    for r in latents:
+        steps = len(r["actions"])
+        for start in range(0, steps, length):
+            end = min(start + length, steps)
+            for key, source, offset in (("mu", "mu", 0), ("logvar", "logvar", 0), ("next_mu", "mu", 1),
+                                        ("next_logvar", "logvar", 1), ("actions", "actions", 0),
+                                        ("rewards", "rewards", 0), ("dones", "dones", 0)):
+                piece = r[source][start + offset:end + offset]
+                fields[key].append(np.concatenate([piece, np.zeros((length - len(piece), *piece.shape[1:]),
+                                                                   piece.dtype)]))
+            fields["mask"].append(np.arange(length) < end - start)
+    return {k: np.stack(v) for k, v in fields.items()}
+
+
+def train_mdnrnn(latents: Sequence[dict[str, np.ndarray]], action_dim: int, config: WorldModelsConfig, *,
+                 mdnrnn: MDNRNN | None = None, seed: int = 0,
+                 progress: Callable[[int, int], Any] | None = None) -> tuple[MDNRNN, list[dict]]:
+    """Trains M on encoded rollouts (as :func:`encode_dataset` gives them) for ``rnn_epochs``
+    epochs of windows of ``rnn_seq_len`` steps; z is re-sampled from V's Gaussians every epoch, as in
+    the paper. Returns M and one record per epoch (mean loss, NLL per dimension, done loss)."""
+    if not latents:
+        raise ValueError("latents: expected at least one encoded rollout, got none")
+    device = torch.device(config.device)
+    if mdnrnn is None:
+        with seeded(seed):
+            mdnrnn = MDNRNN(config.z_dim, action_dim, config.rnn_hidden, config.mixtures, config.reward_head)
+    mdnrnn.to(device).train()
+    data = {k: torch.from_numpy(v).to(device) for k, v in _windows(latents, config.rnn_seq_len).items()}
+    opt = torch.optim.Adam(mdnrnn.parameters(), config.rnn_lr)
+    generator = torch.Generator(device).manual_seed(seed)
+    count = len(data["mask"])
+    batches = -(-count // config.rnn_batch)
+    history = []
+    for epoch in range(config.rnn_epochs):
+        order = torch.randperm(count, generator=generator, device=device)
+        totals = np.zeros(3)
+        for b in range(batches):
+            i = order[b * config.rnn_batch:(b + 1) * config.rnn_batch]
+            z = ConvVAE.sample(data["mu"][i], data["logvar"][i], generator)
+            next_z = ConvVAE.sample(data["next_mu"][i], data["next_logvar"][i], generator)
+            loss, parts = mdnrnn.loss(z, data["actions"][i], next_z, data["dones"][i], data["mask"][i],
+                                      data["rewards"][i] if config.reward_head else None, config.done_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(mdnrnn.parameters(), config.rnn_clip)
+            opt.step()
+            totals += [float(loss.detach()), parts["nll"], parts["done"]]
+            if progress is not None:
+                progress(epoch * batches + b + 1, config.rnn_epochs * batches)
+        history.append(dict(zip(("loss", "nll", "done"), (totals / batches).tolist()), epoch=epoch + 1))
+    return mdnrnn.eval(), history
+
+
+# --------------------------------------------------------------------------------------------------
+# C: CMA-ES
+
+
+def evolve(fitness: Callable[[np.ndarray], np.ndarray], num_params: int, config: WorldModelsConfig, *,
+           seed: int = 0, es: Any = None, history: list[dict] | None = None,
+           after_generation: Callable[[Any, list[dict]], Any] | None = None) -> tuple[Any, list[dict]]:
+    """Maximises ``fitness`` (candidates float64 [P, num_params] -> mean returns [P]) with CMA-ES
+    (the ``cma`` package), population ``popsize``, starting at 0 with step size ``sigma0``, until
+    ``generations`` generations are done. ``es`` and ``history`` continue a stopped run;
+    ``after_generation(es, history)`` is called after each generation (for checkpoints).
+
+    Returns the evolution strategy (its ``result.xfavorite`` is the distribution mean, the paper's
+    choice of final controller) and one record per generation (best, mean and worst fitness).
+    """
+    try:
+        import cma
+    except ImportError:
+        raise ValueError("train_in: evolving the controller needs the cma package (pip install cma)") from None
+    if es is None:
+        # cma samples with numpy's global generator unless given its own "randn"; a private one keeps
+        # runs reproducible, leaves the caller's global state alone, and pickles with the strategy.
+        es = cma.CMAEvolutionStrategy(np.zeros(num_params), config.sigma0,
+                                      {"popsize": config.popsize, "seed": np.nan, "verbose": -9,
+                                       "randn": np.random.RandomState(seed % 2**32).randn})
+    history = list(history or [])
+    while len(history) < config.generations:
+        candidates = np.asarray(es.ask())
+        scores = np.asarray(fitness(candidates), dtype=np.float64)
+        if scores.shape != (len(candidates),) or not np.all(np.isfinite(scores)):
+            raise ValueError(f"fitness: expected {len(candidates)} finite returns, got {scores!r}")
+        es.tell(list(candidates), (-scores).tolist())
+        history.append({"generation": len(history) + 1, "best": float(scores.max()), "mean": float(scores.mean()),
+                        "worst": float(scores.min())})
+        if after_generation is not None:
+            after_generation(es, history)
+    return es, history
+
+
+def dream_fitness(mdnrnn: MDNRNN, controller: Controller, codec: ActionCodec, start_z: torch.Tensor,
+                  config: WorldModelsConfig, tau: float, generator: torch.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    """Fitness in the dream: every candidate x ``trials`` dreams as one batch (:func:`dream_rollouts`)."""
+    def fitness(candidates: np.ndarray) -> np.ndarray:
+        out = dream_rollouts(mdnrnn, controller, torch.as_tensor(candidates, dtype=torch.float32), start_z,
+                             codec.model_input, trials=config.trials, tau=tau, max_steps=config.max_steps,
+                             uses_hidden=config.controller_uses_hidden, generator=generator)
+        return out.mean.cpu().numpy().astype(np.float64)
+    return fitness
+
+
+def real_fitness(env_id: str, policy: Policy, config: WorldModelsConfig, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Fitness in the real env: every candidate x ``trials`` episodes across ``num_envs`` processes."""
+    calls = [0]
+
+    def fitness(candidates: np.ndarray) -> np.ndarray:
+        params = torch.as_tensor(candidates, dtype=torch.float32).repeat_interleave(config.trials, 0)
+        calls[0] += 1
+        returns = play(env_id, len(params), policy, params, seed=seed + 7919 * calls[0], num_envs=config.num_envs,
+                       max_steps=config.max_steps)
+        return returns.reshape(len(candidates), config.trials).mean(1)
+    return fitness
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+
+# Fields that shape the saved networks: a run directory refuses a config that changes them.
+_IDENTITY = ("z_dim", "rnn_hidden", "mixtures", "reward_head")
+
+
+def _save(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _open_run(run_dir: Path, env_id: str, config: WorldModelsConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    identity = {"env_id": env_id, **{k: getattr(config, k) for k in _IDENTITY}}
+    path = run_dir / "run.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        for key, value in identity.items():
+            if saved.get(key) != value:
+                raise ValueError(f"{'env_id' if key == 'env_id' else 'config.' + key}: {run_dir} holds a run with "
+                                 f"{key}={saved.get(key)!r}, got {value!r}; use another run_dir")
+    else:
+        _atomic_write(path, lambda f: f.write(json.dumps(identity, indent=1).encode()))
+
+
+def _tag(iteration: int) -> str:
+    return "" if iteration == 0 else f"_iter{iteration}"
+
+
+def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "runs/world-models", *,
+          stages: Sequence[str] = STAGES, config: WorldModelsConfig | None = None, seed: int = 0,
+          log: Callable[[str, dict], Any] | None = None,
+          progress: Callable[[str, int, int], Any] | None = None) -> dict[str, Any]:
+    """Runs the named stages of World Models in ``run_dir`` (see the module docstring).
+
+    Artefacts: ``data/`` (rollouts), ``vae.pt``, ``mdnrnn.pt`` and, per kind of controller (its
+    temperature or "real", its shape), ``controller_tau<tau>.pt`` (the CMA-ES state while it runs in
+    ``.es.pkl``; at the end the controller, the fitness history and the real-env returns of
+    ``eval_episodes`` episodes). A stage whose artefact exists is
+    skipped, so running the same call again resumes; the controller stage resumes from its last
+    generation. Iterations after the first add ``_iter<i>`` to M's and C's files.
+
+    ``log(stage, record)`` gets each epoch's / generation's record; ``progress(stage, done, total)``
+    reports progress. Returns ``{"fitness": [...], "returns": [...], "mean": ..., "std": ...}`` of
+    the last controller evaluated (empty if no controller stage ran).
+    """
+    config = config or WorldModelsConfig.for_env(env_id)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"stages: expected some of {list(STAGES)}, got {list(stages)}")
+    run = Path(run_dir)
+    _open_run(run, env_id, config)
+    probe = make_env(env_id)
+    codec = ActionCodec(probe.action_space)
+    probe.close()
+    dataset = RolloutDataset(run / "data")
+
+    def report(stage: str) -> Callable[[int, int], Any] | None:
+        return None if progress is None else (lambda done, total: progress(stage, done, total))
+
+    def logger(stage: str) -> Callable[[dict], None]:
+        return lambda record: log(stage, record) if log is not None else None
+
+    controller = Controller(config.z_dim + (config.rnn_hidden if config.controller_uses_hidden else 0), codec.dim,
+                            config.controller_hidden)
+    summary: dict[str, Any] = {}
+    for iteration in range(config.iterations):
+        tag = _tag(iteration)
+        if "collect" in stages:
+            missing = config.rollouts * (iteration + 1) - len(dataset)
+            if missing > 0:
+                if iteration == 0:
+                    policy, params = Policy(None, None, None, codec), None
+                else:
+                    vae, mdnrnn = _load_vae(run, config), _load_mdnrnn(run, config, codec, _tag(iteration - 1))
+                    best = torch.load(run / _controller_file(config, _tag(iteration - 1)), weights_only=True)
+                    generator = torch.Generator().manual_seed(seed + iteration)
+                    policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden, config.explore,
+                                    generator)
+                    params = best["params"].expand(missing, -1)
+                play(env_id, missing, policy, params, seed=seed + 100_003 * (len(dataset) + 1),
+                     num_envs=config.num_envs, max_steps=config.max_steps, dataset=dataset,
+                     progress=None if progress is None else (lambda done, n=missing: progress("collect", done, n)))
+        if "vae" in stages and iteration == 0 and not (run / "vae.pt").exists():
+            frames = dataset.frames()
+            vae, history = train_vae(frames, config, seed=seed, progress=report("vae"))
+            for record in history:
+                logger("vae")(record)
+            _save(run / "vae.pt", {"state": vae.state_dict(), "history": history, "frames": len(frames)})
+        if "mdn" in stages and not (run / f"mdnrnn{tag}.pt").exists():
+            vae = _load_vae(run, config)
+            latents = encode_dataset(dataset, vae)
+            previous = _load_mdnrnn(run, config, codec, _tag(iteration - 1)) if iteration else None
+            mdnrnn, history = train_mdnrnn(latents, codec.dim, config, mdnrnn=previous, seed=seed + iteration,
+                                           progress=report("mdn"))
+            for record in history:
+                logger("mdn")(record)
+            start_z = torch.from_numpy(np.stack([r["mu"][0] for r in latents]))
+            _save(run / f"mdnrnn{tag}.pt", {"state": mdnrnn.state_dict(), "history": history, "start_z": start_z,
+                                            "rollouts": len(latents)})
+        if "controller" in stages:
+            summary = _controller_stage(env_id, run, config, codec, controller, tag, seed + iteration, logger,
+                                        progress)
+    return summary
+
+
+def _load_vae(run: Path, config: WorldModelsConfig) -> ConvVAE:
+    path = run / "vae.pt"
+    if not path.exists():
+        raise ValueError(f"stages: {path} is missing; run the vae stage first")
+    vae = ConvVAE(config.z_dim, config.kl_tolerance)
+    vae.load_state_dict(torch.load(path, weights_only=True)["state"])
+    return vae.to(config.device).eval()
+
+
+def _load_mdnrnn(run: Path, config: WorldModelsConfig, codec: ActionCodec, tag: str = "") -> MDNRNN:
+    path = run / f"mdnrnn{tag}.pt"
+    if not path.exists():
+        raise ValueError(f"stages: {path} is missing; run the mdn stage first")
+    mdnrnn = MDNRNN(config.z_dim, codec.dim, config.rnn_hidden, config.mixtures, config.reward_head)
+    mdnrnn.load_state_dict(torch.load(path, weights_only=True)["state"])
+    return mdnrnn.to(config.device).eval()
+
+
+def _controller_file(config: WorldModelsConfig, tag: str) -> str:
+    """controller_<tau1.15 | real>[_hidden<n>][_vonly][_iter<i>].pt: one file per kind of controller,
+    so that several can be evolved on the same V and M."""
+    where = f"tau{config.tau:g}" if config.train_in == "dream" else "real"
+    shape = (f"_hidden{config.controller_hidden}" if config.controller_hidden else "") + \
+        ("" if config.controller_uses_hidden else "_vonly")
+    return f"controller_{where}{shape}{tag}.pt"
+
+
+def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: ActionCodec, controller: Controller,
+                      tag: str, seed: int, logger: Callable[[str, Any], Callable[[dict], None]],
+                      progress: Callable[[str, int, int], Any] | None) -> dict[str, Any]:
+    final = run / _controller_file(config, tag)
+    if final.exists():
+        return torch.load(final, weights_only=True)["summary"]
+    vae = _load_vae(run, config)
+    mdnrnn = _load_mdnrnn(run, config, codec, tag)
+    policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden)
+    if config.train_in == "dream":
+        start_z = torch.load(run / f"mdnrnn{tag}.pt", weights_only=True)["start_z"].to(config.device)
+        generator = torch.Generator(config.device).manual_seed(seed)
+        fitness = dream_fitness(mdnrnn, controller, codec, start_z, config, config.tau, generator)
+    else:
+        fitness = real_fitness(env_id, policy, config, seed)
+    pending = final.with_name(final.stem + ".es.pkl")
+    es, history = None, []
+    if pending.exists():
+        with open(pending, "rb") as f:
+            es, history, rng_state = pickle.load(f)
+        if config.train_in == "dream":
+            generator.set_state(rng_state)
+
+    def checkpoint(es: Any, history: list[dict]) -> None:
+        logger("controller")(history[-1])
+        rng_state = generator.get_state() if config.train_in == "dream" else None
+        _atomic_write(pending, lambda f: pickle.dump((es, history, rng_state), f))
+        if progress is not None:
+            progress("controller", len(history), config.generations)
+
+    es, history = evolve(fitness, controller.num_params, config, seed=seed, es=es, history=history,
+                         after_generation=checkpoint)
+    params = torch.as_tensor(np.asarray(es.result.xfavorite), dtype=torch.float32)
+    returns = play(env_id, config.eval_episodes, policy, params.expand(config.eval_episodes, -1),
+                   seed=seed + 1_000_003, num_envs=config.num_envs, max_steps=config.max_steps,
+                   progress=None if progress is None else (lambda done: progress("evaluate", done,
+                                                                                 config.eval_episodes)))
+    summary = {"fitness": history, "returns": returns.tolist(), "mean": float(returns.mean()),
+               "std": float(returns.std()), "tau": config.tau, "train_in": config.train_in,
+               "inputs": "z, h" if config.controller_uses_hidden else "z", "controller_hidden": config.controller_hidden}
+    logger("evaluate")({"mean": summary["mean"], "std": summary["std"], "episodes": config.eval_episodes})
+    _save(final, {"params": params, "summary": summary})
+    pending.unlink()
+    return summary

@@ -1,0 +1,345 @@
+"""pymbrl.agents.world_models: the on-disk rollout dataset, CMA-ES (convergence and resuming), the
+config's and make_env's checks, and the staged pipeline on a tiny frame env: artefacts, resuming
+without redoing work, refused run directories and stages, and a second iteration."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from pymbrl.agents import world_models as wm
+
+ENV_ID = "pymbrl-test/Frames-v0"
+
+
+class FramesEnv(gym.Env):
+    """Random 64x64 RGB frames whose pixel [0, 0, 0] is the step count; episodes of 5-15 steps that
+    terminate; reward 1 for action 1, else 0."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(3)
+
+    def _frame(self) -> np.ndarray:
+        frame = self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        frame[0, 0, 0] = self.t
+        return frame
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.length = 0, int(self.np_random.integers(5, 16))
+        return self._frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._frame(), float(action == 1), self.t >= self.length, False, {}
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point=FramesEnv)
+
+TINY = wm.WorldModelsConfig(z_dim=8, rnn_hidden=16, rollouts=4, vae_epochs=1, vae_batch=8, rnn_epochs=2, rnn_batch=4,
+                            rnn_seq_len=8, popsize=4, trials=2, generations=2, eval_episodes=2, max_steps=20,
+                            num_envs=1)
+
+
+def frames(n: int, value: int = 0) -> np.ndarray:
+    return np.full((n, 64, 64, 3), value, np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# RolloutDataset
+
+
+def test_dataset_round_trip_and_continued_indices(tmp_path):
+    data = wm.RolloutDataset(tmp_path / "data")
+    assert len(data) == 0
+    actions = np.eye(3, dtype=np.float64)[[0, 2, 1]]
+    data.add(frames(4, 7), actions, np.array([0.0, 1.0, 0.5]), np.array([False, False, True]))
+    data.add(frames(2, 9), actions[:1], np.array([2.0]), np.array([False]))
+    loaded = data.load(data.files()[0])
+    assert set(loaded) == {"frames", "actions", "rewards", "dones"}
+    np.testing.assert_array_equal(loaded["frames"], frames(4, 7))
+    np.testing.assert_array_equal(loaded["actions"], actions)
+    assert loaded["actions"].dtype == np.float32 and loaded["rewards"].dtype == np.float32
+    np.testing.assert_array_equal(loaded["rewards"], [0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(loaded["dones"], [False, False, True])
+    # Reopened, the directory grows from where it was.
+    again = wm.RolloutDataset(tmp_path / "data")
+    assert len(again) == 2
+    again.add(frames(3, 11), actions[:2], np.zeros(2), np.zeros(2, bool))
+    assert [f.name for f in again.files()] == ["rollout_000000.npz", "rollout_000001.npz", "rollout_000002.npz"]
+    all_frames = again.frames()
+    assert all_frames.shape == (9, 64, 64, 3) and all_frames.dtype == np.uint8
+    np.testing.assert_array_equal(all_frames[:, 0, 0, 0], [7] * 4 + [9] * 2 + [11] * 3)
+    assert not list((tmp_path / "data").glob(".*"))  # no temporary files left behind
+
+
+def test_dataset_refuses_bad_rollouts_and_an_empty_directory(tmp_path):
+    data = wm.RolloutDataset(tmp_path)
+    with pytest.raises(ValueError, match="dataset"):
+        data.frames()
+    actions = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match="frames"):
+        data.add(frames(3), actions, np.zeros(3), np.zeros(3, bool))  # T frames, not T + 1
+    with pytest.raises(ValueError, match="frames"):
+        data.add(np.zeros((4, 32, 32, 3), np.uint8), actions, np.zeros(3), np.zeros(3, bool))
+    with pytest.raises(ValueError, match="frames"):
+        data.add(frames(4).astype(np.float32), actions, np.zeros(3), np.zeros(3, bool))
+    with pytest.raises(ValueError, match="rewards"):
+        data.add(frames(4), actions, np.zeros(2), np.zeros(3, bool))
+    assert len(data) == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# CMA-ES
+
+TARGET = np.array([0.5, -0.3, 0.8, 0.0, -0.6])
+
+
+def sphere(candidates: np.ndarray) -> np.ndarray:
+    assert candidates.shape == (8, 5)
+    return -((candidates - TARGET) ** 2).sum(1)
+
+
+def test_evolve_finds_the_optimum_of_a_sphere():
+    config = wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=60)
+    es, history = wm.evolve(sphere, 5, config, seed=0)
+    assert len(history) == 60 and [h["generation"] for h in history] == list(range(1, 61))
+    assert all(h["worst"] <= h["mean"] <= h["best"] for h in history)
+    np.testing.assert_allclose(es.result.xfavorite, TARGET, atol=0.05)
+    assert history[-1]["best"] > -1e-3
+
+
+def test_evolve_resumes_where_it_stopped():
+    """10 generations, then the same es and history continued to 20: the same as 20 at once."""
+    calls = []
+
+    def counted(candidates):
+        calls.append(len(candidates))
+        return sphere(candidates)
+
+    es, history = wm.evolve(counted, 5, wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=10), seed=3)
+    assert len(history) == 10 and len(calls) == 10
+    seen = []
+    es, history = wm.evolve(counted, 5, wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=20), seed=3, es=es,
+                            history=history, after_generation=lambda es, h: seen.append(len(h)))
+    assert len(history) == 20 and len(calls) == 20 and seen == list(range(11, 21))
+    assert [h["generation"] for h in history] == list(range(1, 21))
+    assert np.mean([h["best"] for h in history[-5:]]) > np.mean([h["best"] for h in history[:5]])
+    _, straight = wm.evolve(sphere, 5, wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=20), seed=3)
+    assert straight == history
+    # Nothing left to do: the history comes back as it was.
+    _, done = wm.evolve(counted, 5, wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=20), es=es,
+                        history=history)
+    assert done == history and len(calls) == 20
+
+
+def test_evolve_has_its_own_generator_and_resumes_from_a_pickle():
+    """cma would draw from numpy's global generator: evolve leaves that state as it was, and a
+    strategy pickled after 5 generations (as the controller stage checkpoints it) continues exactly
+    as the uninterrupted run."""
+    np.random.seed(123)
+    outer = np.random.get_state()[1].copy()
+    config = wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=10)
+    _, straight = wm.evolve(sphere, 5, config, seed=4)
+    assert (np.random.get_state()[1] == outer).all()
+    es, history = wm.evolve(sphere, 5, dataclasses.replace(config, generations=5), seed=4)
+    np.random.seed(999)  # whatever the process does in between
+    es = pickle.loads(pickle.dumps(es))
+    _, resumed = wm.evolve(sphere, 5, config, seed=4, es=es, history=history)
+    assert resumed == straight
+
+
+def test_evolve_refuses_bad_fitness():
+    config = wm.WorldModelsConfig(popsize=4, generations=1)
+    with pytest.raises(ValueError, match="fitness"):
+        wm.evolve(lambda c: np.zeros(3), 2, config)
+    with pytest.raises(ValueError, match="fitness"):
+        wm.evolve(lambda c: np.full(len(c), np.nan), 2, config)
+
+
+# --------------------------------------------------------------------------------------------------
+# Config and envs
+
+
+@pytest.mark.parametrize("field, value", [("tau", 0.0), ("tau", -1.0), ("popsize", 1), ("train_in", "x"),
+                                          ("z_dim", 0), ("sigma0", -0.1), ("controller_hidden", -1),
+                                          ("iterations", 0)])
+def test_config_refuses_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        wm.WorldModelsConfig(**{field: value})
+
+
+def test_config_presets_and_overrides():
+    doom = wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1", generations=5)
+    assert (doom.rollouts, doom.rnn_hidden, doom.generations, doom.z_dim) == (300, 256, 5, 64)
+    assert wm.WorldModelsConfig.for_env("CarRacing-v3").train_in == "real"
+    assert wm.WorldModelsConfig.for_env(ENV_ID) == wm.WorldModelsConfig()
+
+
+def test_make_env_gives_64x64_frames_and_refuses_other_envs():
+    env = wm.make_env(ENV_ID)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and obs[0, 0, 0] == 0
+    env.close()
+    with pytest.raises(ValueError, match="env_id"):
+        wm.make_env("CartPole-v1")
+    with pytest.raises(ValueError, match="env_id"):
+        wm.make_env("pymbrl-test/NoSuchEnv-v0")
+
+
+def test_play_records_whole_episodes(tmp_path):
+    """Random play of 3 episodes: each stored with T + 1 frames (the last one included), one-hot
+    actions aligned with their rewards, and done only at the end; returns are the rewards' sums."""
+    data = wm.RolloutDataset(tmp_path)
+    codec = wm.ActionCodec(gym.spaces.Discrete(3))
+    finished = []
+    returns = wm.play(ENV_ID, 3, wm.Policy(None, None, None, codec), seed=1, num_envs=1, max_steps=50, dataset=data,
+                      progress=finished.append)
+    assert returns.shape == (3,) and finished == [1, 2, 3] and len(data) == 3
+    for file, ret in zip(data.files(), returns):
+        r = data.load(file)
+        steps = len(r["actions"])
+        assert 5 <= steps <= 15
+        np.testing.assert_array_equal(r["frames"][:, 0, 0, 0], np.arange(steps + 1))
+        np.testing.assert_array_equal(r["actions"].sum(1), np.ones(steps))
+        np.testing.assert_array_equal(r["rewards"], r["actions"].argmax(1) == 1)
+        np.testing.assert_array_equal(r["dones"], np.arange(steps) == steps - 1)
+        assert r["rewards"].sum() == ret
+    # Truncated episodes are stored too, without a done.
+    short = wm.RolloutDataset(tmp_path / "short")
+    wm.play(ENV_ID, 2, wm.Policy(None, None, None, codec), seed=1, num_envs=1, max_steps=3, dataset=short)
+    for file in short.files():
+        r = short.load(file)
+        assert len(r["actions"]) == 3 and not r["dones"].any() and len(r["frames"]) == 4
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny run of every stage; returns (its directory, its summary, what it logged)."""
+    run_dir = tmp_path_factory.mktemp("wm") / "run"
+    logged = []
+    summary = wm.train(ENV_ID, run_dir, config=TINY, seed=0, log=lambda stage, record: logged.append(stage))
+    return run_dir, summary, logged
+
+
+def test_train_leaves_every_artefact_and_a_summary(run):
+    run_dir, summary, logged = run
+    assert len(list((run_dir / "data").glob("rollout_*.npz"))) == 4
+    for name in ("run.json", "vae.pt", "mdnrnn.pt", "controller_tau1.15.pt"):
+        assert (run_dir / name).exists(), name
+    assert not list(run_dir.glob("*.es.pkl"))  # the CMA-ES checkpoint goes once the stage is done
+    assert len(summary["returns"]) == 2 and len(summary["fitness"]) == 2
+    assert summary["mean"] == pytest.approx(np.mean(summary["returns"]))
+    assert summary["tau"] == 1.15 and summary["train_in"] == "dream"
+    assert logged == ["vae", "mdn", "mdn", "controller", "controller", "evaluate"]
+    saved = torch.load(run_dir / "controller_tau1.15.pt", weights_only=True)
+    assert saved["params"].shape == (wm.Controller(8 + 16, 3).num_params,)
+    mdn = torch.load(run_dir / "mdnrnn.pt", weights_only=True)
+    assert mdn["start_z"].shape == (4, 8) and mdn["rollouts"] == 4 and len(mdn["history"]) == 2
+    # Dream fitness without a reward head is the mean dream length: between 1 and max_steps.
+    for record in summary["fitness"]:
+        assert 1.0 <= record["worst"] <= record["mean"] <= record["best"] <= 20.0
+
+
+def test_train_again_resumes_without_redoing_anything(run):
+    run_dir, summary, _ = run
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    logged = []
+    again = wm.train(ENV_ID, run_dir, config=TINY, seed=0, log=lambda stage, record: logged.append(stage))
+    assert again == summary and logged == []
+    assert sorted(p for p in run_dir.rglob("*") if p.is_file()) == files
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+
+
+def test_a_run_directory_refuses_another_shape_and_unknown_stages(run):
+    run_dir, _, _ = run
+    with pytest.raises(ValueError, match="config.z_dim"):
+        wm.train(ENV_ID, run_dir, config=dataclasses.replace(TINY, z_dim=4))
+    with pytest.raises(ValueError, match="env_id"):
+        wm.train("pymbrl-test/Other-v0", run_dir, config=TINY)
+    with pytest.raises(ValueError, match="stages"):
+        wm.train(ENV_ID, run_dir, config=TINY, stages=["bogus"])
+    with pytest.raises(ValueError, match="stages"):
+        wm.train(ENV_ID, run_dir, config=TINY, stages=[])
+
+
+def test_stages_need_their_inputs(tmp_path):
+    """The mdn stage in a run without V says which stage to run first."""
+    with pytest.raises(ValueError, match="stages"):
+        wm.train(ENV_ID, tmp_path / "run", config=TINY, stages=["mdn"])
+    with pytest.raises(ValueError, match="dataset"):
+        wm.train(ENV_ID, tmp_path / "run", config=TINY, stages=["vae"])
+
+
+def test_the_controller_can_evolve_in_the_real_env(run, tmp_path):
+    """train_in="real": same V and M, C evolved on real episodes (popsize x trials of them per
+    generation) into controller_real.pt; the dream's controller file is not touched."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(run[0], run_dir)
+    config = dataclasses.replace(TINY, train_in="real", trials=1)
+    summary = wm.train(ENV_ID, run_dir, config=config, seed=0, stages=["controller"])
+    assert (run_dir / "controller_real.pt").exists() and summary["train_in"] == "real"
+    assert len(summary["fitness"]) == 2 and len(summary["returns"]) == 2
+    # Real returns of FramesEnv: the number of times action 1 was taken, at most 15 per episode.
+    for record in summary["fitness"]:
+        assert 0.0 <= record["worst"] <= record["best"] <= 15.0
+        assert all(float(v).is_integer() for v in (record["worst"], record["best"]))
+    assert wm.train(ENV_ID, run_dir, config=TINY, seed=0, stages=["controller"]) == run[1]
+
+
+def test_a_second_iteration_collects_with_the_controller_and_retrains(run, tmp_path):
+    """iterations=2 in a finished run: 4 more rollouts, then M and C again under _iter1 names;
+    the first iteration's artefacts stay as they were."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(run[0], run_dir)
+    first = {name: (run_dir / name).stat().st_mtime_ns for name in ("vae.pt", "mdnrnn.pt", "controller_tau1.15.pt")}
+    config = dataclasses.replace(TINY, iterations=2)
+    summary = wm.train(ENV_ID, run_dir, config=config, seed=0)
+    assert len(list((run_dir / "data").glob("rollout_*.npz"))) == 8
+    assert (run_dir / "mdnrnn_iter1.pt").exists() and (run_dir / "controller_tau1.15_iter1.pt").exists()
+    assert {name: (run_dir / name).stat().st_mtime_ns for name in first} == first
+    assert torch.load(run_dir / "mdnrnn_iter1.pt", weights_only=True)["rollouts"] == 8
+    assert len(summary["returns"]) == 2 and len(summary["fitness"]) == 2
+    assert summary == torch.load(run_dir / "controller_tau1.15_iter1.pt", weights_only=True)["summary"]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_an_interrupted_controller_stage_resumes_from_its_last_generation(tmp_path):
+    """Stopped after generation 1's checkpoint, the controller stage picks up at generation 2 (and
+    only runs that one), ending exactly where an uninterrupted run ends. With a reward head the
+    dream fitness depends on the sampled latents, so this also needs the dream generator's state."""
+    config = dataclasses.replace(TINY, reward_head=True)
+    full = wm.train(ENV_ID, tmp_path / "full", config=config, seed=0)
+    assert all(r["worst"] < r["best"] for r in full["fitness"])
+    run_dir = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", run_dir)
+    (run_dir / "controller_tau1.15.pt").unlink()
+
+    def stop_at_generation_2(stage, record):
+        if stage == "controller" and record["generation"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        wm.train(ENV_ID, run_dir, config=config, seed=0, log=stop_at_generation_2)
+    assert (run_dir / "controller_tau1.15.es.pkl").exists() and not (run_dir / "controller_tau1.15.pt").exists()
+    logged = []
+    summary = wm.train(ENV_ID, run_dir, config=config, seed=0, log=lambda stage, record: logged.append((stage, record)))
+    assert [(stage, record.get("generation")) for stage, record in logged] == [("controller", 2), ("evaluate", None)]
+    assert summary == full
+    assert not (run_dir / "controller_tau1.15.es.pkl").exists()
