@@ -239,7 +239,8 @@ def test_train_leaves_every_artefact_and_a_summary(run):
     assert len(list((run_dir / "data").glob("rollout_*.npz"))) == 4
     for name in ("run.json", "vae.pt", "mdnrnn.pt", "controller_tau1.15.pt"):
         assert (run_dir / name).exists(), name
-    assert not list(run_dir.glob("*.es.pkl"))  # the CMA-ES checkpoint goes once the stage is done
+    # The CMA-ES strategy stays beside the controller, so that more generations can follow.
+    assert [p.name for p in run_dir.glob("*.es.pkl")] == ["controller_tau1.15.es.pkl"]
     assert len(summary["returns"]) == 2 and len(summary["fitness"]) == 2
     assert summary["mean"] == pytest.approx(np.mean(summary["returns"]))
     assert summary["tau"] == 1.15 and summary["train_in"] == "dream"
@@ -330,6 +331,7 @@ def test_an_interrupted_controller_stage_resumes_from_its_last_generation(tmp_pa
     run_dir = tmp_path / "cut"
     shutil.copytree(tmp_path / "full", run_dir)
     (run_dir / "controller_tau1.15.pt").unlink()
+    (run_dir / "controller_tau1.15.es.pkl").unlink()
 
     def stop_at_generation_2(stage, record):
         if stage == "controller" and record["generation"] == 2:
@@ -342,4 +344,19 @@ def test_an_interrupted_controller_stage_resumes_from_its_last_generation(tmp_pa
     summary = wm.train(ENV_ID, run_dir, config=config, seed=0, log=lambda stage, record: logged.append((stage, record)))
     assert [(stage, record.get("generation")) for stage, record in logged] == [("controller", 2), ("evaluate", None)]
     assert summary == full
-    assert not (run_dir / "controller_tau1.15.es.pkl").exists()
+    assert (run_dir / "controller_tau1.15.es.pkl").exists()
+
+
+def test_more_generations_continue_a_finished_controller(tmp_path):
+    """Asked for 4 generations where 2 are done, the stage evolves generations 3 and 4 from the kept
+    strategy and scores the new controller; the first two generations' records stay as they were.
+    Asked for 2 again, it returns the 4-generation controller untouched."""
+    config = dataclasses.replace(TINY, reward_head=True)
+    two = wm.train(ENV_ID, tmp_path / "run", config=config, seed=0)
+    logged = []
+    four = wm.train(ENV_ID, tmp_path / "run", stages=["controller"], config=dataclasses.replace(config, generations=4),
+                    seed=0, log=lambda stage, record: logged.append((stage, record.get("generation"))))
+    assert logged == [("controller", 3), ("controller", 4), ("evaluate", None)]
+    assert four["fitness"][:2] == two["fitness"] and len(four["fitness"]) == 4
+    again = wm.train(ENV_ID, tmp_path / "run", stages=["controller"], config=config, seed=0)
+    assert again == four

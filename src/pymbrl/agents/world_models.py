@@ -464,9 +464,12 @@ def dream_fitness(mdnrnn: MDNRNN, controller: Controller, codec: ActionCodec, st
     return fitness
 
 
-def real_fitness(env_id: str, policy: Policy, config: WorldModelsConfig, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Fitness in the real env: every candidate x ``trials`` episodes across ``num_envs`` processes."""
-    calls = [0]
+def real_fitness(env_id: str, policy: Policy, config: WorldModelsConfig, seed: int,
+                 generation: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """Fitness in the real env: every candidate x ``trials`` episodes across ``num_envs`` processes.
+    Each call is the next generation (after ``generation`` done), whose env seeds derive from its
+    number, so a resumed evolution meets the same episodes as an uninterrupted one."""
+    calls = [generation]
 
     def fitness(candidates: np.ndarray) -> np.ndarray:
         params = torch.as_tensor(candidates, dtype=torch.float32).repeat_interleave(config.trials, 0)
@@ -517,7 +520,9 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
     ``.es.pkl``; at the end the controller, the fitness history and the real-env returns of
     ``eval_episodes`` episodes). A stage whose artefact exists is
     skipped, so running the same call again resumes; the controller stage resumes from its last
-    generation. Iterations after the first add ``_iter<i>`` to M's and C's files.
+    generation, and given more ``generations`` than a finished controller had, evolves it further
+    (its strategy is kept beside it) and scores it again. Iterations after the first add
+    ``_iter<i>`` to M's and C's files.
 
     ``log(stage, record)`` gets each epoch's / generation's record; ``progress(stage, done, total)``
     reports progress. Returns ``{"fitness": [...], "returns": [...], "mean": ..., "std": ...}`` of
@@ -614,8 +619,12 @@ def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: 
                       tag: str, seed: int, logger: Callable[[str, Any], Callable[[dict], None]],
                       progress: Callable[[str, int, int], Any] | None) -> dict[str, Any]:
     final = run / _controller_file(config, tag)
+    pending = final.with_name(final.stem + ".es.pkl")
     if final.exists():
-        return torch.load(final, weights_only=True)["summary"]
+        summary = torch.load(final, weights_only=True)["summary"]
+        if len(summary["fitness"]) >= config.generations or not pending.exists():
+            return summary
+        # More generations than the saved controller had: evolution goes on from its strategy.
     vae = _load_vae(run, config)
     mdnrnn = _load_mdnrnn(run, config, codec, tag)
     policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden)
@@ -623,15 +632,14 @@ def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: 
         start_z = torch.load(run / f"mdnrnn{tag}.pt", weights_only=True)["start_z"].to(config.device)
         generator = torch.Generator(config.device).manual_seed(seed)
         fitness = dream_fitness(mdnrnn, controller, codec, start_z, config, config.tau, generator)
-    else:
-        fitness = real_fitness(env_id, policy, config, seed)
-    pending = final.with_name(final.stem + ".es.pkl")
     es, history = None, []
     if pending.exists():
         with open(pending, "rb") as f:
             es, history, rng_state = pickle.load(f)
         if config.train_in == "dream":
             generator.set_state(rng_state)
+    if config.train_in == "real":
+        fitness = real_fitness(env_id, policy, config, seed, generation=len(history))
 
     def checkpoint(es: Any, history: list[dict]) -> None:
         logger("controller")(history[-1])
@@ -652,5 +660,4 @@ def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: 
                "inputs": "z, h" if config.controller_uses_hidden else "z", "controller_hidden": config.controller_hidden}
     logger("evaluate")({"mean": summary["mean"], "std": summary["std"], "episodes": config.eval_episodes})
     _save(final, {"params": params, "summary": summary})
-    pending.unlink()
     return summary
