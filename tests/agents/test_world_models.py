@@ -4,6 +4,7 @@ without redoing work, refused run directories and stages, and a second iteration
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import pickle
 import shutil
@@ -360,3 +361,39 @@ def test_more_generations_continue_a_finished_controller(tmp_path):
     assert four["fitness"][:2] == two["fitness"] and len(four["fitness"]) == 4
     again = wm.train(ENV_ID, tmp_path / "run", stages=["controller"], config=config, seed=0)
     assert again == four
+
+
+def test_mdn_windows_start_from_their_rollouts_state(monkeypatch):
+    """A window cut from the middle of a rollout starts from the LSTM state the rollout has there
+    (a pass over the rollout with the epoch's starting weights), not from zeros."""
+    monkeypatch.setattr(wm.ConvVAE, "sample", staticmethod(lambda mu, logvar, generator=None: mu))
+    rng = np.random.default_rng(0)
+    latents = [{"mu": rng.normal(size=(n + 1, 3)).astype(np.float32), "logvar": np.zeros((n + 1, 3), np.float32),
+                "actions": rng.normal(size=(n, 2)).astype(np.float32), "rewards": np.zeros(n, np.float32),
+                "dones": np.arange(n) == n - 1} for n in (12, 7)]
+    config = wm.WorldModelsConfig(z_dim=3, rnn_hidden=4, rnn_seq_len=5, rnn_batch=100, rnn_epochs=1)
+    torch.manual_seed(0)
+    model = wm.MDNRNN(3, 2, hidden=4)
+    before = copy.deepcopy(model)
+    seen = []
+    original = model.loss
+
+    def recording(z, actions, *args, state=None, **kwargs):
+        seen.extend(zip(z[:, 0].detach().clone(), state.h.detach().clone()))
+        return original(z, actions, *args, state=state, **kwargs)
+
+    model.loss = recording
+    wm.train_mdnrnn(latents, 2, config, mdnrnn=model, seed=0)
+    assert len(seen) == 3 + 2  # windows of 5: 12 steps -> 3, 7 -> 2
+    for r in latents:
+        for k in range(-(-len(r["actions"]) // 5)):
+            first_z = torch.from_numpy(r["mu"][5 * k])
+            h = next(h for z, h in seen if torch.equal(z, first_z))
+            if k == 0:
+                expected = torch.zeros(4)
+            else:
+                with torch.no_grad():
+                    _, _, state = before(torch.from_numpy(r["mu"][None, :5 * k]),
+                                         torch.from_numpy(r["actions"][None, :5 * k]))
+                expected = state.h[0]
+            torch.testing.assert_close(h, expected, atol=1e-5, rtol=1e-5)

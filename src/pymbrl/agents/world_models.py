@@ -36,7 +36,7 @@ from pymbrl._checks import integer, real
 from pymbrl.agents.sac import seeded
 from pymbrl.envs.frames import ResizeFrames
 from pymbrl.envs.spaces import ActionCodec
-from pymbrl.models.world_models import FRAME_SHAPE, MDNRNN, Controller, ConvVAE
+from pymbrl.models.world_models import FRAME_SHAPE, MDNRNN, Controller, ConvVAE, MDNState
 from pymbrl.rollout.dream import dream_rollouts
 
 STAGES = ("collect", "vae", "mdn", "controller")
@@ -357,30 +357,31 @@ def encode_dataset(dataset: RolloutDataset, vae: ConvVAE, batch: int = 1000) -> 
     return out
 
 
-def _windows(latents: Sequence[dict[str, np.ndarray]], length: int) -> dict[str, np.ndarray]:
-    """Cuts every rollout into windows of ``length`` steps (the last one padded, with a mask)."""
-    fields: dict[str, list] = {k: [] for k in ("mu", "logvar", "next_mu", "next_logvar", "actions", "rewards",
-                                               "dones", "mask")}
+def _padded(latents: Sequence[dict[str, np.ndarray]], length: int) -> dict[str, torch.Tensor]:
+    """The rollouts side by side, zero-padded to a whole number of windows of ``length`` steps:
+    mu/logvar [R, T + 1, z_dim], actions [R, T, A], rewards [R, T], dones and mask (bool) [R, T]."""
+    steps = -(-max(len(r["actions"]) for r in latents) // length) * length
+    out: dict[str, list] = {k: [] for k in ("mu", "logvar", "actions", "rewards", "dones", "mask")}
     for r in latents:
-        steps = len(r["actions"])
-        for start in range(0, steps, length):
-            end = min(start + length, steps)
-            for key, source, offset in (("mu", "mu", 0), ("logvar", "logvar", 0), ("next_mu", "mu", 1),
-                                        ("next_logvar", "logvar", 1), ("actions", "actions", 0),
-                                        ("rewards", "rewards", 0), ("dones", "dones", 0)):
-                piece = r[source][start + offset:end + offset]
-                fields[key].append(np.concatenate([piece, np.zeros((length - len(piece), *piece.shape[1:]),
-                                                                   piece.dtype)]))
-            fields["mask"].append(np.arange(length) < end - start)
-    return {k: np.stack(v) for k, v in fields.items()}
+        pad = steps - len(r["actions"])
+        for key in ("mu", "logvar", "actions", "rewards", "dones"):
+            out[key].append(np.concatenate([r[key], np.zeros((pad, *r[key].shape[1:]), r[key].dtype)]))
+        out["mask"].append(np.arange(steps) < len(r["actions"]))
+    return {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
 
 
 def train_mdnrnn(latents: Sequence[dict[str, np.ndarray]], action_dim: int, config: WorldModelsConfig, *,
                  mdnrnn: MDNRNN | None = None, seed: int = 0,
                  progress: Callable[[int, int], Any] | None = None) -> tuple[MDNRNN, list[dict]]:
-    """Trains M on encoded rollouts (as :func:`encode_dataset` gives them) for ``rnn_epochs``
-    epochs of windows of ``rnn_seq_len`` steps; z is re-sampled from V's Gaussians every epoch, as in
-    the paper. Returns M and one record per epoch (mean loss, NLL per dimension, done loss)."""
+    """Trains M on encoded rollouts (as :func:`encode_dataset` gives them) for ``rnn_epochs`` epochs
+    of shuffled windows of ``rnn_seq_len`` steps; z is sampled from V's Gaussians once per step and
+    epoch, as in the paper. Returns M and one record per epoch (mean loss, NLL per dimension, done loss).
+
+    Each window starts from the LSTM state its rollout has at that point, computed at the start of
+    the epoch by a gradient-free pass over the whole rollouts, not from zeros: a window cut from the
+    middle of an episode and started from zeros would teach M that, right after an episode starts,
+    its end (a death) can be as near as it is mid-episode, and dreams would end too soon.
+    """
     if not latents:
         raise ValueError("latents: expected at least one encoded rollout, got none")
     device = torch.device(config.device)
@@ -388,21 +389,37 @@ def train_mdnrnn(latents: Sequence[dict[str, np.ndarray]], action_dim: int, conf
         with seeded(seed):
             mdnrnn = MDNRNN(config.z_dim, action_dim, config.rnn_hidden, config.mixtures, config.reward_head)
     mdnrnn.to(device).train()
-    data = {k: torch.from_numpy(v).to(device) for k, v in _windows(latents, config.rnn_seq_len).items()}
+    length = config.rnn_seq_len
+    data = {k: v.to(device) for k, v in _padded(latents, length).items()}
+    rollouts, steps = data["mask"].shape
+    chunks = steps // length
+    # Every window that holds at least one real step: (rollout, window number).
+    windows = data["mask"][:, ::length].nonzero()
+    offsets = torch.arange(length, device=device)
     opt = torch.optim.Adam(mdnrnn.parameters(), config.rnn_lr)
     generator = torch.Generator(device).manual_seed(seed)
-    count = len(data["mask"])
-    batches = -(-count // config.rnn_batch)
+    batches = -(-len(windows) // config.rnn_batch)
     history = []
     for epoch in range(config.rnn_epochs):
-        order = torch.randperm(count, generator=generator, device=device)
+        z_all = ConvVAE.sample(data["mu"], data["logvar"], generator)
+        starts_h = torch.zeros(rollouts, chunks, mdnrnn.hidden, device=device)
+        starts_c = torch.zeros_like(starts_h)
+        with torch.no_grad():
+            state = mdnrnn.initial_state(rollouts, device)
+            for k in range(chunks):
+                starts_h[:, k], starts_c[:, k] = state
+                window = slice(k * length, (k + 1) * length)
+                _, _, state = mdnrnn(z_all[:, window], data["actions"][:, window], state)
+        order = torch.randperm(len(windows), generator=generator, device=device)
         totals = np.zeros(3)
         for b in range(batches):
-            i = order[b * config.rnn_batch:(b + 1) * config.rnn_batch]
-            z = ConvVAE.sample(data["mu"][i], data["logvar"][i], generator)
-            next_z = ConvVAE.sample(data["next_mu"][i], data["next_logvar"][i], generator)
-            loss, parts = mdnrnn.loss(z, data["actions"][i], next_z, data["dones"][i], data["mask"][i],
-                                      data["rewards"][i] if config.reward_head else None, config.done_weight)
+            r, k = windows[order[b * config.rnn_batch:(b + 1) * config.rnn_batch]].unbind(1)
+            t = k[:, None] * length + offsets
+            rows = r[:, None]
+            loss, parts = mdnrnn.loss(z_all[rows, t], data["actions"][rows, t], z_all[rows, t + 1],
+                                      data["dones"][rows, t], data["mask"][rows, t],
+                                      data["rewards"][rows, t] if config.reward_head else None, config.done_weight,
+                                      state=MDNState(starts_h[r, k], starts_c[r, k]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(mdnrnn.parameters(), config.rnn_clip)

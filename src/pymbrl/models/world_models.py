@@ -209,12 +209,12 @@ class MDNRNN(nn.Module):
 
     def loss(self, z: torch.Tensor, actions: torch.Tensor, next_z: torch.Tensor, dones: torch.Tensor,
              mask: torch.Tensor | None = None, rewards: torch.Tensor | None = None,
-             done_weight: float = 10.0) -> tuple[torch.Tensor, dict]:
+             done_weight: float = 10.0, state: MDNState | None = None) -> tuple[torch.Tensor, dict]:
         """Negative log-likelihood of next_z [B, T, z_dim] (mean per latent dimension) plus the done
         head's binary cross-entropy, with positive (done) steps weighted ``done_weight`` (10 in the
         paper's Doom code; deaths are rare), plus the reward MSE with a reward head. ``mask`` [B, T]
-        (bool) leaves out padding."""
-        mixture, _, _ = self(z, actions)
+        (bool) leaves out padding; ``state`` is the LSTM state the sequences start from (zeros if None)."""
+        mixture, _, _ = self(z, actions, state)
         mask = torch.ones(dones.shape, dtype=torch.bool, device=z.device) if mask is None else mask.bool()
         count = mask.sum().clamp(min=1)
 
