@@ -97,6 +97,33 @@ def test_the_dynamics_gradient_reaches_the_actor_through_the_model():
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
 
+def test_the_replay_critic_targets_follow_real_rewards_terminations_and_episode_starts(monkeypatch):
+    """Rows 0-4 of one sequence: row 2 is terminal, row 3 starts a new episode. The critic's replay
+    targets are lambda-returns of the real rewards, cut at the termination and at the new episode
+    (where the imagined return stands alone), bootstrapped with the imagined returns b."""
+    agent = dreamer.Dreamer((4,), 2, True, TINY, seed=0)
+    gamma, lam = TINY.discount, TINY.lam
+    batch = {"obs": torch.randn(1, 5, 4), "action": torch.eye(2)[[0, 1, 0, 0, 1]][None],
+             "reward": torch.tensor([[0.0, 2.0, 3.0, 0.0, 5.0]]),
+             "first": torch.tensor([[True, False, False, True, False]]),
+             "terminated": torch.tensor([[False, False, True, False, False]])}
+    _, parts = agent.world_model.loss(batch["obs"], batch["action"], batch["reward"], batch["first"],
+                                      batch["terminated"].float())
+    b = torch.tensor([10.0, 20.0, 30.0, 40.0, 50.0])
+    seen = {}
+    original = agent.critic.two_hot.loss
+
+    def capture(logits, target):
+        seen["target"] = target.clone()
+        return original(logits, target)
+
+    monkeypatch.setattr(agent.critic.two_hot, "loss", capture)
+    agent._replay_critic_loss(batch, parts["posterior"], b)
+    r1 = 3.0  # row 1's return: the reward of the terminal row 2, nothing after it
+    expected = torch.tensor([2.0 + gamma * ((1 - lam) * 20.0 + lam * r1), r1, 30.0, 5.0 + gamma * 50.0])
+    torch.testing.assert_close(seen["target"][:, 0], expected)
+
+
 def test_the_world_model_loss_falls_over_updates():
     agent = dreamer.Dreamer((3,), 2, True, dreamer.DreamerConfig(model=RSSMConfig.tiny(), model_lr=3e-3,
                                                                   horizon=3), seed=0)

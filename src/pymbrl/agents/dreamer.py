@@ -60,6 +60,9 @@ class DreamerConfig:
         or "auto" (reinforce for discrete, dynamics for continuous action spaces).
     slow_critic_mix, slow_critic_reg : float -- EMA step of the slow critic per update (0.02) and
         the weight of the critic's regulariser towards it (1).
+    replay_critic : float -- weight of the critic's loss on the replayed sequences (real rewards and
+        terminations, bootstrapped with imagined returns), 0.3 as in DreamerV3's code ("repval");
+        0 trains the critic on imagination only, as the first version of the paper describes.
     return_decay : float -- EMA decay of the return percentile range, 0.99.
     min_std, max_std : float -- bounds of the continuous actor's standard deviation, 0.1 and 1.
     buffer_size : int -- replay capacity in rows, 1e6.
@@ -87,6 +90,7 @@ class DreamerConfig:
     actor_gradient: str = "auto"
     slow_critic_mix: float = 0.02
     slow_critic_reg: float = 1.0
+    replay_critic: float = 0.3
     return_decay: float = 0.99
     min_std: float = 0.1
     max_std: float = 1.0
@@ -103,7 +107,7 @@ class DreamerConfig:
         for name in ("discount", "lam"):
             real(getattr(self, name), name, low=0.0, high=1.0)
         for name in ("model_lr", "actor_lr", "critic_lr", "model_eps", "actor_critic_eps", "model_clip",
-                     "actor_critic_clip", "entropy", "slow_critic_reg", "min_std", "max_std"):
+                     "actor_critic_clip", "entropy", "slow_critic_reg", "replay_critic", "min_std", "max_std"):
             real(getattr(self, name), name, low=0.0)
         real(self.slow_critic_mix, "slow_critic_mix", low=0.0, high=1.0)
         real(self.return_decay, "return_decay", low=0.0, high=1.0)
@@ -301,6 +305,9 @@ class Dreamer:
         critic_loss = self.critic.two_hot.loss(logits, returns.detach())
         critic_loss = critic_loss + c.slow_critic_reg * self.critic.two_hot.loss(logits, slow)
         critic_loss = (weight * critic_loss).mean()
+        if c.replay_critic > 0:
+            critic_loss = critic_loss + c.replay_critic * self._replay_critic_loss(batch, parts["posterior"],
+                                                                                  returns[0].detach())
         self._check_finite("critic", critic_loss)
         critic_norm = _step(self.critic_opt, critic_loss, list(self.critic.parameters()), c.actor_critic_clip)
         with torch.no_grad():
@@ -312,6 +319,30 @@ class Dreamer:
                 "entropy": float(entropy.detach().mean()), "return_scale": float(scale),
                 "imagined_return": float(returns.detach().mean()), "model_grad_norm": model_norm,
                 "actor_grad_norm": actor_norm, "critic_grad_norm": critic_norm}
+
+    def _replay_critic_loss(self, batch: dict[str, torch.Tensor], posterior: RSSMState,
+                            imagined: torch.Tensor) -> torch.Tensor:
+        """The critic on the replayed sequences themselves: lambda-returns of their real rewards and
+        terminations, bootstrapped at every step with the return imagined from that posterior
+        (``imagined`` [B * T]). Terminations far beyond the imagination horizon (a cart drifting to
+        the edge of the track) reach the critic only this way."""
+        c = self.config
+        first, terminated = batch["first"].bool(), batch["terminated"].bool()
+        b, t = first.shape
+        boot = imagined.reshape(b, t).T  # [T, B]
+        rewards = batch["reward"].float().T[1:]
+        continues = 1.0 - terminated.float().T[1:]
+        # Where the next row starts another episode, the step to it is not a transition: the return
+        # there is the imagined one alone.
+        cut = first.T[1:]
+        rewards = torch.where(cut, boot[:-1], rewards)
+        continues = torch.where(cut, 0.0, continues)
+        target = lambda_returns(rewards, continues, boot, discount=c.discount, lam=c.lam)  # [T - 1, B]
+        features = self.world_model.rssm.features(posterior).detach().transpose(0, 1)[:-1]
+        loss = self.critic.two_hot.loss(self.critic(features), target)
+        # A terminal observation has no future to value.
+        keep = (~terminated.T[:-1]).float()
+        return (loss * keep).sum() / keep.sum().clamp(min=1.0)
 
     @staticmethod
     def _check_finite(name: str, loss: torch.Tensor) -> None:
