@@ -79,6 +79,7 @@ def test_dataset_round_trip_and_continued_indices(tmp_path):
     all_frames = again.frames()
     assert all_frames.shape == (9, 64, 64, 3) and all_frames.dtype == np.uint8
     np.testing.assert_array_equal(all_frames[:, 0, 0, 0], [7] * 4 + [9] * 2 + [11] * 3)
+    np.testing.assert_array_equal(again.frames(2)[:, 0, 0, 0], [7] * 4 + [9] * 2)  # V's share: the first rollouts
     assert not list((tmp_path / "data").glob(".*"))  # no temporary files left behind
 
 
