@@ -181,7 +181,7 @@ def test_config_refuses_bad_values(field, value):
 
 def test_config_presets_and_overrides():
     doom = wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1", generations=5)
-    assert (doom.rollouts, doom.rnn_hidden, doom.generations, doom.z_dim) == (300, 256, 5, 64)
+    assert (doom.rollouts, doom.vae_rollouts, doom.rnn_hidden, doom.generations, doom.z_dim) == (1200, 300, 256, 5, 64)
     assert wm.WorldModelsConfig.for_env("CarRacing-v3").train_in == "real"
     assert wm.WorldModelsConfig.for_env(ENV_ID) == wm.WorldModelsConfig()
 
