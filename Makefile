@@ -123,6 +123,7 @@ bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/
 	$(BENCH_VENV)/bin/python bench/bench_rollout.py
 	$(BENCH_VENV)/bin/python bench/bench_selfplay.py
 	$(BENCH_VENV)/bin/python bench/bench_dreamer.py
+	$(BENCH_VENV)/bin/python bench/bench_world_models.py
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)

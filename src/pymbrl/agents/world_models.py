@@ -317,6 +317,29 @@ def play(env_id: str, episodes: int, policy: Policy, params: torch.Tensor | None
 # V and M
 
 
+def _fit(model: torch.nn.Module, opt: torch.optim.Optimizer, epochs: int, batches: int,
+         epoch_losses: Callable[[int], Callable[[int], tuple[torch.Tensor, dict]]], parts: Sequence[str],
+         clip: float | None, progress: Callable[[int, int], Any] | None) -> list[dict]:
+    """Epochs of ``batches`` Adam steps; ``epoch_losses(epoch)`` prepares an epoch and gives the
+    loss of its batch b (with its named parts). Returns one record per epoch: the mean loss and parts."""
+    history = []
+    for epoch in range(epochs):
+        batch_loss = epoch_losses(epoch)
+        totals = np.zeros(1 + len(parts))
+        for b in range(batches):
+            loss, values = batch_loss(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            totals += [float(loss.detach()), *(values[name] for name in parts)]
+            if progress is not None:
+                progress(epoch * batches + b + 1, epochs * batches)
+        history.append(dict(zip(("loss", *parts), (totals / batches).tolist()), epoch=epoch + 1))
+    return history
+
+
 def train_vae(frames: np.ndarray, config: WorldModelsConfig, *, vae: ConvVAE | None = None, seed: int = 0,
               progress: Callable[[int, int], Any] | None = None) -> tuple[ConvVAE, list[dict]]:
     """Trains V on uint8 frames [N, 64, 64, 3] for ``config.vae_epochs`` epochs (shuffled batches
@@ -331,20 +354,16 @@ def train_vae(frames: np.ndarray, config: WorldModelsConfig, *, vae: ConvVAE | N
     generator = torch.Generator(device).manual_seed(seed)
     order_generator = torch.Generator().manual_seed(seed)
     batches = -(-len(frames) // config.vae_batch)
-    history = []
-    for epoch in range(config.vae_epochs):
+
+    def epoch_losses(epoch: int) -> Callable[[int], tuple[torch.Tensor, dict]]:
         order = torch.randperm(len(frames), generator=order_generator).numpy()
-        totals = np.zeros(3)
-        for b in range(batches):
+
+        def batch_loss(b: int) -> tuple[torch.Tensor, dict]:
             batch = torch.from_numpy(frames[np.sort(order[b * config.vae_batch:(b + 1) * config.vae_batch])])
-            loss, parts = vae.loss(batch, generator)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            totals += [float(loss.detach()), parts["reconstruction"], parts["kl"]]
-            if progress is not None:
-                progress(epoch * batches + b + 1, config.vae_epochs * batches)
-        history.append(dict(zip(("loss", "reconstruction", "kl"), (totals / batches).tolist()), epoch=epoch + 1))
+            return vae.loss(batch, generator)
+        return batch_loss
+
+    history = _fit(vae, opt, config.vae_epochs, batches, epoch_losses, ("reconstruction", "kl"), None, progress)
     return vae.eval(), history
 
 
@@ -404,8 +423,8 @@ def train_mdnrnn(latents: Sequence[dict[str, np.ndarray]], action_dim: int, conf
     opt = torch.optim.Adam(mdnrnn.parameters(), config.rnn_lr)
     generator = torch.Generator(device).manual_seed(seed)
     batches = -(-len(windows) // config.rnn_batch)
-    history = []
-    for epoch in range(config.rnn_epochs):
+
+    def epoch_losses(epoch: int) -> Callable[[int], tuple[torch.Tensor, dict]]:
         z_all = ConvVAE.sample(data["mu"], data["logvar"], generator)
         starts_h = torch.zeros(rollouts, chunks, mdnrnn.hidden, device=device)
         starts_c = torch.zeros_like(starts_h)
@@ -416,23 +435,17 @@ def train_mdnrnn(latents: Sequence[dict[str, np.ndarray]], action_dim: int, conf
                 window = slice(k * length, (k + 1) * length)
                 _, _, state = mdnrnn(z_all[:, window], data["actions"][:, window], state)
         order = torch.randperm(len(windows), generator=generator, device=device)
-        totals = np.zeros(3)
-        for b in range(batches):
+
+        def batch_loss(b: int) -> tuple[torch.Tensor, dict]:
             r, k = windows[order[b * config.rnn_batch:(b + 1) * config.rnn_batch]].unbind(1)
             t = k[:, None] * length + offsets
             rows = r[:, None]
-            loss, parts = mdnrnn.loss(z_all[rows, t], data["actions"][rows, t], z_all[rows, t + 1],
-                                      data["dones"][rows, t], data["mask"][rows, t],
-                                      data["rewards"][rows, t] if config.reward_head else None, config.done_weight,
-                                      state=MDNState(starts_h[r, k], starts_c[r, k]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(mdnrnn.parameters(), config.rnn_clip)
-            opt.step()
-            totals += [float(loss.detach()), parts["nll"], parts["done"]]
-            if progress is not None:
-                progress(epoch * batches + b + 1, config.rnn_epochs * batches)
-        history.append(dict(zip(("loss", "nll", "done"), (totals / batches).tolist()), epoch=epoch + 1))
+            return mdnrnn.loss(z_all[rows, t], data["actions"][rows, t], z_all[rows, t + 1], data["dones"][rows, t],
+                               data["mask"][rows, t], data["rewards"][rows, t] if config.reward_head else None,
+                               config.done_weight, state=MDNState(starts_h[r, k], starts_c[r, k]))
+        return batch_loss
+
+    history = _fit(mdnrnn, opt, config.rnn_epochs, batches, epoch_losses, ("nll", "done"), config.rnn_clip, progress)
     return mdnrnn.eval(), history
 
 
