@@ -368,16 +368,21 @@ def train_vae(frames: np.ndarray, config: WorldModelsConfig, *, vae: ConvVAE | N
 
 
 @torch.no_grad()
-def encode_dataset(dataset: RolloutDataset, vae: ConvVAE, batch: int = 1000) -> list[dict[str, np.ndarray]]:
-    """Each rollout with its frames replaced by V's ``mu`` and ``logvar`` (float32 [T + 1, z_dim])."""
+def encode_dataset(dataset: RolloutDataset, vae: ConvVAE, batch: int = 1000,
+                   progress: Callable[[int, int], Any] | None = None) -> list[dict[str, np.ndarray]]:
+    """Each rollout with its frames replaced by V's ``mu`` and ``logvar`` (float32 [T + 1, z_dim]).
+    ``progress`` gets (rollouts done, rollouts in all)."""
     out = []
-    for file in dataset.files():
+    files = dataset.files()
+    for i, file in enumerate(files):
         data = dataset.load(file)
         frames = data.pop("frames")
         parts = [vae.encode(torch.from_numpy(frames[i:i + batch])) for i in range(0, len(frames), batch)]
         data["mu"] = torch.cat([p[0] for p in parts]).cpu().numpy()
         data["logvar"] = torch.cat([p[1] for p in parts]).cpu().numpy()
         out.append(data)
+        if progress is not None:
+            progress(i + 1, len(files))
     return out
 
 
@@ -608,7 +613,7 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
             _save(run / "vae.pt", {"state": vae.state_dict(), "history": history, "frames": len(frames)})
         if "mdn" in stages and not (run / f"mdnrnn{tag}.pt").exists():
             vae = _load_vae(run, config)
-            latents = encode_dataset(dataset, vae)
+            latents = encode_dataset(dataset, vae, progress=report("encode"))
             previous = _load_mdnrnn(run, config, codec, _tag(iteration - 1)) if iteration else None
             mdnrnn, history = train_mdnrnn(latents, codec.dim, config, mdnrnn=previous, seed=seed + iteration,
                                            progress=report("mdn"))
