@@ -126,14 +126,14 @@ class WorldModelsConfig:
         generations.
         CarRacing-v3 (~60 env steps/s here): z 32 and M 256 as in the paper, but 40 random rollouts of
         300 steps (12k frames; the paper: 10,000 of 1000), 5 VAE epochs, and C evolved in the real env
-        for 6 generations of 8 candidates x 1 trial of 300 steps (the paper: 64 x 16 of 1000, for
+        for 20 generations of 16 candidates x 1 trial of 300 steps (the paper: 64 x 16 of 1000, for
         ~1,800 generations), scored over 16 episodes.
         """
         presets = {
             "VizdoomTakeCover-v1": dict(rollouts=1200, vae_rollouts=300, rnn_hidden=256, vae_epochs=3,
                                         generations=60),
             "CarRacing-v3": dict(z_dim=32, rnn_hidden=256, rollouts=40, max_steps=300, vae_epochs=5,
-                                 train_in="real", popsize=8, trials=1, generations=6, eval_episodes=16),
+                                 train_in="real", popsize=16, trials=1, generations=20, eval_episodes=16),
         }
         return cls(**{**presets.get(env_id, {}), **overrides})
 
