@@ -44,12 +44,12 @@ def progress_bars():
     return progress
 
 
-def configs(env_id: str, taus: list[float]) -> dict[str, wm.WorldModelsConfig]:
+def configs(env_id: str, taus: list[float], **overrides) -> dict[str, wm.WorldModelsConfig]:
     """The controllers this experiment evolves, by label."""
     if env_id == "CarRacing-v3":
-        return {"V+M": wm.WorldModelsConfig.for_env(env_id),
-                "V only": wm.WorldModelsConfig.for_env(env_id, controller_uses_hidden=False)}
-    return {f"tau={tau:g}": wm.WorldModelsConfig.for_env(env_id, tau=tau) for tau in taus}
+        return {"V+M": wm.WorldModelsConfig.for_env(env_id, **overrides),
+                "V only": wm.WorldModelsConfig.for_env(env_id, controller_uses_hidden=False, **overrides)}
+    return {f"tau={tau:g}": wm.WorldModelsConfig.for_env(env_id, tau=tau, **overrides) for tau in taus}
 
 
 def report(env_id: str, run: Path, taus: list[float], seed: int) -> None:
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=[], choices=wm.STAGES)
     parser.add_argument("--taus", type=float, nargs="+", default=[0.1, 1.15], help="TakeCover's temperatures")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--generations", type=int, default=None, help="CMA-ES generations (default: the preset's)")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if not args.stages and not args.report:
@@ -155,7 +156,8 @@ def main() -> None:
         wm.train(args.env, run, stages=stages, config=wm.WorldModelsConfig.for_env(args.env), seed=args.seed,
                  log=log, progress=progress)
     if "controller" in args.stages:
-        for label, config in configs(args.env, args.taus).items():
+        overrides = {} if args.generations is None else {"generations": args.generations}
+        for label, config in configs(args.env, args.taus, **overrides).items():
             summary = wm.train(args.env, run, stages=["controller"], config=config, seed=args.seed, log=log,
                                progress=progress)
             print(f"{label}: real score {summary['mean']:.1f} +- {summary['std']:.1f} over "
