@@ -75,7 +75,7 @@ def report(env_id: str, run: Path, taus: list[float], seed: int) -> None:
         "mdn": mdn_record["history"]})
     results["controllers"] = {}
     for label, config in configs(env_id, taus).items():
-        path = run / wm._controller_file(config, "")
+        path = run / wm.controller_file(config)
         if path.exists():
             results["controllers"][label] = torch.load(path, weights_only=True)["summary"]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -108,8 +108,8 @@ def frames_figure(run: Path, config: wm.WorldModelsConfig, space, path: Path, se
     """Row 1: real frames of a rollout; row 2: V's reconstructions; row 3: a dream from the first z."""
     dataset = wm.RolloutDataset(run / "data")
     frames = dataset.load(dataset.files()[0])["frames"][:64:8]
-    vae = wm._load_vae(run, config)
-    mdnrnn = wm._load_mdnrnn(run, config, ActionCodec(space))
+    vae = wm.load_vae(run, config)
+    mdnrnn = wm.load_mdnrnn(run, config, ActionCodec(space))
     mu, _ = vae.encode(torch.from_numpy(frames))
     recon = (vae.decode(mu).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     env = DreamEnv(mdnrnn, space, mu[:1], vae=vae, tau=config.tau, render_mode="rgb_array")

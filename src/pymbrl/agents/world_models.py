@@ -596,8 +596,8 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
                 if iteration == 0:
                     policy, params = Policy(None, None, None, codec), None
                 else:
-                    vae, mdnrnn = _load_vae(run, config), _load_mdnrnn(run, config, codec, _tag(iteration - 1))
-                    best = torch.load(run / _controller_file(config, _tag(iteration - 1)), weights_only=True)
+                    vae, mdnrnn = load_vae(run, config), load_mdnrnn(run, config, codec, _tag(iteration - 1))
+                    best = torch.load(run / controller_file(config, _tag(iteration - 1)), weights_only=True)
                     generator = torch.Generator().manual_seed(seed + iteration)
                     policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden, config.explore,
                                     generator)
@@ -612,9 +612,9 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
                 logger("vae")(record)
             _save(run / "vae.pt", {"state": vae.state_dict(), "history": history, "frames": len(frames)})
         if "mdn" in stages and not (run / f"mdnrnn{tag}.pt").exists():
-            vae = _load_vae(run, config)
+            vae = load_vae(run, config)
             latents = encode_dataset(dataset, vae, progress=report("encode"))
-            previous = _load_mdnrnn(run, config, codec, _tag(iteration - 1)) if iteration else None
+            previous = load_mdnrnn(run, config, codec, _tag(iteration - 1)) if iteration else None
             mdnrnn, history = train_mdnrnn(latents, codec.dim, config, mdnrnn=previous, seed=seed + iteration,
                                            progress=report("mdn"))
             for record in history:
@@ -628,8 +628,9 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
     return summary
 
 
-def _load_vae(run: Path, config: WorldModelsConfig) -> ConvVAE:
-    path = run / "vae.pt"
+def load_vae(run: str | os.PathLike, config: WorldModelsConfig) -> ConvVAE:
+    """V as the vae stage left it in run directory ``run`` (eval mode, on ``config.device``)."""
+    path = Path(run) / "vae.pt"
     if not path.exists():
         raise ValueError(f"stages: {path} is missing; run the vae stage first")
     vae = ConvVAE(config.z_dim, config.kl_tolerance)
@@ -637,8 +638,9 @@ def _load_vae(run: Path, config: WorldModelsConfig) -> ConvVAE:
     return vae.to(config.device).eval()
 
 
-def _load_mdnrnn(run: Path, config: WorldModelsConfig, codec: ActionCodec, tag: str = "") -> MDNRNN:
-    path = run / f"mdnrnn{tag}.pt"
+def load_mdnrnn(run: str | os.PathLike, config: WorldModelsConfig, codec: ActionCodec, tag: str = "") -> MDNRNN:
+    """M as the mdn stage left it in ``run`` (``tag`` "_iter<i>" for a later iteration's)."""
+    path = Path(run) / f"mdnrnn{tag}.pt"
     if not path.exists():
         raise ValueError(f"stages: {path} is missing; run the mdn stage first")
     mdnrnn = MDNRNN(config.z_dim, codec.dim, config.rnn_hidden, config.mixtures, config.reward_head)
@@ -646,7 +648,7 @@ def _load_mdnrnn(run: Path, config: WorldModelsConfig, codec: ActionCodec, tag: 
     return mdnrnn.to(config.device).eval()
 
 
-def _controller_file(config: WorldModelsConfig, tag: str) -> str:
+def controller_file(config: WorldModelsConfig, tag: str = "") -> str:
     """controller_<tau1.15 | real>[_hidden<n>][_vonly][_iter<i>].pt: one file per kind of controller,
     so that several can be evolved on the same V and M."""
     where = f"tau{config.tau:g}" if config.train_in == "dream" else "real"
@@ -658,15 +660,15 @@ def _controller_file(config: WorldModelsConfig, tag: str) -> str:
 def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: ActionCodec, controller: Controller,
                       tag: str, seed: int, logger: Callable[[str, Any], Callable[[dict], None]],
                       progress: Callable[[str, int, int], Any] | None) -> dict[str, Any]:
-    final = run / _controller_file(config, tag)
+    final = run / controller_file(config, tag)
     pending = final.with_name(final.stem + ".es.pkl")
     if final.exists():
         summary = torch.load(final, weights_only=True)["summary"]
         if len(summary["fitness"]) >= config.generations or not pending.exists():
             return summary
         # More generations than the saved controller had: evolution goes on from its strategy.
-    vae = _load_vae(run, config)
-    mdnrnn = _load_mdnrnn(run, config, codec, tag)
+    vae = load_vae(run, config)
+    mdnrnn = load_mdnrnn(run, config, codec, tag)
     policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden)
     if config.train_in == "dream":
         start_z = torch.load(run / f"mdnrnn{tag}.pt", weights_only=True)["start_z"].to(config.device)
