@@ -36,7 +36,8 @@ from pymbrl._checks import integer, real
 from pymbrl.agents.sac import seeded
 from pymbrl.envs.frames import ResizeFrames
 from pymbrl.envs.spaces import ActionCodec
-from pymbrl.models.world_models import FRAME_SHAPE, MDNRNN, Controller, ConvVAE, MDNState
+from pymbrl.models.rssm import IMAGE_SHAPE
+from pymbrl.models.world_models import MDNRNN, Controller, ConvVAE, MDNState
 from pymbrl.rollout.dream import dream_rollouts
 
 STAGES = ("collect", "vae", "mdn", "controller")
@@ -162,7 +163,11 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         env.close()
         raise ValueError(f"env_id: World Models needs RGB frames (uint8 [H, W, 3]) as observations, {env_id} has "
                          f"{space}")
-    ActionCodec(env.action_space, "env_id")
+    try:
+        ActionCodec(env.action_space, "env_id")
+    except ValueError:
+        env.close()
+        raise
     return ResizeFrames(env, key)
 
 
@@ -198,7 +203,7 @@ class RolloutDataset:
 
     def add(self, frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
         steps = len(actions)
-        if frames.shape != (steps + 1, *FRAME_SHAPE) or frames.dtype != np.uint8:
+        if frames.shape != (steps + 1, *IMAGE_SHAPE) or frames.dtype != np.uint8:
             raise ValueError(f"frames: expected uint8 [{steps + 1}, 64, 64, 3] for {steps} actions, got "
                              f"{frames.dtype} {frames.shape}")
         if rewards.shape != (steps,) or dones.shape != (steps,):
@@ -254,7 +259,7 @@ class Policy:
             scores = scores + self.explore * torch.randn(scores.shape, generator=self.generator,
                                                          device=self.generator.device).to(scores.device)
         vectors = self.codec.model_input(scores)
-        _, state = self.mdnrnn.step(z, vectors, type(state)(h, c))
+        _, state = self.mdnrnn.step(z, vectors, MDNState(h, c))
         return self.codec.to_env(scores), vectors.cpu().numpy(), state
 
 

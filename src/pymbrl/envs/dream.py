@@ -34,12 +34,12 @@ class _Dreams:
         start_z = torch.as_tensor(start_z, dtype=torch.float32)
         if start_z.dim() != 2 or start_z.shape[1] != mdnrnn.z_dim or start_z.shape[0] == 0:
             raise ValueError(f"start_z: expected [S >= 1, {mdnrnn.z_dim}], got {tuple(start_z.shape)}")
-        self.start_z = start_z
+        self.device = mdnrnn.head.weight.device
+        self.start_z = start_z.to(self.device)
         self.tau = real(tau, "tau", low=0.0)
         if self.tau == 0.0:
             raise ValueError("tau: expected a temperature > 0, got 0.0")
         self.max_steps = integer(max_steps, "max_steps")
-        self.device = mdnrnn.head.weight.device
         self.z = torch.zeros(n, mdnrnn.z_dim, device=self.device)
         self.state = mdnrnn.initial_state(n, self.device)
         self.t = np.zeros(n, dtype=np.int64)
@@ -53,7 +53,7 @@ class _Dreams:
         """Rows (bool [N]) start a new dream from a start latent drawn with the dream's generator."""
         index = torch.as_tensor(np.flatnonzero(rows), device=self.device)
         pick = torch.randint(self.start_z.shape[0], (len(index),), generator=self.generator, device=self.device)
-        self.z[index] = self.start_z.to(self.device)[pick]
+        self.z[index] = self.start_z[pick]
         self.state.h[index] = 0.0
         self.state.c[index] = 0.0
         self.t[rows] = 0

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-FRAME_SIZE = (64, 64)
+from pymbrl.models.rssm import IMAGE_SHAPE
+
+FRAME_SIZE = IMAGE_SHAPE[:2]
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -26,7 +28,7 @@ class ResizeFrames(gym.ObservationWrapper):
     def __init__(self, env: gym.Env, key: str | None = None):
         super().__init__(env)
         self.key = key
-        self.observation_space = gym.spaces.Box(0, 255, (*FRAME_SIZE, 3), np.uint8)
+        self.observation_space = gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)
 
     def observation(self, observation) -> np.ndarray:
         return resize_frames(observation if self.key is None else observation[self.key])

@@ -20,18 +20,17 @@ import torch
 from torch import nn
 
 from pymbrl._checks import integer, real
-
-FRAME_SHAPE = (64, 64, 3)
+from pymbrl.models.rssm import IMAGE_SHAPE
 
 
 def frames_to_tensor(frames: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:
     """uint8 frames [..., 64, 64, 3] (channels last, as envs give them) -> float [N, 3, 64, 64] in
     [0, 1]; any other dtype or shape is refused, naming ``name``."""
     frames = torch.as_tensor(frames)
-    if frames.dtype != torch.uint8 or tuple(frames.shape[-3:]) != FRAME_SHAPE:
+    if frames.dtype != torch.uint8 or tuple(frames.shape[-3:]) != IMAGE_SHAPE:
         raise ValueError(f"{name}: expected uint8 frames of shape [..., 64, 64, 3], got {frames.dtype} "
                          f"{tuple(frames.shape)} (resize them to 64x64 first)")
-    return frames.reshape(-1, *FRAME_SHAPE).permute(0, 3, 1, 2).float().div_(255.0)
+    return frames.reshape(-1, *IMAGE_SHAPE).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class ConvVAE(nn.Module):
@@ -63,7 +62,12 @@ class ConvVAE(nn.Module):
 
     def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 frames [..., 64, 64, 3] -> (mu, logvar), each float [N, z_dim]."""
-        x = frames_to_tensor(frames).to(self.mu.weight.device)
+        return self._moments(self._input(frames))
+
+    def _input(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames_to_tensor(frames).to(self.mu.weight.device)
+
+    def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(x)
         return self.mu(hidden), self.logvar(hidden)
 
@@ -79,9 +83,8 @@ class ConvVAE(nn.Module):
     def loss(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """Mean over the batch of (summed squared error + max(KL, kl_tolerance * z_dim)); also returns
         the two terms (floats) as ``{"reconstruction", "kl"}``."""
-        x = frames_to_tensor(frames).to(self.mu.weight.device)
-        hidden = self.encoder(x)
-        mu, logvar = self.mu(hidden), self.logvar(hidden)
+        x = self._input(frames)
+        mu, logvar = self._moments(x)
         recon = self.decode(self.sample(mu, logvar, generator))
         reconstruction = (recon - x).square().sum((1, 2, 3)).mean()
         kl = -0.5 * (1.0 + logvar - mu.square() - logvar.exp()).sum(-1)
