@@ -5,7 +5,8 @@ deterministic residual model), :class:`Normalizer`, :class:`ModelTrainer`, and :
 :mod:`pymbrl.models.muzero` for MuZero's networks and value/reward supports; :mod:`pymbrl.models.rssm`
 for DreamerV3's world model (RSSM, encoders/decoders, symlog two-hot heads, KL balancing);
 :mod:`pymbrl.models.world_models` for World Models' V (ConvVAE), M (MDN-RNN) and C (controllers as
-flat parameter vectors).
+flat parameter vectors); :mod:`pymbrl.models.env_model` for I2A's action-conditioned frame and reward
+model (pool-and-inject blocks) and its copy-model control.
 """
 
 from pymbrl.models.ensemble import DynamicsModel, EnsembleLinear, GaussianEnsemble, Normalizer
