@@ -21,6 +21,7 @@ namespace py = pybind11;
 void init_dyna(py::module_ m);
 void init_replay(py::module_ m);
 void init_mcts(py::module_ m);
+void init_envs(py::module_ m);
 
 // The CPUs this process may run on: in a container or under taskset that is fewer than the
 // machine has, and defaults sized from the machine would oversubscribe them.

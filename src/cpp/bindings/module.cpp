@@ -34,4 +34,5 @@ PYBIND11_MODULE(_core, m) {
   pymbrl::bindings::init_dyna(m.def_submodule("dyna", "Tabular Dyna planning."));
   pymbrl::bindings::init_replay(m.def_submodule("replay", "Replay buffers."));
   pymbrl::bindings::init_mcts(m.def_submodule("mcts", "Batched Monte Carlo tree search."));
+  pymbrl::bindings::init_envs(m.def_submodule("envs", "Batched environments (MiniPacman)."));
 }
