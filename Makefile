@@ -124,6 +124,7 @@ bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/
 	$(BENCH_VENV)/bin/python bench/bench_selfplay.py
 	$(BENCH_VENV)/bin/python bench/bench_dreamer.py
 	$(BENCH_VENV)/bin/python bench/bench_world_models.py
+	$(BENCH_VENV)/bin/python bench/bench_minipacman.py
 	$(BENCH_VENV)/bin/python bench/bench_i2a.py
 
 clean:

@@ -110,7 +110,8 @@ class MiniPacmanVectorEnv(gym.vector.VectorEnv):
         ``reset(seed=s)``.
     num_threads : int
         Threads a step may use, each taking at least 128 games (so 1 below 256 games). Threads
-        change nothing but the speed.
+        change nothing but the speed, and pay only where another core is free: on a 2-core VM
+        1.2-1.9x at 256-4096 games with the second core idle, 0.9x with it busy.
 
     Notes
     -----

@@ -5,9 +5,10 @@
 // autoreset): the caller gets both the episode's last frame and the next episode's first.
 //
 // One game step takes ~0.2 us, so a batch steps at ~4.5M env steps/s on one thread. Large batches
-// may be split over threads (games are independent, so the result is the same): measured on a
-// 2-core VM, 2 threads gave 1.2-1.9x at N = 256..4096 and nothing at N = 64, where waking the
-// second thread costs as much as the games it would take.
+// may be split over threads (games are independent, so the result is the same). Measured on a
+// 2-core VM: with the second core free, 2 threads gave 1.2-1.9x at N = 256..4096 and nothing at
+// N = 64, where waking the second thread costs as much as the games it would take; with another
+// process on that core, 0.87-0.94x. So it is opt-in (num_threads = 1 by default).
 #pragma once
 
 #include <algorithm>
