@@ -1,0 +1,133 @@
+"""I2A and its controls on MiniPacman: architecture, data collection, A2C training."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from pymbrl.agents import i2a
+from pymbrl.envs.minipacman import MiniPacmanVectorEnv
+from pymbrl.models.env_model import EnvModel, to_planes
+
+SMALL = dict(num_envs=4, n_steps=5, channels=8, hidden=32, encoder_hidden=8, a2c_hidden=48, rollout_length=2)
+
+
+def env_model(config):
+    torch.manual_seed(0)
+    return EnvModel(i2a.FRAME_SHAPE, i2a.NUM_ACTIONS, channels=config.channels)
+
+
+def test_agents_have_similar_sizes_at_the_default_config():
+    counts = i2a.parameter_counts()
+    assert counts["i2a"] == counts["copy"]
+    assert abs(counts["a2c"] - counts["i2a"]) / counts["i2a"] < 0.1
+
+
+def test_forward_shapes_and_the_imagination_code():
+    config = i2a.I2AConfig(**SMALL)
+    frames = torch.rand(6, *i2a.FRAME_SHAPE)
+    for agent in i2a.AGENTS:
+        net = i2a.make_agent(agent, config, env_model(config))
+        logits, values = net(frames, torch.Generator().manual_seed(0))
+        assert logits.shape == (6, 5) and values.shape == (6,)
+    net = i2a.make_agent("i2a", config, env_model(config))
+    assert net.trunk.in_features == config.hidden + 5 * config.encoder_hidden
+    assert i2a.make_agent("a2c", config).trunk.in_features == config.a2c_hidden
+
+
+def test_the_imagination_changes_the_policy_only_through_the_model():
+    """Two I2As that differ only in their env model's weights act differently on the same frame."""
+    config = i2a.I2AConfig(**SMALL)
+    torch.manual_seed(1)
+    net = i2a.make_agent("i2a", config, env_model(config))
+    frames = torch.rand(3, *i2a.FRAME_SHAPE)
+    logits, _ = net(frames, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.imagination.frame_head.bias += 1.0
+    shifted, _ = net(frames, torch.Generator().manual_seed(0))
+    assert not torch.allclose(logits, shifted)
+
+
+def test_bad_agent_and_env_model():
+    config = i2a.I2AConfig(**SMALL)
+    with pytest.raises(ValueError, match="agent"):
+        i2a.make_agent("dqn", config)
+    with pytest.raises(ValueError, match="env_model"):
+        i2a.make_agent("i2a", config, None)
+    with pytest.raises(ValueError, match="env_model"):
+        i2a.make_agent("i2a", config, EnvModel((3, 8, 8), 5))
+    with pytest.raises(ValueError, match="num_envs"):
+        i2a.I2AConfig(num_envs=0)
+    with pytest.raises(ValueError, match="gamma"):
+        i2a.I2AConfig(gamma=1.5)
+
+
+def test_collect_records_final_frames_and_windows_stay_inside_episodes():
+    env = MiniPacmanVectorEnv(4, seed=0)
+    rollout = i2a.collect(env, 300, seed=0)
+    assert rollout.frames.shape == (300, 4, 15, 19, 3) and rollout.actions.shape == (300, 4)
+    assert rollout.dones.any()  # random Pacman gets caught
+    t, n = np.argwhere(rollout.dones)[0]
+    # the step after an end starts a new episode: its frame is not the final frame
+    assert not np.array_equal(rollout.next_frames[t, n], rollout.frames[t + 1, n])
+    for t, n in np.argwhere(~rollout.dones[:-1]):
+        assert np.array_equal(rollout.next_frames[t, n], rollout.frames[t + 1, n])
+    frames, actions, rewards = rollout.trajectories(10)
+    assert frames.shape[1:] == (11, 15, 19, 3) and actions.shape[1] == 10 == rewards.shape[1]
+    transitions = rollout.transitions()
+    assert len(transitions.frames) == 1200 == len(transitions.next_frames)
+
+
+def test_train_writes_logs_and_keeps_the_env_model_frozen(tmp_path):
+    config = i2a.I2AConfig(**SMALL)
+    model = env_model(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = i2a.train("i2a", 400, config, model, seed=3, run_dir=tmp_path, log_every=200)
+    assert [r["frames"] for r in result.history] == [200, 400]
+    assert all(np.isfinite(r["policy_loss"]) and np.isfinite(r["distill_loss"]) for r in result.history)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with open(tmp_path / "log.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    assert (tmp_path / "agent.pt").exists()
+
+
+def test_training_is_reproducible_by_seed():
+    config = i2a.I2AConfig(**SMALL)
+    runs = [i2a.train("copy", 200, config, seed=s, log_every=200).history[-1] for s in (5, 5, 6)]
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in runs]
+    assert strip[0] == strip[1] and strip[0] != strip[2]
+
+
+def test_distillation_brings_the_rollout_policy_to_the_agent():
+    config = i2a.I2AConfig(**SMALL)
+    result = i2a.train("i2a", 3000, config, env_model(config), seed=0, log_every=500)
+    assert result.history[-1]["distill_loss"] < result.history[0]["distill_loss"]
+
+
+def test_a2c_learns_to_eat_food():
+    """A short A2C run beats the random policy's return on MiniPacman regular."""
+    torch.manual_seed(0)
+    env = MiniPacmanVectorEnv(16, seed=11)
+    random_returns = []
+    rng = np.random.default_rng(0)
+    env.reset(seed=11)
+    while len(random_returns) < 50:
+        _, _, _, _, info = env.step(rng.integers(0, 5, 16))
+        random_returns.extend(info["episode_return"][info["_final_obs"]].tolist())
+    result = i2a.train("a2c", 40_000, i2a.I2AConfig(), seed=0, log_every=40_000)
+    assert result.history[-1]["return"] > 1.25 * np.mean(random_returns)
+
+
+def test_a_pretrained_rollout_policy_is_used_frozen_and_not_distilled():
+    config = i2a.I2AConfig(**SMALL)
+    teacher = i2a.make_agent("a2c", config)
+    policy = i2a.PolicyLogits(teacher)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    result = i2a.train("i2a", 200, config, env_model(config), rollout_policy=policy, seed=0, log_every=200)
+    assert "distill_loss" not in result.history[-1]
+    assert result.agent.rollout_policy is policy
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    with pytest.raises(ValueError, match="agent"):
+        i2a.PolicyLogits(result.agent)
