@@ -118,6 +118,12 @@ def names(text: str, choices, what: str, parser) -> list[str]:
     return [c for c in choices if c.lower() in wanted]
 
 
+def ratio(a: float, b: float) -> str:
+    """a / b as a speed-up: two decimals below 10x, one below 100x, none above."""
+    r = a / b
+    return f"{r:.2f}x" if r < 10 else f"{r:,.1f}x" if r < 100 else f"{r:,.0f}x"
+
+
 def spread(times: list[float]) -> float:
     """(max - min) / median of repeated timings: how noisy a cell was (0 for a single timing)."""
     import statistics

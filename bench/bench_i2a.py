@@ -70,7 +70,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, run_and_publish, short, spread  # noqa: E402
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, ratio, run_and_publish, short, spread  # noqa: E402
 from pymbrl.models.env_model import EnvModel  # noqa: E402
 from pymbrl.rollout.per_action import ActionRollouts, per_action_rollouts  # noqa: E402
 
@@ -422,11 +422,6 @@ class Bench(Run):
 
 def fmt(v: float) -> str:
     return f"{v:,.2f}" if v < 10 else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
-
-
-def ratio(a: float, b: float) -> str:
-    r = a / b
-    return f"{r:.2f}x" if r < 10 else f"{r:,.1f}x"
 
 
 def section_name(args) -> str:

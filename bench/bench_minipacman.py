@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import minipacman_reference as reference  # noqa: E402
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, run_and_publish, spread  # noqa: E402
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, ratio, run_and_publish, spread  # noqa: E402
 from pymbrl.envs.minipacman import MiniPacmanEnv, MiniPacmanVectorEnv  # noqa: E402
 
 SECTION = "minipacman"
@@ -195,11 +195,6 @@ class Bench(Run):
 
 def fmt(v: float) -> str:
     return f"{v:,.0f}"
-
-
-def ratio(a: float, b: float) -> str:
-    r = a / b
-    return f"{r:.2f}x" if r < 10 else f"{r:,.1f}x" if r < 100 else f"{r:,.0f}x"
 
 
 def report(bench: Bench, argv: list[str], load_before: str) -> str:

@@ -88,7 +88,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, spread  # noqa: E402
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, ratio, run_and_publish, spread  # noqa: E402
 from pymbrl.envs.dream import DreamEnv  # noqa: E402
 from pymbrl.envs.spaces import ActionCodec  # noqa: E402
 from pymbrl.models.world_models import MDNRNN, Controller, MDNState, sample_mixture  # noqa: E402
@@ -474,11 +474,6 @@ class Bench(Run):
 
 def fmt(v: float) -> str:
     return f"{v:,.2f}" if v < 10 else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
-
-
-def ratio(a: float, b: float) -> str:
-    r = a / b
-    return f"{r:.2f}x" if r < 10 else f"{r:,.1f}x"
 
 
 def section_name(args) -> str:
