@@ -122,6 +122,7 @@ def report(args: argparse.Namespace) -> None:
         curves.setdefault(NAMES[run["agent"]], {})[run["seed"]] = history
     curves = {name: curves[name] for name in NAMES.values() if name in curves}
     means = plot_learning_curves(curves, RESULTS / "i2a_minipacman.png", xlabel="env frames",
+                                 ylabel="return (sampled actions)",
                                  title="MiniPacman regular: mean return of the last 100 training episodes")
     summary = {"env_model": {"error": record["error"], "frames": record["frames"], "history": record["history"]},
                "parameters": i2a.parameter_counts(), "final": {}, "curves": curves}

@@ -11,7 +11,8 @@ COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "black
 
 
 def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[str, float]]]],
-                         path: str | os.PathLike, *, title: str, xlabel: str = "env steps") -> dict[str, dict[int, float]]:
+                         path: str | os.PathLike, *, title: str, xlabel: str = "env steps",
+                         ylabel: str = "return (deterministic policy)") -> dict[str, dict[int, float]]:
     """Draws each method's evaluation return against env steps into the PNG ``path``: every seed
     faint, the mean over seeds (at the steps all seeds reached) bold.
 
@@ -35,7 +36,7 @@ def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[s
         ax.plot(steps, mean, "-o", color=color, markersize=3, label=f"{name} ({seeds})")
         means[name] = dict(zip(steps, mean.round(1).tolist()))
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("return (deterministic policy)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
