@@ -24,21 +24,19 @@ The three stages of the paper are :func:`collect` (frames of a policy in the rea
 
 from __future__ import annotations
 
-import csv
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
-from pymbrl._checks import integer, real, resolve_seed
+from pymbrl._checks import integer, real
+from pymbrl.agents.checkpoint import start_run
 from pymbrl.envs.minipacman import MAP, MiniPacmanVectorEnv
 from pymbrl.models.env_model import CopyModel, EnvModel, Transitions, to_planes
 from pymbrl.rollout.per_action import per_action_rollouts
@@ -190,17 +188,16 @@ def make_agent(agent: str, config: I2AConfig, env_model: EnvModel | None = None,
     as in :class:`ActorCritic` (None: distilled)."""
     if agent not in AGENTS:
         raise ValueError(f"agent: expected one of {AGENTS}, got {agent!r}")
-    shape = FRAME_SHAPE
     if agent == "i2a":
         if not isinstance(env_model, EnvModel):
             raise ValueError(f"env_model: expected an EnvModel for agent 'i2a', got {type(env_model).__name__}")
-        if env_model.frame_shape != shape or env_model.num_actions != 5:
-            raise ValueError(f"env_model: expected frames {shape} and 5 actions, got {env_model.frame_shape} and "
-                             f"{env_model.num_actions}")
-        return ActorCritic(shape, 5, config, env_model, rollout_policy)
+        if env_model.frame_shape != FRAME_SHAPE or env_model.num_actions != NUM_ACTIONS:
+            raise ValueError(f"env_model: expected frames {FRAME_SHAPE} and {NUM_ACTIONS} actions, got "
+                             f"{env_model.frame_shape} and {env_model.num_actions}")
+        return ActorCritic(FRAME_SHAPE, NUM_ACTIONS, config, env_model, rollout_policy)
     if agent == "copy":
-        return ActorCritic(shape, 5, config, CopyModel(shape, 5), rollout_policy)
-    return ActorCritic(shape, 5, config)
+        return ActorCritic(FRAME_SHAPE, NUM_ACTIONS, config, CopyModel(FRAME_SHAPE, NUM_ACTIONS), rollout_policy)
+    return ActorCritic(FRAME_SHAPE, NUM_ACTIONS, config)
 
 
 def sample_actions(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -264,7 +261,7 @@ def collect(env: MiniPacmanVectorEnv, steps: int, policy: Callable[[np.ndarray],
     dones = np.empty((steps, n), bool)
     for t in range(steps):
         frames[t] = obs
-        actions[t] = rng.integers(0, 5, n) if policy is None else policy(obs)
+        actions[t] = rng.integers(0, NUM_ACTIONS, n) if policy is None else policy(obs)
         obs, rewards[t], terminated, truncated, info = env.step(actions[t])
         dones[t] = terminated | truncated
         next_frames[t] = np.where(info["_final_obs"][:, None, None, None], info["final_obs"], obs)
@@ -304,10 +301,12 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
     config = config or I2AConfig()
     frames = integer(frames, "frames")
     log_every = integer(log_every, "log_every")
-    seed = resolve_seed(seed)
-    torch.manual_seed(seed % 2**63)  # the networks' initial weights
+    # No checkpoints are saved (so nothing resumes); the Run keeps the seed, the history and log.csv.
+    run = start_run(run_dir, frames, {"algorithm": f"i2a/{agent}", "config": repr(config)}, seed)
+    seed = run.seed
+    torch.manual_seed(seed)  # the networks' initial weights
     net = make_agent(agent, config, env_model, rollout_policy)
-    generator = torch.Generator().manual_seed(seed % 2**63)
+    generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.RMSprop(net.trainable_parameters(), lr=config.lr, alpha=config.rms_alpha, eps=config.rms_eps)
     env = MiniPacmanVectorEnv(config.num_envs, mode=config.mode, frame_cap=config.frame_cap, seed=seed)
     obs, _ = env.reset(seed=seed)
@@ -315,12 +314,8 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
     episodes, done_frames, next_log = 0, 0, log_every
     sums: dict[str, float] = {}
     updates = 0
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.txt").write_text(repr({"agent": agent, "seed": seed, **asdict(config)}) + "\n")
+    if run.directory is not None:
+        (run.directory / "config.txt").write_text(repr({"agent": agent, "seed": seed, **asdict(config)}) + "\n")
     while done_frames < frames:
         log_probs, values, entropies, rewards, masks, frames_seen, probs = [], [], [], [], [], [], []
         for _ in range(config.n_steps):
@@ -336,10 +331,9 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
             obs, reward, terminated, truncated, info = env.step(action.numpy())
             reward = torch.as_tensor(reward, dtype=torch.float32)
             if truncated.any():  # a cut episode still has a future: bootstrap from its final frame
-                cut = torch.as_tensor(truncated & ~terminated)
                 with torch.no_grad():
-                    _, final_value = net(to_planes(info["final_obs"][truncated & ~terminated]), generator)
-                reward[cut] += config.gamma * final_value
+                    _, final_value = net(to_planes(info["final_obs"][truncated]), generator)
+                reward[torch.as_tensor(truncated)] += config.gamma * final_value
             rewards.append(reward)
             masks.append(torch.as_tensor(~(terminated | truncated), dtype=torch.float32))
             ended = info["_final_obs"]
@@ -377,31 +371,21 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
             sums[k] = sums.get(k, 0.0) + v
         done_frames += config.n_steps * config.num_envs
         if done_frames >= next_log or done_frames >= frames:
-            record = {"frames": done_frames, "return": float(np.mean(returns)) if returns else float("nan"),
-                      "episodes": episodes, **{k: v / updates for k, v in sums.items()},
-                      "seconds": round(time.perf_counter() - start, 1)}
-            history.append(record)
+            run.evaluated({"frames": done_frames, "return": float(np.mean(returns)) if returns else float("nan"),
+                           "episodes": episodes, **{k: v / updates for k, v in sums.items()}}, progress)
             sums, updates = {}, 0
             next_log += log_every
-            if run_dir is not None:
-                with open(run_dir / "log.csv", "w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(history[-1]))
-                    writer.writeheader()
-                    writer.writerows(history)
-            if progress is not None:
-                progress(record)
     env.close()
-    if run_dir is not None:
-        torch.save(net.state_dict(), Path(run_dir) / "agent.pt")
-    return TrainResult(history, net)
+    if run.directory is not None:
+        torch.save(net.state_dict(), run.directory / "agent.pt")
+    return TrainResult(run.history, net)
 
 
 def parameter_counts(config: I2AConfig | None = None) -> dict[str, int]:
     """Trainable parameters of each agent (the I2A's rollout policy included, its env model not)."""
     config = config or I2AConfig()
-    shape = FRAME_SHAPE
     counts = {}
     for agent in AGENTS:
-        model = EnvModel(shape, 5, channels=config.channels) if agent == "i2a" else None
+        model = EnvModel(FRAME_SHAPE, NUM_ACTIONS, channels=config.channels) if agent == "i2a" else None
         counts[agent] = sum(p.numel() for p in make_agent(agent, config, model).trainable_parameters())
     return counts

@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from pymbrl._checks import integer, real
 
