@@ -8,9 +8,9 @@ Stages (each writes under examples/results/i2a/, so runs can be spread over proc
     python examples/i2a_minipacman.py report           # curves, table, predicted-vs-real frames
 
 The environment model is trained once, as in the paper, on frames from a partially trained
-model-free agent (an A2C trained for ``--pretrain-frames`` with its own seed, acting with 25% random
-actions so that every action is seen); those frames are extra to the budget of the comparison and
-the report states them.
+model-free agent (the env-model stage of :func:`pymbrl.agents.i2a.train_stages`: an A2C "teacher"
+trained for ``--pretrain-frames`` with its own seed, acting with 25% random actions so that every
+action is seen); those frames are extra to the budget of the comparison and the report states them.
 """
 
 from __future__ import annotations
@@ -25,54 +25,23 @@ import torch
 
 from pymbrl.agents import i2a
 from pymbrl.agents.curves import plot_learning_curves
-from pymbrl.envs.minipacman import MiniPacmanVectorEnv
-from pymbrl.models.env_model import EnvModel, open_loop, prediction_error, to_planes, train_env_model
+from pymbrl.models.env_model import EnvModel, open_loop, to_planes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "i2a"
 NAMES = {"i2a": "I2A", "a2c": "A2C (model-free)", "copy": "copy-model I2A"}
 
 
-def explore(policy, epsilon: float, seed: int):
-    rng = np.random.default_rng(seed)
-
-    def act(frames: np.ndarray) -> np.ndarray:
-        actions = policy(frames)
-        random = rng.random(len(actions)) < epsilon
-        actions[random] = rng.integers(0, 5, int(random.sum()))
-        return actions
-    return act
-
-
 def model_stage(args: argparse.Namespace) -> None:
-    RUNS.mkdir(parents=True, exist_ok=True)
-    config = i2a.I2AConfig()
-    print(f"pre-training a model-free agent for {args.pretrain_frames} frames (seed 100)")
-    teacher = i2a.train("a2c", args.pretrain_frames, config, seed=100, log_every=args.pretrain_frames // 4,
-                        progress=lambda r: print(f"  {r['frames']} frames: return {r['return']:.1f}"))
-    policy = explore(i2a.policy_of(teacher.agent, torch.Generator().manual_seed(101)), 0.25, 102)
-    steps = args.model_frames // config.num_envs
-    data = i2a.collect(MiniPacmanVectorEnv(config.num_envs, seed=103), steps, policy, seed=103)
-    held_out = i2a.collect(MiniPacmanVectorEnv(config.num_envs, seed=104), 2_000, policy, seed=104)
-    model = EnvModel(i2a.FRAME_SHAPE, i2a.NUM_ACTIONS, channels=config.channels)
-    torch.manual_seed(105)
-    history = train_env_model(model, data.transitions(), epochs=args.model_epochs, seed=105,
-                              progress=lambda e, n, r: print(f"  env model epoch {e}/{n}: {r}"))
-    frames, actions, rewards = held_out.trajectories(15)
-    error = prediction_error(model, frames, actions, rewards)
-    print(error)
-    torch.save({"state_dict": model.state_dict(), "channels": config.channels, "history": history,
-                "error": error._asdict(), "pretrain": teacher.history,
-                "frames": {"pretrain": args.pretrain_frames, "model_data": steps * config.num_envs}},
-               RUNS / "env_model.pt")
-    np.savez_compressed(RUNS / "held_out.npz", frames=frames[:64], actions=actions[:64], rewards=rewards[:64])
+    config = i2a.I2AConfig(teacher_frames=args.pretrain_frames, model_frames=args.model_frames,
+                           model_epochs=args.model_epochs)
+    summary = i2a.train_stages(RUNS, ["env-model"], config, seed=0,
+                               log=lambda stage, record: print(f"  {stage}: {record}", flush=True))
+    print(summary)
 
 
 def load_env_model() -> EnvModel:
-    record = torch.load(RUNS / "env_model.pt", weights_only=True)
-    model = EnvModel(i2a.FRAME_SHAPE, i2a.NUM_ACTIONS, channels=record["channels"])
-    model.load_state_dict(record["state_dict"])
-    return model.eval()
+    return i2a.load_env_model(RUNS / "env_model.pt")
 
 
 def train_stage(args: argparse.Namespace) -> None:
@@ -142,9 +111,10 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=list(i2a.AGENTS), choices=i2a.AGENTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frames", type=int, default=300_000)
-    parser.add_argument("--pretrain-frames", type=int, default=100_000)
-    parser.add_argument("--model-frames", type=int, default=100_000)
-    parser.add_argument("--model-epochs", type=int, default=5)
+    defaults = i2a.I2AConfig()
+    parser.add_argument("--pretrain-frames", type=int, default=defaults.teacher_frames)
+    parser.add_argument("--model-frames", type=int, default=defaults.model_frames)
+    parser.add_argument("--model-epochs", type=int, default=defaults.model_epochs)
     args = parser.parse_args()
     torch.set_num_threads(1)
     {"model": model_stage, "train": train_stage, "report": report}[args.stage](args)

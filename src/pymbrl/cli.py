@@ -92,9 +92,10 @@ def _train_world_models(args: argparse.Namespace) -> int:
     def log(stage: str, record: dict) -> None:
         tqdm.write(f"{stage}: {record}")
 
-    print(f"run directory: {run_dir} (data/, vae.pt, mdnrnn.pt, controller_*.pt); stages: {' '.join(args.stages)}")
+    print(f"run directory: {run_dir} (data/, vae.pt, mdnrnn.pt, controller_*.pt); "
+          f"stages: {' '.join(args.stages or wm.STAGES)}")
     try:
-        summary = wm.train(env_id, run_dir, stages=args.stages, config=config, seed=args.seed, log=log,
+        summary = wm.train(env_id, run_dir, stages=args.stages or list(wm.STAGES), config=config, seed=args.seed, log=log,
                            progress=progress)
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume in {run_dir}")
@@ -105,6 +106,71 @@ def _train_world_models(args: argparse.Namespace) -> int:
     if summary:
         print(f"World Models on {env_id} (controller trained in the {summary['train_in']}, tau {summary['tau']:g}): "
               f"real score {summary['mean']:.1f} +- {summary['std']:.1f} over {len(summary['returns'])} episodes")
+    return 0
+
+
+def _train_i2a(args: argparse.Namespace) -> int:
+    import csv
+
+    from tqdm import tqdm
+
+    from pymbrl.agents import i2a
+    from pymbrl.agents.curves import plot_learning_curves
+
+    env_id = args.env or "MiniPacman-regular"
+    config = i2a.I2AConfig.for_env(env_id)
+    frames = args.steps or 200_000
+    run_dir = Path(args.run_dir or f"runs/i2a-{env_id.replace('/', '-')}-seed{args.seed}")
+    bars: dict[str, tqdm] = {}
+
+    def progress(task: str, done: int, total: int) -> None:
+        bar = bars.setdefault(task, tqdm(total=total, desc=task, unit="frame" if "epochs" not in task else "epoch",
+                                         dynamic_ncols=True))
+        bar.total = total
+        bar.update(done - bar.n)  # a resumed run's first update jumps to its checkpoint
+
+    def plot(name: str) -> None:
+        with open(run_dir / name / "log.csv", newline="") as f:
+            history = [{"step": int(row["frames"]), "return": float(row["return"])} for row in csv.DictReader(f)
+                       if row["return"] != "nan"]
+        if history:
+            plot_learning_curves({name: {args.seed: history}}, run_dir / name / "learning_curve.png", xlabel="env frames",
+                                 title=f"{name} on {env_id}: mean return of the last 100 training episodes")
+
+    def log(stage: str, record: dict) -> None:
+        tqdm.write(f"{stage}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in record.items()))
+        if stage in ("teacher", args.agent, f"{args.agent}-online"):
+            plot(stage)
+
+    stages = args.stages or list(i2a.STAGES)
+    print(f"run directory: {run_dir} (teacher/, env_model.pt, rollout_policy.pt, {args.agent}/); "
+          f"stages: {' '.join(stages)}")
+    try:
+        summary = i2a.train_stages(run_dir, stages, config, agent=args.agent, frames=frames,
+                                   online_distill=args.online_distill, seed=args.seed,
+                                   log_every=args.eval_every or 10_000, checkpoint_every=args.checkpoint_every or 50_000,
+                                   log=log, progress=progress)
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume in {run_dir}")
+        return 130
+    except FloatingPointError as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if "env-model" in summary:
+        error = summary["env-model"]["error"]
+        print("env model, open-loop error after " + ", ".join(
+            f"{k} steps: {c:.2%} of cells, reward MAE {r:.3f}"
+            for k, c, r in zip(error["horizons"], error["cell_error"], error["reward_mae"])))
+    if "distill" in summary:
+        print(f"rollout policy: agrees with the teacher on {summary['distill']['agreement']:.1%} of held-out frames")
+    if "agent" in summary:
+        record = summary["agent"]
+        print(f"{record['name']} on {env_id}, seed {args.seed}: mean return of the last 100 training episodes "
+              f"{record['return']:.2f} at {record['frames']} frames ({record['directory']})")
     return 0
 
 
@@ -154,21 +220,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "sac and mbpo Pendulum-v1, 10000 steps, evaluations of 5 episodes every 1000; "
                                    "muzero CartPole-v1, 50000 steps, 20 episodes every 5000; dreamer CartPole-v1, "
                                    "50000 steps, 10 episodes every 2500; world-models VizdoomTakeCover-v1, in stages "
-                                   "(collect, vae, mdn, controller) that can run separately.")
-    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero", "dreamer", "world-models"])
+                                   "(collect, vae, mdn, controller) that can run separately; i2a MiniPacman-regular "
+                                   "(or an ALE/<Game>-v5 id), in stages (env-model, distill, agent), 200000 agent "
+                                   "frames, logs every 10000, checkpoints every 50000.")
+    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero", "dreamer", "world-models", "i2a"])
     p.add_argument("--env", default=None, help="gymnasium env id; TicTacToe for pymbrl/TicTacToe-v0 (muzero)")
-    p.add_argument("--steps", type=int, default=None, help="env steps (summed over MuZero's and Dreamer's vector envs)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="env steps (summed over MuZero's and Dreamer's vector envs; i2a: the agent stage's frames)")
     p.add_argument("--seed", type=int, default=0, help="(default 0)")
-    p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="env steps between evaluations (i2a: between log records)")
     p.add_argument("--eval-episodes", type=int, default=None, help="noise-free episodes per evaluation")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="env steps between checkpoints (SAC and MBPO take them at the next episode end)")
     p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
-    p.add_argument("--stages", nargs="+", default=["collect", "vae", "mdn", "controller"],
-                   choices=["collect", "vae", "mdn", "controller"],
-                   help="world-models: the stages to run (default all); each resumes from its saved artefact")
+    p.add_argument("--stages", nargs="+", default=None,
+                   help="world-models: some of collect vae mdn controller; i2a: some of env-model distill agent "
+                        "(default all); each resumes from its saved artefact or checkpoint")
     p.add_argument("--tau", type=float, default=None, help="world-models: the dream's temperature (default 1.15)")
-    p.set_defaults(run=lambda args: (_train_world_models if args.algorithm == "world-models" else _train)(args))
+    p.add_argument("--agent", default="i2a", choices=["i2a", "a2c", "copy"],
+                   help="i2a: the agent stage trains I2A (default) or a control: model-free A2C, copy-model I2A")
+    p.add_argument("--online-distill", action="store_true",
+                   help="i2a: distil the rollout policy from the agent while it trains (the paper) instead of "
+                        "using the distill stage's")
+    p.set_defaults(run=lambda args: {"world-models": _train_world_models, "i2a": _train_i2a}.get(
+        args.algorithm, _train)(args))
     p = sub.add_parser("play", help="evaluate a trained MuZero run (TicTacToe: against random and perfect players)")
     p.add_argument("algorithm", choices=["muzero"])
     p.add_argument("--run-dir", required=True, help="the run directory given to (or made by) pymbrl train")

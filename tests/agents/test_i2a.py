@@ -131,3 +131,114 @@ def test_a_pretrained_rollout_policy_is_used_frozen_and_not_distilled():
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
     with pytest.raises(ValueError, match="agent"):
         i2a.PolicyLogits(result.agent)
+
+
+def test_n_step_returns_by_hand():
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    masks = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])  # env 0's episode ends at step 1
+    bootstrap = torch.tensor([10.0, 20.0])
+    g = 0.5
+    expected = torch.tensor([[1 + g * 0.0, 0 + g * 2 + g * g * 0 + g ** 3 * 20],
+                             [0.0, 2 + g * 0 + g * g * 20],
+                             [3 + g * 10, 0 + g * 20]])
+    assert torch.allclose(i2a.n_step_returns(rewards, masks, bootstrap, g), expected)
+
+
+def test_an_interrupted_run_resumes_exactly(tmp_path):
+    config = i2a.I2AConfig(**SMALL)
+    model = env_model(config)
+    whole = i2a.train("i2a", 600, config, model, seed=4, run_dir=tmp_path / "whole", log_every=200,
+                      checkpoint_every=200)
+
+    def interrupt(frames):
+        if frames == 420:  # past the checkpoint at 400
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        i2a.train("i2a", 600, config, model, seed=4, run_dir=tmp_path / "cut", log_every=200, checkpoint_every=200,
+                  on_update=interrupt)
+    assert not (tmp_path / "cut" / "agent.pt").exists()
+    resumed = i2a.train("i2a", 600, config, model, seed=None, run_dir=tmp_path / "cut", log_every=200,
+                        checkpoint_every=200)
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in run.history] for run in (whole, resumed)]
+    assert strip[0] == strip[1]
+    for (name, a), b in zip(whole.agent.state_dict().items(), resumed.agent.state_dict().values()):
+        assert torch.equal(a, b), name
+    # a finished run does nothing more when called again
+    again = i2a.train("i2a", 600, config, model, seed=4, run_dir=tmp_path / "cut", log_every=200, checkpoint_every=200)
+    assert len(again.history) == len(resumed.history)
+
+
+def test_resuming_with_another_env_model_or_config_is_refused(tmp_path):
+    config = i2a.I2AConfig(**SMALL)
+    i2a.train("i2a", 200, config, env_model(config), seed=0, run_dir=tmp_path, log_every=200)
+    other = env_model(config)
+    with torch.no_grad():
+        other.frame_head.bias += 1.0
+    with pytest.raises(ValueError, match="env_model"):
+        i2a.train("i2a", 200, config, other, seed=0, run_dir=tmp_path, log_every=200)
+    with pytest.raises(ValueError, match="config"):
+        i2a.train("i2a", 200, i2a.I2AConfig(**{**SMALL, "gamma": 0.9}), env_model(config), seed=0, run_dir=tmp_path,
+                  log_every=200)
+
+
+def test_env_ids():
+    assert i2a.I2AConfig(env="MiniPacman-avoid").env == "MiniPacman-avoid"
+    for bad in ("MiniPacman-eat", "CartPole-v1", 3):
+        with pytest.raises(ValueError, match="env"):
+            i2a.I2AConfig(env=bad)
+    env = i2a.make_vector_env("MiniPacman-hunt", 2, seed=0)
+    assert env.mode == "hunt" and env.num_envs == 2
+
+
+def test_atari_sized_frames_get_the_nature_convs():
+    features = i2a.ConvFeatures((4, 84, 84), 32)
+    assert features.size == 64 * 7 * 7
+    assert features(torch.rand(2, 4, 84, 84)).shape == (2, 3136)
+    assert i2a.ConvFeatures(i2a.FRAME_SHAPE, 16).size == 16 * 8 * 10
+
+
+TINY_STAGES = dict(SMALL, teacher_frames=200, model_frames=320, model_epochs=1, distill_frames=160, distill_epochs=2)
+
+
+def test_the_stages_run_separately_and_feed_each_other(tmp_path):
+    config = i2a.I2AConfig(**TINY_STAGES)
+    with pytest.raises(ValueError, match="run the env-model stage first"):
+        i2a.train_stages(tmp_path, ["agent"], config, frames=100)
+    with pytest.raises(ValueError, match="stages"):
+        i2a.train_stages(tmp_path, ["collect"], config)
+    logged = []
+    summary = i2a.train_stages(tmp_path, ["env-model"], config, seed=1, log=lambda s, r: logged.append(s))
+    assert set(summary) == {"env-model"} and len(summary["env-model"]["error"]["cell_error"]) == 3
+    assert {"teacher", "env model", "env model error"} <= set(logged)
+    assert (tmp_path / "teacher" / "agent.pt").exists() and (tmp_path / "held_out.npz").exists()
+    model = i2a.load_env_model(tmp_path / "env_model.pt")
+    assert model.frame_shape == i2a.FRAME_SHAPE and not model.training
+    summary = i2a.train_stages(tmp_path, ["env-model", "distill"], config, seed=1)
+    assert set(summary) == {"distill"}  # the env model exists: skipped
+    assert 0.0 <= summary["distill"]["agreement"] <= 1.0
+    policy = i2a.load_rollout_policy(tmp_path / "rollout_policy.pt")
+    assert policy(torch.rand(3, *i2a.FRAME_SHAPE)).shape == (3, 5)
+    summary = i2a.train_stages(tmp_path, ["agent"], config, frames=200, log_every=100, seed=1)
+    assert summary["agent"]["name"] == "i2a" and summary["agent"]["frames"] == 200
+    net = torch.load(tmp_path / "i2a" / "agent.pt", weights_only=True)
+    # the agent imagined with the stage's env model and rollout policy, frozen
+    assert torch.equal(net["imagination.frame_head.weight"], model.frame_head.weight)
+    assert torch.equal(net["rollout_policy.1.weight"], policy[1].weight)
+    summary = i2a.train_stages(tmp_path, ["agent"], config, agent="copy", frames=100, online_distill=True, seed=1)
+    assert summary["agent"]["name"] == "copy-online" and "distill_loss" in summary["agent"]
+
+
+def test_cli_trains_the_agent_stage_and_refuses_bad_input(tmp_path, capsys):
+    from pymbrl import cli
+
+    i2a.train_stages(tmp_path, ["env-model", "distill"], i2a.I2AConfig(**TINY_STAGES), seed=0)
+    args = ["train", "i2a", "--stages", "agent", "--steps", "1600", "--eval-every", "800", "--run-dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "i2a on MiniPacman-regular, seed 0: mean return of the last 100 training episodes" in out
+    assert (tmp_path / "i2a" / "learning_curve.png").exists() and (tmp_path / "i2a" / "checkpoint").exists()
+    for bad, message in ((["--stages", "collect"], "stages"), (["--env", "CartPole-v1"], "env")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "i2a", "--run-dir", str(tmp_path / "bad"), *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -398,3 +398,11 @@ def test_mdn_windows_start_from_their_rollouts_state(monkeypatch):
                                          torch.from_numpy(r["actions"][None, :5 * k]))
                 expected = state.h[0]
             torch.testing.assert_close(h, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_refuses_stages_of_another_algorithm(tmp_path, capsys):
+    from pymbrl import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "world-models", "--stages", "distill", "--run-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "stages: expected some of" in capsys.readouterr().err
