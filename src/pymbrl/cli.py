@@ -128,6 +128,8 @@ def _train_i2a(args: argparse.Namespace) -> int:
                                          dynamic_ncols=True))
         bar.total = total
         bar.update(done - bar.n)  # a resumed run's first update jumps to its checkpoint
+        if done >= total:  # the next task's bar takes its line
+            bars.pop(task).close()
 
     def plot(name: str) -> None:
         with open(run_dir / name / "log.csv", newline="") as f:
