@@ -18,8 +18,11 @@ The same file trains the paper's controls: ``agent="a2c"`` (the model-free path 
 similar number of parameters) and ``agent="copy"`` (the I2A architecture with the environment model
 replaced by :class:`~pymbrl.models.env_model.CopyModel`, which returns its input frame and reward 0).
 
-The three stages of the paper are :func:`collect` (frames of a policy in the real env),
-:func:`pymbrl.models.env_model.train_env_model`, then :func:`train` with the model frozen.
+The paper's stages are :func:`collect` (frames of a policy in the real env),
+:func:`pymbrl.models.env_model.train_env_model`, then :func:`train` with the model frozen;
+:func:`train_stages` runs them in a run directory (env model, distilled rollout policy, agent), as
+``pymbrl train i2a`` does. The envs are MiniPacman (``"MiniPacman-<mode>"``) and Atari games
+(``"ALE/<Game>-v5"``, :class:`pymbrl.envs.atari.AtariVectorEnv`).
 """
 
 from __future__ import annotations
