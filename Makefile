@@ -126,6 +126,7 @@ bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/
 	$(BENCH_VENV)/bin/python bench/bench_world_models.py
 	$(BENCH_VENV)/bin/python bench/bench_minipacman.py
 	$(BENCH_VENV)/bin/python bench/bench_i2a.py
+	$(BENCH_VENV)/bin/python bench/bench_atari.py
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)
