@@ -42,13 +42,14 @@ $(TEST_VENV)/.ready:
 # The peers of bench/bench_replay.py and bench/bench_mcts.py. torch is named again so that pip
 # keeps 2.13.0 (or fails) rather than pulling another build; tensordict 0.14.3 is the line torchrl
 # 0.14.1 requires; jax/jaxlib 0.10.2 is the newest pair mctx 0.0.71 resolves to here, pinned.
-# (A venv made before mctx was added: rm $(BENCH_VENV)/.ready and run make bench again.)
+# ale-py 0.12.1 for bench/bench_atari.py. (A venv made before mctx or ale-py was added: rm
+# $(BENCH_VENV)/.ready and run make bench again.)
 $(BENCH_VENV)/.ready:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python $(PIP) $(TORCH)
 	$(BENCH_VENV)/bin/python $(PIP) $(TORCH) cpprb==11.0.0 stable-baselines3==2.9.2 torchrl==0.14.1 tensordict==0.14.3 \
-	  mctx==0.0.71 jax==0.10.2 jaxlib==0.10.2
-	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict, jax, mctx; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	  mctx==0.0.71 jax==0.10.2 jaxlib==0.10.2 ale-py==0.12.1
+	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict, jax, mctx, ale_py; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
 # LightZero's compiled trees for bench/bench_mcts.py, which puts $(PEERS) on sys.path. Installing
