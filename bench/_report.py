@@ -124,6 +124,25 @@ def ratio(a: float, b: float) -> str:
     return f"{r:.2f}x" if r < 10 else f"{r:,.1f}x" if r < 100 else f"{r:,.0f}x"
 
 
+def rate_tables(rates: dict[tuple[str, int], float], methods: dict[str, str], sizes: list[int], ours: str,
+                against: tuple[str, ...], unit: str, ours_label: str = "pymbrl") -> list[str]:
+    """Markdown lines of two tables over ``sizes``: each method's rate ("{unit} per second", from
+    ``rates[(method, n)]``), then ``ours`` over each of ``against`` as ratios; "—" where a cell did not run."""
+    na = "—"
+    columns = " | ".join(f"N={n:,}" for n in sizes)
+    lines = [f"{unit} per second (N games x steps / seconds; higher is better):", "",
+             f"| method | {columns} |", "|---|" + "---:|" * len(sizes)]
+    for name, label in methods.items():
+        lines.append(f"| {label} | " + " | ".join(f"{rates[(name, n)]:,.0f}" if (name, n) in rates else na
+                                                 for n in sizes) + " |")
+    lines += ["", f"{ours_label} over each method:", "", f"| against | {columns} |", "|---|" + "---:|" * len(sizes)]
+    for name in against:
+        lines.append(f"| {methods[name]} | " + " | ".join(
+            ratio(rates[(ours, n)], rates[(name, n)]) if (name, n) in rates and (ours, n) in rates else na
+            for n in sizes) + " |")
+    return lines
+
+
 def spread(times: list[float]) -> float:
     """(max - min) / median of repeated timings: how noisy a cell was (0 for a single timing)."""
     import statistics

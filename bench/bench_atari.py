@@ -52,7 +52,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import (  # noqa: E402
-    DEFAULT_OUTPUT, Run, bench_parser, header, ratio, run_and_publish, short, spread, version)
+    DEFAULT_OUTPUT, Run, bench_parser, header, rate_tables, run_and_publish, short, spread, version)
 
 torch.set_num_threads(1)
 
@@ -65,7 +65,6 @@ ACTION_ROWS = 256
 SETTLE_STEPS = 5     # untimed, right after the env is built and reset
 WARMUP_STEPS = 2     # untimed, before each timed run
 PEERS_DIR = Path(__file__).resolve().parent.parent / "build" / "peers" / "sheeprl"
-NA = "—"
 
 METHODS = {
     "pymbrl": "pymbrl `AtariVectorEnv`",
@@ -328,23 +327,8 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     skipped = [f"{METHODS[m.name]}: {m.reason}" for m in methods.values() if m.reason]
     if skipped:
         lines += ["- Not run: " + "; ".join(skipped) + "."]
-    lines += [
-        "",
-        "Agent steps per second (N games x vector steps / seconds; higher is better):",
-        "",
-        "| method | " + " | ".join(f"N={n:,}" for n in sizes) + " |",
-        "|---|" + "---:|" * len(sizes),
-    ]
-    for name, label in METHODS.items():
-        row = [fmt(cells[(name, n)].rate()) if (name, n) in cells else NA for n in sizes]
-        lines.append(f"| {label} | " + " | ".join(row) + " |")
-    lines += ["", "pymbrl over each method:", "",
-              "| against | " + " | ".join(f"N={n:,}" for n in sizes) + " |",
-              "|---|" + "---:|" * len(sizes)]
-    for name in (SYNC, ASYNC):
-        row = [ratio(cells[(PYMBRL, n)].rate(), cells[(name, n)].rate())
-               if (name, n) in cells and (PYMBRL, n) in cells else NA for n in sizes]
-        lines.append(f"| {METHODS[name]} | " + " | ".join(row) + " |")
+    rates = {key: cell.rate() for key, cell in cells.items()}
+    lines += ["", *rate_tables(rates, METHODS, sizes, PYMBRL, (SYNC, ASYNC), "Agent steps")]
     if (ALE, ALE_N) in cells:
         bare = cells[(ALE, ALE_N)].rate()
         share = [f"N={n:,}: {cells[(PYMBRL, n)].rate() / bare:.0%}" for n in sizes if (PYMBRL, n) in cells]

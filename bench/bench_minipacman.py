@@ -46,7 +46,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import minipacman_reference as reference  # noqa: E402
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, ratio, run_and_publish, spread  # noqa: E402
+from _report import (  # noqa: E402
+    DEFAULT_OUTPUT,
+    Run,
+    bench_parser,
+    header,
+    rate_tables,
+    ratio,
+    run_and_publish,
+    spread,
+)
 from pymbrl.envs.minipacman import MiniPacmanEnv, MiniPacmanVectorEnv  # noqa: E402
 
 SECTION = "minipacman"
@@ -55,7 +64,6 @@ TARGET_N, TARGET_RATE = 256, 100_000
 ACTION_ROWS = 64
 WARMUP_STEPS = 3
 CHECK_STEPS = 2000
-NA = "—"
 
 METHODS = {
     "pymbrl": "pymbrl `MiniPacmanVectorEnv`, 1 thread",
@@ -212,25 +220,9 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         f"- Medians over {a.repeats} repeat{'s' if a.repeats > 1 else ''} of ~{a.seconds:g} s per cell (after "
         f"{WARMUP_STEPS} untimed steps), the methods in a rotating order.",
         "",
-        "Env steps per second (N games x steps / seconds; higher is better):",
-        "",
-        "| method | " + " | ".join(f"N={n:,}" for n in sizes) + " |",
-        "|---|" + "---:|" * len(sizes),
     ]
-    for name, label in METHODS.items():
-        row = [fmt(cells[(name, n)].rate()) if (name, n) in cells else NA for n in sizes]
-        lines.append(f"| {label} | " + " | ".join(row) + " |")
-    lines += ["", "pymbrl (1 thread) over each method:", "",
-              "| against | " + " | ".join(f"N={n:,}" for n in sizes) + " |",
-              "|---|" + "---:|" * len(sizes)]
-    for name in (PYTHON, SYNC):
-        row = []
-        for n in sizes:
-            if (name, n) in cells and (PYMBRL, n) in cells:
-                row.append(ratio(cells[(PYMBRL, n)].rate(), cells[(name, n)].rate()))
-            else:
-                row.append(NA)
-        lines.append(f"| {METHODS[name]} | " + " | ".join(row) + " |")
+    rates = {key: cell.rate() for key, cell in cells.items()}
+    lines += rate_tables(rates, METHODS, sizes, PYMBRL, (PYTHON, SYNC), "Env steps", "pymbrl (1 thread)")
     threads = [f"N={n:,}: {ratio(cells[(PYMBRL2, n)].rate(), cells[(PYMBRL, n)].rate())}" for n in sizes
                if (PYMBRL2, n) in cells and (PYMBRL, n) in cells]
     if threads:
