@@ -12,6 +12,7 @@ checkpoint usable.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from pymbrl._checks import integer, resolve_seed
@@ -28,6 +30,46 @@ from pymbrl import replay
 from pymbrl.replay import ReplayBuffer
 
 STATE = "state.pt"
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
+    """Writes ``path`` through ``write(file)`` into a temporary file that then replaces it, so that
+    a crash mid-write leaves the previous file whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def save_atomically(path: Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def arrays_to_tensors(value: Any) -> Any:
+    """``value`` (dicts, lists and tuples of numpy arrays, numbers, strings, tensors) with its numpy
+    arrays as tensors and numpy scalars as numbers, which ``torch.load(weights_only=True)`` reads
+    back (it refuses numpy arrays); :func:`tensors_to_arrays` undoes it. Tuples come back as lists."""
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(value.copy())}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: arrays_to_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [arrays_to_tensors(v) for v in value]
+    return value
+
+
+def tensors_to_arrays(value: Any) -> Any:
+    """Undoes :func:`arrays_to_tensors`: only the arrays it wrapped become numpy again."""
+    if isinstance(value, dict):
+        if set(value) == {"__ndarray__"}:
+            return value["__ndarray__"].numpy()
+        return {k: tensors_to_arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tensors_to_arrays(v) for v in value]
+    return value
 
 
 def random_states(env: gym.Env, generators: Iterable[torch.Generator] = ()) -> dict[str, Any]:

@@ -27,6 +27,7 @@ The paper's stages are :func:`collect` (frames of a policy in the real env),
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections import deque
@@ -42,7 +43,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from pymbrl._checks import integer, real
-from pymbrl.agents.checkpoint import start_run
+from pymbrl.agents.checkpoint import (
+    arrays_to_tensors,
+    save_atomically,
+    start_run,
+    tensors_to_arrays,
+)
 from pymbrl.envs.minipacman import MAP, MODES, MiniPacmanVectorEnv
 from pymbrl.models.env_model import (
     CopyModel,
@@ -89,6 +95,12 @@ def env_spaces(env_id: str) -> tuple[tuple[int, int, int], int]:
     """(frame planes (C, H, W), number of actions) of ``env_id``."""
     if check_env_id(env_id).startswith(MINIPACMAN):
         return FRAME_SHAPE, NUM_ACTIONS
+    return _atari_spaces(env_id)
+
+
+@functools.cache
+def _atari_spaces(env_id: str) -> tuple[tuple[int, int, int], int]:
+    """Read from one env (loading the game's ROM), once per id."""
     env = make_vector_env(env_id, 1, 0)
     h, w, c = env.single_observation_space.shape
     env.close()
@@ -400,30 +412,6 @@ def _digest(module: nn.Module | None) -> str:
     return h.hexdigest()[:16]
 
 
-def _to_tensors(value: Any) -> Any:
-    """An env's state with its numpy arrays as tensors (``torch.load(weights_only=True)`` reads
-    those back, not arrays); :func:`_to_arrays` undoes it."""
-    if isinstance(value, np.ndarray):
-        return {"__ndarray__": torch.from_numpy(value.copy())}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _to_tensors(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_tensors(v) for v in value]
-    return value
-
-
-def _to_arrays(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__ndarray__"}:
-            return value["__ndarray__"].numpy()
-        return {k: _to_arrays(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_arrays(v) for v in value]
-    return value
-
-
 def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: EnvModel | None = None, *,
           rollout_policy: nn.Module | None = None, seed: int | None = None, run_dir: str | os.PathLike | None = None,
           log_every: int = 10_000, checkpoint_every: int = 50_000,
@@ -464,7 +452,7 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        obs = np.stack([env.set_state(i, s) for i, s in enumerate(_to_arrays(state["env"]))])
+        obs = np.stack([env.set_state(i, s) for i, s in enumerate(tensors_to_arrays(state["env"]))])
         returns.extend(state["returns"])
         episodes, done_frames, next_log = state["episodes"], run.step, state["next_log"]
         sums, updates = state["sums"], state["updates"]
@@ -528,7 +516,7 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
         if run.directory is not None and (done_frames >= frames or run.due(done_frames, True)):
             run.save(done_frames, {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
                                    "generator": generator.get_state(),
-                                   "env": _to_tensors([env.get_state(i) for i in range(env.num_envs)]),
+                                   "env": arrays_to_tensors([env.get_state(i) for i in range(env.num_envs)]),
                                    "returns": list(returns), "episodes": episodes, "next_log": next_log,
                                    "sums": sums, "updates": updates}, {})
         if on_update is not None:
@@ -594,6 +582,21 @@ def _teacher(run_dir: Path, config: I2AConfig) -> ActorCritic:
     return teacher.eval()
 
 
+def _play(config: I2AConfig, policy: Callable[[np.ndarray], np.ndarray], frames: int, seed: int, task: str,
+          progress: Callable[[str, int, int], None]) -> Rollout:
+    """``frames`` (rounded up to whole steps of the ``config.num_envs`` envs) of ``policy`` in fresh
+    envs of ``config.env`` seeded by ``seed``."""
+    env = make_vector_env(config.env, config.num_envs, seed, config.frame_cap)
+    return collect(env, -(-frames // config.num_envs), policy, seed=seed, progress=lambda d, n: progress(task, d, n))
+
+
+@torch.no_grad()
+def _in_chunks(net: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """``net`` on uint8 frames [N, H, W, C] as planes, ``chunk`` frames at a time (bounding the
+    memory of the float planes): the outputs concatenated, [N, ...]."""
+    return torch.cat([net(to_planes(frames[i:i + chunk])) for i in range(0, len(frames), chunk)])
+
+
 def env_model_stage(run_dir: Path, config: I2AConfig, seed: int, log: Callable[[str, dict], None],
                     progress: Callable[[str, int, int], None], checkpoint_every: int) -> dict[str, Any]:
     """Trains the model-free teacher (``teacher/``, resumable), collects ``config.model_frames`` of its
@@ -607,12 +610,9 @@ def env_model_stage(run_dir: Path, config: I2AConfig, seed: int, log: Callable[[
                    on_update=lambda f: progress("teacher", f, config.teacher_frames))
     policy = policy_of(result.agent.eval(), torch.Generator().manual_seed(teacher_seed + 1), explore=config.explore,
                        seed=teacher_seed + 2)
-    steps = -(-config.model_frames // config.num_envs)
-    data = collect(make_vector_env(config.env, config.num_envs, teacher_seed + 3, config.frame_cap), steps, policy,
-                   seed=teacher_seed + 3, progress=lambda d, n: progress("model data", d, n))
-    held_steps = max(steps // 3, 16)
-    held_out = collect(make_vector_env(config.env, config.num_envs, teacher_seed + 4, config.frame_cap), held_steps,
-                       policy, seed=teacher_seed + 4, progress=lambda d, n: progress("held-out data", d, n))
+    data = _play(config, policy, config.model_frames, teacher_seed + 3, "model data", progress)
+    steps = len(data.actions)
+    held_out = _play(config, policy, max(steps // 3, 16) * config.num_envs, teacher_seed + 4, "held-out data", progress)
     torch.manual_seed(teacher_seed + 5)
     model = EnvModel(frame_shape, num_actions, channels=config.channels)
     history = train_env_model(model, data.transitions(), epochs=config.model_epochs, seed=teacher_seed + 5,
@@ -625,7 +625,7 @@ def env_model_stage(run_dir: Path, config: I2AConfig, seed: int, log: Callable[[
               "channels": config.channels, "history": history, "error": error._asdict(),
               "teacher": result.history, "frames": {"teacher": config.teacher_frames, "model_data": steps * config.num_envs}}
     np.savez_compressed(run_dir / "held_out.npz", frames=frames[:64], actions=actions[:64], rewards=rewards[:64])
-    _save_atomically(record, run_dir / "env_model.pt")
+    save_atomically(run_dir / "env_model.pt", record)
     return {"error": error._asdict(), "frames": record["frames"]}
 
 
@@ -641,13 +641,10 @@ def distill_stage(run_dir: Path, config: I2AConfig, seed: int, log: Callable[[st
     policy = policy_of(teacher, torch.Generator().manual_seed(teacher_seed + 6), explore=config.explore,
                        seed=teacher_seed + 7)
 
-    def frames_of(seed: int, frames: int, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        rollout = collect(make_vector_env(config.env, config.num_envs, seed, config.frame_cap),
-                          -(-frames // config.num_envs), policy, seed=seed, progress=lambda d, n: progress(stage, d, n))
-        x = torch.from_numpy(rollout.frames.reshape(-1, *rollout.frames.shape[2:]))
-        with torch.no_grad():
-            target = torch.cat([torch.softmax(teacher(to_planes(x[i:i + 1024]))[0], -1) for i in range(0, len(x), 1024)])
-        return x, target
+    def frames_of(seed: int, frames: int, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+        rollout = _play(config, policy, frames, seed, task, progress)
+        x = torch.from_numpy(rollout.transitions().frames)
+        return x, _in_chunks(lambda planes: torch.softmax(teacher(planes)[0], -1), x)
 
     x, target = frames_of(teacher_seed + 8, config.distill_frames, "distill data")
     held_x, held_target = frames_of(teacher_seed + 9, max(config.distill_frames // 5, config.num_envs), "held-out data")
@@ -665,22 +662,16 @@ def distill_stage(run_dir: Path, config: I2AConfig, seed: int, log: Callable[[st
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-        with torch.no_grad():
-            logits = torch.cat([net(to_planes(held_x[i:i + 1024])) for i in range(0, len(held_x), 1024)])
+        logits = _in_chunks(net, held_x)
         history.append({"cross_entropy": total / len(x),
                         "held_out_cross_entropy": float(-(held_target * F.log_softmax(logits, -1)).sum(-1).mean()),
                         "agreement": float((logits.argmax(-1) == held_target.argmax(-1)).float().mean())})
         log("distill", history[-1])
         progress("distill epochs", epoch + 1, config.distill_epochs)
-    _save_atomically({"state_dict": net.state_dict(), "frame_shape": list(frame_shape), "num_actions": num_actions,
-                      "channels": config.channels, "history": history}, run_dir / "rollout_policy.pt")
+    save_atomically(run_dir / "rollout_policy.pt", {"state_dict": net.state_dict(), "frame_shape": list(frame_shape),
+                                                    "num_actions": num_actions, "channels": config.channels,
+                                                    "history": history})
     return history[-1]
-
-
-def _save_atomically(record: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
 
 
 def train_stages(run_dir: str | os.PathLike, stages: Sequence[str] = STAGES, config: I2AConfig | None = None, *,

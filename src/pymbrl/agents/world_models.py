@@ -20,7 +20,6 @@ Parts: :mod:`pymbrl.models.world_models` (V, M, C), :mod:`pymbrl.rollout.dream` 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import pickle
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from pymbrl._checks import integer, real
+from pymbrl.agents.checkpoint import atomic_write, save_atomically
 from pymbrl.agents.sac import seeded
 from pymbrl.envs.frames import ResizeFrames
 from pymbrl.envs.spaces import ActionCodec
@@ -175,13 +175,6 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 # The on-disk dataset
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
-
-
 class RolloutDataset:
     """Rollouts in a directory, one ``rollout_NNNNNN.npz`` each, so that later iterations can add
     to it and a stopped collection keeps what it finished.
@@ -209,7 +202,7 @@ class RolloutDataset:
         if rewards.shape != (steps,) or dones.shape != (steps,):
             raise ValueError(f"rewards: expected [{steps}] rewards and dones, got {rewards.shape} and {dones.shape}")
         index = int(self.files()[-1].stem.split("_")[1]) + 1 if len(self) else 0
-        _atomic_write(self.path / f"rollout_{index:06d}.npz",
+        atomic_write(self.path / f"rollout_{index:06d}.npz",
                       lambda f: np.savez(f, frames=frames, actions=actions.astype(np.float32),
                                          rewards=rewards.astype(np.float32), dones=dones.astype(bool)))
 
@@ -532,10 +525,6 @@ def real_fitness(env_id: str, policy: Policy, config: WorldModelsConfig, seed: i
 _IDENTITY = ("z_dim", "rnn_hidden", "mixtures", "reward_head")
 
 
-def _save(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f))
-
-
 def _open_run(run_dir: Path, env_id: str, config: WorldModelsConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     identity = {"env_id": env_id, **{k: getattr(config, k) for k in _IDENTITY}}
@@ -547,7 +536,7 @@ def _open_run(run_dir: Path, env_id: str, config: WorldModelsConfig) -> None:
                 raise ValueError(f"{'env_id' if key == 'env_id' else 'config.' + key}: {run_dir} holds a run with "
                                  f"{key}={saved.get(key)!r}, got {value!r}; use another run_dir")
     else:
-        _atomic_write(path, lambda f: f.write(json.dumps(identity, indent=1).encode()))
+        atomic_write(path, lambda f: f.write(json.dumps(identity, indent=1).encode()))
 
 
 def _tag(iteration: int) -> str:
@@ -615,7 +604,7 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
             vae, history = train_vae(frames, config, seed=seed, progress=report("vae"))
             for record in history:
                 logger("vae")(record)
-            _save(run / "vae.pt", {"state": vae.state_dict(), "history": history, "frames": len(frames)})
+            save_atomically(run / "vae.pt", {"state": vae.state_dict(), "history": history, "frames": len(frames)})
         if "mdn" in stages and not (run / f"mdnrnn{tag}.pt").exists():
             vae = load_vae(run, config)
             latents = encode_dataset(dataset, vae, progress=report("encode"))
@@ -625,8 +614,8 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
             for record in history:
                 logger("mdn")(record)
             start_z = torch.from_numpy(np.stack([r["mu"][0] for r in latents]))
-            _save(run / f"mdnrnn{tag}.pt", {"state": mdnrnn.state_dict(), "history": history, "start_z": start_z,
-                                            "rollouts": len(latents)})
+            save_atomically(run / f"mdnrnn{tag}.pt", {"state": mdnrnn.state_dict(), "history": history,
+                                                      "start_z": start_z, "rollouts": len(latents)})
         if "controller" in stages:
             summary = _controller_stage(env_id, run, config, codec, controller, tag, seed + iteration, logger,
                                         progress)
@@ -691,7 +680,7 @@ def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: 
     def checkpoint(es: Any, history: list[dict]) -> None:
         logger("controller")(history[-1])
         rng_state = generator.get_state() if config.train_in == "dream" else None
-        _atomic_write(pending, lambda f: pickle.dump((es, history, rng_state), f))
+        atomic_write(pending, lambda f: pickle.dump((es, history, rng_state), f))
         if progress is not None:
             progress("controller", len(history), config.generations)
 
@@ -706,5 +695,5 @@ def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: 
                "std": float(returns.std()), "tau": config.tau, "train_in": config.train_in,
                "inputs": "z, h" if config.controller_uses_hidden else "z", "controller_hidden": config.controller_hidden}
     logger("evaluate")({"mean": summary["mean"], "std": summary["std"], "episodes": config.eval_episodes})
-    _save(final, {"params": params, "summary": summary})
+    save_atomically(final, {"params": params, "summary": summary})
     return summary
