@@ -118,7 +118,8 @@ def test_the_replay_critic_targets_follow_real_rewards_terminations_and_episode_
         return original(logits, target)
 
     monkeypatch.setattr(agent.critic.two_hot, "loss", capture)
-    agent._replay_critic_loss(batch, parts["posterior"], b)
+    logits = agent.critic(agent.world_model.rssm.features(parts["posterior"]).flatten(0, 1))  # the posteriors' [5, bins]
+    agent._replay_critic_loss(batch, logits, b)
     r1 = 3.0  # row 1's return: the reward of the terminal row 2, nothing after it
     expected = torch.tensor([2.0 + gamma * ((1 - lam) * 20.0 + lam * r1), r1, 30.0, 5.0 + gamma * 50.0])
     torch.testing.assert_close(seen["target"][:, 0], expected)

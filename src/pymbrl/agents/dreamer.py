@@ -308,8 +308,7 @@ class Dreamer:
         critic_loss = critic_loss + c.slow_critic_reg * self.critic.two_hot.loss(logits, slow)
         critic_loss = (weight * critic_loss).mean()
         if c.replay_critic > 0:
-            critic_loss = critic_loss + c.replay_critic * self._replay_critic_loss(batch, parts["posterior"],
-                                                                                  returns[0].detach())
+            critic_loss = critic_loss + c.replay_critic * self._replay_critic_loss(batch, logits[0], returns[0].detach())
         self._check_finite("critic", critic_loss)
         critic_norm = _step(self.critic_opt, critic_loss, list(self.critic.parameters()), c.actor_critic_clip)
         with torch.no_grad():
@@ -322,12 +321,13 @@ class Dreamer:
                 "imagined_return": float(returns.detach().mean()), "model_grad_norm": model_norm,
                 "actor_grad_norm": actor_norm, "critic_grad_norm": critic_norm}
 
-    def _replay_critic_loss(self, batch: dict[str, torch.Tensor], posterior: RSSMState,
+    def _replay_critic_loss(self, batch: dict[str, torch.Tensor], logits: torch.Tensor,
                             imagined: torch.Tensor) -> torch.Tensor:
         """The critic on the replayed sequences themselves: lambda-returns of their real rewards and
         terminations, bootstrapped at every step with the return imagined from that posterior
-        (``imagined`` [B * T]). Terminations far beyond the imagination horizon (a cart drifting to
-        the edge of the track) reach the critic only this way."""
+        (``imagined`` [B * T]). ``logits`` [B * T, bins] are the critic's on the posteriors (the
+        imagination's first states). Terminations far beyond the imagination horizon (a cart
+        drifting to the edge of the track) reach the critic only this way."""
         c = self.config
         first, terminated = batch["first"].bool(), batch["terminated"].bool()
         b, t = first.shape
@@ -340,8 +340,7 @@ class Dreamer:
         rewards = torch.where(cut, boot[:-1], rewards)
         continues = torch.where(cut, 0.0, continues)
         target = lambda_returns(rewards, continues, boot, discount=c.discount, lam=c.lam)  # [T - 1, B]
-        features = self.world_model.rssm.features(posterior).detach().transpose(0, 1)[:-1]
-        loss = self.critic.two_hot.loss(self.critic(features), target)
+        loss = self.critic.two_hot.loss(logits.reshape(b, t, -1).transpose(0, 1)[:-1], target)
         # A terminal observation has no future to value.
         keep = (~terminated.T[:-1]).float()
         return (loss * keep).sum() / keep.sum().clamp(min=1.0)
@@ -435,13 +434,12 @@ def env_spaces(env: gym.Env, env_id: str) -> tuple[tuple[int, ...], int, bool]:
     elif len(space.shape) != 1:
         raise ValueError(f"env_id: Dreamer needs vector or 64x64x3 image observations, {env_id} has shape "
                          f"{space.shape}")
-    action = env.action_space
-    if isinstance(action, gym.spaces.Discrete):
-        return tuple(space.shape), int(action.n), True
-    if isinstance(action, gym.spaces.Box) and len(action.shape) == 1 and np.all(np.isfinite(action.low)) \
-            and np.all(np.isfinite(action.high)):
-        return tuple(space.shape), int(action.shape[0]), False
-    raise ValueError(f"env_id: Dreamer supports Discrete or bounded 1-D Box actions, {env_id} has {action}")
+    try:
+        codec = ActionCodec(env.action_space)
+    except ValueError:
+        raise ValueError(f"env_id: Dreamer supports Discrete or bounded 1-D Box actions, {env_id} has "
+                         f"{env.action_space}") from None
+    return tuple(space.shape), codec.dim, codec.discrete
 
 
 def _obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:

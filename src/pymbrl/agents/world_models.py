@@ -37,7 +37,7 @@ from pymbrl.agents.sac import seeded
 from pymbrl.envs.frames import ResizeFrames
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.rssm import IMAGE_SHAPE
-from pymbrl.models.world_models import MDNRNN, Controller, ConvVAE, MDNState
+from pymbrl.models.world_models import MDNRNN, Controller, ConvVAE, MDNState, temperature
 from pymbrl.rollout.dream import dream_rollouts
 
 STAGES = ("collect", "vae", "mdn", "controller")
@@ -111,8 +111,7 @@ class WorldModelsConfig:
         integer(self.vae_rollouts, "vae_rollouts", optional=True)
         for name in ("kl_tolerance", "vae_lr", "rnn_lr", "rnn_clip", "done_weight", "sigma0", "explore"):
             real(getattr(self, name), name, low=0.0)
-        if real(self.tau, "tau", low=0.0) == 0.0:
-            raise ValueError("tau: expected a temperature > 0, got 0.0")
+        temperature(self.tau)
         if self.popsize < 2:
             raise ValueError(f"popsize: expected at least 2 (CMA-ES ranks candidates), got {self.popsize}")
         if self.train_in not in ("dream", "real"):
@@ -201,10 +200,11 @@ class RolloutDataset:
                              f"{frames.dtype} {frames.shape}")
         if rewards.shape != (steps,) or dones.shape != (steps,):
             raise ValueError(f"rewards: expected [{steps}] rewards and dones, got {rewards.shape} and {dones.shape}")
-        index = int(self.files()[-1].stem.split("_")[1]) + 1 if len(self) else 0
+        files = self.files()
+        index = int(files[-1].stem.split("_")[1]) + 1 if files else 0
         atomic_write(self.path / f"rollout_{index:06d}.npz",
-                      lambda f: np.savez(f, frames=frames, actions=actions.astype(np.float32),
-                                         rewards=rewards.astype(np.float32), dones=dones.astype(bool)))
+                     lambda f: np.savez(f, frames=frames, actions=actions.astype(np.float32),
+                                        rewards=rewards.astype(np.float32), dones=dones.astype(bool)))
 
     def load(self, file: Path) -> dict[str, np.ndarray]:
         with np.load(file) as data:

@@ -16,10 +16,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from pymbrl._checks import integer, real
+from pymbrl._checks import integer
 from pymbrl.envs.spaces import ActionCodec
-from pymbrl.models.world_models import MDNRNN, ConvVAE
-from pymbrl.rollout.dream import dream_step
+from pymbrl.models.world_models import MDNRNN, ConvVAE, temperature
+from pymbrl.rollout.dream import check_start_z, dream_step
 
 
 class _Dreams:
@@ -32,13 +32,10 @@ class _Dreams:
             raise ValueError(f"action_space: its action vectors have {self.codec.dim} numbers, the MDNRNN takes "
                              f"{mdnrnn.action_dim}")
         start_z = torch.as_tensor(start_z, dtype=torch.float32)
-        if start_z.dim() != 2 or start_z.shape[1] != mdnrnn.z_dim or start_z.shape[0] == 0:
-            raise ValueError(f"start_z: expected [S >= 1, {mdnrnn.z_dim}], got {tuple(start_z.shape)}")
+        check_start_z(start_z, mdnrnn)
         self.device = mdnrnn.head.weight.device
         self.start_z = start_z.to(self.device)
-        self.tau = real(tau, "tau", low=0.0)
-        if self.tau == 0.0:
-            raise ValueError("tau: expected a temperature > 0, got 0.0")
+        self.tau = temperature(tau)
         self.max_steps = integer(max_steps, "max_steps")
         self.z = torch.zeros(n, mdnrnn.z_dim, device=self.device)
         self.state = mdnrnn.initial_state(n, self.device)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pymbrl._checks import integer, real
-from pymbrl.models.rssm import IMAGE_SHAPE
+from pymbrl.models.rssm import IMAGE_SHAPE, categorical_index
 
 
 def frames_to_tensor(frames: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:
@@ -130,18 +130,22 @@ def mixture_log_prob(mixture: Mixture, target: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(mixture.log_weights + log_normal, -2)
 
 
+def temperature(tau: float) -> float:
+    """``tau`` as a float if it is a temperature (finite, > 0), or ValueError naming ``tau``."""
+    tau = real(tau, "tau", low=0.0)
+    if tau == 0.0:
+        raise ValueError("tau: expected a temperature > 0, got 0.0")
+    return tau
+
+
 def sample_mixture(mixture: Mixture, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """A sample of z [..., z_dim] at temperature ``tau`` (> 0): each dimension picks its component
     from softmax(log_weights / tau) and draws from it with its std scaled by sqrt(tau), as the paper's
     code does. Lower tau concentrates on the likeliest component and narrows it (a more predictable,
     more exploitable dream); higher tau makes the dream more uncertain."""
-    tau = real(tau, "tau", low=0.0)
-    if tau == 0.0:
-        raise ValueError("tau: expected a temperature > 0, got 0.0")
+    tau = temperature(tau)
     probs = torch.softmax(mixture.log_weights / tau, -2)
-    # Inverse-CDF sampling: one uniform per dimension (torch.multinomial is slower on [N * z_dim, K]).
-    u = torch.rand(*probs.shape[:-2], 1, probs.shape[-1], device=probs.device, generator=generator)
-    k = (probs.cumsum(-2) < u).sum(-2, keepdim=True).clamp_(max=probs.shape[-2] - 1)
+    k = categorical_index(probs.transpose(-1, -2), generator).unsqueeze(-2)  # each dimension's component
     mean = mixture.means.gather(-2, k).squeeze(-2)
     std = mixture.log_stds.gather(-2, k).squeeze(-2).exp() * math.sqrt(tau)
     return mean + std * torch.randn(mean.shape, device=mean.device, generator=generator)

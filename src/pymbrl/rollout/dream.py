@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 import torch
 
-from pymbrl._checks import integer, real
-from pymbrl.models.world_models import MDNRNN, Controller, MDNState, sample_mixture
+from pymbrl._checks import integer
+from pymbrl.models.world_models import MDNRNN, Controller, MDNState, sample_mixture, temperature
 
 
 class DreamStep(NamedTuple):
@@ -47,6 +47,12 @@ class DreamReturns(NamedTuple):
         return self.returns.mean(1)
 
 
+def check_start_z(start_z: torch.Tensor, mdnrnn: MDNRNN) -> None:
+    """ValueError naming ``start_z`` unless it is float [S >= 1, z_dim] of ``mdnrnn``."""
+    if start_z.dim() != 2 or start_z.shape[1] != mdnrnn.z_dim or start_z.shape[0] == 0:
+        raise ValueError(f"start_z: expected [S >= 1, {mdnrnn.z_dim}], got {tuple(start_z.shape)}")
+
+
 @torch.no_grad()
 def dream_rollouts(mdnrnn: MDNRNN, controller: Controller, params: torch.Tensor, start_z: torch.Tensor,
                    model_input: Callable[[torch.Tensor], torch.Tensor], *, trials: int = 16, tau: float = 1.15,
@@ -76,11 +82,10 @@ def dream_rollouts(mdnrnn: MDNRNN, controller: Controller, params: torch.Tensor,
     follows the steps actually dreamt. The loop stops when all have ended.
     """
     trials, max_steps = integer(trials, "trials"), integer(max_steps, "max_steps")
-    real(tau, "tau", low=0.0)
+    temperature(tau)
     if params.dim() != 2 or params.shape[1] != controller.num_params:
         raise ValueError(f"params: expected [P, {controller.num_params}], got {tuple(params.shape)}")
-    if start_z.dim() != 2 or start_z.shape[1] != mdnrnn.z_dim or start_z.shape[0] == 0:
-        raise ValueError(f"start_z: expected [S >= 1, {mdnrnn.z_dim}], got {tuple(start_z.shape)}")
+    check_start_z(start_z, mdnrnn)
     device = mdnrnn.head.weight.device
     candidates = params.shape[0]
     n = candidates * trials
