@@ -56,6 +56,37 @@ inline int64_t as_int(const py::handle& obj, const char* name) {
   return static_cast<int64_t>(v);
 }
 
+// A numpy shape as Python prints it: "(3,)", "(2, 5)".
+inline std::string shape_text(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// ValueError naming `name` unless `a` has `shape`; a -1 entry takes any length (printed "n").
+inline void check_shape(const py::array& a, const std::vector<int64_t>& shape, const char* name) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(static_cast<py::ssize_t>(i)) == shape[i];
+  if (ok) return;
+  std::string want = "(";
+  for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + (shape[i] < 0 ? std::string("n") : std::to_string(shape[i]));
+  throw py::value_error(std::string(name) + ": expected shape " + want + (shape.size() == 1 ? ",)" : ")") + ", got " +
+                        shape_text(a));
+}
+
+// `obj` as an array of one of the dtype kinds `kinds` (numpy's 'f', 'i', 'u', 'b') and the given
+// shape; `what` says what was expected in the error.
+inline py::array checked_array(const py::handle& obj, const std::vector<int64_t>& shape, const char* name,
+                               const char* kinds, const char* what) {
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error(std::string(name) + ": expected " + what + ", got " + type_name(obj));
+  if (std::string(kinds).find(a.dtype().kind()) == std::string::npos) {
+    throw py::type_error(std::string(name) + ": expected " + what + ", got dtype " + std::string(py::str(a.dtype())));
+  }
+  check_shape(a, shape, name);
+  return a;
+}
+
 // A numpy array field of a state dict, checked for its kind of dtype ('i' integers, 'f' floats,
 // 'b' booleans) and its number of dimensions, then converted (copied) to T.
 template <typename T>

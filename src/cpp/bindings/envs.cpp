@@ -5,7 +5,6 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <new>
 #include <mutex>
@@ -21,34 +20,14 @@ namespace {
 
 using envs::MiniPacman;
 
-std::string shape_of(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
 // Field `key` of a state dict as a C-contiguous T array of shape `shape` (-1: any length), its
 // dtype of kind `kind` ('i' integers, 'b' booleans).
 template <typename T>
 py::array_t<T, py::array::c_style | py::array::forcecast> state_array(const py::dict& d, const char* key, char kind,
-                                                                     std::vector<py::ssize_t> shape) {
+                                                                     const std::vector<int64_t>& shape) {
   if (!d.contains(key)) throw py::key_error(std::string("state: missing key '") + key + "'");
-  py::array a = py::array::ensure(d[key]);
-  if (!a) throw py::type_error(std::string(key) + ": expected an array, got " + type_name(d[key]));
-  char k = a.dtype().kind();
-  if (k == 'u') k = 'i';
-  if (k != kind) {
-    throw py::type_error(std::string(key) + ": expected " + (kind == 'i' ? "integers" : "booleans") + ", got dtype " +
-                         std::string(py::str(a.dtype())));
-  }
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(static_cast<py::ssize_t>(i)) == shape[i];
-  if (!ok) {
-    std::string want = "(";
-    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + (shape[i] < 0 ? std::string("n") : std::to_string(shape[i]));
-    throw py::value_error(std::string(key) + ": expected shape " + want + (shape.size() == 1 ? ",)" : ")") + ", got " +
-                          shape_of(a));
-  }
+  const bool integers = kind == 'i';
+  py::array a = checked_array(d[key], shape, key, integers ? "iu" : "b", integers ? "integers" : "booleans");
   return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
 }
 
@@ -219,15 +198,7 @@ class PyMiniPacman {
 
   py::tuple step(const py::handle& actions) {
     const int64_t n = core_.num_envs();
-    py::array a = py::array::ensure(actions);
-    if (!a) throw py::type_error("actions: expected an integer array of shape (" + std::to_string(n) + ",), got " + type_name(actions));
-    const char kind = a.dtype().kind();
-    if (kind != 'i' && kind != 'u') {
-      throw py::type_error("actions: expected integers, got dtype " + std::string(py::str(a.dtype())));
-    }
-    if (a.ndim() != 1 || a.shape(0) != n) {
-      throw py::value_error("actions: expected shape (" + std::to_string(n) + ",), got " + shape_of(a));
-    }
+    py::array a = checked_array(actions, {n}, "actions", "iu", "integers");
     auto acts = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
     py::array_t<uint8_t> frames = new_frames();
     py::array_t<uint8_t> final_frames = new_frames();
@@ -244,8 +215,6 @@ class PyMiniPacman {
     const int64_t* act = acts.data();
     {
       py::gil_scoped_release release;
-      // Rows of games that go on keep zeros: the same bytes every run, never stale memory.
-      std::memset(out.final_frames, 0, static_cast<size_t>(n) * MiniPacman::kFrameBytes);
       std::lock_guard<std::mutex> lock(mutex_);
       core_.step(act, out);
     }

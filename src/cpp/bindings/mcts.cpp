@@ -21,45 +21,12 @@ namespace {
 
 using mcts::FloatRows;
 
-std::string shape_text(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-std::string expected_shape(std::initializer_list<int64_t> shape) {
-  std::string s = "(";
-  size_t i = 0;
-  for (int64_t d : shape) s += (i++ ? ", " : "") + std::to_string(d);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
-void check_shape(const py::array& a, std::initializer_list<int64_t> shape, const char* name) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  size_t i = 0;
-  for (int64_t d : shape) ok = ok && a.shape(i++) == d;
-  if (!ok) throw py::value_error(std::string(name) + ": expected shape " + expected_shape(shape) + ", got " + shape_text(a));
-}
-
 // A float32 or float64 array of the given shape, read in place when C-contiguous (anything else
 // numeric is converted). The array is kept alive by the holder.
 struct Floats {
   py::array array;
   FloatRows rows;
 };
-
-// `obj` as an array of one of the dtype kinds `kinds` (numpy's 'f', 'i', 'u', 'b') and the given
-// shape; `what` says what was expected in the error.
-py::array checked_array(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name, const char* kinds,
-                        const char* what) {
-  py::array a = py::array::ensure(obj);
-  if (!a) throw py::type_error(std::string(name) + ": expected " + what + ", got " + type_name(obj));
-  if (std::string(kinds).find(a.dtype().kind()) == std::string::npos) {
-    throw py::type_error(std::string(name) + ": expected " + what + ", got dtype " + std::string(py::str(a.dtype())));
-  }
-  check_shape(a, shape, name);
-  return a;
-}
 
 Floats floats(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name) {
   py::array a = checked_array(obj, shape, name, "fiu", "an array of floats");

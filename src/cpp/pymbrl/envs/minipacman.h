@@ -15,6 +15,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -119,7 +120,7 @@ class MiniPacman {
     float* rewards = nullptr;           // [N]
     uint8_t* terminated = nullptr;      // [N]: Pacman died
     uint8_t* truncated = nullptr;       // [N]: the frame cap was reached (never together with terminated)
-    uint8_t* final_frames = nullptr;    // [N, 15, 19, 3]: the last frame of an episode that ended; other rows untouched
+    uint8_t* final_frames = nullptr;    // [N, 15, 19, 3]: the last frame of an episode that ended; zeros elsewhere
     float* episode_return = nullptr;    // [N]: the ended episode's return; 0 elsewhere
     int32_t* episode_length = nullptr;  // [N]: the ended episode's steps; 0 elsewhere
   };
@@ -289,6 +290,8 @@ class MiniPacman {
         out.episode_length[i] = static_cast<int32_t>(g.s.frame);
         reset_game(g);
       } else {
+        // Zeros, not stale memory: the same bytes every run.
+        std::memset(out.final_frames + i * kFrameBytes, 0, kFrameBytes);
         out.episode_return[i] = 0.0f;
         out.episode_length[i] = 0;
       }
