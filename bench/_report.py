@@ -11,10 +11,25 @@ import datetime
 import os
 import platform
 import re
+import statistics
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
+SHEEPRL_DIR = Path(__file__).resolve().parent.parent / "build" / "peers" / "sheeprl"
+"""Where ``make bench`` installs sheeprl (and with it OpenCV) without its dependencies."""
+
+
+def add_sheeprl_path() -> None:
+    """Append ``SHEEPRL_DIR`` to ``sys.path`` (once) when it exists."""
+    if SHEEPRL_DIR.is_dir() and str(SHEEPRL_DIR) not in sys.path:
+        sys.path.append(str(SHEEPRL_DIR))
 
 
 def machine() -> str:
@@ -145,17 +160,117 @@ def rate_tables(rates: dict[tuple[str, int], float], methods: dict[str, str], si
 
 def spread(times: list[float]) -> float:
     """(max - min) / median of repeated timings: how noisy a cell was (0 for a single timing)."""
-    import statistics
-
     return (max(times) - min(times)) / statistics.median(times) if len(times) > 1 else 0.0
 
 
 def progress(start: float, message: str) -> None:
     """A progress line on stderr, with the seconds since ``start`` (a time.perf_counter value)."""
-    import time
-
     print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
 
+
+def rotated(seq, r: int) -> list:
+    """``seq`` as a list rotated left by ``r`` (modulo its length; empty for an empty ``seq``): the order of
+    repeat ``r``, so that no method always runs right after the same other one."""
+    k = r % len(seq) if len(seq) else 0
+    return list(seq[k:]) + list(seq[:k])
+
+
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()``, after the torch ``device`` has finished the work queued on it (CUDA runs
+    asynchronously: without this, a timing would end before the GPU did)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def parse_device(text: str, parser: argparse.ArgumentParser) -> torch.device:
+    """``--device`` as a torch.device; ends the program with the parser's usage error, before any
+    work, when it is not cpu or cuda[:N] or names a device this machine does not have."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {text}: CUDA is not available on this machine (torch.cuda.is_available() is "
+                         f"False; torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            parser.error(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def section_name(section: str, device: torch.device) -> str:
+    """The RESULTS.md section a run on torch ``device`` rewrites: ``section`` on the CPU,
+    ``section-<device type>`` (e.g. ``rollout-cuda``) elsewhere, so that both coexist."""
+    return section if device.type == "cpu" else f"{section}-{device.type}"
+
+
+@dataclass
+class Cell:
+    """One (method, N) of a rate benchmark: seconds to build it (where timed) and one rate per repeat."""
+
+    build: float = 0.0
+    rates: list[float] = field(default_factory=list)
+
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+
+class Stepper:
+    """N games behind ``step(actions [N])``."""
+
+    def step(self, actions) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def time_rate(stepper: Stepper, n: int, pool, warmup: int, seconds: float) -> float:
+    """N x steps / seconds of ``stepper`` stepping for about ``seconds`` (at least 2 steps) after ``warmup``
+    untimed steps, the actions cycling through ``pool`` (rows [N])."""
+    for t in range(warmup):
+        stepper.step(pool[t % len(pool)])
+    steps = 0
+    t0 = time.perf_counter()
+    while True:
+        stepper.step(pool[steps % len(pool)])
+        steps += 1
+        elapsed = time.perf_counter() - t0
+        if steps >= 2 and elapsed >= seconds:
+            return n * steps / elapsed
+
+
+def add_rate_args(parser: argparse.ArgumentParser, seconds: float, quick_seconds: float, sizes_help: str) -> None:
+    """``--repeats``, ``--seconds`` and ``--sizes`` of a rate benchmark (``sizes_help``: what --sizes defaults to)."""
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per cell (default 5, 1 with --quick)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help=f"seconds each timed run steps for (default {seconds}, {quick_seconds} with --quick)")
+    parser.add_argument("--sizes", default=None, help=f"comma-separated numbers of games ({sizes_help})")
+
+
+def resolve_rate_args(parser: argparse.ArgumentParser, args: argparse.Namespace, seconds: float,
+                      quick_seconds: float, sizes: tuple[int, ...], quick_sizes: tuple[int, ...]) -> None:
+    """Fill in the defaults of ``add_rate_args``' options (the quick ones with ``--quick``), in place; bad values
+    end the program with the parser's usage error."""
+    args.repeats = args.repeats or (1 if args.quick else 5)
+    args.seconds = args.seconds or (quick_seconds if args.quick else seconds)
+    try:
+        args.sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else (
+            quick_sizes if args.quick else sizes)
+    except ValueError:
+        parser.error(f"--sizes: expected comma-separated integers, got {args.sizes!r}")
+    if args.repeats < 1 or args.seconds <= 0 or min(args.sizes) < 1:
+        parser.error("--repeats and --sizes must be >= 1 and --seconds > 0")
 
 
 def bench_parser(doc: str, quick: str, libs: tuple[str, ...] | None = None,

@@ -42,7 +42,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -52,19 +52,36 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import (  # noqa: E402
-    DEFAULT_OUTPUT, Run, bench_parser, header, rate_tables, run_and_publish, short, spread, version)
+    DEFAULT_OUTPUT,
+    Cell,
+    Run,
+    Stepper,
+    add_rate_args,
+    add_sheeprl_path,
+    bench_parser,
+    header,
+    rate_tables,
+    resolve_rate_args,
+    rotated,
+    run_and_publish,
+    short,
+    spread,
+    time_rate,
+    version,
+)
 
 torch.set_num_threads(1)
 
 SECTION = "atari"
 ENV_ID = "ALE/Breakout-v5"
 SIZES = (1, 16, 64)
+QUICK_SIZES = (1, 16)
+SECONDS, QUICK_SECONDS = 1.5, 0.3   # each timed run steps for about this long
 ASYNC_N = 16
 ALE_N = 1
 ACTION_ROWS = 256
 SETTLE_STEPS = 5     # untimed, right after the env is built and reset
 WARMUP_STEPS = 2     # untimed, before each timed run
-PEERS_DIR = Path(__file__).resolve().parent.parent / "build" / "peers" / "sheeprl"
 
 METHODS = {
     "pymbrl": "pymbrl `AtariVectorEnv`",
@@ -82,8 +99,7 @@ def import_cv2() -> tuple[str | None, str]:
         return None, f"opencv {cv2.__version__} (the venv's)"
     except ImportError:
         pass
-    if PEERS_DIR.is_dir() and str(PEERS_DIR) not in sys.path:
-        sys.path.append(str(PEERS_DIR))
+    add_sheeprl_path()
     try:
         import cv2
         return None, f"opencv {cv2.__version__} (from build/peers/sheeprl, which `make bench` fills)"
@@ -97,16 +113,6 @@ class Method:
     name: str
     sizes: tuple[int, ...]
     reason: str | None = None   # why it cannot run, None when it can
-
-
-class Stepper:
-    """N games behind ``step(actions [N])``, built and reset once."""
-
-    def step(self, actions: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 class Pymbrl(Stepper):
@@ -180,16 +186,6 @@ def make(name: str, n: int) -> Stepper:
             ALE: lambda: BareAle(n)}[name]()
 
 
-@dataclass
-class Cell:
-    build: float = 0.0
-    rates: list[float] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-
-    def rate(self) -> float:
-        return statistics.median(self.rates)
-
-
 class Bench(Run):
     def __init__(self, args, methods: dict[str, Method], cv2_note: str):
         self.args = args
@@ -216,18 +212,6 @@ class Bench(Run):
         self.checks.append(f"both pipelines play Breakout with the actions {', '.join(meanings)} and observe "
                            f"uint8 frames, pymbrl [84, 84, 4] (frames last), gymnasium {list(b.shape)} "
                            f"(frames first)")
-
-    def time_cell(self, stepper: Stepper, n: int, pool: np.ndarray) -> tuple[float, int]:
-        for t in range(WARMUP_STEPS):
-            stepper.step(pool[t % len(pool)])
-        budget, steps = self.args.seconds, 0
-        t0 = time.perf_counter()
-        while True:
-            stepper.step(pool[steps % len(pool)])
-            steps += 1
-            elapsed = time.perf_counter() - t0
-            if steps >= 2 and elapsed >= budget:
-                return n * steps / elapsed, steps
 
     def time_frames(self, steppers: dict[tuple[str, int], Stepper]) -> None:
         """The frame processing alone, on the same raw frames (each pymbrl env's last two screens per game):
@@ -284,11 +268,10 @@ class Bench(Run):
             self.check(steppers)
             order = [m.name for m in runnable]
             for r in range(a.repeats):
-                for name in order[r % len(order):] + order[:r % len(order)]:
+                for name in rotated(order, r):
                     for n in self.libs[name].sizes:
-                        rate, steps = self.time_cell(steppers[(name, n)], n, pools[n])
-                        self.cells[(name, n)].rates.append(rate)
-                        self.cells[(name, n)].steps.append(steps)
+                        self.cells[(name, n)].rates.append(
+                            time_rate(steppers[(name, n)], n, pools[n], WARMUP_STEPS, a.seconds))
                 self.log(f"repeat {r + 1}/{a.repeats}: " + ", ".join(
                     f"{name} N={n} {c.rates[-1]:,.0f}/s" for (name, n), c in self.cells.items()))
             self.time_frames(steppers)
@@ -406,23 +389,11 @@ def methods_for(sizes: tuple[int, ...]) -> tuple[dict[str, Method], str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, "1 repeat of 0.3 s per cell, N = 1 and 16")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per cell (default 5, 1 with --quick)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="seconds each timed run steps for (default 1.5, 0.3 with --quick)")
-    parser.add_argument("--sizes", default=None,
-                        help=f"comma-separated numbers of games (default {','.join(map(str, SIZES))}; "
-                             f"AsyncVectorEnv runs at N = {ASYNC_N} only, the bare loop at N = {ALE_N} only)")
+    add_rate_args(parser, SECONDS, QUICK_SECONDS, f"default {','.join(map(str, SIZES))}; AsyncVectorEnv runs at "
+                  f"N = {ASYNC_N} only, the bare loop at N = {ALE_N} only")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (1 if args.quick else 5)
-    args.seconds = args.seconds or (0.3 if args.quick else 1.5)
-    try:
-        args.sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else (
-            (1, 16) if args.quick else SIZES)
-    except ValueError:
-        parser.error(f"--sizes: expected comma-separated integers, got {args.sizes!r}")
-    if args.repeats < 1 or args.seconds <= 0 or min(args.sizes) < 1:
-        parser.error("--repeats and --sizes must be >= 1 and --seconds > 0")
+    resolve_rate_args(parser, args, SECONDS, QUICK_SECONDS, SIZES, QUICK_SIZES)
     try:
         import ale_py
         gym.register_envs(ale_py)

@@ -41,7 +41,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version  # noqa: E402
+from _report import (  # noqa: E402
+    DEFAULT_OUTPUT, Run, bench_parser, header, names, rotated, run_and_publish, short, spread, version)
 
 SECTION = "dreamer"
 SIZES = dict(batch=16, length=64, horizon=15, deter=512, groups=32, classes=32, hidden=512, layers=2, cnn_depth=32,
@@ -185,8 +186,7 @@ class Bench(Run):
                     self.log(f"{pname}: {d.name} failed: {d.reason}")
             ready = [d for d in drivers.values() if d.reason is None]
             for r in range(self.args.repeats):
-                order = ready[r % len(ready):] + ready[:r % len(ready)] if ready else []
-                for d in order:
+                for d in rotated(ready, r):
                     for metric in METRICS:
                         d.times[metric].append(self.time(getattr(d.impl, metric)))
                 self.log(f"{pname}: repeat {r + 1}/{self.args.repeats}")

@@ -70,7 +70,20 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, ratio, run_and_publish, short, spread  # noqa: E402
+from _report import (  # noqa: E402
+    DEFAULT_OUTPUT,
+    Run,
+    bench_parser,
+    clock,
+    header,
+    parse_device,
+    ratio,
+    rotated,
+    run_and_publish,
+    section_name,
+    short,
+    spread,
+)
 from pymbrl.models.env_model import EnvModel  # noqa: E402
 from pymbrl.rollout.per_action import ActionRollouts, per_action_rollouts  # noqa: E402
 
@@ -95,7 +108,6 @@ AGENT_BATCHES = (16, 64)
 TARGET = 5
 """The issue's target: batched at least 5x the loop over actions (CPU and GPU)."""
 SEED = 0
-NA = "—"
 
 METHODS = {
     "batched": "pymbrl batched (`per_action_rollouts`, B x A rows per call)",
@@ -119,13 +131,6 @@ class Problem:
     device: torch.device
     agent: nn.Module | None  # the whole I2A agent (sharing model and policy), when pymbrl.agents.i2a imports
     agent_note: str
-
-
-def clock(device: torch.device) -> float:
-    """``time.perf_counter()`` after the device has finished the work queued on it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def conv_policy(frame_shape: tuple[int, int, int], channels: int, actions: int) -> nn.Sequential:
@@ -365,8 +370,7 @@ class Bench(Run):
         self.log("warmed up")
         for r in range(a.repeats):
             seed = SEED + 1000 + r
-            k = r % len(jobs)
-            for name, b in jobs[k:] + jobs[:k]:
+            for name, b in rotated(jobs, r):
                 cell = self.cells[(name, b)]
                 seconds, _ = self.call(name, p.frames[:cell.rows], seed)
                 cell.seconds.append(seconds)
@@ -389,7 +393,7 @@ class Bench(Run):
             p.model.predict(*inputs[n])
             self.model_rows[n] = []
         for r in range(a.repeats):
-            for n in rows[r % len(rows):] + rows[:r % len(rows)]:
+            for n in rotated(rows, r):
                 t0 = clock(self.device)
                 p.model.predict(*inputs[n])
                 self.model_rows[n].append(clock(self.device) - t0)
@@ -422,10 +426,6 @@ class Bench(Run):
 
 def fmt(v: float) -> str:
     return f"{v:,.2f}" if v < 10 else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
-
-
-def section_name(args) -> str:
-    return SECTION if args.device.type == "cpu" else f"{SECTION}-{args.device.type}"
 
 
 def device_note(bench: Bench) -> str:
@@ -546,18 +546,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="timed calls per method and B (default 7, 2 with --quick)")
     parser.add_argument("--subset", type=int, default=8,
                         help=f"states the batch-1 loop runs on (default 8 of {BATCH})")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where every method runs")
+    parser.add_argument("--device", default="cpu", help="where every method runs: cpu (default) or cuda[:N]")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available on this machine")
-    args.device = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
+    args.device = parse_device(args.device, parser)
     args.repeats = args.repeats or (2 if args.quick else 7)
     args.batches = (BATCH,) if args.quick else SWEEP
     if args.repeats < 1 or not 1 <= args.subset <= BATCH:
         parser.error(f"--repeats must be >= 1 and --subset between 1 and {BATCH}")
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
-    run_and_publish(Bench(args), report, argv, output, section_name(args))
+    run_and_publish(Bench(args), report, argv, output, section_name(SECTION, args.device))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 import mcts_baseline
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, rotated, run_and_publish, short, spread, version
 
 torch.set_num_threads(1)
 
@@ -572,8 +572,7 @@ class Bench(Run):
         order = list(libs)
         for r in range(self.args.repeats[sims]):
             # Rotate who goes first, so that no library always runs right after the same other one.
-            k = r % len(order) if order else 0
-            for name in order[k:] + order[:k]:
+            for name in rotated(order, r):
                 total, tree = libs[name].search(policy, sims, seed=r)
                 res[name].total.append(total)
                 if tree is not None:

@@ -34,10 +34,8 @@ Usage::
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -48,18 +46,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import minipacman_reference as reference  # noqa: E402
 from _report import (  # noqa: E402
     DEFAULT_OUTPUT,
+    Cell,
     Run,
+    Stepper,
+    add_rate_args,
     bench_parser,
     header,
     rate_tables,
     ratio,
+    resolve_rate_args,
+    rotated,
     run_and_publish,
     spread,
+    time_rate,
 )
 from pymbrl.envs.minipacman import MiniPacmanEnv, MiniPacmanVectorEnv  # noqa: E402
 
 SECTION = "minipacman"
 SIZES = (1, 16, 64, 256, 1024)
+QUICK_SIZES = tuple(n for n in SIZES if n <= 256)
+SECONDS, QUICK_SECONDS = 1.0, 0.2   # each timed run steps for about this long
 TARGET_N, TARGET_RATE = 256, 100_000
 ACTION_ROWS = 64
 WARMUP_STEPS = 3
@@ -72,13 +78,6 @@ METHODS = {
     "sync": "gymnasium `SyncVectorEnv` x N `MiniPacmanEnv`",
 }
 PYMBRL, PYMBRL2, PYTHON, SYNC = METHODS
-
-
-class Stepper:
-    """N games behind ``step(actions [N])``; built fresh for each timed run."""
-
-    def step(self, actions: np.ndarray) -> None:
-        raise NotImplementedError
 
 
 class Pymbrl(Stepper):
@@ -145,15 +144,6 @@ def check_reference(steps: int = CHECK_STEPS) -> str:
             f"the core (frames, rewards, ends; {ends} episodes)")
 
 
-@dataclass
-class Cell:
-    rates: list[float] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-
-    def rate(self) -> float:
-        return statistics.median(self.rates)
-
-
 def applies(name: str, n: int) -> bool:
     """num_threads=2 only changes anything from 256 games (one thread per 128 games at most)."""
     return name != PYMBRL2 or n >= 256
@@ -166,19 +156,6 @@ class Bench(Run):
         self.checks: list[str] = []
         self.runtime = 0.0
 
-    def time_cell(self, name: str, n: int, actions: list[np.ndarray]) -> tuple[float, int]:
-        stepper = make(name, n)
-        for t in range(WARMUP_STEPS):
-            stepper.step(actions[t % len(actions)])
-        budget, steps = self.args.seconds, 0
-        t0 = time.perf_counter()
-        while True:
-            stepper.step(actions[steps % len(actions)])
-            steps += 1
-            elapsed = time.perf_counter() - t0
-            if steps >= 2 and elapsed >= budget:
-                return n * steps / elapsed, steps
-
     def run(self) -> None:
         self.t0 = time.perf_counter()
         a = self.args
@@ -188,14 +165,12 @@ class Bench(Run):
         pools = {n: [rng.integers(0, 5, n) for _ in range(ACTION_ROWS)] for n in a.sizes}
         order = [m for m in METHODS]
         for r in range(a.repeats):
-            for name in order[r % len(order):] + order[:r % len(order)]:
+            for name in rotated(order, r):
                 for n in a.sizes:
                     if not applies(name, n):
                         continue
-                    rate, steps = self.time_cell(name, n, pools[n])
-                    cell = self.cells.setdefault((name, n), Cell())
-                    cell.rates.append(rate)
-                    cell.steps.append(steps)
+                    rate = time_rate(make(name, n), n, pools[n], WARMUP_STEPS, a.seconds)  # a fresh env each run
+                    self.cells.setdefault((name, n), Cell()).rates.append(rate)
             self.log(f"repeat {r + 1}/{a.repeats}: " + ", ".join(
                 f"{name} N={n} {c.rates[-1]:,.0f}/s" for (name, n), c in self.cells.items() if n == max(a.sizes)))
         self.runtime = time.perf_counter() - self.t0
@@ -261,22 +236,10 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, "1 repeat of 0.2 s per cell, N up to 256")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per cell (default 5, 1 with --quick)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="seconds each timed run steps for (default 1.0, 0.2 with --quick)")
-    parser.add_argument("--sizes", default=None,
-                        help=f"comma-separated numbers of games (default {','.join(map(str, SIZES))})")
+    add_rate_args(parser, SECONDS, QUICK_SECONDS, f"default {','.join(map(str, SIZES))}")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (1 if args.quick else 5)
-    args.seconds = args.seconds or (0.2 if args.quick else 1.0)
-    try:
-        args.sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else (
-            tuple(n for n in SIZES if n <= 256) if args.quick else SIZES)
-    except ValueError:
-        parser.error(f"--sizes: expected comma-separated integers, got {args.sizes!r}")
-    if args.repeats < 1 or args.seconds <= 0 or min(args.sizes) < 1:
-        parser.error("--repeats and --sizes must be >= 1 and --seconds > 0")
+    resolve_rate_args(parser, args, SECONDS, QUICK_SECONDS, SIZES, QUICK_SIZES)
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     run_and_publish(Bench(args), report, argv, output, SECTION)
 

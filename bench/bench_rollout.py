@@ -90,7 +90,21 @@ import torch
 from torch import nn
 
 import rollout_baseline
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version
+from _report import (
+    DEFAULT_OUTPUT,
+    Run,
+    bench_parser,
+    clock,
+    header,
+    names,
+    parse_device,
+    rotated,
+    run_and_publish,
+    section_name,
+    short,
+    spread,
+    version,
+)
 from pymbrl.envs.termination import termination_fn
 from pymbrl.models import GaussianEnsemble
 
@@ -131,14 +145,6 @@ class Problem:
     policy: nn.Module            # float [n, OBS_DIM] -> [n, ACT_DIM] in (-1, 1), on ``device``
     start_obs: torch.Tensor      # float [N, OBS_DIM], on ``device``
     device: torch.device
-
-
-def clock(device: torch.device) -> float:
-    """``time.perf_counter()``, after the device has finished the work queued on it (CUDA runs
-    asynchronously: without this, a timing would end before the GPU did)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def make_problem(n: int, seed: int = 0, device: torch.device | None = None) -> Problem:
@@ -469,8 +475,7 @@ class Bench(Run):
         order = list(libs)
         for r in range(self.args.repeats[horizon]):
             # Rotate who goes first, so that no library always runs right after the same other one.
-            k = r % len(order) if order else 0
-            for name in order[k:] + order[:k]:
+            for name in rotated(order, r):
                 seconds, _ = libs[name].rollout(horizon, seed=r)
                 res[name].seconds.append(seconds)
         for name, cell in res.items():
@@ -672,11 +677,6 @@ def device_name(device: torch.device) -> str:
     return "CPU"
 
 
-def section_name(device: torch.device) -> str:
-    """The RESULTS.md section a run rewrites: ``rollout`` on the CPU, ``rollout-cuda`` on a GPU, so both coexist."""
-    return SECTION if device.type == "cpu" else f"{SECTION}-{device.type}"
-
-
 def report(bench: Bench, argv: list[str], load_before: str) -> str:
     a = bench.args
     on_device = bench.device.type != "cpu"
@@ -763,27 +763,6 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     return "\n".join(lines)
 
 
-def parse_device(text: str, parser: argparse.ArgumentParser) -> torch.device:
-    """``--device`` as a torch.device; ends the program with the parser's usage error, before any
-    work, when it is not cpu or cuda[:N] or names a device this machine does not have."""
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
-    if device.type not in ("cpu", "cuda"):
-        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            parser.error(f"--device {text}: CUDA is not available on this machine (torch.cuda.is_available() is "
-                         f"False; torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            parser.error(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, f"N = {QUICK_N:,}, fewer repeats", tuple(CLI_NAMES))
     parser.add_argument("--repeats", type=int, default=None,
@@ -802,7 +781,7 @@ def main(argv: list[str] | None = None) -> None:
     args.n = QUICK_N if args.quick else N
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
 
-    run_and_publish(Bench(args), report, argv, output, section_name(args.device))
+    run_and_publish(Bench(args), report, argv, output, section_name(SECTION, args.device))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, run_and_publish, short, spread, version
+from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, rotated, run_and_publish, short, spread, version
 
 torch.set_num_threads(1)
 
@@ -490,15 +490,13 @@ class Bench(Run):
         order = list(drivers)
         for r in range(self.args.repeats):
             # Rotate who goes first, so that no driver always runs right after the same other one.
-            k = r % len(order) if order else 0
-            for name in order[k:] + order[:k]:
+            for name in rotated(order, r):
                 seconds = self.play(drivers[name], seed=r * 100, clock=None)
                 self.cells[name].seconds.append(seconds)
             self.log(f"repeat {r + 1}/{self.args.repeats}: " + ", ".join(
                 f"{n} {N * self.args.moves / self.cells[n].seconds[-1]:,.0f} env steps/s" for n in order))
         for r in range(self.args.breakdown_repeats):
-            k = r % len(order) if order else 0
-            for name in order[k:] + order[:k]:
+            for name in rotated(order, r):
                 clock = Clock()
                 total = self.play(drivers[name], seed=r * 100, clock=clock)
                 self.cells[name].parts.append({**clock.seconds, "total": total})

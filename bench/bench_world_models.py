@@ -88,7 +88,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, names, ratio, run_and_publish, spread  # noqa: E402
+from _report import (  # noqa: E402
+    DEFAULT_OUTPUT,
+    Run,
+    bench_parser,
+    clock,
+    header,
+    names,
+    parse_device,
+    ratio,
+    rotated,
+    run_and_publish,
+    section_name,
+    spread,
+)
 from pymbrl.envs.dream import DreamEnv  # noqa: E402
 from pymbrl.envs.spaces import ActionCodec  # noqa: E402
 from pymbrl.models.world_models import MDNRNN, Controller, MDNState, sample_mixture  # noqa: E402
@@ -136,13 +149,6 @@ class Problem:
     device: torch.device
     done_scale: float            # 1 / std of the done row's raw output in the pilot
     done_quantile: float         # the threshold on the scaled output (minus the bias)
-
-
-def clock(device: torch.device) -> float:
-    """``time.perf_counter()`` after the device has finished the work queued on it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def done_row(mdnrnn: MDNRNN) -> int:
@@ -448,7 +454,7 @@ class Bench(Run):
         order = list(methods)
         for r in range(a.repeats):
             seed = SEED + 1000 + r
-            for name in order[r % len(order):] + order[:r % len(order)]:
+            for name in rotated(order, r):
                 cell = self.cells[name]
                 seconds, lengths, row_steps = methods[name].run(seed, cell.candidates, MAX_STEPS)
                 cell.seconds.append(seconds)
@@ -474,11 +480,6 @@ class Bench(Run):
 
 def fmt(v: float) -> str:
     return f"{v:,.2f}" if v < 10 else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
-
-
-def section_name(args) -> str:
-    name = SECTION if args.hidden == 256 else f"{SECTION}-h{args.hidden}"
-    return name if args.device.type == "cpu" else f"{name}-{args.device.type}"
 
 
 def device_note(bench: Bench) -> str:
@@ -583,20 +584,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="M's LSTM units: 256 (the project's CPU preset, default) or 512 (the paper's Doom size)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                        help="where the batched and per-candidate methods run (the batch-1 methods stay on the CPU)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the batched and per-candidate methods run: cpu (default) or cuda[:N] (the "
+                             "batch-1 methods stay on the CPU)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.methods = names(args.methods, tuple(METHODS), "methods", parser)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available on this machine")
-    args.device = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
+    args.device = parse_device(args.device, parser)
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.subset = args.subset or (1 if args.quick else 2)
     if args.repeats < 1 or not 1 <= args.subset <= POPULATION:
         parser.error(f"--repeats must be >= 1 and --subset between 1 and {POPULATION}")
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
-    run_and_publish(Bench(args), report, argv, output, section_name(args))
+    section = SECTION if args.hidden == 256 else f"{SECTION}-h{args.hidden}"
+    run_and_publish(Bench(args), report, argv, output, section_name(section, args.device))
 
 
 if __name__ == "__main__":

@@ -66,23 +66,16 @@ tried on a GPU.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator, Optional
 
-PEERS_DIR = Path(__file__).resolve().parent.parent / "build" / "peers" / "sheeprl"
-
-
-def _add_path() -> None:
-    if PEERS_DIR.is_dir() and str(PEERS_DIR) not in sys.path:
-        sys.path.append(str(PEERS_DIR))
+from _report import add_sheeprl_path
 
 
 def available() -> Optional[str]:
     """sheeprl's version, or None when it does not import (``make bench`` installs it into build/peers/sheeprl)."""
-    _add_path()
+    add_sheeprl_path()
     try:
         import sheeprl
         import sheeprl.algos.dreamer_v3.dreamer_v3  # noqa: F401
@@ -151,7 +144,7 @@ class SheeprlDreamer:
     """sheeprl's DreamerV3 agent for one problem; see the module docstring for what each method times."""
 
     def __init__(self, problem: dict) -> None:
-        _add_path()
+        add_sheeprl_path()
         import gymnasium as gym
         import hydra
         import numpy as np
@@ -329,7 +322,7 @@ def _main() -> None:
     torch.set_num_threads(1)
     version = available()
     if version is None:
-        _add_path()
+        add_sheeprl_path()
         import sheeprl  # noqa: F401  (raises with the reason)
     print(f"sheeprl {version}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     problems = {
