@@ -140,6 +140,9 @@ def main() -> None:
     parser.add_argument("--taus", type=float, nargs="+", default=[0.1, 1.15], help="TakeCover's temperatures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--generations", type=int, default=None, help="CMA-ES generations (default: the preset's)")
+    parser.add_argument("--rollouts", type=int, default=None,
+                        help="collect up to this many random rollouts (default: the preset's); with a smaller number "
+                             "first, V can train on the first ones while the rest are collected")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if not args.stages and not args.report:
@@ -153,7 +156,8 @@ def main() -> None:
 
     stages = [s for s in args.stages if s != "controller"]
     if stages:
-        wm.train(args.env, run, stages=stages, config=wm.WorldModelsConfig.for_env(args.env), seed=args.seed,
+        overrides = {} if args.rollouts is None else {"rollouts": args.rollouts}
+        wm.train(args.env, run, stages=stages, config=wm.WorldModelsConfig.for_env(args.env, **overrides), seed=args.seed,
                  log=log, progress=progress)
     if "controller" in args.stages:
         overrides = {} if args.generations is None else {"generations": args.generations}

@@ -173,7 +173,7 @@ def test_evolve_refuses_bad_fitness():
 
 @pytest.mark.parametrize("field, value", [("tau", 0.0), ("tau", -1.0), ("popsize", 1), ("train_in", "x"),
                                           ("z_dim", 0), ("sigma0", -0.1), ("controller_hidden", -1),
-                                          ("iterations", 0)])
+                                          ("iterations", 0), ("random_repeat", 0)])
 def test_config_refuses_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         wm.WorldModelsConfig(**{field: value})
@@ -221,6 +221,32 @@ def test_play_records_whole_episodes(tmp_path):
     for file in short.files():
         r = short.load(file)
         assert len(r["actions"]) == 3 and not r["dones"].any() and len(r["frames"]) == 4
+
+
+def test_random_policy_holds_each_action_for_1_to_repeat_steps():
+    """Continuous actions (two draws are never equal), so every run of equal actions is one hold:
+    holds last 1..repeat steps, all of those lengths occur, an episode's first step draws a new
+    action, and repeat 1 draws one every step."""
+    space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    codec = wm.ActionCodec(space)
+    for repeat in (1, 4):
+        space.seed(3)
+        policy, state, actions = wm.Policy(None, None, None, codec, repeat=repeat), None, []
+        starts = np.zeros((400, 2), bool)
+        starts[0], starts[[50, 51, 200], 1] = True, True
+        for first in starts:
+            env_actions, vectors, state = policy.act(np.zeros((2, 64, 64, 3), np.uint8), None, state, first, space)
+            np.testing.assert_allclose(vectors, env_actions, atol=1e-6)
+            actions.append(env_actions)
+        actions = np.stack(actions)  # [T, 2 envs, 2]
+        changed = (actions[1:] != actions[:-1]).any(-1)
+        assert changed[starts[1:]].all()
+        for env in range(2):
+            edges = np.flatnonzero(np.r_[True, changed[:, env], True])
+            holds = np.diff(edges)
+            assert holds.max() <= repeat and set(holds[1:-1]) == set(range(1, repeat + 1))
+    with pytest.raises(ValueError, match="repeat"):
+        wm.Policy(None, None, None, codec, repeat=0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class WorldModelsConfig:
     rnn_lr, rnn_batch, rnn_seq_len, rnn_epochs, rnn_clip -- Adam 1e-3, 100 sequences of 100 steps,
         20 epochs, gradient norm clipped at 1.
     done_weight : float -- weight of the done head's positive targets, 10 (the paper's code).
+    random_repeat : int -- the random policy holds each action for 1..random_repeat steps (drawn
+        uniformly), 10 as in the paper's Doom collection code ("more diverse"): M then sees where
+        steady movement leads, as a controller's will; 1 draws a new action every step.
     reward_head : bool -- M also predicts rewards (dreams then pay them, not 1 per step survived).
     controller_hidden : int -- 0, the linear controller; > 0 adds one tanh layer.
     controller_uses_hidden : bool -- C reads [z, h] (V+M); False gives the paper's V-only controller.
@@ -85,6 +88,7 @@ class WorldModelsConfig:
     rnn_epochs: int = 20
     rnn_clip: float = 1.0
     done_weight: float = 10.0
+    random_repeat: int = 10
     reward_head: bool = False
     controller_hidden: int = 0
     controller_uses_hidden: bool = True
@@ -105,7 +109,7 @@ class WorldModelsConfig:
     def __post_init__(self) -> None:
         for name in ("z_dim", "vae_batch", "vae_epochs", "rnn_hidden", "mixtures", "rnn_batch", "rnn_seq_len",
                      "rnn_epochs", "rollouts", "max_steps", "popsize", "trials", "generations", "eval_episodes",
-                     "iterations", "num_envs"):
+                     "iterations", "num_envs", "random_repeat"):
             integer(getattr(self, name), name)
         integer(self.controller_hidden, "controller_hidden", minimum=0)
         integer(self.vae_rollouts, "vae_rollouts", optional=True)
@@ -122,7 +126,7 @@ class WorldModelsConfig:
         """The settings this project runs on a 2-core CPU; other envs get the paper's defaults.
 
         VizdoomTakeCover-v1: 1,200 random rollouts instead of 10,000 (they last ~210 steps); V learns
-        from the first 300 (64k frames, 3 epochs), M (256 LSTM units instead of 512) from all; 60
+        from the first 300 (about 93k frames, 4 epochs), M (256 LSTM units instead of 512) from all; 60
         generations.
         CarRacing-v3 (~60 env steps/s here): z 32 and M 256 as in the paper, but 40 random rollouts of
         300 steps (12k frames; the paper: 10,000 of 1000), 5 VAE epochs, and C evolved in the real env
@@ -130,9 +134,9 @@ class WorldModelsConfig:
         ~1,800 generations), scored over 16 episodes.
         """
         presets = {
-            "VizdoomTakeCover-v1": dict(rollouts=1200, vae_rollouts=300, rnn_hidden=256, vae_epochs=3,
+            "VizdoomTakeCover-v1": dict(rollouts=1200, vae_rollouts=300, rnn_hidden=256, vae_epochs=4,
                                         generations=60),
-            "CarRacing-v3": dict(z_dim=32, rnn_hidden=256, rollouts=40, max_steps=300, vae_epochs=5,
+            "CarRacing-v3": dict(z_dim=32, rnn_hidden=256, random_repeat=1, rollouts=40, max_steps=300, vae_epochs=5,
                                  train_in="real", popsize=16, trials=1, generations=20, eval_episodes=16),
         }
         return cls(**{**presets.get(env_id, {}), **overrides})
@@ -225,23 +229,35 @@ class RolloutDataset:
 class Policy:
     """V + M + C acting for E envs at once, each env with its own controller parameters.
 
-    ``params`` float [E, n] (one row per env), or None for uniformly random actions. ``explore`` adds
-    Gaussian noise to C's action scores (for collection in the iterative procedure).
+    ``params`` float [E, n] (one row per env), or None for uniformly random actions, each held for
+    1..``repeat`` steps (a fresh count per action, drawn with the action space's generator).
+    ``explore`` adds Gaussian noise to C's action scores (for collection in the iterative procedure).
     """
 
     def __init__(self, vae: ConvVAE | None, mdnrnn: MDNRNN | None, controller: Controller | None,
                  codec: ActionCodec, uses_hidden: bool = True, explore: float = 0.0,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, repeat: int = 1):
         self.vae, self.mdnrnn, self.controller, self.codec = vae, mdnrnn, controller, codec
         self.uses_hidden, self.explore, self.generator = uses_hidden, explore, generator
+        self.repeat = integer(repeat, "repeat")
+
+    def _random(self, count: int, state, first: np.ndarray, action_space: gym.Space):
+        """Random actions; ``state`` is (held actions, steps each has left), None at the start."""
+        fresh = np.stack([action_space.sample() for _ in range(count)])
+        if self.repeat == 1:
+            return fresh, self.codec.to_vector(fresh), state
+        held, left = state if state is not None else (fresh, np.zeros(count, np.int64))
+        new = (left <= 0) | first
+        held = np.where(new.reshape(-1, *[1] * (fresh.ndim - 1)), fresh, held)
+        left = np.where(new, action_space.np_random.integers(1, self.repeat + 1, count), left) - 1
+        return held, self.codec.to_vector(held), (held, left)
 
     @torch.no_grad()
     def act(self, frames: np.ndarray, params: torch.Tensor | None, state, first: np.ndarray,
             action_space: gym.Space):
         """frames uint8 [E, 64, 64, 3] -> (env actions [E, ...], action vectors [E, A], M's new state)."""
         if params is None:
-            env_actions = np.stack([action_space.sample() for _ in range(len(frames))])
-            return env_actions, self.codec.to_vector(env_actions), state
+            return self._random(len(frames), state, first, action_space)
         z, _ = self.vae.encode(frames)
         reset = torch.as_tensor(first, device=z.device)[:, None]
         h = torch.where(reset, 0.0, state.h)
@@ -588,7 +604,8 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
             missing = config.rollouts * (iteration + 1) - len(dataset)
             if missing > 0:
                 if iteration == 0:
-                    policy, params = Policy(None, None, None, codec), None
+                    policy = Policy(None, None, None, codec, repeat=config.random_repeat)
+                    params = None
                 else:
                     vae, mdnrnn = load_vae(run, config), load_mdnrnn(run, config, codec, _tag(iteration - 1))
                     best = torch.load(run / controller_file(config, _tag(iteration - 1)), weights_only=True)
