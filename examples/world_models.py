@@ -156,8 +156,8 @@ def main() -> None:
 
     stages = [s for s in args.stages if s != "controller"]
     if stages:
-        overrides = {} if args.rollouts is None else {"rollouts": args.rollouts}
-        wm.train(args.env, run, stages=stages, config=wm.WorldModelsConfig.for_env(args.env, **overrides), seed=args.seed,
+        config = wm.WorldModelsConfig.for_env(args.env, **({} if args.rollouts is None else {"rollouts": args.rollouts}))
+        wm.train(args.env, run, stages=stages, config=config, seed=args.seed,
                  log=log, progress=progress)
     if "controller" in args.stages:
         overrides = {} if args.generations is None else {"generations": args.generations}

@@ -36,13 +36,20 @@ def test_imagination_shapes_and_heads():
     wm = WorldModel(3, 2, RSSMConfig.tiny(), seed=0)
     b = batch()
     _, parts = wm.loss(b["obs"], b["action"], b["reward"], b["first"], b["terminated"])
-    traj = imagine(wm, parts["posterior"], lambda f: torch.ones(f.shape[0], 2) / 2, horizon=5)
+    policy = lambda f: torch.ones(f.shape[0], 2) / 2
+    traj = imagine(wm, parts["posterior"], policy, horizon=5, continues="mean", sample=False)
     n, F = 4 * 8, RSSMConfig.tiny().features
     assert traj.features.shape == (6, n, F) and traj.actions.shape == (5, n, 2)
     assert traj.rewards.shape == traj.continues.shape == (5, n)
     assert ((traj.continues > 0) & (traj.continues < 1)).all()
     torch.testing.assert_close(traj.features[0], wm.rssm.features(parts["posterior"]).reshape(n, F).detach())
     torch.testing.assert_close(traj.rewards, wm.reward(traj.features[1:]))
+    # The mode: 1 exactly where the probability is above 1/2 (the same latents: no sampling).
+    mode = imagine(wm, parts["posterior"], policy, horizon=5, sample=False)
+    torch.testing.assert_close(mode.features, traj.features)
+    torch.testing.assert_close(mode.continues, (traj.continues > 0.5).float())
+    with pytest.raises(ValueError, match="continues: expected one of"):
+        imagine(wm, parts["posterior"], policy, horizon=5, continues="median")
 
 
 def test_categorical_index_follows_the_probabilities():
@@ -150,6 +157,8 @@ def test_dynamics_gradients_need_continuous_actions():
         dreamer.Dreamer((3,), 2, True, dreamer.DreamerConfig(model=RSSMConfig.tiny(), actor_gradient="dynamics"))
     with pytest.raises(ValueError, match="actor_gradient: expected"):
         dreamer.DreamerConfig(actor_gradient="backprop")
+    with pytest.raises(ValueError, match="imagine_continue: expected one of"):
+        dreamer.DreamerConfig(imagine_continue="sample")
 
 
 class _Spaces(gym.Env):

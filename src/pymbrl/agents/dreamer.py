@@ -36,6 +36,7 @@ from pymbrl.models.rssm import (IMAGE_SHAPE, RSSMConfig, RSSMState, TwoHot, Worl
                                 unimix_logits)
 from pymbrl.replay import SequenceReplayBuffer
 from pymbrl.rollout import ReturnNormalizer, imagine, lambda_returns
+from pymbrl.rollout.imagination import CONTINUES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,8 @@ class DreamerConfig:
     num_envs : int -- vector envs collecting data, 1 (DreamerV3 uses more on some domains).
     learning_starts : int -- env steps of uniform random actions before the first update.
     horizon : int -- imagination horizon, 15.
+    imagine_continue : str -- "mode" (DreamerV3's code: an imagined episode goes on while the
+        continue head gives it more than 1/2) or "mean" (its probability discounts the returns).
     discount, lam : float -- 0.997 (1 - 1/333) and 0.95.
     model_lr, actor_lr, critic_lr : float -- 1e-4, 3e-5, 3e-5 (Adam).
     model_eps, actor_critic_eps : float -- Adam epsilons, 1e-8 and 1e-5.
@@ -77,6 +80,7 @@ class DreamerConfig:
     num_envs: int = 1
     learning_starts: int = 1024
     horizon: int = 15
+    imagine_continue: str = "mode"
     discount: float = 0.997
     lam: float = 0.95
     model_lr: float = 1e-4
@@ -111,6 +115,8 @@ class DreamerConfig:
             real(getattr(self, name), name, low=0.0)
         real(self.slow_critic_mix, "slow_critic_mix", low=0.0, high=1.0)
         real(self.return_decay, "return_decay", low=0.0, high=1.0)
+        if self.imagine_continue not in CONTINUES:
+            raise ValueError(f"imagine_continue: expected one of {CONTINUES}, got {self.imagine_continue!r}")
         if self.actor_gradient not in ("auto", "reinforce", "dynamics"):
             raise ValueError(f"actor_gradient: expected 'auto', 'reinforce' or 'dynamics', got {self.actor_gradient!r}")
         if not self.min_std <= self.max_std:
@@ -129,13 +135,14 @@ class DreamerConfig:
         3e-4 (model) and 1e-4 (actor, critic) instead of 1e-4 and 3e-5, which suit runs of millions
         of steps with 4-8x more updates per env step; CartPole's discount 0.99 (a 100-step horizon,
         so its values, which the critic learns at a bounded pace per update, are 2.6x smaller).
-        Pendulum's preset trains the critic on imagination only (``replay_critic`` 0), the setting its
-        recorded result was reached with."""
+        Both discount imagined returns by the continue probabilities (``imagine_continue`` "mean"),
+        and Pendulum's preset trains the critic on imagination only (``replay_critic`` 0): the
+        settings their recorded results were reached with."""
         cpu = dict(model=RSSMConfig(deter=128, groups=8, classes=8, hidden=128, layers=1),
                    model_lr=3e-4, actor_lr=1e-4, critic_lr=1e-4)
         presets = {
-            "CartPole-v1": dict(cpu, train_ratio=64, num_envs=4, discount=0.99),
-            "Pendulum-v1": dict(cpu, train_ratio=128, batch_length=32, replay_critic=0.0),
+            "CartPole-v1": dict(cpu, train_ratio=64, num_envs=4, discount=0.99, imagine_continue="mean"),
+            "Pendulum-v1": dict(cpu, train_ratio=128, batch_length=32, replay_critic=0.0, imagine_continue="mean"),
         }
         return cls(**{**presets.get(env_id, {}), **overrides})
 
@@ -278,7 +285,7 @@ class Dreamer:
         try:
             with torch.set_grad_enabled(self.backprop):
                 traj = imagine(self.world_model, parts["posterior"], lambda f: self.actor.sample(f, self.generator),
-                               c.horizon)
+                               c.horizon, continues=c.imagine_continue)
                 values = self.critic.value(traj.features)
                 returns = lambda_returns(traj.rewards, traj.continues, values, discount=c.discount, lam=c.lam)
         finally:

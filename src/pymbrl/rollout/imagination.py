@@ -12,6 +12,8 @@ import torch
 
 from pymbrl.models.rssm import RSSMState, WorldModel
 
+CONTINUES = ("mode", "mean")
+
 
 class Imagination(NamedTuple):
     """N imagined trajectories of H steps.
@@ -20,7 +22,8 @@ class Imagination(NamedTuple):
     features : float Tensor [H + 1, N, F], the features of ``states``.
     actions : float Tensor [H, N, action_dim]; ``actions[k]`` leads from state k to k + 1.
     rewards : float Tensor [H, N], the model's reward of each step (read at state k + 1).
-    continues : float Tensor [H, N], its probability that the episode goes on after step k.
+    continues : float Tensor [H, N], whether the episode goes on after step k: the model's
+        probability, or its mode (1 where that probability is above 1/2, else 0).
     """
 
     states: RSSMState
@@ -31,7 +34,7 @@ class Imagination(NamedTuple):
 
 
 def imagine(world_model: WorldModel, start: RSSMState, policy: Callable[[torch.Tensor], torch.Tensor],
-            horizon: int = 15, *, sample: bool = True) -> Imagination:
+            horizon: int = 15, *, sample: bool = True, continues: str = "mode") -> Imagination:
     """Rolls ``world_model`` forward ``horizon`` steps from every start state (e.g. all B x T
     posteriors of a replayed batch) under ``policy``, then reads rewards and continues for all
     imagined states in one call of each head.
@@ -47,8 +50,15 @@ def imagine(world_model: WorldModel, start: RSSMState, policy: Callable[[torch.T
     horizon : int, 15 in DreamerV3
     sample : bool
         False follows the mode of each latent instead of sampling it.
+    continues : str
+        "mode" (DreamerV3's code) or "mean" (the probabilities). A continue head that hedges, e.g.
+        0.97 everywhere because early episodes were short, shrinks every imagined return under
+        "mean"; under "mode" only states the model is sure end an episode cut the returns.
     """
+    if continues not in CONTINUES:
+        raise ValueError(f"continues: expected one of {CONTINUES}, got {continues!r}")
     states, actions = world_model.rssm.imagine(start, policy, horizon, sample=sample)
     features = world_model.rssm.features(states)
+    logits = world_model.continue_logits(features[1:])
     return Imagination(states, features, actions, world_model.reward(features[1:]),
-                       torch.sigmoid(world_model.continue_logits(features[1:])))
+                       torch.sigmoid(logits) if continues == "mean" else (logits > 0).to(logits.dtype))
