@@ -52,7 +52,7 @@ def configs(env_id: str, taus: list[float], **overrides) -> dict[str, wm.WorldMo
     return {f"tau={tau:g}": wm.WorldModelsConfig.for_env(env_id, tau=tau, **overrides) for tau in taus}
 
 
-def report(env_id: str, run: Path, taus: list[float], seed: int) -> None:
+def report(env_id: str, run: Path, taus: list[float], seed: int, iterations: int = 1) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -64,20 +64,26 @@ def report(env_id: str, run: Path, taus: list[float], seed: int) -> None:
     real = wm.make_env(env_id)
     space = real.action_space
     real.close()
-    if "random" not in results:
-        returns = wm.play(env_id, base.eval_episodes, wm.Policy(None, None, None, ActionCodec(space)), seed=seed + 5,
-                          num_envs=base.num_envs, max_steps=base.max_steps)
-        results["random"] = {"returns": returns.tolist(), "mean": float(returns.mean()), "std": float(returns.std())}
+    # Uniformly random actions (the paper's baseline) and, where it differs, the collection policy.
+    baselines = {"random": 1, f"random, held 1-{base.random_repeat} steps": base.random_repeat}
+    for label, repeat in list(baselines.items())[:1 if base.random_repeat == 1 else 2]:
+        if label not in results:
+            policy = wm.Policy(None, None, None, ActionCodec(space), repeat=repeat)
+            returns = wm.play(env_id, base.eval_episodes, policy, seed=seed + 5, num_envs=base.num_envs,
+                              max_steps=base.max_steps)
+            results[label] = {"returns": returns.tolist(), "mean": float(returns.mean()), "std": float(returns.std())}
     vae_record = torch.load(run / "vae.pt", weights_only=True)
     mdn_record = torch.load(run / "mdnrnn.pt", weights_only=True)
     results.update(env=env_id, config=repr(base), data={
         "rollouts": mdn_record["rollouts"], "frames": vae_record["frames"], "vae": vae_record["history"],
         "mdn": mdn_record["history"]})
     results["controllers"] = {}
-    for label, config in configs(env_id, taus).items():
-        path = run / wm.controller_file(config)
-        if path.exists():
-            results["controllers"][label] = torch.load(path, weights_only=True)["summary"]
+    for iteration in range(iterations):
+        for label, config in configs(env_id, taus).items():
+            path = run / wm.controller_file(config, wm.iteration_tag(iteration))
+            if path.exists():
+                label = label if iteration == 0 else f"{label}, iteration {iteration + 1}"
+                results["controllers"][label] = torch.load(path, weights_only=True)["summary"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
 
@@ -90,10 +96,12 @@ def report(env_id: str, run: Path, taus: list[float], seed: int) -> None:
     ax_fit.set(xlabel="CMA-ES generation", ylabel=f"return ({where}, {base.trials} trials)",
                title=f"Fitness in the {where}")
     ax_fit.legend(fontsize=8)
-    labels = ["random", *results["controllers"]]
-    means = [results["random"]["mean"]] + [s["mean"] for s in results["controllers"].values()]
-    stds = [results["random"]["std"]] + [s["std"] for s in results["controllers"].values()]
-    ax_real.bar(labels, means, yerr=stds, capsize=4, color=["grey"] + ["C0"] * (len(labels) - 1))
+    scored = {label: results[label] for label in baselines if label in results} | results["controllers"]
+    labels = list(scored)
+    means, stds = [s["mean"] for s in scored.values()], [s["std"] for s in scored.values()]
+    colours = ["grey" if label.startswith("random") else "C0" for label in labels]
+    ax_real.bar(labels, means, yerr=stds, capsize=4, color=colours)
+    ax_real.tick_params(axis="x", labelsize=7, rotation=20)
     ax_real.set(ylabel=f"real score (mean +- std, {base.eval_episodes} episodes)", title="In the real env")
     fig.suptitle(f"World Models on {env_id}")
     fig.tight_layout()
@@ -132,6 +140,11 @@ def frames_figure(run: Path, config: wm.WorldModelsConfig, space, path: Path, se
     fig.savefig(path, dpi=100)
 
 
+def overrides(args: argparse.Namespace, *names: str) -> dict:
+    """The config fields among ``names`` given on the command line."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="VizdoomTakeCover-v1", choices=sorted(NAMES))
@@ -143,6 +156,8 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=None,
                         help="collect up to this many random rollouts (default: the preset's); with a smaller number "
                              "first, V can train on the first ones while the rest are collected")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="rounds of the iterative procedure (collect with C, retrain M, evolve C); default 1")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if not args.stages and not args.report:
@@ -156,18 +171,17 @@ def main() -> None:
 
     stages = [s for s in args.stages if s != "controller"]
     if stages:
-        config = wm.WorldModelsConfig.for_env(args.env, **({} if args.rollouts is None else {"rollouts": args.rollouts}))
+        config = wm.WorldModelsConfig.for_env(args.env, **overrides(args, "rollouts", "iterations"))
         wm.train(args.env, run, stages=stages, config=config, seed=args.seed,
                  log=log, progress=progress)
     if "controller" in args.stages:
-        overrides = {} if args.generations is None else {"generations": args.generations}
-        for label, config in configs(args.env, args.taus, **overrides).items():
+        for label, config in configs(args.env, args.taus, **overrides(args, "generations", "iterations")).items():
             summary = wm.train(args.env, run, stages=["controller"], config=config, seed=args.seed, log=log,
                                progress=progress)
             print(f"{label}: real score {summary['mean']:.1f} +- {summary['std']:.1f} over "
                   f"{len(summary['returns'])} episodes")
     if args.report:
-        report(args.env, run, args.taus, args.seed)
+        report(args.env, run, args.taus, args.seed, args.iterations or 1)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def _train_world_models(args: argparse.Namespace) -> int:
     from pymbrl.agents import world_models as wm
 
     env_id = args.env or "VizdoomTakeCover-v1"
-    overrides = {} if args.tau is None else {"tau": args.tau}
+    overrides = {name: getattr(args, name) for name in ("tau", "iterations") if getattr(args, name) is not None}
     config = wm.WorldModelsConfig.for_env(env_id, **overrides)
     run_dir = Path(args.run_dir or f"runs/world-models-{env_id.replace('/', '-')}-seed{args.seed}")
     bars: dict[str, tqdm] = {}
@@ -240,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="world-models: some of collect vae mdn controller; i2a: some of env-model distill agent "
                         "(default all); each resumes from its saved artefact or checkpoint")
     p.add_argument("--tau", type=float, default=None, help="world-models: the dream's temperature (default 1.15)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="world-models: rounds of the iterative procedure (collect with C and noise, retrain M, "
+                        "evolve C); default 1")
     p.add_argument("--agent", default="i2a", choices=["i2a", "a2c", "copy"],
                    help="i2a: the agent stage trains I2A (default) or a control: model-free A2C, copy-model I2A")
     p.add_argument("--online-distill", action="store_true",

@@ -432,3 +432,11 @@ def test_cli_refuses_stages_of_another_algorithm(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "world-models", "--stages", "distill", "--run-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and "stages: expected some of" in capsys.readouterr().err
+
+
+def test_cli_passes_iterations_to_the_config(tmp_path, capsys):
+    from pymbrl import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "world-models", "--env", ENV_ID, "--iterations", "0", "--run-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "iterations: expected" in capsys.readouterr().err

@@ -555,7 +555,8 @@ def _open_run(run_dir: Path, env_id: str, config: WorldModelsConfig) -> None:
         atomic_write(path, lambda f: f.write(json.dumps(identity, indent=1).encode()))
 
 
-def _tag(iteration: int) -> str:
+def iteration_tag(iteration: int) -> str:
+    """What iteration ``iteration`` (from 0) adds to M's and C's file names: "" or "_iter<i>"."""
     return "" if iteration == 0 else f"_iter{iteration}"
 
 
@@ -599,7 +600,7 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
                             config.controller_hidden)
     summary: dict[str, Any] = {}
     for iteration in range(config.iterations):
-        tag = _tag(iteration)
+        tag = iteration_tag(iteration)
         if "collect" in stages:
             missing = config.rollouts * (iteration + 1) - len(dataset)
             if missing > 0:
@@ -607,8 +608,8 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
                     policy = Policy(None, None, None, codec, repeat=config.random_repeat)
                     params = None
                 else:
-                    vae, mdnrnn = load_vae(run, config), load_mdnrnn(run, config, codec, _tag(iteration - 1))
-                    best = torch.load(run / controller_file(config, _tag(iteration - 1)), weights_only=True)
+                    vae, mdnrnn = load_vae(run, config), load_mdnrnn(run, config, codec, iteration_tag(iteration - 1))
+                    best = torch.load(run / controller_file(config, iteration_tag(iteration - 1)), weights_only=True)
                     generator = torch.Generator().manual_seed(seed + iteration)
                     policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden, config.explore,
                                     generator)
@@ -625,7 +626,7 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
         if "mdn" in stages and not (run / f"mdnrnn{tag}.pt").exists():
             vae = load_vae(run, config)
             latents = encode_dataset(dataset, vae, progress=report("encode"))
-            previous = load_mdnrnn(run, config, codec, _tag(iteration - 1)) if iteration else None
+            previous = load_mdnrnn(run, config, codec, iteration_tag(iteration - 1)) if iteration else None
             mdnrnn, history = train_mdnrnn(latents, codec.dim, config, mdnrnn=previous, seed=seed + iteration,
                                            progress=report("mdn"))
             for record in history:
