@@ -65,8 +65,10 @@ def report(env_id: str, run: Path, taus: list[float], seed: int, iterations: int
     space = real.action_space
     real.close()
     # Uniformly random actions (the paper's baseline) and, where it differs, the collection policy.
-    baselines = {"random": 1, f"random, held 1-{base.random_repeat} steps": base.random_repeat}
-    for label, repeat in list(baselines.items())[:1 if base.random_repeat == 1 else 2]:
+    baselines = {"random": 1}
+    if base.random_repeat > 1:
+        baselines[f"random, held 1-{base.random_repeat} steps"] = base.random_repeat
+    for label, repeat in baselines.items():
         if label not in results:
             policy = wm.Policy(None, None, None, ActionCodec(space), repeat=repeat)
             returns = wm.play(env_id, base.eval_episodes, policy, seed=seed + 5, num_envs=base.num_envs,

@@ -138,7 +138,7 @@ class DreamerConfig:
         imagined returns by the continue probabilities (``imagine_continue`` "mean"): the settings
         its recorded result was reached with. CartPole keeps DreamerV3's discount 0.997 and mode of
         the continue head: with 0.99 or the probabilities, the policy drifted to the track's edge
-        and fell back from 500 to 250-320 (bench/RESULTS.md)."""
+        and fell back from 500 to 240-322 (bench/RESULTS.md)."""
         cpu = dict(model=RSSMConfig(deter=128, groups=8, classes=8, hidden=128, layers=1),
                    model_lr=3e-4, actor_lr=1e-4, critic_lr=1e-4)
         presets = {

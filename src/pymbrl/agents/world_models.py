@@ -56,8 +56,8 @@ class WorldModelsConfig:
         20 epochs, gradient norm clipped at 1.
     done_weight : float -- weight of the done head's positive targets, 10 (the paper's code).
     random_repeat : int -- the random policy holds each action for 1..random_repeat steps (drawn
-        uniformly), 10 as in the paper's Doom collection code ("more diverse"): M then sees where
-        steady movement leads, as a controller's will; 1 draws a new action every step.
+        uniformly), 10 as in the paper's Doom collection code ("more diverse"), so that M also sees
+        where steady movement leads, as a controller's does; 1 draws a new action every step.
     reward_head : bool -- M also predicts rewards (dreams then pay them, not 1 per step survived).
     controller_hidden : int -- 0, the linear controller; > 0 adds one tanh layer.
     controller_uses_hidden : bool -- C reads [z, h] (V+M); False gives the paper's V-only controller.
