@@ -42,6 +42,18 @@ def trajectory(env: AtariVectorEnv, actions: np.ndarray, game: int | None = None
     return out
 
 
+def halfway(num_envs: int, steps: int, seed: int) -> tuple[AtariVectorEnv, np.ndarray, list[tuple], list[tuple]]:
+    """Random actions, the trajectory of an env that plays them all, and a twin env stopped halfway
+    with the trajectory so far: a refused call on the twin must leave it to finish the same way."""
+    actions = random_actions(num_envs, steps, seed=seed)
+    clean = AtariVectorEnv(num_envs=num_envs, seed=seed + 1)
+    clean.reset()
+    expected = trajectory(clean, actions)
+    env = AtariVectorEnv(num_envs=num_envs, seed=seed + 1)
+    env.reset()
+    return env, actions, expected, trajectory(env, actions[:steps // 2])
+
+
 def same(a: list[tuple], b: list[tuple]) -> bool:
     return len(a) == len(b) and all(all(np.array_equal(x, y) for x, y in zip(s, t)) for s, t in zip(a, b))
 
@@ -265,13 +277,7 @@ def test_get_state_set_state_replays_the_game_through_torch_save(sticky):
 
 
 def test_refused_states_name_the_key_and_change_nothing():
-    actions = random_actions(2, 40, seed=12)
-    clean = AtariVectorEnv(num_envs=2, seed=13)
-    clean.reset()
-    expected = trajectory(clean, actions)
-    env = AtariVectorEnv(num_envs=2, seed=13)
-    env.reset()
-    got = trajectory(env, actions[:20])
+    env, actions, expected, got = halfway(2, 40, seed=12)
     good = env.get_state(0)
     pong = AtariVectorEnv("ALE/Pong-v5", num_envs=1, seed=0)
     pong.reset()
@@ -304,13 +310,7 @@ def test_refused_states_name_the_key_and_change_nothing():
 
 
 def test_bad_actions_are_refused_and_change_nothing():
-    actions = random_actions(3, 30, seed=14)
-    clean = AtariVectorEnv(num_envs=3, seed=15)
-    clean.reset()
-    expected = trajectory(clean, actions)
-    env = AtariVectorEnv(num_envs=3, seed=15)
-    env.reset()
-    got = trajectory(env, actions[:15])
+    env, actions, expected, got = halfway(3, 30, seed=14)
     for bad, error, text in [
         (np.array([0, 1, 4]), ValueError, r"actions: expected integers in \[0, 4\), got 4 at index 2"),
         (np.array([0, -1, 2]), ValueError, r"actions: expected integers in \[0, 4\), got -1 at index 1"),
