@@ -22,7 +22,9 @@ the value targets alike.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +32,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, MountainCarEnv
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 from torch.nn import functional as F
 
 import pymbrl.envs  # noqa: F401  (registers pymbrl/TicTacToe-v0)
 from pymbrl import mcts
 from pymbrl._checks import integer, real
 from pymbrl.envs import tictactoe
+from pymbrl.envs.tictactoe_env import TicTacToeEnv
 from pymbrl.agents.checkpoint import start_run
 from pymbrl.models.muzero import (ConvMuZeroNetwork, MuZeroNetwork, scalar_to_support, scale_gradient,
                                   support_to_scalar)
@@ -186,6 +191,168 @@ def legal_mask(infos: list[dict], num_actions: int) -> np.ndarray | None:
     return np.stack([np.asarray(info["legal_actions"], dtype=bool) for info in infos])
 
 
+# What a step or a reset of these envs reads and writes besides their generator, by kind: "array"
+# (the shape it has after a reset; float32 or float64 for a float array, as Acrobot resets to
+# float32 and steps to float64), "board" (such an array of -1, 0 and 1), "int" (>= 0),
+# "int?" (an int >= 0 or None), "sign" (-1 or 1), "bool". Restoring these and the generators
+# continues a game in progress bit for bit. The exact type is matched, as a subclass may hold more
+# state.
+_ENV_ATTRIBUTES: dict[type, dict[str, str]] = {
+    CartPoleEnv: {"state": "array", "steps_beyond_terminated": "int?"},
+    AcrobotEnv: {"state": "array"},
+    MountainCarEnv: {"state": "array"},
+    TicTacToeEnv: {"_board": "board", "_to_play": "sign", "_over": "bool"},
+}
+# The wrappers of gym.make and their state; the env checker's flags only decide whether it checks
+# again, never what a step returns.
+_WRAPPER_ATTRIBUTES: dict[type, dict[str, str]] = {
+    TimeLimit: {"_elapsed_steps": "int"}, OrderEnforcing: {"_has_reset": "bool"}, PassiveEnvChecker: {},
+}
+
+
+def _layers(env: gym.Env) -> list[tuple[gym.Env, dict[str, str]]] | None:
+    """The env's wrappers, outermost first, then the env itself, each with its state attributes;
+    None where a layer is not in the tables above."""
+    layers = []
+    while True:
+        table = _WRAPPER_ATTRIBUTES if isinstance(env, gym.Wrapper) else _ENV_ATTRIBUTES
+        attributes = table.get(type(env))
+        if attributes is None:
+            return None
+        layers.append((env, attributes))
+        if not isinstance(env, gym.Wrapper):
+            return layers
+        env = env.env
+
+
+def env_state(env: gym.Env) -> dict[str, Any] | None:
+    """Everything a game in progress in ``env`` depends on, as tensors and plain values: the state
+    attributes of the env and of each wrapper (``layers``: [class name, {attribute: value}],
+    outermost first) and the states of the env's and its action space's generators. None for an
+    env whose state is not known completely: one not built by ``gym.make`` from CartPole, Acrobot,
+    MountainCar or pymbrl/TicTacToe, or wrapped in other wrappers."""
+    layers = _layers(env)
+    if layers is None:
+        return None
+    captured = []
+    for layer, attributes in layers:
+        values: dict[str, Any] = {}
+        for name, kind in attributes.items():
+            value = getattr(layer, name)
+            if kind in ("array", "board"):
+                values[name] = torch.from_numpy(np.array(value))
+            elif kind == "bool":
+                values[name] = bool(value)
+            else:
+                values[name] = None if value is None else int(value)
+        captured.append([type(layer).__name__, values])
+    return {"layers": captured, "np_random": env.unwrapped.np_random.bit_generator.state,
+            "action_space": env.action_space.np_random.bit_generator.state}
+
+
+def restore_env_state(env: gym.Env, state: Any, name: str = "state") -> None:
+    """Puts ``env`` back into a state :func:`env_state` returned (from an env of the same id).
+    Everything is checked first: a refused state (ValueError naming the field) leaves the env as
+    it was."""
+    _env_restorer(env, state, name)()
+
+
+def _env_restorer(env: gym.Env, state: Any, name: str) -> Callable[[], None]:
+    """Checks ``state`` for ``env`` (ValueError naming the field) and returns what then restores it,
+    so that several envs can all be checked before any of them changes."""
+    layers = _layers(env)
+    if layers is None:
+        raise ValueError(f"env: {env} cannot be restored; see pymbrl.agents.muzero.env_state")
+    state = _entries(state, ("layers", "np_random", "action_space"), name)
+    captured = state["layers"]
+    if not isinstance(captured, list) or len(captured) != len(layers):
+        raise ValueError(f"{name}.layers: expected a list of {len(layers)} layers, got {_describe(captured)}")
+    updates: list[tuple[Any, str, Any]] = []
+    for j, ((layer, attributes), entry) in enumerate(zip(layers, captured)):
+        field = f"{name}.layers[{j}]"
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == type(layer).__name__):
+            raise ValueError(f"{field}: expected [{type(layer).__name__!r}, attributes], got {_describe(entry)}")
+        values = _entries(entry[1], tuple(attributes), field)
+        for attribute, kind in attributes.items():
+            value, where = values[attribute], f"{field}.{attribute}"
+            if kind in ("array", "board"):
+                value = _array_like(value, np.array(getattr(layer, attribute)), where, any_float=kind == "array")
+                if kind == "board" and not np.isin(value, (-1, 0, 1)).all():
+                    raise ValueError(f"{where}: expected cells of -1, 0 or 1, got {value.tolist()}")
+            elif not _is_kind(value, kind):
+                expected = {"bool": "a bool", "int": "an integer >= 0", "int?": "an integer >= 0 or None",
+                            "sign": "-1 or 1"}[kind]
+                raise ValueError(f"{where}: expected {expected}, got {_describe(value)}")
+            updates.append((layer, attribute, value))
+    generators = [(env.unwrapped.np_random, state["np_random"], f"{name}.np_random"),
+                  (env.action_space.np_random, state["action_space"], f"{name}.action_space")]
+    for generator, generator_state, where in generators:
+        _check_generator_state(generator, generator_state, where)
+
+    def restore() -> None:
+        for layer, attribute, value in updates:
+            setattr(layer, attribute, value)
+        for generator, generator_state, _ in generators:
+            generator.bit_generator.state = generator_state
+
+    return restore
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int?" and value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return value in (-1, 1) if kind == "sign" else value >= 0
+
+
+def _entries(value: Any, keys: tuple[str, ...], name: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) != set(keys):
+        got = sorted(map(str, value)) if isinstance(value, dict) else _describe(value)
+        raise ValueError(f"{name}: expected a dict with the keys {sorted(keys)}, got {got}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 80 else f"a {type(value).__name__}"
+
+
+def _array_like(value: Any, reference: np.ndarray, name: str, any_float: bool = False) -> np.ndarray:
+    """``value`` (a tensor) as a new numpy array, checked to have the shape and dtype of
+    ``reference`` (with ``any_float``, float32 or float64 where ``reference`` is a float array)
+    and, for floats, finite values."""
+    if not isinstance(value, torch.Tensor) or value.device.type != "cpu":
+        raise ValueError(f"{name}: expected a CPU tensor, got {_describe(value)}")
+    array = value.numpy().copy()
+    floats = (np.dtype(np.float32), np.dtype(np.float64))
+    dtypes = floats if any_float and reference.dtype in floats else (reference.dtype,)
+    if array.shape != reference.shape or array.dtype not in dtypes:
+        expected = " or ".join(str(d) for d in dtypes)
+        raise ValueError(f"{name}: expected shape {reference.shape} and dtype {expected}, "
+                         f"got shape {array.shape} and dtype {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"{name}: expected finite values, got {array[~np.isfinite(array)][0]}")
+    return array
+
+
+def _check_generator_state(generator: np.random.Generator, state: Any, name: str) -> None:
+    """Refuses a state that ``generator``'s bit generator would not take, trying it on a scratch one."""
+    scratch = type(generator.bit_generator)()
+    try:
+        scratch.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise ValueError(f"{name}: expected a {type(scratch).__name__} state, got {_describe(state)} ({error})") \
+            from None
+
+
+_GAME_FIELDS = ("obs", "actions", "rewards", "root_values", "policies")
+
+
 class SelfPlay:
     """``num_envs`` envs playing together: one batched search per step for all of them; each game
     goes into the game buffer with its search statistics when it ends (a cut game with the
@@ -193,17 +360,122 @@ class SelfPlay:
 
     Parameters
     ----------
-    envs : list of gymnasium envs with a Discrete action space (reset here, env ``i`` with ``seed + i``)
+    envs : list of gymnasium envs with a Discrete action space (reset here, env ``i`` and its
+        action space with ``seed + i``)
     seed : int
     """
 
     def __init__(self, envs: list[gym.Env], seed: int):
         self.envs = envs
         self.obs, self.infos = map(list, zip(*(env.reset(seed=seed + i) for i, env in enumerate(envs))))
+        for i, env in enumerate(envs):
+            env.action_space.seed(seed + i)  # unused by self-play, but seeded so that its state is the seed's
         self.num_actions = int(envs[0].action_space.n)
         self.two_player = "to_play" in self.infos[0]
         self.has_legal_actions = "legal_actions" in self.infos[0]
         self.games: list[list[tuple]] = [[] for _ in envs]  # per env: (obs, action, reward, root value, policy)
+
+    @property
+    def capturable(self) -> bool:
+        """Whether :meth:`state_dict` captures the envs' games in progress (see :func:`env_state`)."""
+        return all(_layers(env) is not None for env in self.envs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The games in progress, as tensors and plain values: ``envs`` (each env's
+        :func:`env_state`), ``obs`` (each env's latest observation), ``infos`` (its latest info)
+        and ``games`` (each game's record so far: ``obs`` [T, *obs_shape], ``actions`` int64 [T],
+        ``rewards`` and ``root_values`` float64 [T], ``policies`` [T, A]). Where an env cannot be
+        captured, only ``{"envs": None}``."""
+        if not self.capturable:
+            return {"envs": None}
+        games = []
+        for i, game in enumerate(self.games):
+            latest = np.asarray(self.obs[i])
+            obs, actions, rewards, root_values, policies = zip(*game) if game else ((),) * 5
+            obs = np.stack(obs) if game else np.empty((0, *latest.shape), latest.dtype)
+            policies = np.stack(policies) if game else np.empty((0, self.num_actions), np.float32)
+            games.append({"obs": torch.from_numpy(obs), "actions": torch.tensor(actions, dtype=torch.int64),
+                          "rewards": torch.tensor(rewards, dtype=torch.float64),
+                          "root_values": torch.tensor(root_values, dtype=torch.float64),
+                          "policies": torch.from_numpy(policies)})
+        infos = [{key: torch.from_numpy(np.array(value)) if isinstance(value, np.ndarray)
+                  else value.item() if isinstance(value, np.generic) else value for key, value in info.items()}
+                 for info in self.infos]
+        return {"envs": [env_state(env) for env in self.envs], "obs": [torch.from_numpy(np.array(o)) for o in self.obs],
+                "infos": infos, "games": games}
+
+    def load_state_dict(self, state: Any, name: str = "state") -> bool:
+        """Continues the games in progress of :meth:`state_dict` (of self-play with as many envs of
+        the same id). Returns False, changing nothing, for a state without them (``envs`` None).
+        Everything is checked before anything changes; a refused state raises ValueError naming
+        the field."""
+        if not isinstance(state, dict) or "envs" not in state:
+            raise ValueError(f"{name}: expected the self-play state of a MuZero checkpoint, got {_describe(state)}")
+        if state["envs"] is None:
+            return False
+        state = _entries(state, ("envs", "obs", "infos", "games"), name)
+        n = len(self.envs)
+        for key in ("envs", "obs", "infos", "games"):
+            if not isinstance(state[key], list) or len(state[key]) != n:
+                raise ValueError(f"{name}.{key}: expected a list of {n} entries (one per env), got "
+                                 f"{_describe(state[key])}")
+        obs = [_array_like(o, np.asarray(self.obs[i]), f"{name}.obs[{i}]") for i, o in enumerate(state["obs"])]
+        infos = [self._checked_info(info, i, f"{name}.infos[{i}]") for i, info in enumerate(state["infos"])]
+        games = [self._checked_game(game, obs[i], f"{name}.games[{i}]") for i, game in enumerate(state["games"])]
+        restorers = [_env_restorer(env, env_state_, f"{name}.envs[{i}]")
+                     for i, (env, env_state_) in enumerate(zip(self.envs, state["envs"]))]
+        for restore in restorers:
+            restore()
+        self.obs, self.infos, self.games = obs, infos, games
+        return True
+
+    def _checked_info(self, info: Any, i: int, name: str) -> dict[str, Any]:
+        """``info`` (as saved) checked against env ``i``'s current one: the same keys, arrays of the
+        same shape and dtype, numbers of the same type."""
+        reference = self.infos[i]
+        info = _entries(info, tuple(reference), name)
+        checked = {}
+        for key, value in info.items():
+            if isinstance(reference[key], np.ndarray):
+                checked[key] = _array_like(value, reference[key], f"{name}.{key}")
+            elif type(value) is not type(reference[key].item() if isinstance(reference[key], np.generic)
+                                         else reference[key]):
+                raise ValueError(f"{name}.{key}: expected a {type(reference[key]).__name__}, got {_describe(value)}")
+            else:
+                checked[key] = value
+        return checked
+
+    def _checked_game(self, game: Any, latest: np.ndarray, name: str) -> list[tuple]:
+        """A saved game record as the list of (obs, action, reward, root value, policy) self-play
+        keeps, checked: consistent lengths, observations like ``latest``, actions in range, finite
+        rewards and values, policies of finite non-negative numbers."""
+        game = _entries(game, _GAME_FIELDS, name)
+        for key in _GAME_FIELDS:
+            if not isinstance(game[key], torch.Tensor) or game[key].device.type != "cpu":
+                raise ValueError(f"{name}.{key}: expected a CPU tensor, got {_describe(game[key])}")
+        length = game["actions"].shape[0] if game["actions"].dim() == 1 else -1
+        expected = {"actions": ((length,), torch.int64),
+                    "obs": ((length, *latest.shape), torch.from_numpy(latest).dtype),
+                    "rewards": ((length,), torch.float64),
+                    "root_values": ((length,), torch.float64), "policies": ((length, self.num_actions), None)}
+        for key, (shape, dtype) in expected.items():
+            tensor = game[key]
+            if tuple(tensor.shape) != shape or (dtype is not None and tensor.dtype != dtype) or \
+                    (dtype is None and not tensor.dtype.is_floating_point):
+                want = f"dtype {dtype}" if dtype is not None else "a float dtype"
+                raise ValueError(f"{name}.{key}: expected shape {shape} and {want}, got {_describe(tensor)}")
+        actions = game["actions"]
+        if length and not bool(((actions >= 0) & (actions < self.num_actions)).all()):
+            raise ValueError(f"{name}.actions: expected actions in [0, {self.num_actions}), got "
+                             f"{int(actions[(actions < 0) | (actions >= self.num_actions)][0])}")
+        for key in ("rewards", "root_values", "policies"):
+            if not bool(torch.isfinite(game[key]).all()):
+                raise ValueError(f"{name}.{key}: expected finite values, got a non-finite one")
+        if bool((game["policies"] < 0).any()):
+            raise ValueError(f"{name}.policies: expected probabilities >= 0, got a negative one")
+        obs, policies = game["obs"].numpy().copy(), game["policies"].numpy().copy()
+        return [(obs[t], int(game["actions"][t]), float(game["rewards"][t]), float(game["root_values"][t]), policies[t])
+                for t in range(length)]
 
     def step(self, searcher: Searcher, buffer: GameBuffer, temperature: float
              ) -> tuple[mcts.PolicyOutput, list[tuple[float, int]]]:
@@ -327,9 +599,15 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
     Returns the network and the evaluation history (dicts with ``step``, ``return`` (greedy search,
     mean over ``eval_episodes``), ``episode_return`` (mean of the self-play games finished since
     the last evaluation), ``updates``, the loss parts and ``seconds``). ``log``, ``progress``,
-    ``run_dir`` and ``checkpoint_every`` work as in :func:`pymbrl.agents.sac.train`, except that a
-    resumed run starts new games in every env (games in progress at the checkpoint are dropped),
-    so it is not bit-identical to an uninterrupted one. ``config`` None: ``MuZeroConfig.for_env(env_id)``.
+    ``run_dir`` and ``checkpoint_every`` work as in :func:`pymbrl.agents.sac.train`: a checkpoint
+    (taken after the first step at or past each multiple of ``checkpoint_every``, games in
+    progress or not) holds the network, the optimiser, the game buffer, the search's seed stream,
+    the counters and the games in progress with the state of every env, so a resumed run ends
+    exactly where the uninterrupted one would have (parameters, buffer and ``log.csv`` records,
+    all but their ``seconds``). That holds for envs whose whole state is known (see
+    :func:`env_state`: CartPole, Acrobot, MountainCar, pymbrl/TicTacToe); with any other env, a
+    resumed run drops the games in progress and starts new ones with a ``RuntimeWarning``, so it
+    differs from an uninterrupted one. ``config`` None: ``MuZeroConfig.for_env(env_id)``.
     """
     c = config or MuZeroConfig.for_env(env_id)
     steps, eval_every = integer(steps, "steps"), integer(eval_every, "eval_every")
@@ -363,14 +641,21 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
                         alpha=c.priority_alpha, beta=c.priority_beta, seed=run.seed)
     searcher = Searcher(network, c, two_player, run.seed + 1)
     updates, owed = 0, 0.0
+    finished: list[float] = []  # returns of the self-play games ended since the last evaluation
+    parts: dict[str, float] = {}  # the latest update's losses
     if run.state is not None:
+        where = f"checkpoint in {str(run.directory)!r}"
+        loop = _loop_state(run.state, where)
+        # Checked in full first, so that a bad checkpoint is refused before the envs change.
+        if not play.load_state_dict(run.state["play"], f"{where}: play"):
+            warnings.warn(f"env_id: the state of {env_id} cannot be captured, so the games in progress at the "
+                          f"checkpoint were dropped and new ones started; this resumed run will not match an "
+                          f"uninterrupted one", RuntimeWarning, stacklevel=2)
         network.load_state_dict(run.state["network"])
         optimizer.load_state_dict(run.state["optimizer"])
         buffer = run.buffers["games"]
         searcher.generator.bit_generator.state = run.state["searcher"]
-        updates, owed = run.state["updates"], run.state["owed"]
-    finished: list[float] = []
-    parts: dict[str, float] = {}
+        updates, owed, finished, parts = loop
     step = run.step
     while step < steps:
         _, ended = play.step(searcher, buffer, temperature(c, step / steps))
@@ -394,11 +679,31 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
             run.evaluated(record, log)
         if run.due(step, episode_over=True):
             run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(), "updates": updates,
-                            "owed": owed, "searcher": searcher.generator.bit_generator.state,
-                            "config": dataclasses.asdict(c)}, {"games": buffer})
+                            "owed": owed, "finished": list(finished), "parts": dict(parts), "play": play.state_dict(),
+                            "searcher": searcher.generator.bit_generator.state, "config": dataclasses.asdict(c)},
+                     {"games": buffer})
         if progress is not None:
             progress(step)
     return network, run.history
+
+
+def _loop_state(state: dict[str, Any], where: str) -> tuple[int, float, list[float], dict[str, float]]:
+    """The training loop's counters from a checkpoint, checked: (updates, owed, finished, parts)."""
+    for key in ("play", "updates", "owed", "finished", "parts", "searcher"):
+        if key not in state:
+            raise ValueError(f"{where}: expected an entry {key!r} (a checkpoint of this version of pymbrl's MuZero), "
+                             f"got none; resume it with the version that wrote it or use another run_dir")
+    updates, owed, finished, parts = state["updates"], state["owed"], state["finished"], state["parts"]
+    if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+        raise ValueError(f"{where}: updates: expected an integer >= 0, got {_describe(updates)}")
+    if not isinstance(owed, float) or not 0.0 <= owed < math.inf:
+        raise ValueError(f"{where}: owed: expected a finite float >= 0, got {_describe(owed)}")
+    if not isinstance(finished, list) or not all(isinstance(r, float) for r in finished):
+        raise ValueError(f"{where}: finished: expected a list of floats, got {_describe(finished)}")
+    if not isinstance(parts, dict) or not all(isinstance(k, str) and isinstance(v, float) for k, v in parts.items()):
+        raise ValueError(f"{where}: parts: expected a dict of str to float, got {_describe(parts)}")
+    _check_generator_state(np.random.default_rng(), state["searcher"], f"{where}: searcher")
+    return updates, owed, finished, parts
 
 
 def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Searcher, str]:
