@@ -324,8 +324,8 @@ TEST(MiniPacman, EatingAllFoodStartsTheNextLevelWithMoreAndFasterGhosts) {
 
 TEST(MiniPacman, DeathTerminatesWithTheDeathRewardOnceAndResetsTheGame) {
   Game g("hunt");
-  State s = placed(g.state(), 5, 5, 5, 5, kDirRight, 1);
-  s.ghosts.push_back(Ghost{5, 5, kDirLeft});  // two ghosts on him: one death
+  State s = placed(g.state(), 5, 5, 5, 5, kDirRight, 3);
+  s.ghosts.push_back(Ghost{5, 5, kDirLeft});  // two ghosts on him (level 3 has two): one death
   s.frame = 41;
   g.set(s);
   EXPECT_FLOAT_EQ(g.step(kStay), -20.0f);
@@ -350,7 +350,7 @@ TEST(MiniPacman, GhostMovingOntoPacmanKillsHim) {
 
 TEST(MiniPacman, PoweredPacmanEatsOneGhostPerStep) {
   Game g;
-  State s = placed(g.state(), 5, 5, 5, 5, kDirRight, 1);
+  State s = placed(g.state(), 5, 5, 5, 5, kDirRight, 3);
   s.ghosts.push_back(Ghost{5, 5, kDirLeft});
   s.power = 10;
   g.set(s);
@@ -360,7 +360,7 @@ TEST(MiniPacman, PoweredPacmanEatsOneGhostPerStep) {
   EXPECT_EQ(g.state().ghosts[0].direction, kDirLeft);
   EXPECT_FLOAT_EQ(g.step(kStay), 5.0f);
   EXPECT_TRUE(g.state().ghosts.empty());
-  EXPECT_EQ(g.state().level, 1);  // regular mode ends levels on food only
+  EXPECT_EQ(g.state().level, 3);  // regular mode ends levels on food only
 }
 
 TEST(MiniPacman, HuntAndRushEndLevelsOnGhostsAndPills) {
@@ -572,6 +572,76 @@ TEST(MiniPacman, SetStateRefusesImpossibleStates) {
   // Nothing was changed by the refusals.
   EXPECT_EQ(env.state(0).rng, ok.rng);
   EXPECT_EQ(env.state(0).ghosts.size(), ok.ghosts.size());
+}
+
+// The message of the invalid_argument that set_state(0, s) throws ("" if it accepts s).
+std::string refusal(MiniPacman& env, const State& s) {
+  try {
+    env.set_state(0, s);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(MiniPacman, SetStateBoundsEveryCounterAndLeavesTheGameUnchanged) {
+  MiniPacman env(1, MiniPacman::mode("avoid"), 1000, 3);
+  Step out(1);
+  for (int t = 0; t < 20; ++t) out.run(env, {t % 5});
+  const State ok = env.state(0);
+  auto with = [&](auto change) {
+    State s = ok;
+    change(s);
+    return s;
+  };
+  // level 2e9 used to be accepted and lay out a ghost per level at the next level change.
+  EXPECT_EQ(refusal(env, with([](State& s) { s.level = 2000000000; })).rfind("level: expected an integer in [1, 1000]", 0), 0u);
+  EXPECT_EQ(refusal(env, with([](State& s) { s.level = 1; s.ghosts.assign(2, Ghost{1, 1, 0}); })),
+            "ghosts: expected at most 1 on level 1, got 2");
+  EXPECT_EQ(refusal(env, with([](State& s) { s.frame = 1000; })).rfind("frame: expected an integer in [0, 1000)", 0), 0u);
+  EXPECT_EQ(refusal(env, with([](State& s) { s.frame = INT64_MAX; })).rfind("frame:", 0), 0u);
+  EXPECT_EQ(refusal(env, with([](State& s) { s.timer = 128; })).rfind("timer: expected an integer in [0, 128)", 0), 0u);
+  EXPECT_EQ(refusal(env, with([](State& s) { s.episode_return = std::nan(""); })).rfind("episode_return:", 0), 0u);
+  EXPECT_EQ(refusal(env, with([](State& s) { s.episode_return = INFINITY; })).rfind("episode_return:", 0), 0u);
+  // A finite return that steps could not have earned (and float32 could not hold) is refused too.
+  EXPECT_EQ(refusal(env, with([](State& s) { s.episode_return = 1e300; })).rfind("episode_return:", 0), 0u);
+  EXPECT_EQ(refusal(env, with([](State& s) { s.frame = 0; s.episode_return = 0.1; })).rfind("episode_return:", 0), 0u);
+  EXPECT_EQ(env.state(0).level, ok.level);
+  EXPECT_EQ(env.state(0).frame, ok.frame);
+  EXPECT_EQ(env.state(0).timer, ok.timer);
+  EXPECT_EQ(env.state(0).episode_return, ok.episode_return);
+  EXPECT_EQ(env.state(0).rng, ok.rng);
+  // The largest values allowed are accepted and step.
+  EXPECT_EQ(refusal(env, with([](State& s) { s.level = MiniPacman::kMaxLevel; s.frame = 999; s.timer = 127; })), "");
+  out.run(env, {0});
+}
+
+TEST(MiniPacman, LevelsStopRisingAtTheMaximum) {
+  Game g;
+  State s = placed(g.state(), 3, 1, 13, 17, kDirLeft, MiniPacman::kMaxLevel);
+  s.food[3 * 19 + 2] = 1;
+  g.set(s);
+  g.step(kRight);  // the last food: the next level would be kMaxLevel + 1
+  EXPECT_EQ(g.state().level, MiniPacman::kMaxLevel);
+  EXPECT_EQ(g.state().ghosts.size(), static_cast<size_t>(MiniPacman::ghosts_on_level(MiniPacman::kMaxLevel)));
+}
+
+TEST(MiniPacman, EpisodesWithoutAFrameCapStopAtTheLargestLength) {
+  Game g("regular", 0);
+  State s = placed(g.state(), 13, 17, 1, 1, kDirLeft, 1);
+  s.ghosts.clear();
+  s.frame = MiniPacman::kMaxFrames - 1;
+  g.set(s);
+  g.step(kStay);
+  EXPECT_EQ(g.out.truncated[0], 1);
+  EXPECT_EQ(g.out.episode_length[0], INT32_MAX);  // used to wrap negative after 2^31 steps
+  EXPECT_EQ(g.state().frame, 0);
+}
+
+TEST(MiniPacman, RefusesHugeBatchesAndFrameCaps) {
+  EXPECT_THROW(MiniPacman(MiniPacman::kMaxEnvs + 1, MiniPacman::mode("regular"), 0, 0), std::invalid_argument);
+  EXPECT_THROW(MiniPacman(INT64_MAX, MiniPacman::mode("regular"), 0, 0), std::invalid_argument);
+  EXPECT_THROW(MiniPacman(1, MiniPacman::mode("regular"), MiniPacman::kMaxFrames + 1, 0), std::invalid_argument);
 }
 
 TEST(MiniPacman, RandomPlayRegularEarnsFoodAndDies) {

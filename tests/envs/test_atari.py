@@ -200,9 +200,15 @@ def test_reward_clipping_and_unclipped_episode_returns():
 def test_same_step_autoreset_fills_final_obs_only_where_a_game_ended():
     env = AtariVectorEnv(num_envs=3, seed=5, max_episode_steps=20, clip_rewards=False)
     obs, _ = env.reset()
-    # Game 1 is 12 steps into its episode, so it alone reaches the limit after 8 steps.
-    obs[1] = env.set_state(1, {**env.get_state(1), "episode_length": 12, "episode_return": 3.0})
-    score = 3.0
+    # Game 1 takes the state of a game 12 steps into its episode, so it alone reaches the limit
+    # after 8 steps. (States are checksummed: they come from get_state, not from edits.)
+    donor = AtariVectorEnv(num_envs=1, seed=6, max_episode_steps=20, clip_rewards=False)
+    donor.reset()
+    trajectory(donor, random_actions(1, 12, seed=6))
+    state = donor.get_state(0)
+    assert state["episode_length"] == 12
+    obs[1] = env.set_state(1, state)
+    score = state["episode_return"]
     for t, a in enumerate(random_actions(3, 8, seed=5)):
         new, rewards, terminated, truncated, info = env.step(a)
         score += rewards[1]
@@ -290,8 +296,8 @@ def test_refused_states_name_the_key_and_change_nothing():
         ({**good, "frames": good["frames"][:, :, :3]}, r"state\['frames'\]: expected a uint8 tensor \[84, 84, 4\]"),
         ({**good, "frames": good["frames"].float()}, r"state\['frames'\]: expected a uint8 tensor"),
         ({**good, "screen": good["screen"][:100]}, r"state\['screen'\]: expected a uint8 tensor \[210, 160\]"),
-        ({**good, "emulator": good["emulator"][:100]}, r"state\['emulator'\]: not a saved state of breakout"),
-        ({**good, "emulator": pong_emulator}, r"state\['emulator'\]: not a saved state of breakout"),
+        ({**good, "emulator": good["emulator"][:100]}, r"state\['emulator'\]: checksum mismatch for game 0"),
+        ({**good, "emulator": pong_emulator}, r"state\['emulator'\]: checksum mismatch for game 0"),
         ({**good, "emulator": "abc"}, r"state\['emulator'\]: expected a uint8 tensor"),
         ({**good, "rng": {"bit_generator": "PCG64"}}, r"state\['rng'\]"),
         ({**good, "lives": -1}, r"state\['lives'\]: expected an integer >= 0"),
@@ -299,6 +305,15 @@ def test_refused_states_name_the_key_and_change_nothing():
         ({**good, "episode_return": float("nan")}, r"state\['episode_return'\]"),
         ({**good, "episode_length": "3"}, r"state\['episode_length'\]"),
         ({**good, "previous_action": 18}, r"state\['previous_action'\]"),
+        ({**good, "lives": 10**30}, r"state\['lives'\]: expected an integer in \[0, 255\]"),
+        ({**good, "episode_length": 27_000}, r"state\['episode_length'\]: expected an integer in \[0, 26999\]"),
+        ({**good, "episode_length": good["episode_length"] + 1}, r"state\['episode_length'\]: checksum mismatch"),
+        ({**good, "episode_return": good["episode_return"] + 1.0}, r"state\['episode_return'\]: checksum mismatch"),
+        ({**good, "settings": {**good["settings"], "frame_skip": 3}},
+         r"state\['settings'\]\['frame_skip'\]: expected 4 \(this env's\), got 3"),
+        ({**good, "settings": None}, r"state\['settings'\]: expected a dict"),
+        ({**good, "checksum": "0" * 32}, r"state\['checksum'\]: expected a dict"),
+        ({**good, "checksum": {**good["checksum"], "state": "0" * 32}}, r"state: its fields come from different"),
         ([1, 2], "state: expected a dict"),
     ]:
         with pytest.raises(ValueError, match=text):
@@ -307,6 +322,50 @@ def test_refused_states_name_the_key_and_change_nothing():
         env.set_state(2, good)
     got.extend(trajectory(env, actions[20:]))
     assert same(got, expected)
+
+
+def _flipped(t: torch.Tensor, bit: int) -> torch.Tensor:
+    out = t.clone()
+    out[bit // 8] ^= 1 << (bit % 8)
+    return out
+
+
+def test_corrupted_emulator_bytes_never_reach_ale():
+    # Half of 400 bit-flipped emulator states used to be accepted, and one crashed ALE at the next
+    # step: every flip and truncation is now refused by the checksum, naming the game and the field.
+    env, actions, expected, got = halfway(2, 30, seed=15)
+    good = env.get_state(1)
+    emulator = good["emulator"]
+    rng = np.random.default_rng(0)
+    for bit in [0, 7, *rng.integers(0, 8 * len(emulator), 60).tolist(), 8 * len(emulator) - 1]:
+        with pytest.raises(ValueError, match=r"state\['emulator'\]: checksum mismatch for game 1"):
+            env.set_state(1, {**good, "emulator": _flipped(emulator, bit)})
+    for size in (0, 1, len(emulator) // 2, len(emulator) - 1):
+        with pytest.raises(ValueError, match=r"state\['emulator'\]: checksum mismatch for game 1"):
+            env.set_state(1, {**good, "emulator": emulator[:size].clone()})
+    for key in ("screen", "frames"):
+        with pytest.raises(ValueError, match=rf"state\['{key}'\]: checksum mismatch for game 1"):
+            env.set_state(1, {**good, key: _flipped(good[key].reshape(-1), 5).reshape(good[key].shape)})
+    rng_state = {**good["rng"], "state": {**good["rng"]["state"], "state": good["rng"]["state"]["state"] ^ 1}}
+    with pytest.raises(ValueError, match=r"state\['rng'\]: checksum mismatch for game 1"):
+        env.set_state(1, {**good, "rng": rng_state})
+    # Fields of two valid states mixed together are refused as well.
+    other = env.get_state(0)
+    mixed = {**good, "emulator": other["emulator"],
+             "checksum": {**good["checksum"], "emulator": other["checksum"]["emulator"]}}
+    with pytest.raises(ValueError, match="state: its fields come from different"):
+        env.set_state(1, mixed)
+    got.extend(trajectory(env, actions[15:]))
+    assert same(got, expected)
+
+
+def test_states_of_other_settings_are_refused():
+    env = AtariVectorEnv(num_envs=1, seed=0, max_episode_steps=100)
+    env.reset()
+    other = AtariVectorEnv(num_envs=1, seed=0)
+    other.reset()
+    with pytest.raises(ValueError, match=r"state\['settings'\]\['max_episode_steps'\]: expected 27000"):
+        other.set_state(0, env.get_state(0))
 
 
 def test_bad_actions_are_refused_and_change_nothing():
@@ -346,6 +405,15 @@ def test_constructor_refuses_bad_arguments(monkeypatch):
         ({"clip_rewards": 1}, "clip_rewards: expected a bool"),
         ({"repeat_action_probability": 1.5}, "repeat_action_probability: expected a finite number in"),
         ({"max_episode_steps": -1}, "max_episode_steps: expected an integer >= 0"),
+        # Sizes are bounded before any emulator or array is made (num_envs=10**6 used to load a
+        # million ROMs; frame_stack=10**9 to allocate a 7 TB observation buffer).
+        ({"num_envs": 10**6}, r"num_envs: expected an integer in \[1, 1024\], got 1000000"),
+        ({"frame_stack": 10**9}, r"frame_stack: expected an integer in \[1, 64\]"),
+        ({"screen_size": 10**5}, r"screen_size: expected an integer in \[1, 1024\]"),
+        ({"frame_skip": 10**9}, r"frame_skip: expected an integer in \[1, 1000\]"),
+        ({"noop_max": 10**9}, r"noop_max: expected an integer in \[0, 10000\]"),
+        ({"num_envs": 1024, "screen_size": 1024, "frame_stack": 64}, "num_envs: expected num_envs \\* screen_size"),
+        ({"max_episode_steps": 2**31}, r"max_episode_steps: expected an integer in \[0, 2147483647\]"),
         ({"seed": -1}, "seed: expected an integer in"),
     ]:
         with pytest.raises(ValueError, match=text):

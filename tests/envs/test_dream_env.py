@@ -163,10 +163,51 @@ def test_mismatched_spaces_and_missing_vae_are_refused():
         DreamEnv(mdnrnn(3), gym.spaces.Discrete(3), start_latents(), tau=0.0)
     with pytest.raises(ValueError, match="num_envs"):
         DreamVectorEnv(mdnrnn(3), gym.spaces.Discrete(3), start_latents(), num_envs=0)
+    # Bounded before the dreams' states are allocated.
+    with pytest.raises(ValueError, match=r"num_envs: expected an integer in \[1, 65536\], got 10000000000"):
+        DreamVectorEnv(mdnrnn(3), gym.spaces.Discrete(3), start_latents(), num_envs=10**10)
+
+
+def test_actions_that_a_cast_would_change_are_refused():
+    # 1.7 used to be cast to action 1 (and 2**64 + 1 to 1) without a word.
+    env = DreamEnv(mdnrnn(3), gym.spaces.Discrete(3), start_latents())
+    env.reset(seed=0)
+    for bad, error in [(1.7, TypeError), (np.float32(1.0), TypeError), (2**64 + 1, ValueError), (-1, ValueError),
+                       ("1", TypeError)]:
+        with pytest.raises(error, match="action: expected"):
+            env.step(bad)
+    env.step(np.int64(2))
+    vec = DreamVectorEnv(mdnrnn(3), gym.spaces.Discrete(3), start_latents(), num_envs=2)
+    vec.reset(seed=0)
+    for bad, error in [(np.array([0.5, 1.0]), TypeError), (np.array([0, 3]), ValueError),
+                       (np.array([0, 2**40]), ValueError), (np.array([True, False]), TypeError)]:
+        with pytest.raises(error, match="actions: expected"):
+            vec.step(bad)
+    box = DreamVectorEnv(mdnrnn(2), BOX, start_latents(), num_envs=2)
+    box.reset(seed=0)
+    for bad in (np.full((2, 2), np.nan), np.full((2, 2), 1e300), np.full((2, 2), 3.5)):
+        with pytest.raises(ValueError, match="actions: expected an element of Box"):
+            box.step(bad)
+    box.step(np.zeros((2, 2), np.float64))
 
 
 # --------------------------------------------------------------------------------------------------
 # ActionCodec
+
+
+def test_codec_refuses_actions_outside_the_space_and_huge_spaces():
+    codec = ActionCodec(gym.spaces.Discrete(3))
+    # -1 used to encode as action 2's one-hot vector.
+    with pytest.raises(ValueError, match=r"env_actions: expected integers in \[0, 3\), got -1"):
+        codec.to_vector(np.array([0, -1]))
+    with pytest.raises(ValueError, match=r"env_actions: expected integers in \[0, 3\), got 3"):
+        codec.to_vector(np.array([3]))
+    with pytest.raises(TypeError, match="env_actions: expected integers, got dtype float64"):
+        codec.to_vector(np.array([1.0]))
+    # Discrete(10**6) used to build a 4 TB identity matrix for one action.
+    with pytest.raises(ValueError, match="action_space: expected at most 65536 discrete actions"):
+        ActionCodec(gym.spaces.Discrete(10**6))
+    np.testing.assert_array_equal(codec.to_vector(np.array([[2], [0]])), np.eye(3, dtype=np.float32)[[[2], [0]]])
 
 
 def test_discrete_codec():

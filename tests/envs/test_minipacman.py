@@ -15,7 +15,8 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import pymbrl.envs
-from pymbrl.envs.minipacman import ACTION_NAMES, MAP, MODES, PALETTE, MiniPacmanEnv, MiniPacmanVectorEnv
+from pymbrl.envs.minipacman import (ACTION_NAMES, MAP, MAX_ENVS, MAX_FRAMES, MAX_LEVEL, MODES, PALETTE, MiniPacmanEnv,
+                                    MiniPacmanVectorEnv)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "bench" / "minipacman_reference.py"
 
@@ -229,6 +230,17 @@ def test_constructor_and_reset_refuse_bad_arguments():
         MiniPacmanVectorEnv(num_envs=2.0)
     with pytest.raises(ValueError, match="frame_cap: expected an integer >= 0"):
         MiniPacmanVectorEnv(frame_cap=-1)
+    # Sizes are bounded before anything is allocated (num_envs=2**40 used to try to allocate 2**40 games).
+    with pytest.raises(ValueError, match=r"num_envs: expected an integer in \[1, 65536\], got 1099511627776"):
+        MiniPacmanVectorEnv(num_envs=2**40)
+    with pytest.raises(ValueError, match=r"num_envs: expected an integer in \[1, 65536\]"):
+        MiniPacmanVectorEnv(num_envs=MAX_ENVS + 1)
+    with pytest.raises(ValueError, match=r"frame_cap: expected an integer in \[0, 2147483647\]"):
+        MiniPacmanVectorEnv(frame_cap=2**31)
+    with pytest.raises(ValueError, match="frame_cap: expected an integer that fits in 64 bits"):
+        MiniPacmanVectorEnv(frame_cap=2**70)
+    with pytest.raises(ValueError, match=r"render_scale: expected an integer in \[1, 64\], got 100000"):
+        MiniPacmanEnv(render_scale=100_000)
     with pytest.raises(ValueError, match="seed: expected an integer in"):
         MiniPacmanVectorEnv(seed=-1)
     with pytest.raises(ValueError, match="num_threads"):
@@ -283,6 +295,63 @@ def test_state_round_trip_replays_and_bad_states_are_refused():
         env.get_state(3)
     with pytest.raises(TypeError, match="state: expected a dict"):
         env.set_state(0, [1, 2])
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    # Each of these used to be accepted: level 2e9 laid out a ghost per level at the next level
+    # change, a huge frame wrapped the int32 episode length, a NaN return came out as the return.
+    ("level", 2_000_000_000, r"level: expected an integer in \[1, 1000\], got 2000000000"),
+    ("level", MAX_LEVEL + 1, r"level: expected an integer in \[1, 1000\]"),
+    ("frame", 2**40, r"frame: expected an integer in \[0, 1000\), got 1099511627776"),
+    ("frame", 1000, r"frame: expected an integer in \[0, 1000\)"),
+    ("timer", 2**62, r"timer: expected an integer in \[0, 128\)"),
+    ("timer", 128, r"timer: expected an integer in \[0, 128\)"),
+    ("episode_return", float("nan"), "episode_return: expected a finite number"),
+    ("episode_return", float("inf"), "episode_return: expected a finite number"),
+    ("episode_return", 1e300, "episode_return: expected a finite number within"),
+    ("ghosts", np.array([[1, 1, 0]] * 2), "ghosts: expected at most 1 on level 1, got 2"),
+    ("ghosts", np.ones((10**4, 3), dtype=np.int64), "ghosts: expected at most 500 rows"),
+    ("rng", np.array([-1, 2, 3, 4]), r"rng: expected integers in \[0, 2\*\*64\), got -1 at index 0"),
+    ("rng", np.zeros(4, dtype=np.uint64), "rng: expected a state with a non-zero word"),
+    ("pacman", np.array([2**40, 1]), "pacman: expected a 32-bit integer"),
+])
+def test_set_state_bounds_every_field_and_changes_nothing_when_refused(key, value, message):
+    env = MiniPacmanVectorEnv(num_envs=2, mode="avoid", seed=4)
+    env.reset()
+    for a in random_actions(2, 10, seed=4):
+        env.step(a)
+    state = env.get_state(0)
+    state["level"] = 1
+    state["ghosts"] = state["ghosts"][:1]
+    env.set_state(0, state)
+    before = [env.get_state(i) for i in range(2)]
+    with pytest.raises(ValueError, match=message):
+        env.set_state(0, {**state, key: value})
+    assert all(_same_state(env.get_state(i), b) for i, b in enumerate(before))
+
+
+def test_levels_and_episodes_are_bounded_so_no_counter_overflows():
+    # The last food of the last level: the next level stays the last (its ghosts are laid out).
+    env = MiniPacmanVectorEnv(num_envs=1, mode="regular", frame_cap=0, seed=5)
+    env.reset()
+    state = env.get_state(0)
+    food = np.zeros((15, 19), dtype=bool)
+    food[3, 2] = True
+    state.update(pacman=np.array([3, 1]), ghosts=np.array([[13, 17, 2]]), pills=np.zeros((0, 2), dtype=np.int64),
+                 food=food, level=MAX_LEVEL, frame=MAX_FRAMES - 1)
+    env.set_state(0, state)
+    _, _, terminated, truncated, info = env.step([1])
+    # frame_cap=0 still ends an episode at MAX_FRAMES steps, whose length fits int32.
+    assert truncated[0] and not terminated[0] and info["episode_length"][0] == MAX_FRAMES
+    state.update(frame=10)
+    env.set_state(0, state)
+    env.step([1])
+    after = env.get_state(0)
+    assert after["level"] == MAX_LEVEL and len(after["ghosts"]) == (MAX_LEVEL + 1) // 2
 
 
 def test_single_env_passes_the_env_checker():

@@ -93,6 +93,12 @@ MiniPacman::State dict_to_state(const py::dict& d) {
   s.pacman_row = narrow(pacman.at(0), "pacman");
   s.pacman_col = narrow(pacman.at(1), "pacman");
   auto ghosts = state_array<int64_t>(d, "ghosts", 'i', {-1, 3});
+  // The core checks the count against the level; this only keeps the copy small.
+  const py::ssize_t max_ghosts = MiniPacman::ghosts_on_level(MiniPacman::kMaxLevel);
+  if (ghosts.shape(0) > max_ghosts) {
+    throw py::value_error("ghosts: expected at most " + std::to_string(max_ghosts) + " rows, got " +
+                          std::to_string(ghosts.shape(0)));
+  }
   for (py::ssize_t k = 0; k < ghosts.shape(0); ++k) {
     s.ghosts.push_back({narrow(ghosts.at(k, 0), "ghosts"), narrow(ghosts.at(k, 1), "ghosts"), narrow(ghosts.at(k, 2), "ghosts")});
   }
@@ -109,6 +115,16 @@ MiniPacman::State dict_to_state(const py::dict& d) {
     s.episode_return = py::cast<double>(d["episode_return"]);
   } catch (const py::cast_error&) {
     throw py::type_error("episode_return: expected a real number, got " + type_name(d["episode_return"]));
+  }
+  // A negative word would wrap into another generator state: refuse it rather than convert it.
+  auto signed_rng = state_array<int64_t>(d, "rng", 'i', {4});
+  if (py::array(d["rng"]).dtype().kind() == 'i') {
+    for (py::ssize_t k = 0; k < 4; ++k) {
+      if (signed_rng.at(k) < 0) {
+        throw py::value_error("rng: expected integers in [0, 2**64), got " + std::to_string(signed_rng.at(k)) +
+                              " at index " + std::to_string(k));
+      }
+    }
   }
   auto rng = state_array<uint64_t>(d, "rng", 'i', {4});
   std::copy(rng.data(), rng.data() + 4, s.rng.begin());

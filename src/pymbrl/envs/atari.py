@@ -25,6 +25,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from typing import Any, ClassVar
@@ -42,8 +44,51 @@ SCREEN_SHAPE = (210, 160)
 _NOOP, _FIRE = 0, 1  # ale_py.Action.NOOP and FIRE
 _NUM_ALE_ACTIONS = 18
 _ENV_ID = re.compile(r"ALE/\w+-v5")
-_STATE_KEYS = ("game", "emulator", "screen", "frames", "rng", "lives", "episode_return", "episode_length",
-               "previous_action")
+_STATE_KEYS = ("game", "settings", "emulator", "screen", "frames", "rng", "lives", "episode_return",
+               "episode_length", "previous_action", "checksum")
+# The fields a state's checksum covers one by one, so that a mismatch names the field.
+_CHECKED_KEYS = ("emulator", "screen", "frames", "rng", "lives", "episode_return", "episode_length",
+                 "previous_action")
+_DIGEST_BYTES = 16
+
+MAX_ENVS = 1024
+"""The most games one :class:`AtariVectorEnv` emulates (one ALE instance each)."""
+MAX_OBSERVATION_BYTES = 1 << 30
+"""The largest observation batch (num_envs x screen_size^2 x frame_stack bytes) an env may hold."""
+_MAX_NOOPS = 10_000
+_MAX_FRAME_SKIP = 1_000
+_MAX_FRAME_STACK = 64
+_MAX_SCREEN_SIZE = 1_024
+_MAX_EPISODE_STEPS = 2**31 - 1  # episode lengths are handed out as int32
+
+
+def _bounded(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``, or ValueError / ArgumentTypeError naming ``name``."""
+    value = integer(value, name, minimum=low)
+    if value > high:
+        raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value}")
+    return value
+
+
+def _digest(*parts: bytes) -> str:
+    """blake2b of ``parts`` (each length-prefixed, so no two splits of the same bytes collide), hex."""
+    h = hashlib.blake2b(digest_size=_DIGEST_BYTES)
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def _field_bytes(key: str, value: Any) -> bytes:
+    """The bytes of a checked field that its digest covers (tensors: their bytes; the rng: its
+    state as sorted JSON; numbers: their exact text)."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy().tobytes()
+    if key == "rng":
+        return json.dumps(value, sort_keys=True).encode()
+    if isinstance(value, float):
+        return value.hex().encode()
+    return str(int(value)).encode()
 
 
 def _load_ale(env_id: Any) -> tuple[Any, str]:
@@ -75,7 +120,8 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         ``"ALE/<Game>-v5"``, an id ale-py registers (e.g. ``"ALE/Breakout-v5"``, ``"ALE/Pong-v5"``);
         only the game is taken from it: the settings are this class's own.
     num_envs : int
-        Games in the batch (>= 1).
+        Games in the batch, in [1, :data:`MAX_ENVS`]; ``num_envs * screen_size**2 * frame_stack``
+        (the observation bytes) at most :data:`MAX_OBSERVATION_BYTES`.
     seed : int or None
         Game i draws from a stream derived from (seed, i); None takes the seed from OS entropy.
         The same seed and actions give the same frames and rewards bit for bit. It seeds the
@@ -83,13 +129,13 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         ``reset(seed=s)``.
     noop_max : int
         A new episode starts with a random number of NOOP frames, uniform in [0, noop_max] (30 as
-        in Mnih et al.), drawn from the game's stream.
+        in Mnih et al.), drawn from the game's stream; at most 10,000.
     frame_skip : int
-        Frames an action is repeated for; an agent step's reward is their sum (4).
+        Frames an action is repeated for; an agent step's reward is their sum (4); at most 1,000.
     frame_stack : int
-        Frames in an observation, oldest first (4).
+        Frames in an observation, oldest first (4); at most 64.
     screen_size : int
-        Side of the square frames (84).
+        Side of the square frames (84); at most 1,024.
     clip_rewards : bool
         Rewards are the sign of the step's score (-1, 0 or 1) when True, the score itself when
         False. ``info["episode_return"]`` is the unclipped score either way.
@@ -100,8 +146,9 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         convention of the ``NoFrameskip-v4`` ids that DQN and A2C results use; the ``-v5`` ids
         default to 0.25. Drawn from the game's stream, so it stays reproducible.
     max_episode_steps : int
-        Agent steps after which an episode is truncated; 0: never. 27,000 (108,000 frames, 30
-        minutes of play) as ale-py's ``-v5`` ids.
+        Agent steps after which an episode is truncated, at most 2**31 - 1 (episode lengths are
+        int32); 0: after 2**31 - 1. 27,000 (108,000 frames, 30 minutes of play) as ale-py's
+        ``-v5`` ids.
 
     Notes
     -----
@@ -149,17 +196,22 @@ class AtariVectorEnv(gym.vector.VectorEnv):
                  max_episode_steps: int = 27_000) -> None:
         ale_py, self.game = _load_ale(env_id)
         self.env_id = env_id
-        self.num_envs = integer(num_envs, "num_envs")
-        self.noop_max = integer(noop_max, "noop_max", minimum=0)
-        self.frame_skip = integer(frame_skip, "frame_skip")
-        self.frame_stack = integer(frame_stack, "frame_stack")
-        self.screen_size = integer(screen_size, "screen_size")
+        # Every size is bounded before anything is allocated or emulated.
+        self.num_envs = _bounded(num_envs, "num_envs", 1, MAX_ENVS)
+        self.noop_max = _bounded(noop_max, "noop_max", 0, _MAX_NOOPS)
+        self.frame_skip = _bounded(frame_skip, "frame_skip", 1, _MAX_FRAME_SKIP)
+        self.frame_stack = _bounded(frame_stack, "frame_stack", 1, _MAX_FRAME_STACK)
+        self.screen_size = _bounded(screen_size, "screen_size", 1, _MAX_SCREEN_SIZE)
+        observation_bytes = self.num_envs * self.screen_size**2 * self.frame_stack
+        if observation_bytes > MAX_OBSERVATION_BYTES:
+            raise ValueError(f"num_envs: expected num_envs * screen_size**2 * frame_stack <= "
+                             f"{MAX_OBSERVATION_BYTES} bytes of observations, got {observation_bytes}")
         if not isinstance(clip_rewards, bool):
             raise ArgumentTypeError(f"clip_rewards: expected a bool, got {type(clip_rewards).__name__}")
         self.clip_rewards = clip_rewards
         self.repeat_action_probability = real(repeat_action_probability, "repeat_action_probability", low=0.0,
                                               high=1.0)
-        self.max_episode_steps = integer(max_episode_steps, "max_episode_steps", minimum=0)
+        self.max_episode_steps = _bounded(max_episode_steps, "max_episode_steps", 0, _MAX_EPISODE_STEPS)
         self._seed = resolve_seed(seed)
 
         rom = str(ale_py.roms.get_rom_path(self.game))
@@ -328,10 +380,7 @@ class AtariVectorEnv(gym.vector.VectorEnv):
             terminated[i] = ale.game_over()
         self._returns += scores
         self._lengths += 1
-        if self.max_episode_steps:
-            truncated = ~terminated & (self._lengths >= self.max_episode_steps)
-        else:
-            truncated = np.zeros(n, bool)
+        truncated = ~terminated & (self._lengths >= (self.max_episode_steps or _MAX_EPISODE_STEPS))
 
         frames = self._frames
         # Shifting the whole buffer down one byte moves every frame one channel older; the byte that
@@ -378,19 +427,30 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         ``torch.save`` writes and ``torch.load(..., weights_only=True)`` reads back:
 
         * ``"game"``: str, the ROM (e.g. ``"breakout"``);
+        * ``"settings"``: dict, the env's settings (``noop_max``, ``frame_skip``, ``frame_stack``,
+          ``screen_size``, ``clip_rewards``, ``repeat_action_probability``,
+          ``max_episode_steps``), which the env that restores it must share;
         * ``"emulator"``: uint8 [B], ALE's serialised state (RAM, CPU, cartridge, the emulator's
           generator);
         * ``"screen"``: uint8 [210, 160], the last emulated frame;
         * ``"frames"``: uint8 [S, S, frame_stack], the observation;
         * ``"rng"``: dict, the game's numpy generator (``bit_generator.state``: str and int values);
         * ``"lives"``, ``"episode_length"`` (agent steps), ``"previous_action"`` (ALE's code of the
-          last frame's action): int; ``"episode_return"``: float, the unclipped score so far.
+          last frame's action): int; ``"episode_return"``: float, the unclipped score so far;
+        * ``"checksum"``: dict of str, a blake2b digest (128 bits, hex) of each of ``emulator``,
+          ``screen``, ``frames``, ``rng``, ``lives``, ``episode_return``, ``episode_length`` and
+          ``previous_action``, and under ``"state"`` one of the game, the settings and those
+          digests together.
 
         Restoring it with :meth:`set_state` (in this or another env of the same game and settings)
-        replays the game bit for bit."""
+        replays the game bit for bit. The checksums let :meth:`set_state` refuse a state that was
+        corrupted or edited before the emulator sees its bytes (ALE trusts them and can crash on
+        bad ones); they detect accidents, they do not authenticate: a state is as trustworthy as
+        the file it came from."""
         i = self._game_index(index)
-        return {
+        state = {
             "game": self.game,
+            "settings": self._settings(),
             "emulator": torch.frombuffer(bytearray(self._ales[i].cloneState().serialize()), dtype=torch.uint8),
             "screen": torch.from_numpy(self._raw[i, 1].copy()),
             "frames": torch.from_numpy(self._frames[i].copy()),
@@ -400,11 +460,30 @@ class AtariVectorEnv(gym.vector.VectorEnv):
             "episode_length": int(self._lengths[i]),
             "previous_action": self._previous[i],
         }
+        state["checksum"] = self._checksums(state)
+        return state
+
+    def _settings(self) -> dict[str, Any]:
+        return {"noop_max": self.noop_max, "frame_skip": self.frame_skip, "frame_stack": self.frame_stack,
+                "screen_size": self.screen_size, "clip_rewards": self.clip_rewards,
+                "repeat_action_probability": self.repeat_action_probability,
+                "max_episode_steps": self.max_episode_steps}
+
+    def _checksums(self, state: dict[str, Any]) -> dict[str, str]:
+        """The digests of a state's fields (keyed by field) and of the whole (key ``"state"``)."""
+        sums = {key: _digest(key.encode(), _field_bytes(key, state[key])) for key in _CHECKED_KEYS}
+        settings = json.dumps(self._settings(), sort_keys=True).encode()
+        sums["state"] = _digest(self.game.encode(), settings, *(sums[key].encode() for key in _CHECKED_KEYS))
+        return sums
 
     def set_state(self, index: int, state: dict[str, Any]) -> np.ndarray:
         """Replaces game ``index``'s state (a dict as :meth:`get_state` returns; every key is
-        required, none other allowed) and returns its observation uint8 [S, S, frame_stack]. A
-        refused state (ValueError naming the key) changes nothing."""
+        required, none other allowed) and returns its observation uint8 [S, S, frame_stack].
+
+        Every field is checked before anything changes: types, shapes and ranges, the settings
+        (those of this env), then each field's checksum, so a state that was corrupted or edited
+        is refused before ALE sees its emulator bytes. A refused state (ValueError naming the game
+        index and the key) changes nothing."""
         i = self._game_index(index)
         if not isinstance(state, dict):
             raise ArgumentTypeError(f"state: expected a dict, got {type(state).__name__}")
@@ -416,24 +495,46 @@ class AtariVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"state: unknown key {extra[0]!r}")
         if state["game"] != self.game:
             raise ValueError(f"state['game']: expected {self.game!r}, got {state['game']!r}")
+        settings = self._settings()
+        if not isinstance(state["settings"], dict) or set(state["settings"]) != set(settings):
+            raise ValueError(f"state['settings']: expected a dict with the keys {sorted(settings)}, got "
+                             f"{state['settings']!r}")
+        for key, value in settings.items():
+            if state["settings"][key] != value or type(state["settings"][key]) is not type(value):
+                raise ValueError(f"state['settings']['{key}']: expected {value!r} (this env's), got "
+                                 f"{state['settings'][key]!r}")
         emulator = self._uint8(state, "emulator", None)
         screen = self._uint8(state, "screen", SCREEN_SHAPE)
         frames = self._uint8(state, "frames", self.single_observation_space.shape)
         bit_generator = np.random.PCG64()
         try:
             bit_generator.state = state["rng"]
-        except (TypeError, ValueError, KeyError) as error:
+        except (TypeError, ValueError, KeyError, OverflowError) as error:
             raise ValueError(f"state['rng']: expected the state of a PCG64 generator, got {state['rng']!r} "
                              f"({error})") from None
-        lives = integer(state["lives"], "state['lives']", minimum=0)
+        lives = _bounded(state["lives"], "state['lives']", 0, 255)
         episode_return = real(state["episode_return"], "state['episode_return']")
         if not math.isfinite(episode_return):
             raise ValueError(f"state['episode_return']: expected a finite number, got {episode_return!r}")
-        episode_length = integer(state["episode_length"], "state['episode_length']", minimum=0)
-        previous = integer(state["previous_action"], "state['previous_action']", minimum=0)
-        if previous >= _NUM_ALE_ACTIONS:
-            raise ValueError(f"state['previous_action']: expected an integer in [0, {_NUM_ALE_ACTIONS}), "
-                             f"got {previous}")
+        # A state is saved between steps, when an episode with a step limit is still short of it.
+        length_limit = self.max_episode_steps - 1 if self.max_episode_steps else _MAX_EPISODE_STEPS - 1
+        episode_length = _bounded(state["episode_length"], "state['episode_length']", 0, length_limit)
+        previous = _bounded(state["previous_action"], "state['previous_action']", 0, _NUM_ALE_ACTIONS - 1)
+        checked = {"emulator": emulator, "screen": screen, "frames": frames, "rng": bit_generator.state,
+                   "lives": lives, "episode_return": episode_return, "episode_length": episode_length,
+                   "previous_action": previous}
+        sums = state["checksum"]
+        expected = self._checksums({**checked})
+        if (not isinstance(sums, dict) or set(sums) != set(expected)
+                or not all(isinstance(v, str) and len(v) == 2 * _DIGEST_BYTES for v in sums.values())):
+            raise ValueError(f"state['checksum']: expected a dict of {2 * _DIGEST_BYTES}-digit hex digests with "
+                             f"the keys {sorted(expected)}, got {sums!r}")
+        for key in (*_CHECKED_KEYS, "state"):
+            if sums[key] != expected[key]:
+                what = (f"state[{key!r}]" if key != "state" else
+                        "state: its fields come from different get_state() calls or its game or settings were edited")
+                raise ValueError(f"{what}: checksum mismatch for game {i}: the state was corrupted or edited "
+                                 f"(expected digest {expected[key]}, got {sums[key]})")
 
         ale = self._ales[i]
         current = ale.cloneState()

@@ -16,10 +16,30 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from pymbrl._checks import integer
+from pymbrl._checks import ArgumentTypeError, integer
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import MDNRNN, ConvVAE, temperature
 from pymbrl.rollout.dream import check_start_z, dream_step
+
+
+MAX_ENVS = 1 << 16
+"""The most dreams one :class:`DreamVectorEnv` steps (its latents and LSTM states are allocated up front)."""
+
+
+def _actions(actions: Any, space: gym.Space, name: str) -> np.ndarray:
+    """``actions`` as an array of ``space``'s dtype if they are elements of it, else ValueError
+    (TypeError for non-numbers, or floats for a discrete space, which a cast would truncate)
+    naming ``name``."""
+    a = np.asarray(actions)
+    discrete = np.issubdtype(space.dtype, np.integer)
+    if a.dtype.kind not in ("iu" if discrete else "iuf"):
+        raise ArgumentTypeError(f"{name}: expected {'integers' if discrete else 'numbers'}, got dtype {a.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = a.astype(space.dtype)
+    # A cast that changes an integer (one out of the dtype's range) would act on another value.
+    if (discrete and not np.array_equal(cast, a)) or not space.contains(cast):
+        raise ValueError(f"{name}: expected an element of {space}, got {a.tolist() if a.size <= 16 else a.shape}")
+    return cast
 
 
 class _Dreams:
@@ -101,9 +121,8 @@ class DreamEnv(gym.Env):
         return self._dreams.observation()[0], {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)):
-            raise ValueError(f"action: expected an element of {self.action_space}, got {action!r}")
-        reward, done, truncated = self._dreams.step(np.asarray(action)[None])
+        action = _actions(action, self.action_space, "action")
+        reward, done, truncated = self._dreams.step(action[None])
         return self._dreams.observation()[0], float(reward[0]), bool(done[0]), bool(truncated[0] and not done[0]), {}
 
     @torch.no_grad()
@@ -124,6 +143,8 @@ class DreamVectorEnv(gym.vector.VectorEnv):
     def __init__(self, mdnrnn: MDNRNN, action_space: gym.Space, start_z: torch.Tensor, num_envs: int = 16,
                  tau: float = 1.15, max_steps: int = 2100):
         self.num_envs = integer(num_envs, "num_envs")
+        if self.num_envs > MAX_ENVS:
+            raise ValueError(f"num_envs: expected an integer in [1, {MAX_ENVS}], got {self.num_envs}")
         self._dreams = _Dreams(mdnrnn, action_space, start_z, tau, max_steps, self.num_envs)
         self.single_observation_space = self._dreams.space
         self.single_action_space = action_space
@@ -140,9 +161,7 @@ class DreamVectorEnv(gym.vector.VectorEnv):
         return self._dreams.observation(), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        actions = np.asarray(actions)
-        if not self.action_space.contains(actions.astype(self.action_space.dtype)):
-            raise ValueError(f"actions: expected an element of {self.action_space}, got shape {actions.shape}")
+        actions = _actions(actions, self.action_space, "actions")
         reward, done, truncated = self._dreams.step(actions)
         truncated &= ~done
         # Envs that ended last step restart now: their step above is discarded.

@@ -53,6 +53,20 @@ MAP.setflags(write=False)
 ACTION_NAMES = ("stay", "right", "up", "left", "down")
 """Action i moves Pacman: right is column + 1, up is row - 1."""
 
+MAX_ENVS = 1 << 16
+"""The most games in one :class:`MiniPacmanVectorEnv` (a step hands out two frame arrays of
+``num_envs * 855`` bytes)."""
+
+MAX_LEVEL = 1000
+"""Levels stop rising here (500 ghosts), so no number of steps can overflow the level counter."""
+
+MAX_FRAMES = 2**31 - 1
+"""The longest episode: one is truncated here even with ``frame_cap=0``, so that its length fits
+``info["episode_length"]`` (int32)."""
+
+MAX_RENDER_SCALE = 64
+"""The largest ``render_scale`` of :class:`MiniPacmanEnv` (a 960x1216 frame)."""
+
 PILL_DURATION = 20
 """Steps of power a pill gives; a ghost's green channel is round(255 * power / 20)."""
 
@@ -98,11 +112,12 @@ class MiniPacmanVectorEnv(gym.vector.VectorEnv):
     Parameters
     ----------
     num_envs : int
-        Games in the batch (>= 1).
+        Games in the batch, in [1, :data:`MAX_ENVS`].
     mode : str
         One of :data:`MODES` ("regular", "avoid", "hunt", "ambush", "rush").
     frame_cap : int
-        Steps after which an episode is truncated; 0: never. 1000 as in the I2A code.
+        Steps after which an episode is truncated, in [0, :data:`MAX_FRAMES`]; 0: after
+        :data:`MAX_FRAMES`. 1000 as in the I2A code.
     seed : int or None
         Game i draws from a stream derived from (seed, i); None takes the seed from OS entropy.
         The same seed and actions give the same frames and rewards bit for bit. It seeds the
@@ -191,8 +206,16 @@ class MiniPacmanVectorEnv(gym.vector.VectorEnv):
 
     def set_state(self, index: int, state: dict[str, Any]) -> np.ndarray:
         """Replaces game ``index``'s state (a dict as :meth:`get_state` returns; every key is
-        required) and returns its frame uint8 [15, 19, 3]. Actors must be on free cells, power in
-        [0, 20], at most 2 pills; a refused state (ValueError naming the key) changes nothing."""
+        required) and returns its frame uint8 [15, 19, 3].
+
+        Every field is checked before any game changes, against the bounds that no sequence of
+        steps leaves: Pacman, ghosts and pills on free cells of the maze, ghost directions in
+        [0, 4); ``level`` in [1, :data:`MAX_LEVEL`] with at most ``1 + (level - 1) // 2`` ghosts;
+        at most 2 pills; ``food`` only on free cells; ``power`` in [0, 20]; ``frame`` in
+        [0, frame_cap) (``frame_cap`` 0: :data:`MAX_FRAMES`); ``timer`` below the mode's level
+        timer (``avoid``: 128) or at most :data:`MAX_FRAMES`; ``episode_return`` finite and no
+        larger in magnitude than ``frame`` steps could earn; ``rng`` uint64 words, not all zero.
+        A refused state (ValueError, TypeError or KeyError naming the key) changes nothing."""
         index = integer(index, "index", minimum=0)
         if not isinstance(state, dict):
             raise ArgumentTypeError(f"state: expected a dict, got {type(state).__name__}")
@@ -230,6 +253,8 @@ class MiniPacmanEnv(gym.Env[np.ndarray, int]):
         self.frame_cap = integer(frame_cap, "frame_cap", minimum=0)
         self.render_mode = render_mode
         self.render_scale = integer(render_scale, "render_scale")
+        if self.render_scale > MAX_RENDER_SCALE:
+            raise ValueError(f"render_scale: expected an integer in [1, {MAX_RENDER_SCALE}], got {self.render_scale}")
         self._seed = resolve_seed(seed)  # for the first reset() without a seed, as the vector env
         self._core = _core.envs.MiniPacman(1, self.mode, self.frame_cap, self._seed)
         self.observation_space = gym.spaces.Box(0, 255, FRAME_SHAPE, np.uint8)

@@ -7,6 +7,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from pymbrl._checks import ArgumentTypeError
+
+MAX_DISCRETE_ACTIONS = 1 << 16
+"""The largest ``Discrete`` space :class:`ActionCodec` encodes."""
+
 
 class ActionCodec:
     """Maps between a space's actions and float action vectors of size ``dim``.
@@ -21,6 +26,9 @@ class ActionCodec:
         self.discrete = isinstance(space, gym.spaces.Discrete)
         if self.discrete:
             self.dim = int(space.n)
+            # Each action becomes a one-hot vector of dim floats.
+            if self.dim > MAX_DISCRETE_ACTIONS:
+                raise ValueError(f"{name}: expected at most {MAX_DISCRETE_ACTIONS} discrete actions, got {space}")
         elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and np.all(np.isfinite(space.low)) \
                 and np.all(np.isfinite(space.high)):
             self.dim = int(space.shape[0])
@@ -36,7 +44,16 @@ class ActionCodec:
 
     def to_vector(self, env_actions: np.ndarray) -> np.ndarray:
         if self.discrete:
-            return np.eye(self.dim, dtype=np.float32)[np.asarray(env_actions)]
+            a = np.asarray(env_actions)
+            if a.dtype.kind not in "iu":
+                raise ArgumentTypeError(f"env_actions: expected integers, got dtype {a.dtype}")
+            # A negative index would pick another action's vector.
+            bad = (a < 0) | (a >= self.dim)
+            if bad.any():
+                raise ValueError(f"env_actions: expected integers in [0, {self.dim}), got {a[bad].flat[0]}")
+            vectors = np.zeros((*a.shape, self.dim), dtype=np.float32)
+            np.put_along_axis(vectors, a[..., None].astype(np.int64), 1.0, axis=-1)
+            return vectors
         return (2.0 * (np.asarray(env_actions) - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
 
     def model_input(self, scores: torch.Tensor) -> torch.Tensor:

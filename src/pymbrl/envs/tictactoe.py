@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import torch
 
+from pymbrl._checks import ArgumentTypeError, integer
 from pymbrl.mcts.tree import RecurrentOutput, Root
 
 NUM_ACTIONS = 9
@@ -39,9 +40,49 @@ LINE_CELLS: tuple[tuple[int, int, int], ...] = (
 LINES = torch.tensor(LINE_CELLS)
 
 
+MAX_ROWS = 1 << 22
+"""The most boards one call allocates (a batch, or a batch times ``num_playouts``): 150 MB."""
+
+
+def _check_rows(rows: int, name: str) -> int:
+    if rows > MAX_ROWS:
+        raise ValueError(f"{name}: expected at most {MAX_ROWS} boards in all, got {rows}")
+    return rows
+
+
+def _check_cells(cells: torch.Tensor, name: str, width: int) -> None:
+    """ValueError / TypeError naming ``name`` unless ``cells`` is a float tensor [B, width] whose
+    first 9 columns hold -1, 0 or 1."""
+    if not isinstance(cells, torch.Tensor) or not cells.is_floating_point():
+        got = f"dtype {cells.dtype}" if isinstance(cells, torch.Tensor) else type(cells).__name__
+        raise ArgumentTypeError(f"{name}: expected a float tensor [B, {width}], got {got}")
+    if cells.dim() != 2 or cells.shape[1] != width:
+        raise ValueError(f"{name}: expected a float tensor [B, {width}], got shape {tuple(cells.shape)}")
+    pieces = cells[:, :9]
+    if not bool(((pieces == 0) | (pieces == 1) | (pieces == -1)).all()):
+        raise ValueError(f"{name}: expected cells in {{-1, 0, 1}}")
+
+
+def _check_actions(action: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    """``action`` as int64 [batch] with every value a cell in [0, 9) (a negative index would wrap
+    to another cell), or ValueError / TypeError naming ``name``."""
+    if not isinstance(action, torch.Tensor):
+        raise ArgumentTypeError(f"{name}: expected an integer tensor [{batch}], got {type(action).__name__}")
+    if action.is_floating_point() or action.is_complex() or action.dtype == torch.bool:
+        raise ArgumentTypeError(f"{name}: expected an integer tensor [{batch}], got dtype {action.dtype}")
+    if tuple(action.shape) != (batch,):
+        raise ValueError(f"{name}: expected an integer tensor [{batch}], got shape {tuple(action.shape)}")
+    action = action.to(torch.int64)
+    bad = (action < 0) | (action >= NUM_ACTIONS)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{name}: expected cells in [0, {NUM_ACTIONS}), got {int(action[i])} at index {i}")
+    return action
+
+
 def new_boards(batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Empty boards, float32 [batch_size, 9]."""
-    return torch.zeros(batch_size, 9, device=device)
+    """Empty boards, float32 [batch_size, 9]; ``batch_size`` in [0, :data:`MAX_ROWS`]."""
+    return torch.zeros(_check_rows(integer(batch_size, "batch_size", minimum=0), "batch_size"), 9, device=device)
 
 
 def winner(cells: torch.Tensor) -> torch.Tensor:
@@ -63,8 +104,10 @@ def to_move(boards: torch.Tensor) -> torch.Tensor:
 
 def play(boards: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """The boards after the player to move takes ``actions`` (int [B]); finished games stay as they
-    are. Raises ValueError on an occupied cell of an unfinished game."""
-    actions = actions.to(device=boards.device, dtype=torch.int64)
+    are. Raises ValueError on an occupied cell of an unfinished game, on an action outside [0, 9)
+    and on a board cell outside {-1, 0, 1}; nothing is changed then."""
+    _check_cells(boards, "boards", 9)
+    actions = _check_actions(actions, boards.shape[0], "actions").to(boards.device)
     rows = torch.arange(boards.shape[0], device=boards.device)
     live = ~is_over(boards)
     if bool((boards[rows, actions] != 0)[live].any()):
@@ -100,9 +143,10 @@ def recurrent_fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[Recurre
     once (reward -1). The discount is -1 while the game goes on and 0 from its last move; after
     that everything is 0. Values are 0 (no learned evaluation).
     """
+    _check_cells(embedding, "embedding", 10)
     cells, done = embedding[:, :9], embedding[:, 9] > 0.5
     rows = torch.arange(cells.shape[0], device=cells.device)
-    action = action.to(device=cells.device, dtype=torch.int64)
+    action = _check_actions(action, cells.shape[0], "action").to(cells.device)
     legal = cells[rows, action] == 0
     place = legal & ~done
     after = cells.clone()
@@ -121,7 +165,11 @@ def recurrent_fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[Recurre
 def playout_values(embedding: torch.Tensor, num_playouts: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """The mean result of ``num_playouts`` uniformly random games from each position, for the
     player to move there (+1 win, 0 draw, -1 loss): float32 [B] from embeddings [B, 10]. Finished
-    positions get 0, like :func:`recurrent_fn`'s values."""
+    positions get 0, like :func:`recurrent_fn`'s values. ``B * num_playouts`` is at most
+    :data:`MAX_ROWS`."""
+    _check_cells(embedding, "embedding", 10)
+    num_playouts = integer(num_playouts, "num_playouts")
+    _check_rows(embedding.shape[0] * num_playouts, "num_playouts")
     cells = embedding[:, :9].repeat_interleave(num_playouts, dim=0).clone()
     done = (embedding[:, 9] > 0.5).repeat_interleave(num_playouts)
     result = torch.zeros(cells.shape[0], device=cells.device)
@@ -144,6 +192,7 @@ def playout_recurrent_fn(num_playouts: int = 8, generator: torch.Generator | Non
     """:func:`recurrent_fn` with values estimated by random playouts (classic Monte Carlo tree
     search) instead of 0: a far stronger search for the same number of simulations. Seed
     ``generator`` for reproducible searches."""
+    num_playouts = integer(num_playouts, "num_playouts")
 
     def fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[RecurrentOutput, torch.Tensor]:
         output, next_embedding = recurrent_fn(embedding, action)

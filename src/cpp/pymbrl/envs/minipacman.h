@@ -41,6 +41,15 @@ class MiniPacman {
   static constexpr double kGhostWander = 0.05;
   // A thread takes at least this many games of a step (see the top of the file).
   static constexpr int64_t kMinGamesPerThread = 128;
+  // Limits that keep every counter and allocation bounded whatever the steps and restored states.
+  // Games in a batch: each step hands out two frame arrays of num_envs * 855 bytes (56 MB here).
+  static constexpr int64_t kMaxEnvs = int64_t{1} << 16;
+  // Levels stop rising here: level L has 1 + (L - 1) / 2 ghosts (500 at most, so a state's ghost
+  // list stays small), and the level counter can never overflow.
+  static constexpr int32_t kMaxLevel = 1000;
+  // Steps of one episode: an episode is truncated here even with frame_cap 0, so its length fits
+  // the int32 episode_length output and the step counters never overflow.
+  static constexpr int64_t kMaxFrames = INT32_MAX;
 
   // Directions 0 right, 1 up, 2 left, 3 down (action a moves Pacman in direction a - 1); the
   // reverse of d is (d + 2) % 4.
@@ -125,17 +134,32 @@ class MiniPacman {
     int32_t* episode_length = nullptr;  // [N]: the ended episode's steps; 0 elsewhere
   };
 
-  // frame_cap: an episode is truncated after this many steps; 0: never. num_threads: threads a
-  // step may use (the calling thread included), each taking at least kMinGamesPerThread games.
+  // num_envs in [1, kMaxEnvs]. frame_cap in [0, kMaxFrames]: an episode is truncated after this
+  // many steps; 0: after kMaxFrames. num_threads: threads a step may use (the calling thread
+  // included), each taking at least kMinGamesPerThread games.
   MiniPacman(int64_t num_envs, Mode mode, int64_t frame_cap, uint64_t seed, int num_threads = 1)
       : mode_(std::move(mode)) {
-    if (num_envs < 1) throw std::invalid_argument("num_envs: expected an integer >= 1, got " + std::to_string(num_envs));
+    if (num_envs < 1 || num_envs > kMaxEnvs) {
+      throw std::invalid_argument("num_envs: expected an integer in [1, " + std::to_string(kMaxEnvs) + "], got " +
+                                  std::to_string(num_envs));
+    }
     if (num_threads < 1) {
       throw std::invalid_argument("num_threads: expected an integer >= 1, got " + std::to_string(num_threads));
     }
-    if (frame_cap < 0) throw std::invalid_argument("frame_cap: expected an integer >= 0, got " + std::to_string(frame_cap));
-    if (mode_.level_timer < -1 || mode_.level_timer == 0) {
-      throw std::invalid_argument("level_timer: expected -1 or an integer >= 1, got " + std::to_string(mode_.level_timer));
+    if (frame_cap < 0 || frame_cap > kMaxFrames) {
+      throw std::invalid_argument("frame_cap: expected an integer in [0, " + std::to_string(kMaxFrames) + "], got " +
+                                  std::to_string(frame_cap));
+    }
+    if (mode_.level_timer < -1 || mode_.level_timer == 0 || mode_.level_timer > kMaxFrames) {
+      throw std::invalid_argument("level_timer: expected -1 or an integer in [1, " + std::to_string(kMaxFrames) +
+                                  "], got " + std::to_string(mode_.level_timer));
+    }
+    // Every reward of a step at once: a bound on how fast a return can grow.
+    for (double r : {mode_.step_reward, mode_.food_reward, mode_.pill_reward, mode_.ghost_reward, mode_.death_reward}) {
+      if (!std::isfinite(r) || std::abs(r) > 1e6) {
+        throw std::invalid_argument("mode: expected finite rewards within +-1e6, got " + std::to_string(r));
+      }
+      max_step_reward_ += std::abs(static_cast<double>(static_cast<float>(r)));
     }
     frame_cap_ = frame_cap;
     games_.resize(static_cast<size_t>(num_envs));
@@ -193,11 +217,25 @@ class MiniPacman {
     return s;
   }
 
-  // Replaces game i's state after checking it (actors on free cells, food only on free cells,
-  // power in [0, 20], level >= 1, a usable generator state).
+  // Replaces game i's state after checking every field (nothing changes if one is refused):
+  // actors and pills on free cells, ghost directions in [0, 4); level in [1, kMaxLevel] with at
+  // most ghosts_on_level(level) ghosts; at most 2 pills; food 0/1 and only on free cells; power in
+  // [0, 20]; frame in [0, cap) where cap is frame_cap (kMaxFrames if 0), as after any step; timer
+  // in [0, level_timer) in a mode with a level timer, else in [0, kMaxFrames]; a finite
+  // episode_return no larger in magnitude than `frame` steps of every reward of the mode at once;
+  // a generator state that is not all zeros. These bounds are those no sequence of steps leaves,
+  // so that no later step can overflow a counter or hand out a non-finite return.
   void set_state(int64_t i, const State& s) {
     Game& g = game(i, "index");
     check_cell(s.pacman_row, s.pacman_col, "pacman");
+    if (s.level < 1 || s.level > kMaxLevel) {
+      throw std::invalid_argument("level: expected an integer in [1, " + std::to_string(kMaxLevel) + "], got " +
+                                  std::to_string(s.level));
+    }
+    if (s.ghosts.size() > static_cast<size_t>(ghosts_on_level(s.level))) {
+      throw std::invalid_argument("ghosts: expected at most " + std::to_string(ghosts_on_level(s.level)) +
+                                  " on level " + std::to_string(s.level) + ", got " + std::to_string(s.ghosts.size()));
+    }
     for (const Ghost& gh : s.ghosts) {
       check_cell(gh.row, gh.col, "ghosts");
       if (gh.direction < 0 || gh.direction > 3) {
@@ -221,9 +259,23 @@ class MiniPacman {
     if (s.power < 0 || s.power > kPillDuration) {
       throw std::invalid_argument("power: expected an integer in [0, 20], got " + std::to_string(s.power));
     }
-    if (s.level < 1) throw std::invalid_argument("level: expected an integer >= 1, got " + std::to_string(s.level));
-    if (s.timer < 0) throw std::invalid_argument("timer: expected an integer >= 0, got " + std::to_string(s.timer));
-    if (s.frame < 0) throw std::invalid_argument("frame: expected an integer >= 0, got " + std::to_string(s.frame));
+    const int64_t frame_limit = frame_cap_ > 0 ? frame_cap_ : kMaxFrames;
+    if (s.frame < 0 || s.frame >= frame_limit) {
+      throw std::invalid_argument("frame: expected an integer in [0, " + std::to_string(frame_limit) + "), got " +
+                                  std::to_string(s.frame));
+    }
+    const int64_t timer_limit = mode_.level_timer > 0 ? mode_.level_timer : kMaxFrames + 1;
+    if (s.timer < 0 || s.timer >= timer_limit) {
+      throw std::invalid_argument("timer: expected an integer in [0, " + std::to_string(timer_limit) + "), got " +
+                                  std::to_string(s.timer));
+    }
+    // The slack covers the rounding of each step's reward to float.
+    const double return_limit = static_cast<double>(s.frame) * max_step_reward_ * (1.0 + 1e-6);
+    if (!std::isfinite(s.episode_return) || std::abs(s.episode_return) > return_limit) {
+      throw std::invalid_argument("episode_return: expected a finite number within +-" + std::to_string(return_limit) +
+                                  " (frame " + std::to_string(s.frame) + " steps of at most " +
+                                  std::to_string(max_step_reward_) + "), got " + std::to_string(s.episode_return));
+    }
     if (s.rng[0] == 0 && s.rng[1] == 0 && s.rng[2] == 0 && s.rng[3] == 0) {
       throw std::invalid_argument("rng: expected a state with a non-zero word (all zeros never changes), got all zeros");
     }
@@ -232,7 +284,8 @@ class MiniPacman {
     g.food_left = food_left;
   }
 
-  // The ghosts' chance of moving on a step of level L (halved under pill power).
+  // The ghosts' chance of moving on a step of level L (halved under pill power); from level 6 on
+  // they move on every step.
   static double ghost_speed(int32_t level) { return 0.5 + 0.1 * (level - 1); }
   static int ghosts_on_level(int32_t level) { return 1 + (level - 1) / 2; }
 
@@ -358,7 +411,7 @@ class MiniPacman {
   }
 
   void next_level(Game& g) {
-    ++g.s.level;
+    if (g.s.level < kMaxLevel) ++g.s.level;
     start_level(g);
   }
 
@@ -419,7 +472,7 @@ class MiniPacman {
     if (!dead && s.timer == mode_.level_timer) next_level(g);
 
     s.episode_return += static_cast<double>(static_cast<float>(reward));
-    const bool truncated = !dead && frame_cap_ > 0 && s.frame >= frame_cap_;
+    const bool truncated = !dead && s.frame >= (frame_cap_ > 0 ? frame_cap_ : kMaxFrames);
     return {static_cast<float>(reward), dead, truncated};
   }
 
@@ -494,6 +547,7 @@ class MiniPacman {
   }
 
   Mode mode_;
+  double max_step_reward_ = 0;  // the sum of the mode's rewards' magnitudes
   int64_t frame_cap_ = 0;
   std::vector<Game> games_;
   std::unique_ptr<ThreadPool> pool_;
