@@ -4,13 +4,18 @@ uninterrupted run ends; checkpoints of another run are refused; log.csv and the 
 from __future__ import annotations
 
 import csv
+import os
+import struct
+import subprocess
+import sys
+import zipfile
 
 import pytest
 import torch
 
 from pymbrl import cli
 from pymbrl.agents import mbpo, sac
-from pymbrl.agents.checkpoint import start_run
+from pymbrl.agents.checkpoint import STATE, start_run
 
 SAC_CONFIG = sac.SACConfig(hidden=32, batch_size=32, learning_starts=100)
 MBPO_CONFIG = mbpo.MBPOConfig(init_steps=150, model_train_freq=100, rollout_batch_size=100, rollout_length=(1, 4, 1, 2),
@@ -89,13 +94,23 @@ def test_a_seed_of_none_resumes_with_the_checkpoints_seed(tmp_path):
                   eval_episodes=1, run_dir=tmp_path, checkpoint_every=EVERY)
 
 
-def test_a_save_interrupted_between_its_renames_leaves_the_previous_checkpoint_usable(tmp_path):
+@pytest.mark.parametrize("aside", [".old-0123", ".checkpoint.{pid}-0f.old"], ids=["earlier-versions", "now"])
+def test_a_save_interrupted_between_its_renames_leaves_the_previous_checkpoint_usable(tmp_path, aside):
+    """A writer killed between its renames leaves the previous checkpoint moved aside (named as
+    earlier versions or this one name it): the run resumes from it, and once a later save has left a
+    whole checkpoint/ again, the next removes it."""
     sac.train("Pendulum-v1", 250, seed=3, config=SAC_CONFIG, eval_every=250, eval_episodes=1, run_dir=tmp_path,
               checkpoint_every=EVERY)
-    (tmp_path / "checkpoint").rename(tmp_path / ".old-0123")
+    aside = tmp_path / aside.format(pid=dead_pid())
+    (tmp_path / "checkpoint").rename(aside)
     run = start_run(tmp_path, 250, {"algorithm": "SAC", "env_id": "Pendulum-v1", "config": SAC_CONFIG}, 3)
     # Step 250 is mid-episode: its transition becomes sampleable when the next step arrives.
     assert run.step == 250 and set(run.buffers) == {"real"} and len(run.buffers["real"]) == 249
+    run.save(250, run.state, run.buffers)
+    assert aside.exists() and start_run(tmp_path, 250, {}, 3).step == 250
+    if aside.name.startswith(".checkpoint."):
+        run.save(250, run.state, run.buffers)
+        assert not aside.exists()
 
 
 def test_bad_checkpoint_every_is_refused(tmp_path):
@@ -135,3 +150,113 @@ def test_the_cli_reports_bad_arguments(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["train", "mbpo", "--run-dir", str(tmp_path / "run"), *argv])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Files under faults: what a killed writer leaves is removed, every write is fsynced, a corrupt
+# checkpoint is refused with ValueError naming its file, and nothing read is unpickled
+
+
+def dead_pid():
+    """The id of a process that has exited (as a writer killed mid-save)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def small_run(tmp_path, steps=250):
+    sac.train("Pendulum-v1", steps, seed=3, config=SAC_CONFIG, eval_every=steps, eval_episodes=1, run_dir=tmp_path,
+              checkpoint_every=EVERY)
+    return start_run(tmp_path, steps, {"algorithm": "SAC", "env_id": "Pendulum-v1", "config": SAC_CONFIG}, 3)
+
+
+def test_a_save_removes_what_a_killed_writer_left_and_fsyncs(tmp_path, monkeypatch):
+    """A writer killed mid-save leaves its fresh checkpoint folder, the previous checkpoint it had
+    moved aside and half-written files (log.csv's, state.pt's): the next save removes them all, but
+    not those of a live writer; every file and the run directory are fsynced."""
+    run = small_run(tmp_path)
+    dead, live = dead_pid(), os.getpid()
+    left = [tmp_path / f".checkpoint.{dead}-0a.tmp", tmp_path / f".checkpoint.{dead}-0b.old",
+            tmp_path / f".log.csv.{dead}-0c.tmp"]
+    left[0].mkdir()
+    (left[0] / f".state.pt.{dead}-0d.tmp").write_bytes(b"x" * 100)
+    left[1].mkdir()
+    left[2].write_text("half")
+    kept = tmp_path / f".checkpoint.{live}-0e.tmp"
+    kept.mkdir()
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")))
+    run.save(250, run.state, run.buffers)
+    run.evaluated({"step": 250, "return": 1.0}, None)
+    assert not any(p.exists() for p in left) and kept.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept.name, "checkpoint", "log.csv"])
+    # Files are fsynced under their temporary names, before the rename.
+    names = [os.path.basename(p) for p in synced]
+    assert any(n.startswith(f".{STATE}.{live}-") for n in names) and any(n.startswith(f".log.csv.{live}-") for n in names)
+    assert str(tmp_path) in synced  # the renames of the folder swap and of log.csv are durable
+    assert start_run(tmp_path, 250, {}, 3).step == 250
+
+
+def flip_bit(path, position, bit=0):
+    data = bytearray(path.read_bytes())
+    data[position] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupt_or_truncated_checkpoint_is_refused_naming_the_file(tmp_path):
+    """torch.load itself does not check the CRC-32 of its records: a flipped bit in a tensor's
+    data loads as a silently different value. start_run checks them first."""
+    small_run(tmp_path)
+    state = tmp_path / "checkpoint" / STATE
+    original = state.read_bytes()
+    with zipfile.ZipFile(state) as archive:
+        record = max((info for info in archive.infolist() if "/data/" in info.filename), key=lambda i: i.file_size)
+    # A bit in the middle of a tensor's data, which starts after the record's local header (30
+    # bytes, its name and its extra field).
+    name_length, extra_length = struct.unpack("<HH", original[record.header_offset + 26:record.header_offset + 30])
+    flip_bit(state, record.header_offset + 30 + name_length + extra_length + record.file_size // 2)
+    with pytest.raises(ValueError, match=f"^{state}: corrupt file .*CRC-32"):
+        start_run(tmp_path, 250, {}, 3)
+    for cut in (len(original) // 2, 10, 0):
+        state.write_bytes(original[:cut])
+        with pytest.raises(ValueError, match=f"^{state}: corrupt or truncated file"):
+            start_run(tmp_path, 250, {}, 3)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("step", -1, r"step: expected an int in \[0, 250\]"), ("step", 10**20, "step: expected"),
+    ("seconds", float("nan"), "seconds: expected a finite number"), ("history", "x", "history: expected a list"),
+    ("identity", {"seed": "x"}, r"identity\['seed'\]: expected a seed"),
+    ("buffers", {"real": "load_state"}, r"buffers\['real'\]: expected one of"),
+    ("buffers", {"../x": "ReplayBuffer"}, "buffers: expected names that are identifiers"),
+])
+def test_an_edited_checkpoint_is_refused_naming_the_file_and_field(tmp_path, key, value, message):
+    small_run(tmp_path)
+    state = tmp_path / "checkpoint" / STATE
+    saved = torch.load(state, weights_only=True)
+    torch.save({**saved, key: value}, state)
+    with pytest.raises(ValueError, match=f"^{state}: {message}"):
+        start_run(tmp_path, 250, {}, 3)
+    del saved[key]
+    torch.save(saved, state)
+    with pytest.raises(ValueError, match=f"^{state}: {key}: expected the field"):
+        start_run(tmp_path, 250, {}, 3)
+
+
+class Payload:
+    """Unpickling this runs ``open(marker, "w")``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_pickled_object_in_a_checkpoint_is_never_run(tmp_path):
+    small_run(tmp_path)
+    state, marker = tmp_path / "checkpoint" / STATE, tmp_path / "ran"
+    torch.save({**torch.load(state, weights_only=True), "agent": Payload(marker)}, state)
+    with pytest.raises(ValueError, match=f"^{state}: not a readable pymbrl file"):
+        start_run(tmp_path, 250, {}, 3)
+    assert not marker.exists()

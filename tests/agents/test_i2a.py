@@ -270,3 +270,41 @@ def test_breakout_agents_have_similar_sizes_and_a_run_resumes_exactly(tmp_path):
     assert strip[0] == strip[1]  # by repr: no episode ends this soon, and NaN != NaN
     for a, b in zip(whole.agent.parameters(), resumed.agent.parameters()):
         assert torch.equal(a, b)
+
+
+class Payload:
+    """Unpickling this runs ``open(marker, "w")``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_saved_networks_are_checked_before_use(tmp_path):
+    """env_model.pt and rollout_policy.pt: a truncated file, a pickled object, a shape that would
+    size a huge network and weights of another shape each raise ValueError naming the file."""
+    model = EnvModel((3, 8, 8), 5, channels=4)
+    record = {"state_dict": model.state_dict(), "frame_shape": [3, 8, 8], "num_actions": 5, "channels": 4}
+    path = tmp_path / "env_model.pt"
+    i2a.save_atomically(path, record)
+    loaded = i2a.load_env_model(path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ValueError, match=f"^{path}: corrupt or truncated file"):
+        i2a.load_env_model(path)
+    marker = tmp_path / "ran"
+    torch.save({**record, "state_dict": Payload(marker)}, path)
+    with pytest.raises(ValueError, match=f"^{path}: not a readable pymbrl file"):
+        i2a.load_env_model(path)
+    assert not marker.exists()
+    for edit, message in (({"frame_shape": [3, 8, 10**9]}, "frame_shape: expected 3 sizes"),
+                          ({"channels": 0}, "channels: expected"), ({"num_actions": 6}, "state_dict: expected")):
+        torch.save({**record, **edit}, path)
+        with pytest.raises(ValueError, match=f"^{path}: {message}"):
+            i2a.load_env_model(path)
+    policy = tmp_path / "rollout_policy.pt"
+    torch.save({"state_dict": {}, "frame_shape": [3, 8, 8], "num_actions": 5, "channels": 4}, policy)
+    with pytest.raises(ValueError, match=f"^{policy}: state_dict: expected the weights"):
+        i2a.load_rollout_policy(policy)

@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import pickle
 import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zipfile
 
 import gymnasium as gym
 import numpy as np
@@ -143,20 +150,84 @@ def test_evolve_resumes_where_it_stopped():
     assert done == history and len(calls) == 20
 
 
-def test_evolve_has_its_own_generator_and_resumes_from_a_pickle():
-    """cma would draw from numpy's global generator: evolve leaves that state as it was, and a
-    strategy pickled after 5 generations (as the controller stage checkpoints it) continues exactly
-    as the uninterrupted run."""
-    np.random.seed(123)
-    outer = np.random.get_state()[1].copy()
-    config = wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=10)
-    _, straight = wm.evolve(sphere, 5, config, seed=4)
-    assert (np.random.get_state()[1] == outer).all()
-    es, history = wm.evolve(sphere, 5, dataclasses.replace(config, generations=5), seed=4)
+def test_evolve_has_its_own_generator_and_leaves_the_global_one_alone():
+    """cma would draw from numpy's global generator (its TPA step-size rule, used from 300
+    parameters on, does so in every tell): evolve leaves that state as it was."""
+    for num_params in (5, 300):
+        np.random.seed(123)
+        outer = np.random.get_state()[1].copy()
+        wm.evolve(lambda c: -(c ** 2).sum(1), num_params, wm.WorldModelsConfig(popsize=8, generations=5), seed=4)
+        assert (np.random.get_state()[1] == outer).all() and np.random.get_state()[2] == 624
+
+
+def strategy_fields(es):
+    """Every saved field of a strategy, exactly (arrays as bytes, numbers as repr)."""
+    def exact(value):
+        if isinstance(value, np.ndarray):
+            return value.dtype.str, value.shape, value.tobytes()
+        if isinstance(value, (list, tuple)):
+            return tuple(exact(v) for v in value)
+        if isinstance(value, dict):
+            return tuple(sorted((k, exact(v)) for k, v in value.items()))
+        return repr(value)
+    return {key: exact(value) for key, value in wm._strategy_fields(es).items()}
+
+
+@pytest.mark.parametrize("num_params, stop", [(5, 7), (5, 1), (300, 3)], ids=["csa", "csa-first", "tpa"])
+def test_a_saved_strategy_continues_bit_for_bit(tmp_path, num_params, stop):
+    """Saved with save_strategy after generation ``stop`` (data only, as the controller stage
+    checkpoints it) and loaded into a new process's state, the evolution asks for the same
+    candidates, gets the same history and ends with every field of the strategy equal to the
+    uninterrupted one's -- with the step-size rules of small (CSA) and large (TPA) problems."""
+    target = np.linspace(-1, 1, num_params)
+    config = wm.WorldModelsConfig(popsize=8, sigma0=0.5, generations=12)
+
+    def recorded(seen):
+        def fitness(candidates):
+            seen.append(candidates.copy())
+            return -((candidates - target) ** 2).sum(1)
+        return fitness
+
+    straight_seen = []
+    straight_es, straight = wm.evolve(recorded(straight_seen), num_params, config, seed=4)
+    path = tmp_path / "c.es.pt"
+
+    def stop_after(es, history):
+        wm.save_strategy(path, es, history, None, 4)
+        if len(history) == stop:
+            raise Stop
+
+    seen = []
+    with pytest.raises(Stop):
+        wm.evolve(recorded(seen), num_params, config, seed=4, after_generation=stop_after)
     np.random.seed(999)  # whatever the process does in between
-    es = pickle.loads(pickle.dumps(es))
-    _, resumed = wm.evolve(sphere, 5, config, seed=4, es=es, history=history)
+    es, history, generator = wm.load_strategy(path, num_params, config)
+    assert generator is None and len(history) == stop
+    es, resumed = wm.evolve(recorded(seen), num_params, config, seed=4, es=es, history=history)
     assert resumed == straight
+    assert len(seen) == len(straight_seen) and all(np.array_equal(a, b) for a, b in zip(seen, straight_seen))
+    assert strategy_fields(es) == strategy_fields(straight_es)
+    assert np.array_equal(es.result.xfavorite, straight_es.result.xfavorite) and es.sigma == straight_es.sigma
+
+
+def test_a_strategy_of_another_size_or_cma_version_is_refused(tmp_path):
+    config = wm.WorldModelsConfig(popsize=8, generations=2)
+    es, history = wm.evolve(lambda c: -(c ** 2).sum(1), 5, config)
+    path = tmp_path / "c.es.pt"
+    wm.save_strategy(path, es, history, None, 0)
+    with pytest.raises(ValueError, match=f"^{path}: num_params: expected 6"):
+        wm.load_strategy(path, 6, config)
+    with pytest.raises(ValueError, match="^config.popsize:"):
+        wm.load_strategy(path, 5, dataclasses.replace(config, popsize=9))
+    saved = torch.load(path, weights_only=True)
+    for key, value, message in (("cma", "0.0.1", "cma: expected"), ("format", "other", "format: expected"),
+                                ("fields", {".sigma": {"kind": "python", "value": -1.0}}, "sigma"),
+                                ("fields", {**saved["fields"], ".x": {"kind": "code", "value": "print"}}, "kind 'code'"),
+                                ("fields", {**saved["fields"], "sm.C": {"kind": "array", "value": torch.zeros(2)}},
+                                 r"sm.C: expected float64 array \(5, 5\)")):
+        torch.save({**saved, key: value}, path)
+        with pytest.raises(ValueError, match=message):
+            wm.load_strategy(path, 5, config)
 
 
 def test_evolve_refuses_bad_fitness():
@@ -268,7 +339,7 @@ def test_train_leaves_every_artefact_and_a_summary(run):
     for name in ("run.json", "vae.pt", "mdnrnn.pt", "controller_tau1.15.pt"):
         assert (run_dir / name).exists(), name
     # The CMA-ES strategy stays beside the controller, so that more generations can follow.
-    assert [p.name for p in run_dir.glob("*.es.pkl")] == ["controller_tau1.15.es.pkl"]
+    assert [p.name for p in run_dir.glob("*.es.pt")] == ["controller_tau1.15.es.pt"]
     assert len(summary["returns"]) == 2 and len(summary["fitness"]) == 2
     assert summary["mean"] == pytest.approx(np.mean(summary["returns"]))
     assert summary["tau"] == 1.15 and summary["train_in"] == "dream"
@@ -359,7 +430,7 @@ def test_an_interrupted_controller_stage_resumes_from_its_last_generation(tmp_pa
     run_dir = tmp_path / "cut"
     shutil.copytree(tmp_path / "full", run_dir)
     (run_dir / "controller_tau1.15.pt").unlink()
-    (run_dir / "controller_tau1.15.es.pkl").unlink()
+    (run_dir / "controller_tau1.15.es.pt").unlink()
 
     def stop_at_generation_2(stage, record):
         if stage == "controller" and record["generation"] == 2:
@@ -367,12 +438,12 @@ def test_an_interrupted_controller_stage_resumes_from_its_last_generation(tmp_pa
 
     with pytest.raises(Stop):
         wm.train(ENV_ID, run_dir, config=config, seed=0, log=stop_at_generation_2)
-    assert (run_dir / "controller_tau1.15.es.pkl").exists() and not (run_dir / "controller_tau1.15.pt").exists()
+    assert (run_dir / "controller_tau1.15.es.pt").exists() and not (run_dir / "controller_tau1.15.pt").exists()
     logged = []
     summary = wm.train(ENV_ID, run_dir, config=config, seed=0, log=lambda stage, record: logged.append((stage, record)))
     assert [(stage, record.get("generation")) for stage, record in logged] == [("controller", 2), ("evaluate", None)]
     assert summary == full
-    assert (run_dir / "controller_tau1.15.es.pkl").exists()
+    assert (run_dir / "controller_tau1.15.es.pt").exists()
 
 
 def test_more_generations_continue_a_finished_controller(tmp_path):
@@ -440,3 +511,169 @@ def test_cli_passes_iterations_to_the_config(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "world-models", "--env", ENV_ID, "--iterations", "0", "--run-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and "iterations: expected" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Processes and files of the env workers (ViZDoom)
+
+
+def session_processes(session: int) -> dict[int, str]:
+    """pid -> name of every process in session ``session`` (from /proc, as ps would)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == session:
+            found[int(pid)] = name
+    return found
+
+
+COLLECT = """
+import sys
+from pymbrl.agents import world_models as wm
+wm.train("VizdoomTakeCover-v1", sys.argv[1], stages=["collect"], config=wm.WorldModelsConfig(rollouts=50, num_envs=2))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_an_interrupted_vizdoom_collection_stops_at_once_and_leaves_nothing_behind(tmp_path, signum):
+    """A ViZDoom collection in a fresh directory (two games starting at once), interrupted as a
+    terminal's Ctrl-C does (SIGINT to the whole process group) or by SIGTERM while its games run:
+    the driver stops with KeyboardInterrupt (Python then dies of SIGINT) or SIGTERM's exit within seconds, no process of it is
+    left, and nothing is written outside the run directory (the games' _vizdoom.ini and _vizdoom/
+    stay in run/envs/)."""
+    pytest.importorskip("vizdoom")
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", COLLECT, str(cwd / "run")], cwd=cwd, start_new_session=True,
+                             env={**os.environ, "HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while list(session_processes(child.pid).values()).count("vizdoom") < 2:
+            assert child.poll() is None, child.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the games did not start"
+            time.sleep(0.2)
+        time.sleep(2)  # the games are playing
+        os.killpg(child.pid, signum)
+        started = time.monotonic()
+        out = child.communicate(timeout=30)[0].decode()
+        assert time.monotonic() - started < 10
+        if signum == signal.SIGINT:
+            assert "KeyboardInterrupt" in out and child.returncode == -signal.SIGINT, out[-3000:]
+        else:
+            assert child.returncode == 128 + signal.SIGTERM, out[-3000:]
+        time.sleep(0.5)
+        assert session_processes(child.pid) == {}
+    finally:
+        for pid in session_processes(child.pid):
+            os.kill(pid, signal.SIGKILL)
+        child.wait()
+    assert sorted(p.name for p in cwd.iterdir()) == ["run"] and list(home.iterdir()) == []
+    assert sorted(p.name for p in (cwd / "run" / "envs" / "worker0").iterdir()) == ["_vizdoom", "_vizdoom.ini"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Corrupt files and code in files
+
+
+def flip_a_data_bit(path):
+    """Flips one bit in the middle of the largest record of the zip archive ``path`` (a .pt or
+    .npz), where neither torch nor numpy would notice it."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        record = max(archive.infolist(), key=lambda info: info.file_size)
+    name_length, extra_length = struct.unpack("<HH", data[record.header_offset + 26:record.header_offset + 30])
+    data[record.header_offset + 30 + name_length + extra_length + record.file_size // 2] ^= 4
+    path.write_bytes(bytes(data))
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+class Payload:
+    """Unpickling this runs ``open(marker, "w")``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("name", ["run.json", "vae.pt", "mdnrnn.pt", "controller_tau1.15.pt",
+                                  "controller_tau1.15.es.pt", "data/rollout_000002.npz"])
+@pytest.mark.parametrize("damage", [flip_a_data_bit, truncate], ids=["bit-flip", "truncated"])
+def test_a_corrupt_file_in_a_run_is_refused_naming_it(run, tmp_path, name, damage):
+    """Every file a resumed run reads: a flipped bit or a cut raises ValueError naming the file
+    (the controller stage is asked for more generations, so that it reads its strategy)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(run[0], run_dir)
+    path = run_dir / name
+    if name == "run.json":
+        path.write_bytes(path.read_bytes()[:-3]) if damage is truncate else path.write_bytes(b"\xff" + path.read_bytes())
+    else:
+        damage(path)
+    stages = ["mdn"] if name.startswith("data/") else ["collect", "vae", "mdn", "controller"]
+    if name.startswith("data/"):
+        (run_dir / "mdnrnn.pt").unlink()
+    with pytest.raises(ValueError, match=f"^{path}: "):
+        wm.train(ENV_ID, run_dir, config=dataclasses.replace(TINY, generations=3), seed=0, stages=stages)
+
+
+def test_an_edited_rollout_or_weights_file_is_refused_before_use(run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(run[0], run_dir)
+    dataset = wm.RolloutDataset(run_dir / "data")
+    rollout = dataset.load(dataset.files()[0])
+    bad = run_dir / "data" / "rollout_000009.npz"
+    for edit, message in (({"rewards": rollout["rewards"][:-1]}, r"rewards: expected shape"),
+                          ({"actions": np.full_like(rollout["actions"], np.nan)}, "actions: expected finite"),
+                          ({"frames": rollout["frames"].astype(np.int64)}, "frames: expected uint8"),
+                          ({"extra": np.zeros(1)}, "expected the arrays")):
+        np.savez(bad, **{**rollout, **edit})
+        with pytest.raises(ValueError, match=f"^{bad}: .*{message}"):
+            dataset.load(bad)
+    # A header that promises more data than the file holds is refused before anything is allocated.
+    np.savez(bad, **rollout)
+    data = bad.read_bytes()
+    shape = str(rollout["frames"].shape).encode()
+    bad.write_bytes(data.replace(shape, f"({10**12}, 64, 64, 3)".encode()[:len(shape)].ljust(len(shape)), 1))
+    with pytest.raises(ValueError, match=f"^{bad}: corrupt"):
+        dataset.load(bad)
+    vae = run_dir / "vae.pt"
+    saved = torch.load(vae, weights_only=True)
+    saved["state"] = {k: v.float()[..., :1] for k, v in saved["state"].items()}
+    torch.save(saved, vae)
+    with pytest.raises(ValueError, match=f"^{vae}: state: expected the weights of ConvVAE"):
+        wm.load_vae(run_dir, TINY)
+
+
+def test_no_file_a_run_reads_is_unpickled(run, tmp_path):
+    """A run directory from elsewhere cannot run code: a legacy pickled CMA-ES state is refused
+    without being opened, and a pickled object in a weights file or a rollout is refused."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(run[0], run_dir)
+    marker = tmp_path / "ran"
+    (run_dir / "controller_tau1.15.es.pt").unlink()
+    legacy = run_dir / "controller_tau1.15.es.pkl"
+    legacy.write_bytes(pickle.dumps(Payload(marker)))
+    more = dataclasses.replace(TINY, generations=3)
+    with pytest.raises(ValueError, match=f"^{legacy}: this run's controller stage predates"):
+        wm.train(ENV_ID, run_dir, config=more, seed=0, stages=["controller"])
+    legacy.unlink()
+    for name, read in (("controller_tau1.15.pt", lambda: wm.train(ENV_ID, run_dir, config=more, stages=["controller"])),
+                       ("vae.pt", lambda: wm.load_vae(run_dir, TINY))):
+        torch.save({"state": Payload(marker), "params": Payload(marker), "summary": {"fitness": []}}, run_dir / name)
+        with pytest.raises(ValueError, match=f"^{run_dir / name}: not a readable pymbrl file .*GLOBAL io.open"):
+            read()
+    rollout = run_dir / "data" / "rollout_000000.npz"
+    np.savez(rollout, frames=np.array([Payload(marker)], dtype=object))
+    with pytest.raises(ValueError, match=f"^{rollout}: corrupt rollout"):
+        wm.RolloutDataset(run_dir / "data").load(rollout)
+    assert not marker.exists()

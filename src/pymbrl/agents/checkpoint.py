@@ -6,17 +6,25 @@ action space's).
 A run directory holds ``checkpoint/`` (``state.pt`` plus one file per replay buffer) and
 ``log.csv`` (the evaluation history, rewritten in full at every evaluation). A checkpoint is
 written into a fresh folder that then replaces the old one, so a crash mid-save leaves the previous
-checkpoint usable.
+checkpoint usable; every file is written through :mod:`pymbrl._files` (fsynced, renamed, directory
+fsynced), and what a writer killed mid-save left behind is removed by the next save.
+
+``.pt`` files are ``torch.save`` archives: zip files whose every record carries a CRC-32, which
+:func:`load_torch` checks before ``torch.load(weights_only=True)`` reads them (torch itself does
+not, so a flipped bit would otherwise load as a silently different value), so that a corrupt or
+truncated file raises ValueError naming it. Nothing pymbrl reads is unpickled beyond the
+tensors-and-plain-types subset that ``weights_only`` allows.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import shutil
 import time
-import uuid
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,25 +33,73 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from pymbrl import _files, replay
 from pymbrl._checks import integer, resolve_seed
-from pymbrl import replay
 from pymbrl.replay import ReplayBuffer
 
 STATE = "state.pt"
+# The classes a checkpoint may name for its buffers: the name in state.pt picks the loader, so it
+# must not pick anything else in pymbrl.replay.
+BUFFER_KINDS = ("ReplayBuffer", "PrioritizedReplayBuffer", "SequenceReplayBuffer", "GameBuffer")
 
 
-def atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
-    """Writes ``path`` through ``write(file)`` into a temporary file that then replaces it, so that
-    a crash mid-write leaves the previous file whole."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], Any]) -> None:
+    """Writes ``path`` through ``write(file)`` crash-safely (see :func:`pymbrl._files.atomic_write`)."""
+    _files.atomic_write(path, write)
 
 
-def save_atomically(path: Path, obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` through :func:`atomic_write`."""
+def save_atomically(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write`; read it with :func:`load_torch`."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def check_archive(path: str | os.PathLike) -> None:
+    """Raises ValueError naming ``path`` unless it is a whole zip archive (``torch.save``'s and
+    ``np.savez``'s format) whose records are stored uncompressed (so that checking them cannot
+    inflate a small file into a large one) and all match their CRC-32."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+            if not records:
+                raise ValueError("it holds no records")
+            size = os.path.getsize(path)
+            for record in records:
+                if record.compress_type != zipfile.ZIP_STORED or record.file_size > size:
+                    raise ValueError(f"record {record.filename!r} is compressed or larger than the file")
+            bad = archive.testzip()
+            if bad is not None:
+                raise ValueError(f"record {bad!r} does not match its CRC-32")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: corrupt file ({error})") from None
+    except Exception as error:  # zipfile raises BadZipFile, OSError, RuntimeError, NotImplementedError, ...
+        raise ValueError(f"{path}: corrupt or truncated file ({type(error).__name__}: {error})") from None
+
+
+def load_torch(path: str | os.PathLike) -> Any:
+    """What :func:`save_atomically` wrote to ``path``, read with ``torch.load(weights_only=True)``
+    after :func:`check_archive`. Raises ValueError naming the file if it is missing, corrupt,
+    truncated, or holds anything but tensors and plain types (a pickled object is refused, never run)."""
+    check_archive(path)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:
+        # torch's refusal of a pickled object is a page of advice; its reason is the last part.
+        reason = str(error).rpartition("WeightsUnpickler error: ")[2].strip().split("\n")[0][:300]
+        raise ValueError(f"{path}: not a readable pymbrl file ({type(error).__name__}: {reason})") from None
+
+
+def field(value: Any, kinds: type | tuple[type, ...], where: str, check: Callable[[Any], bool] | None = None,
+          expected: str | None = None) -> Any:
+    """``value`` if it is one of ``kinds`` (bool is not an int here) and passes ``check``; else
+    ValueError "<where>: expected <expected>, got <value>"."""
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok or (check is not None and not check(value)):
+        shown = repr(value) if len(repr(value)) < 80 else f"{type(value).__name__}"
+        raise ValueError(f"{where}: expected {expected or ' or '.join(k.__name__ for k in kinds)}, got {shown}")
+    return value
 
 
 def arrays_to_tensors(value: Any) -> Any:
@@ -126,12 +182,11 @@ class Run:
         """Appends an evaluation record, rewrites ``log.csv`` and passes the record to ``log``."""
         self.history.append({**record, "seconds": round(self.seconds, 1)})
         if self.directory is not None:
-            tmp = self.directory / f".log-{uuid.uuid4().hex}.csv"
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self.history[-1]), extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(self.history)
-            os.replace(tmp, self.directory / "log.csv")
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=list(self.history[-1]), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.history)
+            atomic_write(self.directory / "log.csv", lambda f: f.write(text.getvalue().encode()))
         if log is not None:
             log(self.history[-1])
 
@@ -145,23 +200,76 @@ class Run:
     def save(self, step: int, state: dict[str, Any], buffers: dict[str, ReplayBuffer]) -> None:
         """Checkpoints env step ``step`` (taken at an episode end, before the env's reset)."""
         assert self.directory is not None
-        fresh = self.directory / f".checkpoint-{uuid.uuid4().hex}"
+        current = self.directory / "checkpoint"
+        # Fresh folders of writers killed mid-save; and, once the current checkpoint is whole, the
+        # previous checkpoints they had moved aside (before that, one may be the only checkpoint).
+        _files.remove_dead_writers(current, FRESH)
+        if (current / STATE).exists():
+            _files.remove_dead_writers(current, OLD)
+        fresh = _files.temporary_name(current, FRESH)
         fresh.mkdir()
         try:
             for name, buffer in buffers.items():
                 buffer.save(fresh / f"{name}.buffer")
-            torch.save({**state, "step": step, "seconds": self.seconds, "history": self.history,
-                        "identity": self.identity,
-                        "buffers": {name: type(buffer).__name__ for name, buffer in buffers.items()}}, fresh / STATE)
-            old = self.directory / f".old-{uuid.uuid4().hex}"
-            current = self.directory / "checkpoint"
+            save_atomically(fresh / STATE, {
+                **state, "step": step, "seconds": self.seconds, "history": self.history, "identity": self.identity,
+                "buffers": {name: type(buffer).__name__ for name, buffer in buffers.items()}})
+            old = _files.temporary_name(current, OLD)
             if current.exists():
                 current.rename(old)
             fresh.rename(current)
+            _files.fsync_directory(self.directory)
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(fresh, ignore_errors=True)
         self.step = step
+
+
+# Suffixes of the folders a save makes beside checkpoint/ (named by pymbrl._files.temporary_name,
+# so that the next save can tell a dead writer's from a live one's).
+FRESH, OLD = ".tmp", ".old"
+
+
+def _previous_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint a save killed between its two renames moved aside (``.checkpoint.<pid>-<hex>.old``,
+    or ``.old-<hex>`` as earlier versions named it), the newest if several; None if there is none."""
+    found = [p.parent for pattern in (f".checkpoint.*{OLD}/{STATE}", f".old-*/{STATE}")
+             for p in directory.glob(pattern)]
+    return max(found, key=lambda folder: (folder / STATE).stat().st_mtime) if found else None
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """``folder/state.pt`` with the fields :class:`Run` reads validated (the algorithm validates its
+    own); raises ValueError naming the file and the field for a corrupt or edited one."""
+    path = folder / STATE
+    state = field(load_torch(path), dict, str(path), expected="a dict")
+
+    def at(name: str) -> str:
+        return f"{path}: {name}"
+
+    for name in ("step", "seconds", "history", "identity", "buffers"):
+        if name not in state:
+            raise ValueError(f"{at(name)}: expected the field, got a checkpoint without it")
+    identity = field(state["identity"], dict, at("identity"), expected="a dict")
+    for key, value in identity.items():
+        field(key, str, at("identity"), expected="str keys")
+        field(value, str, at(f"identity[{key!r}]"), expected="a str")
+    field(identity.get("seed"), str, at("identity['seed']"), lambda v: v.isdigit() and int(v) < 2**31,
+          "a seed in [0, 2**31)")
+    total = int(field(identity.get("steps"), str, at("identity['steps']"), str.isdigit, "a number of steps"))
+    field(state["step"], int, at("step"), lambda v: 0 <= v <= total, f"an int in [0, {total}]")
+    field(state["seconds"], (float, int), at("seconds"), lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    history = field(state["history"], list, at("history"), expected="a list")
+    for i, record in enumerate(history):
+        field(record, dict, at(f"history[{i}]"), expected="a dict")
+        for key, value in record.items():
+            field(key, str, at(f"history[{i}]"), expected="str keys")
+            field(value, (int, float, str, type(None)), at(f"history[{i}][{key!r}]"), expected="a number, str or None")
+    buffers = field(state["buffers"], dict, at("buffers"), expected="a dict")
+    for name, kind in buffers.items():
+        field(name, str, at("buffers"), lambda v: v.isidentifier(), "names that are identifiers")
+        field(kind, str, at(f"buffers[{name!r}]"), lambda v: v in BUFFER_KINDS, f"one of {list(BUFFER_KINDS)}")
+    return state
 
 
 def start_run(run_dir: str | os.PathLike | None, steps: int, identity: dict[str, Any], seed: int | None,
@@ -170,7 +278,8 @@ def start_run(run_dir: str | os.PathLike | None, steps: int, identity: dict[str,
 
     ``identity`` names what else makes two runs the same (algorithm, env, configuration); resuming
     a checkpoint of another run raises ValueError naming the first argument that differs. A
-    ``seed`` of None draws one on a fresh start and takes the checkpoint's on a resume.
+    ``seed`` of None draws one on a fresh start and takes the checkpoint's on a resume. A corrupt,
+    truncated or edited checkpoint raises ValueError naming its file.
     """
     every = integer(checkpoint_every, "checkpoint_every")
     identity = {k: str(v) for k, v in {**identity, "steps": steps}.items()}
@@ -178,12 +287,10 @@ def start_run(run_dir: str | os.PathLike | None, steps: int, identity: dict[str,
         return Run(resolve_seed(seed) % 2**31, steps, None, identity, every)
     directory = Path(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    folder = directory / "checkpoint"
+    folder: Path | None = directory / "checkpoint"
     if not (folder / STATE).exists():
-        # A save interrupted between its two renames leaves the previous checkpoint as .old-*.
-        old = sorted(directory.glob(".old-*/" + STATE))
-        folder = old[0].parent if old else None
-    state = None if folder is None else torch.load(folder / STATE, weights_only=True)
+        folder = _previous_checkpoint(directory)
+    state = None if folder is None else read_state(folder)
     if state is not None and seed is None:
         seed = int(state["identity"]["seed"])
     seed = resolve_seed(seed) % 2**31

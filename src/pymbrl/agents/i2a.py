@@ -45,6 +45,9 @@ from torch import nn
 from pymbrl._checks import integer, real
 from pymbrl.agents.checkpoint import (
     arrays_to_tensors,
+    atomic_write,
+    field,
+    load_torch,
     save_atomically,
     start_run,
     tensors_to_arrays,
@@ -457,7 +460,8 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
         episodes, done_frames, next_log = state["episodes"], run.step, state["next_log"]
         sums, updates = state["sums"], state["updates"]
     if run.directory is not None:
-        (run.directory / "config.txt").write_text(repr({"agent": agent, "seed": seed, **asdict(config)}) + "\n")
+        text = repr({"agent": agent, "seed": seed, **asdict(config)}) + "\n"
+        atomic_write(run.directory / "config.txt", lambda f: f.write(text.encode()))
     while done_frames < frames:
         log_probs, values, entropies, rewards, masks, frames_seen, probs = [], [], [], [], [], [], []
         for _ in range(config.n_steps):
@@ -523,7 +527,7 @@ def train(agent: str, frames: int, config: I2AConfig | None = None, env_model: E
             on_update(done_frames)
     env.close()
     if run.directory is not None:
-        torch.save(net.state_dict(), run.directory / "agent.pt")
+        save_atomically(run.directory / "agent.pt", net.state_dict())
     return TrainResult(run.history, net)
 
 
@@ -555,30 +559,53 @@ def parameter_counts(config: I2AConfig | None = None) -> dict[str, int]:
 def _load(path: Path, stage: str) -> dict[str, Any]:
     if not path.exists():
         raise ValueError(f"stages: {path} is missing; run the {stage} stage first")
-    return torch.load(path, weights_only=True)
+    return field(load_torch(path), dict, str(path), expected="a dict")
+
+
+def _shape(record: dict[str, Any], path: Path) -> tuple[tuple[int, int, int], int, int]:
+    """(frame_shape, num_actions, channels) of a saved network, each checked before it sizes one."""
+    def small(v: Any, limit: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= limit
+    frame_shape = field(record.get("frame_shape"), (list, tuple), f"{path}: frame_shape",
+                        lambda s: len(s) == 3 and all(small(v, 4096) for v in s), "3 sizes in [1, 4096]")
+    num_actions = field(record.get("num_actions"), int, f"{path}: num_actions", lambda v: small(v, 4096),
+                        "an int in [1, 4096]")
+    channels = field(record.get("channels"), int, f"{path}: channels", lambda v: small(v, 4096), "an int in [1, 4096]")
+    return tuple(frame_shape), num_actions, channels
+
+
+def _load_state(module: nn.Module, state: Any, path: Path) -> None:
+    try:
+        module.load_state_dict(field(state, dict, f"{path}: state_dict", expected="a dict"))
+    except RuntimeError as error:
+        raise ValueError(f"{path}: state_dict: expected the weights of {type(module).__name__}, got "
+                         f"{str(error)[:300]}") from None
 
 
 def load_env_model(path: str | os.PathLike) -> EnvModel:
     """The env model saved by the env-model stage (``env_model.pt``), in eval mode."""
-    record = _load(Path(path), "env-model")
-    model = EnvModel(record["frame_shape"], record["num_actions"], channels=record["channels"])
-    model.load_state_dict(record["state_dict"])
+    path = Path(path)
+    record = _load(path, "env-model")
+    frame_shape, num_actions, channels = _shape(record, path)
+    model = EnvModel(frame_shape, num_actions, channels=channels)
+    _load_state(model, record.get("state_dict"), path)
     return model.eval()
 
 
 def load_rollout_policy(path: str | os.PathLike) -> nn.Module:
     """The rollout policy saved by the distill stage (``rollout_policy.pt``), frames float
     [N, C, H, W] -> logits [N, A]."""
-    record = _load(Path(path), "distill")
-    policy = rollout_policy_net(tuple(record["frame_shape"]), record["num_actions"], record["channels"])
-    policy.load_state_dict(record["state_dict"])
+    path = Path(path)
+    record = _load(path, "distill")
+    policy = rollout_policy_net(*_shape(record, path))
+    _load_state(policy, record.get("state_dict"), path)
     return policy.eval()
 
 
 def _teacher(run_dir: Path, config: I2AConfig) -> ActorCritic:
-    record = _load(run_dir / "teacher" / "agent.pt", "env-model")
+    path = run_dir / "teacher" / "agent.pt"
     teacher = make_agent("a2c", config)
-    teacher.load_state_dict(record)
+    _load_state(teacher, _load(path, "env-model"), path)
     return teacher.eval()
 
 
@@ -624,7 +651,8 @@ def env_model_stage(run_dir: Path, config: I2AConfig, seed: int, log: Callable[[
     record = {"state_dict": model.state_dict(), "frame_shape": list(frame_shape), "num_actions": num_actions,
               "channels": config.channels, "history": history, "error": error._asdict(),
               "teacher": result.history, "frames": {"teacher": config.teacher_frames, "model_data": steps * config.num_envs}}
-    np.savez_compressed(run_dir / "held_out.npz", frames=frames[:64], actions=actions[:64], rewards=rewards[:64])
+    atomic_write(run_dir / "held_out.npz", lambda f: np.savez_compressed(f, frames=frames[:64], actions=actions[:64],
+                                                                         rewards=rewards[:64]))
     save_atomically(run_dir / "env_model.pt", record)
     return {"error": error._asdict(), "frames": record["frames"]}
 

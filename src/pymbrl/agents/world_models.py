@@ -19,10 +19,15 @@ Parts: :mod:`pymbrl.models.world_models` (V, M, C), :mod:`pymbrl.rollout.dream` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
-import pickle
+import signal
+import tempfile
+import threading
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 
 from pymbrl._checks import integer, real
-from pymbrl.agents.checkpoint import atomic_write, save_atomically
+from pymbrl.agents.checkpoint import atomic_write, check_archive, field, load_torch, save_atomically
 from pymbrl.agents.sac import seeded
 from pymbrl.envs.frames import ResizeFrames
 from pymbrl.envs.spaces import ActionCodec
@@ -41,6 +46,9 @@ from pymbrl.models.world_models import MDNRNN, Controller, ConvVAE, MDNState, te
 from pymbrl.rollout.dream import dream_rollouts
 
 STAGES = ("collect", "vae", "mdn", "controller")
+# The env workers' working folders in a run directory (what a game writes there, e.g. ViZDoom's
+# _vizdoom.ini, stays in the run).
+ENVS = "envs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +220,42 @@ class RolloutDataset:
                                         rewards=rewards.astype(np.float32), dones=dones.astype(bool)))
 
     def load(self, file: Path) -> dict[str, np.ndarray]:
-        with np.load(file) as data:
-            return {k: data[k] for k in data.files}
+        """One rollout, validated: ValueError naming ``file`` if it is corrupt, truncated, or not
+        what :meth:`add` writes (checked before any array is allocated)."""
+        check_archive(file)
+        expected = {"frames": np.uint8, "actions": np.float32, "rewards": np.float32, "dones": np.bool_}
+        try:
+            with zipfile.ZipFile(file) as archive:
+                names = {info.filename: info for info in archive.infolist()}
+                if set(names) != {f"{k}.npy" for k in expected}:
+                    raise ValueError(f"expected the arrays {sorted(expected)}, got {sorted(names)}")
+                for key, dtype in expected.items():
+                    with archive.open(f"{key}.npy") as f:
+                        header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                  (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
+                        if header is None:
+                            raise ValueError(f"{key}: expected a .npy of format 1.0 or 2.0")
+                        shape, _, kind = header(f)
+                    if kind != np.dtype(dtype) or np.dtype(dtype).itemsize * math.prod(shape) > \
+                            names[f"{key}.npy"].file_size:
+                        raise ValueError(f"{key}: expected {np.dtype(dtype)} that fits the file, got {kind} {shape}")
+            with np.load(file, allow_pickle=False) as data:
+                rollout = {k: data[k] for k in expected}
+        except ValueError as error:
+            raise ValueError(f"{file}: corrupt rollout ({error})") from None
+        except Exception as error:
+            raise ValueError(f"{file}: corrupt rollout ({type(error).__name__}: {error})") from None
+        steps = len(rollout["actions"])
+        for key, shape in (("frames", (steps + 1, *IMAGE_SHAPE)), ("rewards", (steps,)), ("dones", (steps,))):
+            if rollout[key].shape != shape:
+                raise ValueError(f"{file}: {key}: expected shape {shape} for {steps} actions, got "
+                                 f"{rollout[key].shape}")
+        if steps == 0 or rollout["actions"].ndim != 2:
+            raise ValueError(f"{file}: actions: expected float32 [T > 0, A], got {rollout['actions'].shape}")
+        for key in ("actions", "rewards"):
+            if not np.isfinite(rollout[key]).all():
+                raise ValueError(f"{file}: {key}: expected finite values, got a NaN or infinity")
+        return rollout
 
     def frames(self, rollouts: int | None = None) -> np.ndarray:
         """Every frame of every rollout (or of the first ``rollouts``), uint8 [N, 64, 64, 3]."""
@@ -273,24 +315,109 @@ class Policy:
         return self.codec.to_env(scores), vectors.cpu().numpy(), state
 
 
+class _WorkerEnv:
+    """Makes the env inside an env worker process (picklable, so it also works where workers are
+    spawned rather than forked).
+
+    The worker ignores SIGINT: a Ctrl-C reaches every process of the terminal's process group, and
+    the parent, which handles it, closes the workers; the games they start inherit the ignored
+    SIGINT. SIGTERM (the parent closing them on an interrupt) exits the worker through its
+    ``finally``, which closes the env and so the game process it runs. The worker works in its own
+    folder ``workdir/worker<i>``: ViZDoom's game process writes ``_vizdoom.ini`` and ``_vizdoom/`` in
+    its working directory, and two games creating the same ``_vizdoom/`` at once crash one of them,
+    so each game has its own.
+    """
+
+    def __init__(self, env_id: str, max_steps: int, workdir: Path | None, index: int):
+        self.env_id, self.max_steps, self.workdir, self.index = env_id, max_steps, workdir, index
+        self.parent = os.getpid()
+
+    def __call__(self) -> gym.Env:
+        # AsyncVectorEnv also makes one env in the parent (to read its spaces, without starting a
+        # game): the parent keeps its signals and working directory.
+        if self.workdir is not None and os.getpid() != self.parent:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            folder = self.workdir / f"worker{self.index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chdir(folder)
+        return gym.wrappers.TimeLimit(make_env(self.env_id), self.max_steps)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def play(env_id: str, episodes: int, policy: Policy, params: torch.Tensor | None = None, *, seed: int = 0,
          num_envs: int = 2, max_steps: int = 2100, dataset: RolloutDataset | None = None,
-         progress: Callable[[int], Any] | None = None) -> np.ndarray:
+         progress: Callable[[int], Any] | None = None, workdir: str | os.PathLike | None = None) -> np.ndarray:
     """Plays ``episodes`` episodes in ``num_envs`` env processes (gymnasium's AsyncVectorEnv) and
     returns their returns, float64 [episodes]. Episode i acts with ``params[i]`` (None: random
     actions); episodes are cut after ``max_steps`` steps. With ``dataset``, every episode is stored
-    in it as it ends. ``progress`` gets the number of finished episodes."""
+    in it as it ends. ``progress`` gets the number of finished episodes.
+
+    The env processes work in their own folders under ``workdir`` (what a game writes stays there;
+    default: a temporary folder removed at the end); with one env and no ViZDoom game, the env runs
+    in this process instead. On any exception (Ctrl-C included) the workers are terminated, and each
+    closes its env, so no process is left; a SIGTERM of this process, where nothing else handles it,
+    raises SystemExit here for the same cleanup.
+    """
     episodes, num_envs = integer(episodes, "episodes"), integer(num_envs, "num_envs")
     max_steps = integer(max_steps, "max_steps")
     num_envs = min(num_envs, episodes)
     if params is not None and params.shape[0] != episodes:
         raise ValueError(f"params: expected one row per episode ({episodes}), got {tuple(params.shape)}")
-    make = [lambda: gym.wrappers.TimeLimit(make_env(env_id), max_steps) for _ in range(num_envs)]
+    with contextlib.ExitStack() as stack:
+        if num_envs > 1 or env_id.startswith("Vizdoom"):
+            if workdir is None:
+                workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="pymbrl-envs-"))
+            workdir = Path(os.path.abspath(workdir))
+            make = [_WorkerEnv(env_id, max_steps, workdir, i) for i in range(num_envs)]
+            stack.enter_context(_sigterm_exits())
+        else:
+            make = [_WorkerEnv(env_id, max_steps, None, 0)]
+        return _play(make, episodes, policy, params, seed, dataset, progress)
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """SIGTERM raises SystemExit in this process while the block runs (where SIGTERM has its
+    default action, which would kill the process without closing its env workers), and SIGINT's
+    handler is put back as it was (a game library may install its own)."""
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
+    if main and sigterm == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        if main:
+            if sigint is not None:
+                signal.signal(signal.SIGINT, sigint)
+            if sigterm == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _play(make: list[Callable[[], gym.Env]], episodes: int, policy: Policy, params: torch.Tensor | None, seed: int,
+          dataset: RolloutDataset | None, progress: Callable[[int], Any] | None) -> np.ndarray:
     # SAME_STEP autoreset: the step that ends an episode already returns the next one's first frame
     # (the last frame comes in info["final_obs"]), so every step is a real one.
     mode = gym.vector.AutoresetMode.SAME_STEP
-    envs = gym.vector.AsyncVectorEnv(make, autoreset_mode=mode) if num_envs > 1 else \
+    envs = gym.vector.AsyncVectorEnv(make, autoreset_mode=mode) if make[0].workdir is not None else \
         gym.vector.SyncVectorEnv(make, autoreset_mode=mode)
+    done = False
+    try:
+        returns = _run(envs, episodes, policy, params, seed, dataset, progress)
+        done = True
+    finally:
+        envs.close(**({"terminate": not done} if isinstance(envs, gym.vector.AsyncVectorEnv) else {}))
+    return returns
+
+
+def _run(envs: gym.vector.VectorEnv, episodes: int, policy: Policy, params: torch.Tensor | None, seed: int,
+         dataset: RolloutDataset | None, progress: Callable[[int], Any] | None) -> np.ndarray:
+    num_envs = envs.num_envs
     envs.single_action_space.seed(seed)
     returns = np.zeros(episodes)
     playing = np.arange(num_envs)  # the episode each env plays; >= episodes once none is left for it
@@ -299,32 +426,29 @@ def play(env_id: str, episodes: int, policy: Policy, params: torch.Tensor | None
     first = np.ones(num_envs, dtype=bool)
     state = policy.mdnrnn.initial_state(num_envs) if params is not None else None
     record: list[dict[str, list]] = [{"frames": [], "actions": [], "rewards": [], "dones": []} for _ in range(num_envs)]
-    try:
-        while (playing < episodes).any():
-            rows = torch.as_tensor(np.minimum(playing, episodes - 1))
-            env_actions, vectors, state = policy.act(obs, None if params is None else params[rows], state, first,
-                                                     envs.single_action_space)
-            next_obs, reward, terminated, truncated, info = envs.step(env_actions)
-            first = terminated | truncated
-            for k in np.flatnonzero(playing < episodes):
-                returns[playing[k]] += reward[k]
+    while (playing < episodes).any():
+        rows = torch.as_tensor(np.minimum(playing, episodes - 1))
+        env_actions, vectors, state = policy.act(obs, None if params is None else params[rows], state, first,
+                                                 envs.single_action_space)
+        next_obs, reward, terminated, truncated, info = envs.step(env_actions)
+        first = terminated | truncated
+        for k in np.flatnonzero(playing < episodes):
+            returns[playing[k]] += reward[k]
+            if dataset is not None:
+                for key, value in zip(("frames", "actions", "rewards", "dones"),
+                                      (obs[k], vectors[k], reward[k], terminated[k])):
+                    record[k][key].append(value)
+            if first[k]:
                 if dataset is not None:
-                    for key, value in zip(("frames", "actions", "rewards", "dones"),
-                                          (obs[k], vectors[k], reward[k], terminated[k])):
-                        record[k][key].append(value)
-                if first[k]:
-                    if dataset is not None:
-                        rec = record[k]
-                        dataset.add(np.stack(rec["frames"] + [info["final_obs"][k]]), np.stack(rec["actions"]),
-                                    np.asarray(rec["rewards"], np.float32), np.asarray(rec["dones"]))
-                        record[k] = {key: [] for key in rec}
-                    finished += 1
-                    if progress is not None:
-                        progress(finished)
-                    playing[k], upcoming = upcoming, upcoming + 1
-            obs = next_obs
-    finally:
-        envs.close()
+                    rec = record[k]
+                    dataset.add(np.stack(rec["frames"] + [info["final_obs"][k]]), np.stack(rec["actions"]),
+                                np.asarray(rec["rewards"], np.float32), np.asarray(rec["dones"]))
+                    record[k] = {key: [] for key in rec}
+                finished += 1
+                if progress is not None:
+                    progress(finished)
+                playing[k], upcoming = upcoming, upcoming + 1
+        obs = next_obs
     return returns
 
 
@@ -473,39 +597,270 @@ def train_mdnrnn(latents: Sequence[dict[str, np.ndarray]], action_dim: int, conf
 # C: CMA-ES
 
 
-def evolve(fitness: Callable[[np.ndarray], np.ndarray], num_params: int, config: WorldModelsConfig, *,
-           seed: int = 0, es: Any = None, history: list[dict] | None = None,
-           after_generation: Callable[[Any, list[dict]], Any] | None = None) -> tuple[Any, list[dict]]:
-    """Maximises ``fitness`` (candidates float64 [P, num_params] -> mean returns [P]) with CMA-ES
-    (the ``cma`` package), population ``popsize``, starting at 0 with step size ``sigma0``, until
-    ``generations`` generations are done. ``es`` and ``history`` continue a stopped run;
-    ``after_generation(es, history)`` is called after each generation (for checkpoints).
+def new_strategy(num_params: int, config: WorldModelsConfig, seed: int = 0) -> Any:
+    """A fresh CMA-ES (the ``cma`` package) over ``num_params`` parameters, starting at 0 with step
+    size ``config.sigma0`` and population ``config.popsize``.
 
-    Returns the evolution strategy (its ``result.xfavorite`` is the distribution mean, the paper's
-    choice of final controller) and one record per generation (best, mean and worst fitness).
+    cma samples with numpy's global generator unless given its own ``randn``: a private
+    RandomState keeps runs reproducible and leaves the caller's global state alone; it is the
+    strategy's ``opts["randn"].__self__``, which :func:`save_strategy` saves.
     """
     try:
         import cma
     except ImportError:
         raise ValueError("train_in: evolving the controller needs the cma package (pip install cma)") from None
+    return cma.CMAEvolutionStrategy(np.zeros(num_params), config.sigma0,
+                                    {"popsize": config.popsize, "seed": np.nan, "verbose": -9,
+                                     "randn": np.random.RandomState(seed % 2**32).randn})
+
+
+def _generation(es: Any, fitness: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """One ask-evaluate-tell of ``es``; returns the scores float64 [P]."""
+    candidates = np.asarray(es.ask())
+    scores = np.asarray(fitness(candidates), dtype=np.float64)
+    if scores.shape != (len(candidates),) or not np.all(np.isfinite(scores)):
+        raise ValueError(f"fitness: expected {len(candidates)} finite returns, got {scores!r}")
+    # cma's TPA step-size rule (used from 300 parameters on) draws from numpy's global generator
+    # for a self-check that does not change the result; the caller's global state is kept.
+    global_state = np.random.get_state()
+    try:
+        es.tell(list(candidates), (-scores).tolist())
+    finally:
+        np.random.set_state(global_state)
+    return scores
+
+
+def evolve(fitness: Callable[[np.ndarray], np.ndarray], num_params: int, config: WorldModelsConfig, *,
+           seed: int = 0, es: Any = None, history: list[dict] | None = None,
+           after_generation: Callable[[Any, list[dict]], Any] | None = None) -> tuple[Any, list[dict]]:
+    """Maximises ``fitness`` (candidates float64 [P, num_params] -> mean returns [P]) with CMA-ES
+    (:func:`new_strategy`) until ``generations`` generations are done. ``es`` and ``history``
+    continue a stopped run (see :func:`load_strategy`); ``after_generation(es, history)`` is called
+    after each generation (for checkpoints).
+
+    Returns the evolution strategy (its ``result.xfavorite`` is the distribution mean, the paper's
+    choice of final controller) and one record per generation (best, mean and worst fitness).
+    """
     if es is None:
-        # cma samples with numpy's global generator unless given its own "randn"; a private one keeps
-        # runs reproducible, leaves the caller's global state alone, and pickles with the strategy.
-        es = cma.CMAEvolutionStrategy(np.zeros(num_params), config.sigma0,
-                                      {"popsize": config.popsize, "seed": np.nan, "verbose": -9,
-                                       "randn": np.random.RandomState(seed % 2**32).randn})
+        es = new_strategy(num_params, config, seed)
     history = list(history or [])
     while len(history) < config.generations:
-        candidates = np.asarray(es.ask())
-        scores = np.asarray(fitness(candidates), dtype=np.float64)
-        if scores.shape != (len(candidates),) or not np.all(np.isfinite(scores)):
-            raise ValueError(f"fitness: expected {len(candidates)} finite returns, got {scores!r}")
-        es.tell(list(candidates), (-scores).tolist())
+        scores = _generation(es, fitness)
         history.append({"generation": len(history) + 1, "best": float(scores.max()), "mean": float(scores.mean()),
                         "worst": float(scores.min())})
         if after_generation is not None:
             after_generation(es, history)
     return es, history
+
+
+# The parts of a CMAEvolutionStrategy whose plain fields (arrays, numbers, lists and dicts of them)
+# are its state: the distribution (mean, sigma, C, B, D, evolution paths, step-size rule), the
+# counters (iterations, evaluations, eigendecompositions), the last population's fitness and the
+# best solution. Everything else is rebuilt by the constructor (options, parameters, functions) or
+# is bookkeeping that later generations do not read (archives of sent solutions, logger, timer).
+_ES_PARTS = ("", "sm", "adapt_sigma", "sigma_vec", "best", "best.last", "fit")
+_ES_FORMAT, _ES_VERSION = "pymbrl-cma-es", 1
+_ES_NUMBERS = (bool, int, float, type(None))
+_ES_DTYPES = ("float64", "float32", "int64", "int32", "bool")
+
+
+def _es_part(es: Any, part: str) -> Any:
+    for name in filter(None, part.split(".")):
+        es = getattr(es, name, None)
+    return es
+
+
+def _es_leaf(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data the strategy's state is made of."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.name in _ES_DTYPES
+    if isinstance(value, (np.floating, np.integer, np.bool_)) or type(value) in _ES_NUMBERS:
+        return True
+    if depth < 2 and type(value) in (list, tuple):
+        return all(_es_leaf(v, depth + 1) for v in value)
+    if depth < 2 and type(value) is dict:
+        return all(isinstance(k, str) and _es_leaf(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return {"kind": "array", "value": torch.from_numpy(value.copy())}
+    if isinstance(value, np.generic):
+        return {"kind": "numpy", "dtype": value.dtype.name, "value": value.item()}
+    if isinstance(value, (list, tuple)):
+        return {"kind": type(value).__name__, "value": [_encode(v) for v in value]}
+    if isinstance(value, dict):
+        return {"kind": "dict", "value": {k: _encode(v) for k, v in value.items()}}
+    return {"kind": "python", "value": value}
+
+
+def _decode(encoded: Any, where: str, depth: int = 0) -> Any:
+    """Undoes :func:`_encode`, refusing anything it cannot have written."""
+    if not isinstance(encoded, dict) or "kind" not in encoded or "value" not in encoded or depth > 2:
+        raise ValueError(f"{where}: expected an encoded field, got {type(encoded).__name__}")
+    kind, value = encoded["kind"], encoded["value"]
+    if kind == "array" and isinstance(value, torch.Tensor) and str(value.dtype).removeprefix("torch.") in _ES_DTYPES:
+        array = value.numpy()
+        if array.dtype.kind == "f" and np.isnan(array).any():
+            raise ValueError(f"{where}: expected no NaN, got {int(np.isnan(array).sum())}")
+        return array
+    if kind == "numpy" and encoded.get("dtype") in _ES_DTYPES and type(value) in _ES_NUMBERS[:3]:
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"{where}: expected a number, got NaN")
+        return np.dtype(encoded["dtype"]).type(value)
+    if kind == "python" and type(value) in _ES_NUMBERS:
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"{where}: expected a number, got NaN")
+        return value
+    if kind in ("list", "tuple") and isinstance(value, list):
+        items = [_decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+        return items if kind == "list" else tuple(items)
+    if kind == "dict" and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _decode(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+    raise ValueError(f"{where}: expected an array, number, list or dict, got kind {kind!r} holding "
+                     f"{type(value).__name__}")
+
+
+def _strategy_fields(es: Any) -> dict[str, Any]:
+    """The strategy's state: "part.name" -> value for every plain field of the parts in _ES_PARTS."""
+    fields = {}
+    for part in _ES_PARTS:
+        obj = _es_part(es, part)
+        for name, value in vars(obj).items() if obj is not None else ():
+            if _es_leaf(value):
+                fields[f"{part}.{name}"] = value
+    return fields
+
+
+def save_strategy(path: str | os.PathLike, es: Any, history: list[dict], generator_state: torch.Tensor | None,
+                  seed: int) -> None:
+    """Writes a paused evolution to ``path`` as data only (a ``torch.save`` of tensors and plain
+    types, no pickled object): ``es``'s fields (see ``_ES_PARTS``; fields that are the same array
+    are saved once, so that they stay one array), its private generator's state, the fitness
+    ``history`` and the dream generator's state. :func:`load_strategy` reads it back."""
+    import cma
+    seen: dict[int, str] = {}
+    fields = {}
+    for key, value in _strategy_fields(es).items():
+        if isinstance(value, np.ndarray) and id(value) in seen:
+            fields[key] = {"kind": "alias", "value": seen[id(value)]}
+        else:
+            if isinstance(value, np.ndarray):
+                seen[id(value)] = key
+            fields[key] = _encode(value)
+    name, keys, position, has_gauss, cached = es.opts["randn"].__self__.get_state()
+    atomic_write(path, lambda f: torch.save({
+        "format": _ES_FORMAT, "version": _ES_VERSION, "cma": cma.__version__, "seed": seed,
+        "num_params": int(es.N), "popsize": int(es.popsize), "fields": fields,
+        "randn": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "history": history, "generator": generator_state}, f))
+
+
+def load_strategy(path: str | os.PathLike, num_params: int, config: WorldModelsConfig
+                  ) -> tuple[Any, list[dict], torch.Tensor | None]:
+    """The evolution :func:`save_strategy` paused in ``path``: (strategy, history, dream generator
+    state or None). The strategy is a fresh one of the same size, advanced by one generation so that
+    every field exists, with every saved field then put back, so that it continues bit for bit as
+    the saved one would have (the same cma version is required for that).
+
+    Raises ValueError naming the file and field for a corrupt, truncated or edited file, or one
+    saved for another number of parameters, population or cma version.
+    """
+    import cma
+    path = Path(path)
+    saved = field(load_torch(path), dict, str(path), expected="a dict")
+
+    def at(name: str) -> str:
+        return f"{path}: {name}"
+
+    if saved.get("format") != _ES_FORMAT or saved.get("version") != _ES_VERSION:
+        raise ValueError(f"{at('format')}: expected {_ES_FORMAT} version {_ES_VERSION}, got "
+                         f"{saved.get('format')!r} version {saved.get('version')!r}")
+    if saved.get("cma") != cma.__version__:
+        raise ValueError(f"{at('cma')}: expected the evolution to be saved by the installed cma {cma.__version__} "
+                         f"(another version may not continue it exactly), got {saved.get('cma')!r}; install that "
+                         f"version or delete the file to restart the controller stage")
+    if saved.get("num_params") != num_params:
+        raise ValueError(f"{at('num_params')}: expected {num_params} controller parameters, got "
+                         f"{saved.get('num_params')!r}")
+    if saved.get("popsize") != config.popsize:
+        raise ValueError(f"config.popsize: {path} holds an evolution of population {saved.get('popsize')!r}, "
+                         f"got {config.popsize}")
+    seed = field(saved.get("seed"), int, at("seed"), expected="an int")
+    history = field(saved.get("history"), list, at("history"), lambda h: len(h) >= 1, "a list of generations")
+    for i, record in enumerate(history):
+        field(record, dict, at(f"history[{i}]"), lambda r: set(r) == {"generation", "best", "mean", "worst"}
+              and r["generation"] == i + 1 and all(isinstance(r[k], float) and math.isfinite(r[k])
+                                                   for k in ("best", "mean", "worst")),
+              f"{{'generation': {i + 1}, 'best', 'mean', 'worst': finite floats}}")
+    generator = saved.get("generator")
+    if generator is not None:
+        field(generator, torch.Tensor, at("generator"), lambda g: g.dtype == torch.uint8 and g.dim() == 1,
+              "a uint8 generator state")
+    randn = field(saved.get("randn"), dict, at("randn"), expected="a dict")
+    keys = field(randn.get("keys"), torch.Tensor, at("randn.keys"),
+                 lambda k: k.shape == (624,) and k.dtype == torch.int64 and bool(((k >= 0) & (k < 2**32)).all()),
+                 "624 int64 words in [0, 2**32)")
+    position = field(randn.get("position"), int, at("randn.position"), lambda p: 0 <= p <= 624, "an int in [0, 624]")
+    has_gauss = field(randn.get("has_gauss"), int, at("randn.has_gauss"), lambda g: g in (0, 1), "0 or 1")
+    cached = field(randn.get("cached"), float, at("randn.cached"), math.isfinite, "a finite float")
+
+    fields = field(saved.get("fields"), dict, at("fields"), expected="a dict")
+    es = new_strategy(num_params, config, seed)
+    # Two generations: the TPA step-size rule makes some fields only at the second.
+    for _ in range(2):
+        _generation(es, lambda candidates: -np.arange(len(candidates), dtype=np.float64))
+    fresh = _strategy_fields(es)
+    decoded: dict[str, Any] = {}
+    for key, encoded in fields.items():
+        part, _, name = key.rpartition(".")
+        if part not in _ES_PARTS or not name.isidentifier() or _es_part(es, part) is None:
+            raise ValueError(f"{at('fields')}: expected fields of {list(_ES_PARTS)}, got {key!r}")
+        if isinstance(encoded, dict) and encoded.get("kind") == "alias":
+            target = encoded.get("value")
+            if not isinstance(decoded.get(target), np.ndarray):
+                raise ValueError(f"{at(key)}: expected an alias of an earlier array field, got {target!r}")
+            decoded[key] = decoded[target]
+            continue
+        value = decoded[key] = _decode(encoded, at(key))
+        if key in fresh:
+            before = fresh[key]
+            if _describe(value) != _describe(before) and value is not None and before is not None:
+                raise ValueError(f"{at(key)}: expected {_describe(before)}, got {_describe(value)}")
+    sigma = decoded.get(".sigma")
+    if not (isinstance(sigma, (float, np.floating)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"{at('.sigma')}: expected a finite step size > 0, got {sigma!r}")
+    for key in (".mean", ".C", "sm.C", "sm.B", "sm.D"):
+        if key not in decoded or not np.isfinite(decoded[key]).all():
+            raise ValueError(f"{at(key)}: expected finite values, got {_describe(decoded.get(key))}")
+    if decoded.get(".countiter") != len(history):
+        raise ValueError(f"{at('.countiter')}: expected {len(history)} (one per generation in the history), got "
+                         f"{decoded.get('.countiter')!r}")
+
+    for key in fresh.keys() - decoded.keys():  # fields the saved strategy did not have yet
+        part, _, name = key.rpartition(".")
+        delattr(_es_part(es, part), name)
+    for key, value in decoded.items():
+        part, _, name = key.rpartition(".")
+        setattr(_es_part(es, part), name, value)
+    es.opts["randn"].__self__.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    return es, history, generator
+
+
+def _describe(value: Any) -> str:
+    """What a strategy field is, as far as a saved one must match a fresh one: an array's dtype and
+    shape, or the kind of its value (cma keeps some numbers as floats first, numpy floats later)."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array {value.shape}"
+    if isinstance(value, (bool, np.bool_)):
+        return "a bool"
+    if isinstance(value, (int, np.integer)):
+        return "an int"
+    if isinstance(value, (float, np.floating)):
+        return "a float"
+    return "a list" if isinstance(value, (list, tuple)) else type(value).__name__
 
 
 def dream_fitness(mdnrnn: MDNRNN, controller: Controller, codec: ActionCodec, start_z: torch.Tensor,
@@ -520,7 +875,7 @@ def dream_fitness(mdnrnn: MDNRNN, controller: Controller, codec: ActionCodec, st
 
 
 def real_fitness(env_id: str, policy: Policy, config: WorldModelsConfig, seed: int,
-                 generation: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+                 generation: int = 0, workdir: str | os.PathLike | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """Fitness in the real env: every candidate x ``trials`` episodes across ``num_envs`` processes.
     Each call is the next generation (after ``generation`` done), whose env seeds derive from its
     number, so a resumed evolution meets the same episodes as an uninterrupted one."""
@@ -530,7 +885,7 @@ def real_fitness(env_id: str, policy: Policy, config: WorldModelsConfig, seed: i
         params = torch.as_tensor(candidates, dtype=torch.float32).repeat_interleave(config.trials, 0)
         calls[0] += 1
         returns = play(env_id, len(params), policy, params, seed=seed + 7919 * calls[0], num_envs=config.num_envs,
-                       max_steps=config.max_steps)
+                       max_steps=config.max_steps, workdir=workdir)
         return returns.reshape(len(candidates), config.trials).mean(1)
     return fitness
 
@@ -547,7 +902,11 @@ def _open_run(run_dir: Path, env_id: str, config: WorldModelsConfig) -> None:
     identity = {"env_id": env_id, **{k: getattr(config, k) for k in _IDENTITY}}
     path = run_dir / "run.json"
     if path.exists():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_bytes().decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: corrupt file ({error})") from None
+        field(saved, dict, str(path), expected="a JSON object")
         for key, value in identity.items():
             if saved.get(key) != value:
                 raise ValueError(f"{'env_id' if key == 'env_id' else 'config.' + key}: {run_dir} holds a run with "
@@ -567,14 +926,19 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
           progress: Callable[[str, int, int], Any] | None = None) -> dict[str, Any]:
     """Runs the named stages of World Models in ``run_dir`` (see the module docstring).
 
-    Artefacts: ``data/`` (rollouts), ``vae.pt``, ``mdnrnn.pt`` and, per kind of controller (its
+    Artefacts: ``run.json`` (what the networks' shapes are), ``data/`` (rollouts), ``envs/`` (the
+    env workers' working folders: what a game writes, e.g. ViZDoom's ``_vizdoom.ini``), ``vae.pt``,
+    ``mdnrnn.pt`` and, per kind of controller (its
     temperature or "real", its shape), ``controller_tau<tau>.pt`` (the CMA-ES state while it runs in
-    ``.es.pkl``; at the end the controller, the fitness history and the real-env returns of
-    ``eval_episodes`` episodes). A stage whose artefact exists is
+    ``.es.pt``, data only, see :func:`save_strategy`; at the end the controller, the fitness
+    history and the real-env returns of ``eval_episodes`` episodes). A stage whose artefact exists is
     skipped, so running the same call again resumes; the controller stage resumes from its last
     generation, and given more ``generations`` than a finished controller had, evolves it further
     (its strategy is kept beside it) and scores it again. Iterations after the first add
-    ``_iter<i>`` to M's and C's files.
+    ``_iter<i>`` to M's and C's files. A corrupt, truncated or edited file raises ValueError naming
+    it; a ``controller_*.es.pkl`` (the pickled strategy of runs before the data-only format) is
+    refused unread, since unpickling a file from elsewhere can run its code: delete it to restart
+    that controller stage.
 
     ``log(stage, record)`` gets each epoch's / generation's record; ``progress(stage, done, total)``
     reports progress. Returns ``{"fitness": [...], "returns": [...], "mean": ..., "std": ...}`` of
@@ -610,13 +974,14 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
                     params = None
                 else:
                     vae, mdnrnn = load_vae(run, config), load_mdnrnn(run, config, codec, iteration_tag(iteration - 1))
-                    best = torch.load(run / controller_file(config, iteration_tag(iteration - 1)), weights_only=True)
+                    best = load_controller(run / controller_file(config, iteration_tag(iteration - 1)),
+                                           controller.num_params)
                     generator = torch.Generator().manual_seed(seed + iteration)
                     policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden, config.explore,
                                     generator)
                     params = best["params"].expand(missing, -1)
                 play(env_id, missing, policy, params, seed=seed + 100_003 * (len(dataset) + 1),
-                     num_envs=config.num_envs, max_steps=config.max_steps, dataset=dataset,
+                     num_envs=config.num_envs, max_steps=config.max_steps, dataset=dataset, workdir=run / ENVS,
                      progress=None if progress is None else (lambda done, n=missing: progress("collect", done, n)))
         if "vae" in stages and iteration == 0 and not (run / "vae.pt").exists():
             frames = dataset.frames(config.vae_rollouts)
@@ -641,14 +1006,41 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
     return summary
 
 
+def _load_weights(path: Path, model: torch.nn.Module, fields: dict[str, type]) -> dict[str, Any]:
+    """The record a stage saved in ``path`` with ``model``'s weights loaded from its "state";
+    ValueError naming the file for a corrupt one, a missing field or weights of another shape."""
+    record = field(load_torch(path), dict, str(path), expected="a dict")
+    for name, kind in {"state": dict, **fields}.items():
+        field(record.get(name), kind, f"{path}: {name}", expected=kind.__name__)
+    state = record["state"]
+    for name, value in state.items():
+        field(value, torch.Tensor, f"{path}: state[{name!r}]", lambda v: bool(torch.isfinite(v).all())
+              if v.is_floating_point() else True, "a finite tensor")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: state: expected the weights of {type(model).__name__} as configured, got "
+                         f"{error}") from None
+    return record
+
+
 def load_vae(run: str | os.PathLike, config: WorldModelsConfig) -> ConvVAE:
     """V as the vae stage left it in run directory ``run`` (eval mode, on ``config.device``)."""
     path = Path(run) / "vae.pt"
     if not path.exists():
         raise ValueError(f"stages: {path} is missing; run the vae stage first")
     vae = ConvVAE(config.z_dim, config.kl_tolerance)
-    vae.load_state_dict(torch.load(path, weights_only=True)["state"])
+    _load_weights(path, vae, {"history": list})
     return vae.to(config.device).eval()
+
+
+def _mdnrnn_record(path: Path, config: WorldModelsConfig, mdnrnn: MDNRNN | None = None) -> dict[str, Any]:
+    record = field(load_torch(path), dict, str(path), expected="a dict") if mdnrnn is None else \
+        _load_weights(path, mdnrnn, {"history": list, "start_z": torch.Tensor})
+    field(record.get("start_z"), torch.Tensor, f"{path}: start_z",
+          lambda z: z.dim() == 2 and len(z) > 0 and z.shape[1] == config.z_dim and z.dtype == torch.float32
+          and bool(torch.isfinite(z).all()), f"finite float32 [R > 0, {config.z_dim}]")
+    return record
 
 
 def load_mdnrnn(run: str | os.PathLike, config: WorldModelsConfig, codec: ActionCodec, tag: str = "") -> MDNRNN:
@@ -657,8 +1049,21 @@ def load_mdnrnn(run: str | os.PathLike, config: WorldModelsConfig, codec: Action
     if not path.exists():
         raise ValueError(f"stages: {path} is missing; run the mdn stage first")
     mdnrnn = MDNRNN(config.z_dim, codec.dim, config.rnn_hidden, config.mixtures, config.reward_head)
-    mdnrnn.load_state_dict(torch.load(path, weights_only=True)["state"])
+    _mdnrnn_record(path, config, mdnrnn)
     return mdnrnn.to(config.device).eval()
+
+
+def load_controller(path: str | os.PathLike, num_params: int) -> dict[str, Any]:
+    """The record the controller stage saved in ``path``: ``params`` float32 [num_params] and its
+    ``summary``; ValueError naming the file for a corrupt one or one of another size."""
+    path = Path(path)
+    record = field(load_torch(path), dict, str(path), expected="a dict")
+    field(record.get("params"), torch.Tensor, f"{path}: params",
+          lambda p: p.shape == (num_params,) and p.dtype == torch.float32 and bool(torch.isfinite(p).all()),
+          f"finite float32 [{num_params}]")
+    summary = field(record.get("summary"), dict, f"{path}: summary", expected="a dict")
+    field(summary.get("fitness"), list, f"{path}: summary['fitness']", expected="a list")
+    return record
 
 
 def controller_file(config: WorldModelsConfig, tag: str = "") -> str:
@@ -674,32 +1079,41 @@ def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: 
                       tag: str, seed: int, logger: Callable[[str, Any], Callable[[dict], None]],
                       progress: Callable[[str, int, int], Any] | None) -> dict[str, Any]:
     final = run / controller_file(config, tag)
-    pending = final.with_name(final.stem + ".es.pkl")
+    pending = final.with_name(final.stem + ".es.pt")
+    legacy = final.with_name(final.stem + ".es.pkl")
     if final.exists():
-        summary = torch.load(final, weights_only=True)["summary"]
-        if len(summary["fitness"]) >= config.generations or not pending.exists():
+        summary = load_controller(final, controller.num_params)["summary"]
+        if len(summary["fitness"]) >= config.generations or not (pending.exists() or legacy.exists()):
             return summary
         # More generations than the saved controller had: evolution goes on from its strategy.
+    if legacy.exists():
+        # Unpickling runs whatever the file says: a run directory from elsewhere could run its code.
+        raise ValueError(f"{legacy}: this run's controller stage predates pymbrl's data-only format for the "
+                         f"evolution and pymbrl never unpickles files; delete {legacy.name} to restart the "
+                         f"controller stage from generation 0")
     vae = load_vae(run, config)
     mdnrnn = load_mdnrnn(run, config, codec, tag)
     policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden)
     if config.train_in == "dream":
-        start_z = torch.load(run / f"mdnrnn{tag}.pt", weights_only=True)["start_z"].to(config.device)
+        start_z = _mdnrnn_record(run / f"mdnrnn{tag}.pt", config)["start_z"].to(config.device)
         generator = torch.Generator(config.device).manual_seed(seed)
         fitness = dream_fitness(mdnrnn, controller, codec, start_z, config, config.tau, generator)
     es, history = None, []
     if pending.exists():
-        with open(pending, "rb") as f:
-            es, history, rng_state = pickle.load(f)
+        es, history, rng_state = load_strategy(pending, controller.num_params, config)
         if config.train_in == "dream":
-            generator.set_state(rng_state)
+            if rng_state is None:
+                raise ValueError(f"{pending}: generator: expected the dream generator's state, got None")
+            try:
+                generator.set_state(rng_state)
+            except RuntimeError as error:
+                raise ValueError(f"{pending}: generator: expected a generator state, got {error}") from None
     if config.train_in == "real":
-        fitness = real_fitness(env_id, policy, config, seed, generation=len(history))
+        fitness = real_fitness(env_id, policy, config, seed, generation=len(history), workdir=run / ENVS)
 
     def checkpoint(es: Any, history: list[dict]) -> None:
         logger("controller")(history[-1])
-        rng_state = generator.get_state() if config.train_in == "dream" else None
-        atomic_write(pending, lambda f: pickle.dump((es, history, rng_state), f))
+        save_strategy(pending, es, history, generator.get_state() if config.train_in == "dream" else None, seed)
         if progress is not None:
             progress("controller", len(history), config.generations)
 
@@ -707,7 +1121,7 @@ def _controller_stage(env_id: str, run: Path, config: WorldModelsConfig, codec: 
                          after_generation=checkpoint)
     params = torch.as_tensor(np.asarray(es.result.xfavorite), dtype=torch.float32)
     returns = play(env_id, config.eval_episodes, policy, params.expand(config.eval_episodes, -1),
-                   seed=seed + 1_000_003, num_envs=config.num_envs, max_steps=config.max_steps,
+                   seed=seed + 1_000_003, num_envs=config.num_envs, max_steps=config.max_steps, workdir=run / ENVS,
                    progress=None if progress is None else (lambda done: progress("evaluate", done,
                                                                                  config.eval_episodes)))
     summary = {"fitness": history, "returns": returns.tolist(), "mean": float(returns.mean()),
