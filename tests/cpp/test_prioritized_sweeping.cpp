@@ -88,6 +88,7 @@ TEST(PrioritizedSweeping, PopsLargestPriorityFirst) {
   snap.model_pairs = {0, 2};
   snap.model_outcomes = {{Outcome{2, 1.0, true, 1}}, {Outcome{2, 5.0, true, 1}}};
   snap.queue = {{2, 5.0}, {0, 1.0}};
+  snap.predecessors[2] = {0, 2};  // both pairs lead into state 2
   agent.restore(snap);
   ASSERT_EQ(agent.queue_size(), 2);
 
@@ -242,13 +243,18 @@ TEST(PrioritizedSweeping, RestoreRejectsInconsistentQueueOrPredecessors) {
   agent.restore(good);  // pairs 0 and 3 are in the model, so this is valid
   ASSERT_EQ(agent.queue_size(), 2);
 
-  std::vector<DynaSnapshot> bad(6, good);
+  std::vector<DynaSnapshot> bad(11, good);
   bad[0].queue = {{5, 1.0}};               // pair 5 is not in the model
   bad[1].queue = {{0, 1.0}, {3, 2.0}};     // not a max-heap
   bad[2].queue = {{8, 1.0}};               // out of range
   bad[3].predecessors.pop_back();          // one list per state
   bad[4].predecessors[2].push_back(7);     // pair 7 not in the model
   bad[5].predecessors[2].push_back(-1);
+  bad[6].predecessors[2].push_back(3);     // listed twice (issue 19: every invariant is checked)
+  bad[7].predecessors[2].clear();          // pair 3 leads into state 2 but is not listed
+  bad[8].predecessors[1] = {3};            // pair 3 does not lead into state 1
+  bad[9].queue = {{3, -1.0}};              // priorities are |TD errors|
+  bad[10].last_tried = std::vector<int64_t>(8, 0);  // Dyna-Q+ only
   for (size_t i = 0; i < bad.size(); ++i) {
     EXPECT_THROW(agent.restore(bad[i]), std::invalid_argument) << i;
     const DynaSnapshot now = agent.snapshot();

@@ -297,6 +297,24 @@ TEST(Runner, NoSeedsGivesEmptyResult) {
   EXPECT_TRUE(r.episodes_completed.empty());
 }
 
+// Issue 19: episodes=10**9 with steps=10 sized the result by the episode cap.
+TEST(Runner, ResultSizesAreBoundedBeforeRunning) {
+  RunLimits limits;
+  limits.episodes = int64_t{1} << 62;
+  limits.steps = 10;
+  const BatchResult r = run_batch(AgentKind::kDynaQ, maze_config(5), dyna_maze(), seeds(2), limits, 1);
+  EXPECT_EQ(r.n_episodes, 10);
+  EXPECT_EQ(r.episode_steps.size(), 20u);
+  limits.steps = int64_t{1} << 27;  // 3 seeds x 2**27 steps: over the limit of 2**28 values
+  EXPECT_THROW(run_batch(AgentKind::kDynaQ, maze_config(5), dyna_maze(), seeds(3), limits, 1), std::invalid_argument);
+  limits.steps = INT64_MAX;  // seeds * steps would overflow
+  EXPECT_THROW(run_batch(AgentKind::kDynaQ, maze_config(5), dyna_maze(), seeds(3), limits, 1), std::invalid_argument);
+  RunLimits episodes_only;
+  episodes_only.episodes = int64_t{1} << 40;
+  EXPECT_THROW(run_batch(AgentKind::kDynaQ, maze_config(5), dyna_maze(), seeds(1), episodes_only, 1),
+               std::invalid_argument);
+}
+
 TEST(Runner, RejectsMissingLimits) {
   EXPECT_THROW(run_batch(AgentKind::kDynaQ, maze_config(5), dyna_maze(), seeds(2), RunLimits{}, 1),
                std::invalid_argument);

@@ -116,9 +116,14 @@ TEST(DynaConfig, AcceptsBoundaryValues) {
     c.gamma = 1.0;
     c.epsilon = 0.0;
     EXPECT_NO_THROW(build(kind, c));
-    c.n_states = int64_t{1} << 38;  // exactly 2**40 pairs: allowed by validate, so no allocation here
+    c.n_states = int64_t{1} << 26;  // exactly 2**28 pairs: allowed by validate, so no allocation here
     c.n_actions = 4;
     EXPECT_NO_THROW(c.validate(kind));
+    c.n_states += 1;
+    EXPECT_THROW(c.validate(kind), std::invalid_argument);
+    c.n_states = INT64_MAX;  // the product would overflow
+    c.n_actions = INT64_MAX;
+    EXPECT_THROW(c.validate(kind), std::invalid_argument);
   }
 }
 
@@ -234,7 +239,8 @@ TEST(TabularAgent, CheckHelpersNameTheArgument) {
   EXPECT_NO_THROW(agent->check_state(3));
   EXPECT_NO_THROW(agent->check_action(3));
   EXPECT_THROW(agent->check_action(4), std::invalid_argument);
-  EXPECT_NO_THROW(TabularAgent::check_reward(-1e300));
+  EXPECT_NO_THROW(TabularAgent::check_reward(-1e100));
+  EXPECT_THROW(TabularAgent::check_reward(1e101), std::invalid_argument);  // could overflow Q (issue 19)
   EXPECT_THROW(TabularAgent::check_reward(-kInf), std::invalid_argument);
 }
 
@@ -244,7 +250,7 @@ TEST(TabularAgent, RestoreRejectsBadBaseFieldsAndLeavesAgentUnchanged) {
     for (int i = 0; i < 5; ++i) agent->update(i % 4, i % 3, 1.0, (i + 1) % 4, false);
     const DynaSnapshot good = agent->snapshot();
 
-    std::vector<DynaSnapshot> bad(8, good);
+    std::vector<DynaSnapshot> bad(11, good);
     bad[0].q.pop_back();
     bad[1].q[3] = kNaN;
     bad[2].q[0] = kInf;
@@ -253,6 +259,9 @@ TEST(TabularAgent, RestoreRejectsBadBaseFieldsAndLeavesAgentUnchanged) {
     bad[5].model_pairs.push_back(15);  // no outcome list for it
     bad[6].model_outcomes[0][0].next = 4;
     bad[7].model_pairs[0] = 16;
+    bad[8].q[1] = 1e201;  // finite, but beyond the bound that keeps every later update finite
+    bad[9].time = (int64_t{1} << 53) + 1;
+    bad[10].time = 1;  // fewer real steps than the model has observations
 
     for (size_t i = 0; i < bad.size(); ++i) {
       EXPECT_THROW(agent->restore(bad[i]), std::invalid_argument) << agent_kind_name(kind) << " case " << i;
@@ -262,6 +271,24 @@ TEST(TabularAgent, RestoreRejectsBadBaseFieldsAndLeavesAgentUnchanged) {
       EXPECT_EQ(now.time, good.time) << i;
       EXPECT_EQ(now.model_pairs, good.model_pairs) << i;
     }
+  }
+}
+
+// Issue 19: reward 1e307 with gamma 1 made Q non-finite, after which the agent refused its own
+// snapshot. Rewards are bounded instead, and at the bound Q stays finite however long it runs.
+TEST(TabularAgent, LargestRewardsKeepQFiniteAndTheSnapshotRestorable) {
+  for (AgentKind kind : kAllKinds) {
+    DynaConfig c = base_config();
+    c.gamma = 1.0;
+    c.alpha = 1.0;
+    auto agent = build(kind, c);
+    EXPECT_THROW(agent->update(0, 0, 1e307, 0, false), std::invalid_argument);
+    EXPECT_EQ(agent->time(), 0);
+    for (int i = 0; i < 200; ++i) agent->update(0, 0, 1e100, 0, false);
+    agent->plan(1000);
+    for (double v : agent->q()) EXPECT_TRUE(std::isfinite(v)) << agent_kind_name(kind);
+    auto copy = build(kind, c);
+    EXPECT_NO_THROW(copy->restore(agent->snapshot()));
   }
 }
 

@@ -204,7 +204,7 @@ TEST(TabularModel, RestoreRoundTrip) {
 
   TabularModel dst(4, 2, ModelKind::kStochastic);
   dst.observe(2, 2, 0.0, false);  // replaced by the snapshot
-  dst.restore(src.pairs(), lists);
+  dst.restore(src.pairs(), lists, 100, true);
   expect_same_model(dst, src);
 
   // Sampling from both gives the same stream.
@@ -228,6 +228,8 @@ struct BadRestore {
   ModelKind kind;
   std::vector<int64_t> pairs;
   std::vector<std::vector<Outcome>> lists;
+  int64_t max_total = 100;
+  bool allow_assumed = true;
 };
 
 void PrintTo(const BadRestore& c, std::ostream* os) { *os << c.name; }
@@ -241,7 +243,7 @@ TEST_P(TabularModelRestoreRejects, LeavesModelUnchanged) {
   m.observe(4, 0, 0.0, true);
   TabularModel before = m;
 
-  EXPECT_THROW(m.restore(c.pairs, c.lists), std::invalid_argument) << c.name;
+  EXPECT_THROW(m.restore(c.pairs, c.lists, c.max_total, c.allow_assumed), std::invalid_argument) << c.name;
   expect_same_model(m, before);
 }
 
@@ -266,12 +268,23 @@ INSTANTIATE_TEST_SUITE_P(
         BadRestore{"assumed outcome beside others", ModelKind::kStochastic, {0},
                    {{Outcome{0, 0.0, false, 0}, Outcome{1, 0.0, false, 1}}}},
         // A late error must not leave the earlier, valid pairs half applied.
-        BadRestore{"valid then invalid", ModelKind::kStochastic, {5, 0}, {{kOk}, {Outcome{9, 0.0, false, 1}}}}),
+        BadRestore{"valid then invalid", ModelKind::kStochastic, {5, 0}, {{kOk}, {Outcome{9, 0.0, false, 1}}}},
+        BadRestore{"reward beyond 1e100", ModelKind::kStochastic, {0}, {{Outcome{1, 1e101, false, 1}}}},
+        BadRestore{"repeated outcome", ModelKind::kStochastic, {0}, {{kOk, Outcome{0, -0.0, false, 3}}}},
+        BadRestore{"deterministic count 2", ModelKind::kDeterministic, {0}, {{Outcome{1, 0.0, false, 2}}}},
+        BadRestore{"counts beyond the clock", ModelKind::kStochastic, {0, 1}, {{kOk}, {kOk}}, 1},
+        BadRestore{"huge counts that would overflow", ModelKind::kStochastic, {0},
+                   {{Outcome{1, 0.0, false, INT64_MAX}, Outcome{2, 0.0, false, INT64_MAX}}}, INT64_MAX},
+        BadRestore{"assumed outcome where none may be", ModelKind::kDeterministic, {0}, {{Outcome{0, 0.0, false, 0}}},
+                   100, false},
+        BadRestore{"assumed outcome that is not a self-loop", ModelKind::kDeterministic, {2},
+                   {{Outcome{0, 0.0, false, 0}}}},
+        BadRestore{"assumed outcome with a reward", ModelKind::kDeterministic, {2}, {{Outcome{1, 0.5, false, 0}}}}),
     [](const ::testing::TestParamInfo<BadRestore>& info) { return std::to_string(info.index); });
 
 TEST(TabularModel, RestoreAcceptsLoneAssumedOutcome) {
   TabularModel m(3, 2, ModelKind::kStochastic);
-  m.restore({4}, {{Outcome{2, 0.0, false, 0}}});
+  m.restore({4}, {{Outcome{2, 0.0, false, 0}}}, 0, true);
   EXPECT_TRUE(m.known(4));
   EXPECT_FALSE(m.tried(4));
   m.observe(4, 1, 1.0, false);

@@ -207,6 +207,10 @@ BAD_CALLS = [
     ("update", (0, 1.5, 0.0, 1, False), TypeError, "action"),
     ("update", (0, 1, float("nan"), 1, False), ValueError, "reward"),
     ("update", (0, 1, float("inf"), 1, False), ValueError, "reward"),
+    ("update", (0, 1, 1e307, 1, False), ValueError, "reward"),
+    ("update", (0, 1, 10**400, 1, False), ValueError, "reward"),
+    ("update", (0, 1, "1.0", 1, False), TypeError, "reward"),
+    ("update", (0, 1, None, 1, False), TypeError, "reward"),
     ("plan", (-1,), ValueError, "n"),
     ("plan", (2.0,), TypeError, "n"),
 ]
@@ -239,7 +243,7 @@ def test_load_state_dict_rejects_mismatches_and_keeps_the_agent(cls):
     cases = [
         (other_size, ValueError, "n_states"),
         (other_kind, ValueError, "kind"),
-        ({k: v for k, v in good.items() if k != "q"}, KeyError, "q"),
+        ({k: v for k, v in good.items() if k != "q"}, ValueError, "q"),
         ({**good, "q": good["q"][:10]}, ValueError, "q"),
         ({**good, "q": good["q"].astype(np.int64)}, ValueError, "q"),
         ({**good, "rng": np.zeros(4, np.uint64)}, ValueError, "rng"),
@@ -291,3 +295,141 @@ def test_torch_tensors_are_accepted_where_numpy_is():
     assert agent.q[0, 0] == 7.0
     batch = dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=torch.arange(3), episodes=2)
     assert batch.episode_steps.shape == (3, 2)
+
+
+# Regression tests of issue 19: restores validate every invariant before touching the agent.
+
+def _offsets_bad_later(offsets):
+    """Offsets whose first slice reaches far past the values, then come back down to the end."""
+    bad = offsets.copy()
+    if len(bad) > 2:
+        bad[1] = 10**9
+    else:
+        bad = np.array([0, 10**9, bad[-1]], np.int64)
+    return bad
+
+
+def _sweeping_agent(model="deterministic"):
+    agent = PrioritizedSweeping(54, 4, seed=3, model=model, planning_steps=1)
+    dyna.run(agent, dyna.DynaMaze().make_env(seed=3), 2)
+    return agent
+
+
+def _stochastic(cls):
+    agent = cls(16, 4, seed=5, model="stochastic", planning_steps=3)
+    mdp = dyna.TabularMDP.from_transitions(
+        {s: {a: [(0.5, (s + 1) % 16, 0.0, False), (0.5, (s + 2) % 16, 1.0, s == 15)] for a in range(4)}
+         for s in range(16)}, np.eye(16)[0])
+    dyna.run(agent, mdp.make_env(seed=5), 5, max_steps=40)
+    return agent
+
+
+def _mutations(good, kind):
+    """(mutated dict, key named in the error) for invariants the old restore did not check."""
+    n_pairs = 54 * 4
+    cases = [
+        ({**good, "model_offsets": _offsets_bad_later(good["model_offsets"])}, "model_offsets"),
+        ({**good, "q": good["q"].T.copy()}, "q"),
+        ({**good, "q": np.full_like(good["q"], 1e300)}, "q"),
+        ({**good, "time": 2**62}, "time"),
+        ({**good, "time": 0}, "model_count"),
+        ({**good, "model_reward": np.full_like(good["model_reward"], 1e300)}, "model_reward"),
+        ({**good, "model_count": np.full_like(good["model_count"], 7)}, "model_count"),
+        ({**good, "model_count": np.full_like(good["model_count"], 2**62)}, "model_count"),
+        ({**good, "model_terminated": good["model_terminated"][:-1]}, "model_terminated"),
+        ({k: v for k, v in good.items() if k != "time"}, "time"),
+    ]
+    if kind == "prioritized_sweeping":
+        poff, ppairs = good["predecessor_offsets"], good["predecessor_pairs"]
+        cases += [
+            ({**good, "predecessor_offsets": _offsets_bad_later(poff)}, "predecessor_offsets"),
+            ({**good, "predecessor_offsets": np.r_[poff[:-1], len(ppairs) + 5]}, "predecessor_offsets"),
+            ({**good, "predecessor_pairs": ppairs[::-1].copy()}, "predecessor_pairs"),
+            ({**good, "predecessor_pairs": np.full_like(ppairs, n_pairs + 3)}, "predecessor_pairs"),
+            ({**good, "last_tried": np.zeros(n_pairs, np.int64)}, "last_tried"),
+            ({**good, "queue_pairs": np.array([good["model_pairs"][0]]), "queue_priorities": np.array([-1.0])},
+             "queue_priorities"),
+        ]
+    else:
+        cases += [({**good, "predecessor_offsets": np.array([0, 3]), "predecessor_pairs": np.arange(3)},
+                   "predecessor_offsets")]
+    if kind == "dyna_q_plus":
+        tried = good["last_tried"].copy()
+        cases += [
+            ({**good, "last_tried": np.where(tried > 0, 0, tried)}, "last_tried"),
+            ({**good, "last_tried": np.where(tried > 0, 1, tried)}, "last_tried"),
+            ({**good, "last_tried": tried[:-1]}, "last_tried"),
+        ]
+    return cases
+
+
+@pytest.mark.parametrize("cls", AGENT_CLASSES)
+def test_load_state_dict_checks_every_invariant_before_touching_the_agent(cls):
+    agent = _sweeping_agent() if cls is PrioritizedSweeping else trained(cls)
+    before = snapshot(agent)
+    q_view = agent.q
+    for bad, key in _mutations(snapshot(agent), cls.kind):
+        with pytest.raises((ValueError, TypeError), match=key):
+            agent.load_state_dict(bad)
+        assert_same_state(before, agent.state_dict())
+    np.testing.assert_array_equal(q_view, before["q"])
+
+
+@pytest.mark.parametrize("cls", AGENT_CLASSES)
+def test_stochastic_model_restore_rejects_repeated_outcomes(cls):
+    agent = _stochastic(cls)
+    good = snapshot(agent)
+    offsets = good["model_offsets"]
+    pair = int(np.argmax(np.diff(offsets)))  # a pair with two distinct outcomes
+    assert offsets[pair + 1] - offsets[pair] >= 2
+    lo = offsets[pair]
+    bad = {**good}
+    for key in ("model_next", "model_reward", "model_terminated"):
+        bad[key] = good[key].copy()
+        bad[key][lo + 1] = good[key][lo]
+    with pytest.raises(ValueError, match="model_next"):
+        agent.load_state_dict(bad)
+    assert_same_state(good, agent.state_dict())
+    agent.load_state_dict(good)  # the genuine dict still loads
+    assert_same_state(good, agent.state_dict())
+
+
+def test_dyna_q_plus_restore_needs_every_action_of_a_visited_state():
+    agent = trained(DynaQPlus)
+    good = snapshot(agent)
+    assumed = np.flatnonzero(good["model_count"] == 0)
+    keep = np.ones(len(good["model_pairs"]), bool)
+    keep[assumed[0]] = False  # deterministic: outcome i belongs to pair i
+    bad = {**good, "model_pairs": good["model_pairs"][keep], "model_offsets": np.arange(keep.sum() + 1),
+           **{k: good[k][keep] for k in ("model_next", "model_reward", "model_terminated", "model_count")}}
+    with pytest.raises(ValueError, match="model_pairs"):
+        agent.load_state_dict(bad)
+    assert_same_state(good, agent.state_dict())
+
+
+@pytest.mark.parametrize("cls", AGENT_CLASSES)
+def test_huge_finite_rewards_are_refused_and_q_never_becomes_non_finite(cls):
+    agent = cls(3, 2, gamma=1.0, alpha=1.0, seed=0)
+    agent.update(0, 0, 1e100, 1, False)
+    for _ in range(50):
+        agent.update(1, 1, 1e100, 1, False)
+    before = snapshot(agent)
+    for reward in (1e307, -1e101, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="reward"):
+            agent.update(1, 1, reward, 1, False)
+        assert_same_state(before, agent.state_dict())
+    agent.plan(1000)
+    assert np.isfinite(agent.q).all()
+    agent.load_state_dict(agent.state_dict())  # its own dict always loads
+
+
+def test_kappa_is_bounded_so_the_bonus_stays_finite():
+    with pytest.raises(ValueError, match="kappa"):
+        DynaQPlus(10, 4, kappa=1e308)
+
+
+def test_sizes_beyond_the_documented_limit_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="n_states \\* n_actions"):
+        DynaQ(2**20, 2**20)
+    with pytest.raises(ValueError, match="n_states \\* n_actions"):
+        PrioritizedSweeping(2**15, 2**14)

@@ -136,3 +136,29 @@ def test_expected_return_is_exact():
     assert mdp.expected_return(np.zeros(16, int), 100) == 0.0  # always left: never arrives
     with pytest.raises(ValueError, match="policy"):
         mdp.expected_return(np.full(16, 4), 10)
+
+
+# Regression tests of issue 19: sizes are overflow-checked and bounded before allocation.
+
+def test_transition_table_sizes_that_overflow_are_refused_by_name():
+    from pymbrl import _core
+    with pytest.raises(ValueError, match="n_states \\* n_actions"):
+        _core.dyna.TransitionTable(2**62, 4, np.zeros(1, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0),
+                                   np.zeros(0, bool), np.zeros(0))
+
+
+def test_dense_tables_are_bounded_and_expected_return_needs_no_dense_matrix():
+    n = 40000  # a dense [S, S] matrix would take 12.8 GB
+    P = {s: {0: [(1.0, (s + 1) % n, float(s == 1), s == 1)]} for s in range(n)}  # 0 -> 1 -> 2 (goal)
+    mdp = TabularMDP.from_transitions(P, np.eye(1, n)[0])
+    with pytest.raises(ValueError, match="n_states"):
+        mdp.dense()
+    assert mdp.expected_return(np.zeros(n, np.int64), 3) == 1.0
+    assert mdp.expected_return(np.zeros(n, np.int64), 1) == 0.0
+    with pytest.raises(ValueError, match="gamma"):
+        mdp.expected_return(np.zeros(n, np.int64), 5, gamma=float("nan"))
+
+
+def test_then_refuses_a_change_step_beyond_64_bits_by_name():
+    with pytest.raises(ValueError, match="at_step"):
+        dyna.DynaMaze().then(dyna.DynaMaze(), 2**63)

@@ -94,3 +94,57 @@ def test_run_accepts_agent_classes_and_checks_the_env():
         dyna.run(dyna.DynaQ(54, 4), dyna.DynaMaze().make_env(), 0)
     with pytest.raises(TypeError, match="agent"):
         dyna.run(object(), dyna.DynaMaze().make_env(), 1)
+
+
+# Regression tests of issue 19: result sizes are bounded before anything is allocated.
+
+def test_an_episode_cap_far_beyond_the_step_budget_sizes_results_by_steps():
+    r = dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0, 1], episodes=2**62, steps=10)
+    assert r.episode_steps.shape == (2, 10) and r.cumulative_reward.shape == (2, 10)
+
+
+@pytest.mark.parametrize("kwargs", [dict(steps=2**40), dict(episodes=2**40), dict(episodes=1, steps=2**28),
+                                    dict(steps=2**63 - 1)])
+def test_result_arrays_beyond_the_documented_limit_are_refused(kwargs):
+    with pytest.raises(ValueError, match="2\\*\\*28 result values"):
+        dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0, 1], **kwargs)
+
+
+def test_run_batch_refuses_counts_beyond_64_bits_by_name():
+    with pytest.raises(ValueError, match="steps"):
+        dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0], steps=2**64)
+    with pytest.raises(ValueError, match="num_threads"):
+        dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0], episodes=1, num_threads=2**64)
+
+
+def test_run_batch_refuses_rewards_the_agents_cannot_take():
+    mdp = dyna.TabularMDP.from_transitions({0: {0: [(1.0, 0, 1e200, True)]}}, [1.0])
+    with pytest.raises(ValueError, match="mdp: expected rewards"):
+        dyna.run_batch("dyna_q", mdp, seeds=[0], episodes=1)
+
+
+def test_core_objects_refuse_a_missing_mdp():
+    from pymbrl import _core
+    with pytest.raises(TypeError, match="mdp"):
+        _core.dyna.TabularEnv(None, 0)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_run_does_not_allocate_by_the_requested_episode_count():
+    env = dyna.DynaMaze().make_env(seed=0)
+    resets = []
+    original = env.reset
+
+    def reset(**kwargs):
+        if len(resets) == 2:
+            raise _Stop
+        resets.append(1)
+        return original(**kwargs)
+
+    env.reset = reset
+    agent = dyna.DynaQ(54, 4, seed=0)
+    with pytest.raises(_Stop):  # not MemoryError: results grow with the episodes actually run
+        dyna.run(agent, env, 10**15, max_steps=5)

@@ -109,28 +109,64 @@ py::dict snapshot_to_dict(const TabularAgent& agent, const DynaSnapshot& s) {
   return d;
 }
 
-// Splits flat[offsets[i]:offsets[i+1]] into n lists, checking the offsets first.
-std::vector<std::vector<int64_t>> split(const std::vector<int64_t>& offsets, const std::vector<int64_t>& flat,
-                                        const char* name) {
-  std::vector<std::vector<int64_t>> lists;
-  if (offsets.empty()) {
-    if (!flat.empty()) throw py::value_error(std::string(name) + ": expected offsets for the values given");
-    return lists;
+// A real-number argument: floats, ints and numpy scalars, never strings; an int too large for a
+// double is a ValueError naming the argument.
+double as_real(const py::handle& obj, const char* name) {
+  if (PyUnicode_Check(obj.ptr()) || PyBytes_Check(obj.ptr()) ||
+      !(PyFloat_Check(obj.ptr()) || PyIndex_Check(obj.ptr()) || py::hasattr(obj, "__float__"))) {
+    throw py::type_error(std::string(name) + ": expected a real number, got " + type_name(obj));
   }
-  if (offsets.front() != 0 || offsets.back() != static_cast<int64_t>(flat.size())) {
-    throw py::value_error(std::string(name) + ": expected offsets from 0 to the number of values");
+  const double v = PyFloat_AsDouble(obj.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    const bool overflow = PyErr_ExceptionMatches(PyExc_OverflowError);
+    PyErr_Clear();
+    if (overflow) throw py::value_error(std::string(name) + ": expected a finite number, got one beyond float64");
+    throw py::type_error(std::string(name) + ": expected a real number, got " + type_name(obj));
+  }
+  return v;
+}
+
+// A state-dict field: present, an array of dtype kind `kind` ('i' integers signed or not, 'f'
+// floats, 'b' booleans) and the given shape (-1: any length), converted (copied) to T. Every error
+// names the key.
+template <typename T>
+std::vector<T> field(const py::dict& d, const char* key, char kind, const std::vector<int64_t>& shape) {
+  if (!d.contains(key)) throw py::value_error(std::string("state_dict: missing key '") + key + "'");
+  py::array arr = py::array::ensure(d[key]);
+  if (!arr) throw py::type_error(std::string(key) + ": expected an array, got " + type_name(d[key]));
+  char k = arr.dtype().kind();
+  if (k == 'u') k = 'i';
+  if (k != kind) {
+    throw py::value_error(std::string(key) + ": expected an array of " +
+                          (kind == 'i' ? "integers" : kind == 'f' ? "floats" : "booleans") + ", got dtype " +
+                          std::string(py::str(arr.dtype())));
+  }
+  check_shape(arr, shape, key);
+  auto typed = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+  if (!typed) throw py::value_error(std::string(key) + ": expected values convertible to " + (kind == 'f' ? "float64" : "int64"));
+  return std::vector<T>(typed.data(), typed.data() + typed.size());
+}
+
+// Offsets of `n_lists` consecutive slices of `n_values` values: n_lists + 1 non-decreasing
+// offsets from 0 to n_values, checked in full before any slice is taken.
+void check_offsets(const std::vector<int64_t>& offsets, size_t n_lists, size_t n_values, const char* name) {
+  if (offsets.size() != n_lists + 1) {
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(n_lists + 1) + " offsets, got " +
+                          std::to_string(offsets.size()));
+  }
+  if (offsets.front() != 0 || offsets.back() != static_cast<int64_t>(n_values)) {
+    throw py::value_error(std::string(name) + ": expected offsets from 0 to " + std::to_string(n_values) + ", got " +
+                          std::to_string(offsets.front()) + " to " + std::to_string(offsets.back()));
   }
   for (size_t i = 0; i + 1 < offsets.size(); ++i) {
     if (offsets[i + 1] < offsets[i]) throw py::value_error(std::string(name) + ": expected non-decreasing offsets");
-    lists.emplace_back(flat.begin() + offsets[i], flat.begin() + offsets[i + 1]);
   }
-  return lists;
 }
 
 DynaSnapshot dict_to_snapshot(const TabularAgent& agent, const py::dict& d) {
   const DynaConfig& c = agent.config();
   auto expect = [&](const char* key, const std::string& want) {
-    if (!d.contains(key)) throw py::key_error(std::string("state_dict: missing key '") + key + "'");
+    if (!d.contains(key)) throw py::value_error(std::string("state_dict: missing key '") + key + "'");
     const std::string got = py::str(d[key]);
     if (got != want) {
       throw py::value_error(std::string("state_dict['") + key + "']: expected " + want + " (this agent's), got " + got);
@@ -140,45 +176,48 @@ DynaSnapshot dict_to_snapshot(const TabularAgent& agent, const py::dict& d) {
   expect("n_states", std::to_string(c.n_states));
   expect("n_actions", std::to_string(c.n_actions));
   expect("model", model_name(c.model));
+  const bool plus = agent.kind() == AgentKind::kDynaQPlus;
+  const bool sweeps = agent.kind() == AgentKind::kPrioritizedSweeping;
+  const int64_t n_pairs = c.n_states * c.n_actions;
 
   DynaSnapshot s;
-  s.q = array_field<double>(d, "q", 'f', 2);
-  const auto rng = array_field<uint64_t>(d, "rng", 'i');
-  if (rng.size() != 4) throw py::value_error("rng: expected 4 words, got " + std::to_string(rng.size()));
+  s.q = field<double>(d, "q", 'f', {c.n_states, c.n_actions});
+  const auto rng = field<uint64_t>(d, "rng", 'i', {4});
   std::copy(rng.begin(), rng.end(), s.rng.begin());
-  if (!d.contains("time")) throw py::key_error("state_dict: missing key 'time'");
+  if (!d.contains("time")) throw py::value_error("state_dict: missing key 'time'");
   s.time = as_int(d["time"], "time");
-  s.model_pairs = array_field<int64_t>(d, "model_pairs", 'i');
-  const auto offsets = array_field<int64_t>(d, "model_offsets", 'i');
-  const auto next = array_field<int64_t>(d, "model_next", 'i');
-  const auto reward = array_field<double>(d, "model_reward", 'f');
-  const auto terminated = array_field<bool>(d, "model_terminated", 'b');
-  const auto count = array_field<int64_t>(d, "model_count", 'i');
-  if (reward.size() != next.size() || terminated.size() != next.size() || count.size() != next.size()) {
-    throw py::value_error("model_next, model_reward, model_terminated, model_count: expected equal lengths");
-  }
-  std::vector<int64_t> index(next.size());
-  for (size_t i = 0; i < index.size(); ++i) index[i] = static_cast<int64_t>(i);
-  const auto groups = split(offsets, index, "model_offsets");
-  if (groups.size() != s.model_pairs.size()) throw py::value_error("model_offsets: expected one more offset than model_pairs");
-  for (const auto& g : groups) {
+  s.model_pairs = field<int64_t>(d, "model_pairs", 'i', {-1});
+  const auto offsets = field<int64_t>(d, "model_offsets", 'i', {-1});
+  const auto next = field<int64_t>(d, "model_next", 'i', {-1});
+  const int64_t n_outcomes = static_cast<int64_t>(next.size());
+  const auto reward = field<double>(d, "model_reward", 'f', {n_outcomes});
+  const auto terminated = field<bool>(d, "model_terminated", 'b', {n_outcomes});
+  const auto count = field<int64_t>(d, "model_count", 'i', {n_outcomes});
+  check_offsets(offsets, s.model_pairs.size(), next.size(), "model_offsets");
+  for (size_t p = 0; p < s.model_pairs.size(); ++p) {
     std::vector<Outcome> list;
-    for (int64_t i : g) list.push_back(Outcome{next[i], reward[i], terminated[i], count[i]});
+    for (int64_t i = offsets[p]; i < offsets[p + 1]; ++i) {
+      const size_t j = static_cast<size_t>(i);
+      list.push_back(Outcome{next[j], reward[j], terminated[j], count[j]});
+    }
     s.model_outcomes.push_back(std::move(list));
   }
-  s.last_tried = array_field<int64_t>(d, "last_tried", 'i');
-  const auto qkeys = array_field<int64_t>(d, "queue_pairs", 'i');
-  const auto qprio = array_field<double>(d, "queue_priorities", 'f');
-  if (qkeys.size() != qprio.size()) throw py::value_error("queue_pairs, queue_priorities: expected equal lengths");
-  for (size_t i = 0; i < qkeys.size(); ++i) s.queue.push_back({qkeys[i], qprio[i]});
-  s.predecessors = split(array_field<int64_t>(d, "predecessor_offsets", 'i'),
-                         array_field<int64_t>(d, "predecessor_pairs", 'i'), "predecessor_offsets");
-  const bool sweeps = agent.kind() == AgentKind::kPrioritizedSweeping;
-  if (!sweeps && (!s.queue.empty() || !s.predecessors.empty())) {
+  s.last_tried = field<int64_t>(d, "last_tried", 'i', {plus ? n_pairs : 0});
+  const auto qkeys = field<int64_t>(d, "queue_pairs", 'i', {-1});
+  const auto qprio = field<double>(d, "queue_priorities", 'f', {static_cast<int64_t>(qkeys.size())});
+  if (!sweeps && !qkeys.empty()) {
     throw py::value_error("queue_pairs: expected none for " + std::string(agent_kind_name(agent.kind())));
   }
-  if (sweeps && s.predecessors.size() != static_cast<size_t>(c.n_states)) {
-    throw py::value_error("predecessor_offsets: expected n_states + 1 offsets");
+  for (size_t i = 0; i < qkeys.size(); ++i) s.queue.push_back({qkeys[i], qprio[i]});
+  const auto poff = field<int64_t>(d, "predecessor_offsets", 'i', {sweeps ? c.n_states + 1 : 0});
+  const auto ppairs = field<int64_t>(d, "predecessor_pairs", 'i', {-1});
+  if (sweeps) {
+    check_offsets(poff, static_cast<size_t>(c.n_states), ppairs.size(), "predecessor_offsets");
+    for (size_t st = 0; st < static_cast<size_t>(c.n_states); ++st) {
+      s.predecessors.emplace_back(ppairs.begin() + poff[st], ppairs.begin() + poff[st + 1]);
+    }
+  } else if (!ppairs.empty()) {
+    throw py::value_error("predecessor_pairs: expected none for " + std::string(agent_kind_name(agent.kind())));
   }
   return s;
 }
@@ -205,6 +244,8 @@ std::shared_ptr<const TransitionTable> table_from_arrays(py::handle n_states, py
                                                          const py::array_t<double, py::array::forcecast>& reward,
                                                          const py::array_t<bool, py::array::forcecast>& terminated,
                                                          const py::array_t<double, py::array::forcecast>& initial) {
+  const int64_t states = as_int(n_states, "n_states");
+  const int64_t actions = as_int(n_actions, "n_actions");
   const py::ssize_t n = prob.size();
   if (next.size() != n || reward.size() != n || terminated.size() != n) {
     throw py::value_error("transitions: expected prob, next, reward and terminated of equal length");
@@ -214,8 +255,7 @@ std::shared_ptr<const TransitionTable> table_from_arrays(py::handle n_states, py
     transitions[static_cast<size_t>(i)] = {prob.data()[i], next.data()[i], reward.data()[i], terminated.data()[i]};
   }
   return std::make_shared<const TransitionTable>(
-      as_int(n_states, "n_states"), as_int(n_actions, "n_actions"),
-      std::vector<int64_t>(offsets.data(), offsets.data() + offsets.size()), std::move(transitions),
+      states, actions, std::vector<int64_t>(offsets.data(), offsets.data() + offsets.size()), std::move(transitions),
       std::vector<double>(initial.data(), initial.data() + initial.size()));
 }
 
@@ -282,6 +322,7 @@ void init_dyna(py::module_ m) {
 
   py::class_<TabularEnv>(m, "TabularEnv")
       .def(py::init([](std::shared_ptr<TabularMDP> mdp, uint64_t seed) {
+             if (!mdp) throw py::type_error("mdp: expected a TabularMDP, got None");
              return std::make_unique<TabularEnv>(std::move(mdp), seed);
            }),
            py::arg("mdp"), py::arg("seed"))
@@ -318,10 +359,11 @@ void init_dyna(py::module_ m) {
         a.core->check_state(s);
         return a.core->greedy(s);
       }, py::arg("state"), "Greedy action for `state`, ties broken at random.")
-      .def("update", [](Agent& a, py::handle state, py::handle action, double reward, py::handle next_state,
+      .def("update", [](Agent& a, py::handle state, py::handle action, py::handle reward_obj, py::handle next_state,
                         bool terminated) {
         const int64_t s = as_int(state, "state");
         const int64_t act = as_int(action, "action");
+        const double reward = as_real(reward_obj, "reward");
         const int64_t next = as_int(next_state, "next_state");
         a.core->check_transition(s, act, reward, next);  // config is immutable: no lock needed
         py::gil_scoped_release release;
@@ -370,17 +412,20 @@ void init_dyna(py::module_ m) {
       }, py::arg("state_dict"));
 
   m.def("run_batch", [](const std::string& kind, std::shared_ptr<TabularMDP> mdp, const std::vector<uint64_t>& seeds,
-                        int64_t episodes, int64_t steps, int64_t max_episode_steps, int num_threads, double alpha,
-                        double gamma, double epsilon, py::handle planning_steps, const std::string& model, double kappa,
-                        double theta) {
+                        py::handle episodes, py::handle steps, py::handle max_episode_steps, py::handle num_threads,
+                        double alpha, double gamma, double epsilon, py::handle planning_steps, const std::string& model,
+                        double kappa, double theta) {
+    if (!mdp) throw py::type_error("mdp: expected a TabularMDP, got None");
     const AgentKind k = parse_kind(kind);
     DynaConfig config = make_config(py::int_(mdp->n_states()), py::int_(mdp->n_actions()), alpha, gamma, epsilon,
                                     planning_steps, model, kappa, theta, 0);
-    RunLimits limits{episodes, steps, max_episode_steps};
+    RunLimits limits{as_int(episodes, "episodes"), as_int(steps, "steps"), as_int(max_episode_steps, "max_episode_steps")};
+    const int64_t threads = as_int(num_threads, "num_threads");
+    if (threads < 1) throw py::value_error("num_threads: expected an integer >= 1, got " + std::to_string(threads));
     BatchResult result;
     {
       py::gil_scoped_release release;
-      result = run_batch(k, config, mdp, seeds, limits, num_threads);
+      result = run_batch(k, config, mdp, seeds, limits, threads);
     }
     return result_to_dict(result);
   }, py::arg("kind"), py::arg("mdp"), py::arg("seeds"), py::arg("episodes"), py::arg("steps"),

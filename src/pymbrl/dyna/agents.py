@@ -65,7 +65,16 @@ class TabularAgent(_core.dyna.Agent):
     state_dict() -> dict
         Q table, model, generator and clock as numpy arrays and plain values.
     load_state_dict(state_dict) -> None
-        Restore; the agent then continues exactly as the saved one would have.
+        Restore; the agent then continues exactly as the saved one would have. Every invariant of
+        the dict is checked first (shapes, dtypes, offsets, ids in range, counts, clocks, queue);
+        ``ValueError`` or ``TypeError`` names the key, and a rejected load changes nothing.
+
+    Notes
+    -----
+    Limits: ``n_states * n_actions <= 2**28``; ``|reward| <= 1e100`` (else ``ValueError`` naming ``reward``,
+    agent unchanged); ``kappa <= 1e100``; at most ``2**53`` real steps. With these bounds no update
+    or planning step can make a Q value non-finite (each moves ``max|Q|`` by at most about 1e108),
+    so the Q table is always finite and every ``state_dict()`` loads back.
     """
 
     kind: str = ""
@@ -81,8 +90,15 @@ class TabularAgent(_core.dyna.Agent):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
-        super().load_state_dict({k: (np.asarray(v) if isinstance(v, (list, tuple)) else v)
-                                 for k, v in state_dict.items()})
+        converted = {}
+        for key, value in state_dict.items():
+            if isinstance(value, (list, tuple)):
+                try:
+                    value = np.asarray(value)
+                except (ValueError, TypeError) as error:
+                    raise ValueError(f"{key}: expected an array, got a list numpy cannot convert ({error})") from None
+            converted[key] = value
+        super().load_state_dict(converted)
 
 
 class DynaQ(TabularAgent):

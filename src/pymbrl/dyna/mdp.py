@@ -9,7 +9,10 @@ import gymnasium as gym
 import numpy as np
 
 from pymbrl import _core
-from pymbrl._checks import integer, resolve_seed
+from pymbrl._checks import integer, real, resolve_seed
+
+DENSE_LIMIT = 2**28
+"""Most values :meth:`TabularMDP.dense` allocates for ``P``."""
 
 
 class TabularMDP:
@@ -68,9 +71,13 @@ class TabularMDP:
 
     def dense(self, phase: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dense arrays of a phase: ``P`` [S, A, S] probabilities, ``R`` [S, A] expected rewards and
-        ``D`` [S, A] probabilities of terminating, all float64."""
-        t = self.transition_arrays(phase)
+        ``D`` [S, A] probabilities of terminating, all float64. ``P`` is limited to ``2**28`` values
+        (2 GiB); larger MDPs raise ``ValueError`` before allocating (use :meth:`transition_arrays`)."""
         S, A = self.n_states, self.n_actions
+        if S * A * S > DENSE_LIMIT:
+            raise ValueError(f"n_states: expected n_states**2 * n_actions <= 2**28 for a dense table, got "
+                             f"{S}**2 * {A}")
+        t = self.transition_arrays(phase)
         pair = np.repeat(np.arange(S * A), np.diff(t["offsets"]))
         P = np.zeros((S * A, S))
         np.add.at(P, (pair, t["next"]), t["prob"])
@@ -98,8 +105,7 @@ class TabularMDP:
         if policy.min() < 0 or policy.max() >= self.n_actions:
             raise ValueError(f"policy: expected actions in [0, {self.n_actions})")
         horizon = integer(horizon, "horizon")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma: expected a value in [0, 1], got {gamma}")
+        gamma = real(gamma, "gamma", low=0.0, high=1.0)
         t = self.transition_arrays(phase)
         S = self.n_states
         pair = np.repeat(np.arange(S * self.n_actions), np.diff(t["offsets"]))
@@ -107,11 +113,11 @@ class TabularMDP:
         chosen = pair % self.n_actions == policy[state]
         reward = np.bincount(state[chosen], (t["prob"] * t["reward"])[chosen], minlength=S)
         go_on = chosen & ~t["terminated"]
-        cont = np.zeros((S, S))
-        np.add.at(cont, (state[go_on], t["next"][go_on]), t["prob"][go_on])
+        # Sparse: O(transitions) memory and time per step, never a dense [S, S] matrix.
+        from_state, into, prob = state[go_on], t["next"][go_on], t["prob"][go_on]
         value = np.zeros(S)
         for _ in range(horizon):
-            value = reward + gamma * cont @ value
+            value = reward + gamma * np.bincount(from_state, prob * value[into], minlength=S)
         return float(t["initial"] @ value)
 
     @classmethod
@@ -184,6 +190,8 @@ class TabularMDP:
             raise TypeError(f"other: expected a TabularMDP, got {type(other).__name__}")
         starts = list(self._core.starts)
         at_step = integer(at_step, "at_step", minimum=starts[-1] + 1)
+        if at_step >= 2**63:
+            raise ValueError(f"at_step: expected an integer < 2**63, got {at_step}")
         core = _core.dyna.TabularMDP(list(self._core.phases) + list(other._core.phases[:1]), starts + [at_step])
         return TabularMDP(core, max_episode_steps=self.max_episode_steps, name=self.name,
                           layouts=self.layouts + other.layouts[:1])

@@ -36,7 +36,9 @@ class BatchResult(NamedTuple):
     Attributes
     ----------
     episode_steps : numpy.ndarray, int64, shape [seeds, episodes]
-        Length of each completed episode; -1 where a seed completed fewer episodes.
+        Length of each completed episode; -1 where a seed completed fewer episodes. With both
+        ``episodes`` and ``steps`` given there are ``min(episodes, steps)`` columns (an episode takes
+        at least one step); with ``steps`` only, as many as the longest-running seed completed.
     episode_returns : numpy.ndarray, float64, shape [seeds, episodes]
         Undiscounted return of each completed episode; NaN where not completed.
     cumulative_reward : numpy.ndarray, float64, shape [seeds, steps]
@@ -85,10 +87,11 @@ def run(agent: TabularAgent, env: gym.Env, episodes: int, max_steps: int | None 
                          f"got {n_states} and {n_actions}")
     episodes = integer(episodes, "episodes")
     max_steps = integer(max_steps, "max_steps", optional=True)
-    steps = np.zeros(episodes, np.int64)
-    returns = np.zeros(episodes, np.float64)
+    # Grown as episodes complete, never sized by the requested count up front.
+    steps: list[int] = []
+    returns: list[float] = []
     reset_seed = seed
-    for episode in tqdm(range(episodes), desc="episodes", disable=not progress):
+    for _ in tqdm(range(episodes), desc="episodes", disable=not progress):
         state, _ = env.reset(seed=reset_seed)
         reset_seed = None
         length, total, done = 0, 0.0, False
@@ -100,8 +103,9 @@ def run(agent: TabularAgent, env: gym.Env, episodes: int, max_steps: int | None 
             length += 1
             total += float(reward)
             done = terminated or truncated or (max_steps is not None and length >= max_steps)
-        steps[episode], returns[episode] = length, total
-    return RunResult(steps, returns)
+        steps.append(length)
+        returns.append(total)
+    return RunResult(np.asarray(steps, np.int64).reshape(-1), np.asarray(returns, np.float64).reshape(-1))
 
 
 def _count(value: Any, name: str) -> int:
@@ -137,6 +141,13 @@ def run_batch(kind: str | type[TabularAgent], mdp: TabularMDP, *, seeds: Sequenc
     Returns
     -------
     BatchResult
+
+    Raises
+    ------
+    ValueError
+        Before anything runs or is allocated, when ``len(seeds) * max(episode columns, steps)``
+        exceeds ``2**28`` (each result array at most 2 GiB), when a count does not fit in 64 bits,
+        or when a reward of ``mdp`` exceeds the agents' limit ``|reward| <= 1e100``.
     """
     if isinstance(kind, type) and issubclass(kind, TabularAgent):
         kind = kind.kind

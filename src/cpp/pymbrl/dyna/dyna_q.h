@@ -1,9 +1,11 @@
 // Tabular Dyna-Q and Dyna-Q+ (Sutton & Barto 2018, sections 8.2 and 8.3).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "pymbrl/dyna/tabular_agent.h"
@@ -29,6 +31,7 @@ class DynaQ : public TabularAgent {
 
   void update(int64_t s, int64_t a, double r, int64_t next, bool terminated) override {
     check_transition(s, a, r, next);
+    check_clock();
     ++time_;
     const int64_t pair = s * n_actions() + a;
     q_[static_cast<size_t>(pair)] +=
@@ -69,13 +72,42 @@ class DynaQ : public TabularAgent {
   }
 
  protected:
-  void restore_extra(const DynaSnapshot& snap, const TabularModel&) const override {
+  void restore_extra(const DynaSnapshot& snap, const TabularModel& model) const override {
+    if (!snap.queue.empty()) throw std::invalid_argument("queue_pairs: expected none for " + std::string(agent_kind_name(kind_)));
+    if (!snap.predecessors.empty()) {
+      throw std::invalid_argument("predecessor_offsets: expected none for " + std::string(agent_kind_name(kind_)));
+    }
     if (snap.last_tried.size() != last_tried_.size()) {
       throw std::invalid_argument("last_tried: expected " + std::to_string(last_tried_.size()) +
                                   " values, got " + std::to_string(snap.last_tried.size()));
     }
-    for (int64_t t : snap.last_tried) {
-      if (t < 0 || t > snap.time) throw std::invalid_argument("last_tried: expected values in [0, time]");
+    if (!plus()) return;
+    // update() makes every action of a state it acts from known (assumed until tried) and stamps
+    // the tried pair with the step's time, so stamps are distinct and > 0 exactly for tried pairs.
+    for (int64_t p : model.pairs()) {
+      const int64_t first = p / n_actions() * n_actions();
+      for (int64_t b = first; b < first + n_actions(); ++b) {
+        if (!model.known(b)) {
+          throw std::invalid_argument("model_pairs: expected every action of a visited state (Dyna-Q+), missing pair " +
+                                      std::to_string(b));
+        }
+      }
+    }
+    std::vector<int64_t> stamps;
+    for (size_t p = 0; p < snap.last_tried.size(); ++p) {
+      const int64_t t = snap.last_tried[p];
+      if (t < 0 || t > snap.time) {
+        throw std::invalid_argument("last_tried: expected values in [0, time], got " + std::to_string(t));
+      }
+      if ((t > 0) != model.tried(static_cast<int64_t>(p))) {
+        throw std::invalid_argument("last_tried: expected a positive step exactly for the pairs tried, got " +
+                                    std::to_string(t) + " for pair " + std::to_string(p));
+      }
+      if (t > 0) stamps.push_back(t);
+    }
+    std::sort(stamps.begin(), stamps.end());
+    if (std::adjacent_find(stamps.begin(), stamps.end()) != stamps.end()) {
+      throw std::invalid_argument("last_tried: expected distinct steps (one pair is tried per step)");
     }
   }
   void commit_extra(const DynaSnapshot& snap) override { last_tried_ = snap.last_tried; }

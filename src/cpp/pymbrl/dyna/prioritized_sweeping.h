@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "pymbrl/dyna/tabular_agent.h"
@@ -26,6 +28,7 @@ class PrioritizedSweeping : public TabularAgent {
 
   void update(int64_t s, int64_t a, double r, int64_t next, bool terminated) override {
     check_transition(s, a, r, next);
+    check_clock();
     ++time_;
     const int64_t pair = s * n_actions() + a;
     const ObserveEffect effect = model_.observe(pair, next, r, terminated);
@@ -68,20 +71,46 @@ class PrioritizedSweeping : public TabularAgent {
 
  protected:
   void restore_extra(const DynaSnapshot& snap, const TabularModel& model) const override {
+    if (!snap.last_tried.empty()) throw std::invalid_argument("last_tried: expected none for prioritized_sweeping");
     IndexedMaxHeap probe(queue_.capacity());
     probe.set_entries(snap.queue);
     for (const auto& e : snap.queue) {
-      if (!model.known(e.key)) throw std::invalid_argument("queue: expected pairs present in the model");
+      if (!model.known(e.key)) {
+        throw std::invalid_argument("queue_pairs: expected pairs present in the model, got " + std::to_string(e.key));
+      }
+      if (!(e.priority >= 0.0)) throw std::invalid_argument("queue_priorities: expected values >= 0");
     }
     if (snap.predecessors.size() != predecessors_.size()) {
-      throw std::invalid_argument("predecessors: expected one list per state");
+      throw std::invalid_argument("predecessor_offsets: expected one list per state");
     }
+    // predecessors[s] holds each pair with an outcome into s exactly once, and nothing else.
+    std::vector<std::pair<int64_t, int64_t>> edges;  // (pair, next), distinct
+    for (int64_t p : model.pairs()) {
+      const size_t first = edges.size();
+      for (const Outcome& o : model.outcomes(p)) edges.emplace_back(p, o.next);
+      std::sort(edges.begin() + static_cast<std::ptrdiff_t>(first), edges.end());
+      edges.erase(std::unique(edges.begin() + static_cast<std::ptrdiff_t>(first), edges.end()), edges.end());
+    }
+    std::sort(edges.begin(), edges.end());
+    std::vector<int64_t> listed_in(static_cast<size_t>(model.n_pairs()), -1);
+    size_t listed = 0;
     for (size_t s = 0; s < snap.predecessors.size(); ++s) {
       for (int64_t pred : snap.predecessors[s]) {
-        if (pred < 0 || pred >= model.n_pairs() || !model.known(pred)) {
-          throw std::invalid_argument("predecessors: expected pairs present in the model");
+        if (pred < 0 || pred >= model.n_pairs() ||
+            !std::binary_search(edges.begin(), edges.end(), std::pair<int64_t, int64_t>(pred, static_cast<int64_t>(s)))) {
+          throw std::invalid_argument("predecessor_pairs: expected pairs of the model that lead into state " +
+                                      std::to_string(s) + ", got " + std::to_string(pred));
         }
+        if (listed_in[static_cast<size_t>(pred)] == static_cast<int64_t>(s)) {
+          throw std::invalid_argument("predecessor_pairs: expected each pair once per state, got " +
+                                      std::to_string(pred) + " twice for state " + std::to_string(s));
+        }
+        listed_in[static_cast<size_t>(pred)] = static_cast<int64_t>(s);
+        ++listed;
       }
+    }
+    if (listed != edges.size()) {
+      throw std::invalid_argument("predecessor_pairs: expected every pair of the model under each state it leads into");
     }
   }
   void commit_extra(const DynaSnapshot& snap) override {

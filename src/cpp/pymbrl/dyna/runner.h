@@ -40,6 +40,8 @@ struct BatchResult {
   int64_t n_seeds = 0;
   int64_t n_episodes = 0;                 // columns of the episode arrays
   int64_t n_steps = 0;                    // columns of cumulative_reward
+  // n_episodes: the episode cap, capped in turn by the step budget (an episode takes at least one
+  // step); with a step budget only, the most episodes any seed completed.
   std::vector<int64_t> episode_steps;     // [n_seeds, n_episodes], -1 where not completed
   std::vector<double> episode_returns;    // [n_seeds, n_episodes], NaN where not completed
   std::vector<double> cumulative_reward;  // [n_seeds, n_steps], only when limits.steps >= 0; NaN after an early stop
@@ -86,8 +88,11 @@ inline SeedTrace run_one(AgentKind kind, DynaConfig config, const std::shared_pt
 }
 
 // Runs one fresh agent per seed. Results depend only on the seeds, never on num_threads.
+// Throws std::invalid_argument before running or allocating anything when an argument is out of
+// range, when a result array would hold more than kMaxResultValues values, or when a reward of
+// the MDP exceeds kMaxReward in magnitude.
 inline BatchResult run_batch(AgentKind kind, const DynaConfig& config, std::shared_ptr<const TabularMDP> mdp,
-                             const std::vector<uint64_t>& seeds, const RunLimits& limits, int num_threads) {
+                             const std::vector<uint64_t>& seeds, const RunLimits& limits, int64_t num_threads) {
   if (limits.episodes < 0 && limits.steps < 0) throw std::invalid_argument("episodes: expected episodes or steps (or both) to be given");
   if (config.n_states != mdp->n_states() || config.n_actions != mdp->n_actions()) {
     throw std::invalid_argument("mdp: expected " + std::to_string(config.n_states) + " states and " +
@@ -98,6 +103,24 @@ inline BatchResult run_batch(AgentKind kind, const DynaConfig& config, std::shar
                                      std::pair{limits.max_episode_steps, "max_episode_steps"}}) {
     if (value == 0 || value < -1) {
       throw std::invalid_argument(std::string(name) + ": expected an integer >= 1 (or no limit), got " + std::to_string(value));
+    }
+  }
+  // Episodes take at least one step each, so a step budget caps the episode columns too.
+  const int64_t columns = limits.steps < 0 ? limits.episodes
+                          : limits.episodes < 0 ? limits.steps
+                                                : std::min(limits.episodes, limits.steps);
+  int64_t values = 0;
+  if (__builtin_mul_overflow(static_cast<int64_t>(seeds.size()), std::max(columns, limits.steps), &values) ||
+      values > kMaxResultValues) {
+    throw std::invalid_argument("episodes, steps: expected seeds * max(episodes, steps) <= 2**28 result values, got " +
+                                std::to_string(seeds.size()) + " seeds, episodes " + std::to_string(limits.episodes) +
+                                ", steps " + std::to_string(limits.steps));
+  }
+  for (const auto& table : mdp->phases()) {
+    for (const Transition& t : table->transitions()) {
+      if (!(std::abs(t.reward) <= kMaxReward)) {
+        throw std::invalid_argument("mdp: expected rewards with |reward| <= 1e100 (the agents' limit)");
+      }
     }
   }
   // Without a step budget or an episode cap, a run ends only if every episode does.
@@ -126,7 +149,8 @@ inline BatchResult run_batch(AgentKind kind, const DynaConfig& config, std::shar
       }
     }
   };
-  const size_t n_threads = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(num_threads, 1)), seeds.size()));
+  const size_t n_threads =
+      std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max<int64_t>(num_threads, 1)), seeds.size()));
   std::vector<std::thread> threads;
   for (size_t t = 1; t < n_threads; ++t) threads.emplace_back(worker);
   worker();
@@ -135,8 +159,8 @@ inline BatchResult run_batch(AgentKind kind, const DynaConfig& config, std::shar
 
   BatchResult out;
   out.n_seeds = static_cast<int64_t>(seeds.size());
-  out.n_episodes = limits.episodes;
-  if (out.n_episodes < 0) {
+  out.n_episodes = columns;
+  if (limits.episodes < 0) {
     out.n_episodes = 0;
     for (const auto& t : traces) out.n_episodes = std::max<int64_t>(out.n_episodes, static_cast<int64_t>(t.steps.size()));
   }

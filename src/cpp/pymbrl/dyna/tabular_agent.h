@@ -5,10 +5,12 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "pymbrl/dyna/limits.h"
 #include "pymbrl/dyna/tabular_model.h"
 #include "pymbrl/indexed_max_heap.h"
 #include "pymbrl/rng.h"
@@ -43,8 +45,8 @@ struct DynaConfig {
   void validate(AgentKind kind) const {
     if (n_states < 1) throw std::invalid_argument(bad("n_states", "an integer >= 1", n_states));
     if (n_actions < 1) throw std::invalid_argument(bad("n_actions", "an integer >= 1", n_actions));
-    if (n_states > (int64_t{1} << 40) / n_actions) {
-      throw std::invalid_argument("n_states * n_actions: expected at most 2**40, got " +
+    if (n_states > kMaxPairs / n_actions) {
+      throw std::invalid_argument("n_states * n_actions: expected at most 2**28, got " +
                                   std::to_string(n_states) + " * " + std::to_string(n_actions));
     }
     if (!(alpha > 0.0 && alpha <= 1.0)) throw std::invalid_argument(bad("alpha", "a value in (0, 1]", alpha));
@@ -56,7 +58,7 @@ struct DynaConfig {
     if (planning_steps < min_steps) {
       throw std::invalid_argument(bad("planning_steps", min_steps ? "an integer >= 1" : "an integer >= 0", planning_steps));
     }
-    if (!(kappa >= 0.0 && std::isfinite(kappa))) throw std::invalid_argument(bad("kappa", "a finite value >= 0", kappa));
+    if (!(kappa >= 0.0 && kappa <= kMaxKappa)) throw std::invalid_argument(bad("kappa", "a value in [0, 1e100]", kappa));
     if (!(theta >= 0.0 && std::isfinite(theta))) throw std::invalid_argument(bad("theta", "a finite value >= 0", theta));
   }
 
@@ -112,7 +114,15 @@ class TabularAgent {
     }
   }
   static void check_reward(double r) {
-    if (!std::isfinite(r)) throw std::invalid_argument("reward: expected a finite number, got " + std::to_string(r));
+    if (!(std::abs(r) <= kMaxReward)) {
+      throw std::invalid_argument("reward: expected a finite number with |reward| <= 1e100, got " + number_text(r));
+    }
+  }
+  // Text that round-trips (std::to_string prints 1e-300 as 0.000000 and 1e300 with 301 digits).
+  static std::string number_text(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
   }
 
   // Greedy action, ties broken uniformly at random (so an untrained agent does not always take
@@ -154,6 +164,10 @@ class TabularAgent {
     check_reward(r);
     check_state(next, "next_state");
   }
+  // Called under the agent's lock by update(), before anything changes.
+  void check_clock() const {
+    if (time_ >= kMaxTime) throw std::invalid_argument("time: expected fewer than 2**53 real steps per agent");
+  }
 
   // Back to the freshly constructed agent, generator included.
   virtual void reset() {
@@ -173,21 +187,27 @@ class TabularAgent {
     return snap;
   }
 
-  // Validates the whole snapshot before changing anything.
+  // Validates the whole snapshot before changing anything: a rejected restore leaves the agent
+  // exactly as it was.
   void restore(const DynaSnapshot& snap) {
-    if (static_cast<int64_t>(snap.q.size()) != config_.n_states * config_.n_actions) {
+    if (snap.q.size() != q_.size()) {
       throw std::invalid_argument("q: expected " + std::to_string(q_.size()) + " values, got " +
                                   std::to_string(snap.q.size()));
     }
-    for (double v : snap.q) {
-      if (!std::isfinite(v)) throw std::invalid_argument("q: expected finite values");
+    for (size_t i = 0; i < snap.q.size(); ++i) {
+      if (!(std::abs(snap.q[i]) <= kMaxAbsQ)) {
+        throw std::invalid_argument("q: expected finite values with |q| <= 1e200, got " + number_text(snap.q[i]) +
+                                    " at index " + std::to_string(i));
+      }
     }
     if (snap.rng[0] == 0 && snap.rng[1] == 0 && snap.rng[2] == 0 && snap.rng[3] == 0) {
       throw std::invalid_argument("rng: expected a non-zero generator state");
     }
-    if (snap.time < 0) throw std::invalid_argument(DynaConfig::bad("time", "an integer >= 0", snap.time));
+    if (snap.time < 0 || snap.time > kMaxTime) {
+      throw std::invalid_argument(DynaConfig::bad("time", "an integer in [0, 2**53]", snap.time));
+    }
     TabularModel model(config_.n_states, config_.n_actions, config_.model);
-    model.restore(snap.model_pairs, snap.model_outcomes);
+    model.restore(snap.model_pairs, snap.model_outcomes, snap.time, kind_ == AgentKind::kDynaQPlus);
     restore_extra(snap, model);  // throws before anything is assigned
     std::copy(snap.q.begin(), snap.q.end(), q_.begin());  // in place: keeps the Python view valid
     rng_.set_state(snap.rng);

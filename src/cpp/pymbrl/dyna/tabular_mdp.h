@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "pymbrl/dyna/limits.h"
 #include "pymbrl/rng.h"
 
 namespace pymbrl::dyna {
@@ -72,6 +73,10 @@ class TransitionTable {
   void validate() {
     if (n_states_ < 1) throw std::invalid_argument("n_states: expected an integer >= 1, got " + std::to_string(n_states_));
     if (n_actions_ < 1) throw std::invalid_argument("n_actions: expected an integer >= 1, got " + std::to_string(n_actions_));
+    if (n_states_ > kMaxPairs / n_actions_) {
+      throw std::invalid_argument("n_states * n_actions: expected at most 2**28, got " + std::to_string(n_states_) +
+                                  " * " + std::to_string(n_actions_));
+    }
     const size_t n_pairs = static_cast<size_t>(n_states_ * n_actions_);
     if (offsets_.size() != n_pairs + 1 || offsets_.front() != 0 ||
         offsets_.back() != static_cast<int64_t>(transitions_.size())) {

@@ -3,12 +3,15 @@
 // stochastic models keep counts of distinct outcomes and sample from the empirical distribution.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "pymbrl/dyna/limits.h"
 #include "pymbrl/rng.h"
 
 namespace pymbrl::dyna {
@@ -116,12 +119,18 @@ class TabularModel {
   }
 
   // Replaces the whole model from a snapshot (pair order + per-pair outcome lists). Validates
-  // everything first and throws std::invalid_argument without changing the model.
-  void restore(const std::vector<int64_t>& pairs, const std::vector<std::vector<Outcome>>& lists) {
+  // everything first and throws std::invalid_argument without changing the model. The invariants
+  // are those observe() and assume_self_loop() keep: a deterministic pair has one outcome of count
+  // 1; a stochastic pair has distinct outcomes of positive count; count 0 marks a lone assumed
+  // self-loop of reward 0 (only where `allow_assumed`); all counts together are at most
+  // `max_total_count` (one per real step).
+  void restore(const std::vector<int64_t>& pairs, const std::vector<std::vector<Outcome>>& lists,
+               int64_t max_total_count, bool allow_assumed) {
     if (pairs.size() != lists.size()) {
-      throw std::invalid_argument("model: expected one outcome list per pair");
+      throw std::invalid_argument("model_offsets: expected one outcome list per entry of model_pairs");
     }
     std::vector<int64_t> slot(static_cast<size_t>(n_pairs()), -1);
+    int64_t total = 0;
     for (size_t i = 0; i < pairs.size(); ++i) {
       const int64_t p = pairs[i];
       if (p < 0 || p >= n_pairs()) {
@@ -136,7 +145,7 @@ class TabularModel {
       const auto& list = lists[i];
       if (list.empty() || (kind_ == ModelKind::kDeterministic && list.size() != 1)) {
         throw std::invalid_argument(
-            "model_outcomes: expected " +
+            "model_offsets: expected " +
             std::string(kind_ == ModelKind::kDeterministic ? "exactly one outcome"
                                                            : "at least one outcome") +
             " for pair " + std::to_string(p) + ", got " + std::to_string(list.size()));
@@ -147,15 +156,27 @@ class TabularModel {
                                       std::to_string(n_states_) + "), got " +
                                       std::to_string(o.next));
         }
-        if (!std::isfinite(o.reward)) {
-          throw std::invalid_argument("model_reward: expected finite rewards");
+        if (!(std::abs(o.reward) <= kMaxReward)) {
+          throw std::invalid_argument("model_reward: expected finite rewards with |reward| <= 1e100");
         }
-        const bool assumed = o.count == 0;
-        if (o.count < 0 || (assumed && list.size() != 1)) {
-          throw std::invalid_argument(
-              "model_count: expected positive counts (0 only for a lone assumed outcome)");
+        if (o.count == 0) {
+          if (!allow_assumed || list.size() != 1 || o.next != p / n_actions_ || o.reward != 0.0 || o.terminated) {
+            throw std::invalid_argument(
+                "model_count: expected positive counts (0 only for Dyna-Q+'s lone assumed self-loop of reward 0)"
+                ", got 0 for pair " + std::to_string(p));
+          }
+        } else if (o.count < 0 || (kind_ == ModelKind::kDeterministic && o.count != 1)) {
+          throw std::invalid_argument(std::string("model_count: expected ") +
+                                      (kind_ == ModelKind::kDeterministic ? "1" : "a positive count") +
+                                      " for pair " + std::to_string(p) + ", got " + std::to_string(o.count));
         }
+        if (o.count > max_total_count - total) {
+          throw std::invalid_argument("model_count: expected counts summing to at most time (" +
+                                      std::to_string(max_total_count) + ")");
+        }
+        total += o.count;
       }
+      if (list.size() > 1) check_distinct(p, list);
     }
     std::vector<std::vector<Outcome>> outcomes(static_cast<size_t>(n_pairs()));
     for (size_t i = 0; i < pairs.size(); ++i) outcomes[static_cast<size_t>(pairs[i])] = lists[i];
@@ -165,6 +186,19 @@ class TabularModel {
   }
 
  private:
+  // observe() merges equal outcomes, so a stochastic list never holds one twice.
+  static void check_distinct(int64_t pair, const std::vector<Outcome>& list) {
+    std::vector<Outcome> sorted(list);
+    auto key = [](const Outcome& o) { return std::make_tuple(o.next, o.reward, o.terminated); };
+    std::sort(sorted.begin(), sorted.end(), [&](const Outcome& a, const Outcome& b) { return key(a) < key(b); });
+    for (size_t i = 1; i < sorted.size(); ++i) {
+      if (key(sorted[i - 1]) == key(sorted[i])) {
+        throw std::invalid_argument("model_next: expected distinct (next, reward, terminated) outcomes for pair " +
+                                    std::to_string(pair));
+      }
+    }
+  }
+
   void register_pair(int64_t pair) {
     int64_t& s = slot_[static_cast<size_t>(pair)];
     if (s >= 0) return;
