@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "mcts_support.h"
@@ -340,6 +341,86 @@ TEST(MctsSearch, ExpandAndSelectEqualsExpandThenSelect) {
     }
     EXPECT_TRUE(summary(separate) == summary(fused)) << "gumbel " << gumbel;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The accepted range of model outputs (|reward|, |value| <= 2^64, |discount| <= 1): the edge is
+// accepted and every statistic stays finite; just beyond it the outputs are refused and nothing
+// changes. Values near 1e308 made Gumbel's weights NaN before.
+TEST(MctsSearch, ModelOutputsBeyondTheRangeAreRefused) {
+  const double limit = 18446744073709551616.0;
+  const int A = 3, S = 30;
+  for (bool gumbel : {false, true}) {
+    for (float discount : {1.0f, -1.0f}) {
+      Search s(2, A, S + 1, 1);
+      Driver d(s, [discount, limit](int b, uint64_t parent, int action, int A) {
+        Step st = hash_model(b, parent, action, A);
+        st.reward = static_cast<float>(st.reward > 0 ? limit : -limit);
+        st.value = static_cast<float>(st.value > 0 ? limit : -limit);
+        st.discount = discount;
+        return st;
+      });
+      d.set_roots(std::vector<float>(2 * A, 0.0f), {static_cast<float>(limit), -static_cast<float>(limit)});
+      if (gumbel) {
+        s.begin_gumbel(GumbelParams{}, 0, S, 3);
+      } else {
+        s.begin_muzero(PuctParams{}, 0.3, 0.25, 0, S, 3);
+      }
+      d.run(S);
+      const Summary sum = summary(s);
+      for (double q : sum.q) EXPECT_TRUE(std::isfinite(static_cast<float>(q)));
+      for (double v : sum.value) EXPECT_TRUE(std::isfinite(static_cast<float>(v)));
+      std::vector<int64_t> actions(2);
+      std::vector<double> weights(2 * A);
+      if (gumbel) {
+        s.decide_gumbel(actions.data(), weights.data());
+      } else {
+        s.decide_muzero(1.0, actions.data(), weights.data());
+      }
+      for (double w : weights) EXPECT_TRUE(std::isfinite(w));
+    }
+  }
+  // Just beyond: refused, naming the field and the row.
+  for (const char* field : {"reward", "value", "discount"}) {
+    Search s(2, A, 4, 1);
+    std::vector<double> logits(2 * A, 0.0), values = {0.0, 0.0};
+    s.set_roots(FloatRows{nullptr, logits.data()}, FloatRows{nullptr, values.data()}, nullptr, nullptr);
+    s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, 3, 1);
+    std::vector<int32_t> parent(2), action(2), node(2);
+    std::vector<uint8_t> is_new(2);
+    s.select(Selection{parent.data(), action.data(), node.data(), is_new.data()}, PoolRows{});
+    std::vector<double> reward = {0.0, 0.0}, discount = {1.0, 1.0}, value = {0.0, 0.0};
+    std::vector<double>& bad = std::string(field) == "reward" ? reward : std::string(field) == "value" ? value : discount;
+    bad[1] = std::string(field) == "discount" ? std::nextafter(1.0, 2.0) : std::nextafter(limit, 1e300);
+    try {
+      s.expand_and_backup(FloatRows{nullptr, reward.data()}, FloatRows{nullptr, discount.data()},
+                          FloatRows{nullptr, logits.data()}, FloatRows{nullptr, value.data()});
+      FAIL() << field;
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.rfind(std::string(field) + ": expected", 0), 0u) << what;
+      EXPECT_NE(what.find("[1]"), std::string::npos) << what;
+    }
+    EXPECT_EQ(s.tree().num_nodes(0), 1);
+    EXPECT_EQ(s.tree().visits(1, 0), 1);
+  }
+}
+
+// Parameters that would overflow the search's arithmetic are refused.
+TEST(MctsSearch, ParametersThatOverflowAreRefused) {
+  Search s(1, 2, 4, 1);
+  std::vector<double> logits(2, 0.0), values = {0.0};
+  s.set_roots(FloatRows{nullptr, logits.data()}, FloatRows{nullptr, values.data()}, nullptr, nullptr);
+  EXPECT_THROW(s.begin_muzero(PuctParams{1e300, 19652.0}, 0.3, 0.0, 0, 3, 1), std::invalid_argument);
+  EXPECT_THROW(s.begin_muzero(PuctParams{1.25, 1e-300}, 0.3, 0.0, 0, 3, 1), std::invalid_argument);
+  EXPECT_THROW(s.begin_muzero(PuctParams{}, 1e300, 0.25, 0, 3, 1), std::invalid_argument);
+  EXPECT_THROW(s.begin_gumbel(GumbelParams{16, 1.0, 1e300, 50.0}, 0, 3, 1), std::invalid_argument);
+  EXPECT_THROW(s.begin_gumbel(GumbelParams{16, 1.0, 0.1, -1e300}, 0, 3, 1), std::invalid_argument);
+  EXPECT_THROW(s.begin_gumbel(GumbelParams{16, 1e300, 0.1, 50.0}, 0, 3, 1), std::invalid_argument);
+  EXPECT_NO_THROW(s.begin_gumbel(GumbelParams{1 << 20, 1.0, 0.1, 50.0}, 0, 3, 1));  // table of 3 rows, not 2^20
 }
 
 }  // namespace

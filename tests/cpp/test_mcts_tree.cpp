@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "pymbrl/mcts/gumbel.h"
@@ -226,6 +228,47 @@ TEST(MctsSoftmax, PortableExpIsWithinTwoUlpOfExp) {
   EXPECT_EQ(portable_exp(0.0), 1.0);
   EXPECT_EQ(portable_exp(-708.5), 0.0);
   EXPECT_EQ(portable_exp(-std::numeric_limits<double>::infinity()), 0.0);
+}
+
+}  // namespace
+
+namespace {
+
+// batch_size x capacity x record bytes is computed with overflow checks: 2^24 roots x 2^30 nodes
+// x 1024-byte records (24 actions) is 2^64 bytes, which wrapped to 0 before.
+TEST(MctsTree, ShapesBeyondTheLimitsAreRefusedBeforeAllocating) {
+  EXPECT_EQ(TreeBatch::record_bytes(24), 1024u);
+  EXPECT_EQ(TreeBatch::record_bytes(1), 128u);
+  EXPECT_THROW(TreeBatch(1 << 24, 24, 1 << 30), std::invalid_argument);
+  EXPECT_THROW(TreeBatch::check_shape(int64_t{1} << 24, 24, int64_t{1} << 30), std::invalid_argument);
+  EXPECT_THROW(TreeBatch::check_shape(kMaxBatchSize + 1, 1, 1), std::invalid_argument);
+  EXPECT_THROW(TreeBatch::check_shape(1, kMaxActions + 1, 1), std::invalid_argument);
+  EXPECT_THROW(TreeBatch::check_shape(1, 1, kMaxCapacity + 1), std::invalid_argument);
+  EXPECT_THROW(TreeBatch::check_shape(0, 1, 1), std::invalid_argument);
+  EXPECT_THROW(TreeBatch::check_shape(1, 1, -5), std::invalid_argument);
+  EXPECT_THROW(TreeBatch::check_shape(int64_t{1} << 62, int64_t{1} << 62, int64_t{1} << 62), std::invalid_argument);
+  // Exactly at the byte limit: allowed (2^10 x 2^22 nodes x 256 bytes = 2^40).
+  EXPECT_EQ(TreeBatch::record_bytes(4), 256u);
+  EXPECT_NO_THROW(TreeBatch::check_shape(1 << 10, 4, 1 << 22));
+  EXPECT_THROW(TreeBatch::check_shape(1 << 10, 4, (1 << 22) + 1), std::invalid_argument);
+  try {
+    TreeBatch::check_shape(1, 1, int64_t{1} << 31);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("capacity: expected", 0), 0u) << e.what();
+  }
+}
+
+// The record size matches the layout the accessors use: the last edge array ends inside it.
+TEST(MctsTree, RecordBytesCoverTheEdgeArrays) {
+  for (int A : {1, 2, 3, 7, 24, 100}) {
+    TreeBatch t(2, A, 3);
+    const std::vector<float> zeros(A, 0.0f);
+    t.set_root(1, rows(zeros), 0, 0.0, nullptr);
+    const auto* logits_end = reinterpret_cast<const unsigned char*>(t.logits(1, 0) + A);
+    const auto* record = reinterpret_cast<const unsigned char*>(t.children(1, 0)) - 40;  // after the header
+    EXPECT_LE(static_cast<size_t>(logits_end - record), TreeBatch::record_bytes(A)) << A;
+  }
 }
 
 }  // namespace

@@ -344,7 +344,7 @@ def muzero_select(tree: Tree, x: int, pb_c_init: float, pb_c_base: float) -> int
         if not considered[a]:
             continue
         u = cs * (node.prior[a] / (n[a] + 1))  # cs * (P / (N + 1))
-        qa = (q[a] - tree.lo) * (1.0 / (tree.hi - tree.lo)) if (n[a] > 0 and tree.hi > tree.lo) else 0.0
+        qa = (q[a] - tree.lo) * (1.0 / (tree.hi - tree.lo)) if (n[a] > 0 and tree.hi - tree.lo >= DBL_MIN) else 0.0
         scores[a] = qa + u
     return _argmax(scores, [a for a in range(tree.num_actions) if considered[a]])
 

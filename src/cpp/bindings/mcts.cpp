@@ -59,16 +59,30 @@ struct Outputs {
 
 class PySearch {
  public:
-  PySearch(int64_t batch_size, int64_t num_actions, int64_t capacity, const py::object& num_threads)
-      : search_(std::make_unique<mcts::Search>(positive(batch_size, "batch_size"), positive(num_actions, "num_actions"),
-                                               positive(capacity, "capacity"), threads(num_threads, batch_size))),
-        parent_(batch_size),
-        action_(batch_size),
-        node_(batch_size),
-        is_new_(batch_size),
-        gather_(batch_size),
-        scatter_(batch_size),
-        action64_(batch_size) {}
+  PySearch(const py::object& batch_size, const py::object& num_actions, const py::object& capacity,
+           const py::object& num_threads)
+      : PySearch(make_search(as_int(batch_size, "batch_size"), as_int(num_actions, "num_actions"),
+                             as_int(capacity, "capacity"), num_threads)) {}
+
+  // The shape is checked (limits and the overflow-checked size of the trees) before anything of
+  // that size is allocated, here or in the core.
+  static std::unique_ptr<mcts::Search> make_search(int64_t batch_size, int64_t num_actions, int64_t capacity,
+                                                   const py::object& num_threads) {
+    mcts::TreeBatch::check_shape(batch_size, num_actions, capacity);
+    const int t = threads(num_threads, batch_size);
+    return std::make_unique<mcts::Search>(static_cast<int>(batch_size), static_cast<int>(num_actions),
+                                          static_cast<int>(capacity), t);
+  }
+
+  explicit PySearch(std::unique_ptr<mcts::Search> search)
+      : parent_(search->tree().batch_size()),
+        action_(search->tree().batch_size()),
+        node_(search->tree().batch_size()),
+        is_new_(search->tree().batch_size()),
+        gather_(search->tree().batch_size()),
+        scatter_(search->tree().batch_size()),
+        action64_(search->tree().batch_size()),
+        search_(std::move(search)) {}
 
   int batch_size() const { return search_->tree().batch_size(); }
   int num_actions() const { return search_->tree().num_actions(); }
@@ -84,7 +98,7 @@ class PySearch {
     search_->set_roots(l.rows, v.rows, inv ? inv->data() : nullptr, kept ? kept->data() : nullptr);
   }
 
-  void begin_muzero(int64_t num_simulations, uint64_t seed, double pb_c_init, double pb_c_base, double alpha,
+  void begin_muzero(const py::object& num_simulations, uint64_t seed, double pb_c_init, double pb_c_base, double alpha,
                     double fraction, const py::object& max_depth) {
     const int depth = depth_of(max_depth);
     const int sims = simulations(num_simulations);
@@ -93,10 +107,11 @@ class PySearch {
     search_->begin_muzero(mcts::PuctParams{pb_c_init, pb_c_base}, alpha, fraction, depth, sims, seed);
   }
 
-  void begin_gumbel(int64_t num_simulations, uint64_t seed, int64_t max_considered, double gumbel_scale,
-                    double value_scale, double maxvisit_init, const py::object& max_depth) {
+  void begin_gumbel(const py::object& num_simulations, uint64_t seed, const py::object& max_considered_obj,
+                    double gumbel_scale, double value_scale, double maxvisit_init, const py::object& max_depth) {
     const int depth = depth_of(max_depth);
     const int sims = simulations(num_simulations);
+    const int64_t max_considered = as_int(max_considered_obj, "max_num_considered_actions");
     if (max_considered < 1 || max_considered > (1 << 20)) {
       throw py::value_error("max_num_considered_actions: expected an integer in [1, 2**20], got " + std::to_string(max_considered));
     }
@@ -214,15 +229,11 @@ class PySearch {
                    floats(logits, {B, A}, "prior_logits"), floats(value, {B}, "value")};
   }
 
-  static int positive(int64_t v, const char* name) {
-    if (v < 1 || v > (int64_t{1} << 30)) {
-      throw py::value_error(std::string(name) + ": expected an integer in [1, 2**30], got " + std::to_string(v));
-    }
-    return static_cast<int>(v);
-  }
-  static int simulations(int64_t v) {
-    if (v < 1 || v > (int64_t{1} << 30)) {
-      throw py::value_error("num_simulations: expected an integer >= 1, got " + std::to_string(v));
+  // At most the largest capacity: a search adds a node per simulation (begin checks the room).
+  static int simulations(const py::object& obj) {
+    const int64_t v = as_int(obj, "num_simulations");
+    if (v < 1 || v > mcts::kMaxCapacity) {
+      throw py::value_error("num_simulations: expected an integer in [1, 2**30], got " + std::to_string(v));
     }
     return static_cast<int>(v);
   }
@@ -251,8 +262,18 @@ class PySearch {
 }  // namespace
 
 void init_mcts(py::module_ m) {
+  m.attr("MAX_BATCH_SIZE") = mcts::kMaxBatchSize;
+  m.attr("MAX_ACTIONS") = mcts::kMaxActions;
+  m.attr("MAX_CAPACITY") = mcts::kMaxCapacity;
+  m.attr("MAX_TREE_BYTES") = mcts::kMaxTreeBytes;
+  m.attr("MAX_MAGNITUDE") = mcts::kMaxMagnitude;
+  m.def("record_bytes", [](const py::object& num_actions) {
+    const int64_t a = as_int(num_actions, "num_actions");
+    mcts::TreeBatch::check_shape(1, a, 1);
+    return mcts::TreeBatch::record_bytes(a);
+  }, py::arg("num_actions"), "Bytes of one node of a tree with this many actions (the trees take batch_size x capacity of them).");
   py::class_<PySearch>(m, "Search", "B search trees in flat arrays, stepped from Python (see pymbrl.mcts).")
-      .def(py::init<int64_t, int64_t, int64_t, const py::object&>(), py::arg("batch_size"), py::arg("num_actions"),
+      .def(py::init<const py::object&, const py::object&, const py::object&, const py::object&>(), py::arg("batch_size"), py::arg("num_actions"),
            py::arg("capacity"), py::arg("num_threads") = py::none())
       .def_property_readonly("batch_size", &PySearch::batch_size)
       .def_property_readonly("num_actions", &PySearch::num_actions)

@@ -7,14 +7,21 @@ own device. Only node ids and the model's small outputs cross into C++.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
-from pymbrl._checks import ArgumentTypeError, integer, real
+from pymbrl import _core
+from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array, model_outputs
+
+MAX_MAGNITUDE: float = _core.mcts.MAX_MAGNITUDE
+"""2**64: the largest |reward| and |value| a search accepts (see :class:`RecurrentOutput`), and the
+bound of its real parameters."""
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[RecurrentOutput, Any]]
 
@@ -29,18 +36,31 @@ class SearchTree:
     def __init__(self, tree: Tree, pool: EmbeddingPool):
         self._tree: Tree | None = tree
         self._pool = pool
+        # Whether the pool was handed out (its tensors may be held or viewed, which no reference
+        # count shows): such a pool is never recycled.
+        self._pool_lent = False
         self.kept: torch.Tensor | None = None
         """After :meth:`subtree`: bool [B], roots that kept a searched subtree."""
 
     def __del__(self) -> None:
-        if self._tree is not None:
-            with _spares_lock:
-                _spares.append((self._tree, self._pool))
-                del _spares[:-_MAX_SPARES]
+        # A recycled tree is overwritten by the next search of its shape, which must never change
+        # what a user still holds: a tree whose row views were handed out and a pool that was
+        # handed out never come back; whether anyone still holds the tree itself is decided when a
+        # search wants it (_spare), by then the caller's locals are gone.
+        tree = self._tree
+        if tree is None or tree._lent:
+            return
+        self._tree = None
+        with _spares_lock:
+            _spares.append((tree, None if self._pool_lent else self._pool))
+            del _spares[:-_MAX_SPARES]
 
     @property
     def tree(self) -> Tree:
         """The low-level :class:`Tree`."""
+        return self._live_tree()
+
+    def _live_tree(self) -> Tree:
         if self._tree is None:
             raise RuntimeError("search_tree: this tree was re-rooted by subtree(); use the tree subtree() returned")
         return self._tree
@@ -48,20 +68,22 @@ class SearchTree:
     @property
     def embeddings(self) -> EmbeddingPool:
         """The embedding pool, [capacity + 1, B, ...] per leaf, flat rows ``node * B + b``."""
+        self._pool_lent = True
         return self._pool
 
     def summary(self) -> SearchSummary:
         """Visit counts, visit shares, root values and Q values (see :class:`SearchSummary`)."""
-        return self.tree.summary()
+        return self._live_tree().summary()
 
     def subtree(self, actions: Any) -> "SearchTree":
         """The search carried over to the next move: each root b moves to its child under
         ``actions[b]`` ([B] ints), keeping that child's subtree, statistics and embeddings. This
         object is consumed (the trees are re-rooted in place)."""
-        tree = self.tree
+        tree = self._live_tree()
         old_ids, kept = tree.subtree(actions)
         self._pool.permute(old_ids)
         reused = SearchTree(tree, self._pool)
+        reused._pool_lent = self._pool_lent
         reused.kept = torch.from_numpy(kept)
         self._tree = None
         return reused
@@ -95,24 +117,33 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
     if search_tree is not None:
         if not isinstance(search_tree, SearchTree):
             raise ArgumentTypeError(f"search_tree: expected a SearchTree, got {type(search_tree).__name__}")
-        tree = search_tree.tree
+        tree = search_tree._live_tree()
         if (tree.batch_size, tree.num_actions) != (batch_size, num_actions):
             raise ValueError(f"search_tree: built for {tree.batch_size} roots x {tree.num_actions} actions, "
                              f"got prior_logits of shape {tuple(logits.shape)}")
         kept = search_tree.kept if search_tree.kept is not None else torch.ones(batch_size, dtype=torch.bool)
+        # Everything is checked before the trees or the pool change, so that a refused call
+        # leaves the search tree as it was.
+        nodes = np.where(kept.numpy(), tree.num_nodes, 1)
+        if int(nodes.max()) + num_simulations > tree.capacity:
+            raise ValueError(f"num_simulations: expected at most {tree.capacity - int(nodes.max())} new nodes in the "
+                             f"kept trees (capacity {tree.capacity}, {int(nodes.max())} nodes kept), "
+                             f"got {num_simulations}")
+        embedding = search_tree._pool.checked_roots(root.embedding)
         _set_roots(tree, root, invalid_actions, kept.numpy())
-        search_tree.embeddings.set_roots(root.embedding, ~kept)
+        search_tree._pool.set_roots(embedding, ~kept)
         return search_tree
     if capacity is None:
         capacity = 1 + num_simulations
     integer(capacity, "capacity")
     integer(num_threads, "num_threads", optional=True)
-    tree, pool = _spare(batch_size, num_actions, capacity, num_threads, root.embedding)
+    embedding = EmbeddingPool.checked_leaves(root.embedding, batch_size, capacity)  # before any allocation
+    tree, pool = _spare(batch_size, num_actions, capacity, num_threads, embedding)
     _set_roots(tree, root, invalid_actions, None)
     if pool is None:
-        pool = EmbeddingPool(root.embedding, batch_size, capacity)
+        pool = EmbeddingPool(embedding, batch_size, capacity)
     else:
-        pool.set_roots(root.embedding, None)
+        pool.set_roots(embedding, None)
     return SearchTree(tree, pool)
 
 
@@ -124,24 +155,40 @@ def _set_roots(tree: Tree, root: Root, invalid_actions: Any, keep: Any) -> None:
         raise (_renamed(e, "root.") if message.startswith(("prior_logits", "value")) else e) from None
 
 
-# Trees (and embedding pools) of searches whose SearchTree was dropped, kept for the next search of
-# the same shape: a fresh tree of 256 roots x 200 simulations is ~30 MB whose first touch and
-# release cost ~5-10% of the search.
-_spares: list[tuple[Tree, EmbeddingPool]] = []
+# Trees (and embedding pools) of searches whose SearchTree was dropped, for the next search of the
+# same shape to reuse once nothing else holds them: a fresh tree of 256 roots x 200 simulations is
+# ~30 MB whose first touch and release cost ~5-10% of the search.
+_spares: list[tuple[Tree, EmbeddingPool | None]] = []
 _MAX_SPARES = 2
 # Searches may run in several threads. Re-entrant: a garbage collection inside _spare can run
 # SearchTree.__del__ on the same thread.
 _spares_lock = threading.RLock()
 
 
+def _tree_refs(entry: tuple) -> int:
+    """References to the tree of a spares entry (the entry's own included)."""
+    return sys.getrefcount(entry[0])
+
+
+# What _tree_refs reports for a tree that only its entry holds, measured rather than assumed (the
+# interpreter's temporary references differ across versions).
+_ENTRY_ONLY = _tree_refs((object(), None))
+
+
 def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | None,
            embedding: Any) -> tuple[Tree, EmbeddingPool | None]:
     with _spares_lock:
-        for i, (tree, pool) in enumerate(_spares):
-            if ((tree.batch_size, tree.num_actions, tree.capacity, tree.requested_threads)
-                    == (batch_size, num_actions, capacity, num_threads)):
+        for i in range(len(_spares) - 1, -1, -1):  # the latest first: its memory is the most likely in cache
+            entry = _spares[i]
+            t = entry[0]
+            shape = (t.batch_size, t.num_actions, t.capacity, t.requested_threads)
+            del t  # not to count in _tree_refs
+            # A tree the user still holds (out.search_tree.tree kept) or lent views of stays theirs.
+            if (shape == (batch_size, num_actions, capacity, num_threads) and not entry[0]._lent
+                    and _tree_refs(entry) <= _ENTRY_ONLY):
                 del _spares[i]
-                return tree, pool if pool.accepts(embedding) else None
+                tree, pool = entry
+                return tree, pool if pool is not None and pool.accepts(embedding) else None
     return Tree(batch_size, num_actions, capacity, num_threads=num_threads), None
 
 
@@ -149,11 +196,12 @@ def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | 
 def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: int) -> None:
     # No autograd: written into the pool, a model's outputs would otherwise chain every step of the
     # search into one growing graph.
-    tree, pool = search.tree, search.embeddings
+    tree, pool = search._live_tree(), search._pool
     # Each step after the first selects inside the call that expands the previous one (one C++
     # call and one hand-off to the tree threads per simulation).
     expand_and_select = tree._core.expand_and_select
-    gather, scatter, action = tree.select_rows()
+    tree._core.select()
+    gather, scatter, action = tree._rows()
     for _ in range(num_simulations):
         result = recurrent_fn(pool.gather(gather), action)
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -166,7 +214,7 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
         except (TypeError, ValueError) as e:
             raise _renamed(e, "recurrent_fn output ") from None
         if selected:
-            gather, scatter, action = tree.rows()
+            gather, scatter, action = tree._rows()
 
 
 def _renamed(error: Exception, prefix: str) -> Exception:
@@ -230,12 +278,22 @@ def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *
     PolicyOutput
         ``action`` int64 [B], ``action_weights`` float32 [B, A] (visit shares), ``search_tree``.
     """
-    real(temperature, "temperature", low=0.0)  # before the search, not after all its model calls
+    # Every argument is checked before the trees change (a reused search_tree stays as it was if
+    # the call is refused) and before the search, not after all its model calls.
+    real(temperature, "temperature", low=0.0)
+    real(pb_c_init, "pb_c_init", low=-MAX_MAGNITUDE, high=MAX_MAGNITUDE)
+    real(pb_c_base, "pb_c_base", low=1.0 / MAX_MAGNITUDE)
+    fraction = real(dirichlet_fraction, "dirichlet_fraction", low=0.0, high=1.0)
+    if fraction > 0.0:
+        real(dirichlet_alpha, "dirichlet_alpha", low=np.finfo(float).tiny, high=MAX_MAGNITUDE)
+    integer(max_depth, "max_depth", optional=True)
+    resolve_seed(seed)
     search = _prepare(root, num_simulations, invalid_actions, search_tree, capacity, num_threads)
-    search.tree.begin_muzero(num_simulations, dirichlet_alpha=dirichlet_alpha, dirichlet_fraction=dirichlet_fraction,
-                             pb_c_init=pb_c_init, pb_c_base=pb_c_base, max_depth=max_depth, seed=seed)
+    search._live_tree().begin_muzero(num_simulations, dirichlet_alpha=dirichlet_alpha,
+                                     dirichlet_fraction=dirichlet_fraction, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
+                                     max_depth=max_depth, seed=seed)
     _simulate(search, recurrent_fn, num_simulations)
-    action, weights = search.tree.decide(temperature)
+    action, weights = search._live_tree().decide(temperature)
     return PolicyOutput(action, weights, search)
 
 
@@ -271,11 +329,11 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations:
         target that needs no visit counts), ``search_tree``.
     """
     search = _prepare(root, num_simulations, invalid_actions, None, capacity, num_threads)
-    search.tree.begin_gumbel(num_simulations, max_num_considered_actions=max_num_considered_actions,
+    search._live_tree().begin_gumbel(num_simulations, max_num_considered_actions=max_num_considered_actions,
                              gumbel_scale=gumbel_scale, value_scale=value_scale, maxvisit_init=maxvisit_init,
                              max_depth=max_depth, seed=seed)
     _simulate(search, recurrent_fn, num_simulations)
-    action, weights = search.tree.decide()
+    action, weights = search._live_tree().decide()
     return PolicyOutput(action, weights, search)
 
 

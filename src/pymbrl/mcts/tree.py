@@ -20,9 +20,10 @@ class Root(NamedTuple):
     Attributes
     ----------
     prior_logits : Tensor or ndarray, float, shape [B, A]
-        Policy logits at each root. ``-inf`` gives an action probability 0.
+        Policy logits at each root: finite or ``-inf`` (an action probability 0), with a finite
+        logit for some valid action; NaN and ``+inf`` are refused.
     value : Tensor or ndarray, float, shape [B]
-        Value estimate of each root.
+        Value estimate of each root, ``|value| <= 2**64`` (about 1.8e19).
     embedding : Tensor, ndarray, or a tuple / list / dict of them, each shaped [B, ...]
         Latent state of each root; handed back to ``recurrent_fn``, never to C++.
     """
@@ -43,9 +44,15 @@ class RecurrentOutput(NamedTuple):
         Discount of the transition: gamma, 0 after a terminal state, and ``-gamma`` (usually -1) in
         two-player zero-sum games, where the next node's value is the opponent's.
     prior_logits : float, shape [B, A]
-        Policy logits at the new node.
+        Policy logits at the new node (finite or ``-inf``, some finite).
     value : float, shape [B]
         Value estimate of the new node (from the point of view of the player to move there).
+
+    Accepted range: ``|reward| <= 2**64``, ``|value| <= 2**64`` and ``|discount| <= 1``, all finite.
+    Within it every statistic of the search (returns along paths of up to 2**30 nodes, value sums
+    over up to 2**31 visits, Gumbel's sigma and improved policy) stays finite, also in the float32
+    tensors of :class:`SearchSummary`; anything outside is refused with a ValueError that names the
+    field and the batch rows, before the trees change.
     """
 
     reward: Any
@@ -92,7 +99,10 @@ class SearchSummary(NamedTuple):
 def host_array(x: Any, name: str) -> np.ndarray:
     """A numpy view (CPU tensors, numpy arrays) or copy (device tensors, lists) of ``x``."""
     if isinstance(x, torch.Tensor):
-        return host(x)
+        try:
+            return host(x)
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. a meta tensor, which has no data
+            raise ValueError(f"{name}: expected a tensor whose data can be read, got one on {x.device}") from exc
     if isinstance(x, np.ndarray):
         return x
     try:
@@ -156,34 +166,71 @@ def _same_structure(a: Any, b: Any) -> bool:
     return not isinstance(b, (Mapping, tuple, list))
 
 
+MAX_POOL_BYTES = 2**40
+"""The largest embedding pool, in bytes over all its leaves: (capacity + 1) x B x the bytes of one
+root's embedding. Larger pools are refused with a ValueError before anything is allocated."""
+
+
+def _as_leaf(leaf: Any, batch_size: int) -> torch.Tensor:
+    """A root embedding leaf as a tensor [B, ...], checked."""
+    if not isinstance(leaf, (torch.Tensor, np.ndarray)):
+        raise ArgumentTypeError(f"root.embedding: expected a tensor or array [B, ...] (or a tuple, list or "
+                                f"dict of them), got {type(leaf).__name__}")
+    try:
+        t = torch.as_tensor(leaf)
+    except TypeError as exc:  # numpy dtypes torch lacks (object, strings)
+        raise ArgumentTypeError(f"root.embedding: expected numeric leaves, got dtype {leaf.dtype}") from exc
+    if t.ndim < 1 or t.shape[0] != batch_size:
+        raise ValueError(f"root.embedding: expected leading dimension {batch_size}, got shape {tuple(t.shape)}")
+    return t
+
+
 class EmbeddingPool:
     """Latent states of every node of B trees, one tensor per embedding leaf, laid out
     [capacity + 1, B, ...] and stored flat as rows ``node * B + b``; row ``capacity`` is a spare that
-    absorbs writes for leaves that are not new. Lives on the root embedding's device."""
+    absorbs writes for leaves that are not new. Lives on the root embedding's device.
+
+    Parameters
+    ----------
+    embedding : Tensor, ndarray, or a tuple / list / dict of them, each shaped [B, ...]
+        The roots' embeddings (row 0 of every tree).
+    batch_size : int
+        B, at least 1.
+    capacity : int
+        Nodes per tree, at least 1. The pool takes (capacity + 1) x the bytes of ``embedding``, at
+        most :data:`MAX_POOL_BYTES` (2**40).
+    """
 
     def __init__(self, embedding: Any, batch_size: int, capacity: int):
-        self.batch_size = batch_size
-        self.capacity = capacity
+        self.batch_size = integer(batch_size, "batch_size")
+        self.capacity = integer(capacity, "capacity")
+        leaves = self.checked_leaves(embedding, batch_size, capacity)
 
-        def make(leaf: Any) -> torch.Tensor:
-            if not isinstance(leaf, (torch.Tensor, np.ndarray)):
-                raise ArgumentTypeError(f"root.embedding: expected a tensor or array [B, ...] (or a tuple, list or "
-                                        f"dict of them), got {type(leaf).__name__}")
-            t = torch.as_tensor(leaf)
-            if t.ndim < 1 or t.shape[0] != batch_size:
-                raise ValueError(f"embedding: expected leading dimension {batch_size}, got shape {tuple(t.shape)}")
+        def make(t: torch.Tensor) -> torch.Tensor:
             # Rows are written before they are read (roots here, nodes on expansion): no zeroing.
             pool = torch.empty(((capacity + 1) * batch_size, *t.shape[1:]), dtype=t.dtype, device=t.device)
             pool[:batch_size] = t
             return pool
 
         self.structure = embedding
-        self.rows = _map(make, embedding)
+        self.rows = _map(make, leaves)
         # What scatter's fast path (a single tensor of the right kind) compares against.
         single = isinstance(self.rows, torch.Tensor)
         self._leaf_shape = torch.Size((batch_size, *self.rows.shape[1:])) if single else None
         self._dtype = self.rows.dtype if single else None
         self._device = self.rows.device if single else None
+
+    @staticmethod
+    def checked_leaves(embedding: Any, batch_size: int, capacity: int) -> Any:
+        """``embedding`` with its leaves as tensors [B, ...], checked, and checked to fit a pool of
+        ``capacity`` nodes (:data:`MAX_POOL_BYTES`) without allocating it."""
+        leaves = _map(lambda leaf: _as_leaf(leaf, batch_size), embedding)
+        # Python integers: the product cannot wrap.
+        root_bytes = sum(t.numel() * t.element_size() for t in _leaves(leaves))
+        if (capacity + 1) * root_bytes > MAX_POOL_BYTES:
+            raise ValueError(f"capacity: expected (capacity + 1) x {root_bytes} bytes (the batch's embeddings) "
+                             f"<= 2**40 bytes, got capacity {capacity}")
+        return leaves
 
     def accepts(self, embedding: Any) -> bool:
         """Whether ``embedding`` (leaves [B, ...]) has this pool's structure, shapes, dtypes and devices."""
@@ -221,23 +268,34 @@ class EmbeddingPool:
 
         _map(put, self.rows, values)
 
-    def set_roots(self, embedding: Any, which: torch.Tensor | None) -> None:
-        """Writes new root embeddings (row 0) for the roots in ``which`` (bool [B]; None: all)."""
+    def checked_roots(self, embedding: Any) -> Any:
+        """``embedding`` as this pool's leaves (tensors [B, ...] of its dtypes and devices), for
+        :meth:`set_roots`; raises naming ``root.embedding`` (and changes nothing) if it does not fit."""
         if not _same_structure(self.structure, embedding):
             raise ValueError("root.embedding: expected the structure of the search tree's embedding")
 
-        def put(pool: torch.Tensor, value: Any) -> None:
-            value = torch.as_tensor(value).to(device=pool.device, dtype=pool.dtype)
+        def convert(pool: torch.Tensor, value: Any) -> torch.Tensor:
+            value = _as_leaf(value, self.batch_size)
             if tuple(value.shape) != (self.batch_size, *pool.shape[1:]):
                 raise ValueError(f"root.embedding: expected leaves of shape {(self.batch_size, *pool.shape[1:])}, "
                                  f"got {tuple(value.shape)}")
+            return value.to(device=pool.device, dtype=pool.dtype)
+
+        return _map(convert, self.rows, embedding)
+
+    def set_roots(self, embedding: Any, which: torch.Tensor | None) -> None:
+        """Writes new root embeddings (row 0) for the roots in ``which`` (bool [B]; None: all).
+        A refused ``embedding`` leaves the pool unchanged."""
+        checked = self.checked_roots(embedding)
+
+        def put(pool: torch.Tensor, value: torch.Tensor) -> None:
             if which is None:
                 pool[: self.batch_size] = value
             else:
                 mask = which.to(pool.device)
                 pool[: self.batch_size][mask] = value[mask]
 
-        _map(put, self.rows, embedding)
+        _map(put, self.rows, checked)
 
     def permute(self, old_ids: np.ndarray) -> None:
         """Follows a re-rooting: node k of tree b takes the embedding of node ``old_ids[k, b]``."""
@@ -267,11 +325,14 @@ class Tree:
     Parameters
     ----------
     batch_size : int
-        Number of roots (independent trees), B.
+        Number of roots (independent trees), B, in [1, 2**24].
     num_actions : int
-        Number of actions, A.
+        Number of actions, A, in [1, 2**24].
     capacity : int
-        Nodes per tree. A search of S simulations needs ``1 + S`` (more when a subtree is kept).
+        Nodes per tree, in [1, 2**30]. A search of S simulations needs ``1 + S`` (more when a
+        subtree is kept). The trees take ``B x capacity x _core.mcts.record_bytes(A)`` bytes (about
+        ``44 A`` per node), at most 2**40; larger shapes are refused with a ValueError before
+        anything is allocated.
     num_threads : int or None
         Threads that work on the trees of a batch; None picks one per 128 roots, up to the number
         of hardware threads. Results do not depend on it.
@@ -288,6 +349,9 @@ class Tree:
         self._views = {name: torch.from_numpy(getattr(self._core, name))
                        for name in ("parent", "action", "node", "is_new", "gather_rows", "scatter_rows", "action_int64")}
         self._kind: str | None = None
+        # Set once rows() handed out views of the core's own arrays: a recycled tree would overwrite
+        # them, so the policies never recycle such a tree (see SearchTree).
+        self._lent = False
 
     @property
     def num_threads(self) -> int:
@@ -317,10 +381,11 @@ class Tree:
             Roots that keep the subtree :meth:`subtree` left them; their ``prior_logits`` and
             ``value`` are ignored and statistics of actions now invalid are dropped.
         """
-        self.device = device_of(prior_logits)
+        device = device_of(prior_logits)
         self._core.set_roots(host_array(prior_logits, "prior_logits"), host_array(value, "value"),
                              None if invalid_actions is None else host_array(invalid_actions, "invalid_actions"),
                              None if keep is None else host_array(keep, "keep"))
+        self.device = device  # only once the roots were accepted: a refused call changes nothing
         self._kind = None
 
     def begin_muzero(self, num_simulations: int, *, dirichlet_alpha: float = 0.3, dirichlet_fraction: float = 0.25,
@@ -365,6 +430,11 @@ class Tree:
 
     def rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The last selection's (gather rows, scatter rows, action), as :meth:`select_rows` returns them."""
+        self._lent = True
+        return self._rows()
+
+    def _rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """rows() for the policies' own loop, which hands the views to nobody."""
         v = self._views
         return (self._to_device(v["gather_rows"]), self._to_device(v["scatter_rows"]),
                 self._to_device(v["action_int64"]))

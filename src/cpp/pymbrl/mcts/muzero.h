@@ -88,7 +88,9 @@ inline int puct_select(const TreeBatch& tree, int b, int32_t x, const uint8_t* v
   const int32_t* n = tree.child_visits(b, x);
   const double* q = tree.child_q(b, x);
   const double* e = tree.explore(b, x);
-  if (mm.hi > mm.lo) {
+  // A range below the smallest normal double would make 1 / range inf (and 0 * inf NaN): Q values
+  // that close together (all within ~1e-308 of each other) normalise to 0 like equal ones.
+  if (mm.hi - mm.lo >= std::numeric_limits<double>::min()) {
     // Multiplying by 0 or 1 instead of choosing keeps the loop branch-free (vectorised); an
     // unvisited edge's Q is 0, so its term is a zero (of either sign), as the rule wants.
     const double lo = mm.lo, inverse_range = 1.0 / (mm.hi - mm.lo);

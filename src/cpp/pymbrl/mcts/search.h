@@ -7,8 +7,11 @@
 // root draws from its own generator.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -21,6 +24,15 @@
 #include "pymbrl/thread_pool.h"
 
 namespace pymbrl::mcts {
+
+// The accepted range of the numbers a search is given (roots, model outputs, parameters). Within
+// it every statistic stays finite in float64 and in the float32 copies users get: with |reward|,
+// |value| <= 2^64 and |discount| <= 1, a return along a path of at most kMaxCapacity (2^30) edges
+// is below 2^95 and a value sum over fewer than 2^31 visits below 2^126, so Q, values, Gumbel's
+// sigma and its softmax never meet inf - inf. 2^64 is exact in float32 and float64.
+constexpr double kMaxMagnitude = 18446744073709551616.0;  // 2^64
+constexpr double kMinPbCBase = 1.0 / kMaxMagnitude;       // c(N) = log((N + base + 1) / base) stays finite
+constexpr int64_t kMaxVisits = std::numeric_limits<int32_t>::max() - 1;
 
 enum class Rule { kNone, kMuZero, kGumbel };
 
@@ -73,9 +85,9 @@ class Search {
       for (int a = 0; a < A; ++a) valid += inv == nullptr || inv[a] == 0;
       if (valid == 0) throw std::invalid_argument("invalid_actions: every action of root " + std::to_string(b) + " is invalid");
       if (kept) continue;
-      check_finite(values[b], "value", b);
       check_logits(logits, static_cast<size_t>(b) * A, inv, "prior_logits", b);
     }
+    check_magnitudes(values, B, kMaxMagnitude, "value", keep);
     for (int b = 0; b < B; ++b) {
       const uint8_t* inv = invalid == nullptr ? nullptr : invalid + static_cast<size_t>(b) * A;
       if (keep != nullptr && keep[b]) {
@@ -93,10 +105,14 @@ class Search {
   // priors with weight `fraction`, pUCT with tree-wide min-max Q. max_depth <= 0: unlimited.
   void begin_muzero(const PuctParams& params, double alpha, double fraction, int max_depth, int num_simulations,
                     uint64_t seed) {
-    if (!(params.pb_c_base > 0.0) || !std::isfinite(params.pb_c_base)) throw std::invalid_argument("pb_c_base: expected a positive number");
-    if (!std::isfinite(params.pb_c_init)) throw std::invalid_argument("pb_c_init: expected a finite number");
-    if (!(fraction >= 0.0 && fraction <= 1.0)) throw std::invalid_argument("dirichlet_fraction: expected a number in [0, 1]");
-    if (fraction > 0.0 && !(alpha > 0.0 && std::isfinite(alpha))) throw std::invalid_argument("dirichlet_alpha: expected a positive number");
+    if (!(params.pb_c_base >= kMinPbCBase) || !std::isfinite(params.pb_c_base)) {
+      throw std::invalid_argument("pb_c_base: expected a finite number >= 2**-64, got " + number(params.pb_c_base));
+    }
+    check_parameter(params.pb_c_init, -kMaxMagnitude, "pb_c_init");
+    if (!(fraction >= 0.0 && fraction <= 1.0)) throw std::invalid_argument("dirichlet_fraction: expected a number in [0, 1], got " + number(fraction));
+    if (fraction > 0.0 && !(alpha > 0.0 && alpha <= kMaxMagnitude)) {
+      throw std::invalid_argument("dirichlet_alpha: expected a number in (0, 2**64], got " + number(alpha));
+    }
     check_begin(max_depth, num_simulations);
     const int A = tree_.num_actions();
     pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) {
@@ -125,9 +141,9 @@ class Search {
   // root logits, sequential halving over at most `max_num_considered_actions`.
   void begin_gumbel(const GumbelParams& params, int max_depth, int num_simulations, uint64_t seed) {
     if (params.max_num_considered_actions < 1) throw std::invalid_argument("max_num_considered_actions: expected at least 1");
-    if (!(params.gumbel_scale >= 0.0) || !std::isfinite(params.gumbel_scale)) throw std::invalid_argument("gumbel_scale: expected a finite number >= 0");
-    if (!std::isfinite(params.value_scale)) throw std::invalid_argument("value_scale: expected a finite number");
-    if (!std::isfinite(params.maxvisit_init)) throw std::invalid_argument("maxvisit_init: expected a finite number");
+    check_parameter(params.gumbel_scale, 0.0, "gumbel_scale");
+    check_parameter(params.value_scale, -kMaxMagnitude, "value_scale");
+    check_parameter(params.maxvisit_init, -kMaxMagnitude, "maxvisit_init");
     check_begin(max_depth, num_simulations);
     for (int b = 0; b < tree_.batch_size(); ++b) {
       if (tree_.visits(b, 0) != 1) {
@@ -145,7 +161,9 @@ class Search {
       }
     });
     gumbel_params_ = params;
-    halving_ = HalvingTable(params.max_num_considered_actions, num_simulations);
+    // A root considers at most A actions: rows beyond would never be read (and would make the
+    // table's size depend on an argument that nothing bounds).
+    halving_ = HalvingTable(std::min(params.max_num_considered_actions, A), num_simulations);
     start(Rule::kGumbel, max_depth, num_simulations);
   }
 
@@ -300,11 +318,45 @@ class Search {
     return value;
   }
 
-  static void check_finite(double v, const char* name, int b) {
-    if (!std::isfinite(v)) {
-      throw std::invalid_argument(std::string(name) + ": expected finite values, got " + std::to_string(v) +
-                                  " for root " + std::to_string(b));
+  // A number as %.17g: std::to_string prints 1e308 with 309 digits and 1e-300 as 0.000000.
+  static std::string number(double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.17g", v);
+    return text;
+  }
+
+  // A search parameter: finite, in [low, 2^64].
+  static void check_parameter(double v, double low, const char* name) {
+    if (!(v >= low && v <= kMaxMagnitude)) {
+      throw std::invalid_argument(std::string(name) + ": expected a number in [" + (low == 0.0 ? "0" : "-2**64") +
+                                  ", 2**64], got " + number(v));
     }
+  }
+
+  // Refuses a row of B numbers unless every |x| <= limit (NaN and inf fail too), naming the
+  // field, the offending rows (roots) and the first offending number. Rows with skip[b] set (kept
+  // roots) are not read. One branch-free pass decides (this runs on every simulation).
+  static void check_magnitudes(const FloatRows& x, int B, double limit, const char* name,
+                               const uint8_t* skip = nullptr) {
+    const bool fine = x.visit([&](const auto* row) {
+      bool bad = false;
+      for (int b = 0; b < B; ++b) bad |= !(std::fabs(static_cast<double>(row[b])) <= limit) & (skip == nullptr || !skip[b]);
+      return !bad;
+    });
+    if (fine) return;
+    std::string rows;
+    double first = 0.0;
+    int count = 0;
+    for (int b = 0; b < B; ++b) {
+      if (std::fabs(x[b]) <= limit || (skip != nullptr && skip[b])) continue;
+      if (count == 0) first = x[b];
+      if (count < 8) rows += (count ? ", " : "") + std::to_string(b);
+      ++count;
+    }
+    if (count > 8) rows += ", ... (" + std::to_string(count) + " rows)";
+    throw std::invalid_argument(std::string(name) + ": expected finite numbers with |" + name + "| <= " +
+                                (limit == 1.0 ? "1" : "2**64") + ", got " + number(first) + " at row(s) [" + rows +
+                                "] (the root(s) of the batch)");
   }
 
   // Logits may be -inf (probability 0) but not NaN or +inf, and need a finite entry among the
@@ -326,7 +378,7 @@ class Search {
     for (int a = 0; a < A; ++a) {
       const double l = logits[offset + a];
       if (std::isnan(l) || l == std::numeric_limits<double>::infinity()) {
-        throw std::invalid_argument(std::string(name) + ": expected no NaN or +inf, got " + std::to_string(l) +
+        throw std::invalid_argument(std::string(name) + ": expected no NaN or +inf, got " + number(l) +
                                     " for root " + std::to_string(b) + ", action " + std::to_string(a));
       }
     }
@@ -342,6 +394,13 @@ class Search {
     if (max_depth < 0) throw std::invalid_argument("max_depth: expected at least 1 (or None), got " + std::to_string(max_depth));
     for (int b = 0; b < tree_.batch_size(); ++b) {
       if (tree_.num_nodes(b) == 0) throw std::invalid_argument("root " + std::to_string(b) + " is not set (call set_roots)");
+      // Visit counts are int32; a kept root grows by up to one visit per simulation.
+      if (static_cast<int64_t>(tree_.visits(b, 0)) + num_simulations > kMaxVisits) {
+        throw std::invalid_argument("num_simulations: expected at most " +
+                                    std::to_string(kMaxVisits - tree_.visits(b, 0)) + " (root " + std::to_string(b) +
+                                    " keeps " + std::to_string(tree_.visits(b, 0)) +
+                                    " visits and counts stay below 2**31), got " + std::to_string(num_simulations));
+      }
       if (static_cast<int64_t>(tree_.num_nodes(b)) + num_simulations > tree_.capacity()) {
         throw std::invalid_argument("num_simulations: " + std::to_string(num_simulations) + " new nodes do not fit root " +
                                     std::to_string(b) + "'s tree (capacity " + std::to_string(tree_.capacity()) + ", " +
@@ -367,12 +426,10 @@ class Search {
                      const FloatRows& value) const {
     if (!pending_) throw std::logic_error("expand_and_backup: call select first");
     const int B = tree_.batch_size(), A = tree_.num_actions();
-    for (int b = 0; b < B; ++b) {
-      check_finite(reward[b], "reward", b);
-      check_finite(discount[b], "discount", b);
-      check_finite(value[b], "value", b);
-      check_logits(logits, static_cast<size_t>(b) * A, nullptr, "prior_logits", b);
-    }
+    check_magnitudes(reward, B, kMaxMagnitude, "reward");
+    check_magnitudes(discount, B, 1.0, "discount");
+    check_magnitudes(value, B, kMaxMagnitude, "value");
+    for (int b = 0; b < B; ++b) check_logits(logits, static_cast<size_t>(b) * A, nullptr, "prior_logits", b);
   }
 
   // Creates the pending leaves of roots [lo, hi) and backs their values up.

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "pymbrl/large_array.h"
@@ -36,10 +38,52 @@ struct FloatRows {
   }
 };
 
+// Limits of a TreeBatch, checked before anything is allocated. Node ids and visit counts are
+// int32, so a tree holds at most kMaxCapacity nodes; the node records of all trees together may
+// not exceed kMaxTreeBytes (1 TiB, allocated lazily), which also keeps every offset computed from
+// them in range. The per-root state (a few hundred bytes, written at construction) is bounded by
+// kMaxBatchSize.
+constexpr int64_t kMaxBatchSize = int64_t{1} << 24;
+constexpr int64_t kMaxActions = int64_t{1} << 24;
+constexpr int64_t kMaxCapacity = int64_t{1} << 30;
+constexpr uint64_t kMaxTreeBytes = uint64_t{1} << 40;
+
 class TreeBatch {
  public:
+  // Bytes of one node's record for `num_actions` actions (whole cache lines); num_actions must be
+  // in [1, kMaxActions], where this cannot overflow.
+  static size_t record_bytes(int64_t num_actions) {
+    const size_t a = static_cast<size_t>(num_actions);
+    const size_t visits_at = sizeof(Header) + 4 * a;
+    const size_t q_at = (visits_at + 4 * a + 7) / 8 * 8;
+    return (q_at + 4 * 8 * a + 63) / 64 * 64;
+  }
+
+  // Throws std::invalid_argument naming the argument unless a batch of this shape is within the
+  // limits above; the product of the three is computed with overflow checks.
+  static void check_shape(int64_t batch_size, int64_t num_actions, int64_t capacity) {
+    auto in_range = [](int64_t v, int64_t most, const char* name) {
+      if (v < 1 || v > most) {
+        throw std::invalid_argument(std::string(name) + ": expected an integer in [1, " + std::to_string(most) +
+                                    "], got " + std::to_string(v));
+      }
+    };
+    in_range(batch_size, kMaxBatchSize, "batch_size");
+    in_range(num_actions, kMaxActions, "num_actions");
+    in_range(capacity, kMaxCapacity, "capacity");
+    uint64_t nodes = 0, bytes = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(batch_size), static_cast<uint64_t>(capacity), &nodes) ||
+        __builtin_mul_overflow(nodes, static_cast<uint64_t>(record_bytes(num_actions)), &bytes) ||
+        bytes > kMaxTreeBytes) {
+      throw std::invalid_argument("capacity: expected batch_size x capacity x " +
+                                  std::to_string(record_bytes(num_actions)) + " bytes (a node of " +
+                                  std::to_string(num_actions) + " actions) <= 2**40 bytes, got batch_size " +
+                                  std::to_string(batch_size) + " and capacity " + std::to_string(capacity));
+    }
+  }
+
   TreeBatch(int batch_size, int num_actions, int capacity)
-      : batch_(batch_size),
+      : batch_((check_shape(batch_size, num_actions, capacity), batch_size)),
         actions_(num_actions),
         capacity_(capacity),
         children_at_(sizeof(Header)),
@@ -48,7 +92,7 @@ class TreeBatch {
         explore_at_(q_at_ + 8 * static_cast<size_t>(num_actions)),
         prior_at_(explore_at_ + 8 * static_cast<size_t>(num_actions)),
         logit_at_(prior_at_ + 8 * static_cast<size_t>(num_actions)),
-        stride_((logit_at_ + 8 * static_cast<size_t>(num_actions) + 63) / 64 * 64),
+        stride_(record_bytes(num_actions)),
         num_nodes_(static_cast<size_t>(batch_size)),
         root_valid_(static_cast<size_t>(batch_size) * num_actions),
         records_(static_cast<size_t>(batch_size) * capacity * stride_) {
