@@ -68,6 +68,7 @@ import argparse
 import statistics
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +214,8 @@ class Pymbrl(Adapter):
         """``out.search_tree.tree.num_threads`` of the last search: what the column really ran on."""
         # Trees are recycled between searches, so the core time is the difference of its counter
         # (the dict holds the trees, so an id is never reused by another tree).
-        self.core_before: dict[int, tuple] = {}
+        # Weak keys: holding a tree would stop the search from reusing it.
+        self.core_before: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def versions(self) -> str:
         info = self.pymbrl.build_info()
@@ -251,8 +253,8 @@ class Pymbrl(Adapter):
             elapsed = time.perf_counter() - t0
         tree = out.search_tree.tree
         self.threads_used = tree.num_threads
-        inside = tree.core_seconds - self.core_before.get(id(tree), (tree, 0.0))[1]
-        self.core_before[id(tree)] = (tree, tree.core_seconds)
+        inside = tree.core_seconds - self.core_before.get(tree, 0.0)
+        self.core_before[tree] = tree.core_seconds
         self.visits, self.values = summary.visit_counts.numpy(), summary.value.numpy()
         return elapsed, inside
 

@@ -53,6 +53,7 @@ import copy
 import statistics
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,7 +239,8 @@ class Pymbrl(Driver):
                                  unroll_steps=c.unroll_steps, td_steps=c.td_steps, discount=c.discount,
                                  prioritized=c.prioritized, alpha=c.priority_alpha, beta=c.priority_beta, seed=0)
         self.threads_used: int | None = None
-        self.core_before: dict[int, tuple[Any, float]] = {}
+        # Weak keys: holding a tree would stop the search from reusing it.
+        self.core_before: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def versions(self) -> str:
         info = self.pymbrl.build_info()
@@ -263,8 +265,8 @@ class Pymbrl(Driver):
         # counter since its last search (the dict holds the trees, so an id is never reused).
         tree = result.search_tree.tree
         self.threads_used = tree.num_threads
-        before = self.core_before.get(id(tree), (tree, 0.0))[1]
-        self.core_before[id(tree)] = (tree, tree.core_seconds)
+        before = self.core_before.get(tree, 0.0)
+        self.core_before[tree] = tree.core_seconds
         if self.clock is not None:
             self.clock.seconds["tree"] += tree.core_seconds - before
         summary = result.search_tree.summary()
