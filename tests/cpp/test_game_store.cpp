@@ -204,6 +204,58 @@ TEST(GameStore, ConstructorValidates) {
   EXPECT_THROW(make_buffer(8, target_config(5, 10, 0.9), true, 1.0, -1e-6), std::invalid_argument);
 }
 
+// Sizes that used to wrap (num_actions near 2^62 made the per-position size small or negative).
+TEST(GameStore, ConstructorRefusesSizesThatOverflowNamingTheArgument) {
+  auto message = [](auto make) -> std::string {
+    try {
+      make();
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  GameStoreConfig c = store_config(8);
+  c.num_actions = int64_t{1} << 62;
+  EXPECT_EQ(message([&] { GameStore s{c}; }).rfind("num_actions: expected at most 2^38", 0), 0u);
+  c.num_actions = int64_t{1} << 37;  // fits alone, not with 8 positions
+  EXPECT_EQ(message([&] { GameStore s{c}; }).rfind("capacity: expected capacity * ", 0), 0u);
+  c = store_config(8);
+  c.obs_bytes = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(message([&] { GameStore s{c}; }).rfind("obs_shape, num_actions: expected", 0), 0u);
+  c = store_config(std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(message([&] { GameStore s{c}; }).rfind("capacity: expected", 0), 0u);
+  // A prioritized buffer also bounds its trees.
+  EXPECT_NO_THROW(make_buffer(int64_t{1} << 20, target_config(5, 10, 0.9), true));
+  EXPECT_EQ(message([] { make_buffer(int64_t{1} << 34, target_config(5, 10, 0.9), true); }).rfind("capacity: expected at most 2^40 / 147", 0), 0u);
+  EXPECT_EQ(message([] { make_buffer(8, target_config(int64_t{1} << 40, 10, 0.9)); }).rfind("unroll_steps: expected an integer in [0, 65536]", 0), 0u);
+  EXPECT_EQ(message([] { make_buffer(8, target_config(5, std::numeric_limits<int64_t>::max(), 0.9)); }).rfind("td_steps: expected", 0), 0u);
+  EXPECT_NO_THROW(make_buffer(8, target_config(1 << 16, int64_t{1} << 62, 0.9)));
+}
+
+// A sample's size used to be unbounded: sample(10^9) allocated its outputs before anything else.
+TEST(GameStorePriorities, BatchSizeIsBoundedBeforeAnythingIsDrawn) {
+  GameBuffer buf = make_buffer(8, target_config(1, 1, 1.0), true);
+  buf.add_game(make_game(2, 0.0f).data());
+  const Rng::State before = buf.rng().state();
+  int64_t id;
+  float w;
+  EXPECT_THROW(buf.sample_ids(GameBuffer::kMaxBatchSize + 1, 1.0, &id, &w), std::invalid_argument);
+  EXPECT_THROW(buf.sample_ids(int64_t{1} << 62, 1.0, &id, &w), std::invalid_argument);
+  EXPECT_EQ(buf.rng().state(), before);
+  EXPECT_EQ(buf.batch_bytes(1), 4 + 8 + 20 * 2 + 4 * 2 * kActions + 12);
+  // Wide policies reach the byte limit first.
+  GameStoreConfig wide = store_config(4);
+  wide.num_actions = int64_t{1} << 24;
+  GameBuffer big(wide, target_config(5, 10, 0.9), false, 1.0, 0.0, 1);
+  EXPECT_NO_THROW(big.batch_bytes(4));
+  try {
+    big.batch_bytes(1 << 14);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("batch_size: expected a batch of at most 2^32 bytes", 0), 0u) << e.what();
+  }
+}
+
 TEST(GameStore, AddGameHandsOutConsecutiveIdsAndEvictsWholeOldestGames) {
   GameBuffer buf = make_buffer(10);
   EXPECT_EQ(buf.add_game(make_game(4, 100.0f).data()), 0);
@@ -275,13 +327,17 @@ TEST(GameStore, RejectsBadGamesNamingTheArgumentAndRowAndChangesNothing) {
   bad("too long", [](TestGame& g) { g = make_game(13, 0.0f); }, "obs: expected a game of at most 12 positions");
   bad("action -1", [](TestGame& g) { g.actions[2] = -1; }, "actions: expected integers in [0, 3), got -1 at row 2");
   bad("action 3", [](TestGame& g) { g.actions[0] = 3; }, "actions: expected integers in [0, 3), got 3 at row 0");
-  bad("nan reward", [](TestGame& g) { g.rewards[3] = NAN; }, "rewards: expected finite values, got nan at row 3");
-  bad("inf root value", [](TestGame& g) { g.root_values[1] = INFINITY; }, "root_values: expected finite values, got inf at row 1");
+  bad("nan reward", [](TestGame& g) { g.rewards[3] = NAN; }, "rewards: expected finite values of magnitude <= 1e25, got nan at row 3");
+  bad("inf root value", [](TestGame& g) { g.root_values[1] = INFINITY; }, "root_values: expected finite values of magnitude <= 1e25, got inf at row 1");
   bad("negative policy", [](TestGame& g) { g.policies[2 * kActions + 1] = -0.25f; }, "policies: expected finite probabilities >= 0");
   bad("nan policy", [](TestGame& g) { g.policies[kActions] = NAN; }, "at row 1");
   bad("policy sum", [](TestGame& g) { g.policies[3 * kActions] = 0.49f; }, "policies: expected rows summing to 1 (within 1e-3)");
   bad("nan final value", [](TestGame& g) { g.final_value = kNan; }, "final_value: expected a finite");
   bad("final value past float32", [](TestGame& g) { g.final_value = 1e39; }, "final_value");
+  // Finite but so large that an n-step sum of them could overflow float32.
+  bad("huge reward", [](TestGame& g) { g.rewards[1] = 3e38f; }, "rewards: expected finite values of magnitude <= 1e25, got");
+  bad("huge root value", [](TestGame& g) { g.root_values[0] = -1e26f; }, "root_values: expected finite values of magnitude <= 1e25");
+  bad("huge final value", [](TestGame& g) { g.final_value = 1e30; }, "final_value: expected a finite value of magnitude <= 1e25");
   for (const Case& c : cases) {
     try {
       buf.add_game(c.game.data());
@@ -372,6 +428,17 @@ TEST(GameStoreTargets, HandComputedCutGameBootstrapsFromTheFinalValue) {
     EXPECT_GE(last.actions[static_cast<size_t>(k)], 0);
     EXPECT_LT(last.actions[static_cast<size_t>(k)], kActions);
   }
+}
+
+// td_steps far beyond every game used to size a vector of td + 1 powers per sample.
+TEST(GameStoreTargets, HugeTdStepsGiveTheMonteCarloReturnWithoutAllocatingForIt) {
+  GameBuffer buf = make_buffer(8, target_config(1, int64_t{1} << 62, 0.5));
+  const TestGame g = small_game(false, 8.0);
+  buf.add_game(g.data());
+  const Targets t = targets_of(buf, {0, 3});
+  // 1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4 + 0.0625 * 8, and from position 3: 4 + 0.5 * 8.
+  EXPECT_EQ(t.at(t.values, 0, 0), 3.75f);
+  EXPECT_EQ(t.at(t.values, 1, 0), 8.0f);
 }
 
 TEST(GameStoreTargets, TwoPlayerValuesAlternateSign) {
@@ -654,6 +721,47 @@ TEST(GameStorePriorities, SampleArgumentsAreChecked) {
   EXPECT_NO_THROW(buf.sample_ids(10, 1.0, many.data(), ws.data()));  // more than stored: with replacement
 }
 
+// A float32 ratio of leaves used to overflow: a tiny priority made the other weights 0, and NaN
+// with beta = 0.
+TEST(GameStorePriorities, WeightsStayFiniteAndInZeroOneWithExtremePriorities) {
+  GameBuffer buf = make_buffer(8, target_config(1, 1, 1.0), true, 1.0, 0.0);
+  buf.add_game(make_game(4, 0.0f).data());
+  const int64_t ids[] = {0, 1, 2, 3};
+  const double pr[] = {1e-300, 1.0, 1e40, 1e200};
+  buf.update_priorities(ids, pr, 4);
+  std::vector<int64_t> out(64);
+  std::vector<float> w(64);
+  for (double beta : {0.0, 0.4, 1.0, 50.0}) {
+    buf.sample_ids(64, beta, out.data(), w.data());
+    for (float v : w) {
+      EXPECT_TRUE(std::isfinite(v) && v > 0.0f && v <= 1.0f) << beta << " " << v;
+      if (beta == 0.0) {
+        EXPECT_EQ(v, 1.0f);
+      }
+    }
+  }
+  // Priorities whose leaf would be 0 or past 1e250 (the sum could overflow) are refused.
+  const GameBufferState before = buf.state();
+  for (double bad : {1e260, 0.0}) {
+    EXPECT_THROW(buf.update_priorities(ids, &bad, 1), std::invalid_argument) << bad;
+    EXPECT_TRUE(same_state(before, buf.state())) << bad;
+  }
+}
+
+// Ids near the top of int64 used to be accepted from a snapshot, and the next add wrote to a
+// negative slot.
+TEST(GameStore, IdsNeverPassTwoToTheSixtyTwo) {
+  GameBuffer buf = make_buffer(8);
+  GameBufferState s = buf.state();
+  s.store.oldest_id = s.store.end_id = pymbrl::replay::kMaxId - 2;
+  buf.restore(s);
+  const GameBufferState before = buf.state();
+  EXPECT_THROW(buf.add_game(make_game(3, 0.0f).data()), std::invalid_argument);
+  EXPECT_TRUE(same_state(before, buf.state()));
+  EXPECT_EQ(buf.add_game(make_game(2, 7.0f).data()), pymbrl::replay::kMaxId - 2);
+  EXPECT_EQ(obs_of(buf, pymbrl::replay::kMaxId - 1), 8.0f);
+}
+
 // --- snapshots --------------------------------------------------------------------------------
 
 GameBuffer used_buffer(bool prioritized, uint64_t seed) {
@@ -724,6 +832,33 @@ TEST(GameStore, RestoreRejectsInconsistentStatesAndChangesNothing) {
   bad("zero priority", [](GameBufferState& s) { s.priorities[0] = 0.0; });
   bad("missing priority", [](GameBufferState& s) { s.priorities.pop_back(); });
   bad("bad max priority", [](GameBufferState& s) { s.max_priority = -1.0; });
+  // Counters near 2^63 and others that only arithmetic on them would betray.
+  constexpr int64_t kBig = std::numeric_limits<int64_t>::max();
+  bad("end_id near 2^63", [](GameBufferState& s) { s.store.end_id = kBig; });
+  bad("both counters near 2^63", [&](GameBufferState& s) {
+    const int64_t shift = kBig - s.store.end_id;
+    s.store.oldest_id += shift;
+    s.store.end_id += shift;
+    for (int64_t& start : s.store.game_starts) start += shift;
+  });
+  bad("both counters past 2^62", [&](GameBufferState& s) {
+    const int64_t shift = pymbrl::replay::kMaxId - s.store.oldest_id;
+    s.store.oldest_id += shift;
+    s.store.end_id += shift;
+    for (int64_t& start : s.store.game_starts) start += shift;
+  });
+  bad("negative oldest_id", [](GameBufferState& s) { s.store.oldest_id = std::numeric_limits<int64_t>::min(); });
+  bad("games_added near 2^63", [](GameBufferState& s) { s.store.games_added = kBig; });
+  bad("games_added beyond the positions ever added", [](GameBufferState& s) { s.store.games_added += s.store.oldest_id + 1; });
+  bad("negative length", [](GameBufferState& s) { s.store.game_lengths[0] = -3; });
+  bad("start near 2^63", [](GameBufferState& s) { s.store.game_starts[1] = kBig; });
+  bad("terminated flag 2", [](GameBufferState& s) { s.store.game_terminated[0] = 2; });
+  bad("huge reward", [](GameBufferState& s) { s.store.rewards[0] = 1e30f; });
+  bad("huge final value", [](GameBufferState& s) { s.store.game_final_values[1] = -1e30f; });
+  bad("priority past 1e250", [](GameBufferState& s) { s.priorities[1] = 1e300; });
+  bad("nan priority", [](GameBufferState& s) { s.priorities[2] = kNan; });
+  bad("max priority nan", [](GameBufferState& s) { s.max_priority = kNan; });
+  bad("max priority below 1", [](GameBufferState& s) { s.max_priority = 0.5; });
   for (const auto& [what, s] : cases) {
     EXPECT_THROW(buf.restore(s), std::invalid_argument) << what;
     EXPECT_TRUE(same_state(good, buf.state())) << what;

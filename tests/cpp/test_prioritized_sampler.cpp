@@ -457,4 +457,52 @@ TEST(PrioritizedSampler, RestoreRejectsPriorityOnPaddingLeaves) {
   }
 }
 
+// The leaf ratio leaf / min_leaf used to overflow float32: weights of 0 (beta > 0) or NaN (beta 0).
+TEST(SlotPriorities, WeightsAreFiniteAndInTheUnitIntervalForAnyLeaves) {
+  using pymbrl::replay::SlotPriorities;
+  const double tiny = std::numeric_limits<double>::min();
+  const std::vector<double> leaves = {tiny, 1e-300, 1e-40, 1e-3, 1.0, 1e30, 1e250};
+  for (double beta : {0.0, 1e-9, 0.4, 1.0, 7.0, 1e6, 1e300}) {
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      for (size_t j = i; j < leaves.size(); ++j) {
+        const float w = SlotPriorities::weight(leaves[i], leaves[j], beta);
+        EXPECT_TRUE(std::isfinite(w) && w > 0.0f && w <= 1.0f) << leaves[i] << " " << leaves[j] << " beta " << beta << ": " << w;
+        if (beta == 0.0 || i == j) {
+          EXPECT_EQ(w, 1.0f) << leaves[i] << " " << leaves[j] << " beta " << beta;
+        }
+        const double exact = std::pow(leaves[i] / leaves[j], beta);
+        if (exact >= std::numeric_limits<float>::min()) {
+          EXPECT_NEAR(w / exact, 1.0, 1e-5) << leaves[i] << " " << leaves[j];
+        }
+      }
+    }
+  }
+}
+
+TEST(PrioritizedSampler, UpdateRefusesPrioritiesWhoseSumCouldOverflowAndChangesNothing) {
+  Harness s(10, 1, 1.0);
+  for (int i = 0; i < 6; ++i) s.step(".");
+  const std::vector<double> before = s.sampler.leaves();
+  for (double p : {1e251, 1e300, std::numeric_limits<double>::max(), -1.0, std::nan(""), kInf}) {
+    const int64_t ids[2] = {1, 2};
+    const double ps[2] = {1.0, p};
+    EXPECT_THROW(s.sampler.update(s.store, ids, ps, 2), std::invalid_argument) << p;
+    EXPECT_EQ(s.sampler.leaves(), before);
+  }
+  s.update(1, 1e-320);  // positive but below the normal range: kept drawable, at the smallest leaf
+  EXPECT_EQ(s.leaf_of(1), std::numeric_limits<double>::min());
+  s.update(2, 0.0);  // 0 with eps 0: never drawn, on purpose
+  EXPECT_EQ(s.leaf_of(2), 0.0);
+}
+
+TEST(PrioritizedSampler, RestoreRefusesSubnormalLeavesAndMaximaBelowOne) {
+  Harness s(10, 1, 0.6);
+  for (int i = 0; i < 6; ++i) s.step(".");
+  std::vector<double> leaves = s.sampler.leaves();
+  leaves[1] = 1e-320;
+  EXPECT_THROW(s.sampler.restore(s.store, leaves, 1.0), std::invalid_argument);
+  EXPECT_THROW(s.sampler.restore(s.store, s.sampler.leaves(), 0.5), std::invalid_argument);
+  EXPECT_THROW(s.sampler.restore(s.store, s.sampler.leaves(), 1e-300), std::invalid_argument);
+}
+
 }  // namespace

@@ -362,4 +362,39 @@ TEST(SequenceReplayBuffer, RestoreStoreRejectsAZeroGeneratorStateAndKeepsEpisode
   }
 }
 
+// The store used to be restored before the priorities were checked against it.
+TEST(PrioritizedReplayBuffer, RestoreAllRefusedByThePrioritiesLeavesTheStoreUnchanged) {
+  Prio a(8, 1, 1, 0.6, 0.01);
+  Prio b(8, 1, 2, 0.6, 0.01);
+  Rng data(3);
+  a.random(data, 11, 0.0, 0.0);
+  b.random(data, 5, 0.0, 0.0);
+  const Snapshot before = snapshot_of(b.buf);
+  const std::vector<double> leaves_before = b.buf.sampler().leaves();
+  const Snapshot s = snapshot_of(a.buf);
+  std::vector<double> leaves = a.buf.sampler().leaves();
+  leaves[static_cast<size_t>(a.buf.store().row_of(a.buf.store().end_id() - 1))] = 1.0;  // the newest: not sampleable
+  EXPECT_THROW(b.buf.restore_all(s.written, s.cleared_at, s.rows.data(), 8, s.final_slots, s.final_pool, s.free_slots,
+                                 s.is_first, s.episode_start, a.buf.rng().state(), leaves, 1.0),
+               std::invalid_argument);
+  EXPECT_TRUE(snapshot_of(b.buf) == before);
+  EXPECT_EQ(b.buf.sampler().leaves(), leaves_before);
+  b.buf.restore_all(s.written, s.cleared_at, s.rows.data(), 8, s.final_slots, s.final_pool, s.free_slots, s.is_first,
+                    s.episode_start, a.buf.rng().state(), a.buf.sampler().leaves(), a.buf.sampler().max_priority());
+  EXPECT_TRUE(snapshot_of(b.buf) == snapshot_of(a.buf));
+}
+
+// sample(30'000'000, 2) on a 6-row buffer used to allocate 2.7 GB.
+TEST(SequenceReplayBuffer, CheckWindowsBoundsTheBatchBeforeAnythingIsAllocated) {
+  With<SequenceReplayBuffer> w(6, 1, 1);
+  Rng data(4);
+  w.random(data, 6, 0.0, 0.0);
+  EXPECT_NO_THROW(w.buf.check_windows(16, 4));  // windows may repeat within the byte limit
+  EXPECT_THROW(w.buf.check_windows(30'000'000, 2), std::invalid_argument);
+  EXPECT_THROW(w.buf.check_windows(INT64_MAX, 2), std::invalid_argument);
+  EXPECT_THROW(w.buf.check_windows(2, INT64_MAX), std::invalid_argument);
+  EXPECT_THROW(w.buf.check_windows(0, 2), std::invalid_argument);
+  EXPECT_THROW(w.buf.check_windows(1, 6), std::invalid_argument);  // 6 stored steps: windows of at most 5
+}
+
 }  // namespace

@@ -255,4 +255,22 @@ TEST(RowLayout, LoadReadsUnalignedBytes) {
   EXPECT_EQ(RowLayout::load<int32_t>(buf + 1), -17);
 }
 
+// A dimension near 2^63 used to wrap the row size to 0, and a later division raised SIGFPE.
+TEST(RowLayout, SizesThatOverflowOrExceedTheLimitAreRefused) {
+  const int64_t big = int64_t{1} << 62;
+  const std::vector<std::vector<int64_t>> shapes = {
+      {big}, {INT64_MAX}, {int64_t{1} << 31, int64_t{1} << 31, 4}, {3, big}, {(int64_t{1} << 40) + 1}, {(int64_t{1} << 38) + 1}};
+  for (const auto& shape : shapes) {
+    const std::string e = error_of(replaced(minimal(), make_field("obs", 'f', 4, shape)));
+    EXPECT_NE(e.find("spec['obs']"), std::string::npos) << shape.size() << " dims: " << e;
+  }
+  // Each field within the limit, all together beyond it.
+  std::vector<Field> fs = minimal();
+  fs.push_back(make_field("a", 'u', 1, {int64_t{1} << 39}));
+  fs.push_back(make_field("b", 'u', 1, {int64_t{1} << 39}));
+  EXPECT_NE(error_of(fs).find("spec['b']"), std::string::npos) << error_of(fs);
+  // The limit itself is fine.
+  EXPECT_EQ(error_of(replaced(minimal(), make_field("obs", 'u', 1, {(int64_t{1} << 40) - 64}))), "");
+}
+
 }  // namespace

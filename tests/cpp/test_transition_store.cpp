@@ -719,4 +719,107 @@ TEST(TransitionStore, RestoreRejectsAFinalSlotOnARowNotYetWritten) {
   EXPECT_THROW(restore(dst.store, s), std::invalid_argument) << "row 5 is beyond the 3 stored rows";
 }
 
+TEST(TransitionStore, CapacityLimits) {
+  EXPECT_THROW(TransitionStore(test_layout(), store_config(int64_t{1} << 31)), std::invalid_argument);
+  EXPECT_THROW(TransitionStore(test_layout(), store_config(int64_t{1} << 36)), std::invalid_argument);  // 2^41 bytes
+  const RowLayout wide({make_field("obs", 'u', 1, {int64_t{1} << 30}), make_field("reward", 'f', 4),
+                        make_field("terminated", 'b', 1), make_field("truncated", 'b', 1)});
+  EXPECT_THROW(TransitionStore(wide, store_config(1024)), std::invalid_argument);
+}
+
+// Counters near 2^63 used to load, and the next append wrote to a negative row.
+TEST(TransitionStore, RestoreRefusesCountersOutOfRangeAndChangesNothing) {
+  for (int64_t envs : {1, 3}) {
+    Fixture a = filled(false, 41, envs);
+    Fixture dst = filled(false, 42, envs);
+    const Snapshot before = snapshot(dst.store);
+    for (int64_t written : {INT64_MAX, INT64_MAX / envs, (int64_t{1} << 62) / envs + 1, int64_t{-1}}) {
+      Snapshot s = snapshot(a.store);
+      s.written = written;
+      EXPECT_THROW(restore(dst.store, s), std::invalid_argument) << written;
+      EXPECT_TRUE(snapshot(dst.store) == before);
+    }
+    Snapshot s = snapshot(a.store);
+    s.cleared_at = s.written + 1;
+    EXPECT_THROW(restore(dst.store, s), std::invalid_argument);
+    EXPECT_TRUE(snapshot(dst.store) == before);
+  }
+}
+
+TEST(TransitionStore, RestoreRefusesBoolBytesOtherThan01AndDirtyPadding) {
+  Fixture a = filled(false, 43);
+  Fixture dst(4, 1, 2, 0.9, false);
+  const Snapshot before = snapshot(dst.store);
+  for (size_t at : {size_t{0}, size_t{12}, size_t{13}, size_t{30}, size_t{32 + 15}}) {  // terminated, truncated, padding
+    Snapshot s = snapshot(a.store);
+    s.rows[at] = 2;
+    EXPECT_THROW(restore(dst.store, s), std::invalid_argument) << "byte " << at;
+    EXPECT_TRUE(snapshot(dst.store) == before);
+  }
+}
+
+TEST(TransitionStore, RestoreRefusesEpisodeBookkeepingThatContradictsTheRows) {
+  for (int64_t envs : {1, 2}) {
+    Fixture a = filled(true, 44, envs);
+    Fixture dst(4 * envs, envs, 2, 0.9, true);
+    const Snapshot before = snapshot(dst.store);
+    const Snapshot good = snapshot(a.store);
+    for (size_t r = 0; r < good.is_first.size(); ++r) {
+      Snapshot s = good;
+      s.is_first[r] ^= 1;
+      EXPECT_THROW(restore(dst.store, s), std::invalid_argument) << "is_first of row " << r;
+      s = good;
+      s.is_first[r] = 2;
+      EXPECT_THROW(restore(dst.store, s), std::invalid_argument) << "is_first 2 at row " << r;
+      // The oldest stored step's episode may have begun at any earlier step: its start is
+      // checked against the rows only through the steps that follow it.
+      const bool oldest = static_cast<int64_t>(r) / envs == (good.written - 4) % 4;
+      s = good;
+      s.episode_start[r] += 1;
+      if (!oldest) {
+        EXPECT_THROW(restore(dst.store, s), std::invalid_argument) << "episode_start of row " << r;
+      }
+      s = good;
+      s.episode_start[r] = INT64_MIN;
+      EXPECT_THROW(restore(dst.store, s), std::invalid_argument) << "episode_start of row " << r;
+      EXPECT_TRUE(snapshot(dst.store) == before);
+    }
+  }
+  // Stores that do not track episodes take no episode arrays.
+  Fixture plain = filled(false, 45);
+  Snapshot s = snapshot(plain.store);
+  s.is_first.assign(4, 0);
+  s.episode_start.assign(4, 0);
+  Fixture dst(4, 1, 2, 0.9, false);
+  EXPECT_THROW(restore(dst.store, s), std::invalid_argument);
+}
+
+TEST(TransitionStore, RestoreRefusesAPoolLargerThanTheRows) {
+  Fixture a = filled(false, 46);
+  Snapshot s = snapshot(a.store);
+  const size_t obs_bytes = static_cast<size_t>(a.layout.obs().nbytes);
+  const int32_t first_new = static_cast<int32_t>(s.final_pool.size() / obs_bytes);
+  for (int32_t k = 0; k < 5; ++k) s.free_slots.push_back(first_new + k);
+  s.final_pool.resize(s.final_pool.size() + 5 * obs_bytes);
+  Fixture dst(4, 1, 2, 0.9, false);
+  EXPECT_THROW(restore(dst.store, s), std::invalid_argument);
+}
+
+TEST(TransitionStore, SnapshotRowSampleableAgreesWithTheRestoredStore) {
+  for (const auto& [envs, cleared] : std::vector<std::pair<int64_t, bool>>{{1, false}, {2, false}, {1, true}, {2, true}}) {
+    Fixture a = filled(true, 47, envs);
+    if (cleared) {
+      a.store.clear();
+      Rng rng(3);
+      append_random(a.store, a.layout, a.ref, rng, 1, 0.3, 0.2);
+    }
+    const Snapshot s = snapshot(a.store);
+    for (int64_t r = 0; r < a.store.capacity(); ++r) {
+      EXPECT_EQ(a.store.snapshot_row_sampleable(s.written, s.cleared_at, s.rows.data(), r),
+                a.store.sampleable(a.store.id_at_row(r)))
+          << "row " << r << " envs " << envs << " cleared " << cleared;
+    }
+  }
+}
+
 }  // namespace

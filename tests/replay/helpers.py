@@ -227,3 +227,36 @@ def chi_square_threshold(df):
 def chi_square(counts, probs):
     expected = np.asarray(probs, dtype=np.float64) * np.sum(counts)
     return float(np.sum((np.asarray(counts) - expected) ** 2 / expected))
+
+
+def split_file(data):
+    """(header dict, data section bytes) of a saved buffer (format version 2)."""
+    import json
+    import struct
+    (length,) = struct.unpack("<Q", data[12:20])
+    end = 24 + length
+    return json.loads(data[24:end]), data[end + (-end % 8):]
+
+
+def join_file(header, section):
+    """A saved buffer with `header` (re-serialised, with a valid header checksum) over `section`:
+    for edits that must get past the checksum to reach the validation behind it."""
+    import json
+    import struct
+    import zlib
+    raw = json.dumps(header).encode()
+    start = b"PYMBRLRB" + struct.pack("<IQ", 2, len(raw))
+    out = start + struct.pack("<I", zlib.crc32(raw, zlib.crc32(start))) + raw
+    return out + b"\0" * (-len(out) % 8) + section
+
+
+def resign_array(header, section, name, fn):
+    """Rewrite array `name` of the data section through fn (same size), with its checksum updated."""
+    import zlib
+    entry = next(e for e in header["arrays"] if e["name"] == name)
+    start = entry["offset"]
+    a = np.frombuffer(section[start:start + entry["nbytes"]], dtype=entry["dtype"]).reshape(entry["shape"]).copy()
+    new = np.ascontiguousarray(fn(a), dtype=entry["dtype"]).tobytes()
+    assert len(new) == entry["nbytes"]
+    entry["crc32"] = zlib.crc32(new)
+    return section[:start] + new + section[start + entry["nbytes"]:]

@@ -5,6 +5,7 @@ import os
 import re
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pymbrl.replay import GameBatch, GameBuffer, ReplayBuffer
+from pymbrl.replay.buffers import _write_file
 
 from .helpers import chi_square, chi_square_threshold, make_spec
 
@@ -459,7 +461,7 @@ BAD_GAMES = [
     ("rewards nan", set_row("rewards", 3, np.nan), r"rewards: .*nan at row 3"),
     ("rewards inf", set_row("rewards", 1, np.inf), r"rewards: .*inf at row 1"),
     ("rewards 2-d", lambda g: {**g, "rewards": g["rewards"][:, None]}, "rewards"),
-    ("rewards overflow float32", lambda g: {**g, "rewards": np.array([0, 0, 1e300, 0])}, r"rewards: .*row 2"),
+    ("rewards overflow float32", lambda g: {**g, "rewards": np.array([0, 0, 1e300, 0])}, r"rewards: .*fit float32"),
     ("root values nan", set_row("root_values", 1, np.nan), r"root_values: .*row 1"),
     ("policies negative", set_row("policies", 2, -0.1, col=0), r"policies: .*>= 0.*row 2"),
     ("policies nan", set_row("policies", 0, np.nan, col=3), r"policies: .*row 0"),
@@ -476,7 +478,6 @@ BAD_GAMES = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("name, change, match", BAD_GAMES, ids=[c[0] for c in BAD_GAMES])
 def test_bad_games_name_the_argument_and_change_nothing(name, change, match):
     buf, model = filled()
@@ -651,3 +652,240 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["games.rb"]
     assert re.fullmatch(r"GameBuffer\(capacity=40, positions=\d+, games=\d+, obs_shape=\(2, 3\), num_actions=4\)",
                         repr(buf))
+
+
+# -- hardening (issue 19): restores, sizes, weights, allocation, unsafe conversions -----------------
+
+
+def shifted(state, shift):
+    """The state with every id moved by ``shift`` (counters and game starts together)."""
+    return {**state, "oldest_id": state["oldest_id"] + shift, "end_id": state["end_id"] + shift,
+            "game_starts": state["game_starts"] + shift}
+
+
+BIG = 2**63 - 1
+BAD_RESTORES = [
+    ("end_id near 2^63", lambda s: {**s, "end_id": BIG}, "end_id"),
+    ("ids near 2^63", lambda s: shifted(s, BIG - s["end_id"]), "oldest_id, end_id"),
+    ("ids past 2^62", lambda s: shifted(s, 2**62 - s["oldest_id"]), "oldest_id, end_id"),
+    ("negative oldest_id", lambda s: {**s, "oldest_id": -(2**63)}, "oldest_id"),
+    ("counter beyond int64", lambda s: {**s, "end_id": 2**64}, "end_id"),
+    ("counter float", lambda s: {**s, "oldest_id": float(s["oldest_id"])}, "oldest_id"),
+    ("games_added near 2^63", lambda s: {**s, "games_added": BIG}, "games_added"),
+    ("games_added beyond the positions", lambda s: {**s, "games_added": s["games_added"] + s["oldest_id"] + 1},
+     "games_added"),
+    ("game start near 2^63", lambda s: {**s, "game_starts": np.r_[s["game_starts"][:1], BIG, s["game_starts"][2:]]},
+     "game_starts"),
+    ("negative length", lambda s: {**s, "game_lengths": np.r_[-3, s["game_lengths"][1:]]}, "game_lengths"),
+    ("terminated flag 2", lambda s: {**s, "game_terminated": np.r_[2, s["game_terminated"][1:]].astype(np.uint8)},
+     "game_terminated"),
+    ("terminated int64 wrapping to a flag",
+     lambda s: {**s, "game_terminated": s["game_terminated"].astype(np.int64) + 256},
+     "game_terminated: expected a 1-d array of uint8"),
+    ("obs as int64", lambda s: {**s, "obs": s["obs"].astype(np.int64)}, "obs"),
+    ("obs 2-d", lambda s: {**s, "obs": s["obs"].reshape(-1, 1)}, "obs"),
+    ("actions big-endian", lambda s: {**s, "actions": s["actions"].astype(">i8")}, "actions"),
+    ("rewards float64", lambda s: {**s, "rewards": s["rewards"].astype(np.float64)}, "rewards"),
+    ("reward 1e30", lambda s: {**s, "rewards": np.r_[1e30, s["rewards"][1:]].astype(np.float32)}, "rewards"),
+    ("policies short", lambda s: {**s, "policies": s["policies"][:-1]}, "policies"),
+    ("priority 1e300", lambda s: {**s, "priorities": np.r_[1e300, s["priorities"][1:]]}, "priorities"),
+    ("priority nan", lambda s: {**s, "priorities": np.r_[np.nan, s["priorities"][1:]]}, "priorities"),
+    ("priority 0", lambda s: {**s, "priorities": np.r_[0.0, s["priorities"][1:]]}, "priorities"),
+    ("max_priority nan", lambda s: {**s, "max_priority": float("nan")}, "max_priority"),
+    ("max_priority string", lambda s: {**s, "max_priority": "2"}, "max_priority"),
+    ("max_priority huge int", lambda s: {**s, "max_priority": 10**400}, "max_priority"),
+    ("rng 3 words", lambda s: {**s, "rng": s["rng"][:3]}, "rng"),
+    ("rng signed", lambda s: {**s, "rng": s["rng"].astype(np.int64)}, "rng"),
+    ("missing key", lambda s: {k: v for k, v in s.items() if k != "games_added"}, "games_added"),
+    ("unexpected key", lambda s: {**s, "extra": 1}, "extra"),
+]
+
+
+@pytest.mark.parametrize("name, change, match", BAD_RESTORES, ids=[c[0] for c in BAD_RESTORES])
+def test_restore_validates_every_invariant_and_changes_nothing(name, change, match):
+    """Counters near 2^63 used to load, and the next add wrote to a negative row."""
+    buf, model = filled(capacity=24, games=10)
+    state = buf._core.snapshot()
+    assert state["oldest_id"] > 0 and len(state["game_starts"]) >= 3
+    target, _ = filled(capacity=24, games=3, seed=5)
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=match):
+        target._core.restore(change(state))
+    assert_same_state(before, snapshot(target))
+    add(target, good_game())
+    target._core.restore(state)  # the unedited state still loads
+    assert_same_state(snapshot(buf), snapshot(target))
+
+
+def test_priorities_in_the_state_of_a_plain_buffer_are_refused():
+    state = filled(prioritized=True)[0]._core.snapshot()
+    plain = GameBuffer(40, OBS_SHAPE, A, seed=0)
+    with pytest.raises(ValueError, match="not prioritized"):
+        plain._core.restore(state)
+    assert len(plain) == 0
+
+
+def test_ids_stop_at_2_62_instead_of_wrapping():
+    buf = GameBuffer(8, OBS_SHAPE, A, seed=0)
+    state = buf._core.snapshot()
+    buf._core.restore({**state, "oldest_id": 2**62 - 2, "end_id": 2**62 - 2})
+    with pytest.raises(ValueError, match="2\\^62 position ids"):
+        add(buf, good_game(3))
+    assert len(buf) == 0
+    assert add(buf, good_game(2)) == 2**62 - 2
+    assert buf.game_spans([2**62 - 1])[0].tolist() == [2**62 - 2]
+
+
+def saved_with(path, buf, config=None, scalars=None, arrays=None):
+    """``buf`` written to ``path`` through the file format's own writer (so that any checksum the
+    format carries is valid), with config, scalar and array entries replaced."""
+    state = dict(buf._core.snapshot())
+    own_scalars = {k: state.pop(k) for k in ("oldest_id", "end_id", "games_added", "max_priority") if k in state}
+    _write_file(path, "GameBuffer", {**buf._config(), **(config or {})}, {**own_scalars, **(scalars or {})},
+                {**state, **(arrays or {})})
+    return path
+
+
+@pytest.mark.parametrize("config, scalars", [
+    ({}, {"end_id": BIG}),
+    ({}, {"oldest_id": -1}),
+    ({}, {"games_added": 2**62}),
+    ({}, {"max_priority": -1.0}),
+    ({"beta": -1.0}, {}),
+    ({"capacity": 2**70}, {}),
+    ({"capacity": "40"}, {}),
+    ({"num_actions": 2**62}, {}),
+    ({"obs_shape": [2**31, 2**31, 2**31]}, {}),
+    ({"obs_dtype": "O"}, {}),
+    ({"unroll_steps": 2**40}, {}),
+    ({"prioritized": 1}, {}),
+    ({"discount": 2.0}, {}),
+    ({"surprise": 1}, {}),
+], ids=str)
+def test_load_validates_config_and_counters_naming_the_file(tmp_path, config, scalars):
+    buf, _ = filled()
+    path = saved_with(tmp_path / "games.rb", buf, config, scalars)
+    with pytest.raises(ValueError, match=re.escape(repr(str(path)))):
+        GameBuffer.load(path)
+    assert_same_state(snapshot(buf), snapshot(GameBuffer.load(saved_with(tmp_path / "ok.rb", buf))))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_actions=2**62), "num_actions"),
+    (dict(num_actions=2**63), "num_actions"),
+    (dict(num_actions=2**37), "capacity"),
+    (dict(obs_shape=(2**31, 2**31, 2**31)), "obs_shape"),
+    (dict(obs_shape=(2**21, 2**21)), "obs_shape"),
+    (dict(capacity=2**63), "capacity"),
+    (dict(capacity=2**37), "capacity"),
+    (dict(capacity=2**34, prioritized=True, obs_shape=(1,), obs_dtype=np.uint8), "capacity"),
+    (dict(unroll_steps=2**17), "unroll_steps"),
+    (dict(td_steps=2**63), "td_steps"),
+], ids=str)
+def test_sizes_that_would_overflow_are_refused_by_name(kwargs, match):
+    args = {"capacity": 8, "obs_shape": OBS_SHAPE, "num_actions": A, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        GameBuffer(args.pop("capacity"), args.pop("obs_shape"), args.pop("num_actions"), **args)
+
+
+def test_huge_td_steps_give_monte_carlo_returns():
+    buf = GameBuffer(16, (1,), 2, unroll_steps=0, td_steps=2**62, discount=1.0, seed=0)
+    buf.add_game(np.zeros((3, 1)), [0, 1, 0], [1.0, 2.0, 4.0], [0.0] * 3, np.full((3, 2), 0.5), terminated=True)
+    batch = buf.sample(64)
+    expected = {0: 7.0, 1: 6.0, 2: 4.0}
+    assert batch.target_values[:, 0].tolist() == [expected[i] for i in batch.indices.tolist()]
+
+
+def test_importance_weights_stay_finite_in_zero_one_with_tiny_float32_priorities():
+    """A tiny priority made the float32 leaf ratio overflow: weights 0, or NaN with beta = 0."""
+    buf, model = filled(capacity=24, games=10, eps=0.0)
+    ids = np.arange(model.oldest, model.end)
+    priorities = np.ones(len(ids))
+    priorities[0] = np.finfo(np.float32).tiny / 2**20  # a float32 denormal
+    priorities[1] = 1e30
+    buf.update_priorities(ids, priorities)
+    for beta in (0.0, 0.5, 1.0, 100.0):
+        weights = torch.cat([buf.sample(64, beta=beta).weights for _ in range(5)])
+        assert torch.isfinite(weights).all() and (weights > 0).all() and (weights <= 1).all(), beta
+        if beta == 0.0:
+            assert (weights == 1).all()
+
+
+@pytest.mark.parametrize("priority", [1e300, 0.0, np.nan, np.inf, -1.0])
+def test_priorities_whose_leaf_cannot_be_summed_or_drawn_are_refused(priority):
+    buf, model = filled(eps=0.0)
+    before = snapshot(buf)
+    with pytest.raises(ValueError, match=r"priorities: .*row 1"):
+        buf.update_priorities([model.oldest, model.oldest + 1], [1.0, priority])
+    assert_same_state(before, snapshot(buf))
+
+
+def test_sizes_of_results_are_bounded_before_allocating():
+    """GameBuffer.sample(10**9) used to grow to 15 GB."""
+    buf, model = filled()
+    before = snapshot(buf)
+    for n in (10**9, 2**16 + 1, 2**63 - 1):
+        with pytest.raises(ValueError, match="batch_size"):
+            buf.sample(n)
+    assert len(buf.sample(2**16).indices) == 2**16  # the documented limit itself is fine
+    wide = GameBuffer(8, (1,), 2**20, unroll_steps=2**12, seed=0)  # 17 GB of policy targets per position
+    with pytest.raises(ValueError, match="batch_size: expected a batch of at most 2\\^32 bytes"):
+        wide.sample(1)
+    frames = GameBuffer(4, (256, 256), 2, obs_dtype=np.uint8, seed=0)
+    frames.add_game(np.zeros((1, 256, 256), np.uint8), [0], [0.0], [0.0], [[0.5, 0.5]], terminated=True)
+    with pytest.raises(ValueError, match="indices: expected at most 2\\^32 bytes"):
+        frames.observations(np.zeros(70_000, np.int64))
+    with pytest.raises(ValueError, match="indices"):
+        frames.observations(np.full(60_000, 1))  # not stored: refused before the 3.9 GB result is made
+    assert frames.observations(np.zeros((2, 3), np.int64)).shape == (2, 3, 256, 256)
+    buf.sample(1)
+    assert_same_state({k: v for k, v in before.items() if k != "rng"},
+                      {k: v for k, v in snapshot(buf).items() if k != "rng"})
+
+
+UNSAFE_GAMES = [
+    ("obs uint16 300 into uint8", np.uint8,
+     lambda g: {**g, "obs": np.r_[g["obs"][:1], g["obs"][1:] + 300].astype(np.uint16)},
+     r"obs: expected values that fit uint8.*got 30\d"),
+    ("obs int64 -182 into int8", np.int8,
+     lambda g: {**g, "obs": np.r_[g["obs"][:3], g["obs"][3:] - 200].astype(np.int64)},
+     r"obs: expected values that fit int8.*got -1\d\d"),
+    ("obs float64 1e300 into float32", np.float32,
+     lambda g: {**g, "obs": np.r_[g["obs"][:2], np.full((2, *OBS_SHAPE), 1e300)]},
+     r"obs: expected values that fit float32.*got 1e\+300"),
+    ("actions uint64 past int64", np.float32, lambda g: {**g, "actions": np.array([0, 1, 2**63, 0], np.uint64)},
+     r"actions: expected values that fit int64.*got 9223372036854775808"),
+    ("rewards 1e300", np.float32, lambda g: {**g, "rewards": np.array([0.0, 1e300, 0.0, 0.0])},
+     r"rewards: expected values that fit float32.*got 1e\+300"),
+    ("rewards 1e30 (a float32)", np.float32, set_row("rewards", 2, 1e30), r"rewards: .*magnitude <= 1e25.*row 2"),
+    ("root values -1e26", np.float32, set_row("root_values", 0, -1e26), r"root_values: .*1e25.*row 0"),
+    ("policies 1e300", np.float32, lambda g: {**g, "policies": np.r_[g["policies"][:3], [[1e300, 0, 0, 0]]]},
+     r"policies: expected values that fit float32.*got 1e\+300"),
+    ("final value 1e30", np.float32, changed(final_value=1e30), "final_value"),
+    ("priorities longdouble 1e4000", np.float32, None, r"priorities: .*float64"),
+]
+
+
+@pytest.mark.parametrize("name, obs_dtype, change, match", UNSAFE_GAMES, ids=[c[0] for c in UNSAFE_GAMES])
+def test_values_that_do_not_fit_their_field_are_refused_not_converted(name, obs_dtype, change, match):
+    """int64 300 used to be stored as 44 in a uint8 field, and float64 1e300 as inf with only a
+    warning; now the call is refused, naming the argument, without a warning."""
+    buf, model = filled(obs_dtype=obs_dtype)
+    before = snapshot(buf)
+    game = good_game()
+    game["obs"] = game["obs"] if obs_dtype == np.float32 else np.arange(24).reshape(4, *OBS_SHAPE)
+    kwargs = {}
+    if change is None:
+        kwargs["priorities"] = np.array([1, 1, np.longdouble("1e4000"), 1], dtype=np.longdouble)
+    else:
+        game = change(game)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            add(buf, game, **kwargs)
+    assert_same_state(before, snapshot(buf))
+    fits = good_game()
+    wider = {np.uint8: np.uint16, np.int8: np.int64, np.float32: np.float64}[obs_dtype]
+    fits["obs"] = np.arange(24).reshape(4, *OBS_SHAPE).astype(wider)
+    add(buf, fits)  # other dtypes whose values fit are converted as before
+    assert buf.observations([model.end])[0].tolist() == fits["obs"][0].tolist()

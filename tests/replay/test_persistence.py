@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-import pymbrl.replay.buffers as buffers_module
+import pymbrl._files as files_module
 from pymbrl.replay import PrioritizedReplayBuffer, ReplayBuffer, SequenceReplayBuffer
+from pymbrl.replay import buffers as buffers_module
 
-from .helpers import (Model, assert_same_batch, assert_same_state, check_transition_batch, feed, generate,
-                      make_spec, snapshot)
+from .helpers import (Model, assert_same_batch, assert_same_state, check_transition_batch, feed, generate, join_file,
+                      make_spec, resign_array, row_layout, snapshot, split_file)
 
 SPEC = make_spec()
 CLASSES = [ReplayBuffer, PrioritizedReplayBuffer, SequenceReplayBuffer]
@@ -112,7 +113,7 @@ def saved_bytes(tmp_path, cls=ReplayBuffer):
 
 def header_end(data):
     (length,) = struct.unpack("<Q", data[12:20])
-    return 20 + length
+    return 24 + length
 
 
 def patched(data, at, new):
@@ -126,15 +127,16 @@ CORRUPTIONS = {
     "magic and version": lambda d: d[:12],
     "wrong magic": lambda d: b"PYMBRLRX" + d[8:],
     "a json file": lambda d: json.dumps({"class": "ReplayBuffer"}).encode(),
-    "version 2": lambda d: patched(d, 8, struct.pack("<I", 2)),
+    "version 1": lambda d: patched(d, 8, struct.pack("<I", 1)),
+    "version 3": lambda d: patched(d, 8, struct.pack("<I", 3)),
     "version 0": lambda d: patched(d, 8, struct.pack("<I", 0)),
     "version 2**32-1": lambda d: patched(d, 8, struct.pack("<I", 2**32 - 1)),
     "truncated in the header": lambda d: d[:header_end(d) - 10],
     "truncated after the header": lambda d: d[:header_end(d)],
     "truncated in half": lambda d: d[:len(d) // 2],
     "last bytes cut": lambda d: d[:-8],
-    "header not json": lambda d: patched(d, 20, b"#"),
-    "header length too short": lambda d: patched(d, 12, struct.pack("<Q", header_end(d) - 20 - 3)),
+    "header not json": lambda d: patched(d, 24, b"#"),
+    "header length too short": lambda d: patched(d, 12, struct.pack("<Q", header_end(d) - 24 - 3)),
     "header length past the end": lambda d: patched(d, 12, struct.pack("<Q", len(d) + 1000)),
     "header length 2**50": lambda d: patched(d, 12, struct.pack("<Q", 2**50)),
     "header length 2**64-1": lambda d: patched(d, 12, struct.pack("<Q", 2**64 - 1)),
@@ -152,7 +154,7 @@ def test_corrupt_files_raise_value_error(name, tmp_path):
 def tampered_array(data, array, fn):
     """Rewrite one array of a saved file in place (same size), keeping the header."""
     end = header_end(data)
-    header = json.loads(data[20:end])
+    header = json.loads(data[24:end])
     base = end + (-end % 8)
     entry = next(e for e in header["arrays"] if e["name"] == array)
     start = base + entry["offset"]
@@ -226,7 +228,7 @@ class FailingWrites:
 
 def fail_mid_write(monkeypatch):
     real_open = open
-    monkeypatch.setattr(buffers_module, "open", lambda *a, **k: FailingWrites(real_open(*a, **k)), raising=False)
+    monkeypatch.setattr(files_module, "open", lambda *a, **k: FailingWrites(real_open(*a, **k)), raising=False)
 
 
 FAILURES = {
@@ -255,4 +257,254 @@ def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temporary(cls, fail
     cls.load(path)  # still a good file
     buf.save(path)  # and saving works again
     assert path.read_bytes() != previous
+    assert sorted(os.listdir(tmp_path)) == ["buffer.rb"]
+
+
+# --- format version 2: checksums, strict structure, validated values ------------------------------
+
+def test_the_format_is_version_2_with_a_checksum_per_section(tmp_path):
+    data = saved_bytes(tmp_path)
+    assert data[:8] == b"PYMBRLRB" and struct.unpack("<I", data[8:12]) == (2,) == (buffers_module.FORMAT_VERSION,)
+    header, _ = split_file(data)
+    assert all(isinstance(e["crc32"], int) for e in header["arrays"])
+
+
+def test_a_flipped_header_value_is_caught_by_the_header_checksum(tmp_path):
+    # The issue's example: "written": 20 -> 22 used to load and pair observations wrongly.
+    data = saved_bytes(tmp_path)
+    at = data.index(b'"written": ') + len(b'"written": ')
+    path = tmp_path / "bad.rb"
+    path.write_bytes(patched(data, at, bytes([data[at] ^ 0x02])))
+    with pytest.raises(ValueError, match=r"header fails its checksum") as info:
+        ReplayBuffer.load(path)
+    assert repr(str(path)) in str(info.value)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_a_flipped_byte_in_any_array_names_that_array(cls, tmp_path):
+    data = saved_bytes(tmp_path, cls)
+    header, section = split_file(data)
+    base = len(data) - len(section)
+    path = tmp_path / "bad.rb"
+    for entry in header["arrays"]:
+        if entry["nbytes"] == 0:
+            continue
+        at = base + entry["offset"] + entry["nbytes"] // 2
+        path.write_bytes(patched(data, at, bytes([data[at] ^ 0x10])))
+        with pytest.raises(ValueError, match=rf"array '{entry['name']}' fails its checksum") as info:
+            cls.load(path)
+        assert repr(str(path)) in str(info.value)
+
+
+def test_version_1_files_are_refused_with_the_reason(tmp_path):
+    path = tmp_path / "old.rb"
+    path.write_bytes(patched(saved_bytes(tmp_path), 8, struct.pack("<I", 1)))
+    with pytest.raises(ValueError, match=r"version 1 has no checksums"):
+        ReplayBuffer.load(path)
+
+
+def test_nonzero_padding_and_trailing_bytes_are_refused(tmp_path):
+    data = saved_bytes(tmp_path)
+    path = tmp_path / "bad.rb"
+    for bad in (data + b"\0" * 8, patched(data, header_end(data), b"\x01") if header_end(data) % 8 else data + b"x"):
+        path.write_bytes(bad)
+        with pytest.raises(ValueError, match=re.escape(repr(str(path)))):
+            ReplayBuffer.load(path)
+
+
+def edit(key, value):
+    def fn(header):
+        header[key] = value
+    return fn
+
+
+def edit_config(key, value):
+    def fn(header):
+        header["config"][key] = value
+    return fn
+
+
+def edit_scalar(key, value):
+    def fn(header):
+        header["scalars"][key] = value
+    return fn
+
+
+def edit_array(name, key, value):
+    def fn(header):
+        next(e for e in header["arrays"] if e["name"] == name)[key] = value
+    return fn
+
+
+def edit_spec(index, position, value):
+    def fn(header):
+        header["config"]["spec"][index][position] = value
+    return fn
+
+
+# Edits that get past the header checksum (it is recomputed): each used to load, crash, allocate
+# without bound or raise something other than a ValueError naming the file.
+HEADER_EDITS = {
+    "arrays a dict": (edit("arrays", {}), "arrays"),
+    "config a list": (edit("config", []), "config"),
+    "scalars a list": (edit("scalars", [1]), "scalars"),
+    "unknown class key": (edit("extra", 1), "header"),
+    "format 2.0": (edit("format", 2.0), "format"),
+    "negative shape": (edit_array("rows", "shape", [-8]), "rows"),
+    "huge shape": (edit_array("rows", "shape", [2**40, 2**40]), "rows"),
+    "shape not a list": (edit_array("rows", "shape", 8), "rows"),
+    "nbytes not dtype x shape": (edit_array("rows", "nbytes", 8), "rows"),
+    "offset beyond the file": (edit_array("rng", "offset", 2**40), "rng"),
+    "overlapping offsets": (edit_array("rng", "offset", 0), "rng"),
+    "unknown dtype": (edit_array("rows", "dtype", "<c16"), "rows"),
+    "object dtype": (edit_array("rows", "dtype", "|O"), "rows"),
+    "crc not an int": (edit_array("rows", "crc32", "x"), "rows"),
+    "written near 2**63": (edit_scalar("written", 2**63 - 5), "written"),
+    "written 2**70": (edit_scalar("written", 2**70), "written"),
+    "written a float": (edit_scalar("written", 30.0), "written"),
+    "written a string": (edit_scalar("written", "30"), "written"),
+    "cleared_at > written": (edit_scalar("cleared_at", 31), "cleared_at"),
+    "negative cleared_at": (edit_scalar("cleared_at", -1), "cleared_at"),
+    "missing scalar": (lambda h: h["scalars"].pop("written"), "written"),
+    "capacity 2**62": (edit_config("capacity", 2**62), "capacity"),
+    "capacity 0": (edit_config("capacity", 0), "capacity"),
+    "capacity a string": (edit_config("capacity", "20"), "capacity"),
+    "capacity doubled": (edit_config("capacity", 40), "final_slots"),
+    "num_envs 0": (edit_config("num_envs", 0), "num_envs"),
+    "n_step 0": (edit_config("n_step", 0), "n_step"),
+    "gamma 2": (edit_config("gamma", 2.0), "gamma"),
+    "gamma a list": (edit_config("gamma", [0.9]), "gamma"),
+    "alpha on a uniform buffer": (edit_config("alpha", 0.5), "alpha"),
+    "missing config key": (lambda h: h["config"].pop("gamma"), "config"),
+    "spec a dict": (edit_config("spec", {}), "spec"),
+    "spec dtype unknown": (edit_spec(0, 1, "<U4"), "spec"),
+    "spec dtype not a string": (edit_spec(0, 1, 4), "spec"),
+    "spec dimension near 2**63": (edit_spec(0, 2, [2**63 - 1]), "spec"),
+    "spec dimension zero": (edit_spec(0, 2, [0]), "spec"),
+    "spec dimension a float": (edit_spec(0, 2, [2.0]), "spec"),
+    "spec without obs": (edit_spec(0, 0, "observation"), "obs"),
+}
+
+
+@pytest.mark.parametrize("name", list(HEADER_EDITS))
+def test_edited_headers_raise_value_error_naming_the_file_and_what_is_wrong(name, tmp_path):
+    header, section = split_file(saved_bytes(tmp_path))
+    fn, what = HEADER_EDITS[name]
+    fn(header)
+    path = tmp_path / "bad.rb"
+    path.write_bytes(join_file(header, section))
+    with pytest.raises(ValueError) as info:
+        ReplayBuffer.load(path)
+    assert repr(str(path)) in str(info.value) and what in str(info.value), str(info.value)
+
+
+PRIORITIZED_EDITS = {
+    "beta negative": (edit_config("beta", -0.5), "beta"),
+    "alpha huge": (edit_config("alpha", 1e300), "alpha"),  # the leaves' range is then violated
+    "max_priority 0": (edit_scalar("max_priority", 0.0), "max_priority"),
+    "max_priority below 1": (edit_scalar("max_priority", 0.5), "max_priority"),
+    "max_priority infinite": (edit_scalar("max_priority", float("inf")), "Infinity"),
+    "max_priority a string": (edit_scalar("max_priority", "1"), "max_priority"),
+}
+
+
+@pytest.mark.parametrize("name", list(PRIORITIZED_EDITS))
+def test_edited_prioritized_headers_are_refused_at_load(name, tmp_path):
+    header, section = split_file(saved_bytes(tmp_path, PrioritizedReplayBuffer))
+    fn, what = PRIORITIZED_EDITS[name]
+    fn(header)
+    path = tmp_path / "bad.rb"
+    path.write_bytes(join_file(header, section))
+    with pytest.raises(ValueError) as info:
+        PrioritizedReplayBuffer.load(path)
+    assert repr(str(path)) in str(info.value) and what in str(info.value), str(info.value)
+
+
+def field_offset(name):
+    return next(off for field, off, _ in row_layout(SPEC)[0] if field == name)
+
+
+# Array edits with their checksums recomputed: states the core must refuse.
+ARRAY_EDITS = {
+    ReplayBuffer: [
+        ("rows", lambda a: np.where(np.arange(a.size) % 24 == field_offset("terminated"), 2, a), "bool field"),
+        ("rows", lambda a: np.where(np.arange(a.size) % 24 == 23, 7, a), "padding"),  # bytes 22-23 pad the row
+    ],
+    PrioritizedReplayBuffer: [
+        ("priorities", lambda a: np.where(np.arange(a.size) == 0, np.nan, a), "priorities"),
+        ("priorities", lambda a: np.where(np.arange(a.size) == 0, -1.0, a), "priorities"),
+        ("priorities", lambda a: np.where(np.arange(a.size) == a.size - 1, 1.0, a), "priorities"),  # tree padding
+        ("priorities", lambda a: np.where(np.arange(a.size) == 0, 1e-320, a), "priorities"),  # subnormal
+    ],
+    SequenceReplayBuffer: [
+        ("is_first", lambda a: 1 - a, "is_first|episode_start"),
+        ("is_first", lambda a: a * 3, "is_first"),
+        ("episode_start", lambda a: a + 1, "episode_start"),
+        ("episode_start", lambda a: a - 2**62, "episode_start"),
+    ],
+}
+
+
+@pytest.mark.parametrize("cls, case", [(c, i) for c in ARRAY_EDITS for i in range(len(ARRAY_EDITS[c]))])
+def test_inconsistent_states_behind_valid_checksums_are_refused(cls, case, tmp_path):
+    name, fn, what = ARRAY_EDITS[cls][case]
+    header, section = split_file(saved_bytes(tmp_path, cls))
+    path = tmp_path / "bad.rb"
+    path.write_bytes(join_file(header, resign_array(header, section, name, fn)))
+    with pytest.raises(ValueError, match=what) as info:
+        cls.load(path)
+    assert repr(str(path)) in str(info.value)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_counters_near_2_63_are_refused_by_restore_and_change_nothing(cls):
+    buf, _ = built(cls, steps=30)
+    good = snapshot(buf)
+    for written in (2**62 + 1, 2**63 - 1, -1):
+        bad = dict(good, written=written)
+        with pytest.raises(ValueError, match="written"):
+            buf._core.restore(bad)
+        assert_same_state(snapshot(buf), good)
+    # and the buffer still works: the next add goes to the right row
+    buf.add(**{k: v[0, 0] for k, v in generate(np.random.default_rng(9), 1, 1, t0=30).items()})
+
+
+def test_a_prioritized_restore_refused_by_the_priorities_leaves_the_store_unchanged():
+    # The store used to be restored before the priorities were checked against it.
+    src, _ = built(PrioritizedReplayBuffer, steps=70)
+    dst, _ = built(PrioritizedReplayBuffer, steps=30, seed=3)
+    before = snapshot(dst)
+    state = snapshot(src)
+    newest_row = (state["written"] - 1) % 20  # not sampleable unless it ended an episode
+    state["rows"] = state["rows"].copy()
+    row = state["rows"].reshape(20, -1)[newest_row]
+    row[field_offset("terminated")] = 0
+    row[field_offset("truncated")] = 0
+    state["final_slots"] = state["final_slots"].copy()
+    slot = state["final_slots"][newest_row]
+    if slot >= 0:  # keep the slot pool consistent: the freed slot becomes free
+        state["final_slots"][newest_row] = -1
+        state["free_slots"] = np.append(state["free_slots"], np.int32(slot))
+    state["priorities"] = state["priorities"].copy()
+    state["priorities"][newest_row] = 1.0
+    with pytest.raises(ValueError, match="priorities"):
+        dst._core.restore(state)
+    assert_same_state(snapshot(dst), before)
+
+
+def test_restore_refuses_arrays_of_another_dtype_rather_than_wrapping_them():
+    buf, _ = built(ReplayBuffer, steps=30)
+    before = snapshot(buf)
+    state = dict(before, final_slots=before["final_slots"].astype(np.int64) + 2**32)
+    with pytest.raises(ValueError, match="final_slots"):
+        buf._core.restore(state)
+    assert_same_state(snapshot(buf), before)
+
+
+def test_save_removes_temporary_files_of_dead_writers(tmp_path):
+    buf, _ = built(ReplayBuffer, steps=30)
+    path = tmp_path / "buffer.rb"
+    leftover = tmp_path / ".buffer.rb.999999999-0123abcd.tmp"  # pid 999999999 does not run
+    leftover.write_bytes(b"x" * 100)
+    buf.save(path)
     assert sorted(os.listdir(tmp_path)) == ["buffer.rb"]

@@ -249,3 +249,42 @@ def test_non_numeric_priorities_are_a_type_error_naming_the_argument():
     ids = model.sampleable_ids()[:1]
     with pytest.raises(TypeError, match="priorities"):
         buf.update_priorities(ids, ["high"])
+
+
+# -- importance weights with extreme priorities (issue 19) ----------------------------------------
+
+@pytest.mark.parametrize("tiny", [1e-40, 1e-300, 5e-324])
+def test_weights_stay_finite_and_in_0_1_with_tiny_priorities(tiny):
+    # The leaf ratio leaf / min_leaf used to overflow float32: weights 0 (beta > 0) or NaN (beta = 0).
+    buf, model = buffer_with(20, eps=0.0, alpha=1.0, seed=21)
+    ids = model.sampleable_ids()
+    priorities = np.ones(len(ids))
+    priorities[0] = tiny
+    buf.update_priorities(ids, priorities)
+    for beta in (0.0, 0.4, 1.0, 50.0, 1e300):
+        weights = buf.sample(len(ids), beta=beta)["weights"].numpy()
+        assert np.isfinite(weights).all() and (weights > 0).all() and (weights <= 1).all(), (beta, weights)
+        if beta == 0.0:
+            np.testing.assert_array_equal(weights, 1.0)
+    weights = buf.sample(len(ids), beta=0.4)["weights"].numpy()
+    # (min / p)^beta, floored at the smallest normal float32 (leaves are floored at the smallest normal double)
+    expected = max(max(tiny, np.finfo(np.float64).tiny) ** 0.4, np.finfo(np.float32).tiny)
+    np.testing.assert_allclose(weights, expected, rtol=1e-4)
+
+
+def test_beta_zero_gives_weights_of_exactly_one_whatever_the_priorities():
+    buf, model = buffer_with(30, seed=22, alpha=1.0)
+    ids = model.sampleable_ids()
+    buf.update_priorities(ids, np.geomspace(1e-30, 1e30, len(ids)))
+    np.testing.assert_array_equal(buf.sample(len(ids), beta=0.0)["weights"].numpy(), 1.0)
+
+
+@pytest.mark.parametrize("bad", [1e300, np.finfo(np.float64).max])
+def test_priorities_whose_sum_could_overflow_are_refused(bad):
+    buf, model = buffer_with(20, seed=23, alpha=1.0)
+    before = snapshot(buf)
+    ids = model.sampleable_ids()
+    with pytest.raises(ValueError, match="priorities"):
+        buf.update_priorities(ids, np.full(len(ids), bad))
+    assert_same_state(before, snapshot(buf))
+    assert np.isfinite(buf.sample(4)["weights"].numpy()).all()

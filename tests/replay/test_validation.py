@@ -400,3 +400,116 @@ def test_process_exits_cleanly_after_a_dtype_cast():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "added" in proc.stdout
     assert proc.returncode == 0, f"exit status {proc.returncode}: {proc.stderr[-600:]}"
+
+
+# -- values that do not fit the field's dtype (issue 19) -----------------------------------------
+
+SMALL_SPEC = {"obs": ((2,), torch.float32), "action": ((), torch.int8), "count": ((), torch.uint8),
+              "half": ((), torch.float16), "reward": ((), torch.float32), "terminated": ((), torch.bool),
+              "truncated": ((), torch.bool)}
+
+
+def small_step(**changes):
+    step = dict(obs=np.zeros(2, np.float32), action=np.int8(1), count=np.uint8(2), half=np.float16(0.5),
+                reward=0.5, terminated=False, truncated=False, next_obs=np.ones(2, np.float32))
+    step.update(changes)
+    return step
+
+
+NOT_FITTING = [
+    (dict(action=300), "action"),  # used to be stored as 44
+    (dict(action=np.int64(-129)), "action"),
+    (dict(action=np.uint64(2**63)), "action"),
+    (dict(count=-1), "count"),  # negative into unsigned
+    (dict(count=np.int16(256)), "count"),
+    (dict(obs=np.array([1e300, 0.0])), "obs"),  # float64 -> float32 inf, with only a warning before
+    (dict(next_obs=np.array([0.0, -1e39])), "next_obs"),
+    (dict(reward=1e300), "reward"),  # a Python float straight into a float32 field
+    (dict(reward=np.float64(-3.5e38)), "reward"),
+    (dict(half=np.float32(70000.0)), "half"),
+    (dict(half=100000), "half"),
+]
+
+
+@pytest.mark.parametrize("changes, name", NOT_FITTING)
+def test_values_that_do_not_fit_the_field_are_refused_and_change_nothing(changes, name):
+    buf = ReplayBuffer(8, SMALL_SPEC, seed=0)
+    buf.add(**small_step())
+    before = snapshot(buf)
+    with pytest.raises(ValueError, match=rf"^{name}: expected values that fit"):
+        buf.add(**small_step(**changes))
+    assert_same_state(before, snapshot(buf))
+
+
+def test_one_value_that_does_not_fit_refuses_the_whole_extend():
+    buf = ReplayBuffer(8, SMALL_SPEC, seed=0)
+    steps = {k: np.stack([np.asarray(v)] * 3) for k, v in small_step().items()}
+    steps["action"] = np.array([1, 2, 128], np.int64)
+    with pytest.raises(ValueError, match="action"):
+        buf.extend(**steps)
+    assert buf._core.written == 0
+
+
+def test_values_that_fit_are_converted_exactly():
+    buf = ReplayBuffer(8, SMALL_SPEC, seed=0)
+    buf.add(**small_step(action=np.int64(-128), count=np.int64(255), obs=np.array([3.4e38, -1e-50]),
+                         reward=-3.4e38, half=np.float64(65504.0), next_obs=np.array([np.inf, np.nan])))
+    buf.add(**small_step(action=127, count=True, terminated=True))
+    stored = stored_fields(buf)
+    assert stored["action"].tolist() == [-128, 127]
+    assert stored["count"].tolist() == [255, 1]
+    assert stored["half"][0] == np.float16(65504.0)
+    np.testing.assert_array_equal(stored["obs"][0], np.array([3.4e38, -1e-50], np.float32))
+    assert stored["reward"][0] == np.float32(-3.4e38)
+    batch = buf.sample(1)  # next_obs of step 0 is the following obs; NaN and inf are kept where given
+    assert batch["obs"].dtype == torch.float32
+
+
+def test_non_finite_values_are_kept_in_float_fields_and_refused_in_integer_ones():
+    buf = ReplayBuffer(8, SMALL_SPEC, seed=0)
+    buf.add(**small_step(obs=np.array([np.nan, np.inf])))
+    with pytest.raises(TypeError, match="action"):
+        buf.add(**small_step(action=float("nan")))
+    with pytest.raises(TypeError, match="action"):
+        buf.add(**small_step(action=np.float64(3.0)))  # integral floats too: documented
+    assert buf._core.written == 1
+
+
+# -- size arithmetic and limits -------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("shape", [(2**62,), (2**31, 2**31, 2**2), (2**63 - 1,), (2**40 + 1,), (3, 2**62)])
+def test_spec_sizes_that_overflow_or_exceed_the_limit_are_refused(cls, shape):
+    # 2^62 float32s used to make a row of 0 bytes and a SIGFPE at the first division.
+    spec = dict(SPEC, obs=(shape, torch.float32))
+    with pytest.raises(ValueError, match=r"spec\['obs'\]|capacity"):
+        cls(8, spec)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_capacity_is_limited_by_the_documented_bounds(cls):
+    with pytest.raises(ValueError, match="capacity"):
+        cls(2**31, SPEC)
+    with pytest.raises(ValueError, match="capacity"):
+        cls(2**30, dict(SPEC, obs=((2**12,), torch.float32)))  # 2^30 rows of 16 KiB > 2^40 bytes
+    with pytest.raises(ValueError, match="num_envs"):
+        cls(4, SPEC, num_envs=8)
+
+
+@pytest.mark.parametrize("cls", [ReplayBuffer, PrioritizedReplayBuffer])
+def test_batch_sizes_beyond_64_bits_are_a_value_error(cls):
+    buf = filled(cls)
+    with pytest.raises(ValueError, match="batch_size"):
+        buf.sample(2**64)
+
+
+def test_sequence_batches_are_bounded_before_anything_is_allocated():
+    # sample(30_000_000, 2) on a 6-row buffer used to allocate 2.7 GB.
+    buf = SequenceReplayBuffer(6, SPEC, seed=0)
+    feed(buf, generate(np.random.default_rng(0), 6, 1), "extend")
+    before = snapshot(buf)
+    for batch_size, length in ((30_000_000, 2), (2**62, 2), (2**63 - 1, 5), (4, 2**63 - 1)):
+        with pytest.raises(ValueError, match="batch_size|length"):
+            buf.sample(batch_size, length)
+    assert_same_state(before, snapshot(buf))
+    assert buf.sample(16, 4)["obs"].shape == (16, 4, 2)  # small batches may still repeat windows

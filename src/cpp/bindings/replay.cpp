@@ -8,10 +8,13 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bindings/common.h"
@@ -70,9 +73,15 @@ bool python_scalar(const py::handle& obj, const Field& f, Input& in) {
       PyErr_Clear();
       return false;
     }
-    if (f.itemsize == 8) store_scalar<double>(in, v);
-    else if (f.itemsize == 4) store_scalar<float>(in, static_cast<float>(v));
-    else return false;
+    if (f.itemsize == 8) {
+      store_scalar<double>(in, v);
+    } else if (f.itemsize == 4) {
+      const float x = static_cast<float>(v);
+      if (std::isinf(x) && std::isfinite(v)) return false;  // the array path names the field and the value
+      store_scalar<float>(in, x);
+    } else {
+      return false;
+    }
     return true;
   }
   return false;
@@ -82,6 +91,102 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += std::to_string(shape[i]) + (shape.size() == 1 ? "," : i + 1 < shape.size() ? ", " : "");
   return s + ")";
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+// The smallest magnitude that rounds to infinity in a float field of `itemsize` bytes (half way
+// from the largest finite value to the next power of two, where ties round to even: up).
+double overflow_threshold(int64_t itemsize) { return itemsize == 2 ? 65520.0 : 0x1.ffffffp127; }
+
+// Throws ValueError naming `name` unless every value of v[0..n) fits field f: integers within the
+// field's range (so no negative into an unsigned field), floats that stay finite where they were
+// finite. NaN and infinities are kept in float fields.
+template <typename S>
+void check_values(const S* v, size_t n, const Field& f, const std::string& name, const py::dtype& dtype) {
+  // numpy formats dtypes in Python (microseconds): only for the error message.
+  auto dtype_name = [&] { return std::string(py::str(dtype)); };
+  if (f.kind == 'f') {
+    const double limit = overflow_threshold(f.itemsize);
+    for (size_t i = 0; i < n; ++i) {
+      const double x = static_cast<double>(v[i]);
+      if (std::isfinite(x) && std::fabs(x) >= limit) {
+        throw py::value_error(name + ": expected values that fit " + dtype_name() + " (finite values of magnitude < " +
+                              number_text(limit) + "), got " + number_text(x));
+      }
+    }
+    return;
+  }
+  const int bits = static_cast<int>(8 * f.itemsize);
+  const int64_t lo = f.kind == 'u' ? 0 : (bits == 64 ? std::numeric_limits<int64_t>::min() : -(int64_t{1} << (bits - 1)));
+  const uint64_t hi = f.kind == 'u' ? (bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1) : (uint64_t{1} << (bits - 1)) - 1;
+  for (size_t i = 0; i < n; ++i) {
+    bool ok;
+    if constexpr (std::is_signed_v<S>) {
+      const int64_t x = static_cast<int64_t>(v[i]);
+      ok = x >= lo && (x < 0 || static_cast<uint64_t>(x) <= hi);
+    } else {
+      ok = static_cast<uint64_t>(v[i]) <= hi;
+    }
+    if (!ok) {
+      throw py::value_error(name + ": expected values that fit " + dtype_name() + " ([" + std::to_string(lo) + ", " +
+                            std::to_string(hi) + "]), got " + std::to_string(v[i]));
+    }
+  }
+}
+
+// Whether every value of dtype (kind, itemsize) is representable in field f, so no check is needed.
+bool always_fits(char kind, int64_t itemsize, const Field& f) {
+  if (kind == 'b') return true;
+  if (f.kind == 'f') return f.itemsize == 8 || (kind == 'f' && itemsize <= f.itemsize) || (kind != 'f' && f.itemsize == 4);
+  if (kind == 'f') return false;
+  if (kind == f.kind) return itemsize <= f.itemsize;
+  return kind == 'u' && f.kind == 'i' && itemsize < f.itemsize;
+}
+
+// `arr` (native byte order) converted to field f's dtype, refusing values that do not fit. Bool
+// fields take bools only, integer fields bools and integers (floats are refused, NaN and
+// fractions included: a float action in an integer field is almost always a bug), float fields
+// any of these.
+py::array converted(py::array arr, const Field& f, const py::dtype& dtype, const std::string& name) {
+  const char kind = arr.dtype().kind();
+  const int64_t itemsize = arr.dtype().itemsize();
+  const bool known = (kind == 'b' && itemsize == 1) || ((kind == 'i' || kind == 'u') && itemsize <= 8) ||
+                     (kind == 'f' && (itemsize == 2 || itemsize == 4 || itemsize == 8));
+  const bool allowed = known && (f.kind == 'b' ? kind == 'b' : f.kind == 'f' || kind != 'f');
+  if (!allowed) {
+    throw py::type_error(name + ": expected dtype " + std::string(py::str(dtype)) + " (or one whose values it holds), got " +
+                         std::string(py::str(arr.dtype())));
+  }
+  if (!always_fits(kind, itemsize, f)) {
+    if (!py::cast<bool>(arr.dtype().attr("isnative"))) arr = arr.attr("astype")(arr.dtype().attr("newbyteorder")("="));
+    arr = py::array::ensure(arr, py::array::c_style);
+    const size_t n = static_cast<size_t>(arr.size());
+    const void* d = arr.data();
+    switch (kind) {
+      case 'f':
+        if (itemsize == 8) check_values(static_cast<const double*>(d), n, f, name, dtype);
+        else if (itemsize == 4) check_values(static_cast<const float*>(d), n, f, name, dtype);
+        break;  // float16 only reaches here for float16 fields, which hold it
+      case 'i':
+        if (itemsize == 1) check_values(static_cast<const int8_t*>(d), n, f, name, dtype);
+        else if (itemsize == 2) check_values(static_cast<const int16_t*>(d), n, f, name, dtype);
+        else if (itemsize == 4) check_values(static_cast<const int32_t*>(d), n, f, name, dtype);
+        else check_values(static_cast<const int64_t*>(d), n, f, name, dtype);
+        break;
+      default:
+        if (itemsize == 1) check_values(static_cast<const uint8_t*>(d), n, f, name, dtype);
+        else if (itemsize == 2) check_values(static_cast<const uint16_t*>(d), n, f, name, dtype);
+        else if (itemsize == 4) check_values(static_cast<const uint32_t*>(d), n, f, name, dtype);
+        else check_values(static_cast<const uint64_t*>(d), n, f, name, dtype);
+        break;
+    }
+  }
+  return arr.attr("astype")(dtype);
 }
 
 Input prepare(const py::handle& obj, const Field& f, const py::dtype& dtype, const std::vector<int64_t>& lead,
@@ -103,15 +208,7 @@ Input prepare(const py::handle& obj, const Field& f, const py::dtype& dtype, con
   }
   std::vector<int64_t> got(arr.shape(), arr.shape() + arr.ndim());
   if (got != want) throw py::value_error(name + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
-  if (!arr.dtype().is(dtype)) {
-    // Leaked on purpose: a static py::object would be destroyed after the interpreter is gone.
-    static py::object& can_cast = *new py::object(py::module_::import("numpy").attr("can_cast"));
-    if (!can_cast(arr.dtype(), dtype, "same_kind").cast<bool>()) {
-      throw py::type_error(name + ": expected dtype " + std::string(py::str(dtype)) + " (or one that casts to it), got " +
-                           std::string(py::str(arr.dtype())));
-    }
-    arr = arr.attr("astype")(dtype);
-  }
+  if (!arr.dtype().is(dtype)) arr = converted(arr, f, dtype, name);
   if (!(arr.flags() & py::array::c_style)) arr = py::array::ensure(arr, py::array::c_style);
   in.owner = arr;
   in.data = static_cast<const uint8_t*>(arr.data());
@@ -193,7 +290,11 @@ py::dict outputs(Buffer& b, const std::vector<int64_t>& lead, TransitionStore::O
 
 py::dict sample(Buffer& b, int64_t n, py::object beta) {
   if (b.kind == Kind::kSequence) throw py::type_error("sample: a sequence buffer samples windows: use sample(batch_size, length)");
-  if (n < 1) throw py::value_error("batch_size: expected an integer >= 1, got " + std::to_string(n));
+  {
+    // Before anything is allocated for the batch: it may not exceed what is stored.
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.core->check_batch(n);
+  }
   TransitionStore::Outputs out;
   py::dict d = outputs(b, {n}, out);
   py::array_t<float> discount(n);
@@ -223,8 +324,11 @@ py::dict sample(Buffer& b, int64_t n, py::object beta) {
 
 py::dict sample_sequence(Buffer& b, int64_t n, int64_t length, bool within_episode) {
   if (b.kind != Kind::kSequence) throw py::type_error("length: only a SequenceReplayBuffer samples windows");
-  if (n < 1) throw py::value_error("batch_size: expected an integer >= 1, got " + std::to_string(n));
-  if (length < 1) throw py::value_error("length: expected an integer >= 1, got " + std::to_string(length));
+  {
+    // Before anything is allocated for the batch (sample_windows checks again under the same lock).
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.sequence().check_windows(n, length);
+  }
   TransitionStore::Outputs out;
   py::dict d = outputs(b, {n, length}, out);
   py::array_t<bool> is_first({n, length});
@@ -266,32 +370,74 @@ py::dict snapshot(Buffer& b) {
   return d;
 }
 
+// A 1-d array of exactly dtype T (no conversion, so no value can wrap on the way in), copied.
+template <typename T>
+std::vector<T> exact_array(const py::dict& d, const char* key) {
+  if (!d.contains(key)) throw py::value_error(std::string("state: missing '") + key + "'");
+  py::object obj = d[key];
+  const py::dtype want = py::dtype::of<T>();
+  if (!py::isinstance<py::array>(obj)) throw py::value_error(std::string(key) + ": expected a numpy array, got " + type_name(obj));
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (arr.ndim() != 1 || arr.dtype().kind() != want.kind() || arr.dtype().itemsize() != want.itemsize() ||
+      !py::cast<bool>(arr.dtype().attr("isnative"))) {
+    throw py::value_error(std::string(key) + ": expected a 1-d array of " + std::string(py::str(want)) + ", got " +
+                          std::to_string(arr.ndim()) + "-d " + std::string(py::str(arr.dtype())));
+  }
+  auto typed = py::array_t<T, py::array::c_style>::ensure(arr);
+  return std::vector<T>(typed.data(), typed.data() + typed.size());
+}
+
+// Validates the whole state (the core checks every invariant) before the buffer changes; a
+// rejected state leaves it exactly as it was.
 void restore(Buffer& b, const py::dict& d) {
-  auto need = [&](const char* key) {
-    if (!d.contains(key)) throw py::key_error(std::string("state: missing '") + key + "'");
+  const char* keys[] = {"written", "cleared_at", "rows", "final_slots", "final_pool", "free_slots", "is_first", "episode_start",
+                        "rng", "priorities", "max_priority"};
+  const size_t n_keys = b.kind == Kind::kPrioritized ? 11 : 9;
+  for (auto item : d) {
+    const std::string k = py::str(item.first);
+    if (std::find(keys, keys + n_keys, k) == keys + n_keys) throw py::value_error("state: unexpected '" + k + "'");
+  }
+  auto need = [&](const char* key) -> py::object {
+    if (!d.contains(key)) throw py::value_error(std::string("state: missing '") + key + "'");
     return d[key];
   };
   const int64_t written = as_int(need("written"), "written");
   const int64_t cleared_at = as_int(need("cleared_at"), "cleared_at");
-  auto rows = array_field<uint8_t>(d, "rows", 'i');
+  const auto rows = exact_array<uint8_t>(d, "rows");
   const int64_t row_bytes = b.layout().row_bytes();
-  if (static_cast<int64_t>(rows.size()) % row_bytes != 0) throw py::value_error("rows: expected whole rows");
-  auto rng = array_field<uint64_t>(d, "rng", 'i');
-  if (rng.size() != 4) throw py::value_error("rng: expected 4 words");
-  Rng::State st{rng[0], rng[1], rng[2], rng[3]};
+  if (static_cast<int64_t>(rows.size()) % row_bytes != 0) {
+    throw py::value_error("rows: expected whole rows of " + std::to_string(row_bytes) + " bytes, got " + std::to_string(rows.size()));
+  }
+  const auto rng = exact_array<uint64_t>(d, "rng");
+  if (rng.size() != 4) throw py::value_error("rng: expected 4 words, got " + std::to_string(rng.size()));
+  const Rng::State st{rng[0], rng[1], rng[2], rng[3]};
+  auto final_slots = exact_array<int32_t>(d, "final_slots");
+  auto final_pool = exact_array<uint8_t>(d, "final_pool");
+  auto free_slots = exact_array<int32_t>(d, "free_slots");
+  auto is_first = exact_array<uint8_t>(d, "is_first");
+  auto episode_start = exact_array<int64_t>(d, "episode_start");
+  const int64_t n_rows = static_cast<int64_t>(rows.size()) / row_bytes;
   std::vector<double> leaves;
   double max_priority = 1.0;
   if (b.kind == Kind::kPrioritized) {
-    leaves = array_field<double>(d, "priorities", 'f');
-    max_priority = need("max_priority").cast<double>();
-    b.prioritized().sampler().check(leaves, max_priority);  // before the store is touched
+    leaves = exact_array<double>(d, "priorities");
+    py::object m = need("max_priority");
+    if (!PyFloat_Check(m.ptr()) && !PyLong_Check(m.ptr())) throw py::value_error("max_priority: expected a number, got " + type_name(m));
+    max_priority = PyFloat_AsDouble(m.ptr());
+    if (max_priority == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::value_error("max_priority: expected a number that fits a float64");
+    }
   }
+  py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(b.mutex);
-  b.core->restore_store(written, cleared_at, rows.data(), static_cast<int64_t>(rows.size()) / row_bytes,
-                        array_field<int32_t>(d, "final_slots", 'i'), array_field<uint8_t>(d, "final_pool", 'i'),
-                        array_field<int32_t>(d, "free_slots", 'i'), array_field<uint8_t>(d, "is_first", 'i'),
-                        array_field<int64_t>(d, "episode_start", 'i'), st);
-  if (b.kind == Kind::kPrioritized) b.prioritized().sampler().restore(b.core->store(), leaves, max_priority);
+  if (b.kind == Kind::kPrioritized) {
+    b.prioritized().restore_all(written, cleared_at, rows.data(), n_rows, std::move(final_slots), std::move(final_pool),
+                                std::move(free_slots), std::move(is_first), std::move(episode_start), st, leaves, max_priority);
+  } else {
+    b.core->restore_store(written, cleared_at, rows.data(), n_rows, std::move(final_slots), std::move(final_pool),
+                          std::move(free_slots), std::move(is_first), std::move(episode_start), st);
+  }
 }
 
 RowLayout make_layout(const py::list& spec, std::vector<py::dtype>& dtypes) {
@@ -324,19 +470,14 @@ struct Games {
   int64_t unroll_steps() const { return core->targets().unroll_steps; }
 };
 
-Field scalar_field(char kind, int64_t itemsize, std::vector<int64_t> shape = {}) {
-  Field f;
-  f.kind = kind;
-  f.itemsize = itemsize;
-  f.shape = std::move(shape);
-  return f;
-}
-
-// `obj` as a C-contiguous array of the field's dtype (or one that casts to it within its kind) and
-// shape lead + field shape; errors name the argument.
-Input game_input(const py::handle& obj, const Field& f, const std::vector<int64_t>& lead, const std::string& name) {
-  return prepare(obj, f, py::dtype(dtype_code(f)), lead, name);
-}
+// A validated array argument of the shape it has: C-contiguous data of the wanted dtype.
+struct GameArg {
+  Input input;
+  std::vector<int64_t> shape;
+  int64_t size = 1;
+  template <typename T>
+  const T* data() const { return reinterpret_cast<const T*>(input.ptr()); }
+};
 
 // The shape of an array argument, before its dtype is checked.
 std::vector<int64_t> shape_of(const py::handle& obj, const std::string& name) {
@@ -350,59 +491,74 @@ std::vector<int64_t> shape_of(const py::handle& obj, const std::string& name) {
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
-// Position ids: integers of any shape, as int64.
-struct Ids {
-  Input input;
-  std::vector<int64_t> shape;
-  int64_t size = 1;
-  const int64_t* data() const { return reinterpret_cast<const int64_t*>(input.ptr()); }
-};
+// `obj` as `dtype` with shape `want` (with `any_shape`, the shape it has), through prepare(): a
+// value that does not fit the dtype (300 for uint8, 1e300 for float32) is refused, naming the
+// argument, rather than wrapped or made infinite.
+GameArg game_arg(const py::handle& obj, const py::dtype& dtype, std::vector<int64_t> want, const std::string& name,
+                 bool any_shape = false) {
+  GameArg out;
+  out.shape = any_shape ? shape_of(obj, name) : std::move(want);
+  for (int64_t d : out.shape) out.size *= d;
+  Field f;
+  f.name = name;
+  f.kind = dtype.kind();
+  f.itemsize = dtype.itemsize();
+  out.input = prepare(obj, f, dtype, out.shape, name);
+  return out;
+}
 
-Ids ids_of(const py::handle& obj) {
-  Ids ids;
-  ids.shape = shape_of(obj, "indices");
-  for (int64_t d : ids.shape) ids.size *= d;
-  ids.input = game_input(obj, scalar_field('i', 8), ids.shape, "indices");
-  return ids;
+const py::dtype& dtype_of(char code) {
+  // Leaked on purpose: a static py::object would be destroyed after the interpreter is gone.
+  static const py::dtype& i8 = *new py::dtype("int64");
+  static const py::dtype& f4 = *new py::dtype("float32");
+  static const py::dtype& f8 = *new py::dtype("float64");
+  return code == 'i' ? i8 : code == 'f' ? f4 : f8;
+}
+
+// Position ids: integers of any shape, as int64.
+GameArg ids_of(const py::handle& obj) { return game_arg(obj, dtype_of('i'), {}, "indices", true); }
+
+std::vector<int64_t> with(std::vector<int64_t> lead, const std::vector<int64_t>& tail) {
+  lead.insert(lead.end(), tail.begin(), tail.end());
+  return lead;
 }
 
 int64_t add_game(Games& b, const py::handle& obs, const py::handle& actions, const py::handle& rewards,
                  const py::handle& root_values, const py::handle& policies, bool terminated, double final_value,
                  const py::object& priorities) {
   const std::vector<int64_t> obs_shape = shape_of(obs, "obs");
-  if (obs_shape.size() != b.obs_shape.size() + 1) {
+  if (obs_shape.size() != b.obs_shape.size() + 1 || !std::equal(b.obs_shape.begin(), b.obs_shape.end(), obs_shape.begin() + 1)) {
     throw py::value_error("obs: expected shape (T, *obs_shape) with obs_shape " + shape_str(b.obs_shape) + ", got " +
                           shape_str(obs_shape));
   }
+  const GameArg o = game_arg(obs, b.obs_dtype, obs_shape, "obs");
   const std::vector<int64_t> lead{obs_shape[0]};
-  Field obs_field = scalar_field(b.obs_dtype.kind(), b.obs_dtype.itemsize(), b.obs_shape);
-  const Input o = prepare(obs, obs_field, b.obs_dtype, lead, "obs");
-  const Input a = game_input(actions, scalar_field('i', 8), lead, "actions");
-  const Input r = game_input(rewards, scalar_field('f', 4), lead, "rewards");
-  const Input v = game_input(root_values, scalar_field('f', 4), lead, "root_values");
-  const Input p = game_input(policies, scalar_field('f', 4, {b.store().num_actions()}), lead, "policies");
-  Input pr;
-  if (!priorities.is_none()) pr = game_input(priorities, scalar_field('f', 8), lead, "priorities");
+  const GameArg a = game_arg(actions, dtype_of('i'), lead, "actions");
+  const GameArg r = game_arg(rewards, dtype_of('f'), lead, "rewards");
+  const GameArg v = game_arg(root_values, dtype_of('f'), lead, "root_values");
+  const GameArg p = game_arg(policies, dtype_of('f'), with(lead, {b.store().num_actions()}), "policies");
+  GameArg pr;
+  if (!priorities.is_none()) pr = game_arg(priorities, dtype_of('d'), lead, "priorities");
   GameData g;
-  g.obs = o.ptr();
-  g.actions = reinterpret_cast<const int64_t*>(a.ptr());
-  g.rewards = reinterpret_cast<const float*>(r.ptr());
-  g.root_values = reinterpret_cast<const float*>(v.ptr());
-  g.policies = reinterpret_cast<const float*>(p.ptr());
+  g.obs = o.data<uint8_t>();
+  g.actions = a.data<int64_t>();
+  g.rewards = r.data<float>();
+  g.root_values = v.data<float>();
+  g.policies = p.data<float>();
   g.length = lead[0];
   g.terminated = terminated;
   g.final_value = final_value;
-  const double* given = priorities.is_none() ? nullptr : reinterpret_cast<const double*>(pr.ptr());
+  const double* given = priorities.is_none() ? nullptr : pr.data<double>();
   py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(b.mutex);
   return b.core->add_game(g, given);
 }
 
 py::dict sample_games(Games& b, int64_t n, double beta) {
-  if (n < 1) throw py::value_error("batch_size: expected an integer >= 1, got " + std::to_string(n));
+  b.core->batch_bytes(n);  // bounds every allocation below
   const int64_t k = b.unroll_steps();
   const int64_t a = b.store().num_actions();
-  py::array obs = empty(b.obs_dtype, {n}, b.obs_shape);
+  py::array obs(b.obs_dtype, with({n}, b.obs_shape));
   py::array_t<int64_t> actions({n, k});
   py::array_t<float> values({n, k + 1}), rewards({n, k + 1}), policies({n, k + 1, a});
   py::array_t<float> mask({n, k + 1}), value_mask({n, k + 1}), reward_mask({n, k + 1});
@@ -440,45 +596,64 @@ py::dict sample_games(Games& b, int64_t n, double beta) {
 
 void update_game_priorities(Games& b, const py::handle& indices, const py::handle& priorities) {
   if (!b.core->prioritized()) throw py::type_error("update_priorities: only a prioritized buffer has priorities");
-  const Ids ids = ids_of(indices);
-  const Input p = game_input(priorities, scalar_field('f', 8), ids.shape, "priorities");
+  const GameArg ids = ids_of(indices);
+  const GameArg p = game_arg(priorities, dtype_of('d'), ids.shape, "priorities");
   py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(b.mutex);
-  b.core->update_priorities(ids.data(), reinterpret_cast<const double*>(p.ptr()), ids.size);
+  b.core->update_priorities(ids.data<int64_t>(), p.data<double>(), ids.size);
 }
 
 void update_targets(Games& b, const py::handle& indices, const py::handle& root_values, const py::handle& policies) {
-  const Ids ids = ids_of(indices);
-  const Input v = game_input(root_values, scalar_field('f', 4), ids.shape, "root_values");
-  const Input p = game_input(policies, scalar_field('f', 4, {b.store().num_actions()}), ids.shape, "policies");
+  const GameArg ids = ids_of(indices);
+  const GameArg v = game_arg(root_values, dtype_of('f'), ids.shape, "root_values");
+  const GameArg p = game_arg(policies, dtype_of('f'), with(ids.shape, {b.store().num_actions()}), "policies");
   py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(b.mutex);
-  b.core->update_targets(ids.data(), reinterpret_cast<const float*>(v.ptr()), reinterpret_cast<const float*>(p.ptr()), ids.size);
+  b.core->update_targets(ids.data<int64_t>(), v.data<float>(), p.data<float>(), ids.size);
 }
 
 py::array observations(Games& b, const py::handle& indices) {
-  const Ids ids = ids_of(indices);
-  py::array out = empty(b.obs_dtype, ids.shape, b.obs_shape);
+  const GameArg ids = ids_of(indices);
+  checked_product(ids.size, b.store().obs_bytes(), GameBuffer::kMaxBatchBytes,
+                  "indices: expected at most 2^32 bytes of observations, got " + std::to_string(ids.size) + " ids");
+  {
+    // Refused before the output is allocated; gather_obs checks again under the same lock.
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.store().check_ids(ids.data<int64_t>(), ids.size, "indices");
+  }
+  py::array out(b.obs_dtype, with(ids.shape, b.obs_shape));
   uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
   {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(b.mutex);
-    b.store().gather_obs(ids.data(), ids.size, dst);
+    b.store().gather_obs(ids.data<int64_t>(), ids.size, dst);
   }
   return out;
 }
 
 py::tuple game_spans(Games& b, const py::handle& indices) {
-  const Ids ids = ids_of(indices);
+  const GameArg ids = ids_of(indices);
   py::array_t<int64_t> starts(ids.shape), lengths(ids.shape);
   int64_t* s = starts.mutable_data();
   int64_t* l = lengths.mutable_data();
   {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(b.mutex);
-    b.store().game_spans(ids.data(), ids.size, s, l);
+    b.store().game_spans(ids.data<int64_t>(), ids.size, s, l);
   }
   return py::make_tuple(starts, lengths);
+}
+
+py::array_t<double> game_priorities(Games& b, const py::handle& indices) {
+  const GameArg ids = ids_of(indices);
+  py::array_t<double> out(ids.shape);
+  double* dst = out.mutable_data();
+  const int64_t* src = ids.data<int64_t>();
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(b.mutex);
+  for (int64_t i = 0; i < ids.size; ++i) dst[i] = b.core->priority(src[i]);
+  return out;
 }
 
 py::dict games_snapshot(Games& b) {
@@ -506,32 +681,73 @@ py::dict games_snapshot(Games& b) {
   return d;
 }
 
+// A 1-d array of a snapshot, of exactly the dtype snapshot() writes: a state comes from a file
+// and any other dtype (another width, the other byte order) means it was corrupted or edited.
+template <typename T>
+std::vector<T> state_array(const py::dict& d, const char* key) {
+  py::array a = py::array::ensure(d[key]);
+  if (!a) throw py::value_error(std::string(key) + ": expected an array, got " + type_name(d[key]));
+  const py::dtype want = py::dtype::of<T>();
+  if (!a.dtype().is(want) || a.ndim() != 1) {
+    throw py::value_error(std::string(key) + ": expected a 1-d array of " + std::string(py::str(want)) + ", got " +
+                          std::to_string(a.ndim()) + "-d " + std::string(py::str(a.dtype())));
+  }
+  auto typed = py::array_t<T, py::array::c_style>::ensure(a);
+  return std::vector<T>(typed.data(), typed.data() + typed.size());
+}
+
+int64_t state_int(const py::dict& d, const char* key) {
+  try {
+    return as_int(d[key], key);
+  } catch (py::type_error& e) {
+    throw py::value_error(e.what());
+  }
+}
+
 void games_restore(Games& b, const py::dict& d) {
-  auto need = [&](const char* key) {
-    if (!d.contains(key)) throw py::key_error(std::string("state: missing '") + key + "'");
-    return d[key];
-  };
+  const bool prioritized = b.core->prioritized();
+  std::vector<std::string> keys{"oldest_id", "end_id", "games_added", "game_starts", "game_lengths", "game_terminated",
+                                "game_final_values", "obs", "actions", "rewards", "root_values", "policies", "rng"};
+  if (prioritized) keys.insert(keys.end(), {"priorities", "max_priority"});
+  for (const std::string& k : keys) {
+    if (!d.contains(k)) throw py::value_error("state: missing '" + k + "'");
+  }
+  for (const auto& item : d) {
+    const std::string k = py::str(item.first);
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+      throw py::value_error("state: unexpected '" + k + "'" + (k == "priorities" ? " (this buffer is not prioritized)" : ""));
+    }
+  }
   GameBufferState st;
   GameStoreState& s = st.store;
-  s.oldest_id = as_int(need("oldest_id"), "oldest_id");
-  s.end_id = as_int(need("end_id"), "end_id");
-  s.games_added = as_int(need("games_added"), "games_added");
-  s.game_starts = array_field<int64_t>(d, "game_starts", 'i');
-  s.game_lengths = array_field<int64_t>(d, "game_lengths", 'i');
-  s.game_terminated = array_field<uint8_t>(d, "game_terminated", 'i');
-  s.game_final_values = array_field<float>(d, "game_final_values", 'f');
-  s.obs = array_field<uint8_t>(d, "obs", 'i');
-  s.actions = array_field<int64_t>(d, "actions", 'i');
-  s.rewards = array_field<float>(d, "rewards", 'f');
-  s.root_values = array_field<float>(d, "root_values", 'f');
-  s.policies = array_field<float>(d, "policies", 'f');
-  const auto rng = array_field<uint64_t>(d, "rng", 'i');
+  s.oldest_id = state_int(d, "oldest_id");
+  s.end_id = state_int(d, "end_id");
+  s.games_added = state_int(d, "games_added");
+  s.game_starts = state_array<int64_t>(d, "game_starts");
+  s.game_lengths = state_array<int64_t>(d, "game_lengths");
+  s.game_terminated = state_array<uint8_t>(d, "game_terminated");
+  s.game_final_values = state_array<float>(d, "game_final_values");
+  s.obs = state_array<uint8_t>(d, "obs");
+  s.actions = state_array<int64_t>(d, "actions");
+  s.rewards = state_array<float>(d, "rewards");
+  s.root_values = state_array<float>(d, "root_values");
+  s.policies = state_array<float>(d, "policies");
+  const auto rng = state_array<uint64_t>(d, "rng");
   if (rng.size() != 4) throw py::value_error("rng: expected 4 words, got " + std::to_string(rng.size()));
   st.rng = {rng[0], rng[1], rng[2], rng[3]};
-  if (b.core->prioritized()) {
-    st.priorities = array_field<double>(d, "priorities", 'f');
-    st.max_priority = need("max_priority").cast<double>();
+  if (prioritized) {
+    st.priorities = state_array<double>(d, "priorities");
+    const py::handle m = d["max_priority"];
+    if (PyBool_Check(m.ptr()) || !(PyFloat_Check(m.ptr()) || PyLong_Check(m.ptr()))) {
+      throw py::value_error("max_priority: expected a number, got " + type_name(m));
+    }
+    st.max_priority = PyFloat_AsDouble(m.ptr());
+    if (st.max_priority == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::value_error("max_priority: expected a float64 value, got " + std::string(py::repr(m)));
+    }
   }
+  py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(b.mutex);
   b.core->restore(st);
 }
@@ -545,10 +761,12 @@ std::unique_ptr<Games> make_games(int64_t capacity, const std::vector<int64_t>& 
   if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') {
     throw py::value_error("obs_dtype: expected a bool, integer or float dtype, got " + obs_dtype);
   }
+  const std::string too_big = "obs_shape: expected observations of at most 2^40 bytes, got shape " + shape_str(obs_shape) +
+                              " of " + obs_dtype;
   int64_t obs_bytes = b->obs_dtype.itemsize();
   for (int64_t dim : obs_shape) {
     if (dim < 1) throw py::value_error("obs_shape: expected dimensions >= 1, got " + shape_str(obs_shape));
-    obs_bytes *= dim;
+    obs_bytes = checked_product(obs_bytes, dim, kMaxStoreBytes, too_big);
   }
   b->obs_shape = obs_shape;
   GameStoreConfig store{capacity, obs_bytes, num_actions};
@@ -639,13 +857,7 @@ void init_replay(py::module_ m) {
       .def("update_targets", &update_targets, py::arg("indices"), py::arg("root_values"), py::arg("policies"))
       .def("observations", &observations, py::arg("indices"))
       .def("game_spans", &game_spans, py::arg("indices"), "(first position id, length) of each position's game.")
-      .def("priorities", [](Games& b, const py::handle& indices) {
-        const Ids ids = ids_of(indices);
-        py::array_t<double> out(ids.shape);
-        std::lock_guard<std::mutex> lock(b.mutex);
-        for (int64_t i = 0; i < ids.size; ++i) out.mutable_data()[i] = b.core->priority(ids.data()[i]);
-        return out;
-      }, py::arg("indices"), "priority^alpha of each id (0 where not stored or not prioritized).")
+      .def("priorities", &game_priorities, py::arg("indices"), "priority^alpha of each id (0 where not stored or not prioritized).")
       .def("__len__", [](Games& b) {
         std::lock_guard<std::mutex> lock(b.mutex);
         return b.store().size();

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import struct
-import uuid
 import warnings
+import zlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -15,12 +17,20 @@ import torch
 
 from pymbrl import _core
 from pymbrl._checks import integer, real, resolve_seed
+from pymbrl._files import atomic_write
 from pymbrl._host import host
 
 Spec = Mapping[str, tuple[tuple[int, ...], Any]]
 
 MAGIC = b"PYMBRLRB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# magic, uint32 version, uint64 header length, then the uint32 CRC-32 of those 20 bytes and the header
+_PREFIX = struct.Struct("<8sIQI")
+_MAX_HEADER_BYTES = 1 << 24
+# The dtypes an array of a file may have (little-endian; what _write_file writes).
+_FILE_DTYPES = frozenset({"|b1", "|i1", "|u1", "<i2", "<u2", "<f2", "<i4", "<u4", "<f4", "<i8", "<u8", "<f8"})
+_INT64_MAX = 2**63 - 1
+_MAX_CAPACITY = 2**31 - 1
 
 
 class Batch(dict):
@@ -50,9 +60,9 @@ def _numpy_dtype(dtype: Any, field: str) -> np.dtype:
         out = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"spec['{field}']: expected a torch or numpy dtype, got {dtype!r}") from None
-    if out.kind not in "biuf":
+    if out.kind not in "biuf" or out.itemsize > 8:
         raise TypeError(f"spec['{field}']: expected a bool, integer or float dtype, got {out}")
-    return out
+    return out.newbyteorder("=")
 
 
 def _normalise_spec(spec: Spec) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
@@ -69,68 +79,166 @@ def _normalise_spec(spec: Spec) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
             shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
         except (TypeError, ValueError):
             raise TypeError(f"spec['{name}']: expected (shape, dtype), got {entry!r}") from None
+        # The core checks the sizes (at most 2^40 bytes per transition); this keeps each dimension
+        # within the 64 bits it is passed in.
+        if not all(1 <= d <= _INT64_MAX for d in shape):
+            raise ValueError(f"spec['{name}']: expected dimensions in [1, 2^63), got {shape}")
         fields.append((name, _numpy_dtype(dtype, name), shape))
     return fields
 
 
 def _write_file(path: str | os.PathLike, class_name: str, config: dict[str, Any], scalars: dict[str, Any],
                 arrays: Mapping[str, np.ndarray]) -> None:
-    """Write a saved buffer in the format :meth:`ReplayBuffer.save` describes, atomically."""
+    """Write a saved buffer in the format :meth:`ReplayBuffer.save` describes, atomically
+    (:func:`pymbrl._files.atomic_write`)."""
     path = os.fspath(path)
-    arrays = [(k, np.ascontiguousarray(v)) for k, v in arrays.items()]
+    # Little-endian whatever the machine, so files move between machines.
+    arrays = [(k, np.ascontiguousarray(v, dtype=np.asarray(v).dtype.newbyteorder("<"))) for k, v in arrays.items()]
     entries, offset = [], 0
     for name, a in arrays:
+        data = memoryview(a.reshape(-1).view(np.uint8))
         entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset,
-                        "nbytes": a.nbytes})
+                        "nbytes": a.nbytes, "crc32": zlib.crc32(data)})
         offset += (a.nbytes + 7) // 8 * 8
     header = json.dumps({"class": class_name, "format": FORMAT_VERSION, "config": config,
-                         "scalars": scalars, "arrays": entries}).encode()
-    prefix = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header
+                         "scalars": scalars, "arrays": entries}, allow_nan=False).encode()
+    start = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), 0)[:20]
+    prefix = start + struct.pack("<I", zlib.crc32(header, zlib.crc32(start))) + header
     prefix += b"\0" * (-len(prefix) % 8)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(prefix)
-            for (_, a), entry in zip(arrays, entries):
-                f.write(memoryview(a.reshape(-1).view(np.uint8)))
-                f.write(b"\0" * (-entry["nbytes"] % 8))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    def write(f: Any) -> None:
+        f.write(prefix)
+        for (_, a), entry in zip(arrays, entries):
+            f.write(memoryview(a.reshape(-1).view(np.uint8)))
+            f.write(b"\0" * (-entry["nbytes"] % 8))
+
+    atomic_write(path, write)
+
+
+class _Corrupt(ValueError):
+    """What is wrong with a file, before the file's name is put in front."""
+
+
+def _refuse_constant(name: str) -> None:
+    raise _Corrupt(f"the header holds {name}, which no pymbrl file contains")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _array_entries(header: dict[str, Any], scalars: dict[str, Any]) -> list[tuple[str, np.dtype, tuple[int, ...], int, int]]:
+    """(name, dtype, shape, nbytes, crc) of each array the header lists, checked to tile the data
+    section in order: each at the running offset, padded to 8 bytes."""
+    entries = header["arrays"]
+    if not isinstance(entries, list):
+        raise _Corrupt(f"header 'arrays': expected a list, got {type(entries).__name__}")
+    out, offset = [], 0
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) != {"name", "dtype", "shape", "offset", "nbytes", "crc32"}:
+            raise _Corrupt(f"header 'arrays': expected entries with name, dtype, shape, offset, nbytes and crc32, got {entry!r:.200}")
+        name, dtype, shape = entry["name"], entry["dtype"], entry["shape"]
+        if not isinstance(name, str) or name in scalars or any(name == o[0] for o in out):
+            raise _Corrupt(f"header 'arrays': expected distinct array names, got {name!r:.100}")
+        if not isinstance(dtype, str) or dtype not in _FILE_DTYPES:
+            raise _Corrupt(f"array {name!r}: expected a dtype in {sorted(_FILE_DTYPES)}, got {dtype!r:.100}")
+        if not isinstance(shape, list) or len(shape) > 32 or not all(_is_int(d) and 0 <= d <= 2**40 for d in shape):
+            raise _Corrupt(f"array {name!r}: expected a shape of integers >= 0, got {shape!r:.100}")
+        dt = np.dtype(dtype)
+        nbytes = math.prod(shape) * dt.itemsize
+        if entry["nbytes"] != nbytes or not _is_int(entry["nbytes"]):
+            raise _Corrupt(f"array {name!r}: expected nbytes {nbytes} (dtype x shape), got {entry['nbytes']!r:.100}")
+        if entry["offset"] != offset or not _is_int(entry["offset"]):
+            raise _Corrupt(f"array {name!r}: expected offset {offset}, got {entry['offset']!r:.100}")
+        crc = entry["crc32"]
+        if not _is_int(crc) or not 0 <= crc < 2**32:
+            raise _Corrupt(f"array {name!r}: expected a CRC-32 in [0, 2^32), got {crc!r:.100}")
+        out.append((name, dt, tuple(shape), nbytes, crc))
+        offset += (nbytes + 7) // 8 * 8
+    return out
 
 
 def _read_file(path: str | os.PathLike, class_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, state) of a file written by :func:`_write_file` for ``class_name``; the state holds
-    the scalars and arrays. A file of another class or format version raises ``ValueError``."""
+    the scalars and arrays.
+
+    Every section is checked before it is used: the header against its CRC-32 and its structure
+    (types of every entry, arrays that tile the rest of the file exactly), each array against its
+    CRC-32; no array is allocated before the file is known to hold it. A file of another class or
+    format version (version 1 files carry no checksums and are refused), or a corrupt or truncated
+    file, raises ``ValueError`` naming the file and what is wrong. The caller validates the config
+    and scalars' values.
+    """
     path = os.fspath(path)
+    try:
+        return _read_sections(path, class_name)
+    except _Corrupt as e:
+        raise ValueError(f"path: {path!r}: {e}") from None
+
+
+def _read_sections(path: str, class_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     with open(path, "rb") as f:
-        head = f.read(20)
-        if len(head) < 20 or head[:8] != MAGIC:
-            raise ValueError(f"path: {path!r} is not a pymbrl replay buffer file")
-        version, header_len = struct.unpack("<IQ", head[8:])
-        if header_len > os.fstat(f.fileno()).st_size - 20:
-            raise ValueError(f"path: {path!r} is truncated or has a corrupt header length")
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(_PREFIX.size)
+        if len(head) < 12 or head[:8] != MAGIC:
+            raise _Corrupt("not a pymbrl replay buffer file (no PYMBRLRB magic)")
+        (version,) = struct.unpack("<I", head[8:12])
+        if version == 1:
+            raise _Corrupt("format version 1 has no checksums and is no longer read (this pymbrl reads version 2); "
+                           "re-create the buffer")
         if version != FORMAT_VERSION:
-            raise ValueError(f"path: format version {version} is not supported (this pymbrl reads {FORMAT_VERSION})")
+            raise _Corrupt(f"format version {version} is not supported (this pymbrl reads {FORMAT_VERSION})")
+        if len(head) < _PREFIX.size:
+            raise _Corrupt(f"truncated: {size} bytes, shorter than the {_PREFIX.size}-byte prefix")
+        _, _, header_len, header_crc = _PREFIX.unpack(head)
+        if header_len > min(size - _PREFIX.size, _MAX_HEADER_BYTES):
+            raise _Corrupt(f"header length {header_len} exceeds the file ({size} bytes) or the limit of {_MAX_HEADER_BYTES}")
+        raw = f.read(header_len)
+        if zlib.crc32(raw, zlib.crc32(head[:20])) != header_crc:
+            raise _Corrupt("the header fails its checksum")
         try:
-            header = json.loads(f.read(header_len))
-        except ValueError:
-            raise ValueError(f"path: {path!r} has a corrupt header") from None
-        if header.get("class") != class_name:
-            raise ValueError(f"path: holds a {header.get('class')}, not a {class_name}")
-        base = 20 + header_len + (-(20 + header_len) % 8)
-        state: dict[str, Any] = dict(header["scalars"])
-        for entry in header["arrays"]:
-            a = np.empty(entry["shape"], dtype=np.dtype(entry["dtype"]))
-            f.seek(base + entry["offset"])
-            if f.readinto(memoryview(a.reshape(-1).view(np.uint8))) != entry["nbytes"]:
-                raise ValueError(f"path: {path!r} is truncated")
-            state[entry["name"]] = a
-    return header["config"], state
+            header = json.loads(raw, parse_constant=_refuse_constant)
+        except _Corrupt:
+            raise
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+            raise _Corrupt(f"the header is not valid JSON ({type(e).__name__})") from None
+        if not isinstance(header, dict) or set(header) != {"class", "format", "config", "scalars", "arrays"}:
+            raise _Corrupt("header: expected an object with class, format, config, scalars and arrays")
+        if header["class"] != class_name:
+            raise _Corrupt(f"holds a {header['class']!s:.100}, not a {class_name}")
+        if header["format"] != FORMAT_VERSION or not _is_int(header["format"]):
+            raise _Corrupt(f"header 'format': expected {FORMAT_VERSION}, got {header['format']!r:.100}")
+        config, scalars = header["config"], header["scalars"]
+        if not isinstance(config, dict):
+            raise _Corrupt(f"header 'config': expected an object, got {type(config).__name__}")
+        if not isinstance(scalars, dict) or not all(isinstance(v, (int, float, str)) for v in scalars.values()):
+            raise _Corrupt("header 'scalars': expected an object of numbers and strings")
+        entries = _array_entries(header, scalars)
+        base = _PREFIX.size + header_len + (-(_PREFIX.size + header_len) % 8)
+        end = base + sum((e[3] + 7) // 8 * 8 for e in entries)
+        if end != size:
+            raise _Corrupt(f"expected {end} bytes (header and arrays), got {size}: truncated or extended")
+        pad = f.read(base - _PREFIX.size - header_len)
+        if pad.strip(b"\0"):
+            raise _Corrupt("the padding after the header is not zero")
+        state: dict[str, Any] = dict(scalars)
+        for name, dt, shape, nbytes, crc in entries:
+            a = np.empty(shape, dtype=dt)
+            if f.readinto(memoryview(a.reshape(-1).view(np.uint8))) != nbytes:
+                raise _Corrupt(f"array {name!r} is truncated")
+            if zlib.crc32(memoryview(a.reshape(-1).view(np.uint8))) != crc:
+                raise _Corrupt(f"array {name!r} fails its checksum")
+            if f.read(-nbytes % 8).strip(b"\0"):
+                raise _Corrupt(f"the padding after array {name!r} is not zero")
+            state[name] = a.astype(dt.newbyteorder("="), copy=False)
+    return config, state
+
+
+def _batch_size(value: Any, name: str = "batch_size") -> int:
+    value = integer(value, name)
+    if value > _INT64_MAX:
+        raise ValueError(f"{name}: expected an integer < 2^63, got {value}")
+    return value
 
 
 class ReplayBuffer:
@@ -160,6 +268,10 @@ class ReplayBuffer:
     batch 4.5x faster than per-field arrays here. Observations are stored once: the next
     observation of a step is the following row's ``obs`` in the same stream, and the ``next_obs``
     passed to ``add`` is only kept where the step ended an episode (its final observation).
+
+    Limits (``ValueError`` naming the argument beyond them): ``capacity`` <= 2^31 - 1 transitions;
+    a transition (all spec fields) <= 2^40 bytes and ``capacity`` x that <= 2^40 bytes;
+    ``num_envs`` <= ``capacity``; ``n_step`` <= 2^31 - 1; ``sample``'s ``batch_size`` <= ``len()``.
     """
 
     _kind: ClassVar[str] = "uniform"
@@ -171,27 +283,38 @@ class ReplayBuffer:
     def _init(self, capacity: int, spec: Spec, *, num_envs: int = 1, n_step: int = 1, gamma: float = 0.99,
               alpha: float = 0.0, beta: float = 0.0, eps: float = 0.0, seed: int | None = None) -> None:
         self.spec = {name: (shape, dtype) for name, dtype, shape in _normalise_spec(spec)}
+        capacity = integer(capacity, "capacity")
+        if capacity > _MAX_CAPACITY:
+            raise ValueError(f"capacity: expected at most 2^31 - 1 transitions, got {capacity}")
         self.num_envs = integer(num_envs, "num_envs")
+        if self.num_envs > capacity:
+            raise ValueError(f"num_envs: expected at most capacity ({capacity}), got {self.num_envs}")
         self.n_step = integer(n_step, "n_step")
+        if self.n_step > _MAX_CAPACITY:
+            raise ValueError(f"n_step: expected at most 2^31 - 1, got {self.n_step}")
         self.gamma = real(gamma, "gamma", low=0.0, high=1.0)
-        self.alpha, self.beta, self.eps = alpha, beta, eps
+        self.alpha, self.beta, self.eps = (real(alpha, "alpha", low=0.0), real(beta, "beta", low=0.0),
+                                           real(eps, "eps", low=0.0))
         self._core = _core.replay.Buffer(
-            self._kind, [(name, dtype.str.lstrip("<>|=")[0] + str(dtype.itemsize), shape)
-                         for name, (shape, dtype) in self.spec.items()],
-            integer(capacity, "capacity"), self.num_envs, self.n_step, self.gamma, alpha, eps,
-            resolve_seed(seed))
+            self._kind, [(name, dtype.kind + str(dtype.itemsize), shape) for name, (shape, dtype) in self.spec.items()],
+            capacity, self.num_envs, self.n_step, self.gamma, self.alpha, self.eps, resolve_seed(seed))
         self._warned_pin = False
 
     # -- adding --------------------------------------------------------------------------------
     def add(self, **fields: Any) -> None:
         """Store one step: every spec field plus ``next_obs``, shaped as in the spec (with a leading
         ``num_envs`` dimension when ``num_envs > 1``). Python scalars, numpy arrays and torch CPU
-        tensors are accepted; dtypes must cast safely within their kind (float64 -> float32 is
-        fine, float -> int is not). A rejected call stores nothing."""
+        tensors are accepted. Values of another dtype are converted only where every value fits
+        the field: integers within the field's range (e.g. int64 300 into an int8 field, or -1
+        into an unsigned one, raise ``ValueError``), floats that stay finite (float64 1e300 into
+        a float32 field raises; NaN and infinities are kept as they are). Float values are never
+        accepted by integer or bool fields, nor integers by bool fields (``TypeError``), integral
+        or not. A rejected call stores nothing."""
         self._core.add(fields)
 
     def extend(self, **fields: Any) -> None:
-        """Store T consecutive steps at once: leading dimensions ``[T]`` (or ``[T, num_envs]``)."""
+        """Store T consecutive steps at once: leading dimensions ``[T]`` (or ``[T, num_envs]``); values
+        are converted as in :meth:`add`, and one that does not fit refuses the whole call."""
         self._core.extend(fields)
 
     # -- sampling ------------------------------------------------------------------------------
@@ -202,7 +325,7 @@ class ReplayBuffer:
         ``device`` moves the batch (e.g. ``"cuda"``); ``pin_memory`` pins it first so that the copy
         is asynchronous (ignored, with a warning, where CUDA is not available).
         """
-        return self._to_batch(self._core.sample(integer(batch_size, "batch_size")), device, pin_memory)
+        return self._to_batch(self._core.sample(_batch_size(batch_size)), device, pin_memory)
 
     def _to_batch(self, arrays: dict, device: Any, pin_memory: bool) -> Batch:
         batch = Batch((k, torch.from_numpy(v)) for k, v in arrays.items())
@@ -240,26 +363,90 @@ class ReplayBuffer:
     def save(self, path: str | os.PathLike) -> None:
         """Write the buffer, its sampler state and generator to ``path``.
 
-        The file is written under a temporary name in the same folder and renamed over ``path`` only
-        once complete, so a crash mid-save leaves any previous file intact. Format (version 1): the
-        8 bytes ``PYMBRLRB``, a little-endian uint32 format version, a uint64 header length, a UTF-8
-        JSON header (class, configuration, scalars, and for each array its name, dtype, shape and
-        byte offset), then the raw arrays, each starting at a multiple of 8 bytes. No pickle.
+        The file is written atomically (:func:`pymbrl._files.atomic_write`: a temporary file in
+        the same folder, fsynced, renamed over ``path``, the folder fsynced), so a crash mid-save
+        leaves any previous file intact. Format version 2, all little-endian: the 8 bytes
+        ``PYMBRLRB``, a uint32 format version, a uint64 header length, a uint32 CRC-32 of those
+        20 bytes and the header; the UTF-8 JSON header (class, configuration, scalars, and for each
+        array its name, dtype, shape, byte offset, size and CRC-32); zero padding to a multiple of
+        8 bytes; then the raw arrays in order, each zero-padded to a multiple of 8 bytes. No
+        pickle. Version 1 files (no checksums) are not read.
         """
         state = dict(self._core.snapshot())
-        scalars = {k: state.pop(k) for k in ("written", "cleared_at", "max_priority") if k in state}
+        scalars = {k: state.pop(k) for k in self._SCALARS if k in state}
         _write_file(path, type(self).__name__, self._config(), scalars, state)
+
+    _SCALARS: ClassVar[tuple[str, ...]] = ("written", "cleared_at")
+    _ARRAYS: ClassVar[tuple[str, ...]] = ("rows", "final_slots", "final_pool", "free_slots", "is_first", "episode_start",
+                                          "rng")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ReplayBuffer":
         """Read a buffer written by :meth:`save`; sampling then continues exactly as it would have in
-        the saved buffer. A file of another class or format version raises ``ValueError``."""
+        the saved buffer.
+
+        Raises
+        ------
+        ValueError
+            Naming the file and what is wrong, for a file of another class or format version
+            (including version 1, which has no checksums), a truncated or corrupt file (every
+            section is checked against its CRC-32), or a configuration or state that this class
+            would not accept (every value and invariant is checked before the buffer is built).
+        """
         config, state = _read_file(path, cls.__name__)
-        spec = {name: (tuple(shape), np.dtype(dtype)) for name, dtype, shape in config.pop("spec")}
+        try:
+            buffer = cls._from_file(config, state)
+        except MemoryError:
+            raise ValueError(f"path: {os.fspath(path)!r}: the buffer it describes does not fit in memory") from None
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
+            raise ValueError(f"path: {os.fspath(path)!r}: {e}") from None
+        return buffer
+
+    _CONFIG: ClassVar[frozenset[str]] = frozenset({"capacity", "num_envs", "n_step", "gamma", "alpha", "beta", "eps",
+                                                   "spec"})
+
+    @classmethod
+    def _from_file(cls, config: dict[str, Any], state: dict[str, Any]) -> "ReplayBuffer":
+        if set(config) != cls._CONFIG:
+            raise ValueError(f"config: expected the keys {sorted(cls._CONFIG)}, got {sorted(config)}")
+        spec = config["spec"]
+        if not isinstance(spec, list) or not all(
+                isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and e[1] in _FILE_DTYPES
+                and isinstance(e[2], list) and all(_is_int(d) for d in e[2]) for e in spec):
+            raise ValueError(f"config 'spec': expected [name, dtype, shape] entries with dtypes in "
+                             f"{sorted(_FILE_DTYPES)}, got {spec!r:.200}")
+        if len({e[0] for e in spec}) != len(spec):
+            raise ValueError("config 'spec': expected distinct field names")
+        for key in ("capacity", "num_envs", "n_step"):
+            if not _is_int(config[key]):
+                raise TypeError(f"config '{key}': expected an integer, got {config[key]!r:.100}")
+        for key in ("gamma", "alpha", "beta", "eps"):
+            if isinstance(config[key], bool) or not isinstance(config[key], numbers.Real):
+                raise TypeError(f"config '{key}': expected a number, got {config[key]!r:.100}")
+        cls._check_config(config)
+        expected = set(cls._SCALARS) | set(cls._ARRAYS)
+        if set(state) != expected:
+            raise ValueError(f"state: expected {sorted(expected)}, got {sorted(state)}")
+        for key in cls._SCALARS:
+            if not isinstance(state[key], numbers.Real) or isinstance(state[key], bool):
+                raise TypeError(f"scalars '{key}': expected a number, got {state[key]!r:.100}")
+        # The per-row arrays bound what building the buffer allocates by what the file holds.
+        capacity = config["capacity"]
+        if state["final_slots"].shape != (capacity,):
+            raise ValueError(f"final_slots: expected one per row (capacity {capacity}), got shape "
+                             f"{state['final_slots'].shape}")
         buffer = cls.__new__(cls)
-        buffer._init(config.pop("capacity"), spec, seed=0, **config)
+        buffer._init(capacity, {name: (tuple(shape), np.dtype(dtype)) for name, dtype, shape in spec}, seed=0,
+                     **{k: config[k] for k in ("num_envs", "n_step", "gamma", "alpha", "beta", "eps")})
         buffer._core.restore(state)
         return buffer
+
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        """Values a file of this class must hold beyond what the constructor checks."""
+        for key in ("alpha", "beta", "eps"):
+            if config[key] != 0:
+                raise ValueError(f"config '{key}': expected 0 for a {cls.__name__}, got {config[key]!r}")
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):
@@ -278,9 +465,24 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         Importance-sampling exponent; may be annealed per call with ``sample(..., beta=...)``.
     eps : float, default 1e-6
         Added to every priority so no transition becomes unsampleable.
+
+    Notes
+    -----
+    Priorities must keep ``(priority + eps)^alpha <= 1e250`` so that the sum over the tree stays
+    finite; a positive ``(priority + eps)^alpha`` below the smallest normal double is raised to it.
+    With ``eps = 0`` a priority of 0 makes a transition impossible to draw. Weights are computed
+    as ``(min_k p_k^alpha / p_i^alpha)^beta`` from the ratio (never its inverse), so they are finite
+    and in (0, 1] (at least the smallest normal float32) for any priorities, and exactly 1 when
+    ``beta = 0``.
     """
 
     _kind = "prioritized"
+    _SCALARS = ReplayBuffer._SCALARS + ("max_priority",)
+    _ARRAYS = ReplayBuffer._ARRAYS + ("priorities",)
+
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        pass  # alpha, beta and eps: any finite value >= 0, which the constructor checks
 
     def __init__(self, capacity: int, spec: Spec, *, num_envs: int = 1, n_step: int = 1, gamma: float = 0.99,
                  alpha: float = 0.6, beta: float = 0.4, eps: float = 1e-6, seed: int | None = None) -> None:
@@ -291,7 +493,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
                pin_memory: bool = False) -> Batch:
         """Prioritized batch with ``weights``; ``beta`` overrides the buffer's for this call."""
         beta = self.beta if beta is None else real(beta, "beta", low=0.0)
-        return self._to_batch(self._core.sample(integer(batch_size, "batch_size"), beta), device, pin_memory)
+        return self._to_batch(self._core.sample(_batch_size(batch_size), beta), device, pin_memory)
 
     def update_priorities(self, indices: Any, priorities: Any) -> None:
         """Set the priorities of sampled transitions (e.g. ``|TD error|``). Indices whose slot has
@@ -327,12 +529,22 @@ class SequenceReplayBuffer(ReplayBuffer):
 
     _kind = "sequence"
 
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        super()._check_config(config)
+        if config["n_step"] != 1:
+            raise ValueError(f"config 'n_step': expected 1 for a {cls.__name__}, got {config['n_step']!r}")
+
     def __init__(self, capacity: int, spec: Spec, *, num_envs: int = 1, seed: int | None = None) -> None:
         self._init(capacity, spec, num_envs=num_envs, seed=seed)
 
     def sample(self, batch_size: int, length: int, *, within_episode: bool = False,
                device: torch.device | str | None = None, pin_memory: bool = False) -> Batch:
-        """``batch_size`` windows of ``length`` steps, uniformly over the valid windows."""
-        arrays = self._core.sample_sequence(integer(batch_size, "batch_size"), integer(length, "length"),
+        """``batch_size`` windows of ``length`` steps, uniformly over the valid windows.
+
+        ``length`` is at most the steps stored per env less one; windows may repeat, but a batch
+        holds at most max(2^28 bytes, the bytes stored): larger requests raise ``ValueError``
+        before anything is allocated."""
+        arrays = self._core.sample_sequence(_batch_size(batch_size), _batch_size(length, "length"),
                                             bool(within_episode))
         return self._to_batch(arrays, device, pin_memory)

@@ -65,10 +65,28 @@ def _obs_dtype(dtype: Any) -> np.dtype:
     return np.dtype(f"{out.kind}{out.itemsize}")  # native byte order, as the core stores it
 
 
+# The core's documented limits (game_store.h, game_targets.h), checked here too so that a huge
+# integer is refused by name before it reaches the int64 arguments of the core.
+_MAX_BYTES = 2**40
+_MAX_UNROLL_STEPS = 2**16
+_MAX_TD_STEPS = 2**62
+_CONFIG_KEYS = frozenset({"capacity", "obs_shape", "obs_dtype", "num_actions", "unroll_steps", "td_steps", "discount",
+                          "prioritized", "alpha", "beta", "eps"})
+
+
+def _bounded(value: Any, name: str, high: int, *, minimum: int = 1) -> int:
+    value = integer(value, name, minimum=minimum)
+    if value > high:
+        raise ValueError(f"{name}: expected an integer <= {high}, got {value}")
+    return value
+
+
 def _obs_shape(shape: Any) -> tuple[int, ...]:
     dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    if isinstance(dims, (str, bytes)):
+        raise ArgumentTypeError(f"obs_shape: expected a tuple of integers, got {shape!r}")
     try:
-        return tuple(integer(d, "obs_shape") for d in dims)
+        return tuple(_bounded(d, "obs_shape", _MAX_BYTES) for d in dims)
     except TypeError:
         raise ArgumentTypeError(f"obs_shape: expected a tuple of integers, got {shape!r}") from None
 
@@ -156,6 +174,15 @@ class GameBuffer:
     writes the new root values and visit-count policies back with :meth:`update_targets`. Every
     later sample uses them: values bootstrap from the new root values, policies are the new ones.
 
+    **Limits** (each refused with ``ValueError`` naming the argument, before anything is allocated
+    or changed): ``capacity * (observation bytes + 4 num_actions + 32) <= 2**40`` bytes (a
+    prioritized buffer also keeps ``capacity * 147 <= 2**40``); ``unroll_steps <= 2**16``;
+    ``td_steps <= 2**62`` (anything beyond the longest game gives Monte Carlo returns); rewards,
+    root values and final values of magnitude at most 1e25, so that every n-step sum fits float32;
+    a batch of at most 65536 positions and 2**32 bytes (``sample``), and at most 2**32 bytes of
+    observations per :meth:`observations` call; ``(priority + eps)**alpha`` within
+    [2.2e-308, 1e250]. Position ids count up to 2**62.
+
     **Threads and files.** Every method may be called from several threads (a mutex per buffer; the
     GIL is released while the core works). :meth:`save` writes the file format of
     :meth:`ReplayBuffer.save <pymbrl.replay.ReplayBuffer.save>`.
@@ -172,12 +199,12 @@ class GameBuffer:
               seed: int | None) -> None:
         if not isinstance(prioritized, (bool, np.bool_)):
             raise ArgumentTypeError(f"prioritized: expected a bool, got {type(prioritized).__name__}")
-        self.capacity = integer(capacity, "capacity")
+        self.capacity = _bounded(capacity, "capacity", _MAX_BYTES)
         self.obs_shape = _obs_shape(obs_shape)
         self.obs_dtype = _obs_dtype(obs_dtype)
-        self.num_actions = integer(num_actions, "num_actions")
-        self.unroll_steps = integer(unroll_steps, "unroll_steps", minimum=0)
-        self.td_steps = integer(td_steps, "td_steps")
+        self.num_actions = _bounded(num_actions, "num_actions", _MAX_BYTES)
+        self.unroll_steps = _bounded(unroll_steps, "unroll_steps", _MAX_UNROLL_STEPS, minimum=0)
+        self.td_steps = _bounded(td_steps, "td_steps", _MAX_TD_STEPS)
         self.discount = real(discount, "discount", low=-1.0, high=1.0)
         self.prioritized = bool(prioritized)
         self.alpha = real(alpha, "alpha", low=0.0)
@@ -195,18 +222,21 @@ class GameBuffer:
         Parameters
         ----------
         obs : array or tensor [T, *obs_shape]
-            Cast to ``obs_dtype`` within its kind (float64 -> float32 is fine, float -> uint8 is not).
+            Cast to ``obs_dtype`` within its kind (numpy's ``same_kind``: float64 -> float32 and
+            uint16 -> uint8 are fine, float -> uint8 is not) where every value fits: 300 for uint8,
+            or 1e300 for float32, is refused rather than wrapped or made infinite. The other arrays
+            follow the same rule.
         actions : integer array [T]
             In [0, num_actions).
         rewards, root_values : float array [T]
-            Finite.
+            Finite, of magnitude at most 1e25.
         policies : float array [T, num_actions]
             Visit-count distributions: finite, >= 0, each row summing to 1 within 1e-3.
         terminated : bool
             True if the game ended, False if it was cut.
         final_value : float, default 0.0
             Value of the observation after the last action, bootstrapped from when the game was cut
-            (ignored when terminated).
+            (ignored when terminated); finite, of magnitude at most 1e25.
         priorities : float array [T] or None
             Initial priorities (>= 0, prioritized buffers only); default the largest seen so far.
 
@@ -236,7 +266,9 @@ class GameBuffer:
 
         ``beta`` overrides the buffer's importance-sampling exponent for this call (prioritized
         buffers). The arrays are filled by the core and wrapped without copying; ``device`` moves
-        them (e.g. ``"cuda"``).
+        them (e.g. ``"cuda"``). ``batch_size`` may exceed ``len(self)`` (drawn with replacement) but
+        is at most 65536, and the batch at most 2**32 bytes (``ValueError`` before allocating).
+        Importance weights are finite and in (0, 1], exactly 1 when ``beta`` is 0.
         """
         beta = self.beta if beta is None else real(beta, "beta", low=0.0)
         arrays = self._core.sample(integer(batch_size, "batch_size"), beta)
@@ -249,9 +281,11 @@ class GameBuffer:
     def update_priorities(self, indices: Any, priorities: Any) -> None:
         """Set the priorities of stored positions (e.g. |root value - value target|).
 
-        ``indices`` int [...], ``priorities`` float [...] of the same shape, finite and >= 0 (> 0 when
-        ``eps`` is 0). An id whose game has been evicted raises ``ValueError``; so does calling this
-        on a buffer that is not prioritized. A rejected call changes nothing.
+        ``indices`` int [...], ``priorities`` float [...] of the same shape, finite and >= 0, with
+        ``(priority + eps)**alpha`` in [2.2e-308, 1e250] (so > 0 when ``eps`` is 0). A NaN, infinite
+        or negative priority, or an id whose game has been evicted, raises ``ValueError`` naming the
+        argument; so does calling this on a buffer that is not prioritized. A rejected call changes
+        nothing.
         """
         with _argument_types():
             self._core.update_priorities(host(indices), host(priorities))
@@ -327,9 +361,25 @@ class GameBuffer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> GameBuffer:
         """Read a buffer written by :meth:`save`; sampling then continues exactly as it would have in
-        the saved buffer. A file of another class or format version raises ``ValueError``."""
+        the saved buffer.
+
+        Raises
+        ------
+        ValueError
+            Naming the file, for a file of another class or format version, a corrupt or truncated
+            one, a configuration value that the constructor would refuse, or a state that breaks any
+            invariant of the buffer (counters, game boundaries, array shapes and dtypes, values,
+            priorities, generator).
+        """
         config, state = _read_file(path, cls.__name__)
-        buffer = cls.__new__(cls)
-        buffer._init(config.pop("capacity"), config.pop("obs_shape"), config.pop("num_actions"), seed=0, **config)
-        buffer._core.restore(state)
+        try:
+            if not isinstance(config, dict) or set(config) != _CONFIG_KEYS:
+                got = sorted(config) if isinstance(config, dict) else type(config).__name__
+                raise ValueError(f"config: expected the keys {sorted(_CONFIG_KEYS)}, got {got}")
+            buffer = cls.__new__(cls)
+            buffer._init(**config, seed=0)
+            with _argument_types():
+                buffer._core.restore(state)
+        except ValueError as exc:  # ArgumentTypeError included
+            raise ValueError(f"path: {os.fspath(path)!r} holds an invalid GameBuffer: {exc}") from None
         return buffer

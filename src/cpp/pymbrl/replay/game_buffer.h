@@ -2,6 +2,9 @@
 // prioritized, proportional priorities over positions. Positions are drawn uniformly or in
 // proportion to priority^alpha, and their unroll targets built in one pass (game_targets.h).
 // Callers serialise access (the Python binding holds a mutex per buffer).
+//
+// Limits: a batch holds at most 2^16 positions (kMaxBatchSize; MuZero samples 1024-2048) and its
+// outputs at most 2^32 bytes (kMaxBatchBytes), checked before anything is allocated or drawn.
 #pragma once
 
 #include <cmath>
@@ -27,10 +30,12 @@ struct GameBufferState {
 
 class GameBuffer {
  public:
+  static constexpr int64_t kMaxBatchSize = int64_t{1} << 16;
+  static constexpr int64_t kMaxBatchBytes = int64_t{1} << 32;
+
   GameBuffer(const GameStoreConfig& store, const TargetConfig& targets, bool prioritized, double alpha, double eps,
              uint64_t seed)
-      : store_(store), targets_(targets), rng_(seed) {
-    targets.check();
+      : store_(checked(store, targets, prioritized)), targets_(targets), rng_(seed) {
     if (prioritized) priorities_.emplace(store.capacity, alpha, eps);
   }
 
@@ -61,9 +66,24 @@ class GameBuffer {
     return first;
   }
 
+  // Bytes of every output of sample() for a batch of n (ids and weights included); throws naming
+  // batch_size where n is out of [1, kMaxBatchSize] or the outputs would pass kMaxBatchBytes.
+  int64_t batch_bytes(int64_t n) const {
+    if (!(n >= 1 && n <= kMaxBatchSize)) {
+      throw std::invalid_argument("batch_size: expected an integer in [1, 65536], got " + std::to_string(n));
+    }
+    const std::string too_big = "batch_size: expected a batch of at most 2^32 bytes, got " + std::to_string(n) + " positions";
+    const int64_t k = targets_.unroll_steps;  // <= 2^16 (TargetConfig::check)
+    const int64_t policies =
+        checked_product(checked_product(k + 1, store_.num_actions(), kMaxBatchBytes, too_big), 4, kMaxBatchBytes, too_big);
+    // obs, actions [K], 5 float32 rows [K+1], policies [K+1, A], id and weight.
+    const int64_t per_position = store_.obs_bytes() + 8 * k + 20 * (k + 1) + policies + 12;
+    return checked_product(n, per_position, kMaxBatchBytes, too_big);
+  }
+
   // n position ids, with replacement, and their importance weights (ones when not prioritized).
   void sample_ids(int64_t n, double beta, int64_t* ids, float* weights) {
-    if (n < 1) throw std::invalid_argument("batch_size: expected an integer >= 1, got " + std::to_string(n));
+    batch_bytes(n);
     if (store_.size() == 0) throw std::invalid_argument("batch_size: expected a buffer holding games to sample from, got an empty one");
     if (!(beta >= 0.0 && std::isfinite(beta))) throw std::invalid_argument("beta: expected a finite value >= 0, got " + std::to_string(beta));
     if (!priorities_) {
@@ -122,33 +142,46 @@ class GameBuffer {
 
   // Replaces everything from a snapshot, validated in full before anything changes.
   void restore(const GameBufferState& s) {
-    const auto& r = s.rng;
-    if (r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == 0) throw std::invalid_argument("rng: expected a non-zero state");
+    store_.check(s.store);
+    const int64_t n = s.store.end_id - s.store.oldest_id;  // within [0, capacity] once checked
+    std::vector<double> leaves;
     if (priorities_) {
-      if (static_cast<int64_t>(s.priorities.size()) != s.store.end_id - s.store.oldest_id) {
-        throw std::invalid_argument("priorities: expected one per stored position");
+      if (static_cast<int64_t>(s.priorities.size()) != n) {
+        throw std::invalid_argument("priorities: expected one per stored position (" + std::to_string(n) + "), got " +
+                                    std::to_string(s.priorities.size()));
       }
-      for (double p : s.priorities) {
-        if (!(p > 0.0 && std::isfinite(p))) throw std::invalid_argument("priorities: expected finite values > 0, got " + std::to_string(p));
+      leaves.assign(static_cast<size_t>(priorities_->sum_tree().n_leaves()), 0.0);
+      for (int64_t j = 0; j < n; ++j) {
+        const double p = s.priorities[static_cast<size_t>(j)];
+        // A stored position must be drawable; check_restore bounds the rest.
+        if (!(p > 0.0)) {
+          throw std::invalid_argument("priorities: expected values > 0, got " + std::to_string(p) + " at row " + std::to_string(j));
+        }
+        leaves[static_cast<size_t>(store_.slot_of(s.store.oldest_id + j))] = p;
       }
-      if (!(s.max_priority > 0.0 && std::isfinite(s.max_priority))) {
-        throw std::invalid_argument("max_priority: expected a finite value > 0, got " + std::to_string(s.max_priority));
-      }
+      priorities_->check_restore(leaves, store_.capacity(), s.max_priority);
     } else if (!s.priorities.empty()) {
       throw std::invalid_argument("priorities: expected none, since this buffer is not prioritized");
     }
-    store_.restore(s.store);
-    if (priorities_) {
-      std::vector<double> leaves(static_cast<size_t>(store_.capacity()), 0.0);
-      for (size_t j = 0; j < s.priorities.size(); ++j) {
-        leaves[static_cast<size_t>(store_.slot_of(store_.oldest_id() + static_cast<int64_t>(j)))] = s.priorities[j];
-      }
-      priorities_->restore(leaves, s.max_priority);
-    }
+    const auto& r = s.rng;
+    if (r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == 0) throw std::invalid_argument("rng: expected a non-zero state");
+    store_.restore_checked(s.store);
+    if (priorities_) priorities_->restore(leaves, s.max_priority);
     rng_.set_state(s.rng);
   }
 
  private:
+  // The checks that do not need the store, made before it allocates anything.
+  static const GameStoreConfig& checked(const GameStoreConfig& store, const TargetConfig& targets, bool prioritized) {
+    targets.check();
+    if (prioritized && store.capacity > 0) {
+      // Sum and min trees of doubles, leaves rounded up to a power of 8: at most 147 bytes a slot.
+      checked_product(store.capacity, 147, kMaxStoreBytes,
+                      "capacity: expected at most 2^40 / 147 positions in a prioritized buffer, got " + std::to_string(store.capacity));
+    }
+    return store;
+  }
+
   // slots_ = the slots of ids [begin, end).
   void slots_of(int64_t begin, int64_t end) {
     slots_.resize(static_cast<size_t>(end - begin));

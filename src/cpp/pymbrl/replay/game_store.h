@@ -8,6 +8,13 @@
 // Positions have ids counting every position ever stored. A stored id lives in slot
 // id % capacity and is stored iff oldest_id() <= id < end_id(), so a sampled id stays valid until
 // its game is evicted and can never name a newer position by mistake.
+//
+// Limits (each refused with std::invalid_argument naming the argument):
+//   capacity * (observation bytes + 4 num_actions + 32) <= 2^40 bytes (kMaxStoreBytes);
+//   position ids and games counted stay below 2^62 (kMaxId), far beyond any run, so that no id
+//   arithmetic can overflow, whatever a restored snapshot claims;
+//   |reward|, |root value|, |final value| <= 1e25 (kMaxMagnitude), so that every n-step sum over
+//   a game (at most 2^40 terms of discount^i <= 1) stays finite in float32.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +29,24 @@
 #include "pymbrl/large_array.h"
 
 namespace pymbrl::replay {
+
+inline constexpr int64_t kMaxStoreBytes = int64_t{1} << 40;
+inline constexpr int64_t kMaxId = int64_t{1} << 62;
+inline constexpr double kMaxMagnitude = 1e25;
+
+// a * b, or std::invalid_argument (`message`) where it overflows int64 or exceeds `limit`: every
+// size and offset derived from arguments or files goes through here or checked_sum.
+inline int64_t checked_product(int64_t a, int64_t b, int64_t limit, const std::string& message) {
+  int64_t out;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &out) || out > limit) throw std::invalid_argument(message);
+  return out;
+}
+
+inline int64_t checked_sum(int64_t a, int64_t b, int64_t limit, const std::string& message) {
+  int64_t out;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &out) || out > limit) throw std::invalid_argument(message);
+  return out;
+}
 
 struct GameStoreConfig {
   int64_t capacity = 0;     // positions
@@ -74,8 +99,17 @@ class GameStore {
     if (config.capacity < 1) throw std::invalid_argument("capacity: expected an integer >= 1, got " + std::to_string(config.capacity));
     if (config.obs_bytes < 1) throw std::invalid_argument("obs_shape: expected observations of at least one byte, got " + std::to_string(config.obs_bytes));
     if (config.num_actions < 1) throw std::invalid_argument("num_actions: expected an integer >= 1, got " + std::to_string(config.num_actions));
-    const int64_t bytes_per_position = config.obs_bytes + 4 * config.num_actions + 32;
-    if (config.capacity > (int64_t{1} << 40) / bytes_per_position) throw std::invalid_argument("capacity: too large for memory");
+    // Named after the argument that alone breaks the limit, else after the capacity.
+    const int64_t policy_bytes = checked_product(config.num_actions, 4, kMaxStoreBytes,
+        "num_actions: expected at most 2^38 actions (4 bytes each per position within 2^40 bytes), got " +
+            std::to_string(config.num_actions));
+    const std::string too_wide = "obs_shape, num_actions: expected observation bytes + 4 * num_actions + 32 <= 2^40, got " +
+                                 std::to_string(config.obs_bytes) + " + 4 * " + std::to_string(config.num_actions) + " + 32";
+    const int64_t per_position =
+        checked_sum(checked_sum(config.obs_bytes, policy_bytes, kMaxStoreBytes, too_wide), 32, kMaxStoreBytes, too_wide);
+    checked_product(config.capacity, per_position, kMaxStoreBytes,
+                    "capacity: expected capacity * " + std::to_string(per_position) + " bytes per position <= 2^40 bytes, got capacity " +
+                        std::to_string(config.capacity));
     const size_t c = static_cast<size_t>(config.capacity);
     obs_ = LargeArray<uint8_t>(c * static_cast<size_t>(config.obs_bytes));
     actions_ = LargeArray<int64_t>(c);
@@ -121,12 +155,13 @@ class GameStore {
       throw std::invalid_argument("obs: expected a game of at most " + std::to_string(config_.capacity) +
                                   " positions (the capacity), got " + std::to_string(g.length));
     }
+    if (g.length > kMaxId - end_id_) throw std::invalid_argument("obs: this buffer has used up its 2^62 position ids");
     check_actions(g.actions, g.length);
-    check_finite(g.rewards, g.length, "rewards");
-    check_finite(g.root_values, g.length, "root_values");
+    check_values(g.rewards, g.length, "rewards");
+    check_values(g.root_values, g.length, "root_values");
     check_policies(g.policies, g.length, "policies");
-    if (!std::isfinite(static_cast<float>(g.final_value))) {
-      throw std::invalid_argument("final_value: expected a finite float32 value, got " + std::to_string(g.final_value));
+    if (!(std::abs(g.final_value) <= kMaxMagnitude)) {
+      throw std::invalid_argument("final_value: expected a finite value of magnitude <= 1e25, got " + std::to_string(g.final_value));
     }
   }
 
@@ -149,10 +184,12 @@ class GameStore {
     }
   }
 
-  static void check_finite(const float* values, int64_t n, const std::string& name) {
+  // Finite and within kMaxMagnitude (NaN fails the comparison).
+  static void check_values(const float* values, int64_t n, const std::string& name) {
     for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(values[i])) {
-        throw std::invalid_argument(name + ": expected finite values, got " + std::to_string(values[i]) + " at row " + std::to_string(i));
+      if (!(std::abs(values[i]) <= static_cast<float>(kMaxMagnitude))) {
+        throw std::invalid_argument(name + ": expected finite values of magnitude <= 1e25, got " + std::to_string(values[i]) +
+                                    " at row " + std::to_string(i));
       }
     }
   }
@@ -209,7 +246,7 @@ class GameStore {
   // everything is validated first. A repeated id takes its last row.
   void update_targets(const int64_t* ids, const float* root_values, const float* policies, int64_t n) {
     check_ids(ids, n, "indices");
-    check_finite(root_values, n, "root_values");
+    check_values(root_values, n, "root_values");
     check_policies(policies, n, "policies");
     const int64_t a = config_.num_actions;
     for (int64_t i = 0; i < n; ++i) {
@@ -271,39 +308,77 @@ class GameStore {
     return s;
   }
 
-  // What restore() accepts: games that tile [oldest_id, end_id) in order, within the capacity,
-  // and positions as valid as add_game requires.
+  // What restore() accepts: ids below kMaxId, games that tile [oldest_id, end_id) in order within
+  // the capacity, a game count consistent with them, one row per stored position in every field,
+  // and positions as valid as add_game requires. Nothing is assumed of a snapshot, which may come
+  // from a corrupt or hand-edited file: every bound is checked before it is used in arithmetic.
   void check(const GameStoreState& s) const {
-    if (s.oldest_id < 0 || s.end_id < s.oldest_id) throw std::invalid_argument("oldest_id, end_id: expected 0 <= oldest_id <= end_id");
+    if (!(s.oldest_id >= 0 && s.oldest_id <= s.end_id && s.end_id <= kMaxId)) {
+      throw std::invalid_argument("oldest_id, end_id: expected 0 <= oldest_id <= end_id <= 2^62, got " + std::to_string(s.oldest_id) +
+                                  ", " + std::to_string(s.end_id));
+    }
     const int64_t n = s.end_id - s.oldest_id;
-    if (n > config_.capacity) throw std::invalid_argument("end_id: expected at most capacity positions stored, got " + std::to_string(n));
+    if (n > config_.capacity) {
+      throw std::invalid_argument("end_id: expected at most capacity (" + std::to_string(config_.capacity) +
+                                  ") positions stored, got " + std::to_string(n));
+    }
     const size_t games = s.game_starts.size();
     if (s.game_lengths.size() != games || s.game_terminated.size() != games || s.game_final_values.size() != games) {
-      throw std::invalid_argument("game_starts, game_lengths, game_terminated, game_final_values: expected equal lengths");
+      throw std::invalid_argument("game_starts, game_lengths, game_terminated, game_final_values: expected equal lengths, got " +
+                                  std::to_string(games) + ", " + std::to_string(s.game_lengths.size()) + ", " +
+                                  std::to_string(s.game_terminated.size()) + ", " + std::to_string(s.game_final_values.size()));
     }
-    if (s.games_added < static_cast<int64_t>(games)) throw std::invalid_argument("games_added: expected at least the games stored");
+    // Every game, evicted ones included, had at least one position.
+    const int64_t stored_games = static_cast<int64_t>(games);
+    if (!(s.games_added >= stored_games && s.games_added - stored_games <= s.oldest_id)) {
+      throw std::invalid_argument("games_added: expected between " + std::to_string(stored_games) + " (the games stored) and " +
+                                  std::to_string(stored_games) + " + oldest_id, got " + std::to_string(s.games_added));
+    }
     int64_t next = s.oldest_id;
     for (size_t g = 0; g < games; ++g) {
       if (s.game_starts[g] != next || s.game_lengths[g] < 1 || s.game_lengths[g] > s.end_id - next) {
-        throw std::invalid_argument("game_starts, game_lengths: expected games of >= 1 position, back to back from oldest_id to end_id");
+        throw std::invalid_argument("game_starts, game_lengths: expected games of >= 1 position, back to back from oldest_id "
+                                    "to end_id; game " +
+                                    std::to_string(g) + " starts at " + std::to_string(s.game_starts[g]) + " with length " +
+                                    std::to_string(s.game_lengths[g]));
       }
       next += s.game_lengths[g];
+      if (s.game_terminated[g] > 1) {
+        throw std::invalid_argument("game_terminated: expected 0 or 1, got " + std::to_string(s.game_terminated[g]) +
+                                    " at row " + std::to_string(g));
+      }
     }
-    if (next != s.end_id) throw std::invalid_argument("game_lengths: expected the games to end at end_id");
-    check_finite(s.game_final_values.data(), static_cast<int64_t>(games), "game_final_values");
+    if (next != s.end_id) {
+      throw std::invalid_argument("game_lengths: expected the games to end at end_id (" + std::to_string(s.end_id) + "), got " +
+                                  std::to_string(next));
+    }
+    check_values(s.game_final_values.data(), stored_games, "game_final_values");
+    // n <= capacity, so these products are within the limits the constructor checked.
     const size_t un = static_cast<size_t>(n);
-    if (s.obs.size() != un * static_cast<size_t>(config_.obs_bytes) || s.actions.size() != un || s.rewards.size() != un ||
-        s.root_values.size() != un || s.policies.size() != un * static_cast<size_t>(config_.num_actions)) {
-      throw std::invalid_argument("obs, actions, rewards, root_values, policies: expected one row per stored position");
-    }
+    auto rows = [&](size_t got, size_t width, const char* name) {
+      if (got != un * width) {
+        throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(un * width) + " items (" + std::to_string(n) +
+                                    " stored positions), got " + std::to_string(got));
+      }
+    };
+    rows(s.obs.size(), static_cast<size_t>(config_.obs_bytes), "obs");
+    rows(s.actions.size(), 1, "actions");
+    rows(s.rewards.size(), 1, "rewards");
+    rows(s.root_values.size(), 1, "root_values");
+    rows(s.policies.size(), static_cast<size_t>(config_.num_actions), "policies");
     check_actions(s.actions.data(), n);
-    check_finite(s.rewards.data(), n, "rewards");
-    check_finite(s.root_values.data(), n, "root_values");
+    check_values(s.rewards.data(), n, "rewards");
+    check_values(s.root_values.data(), n, "root_values");
     check_policies(s.policies.data(), n, "policies");
   }
 
   void restore(const GameStoreState& s) {
     check(s);
+    restore_checked(s);
+  }
+
+  // restore() without the validation, for an owner that has just check()ed the same state.
+  void restore_checked(const GameStoreState& s) {
     oldest_id_ = s.oldest_id;
     end_id_ = s.end_id;
     games_added_ = s.games_added;

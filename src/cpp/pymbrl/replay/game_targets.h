@@ -27,14 +27,22 @@
 
 namespace pymbrl::replay {
 
+// Limits: unroll_steps <= 2^16 (MuZero unrolls 5); td_steps <= 2^62 (any n beyond the longest game
+// gives the Monte Carlo return).
 struct TargetConfig {
+  static constexpr int64_t kMaxUnrollSteps = int64_t{1} << 16;
+
   int64_t unroll_steps = 5;
   int64_t td_steps = 10;
   double discount = 0.997;
 
   void check() const {
-    if (unroll_steps < 0) throw std::invalid_argument("unroll_steps: expected an integer >= 0, got " + std::to_string(unroll_steps));
-    if (td_steps < 1) throw std::invalid_argument("td_steps: expected an integer >= 1, got " + std::to_string(td_steps));
+    if (!(unroll_steps >= 0 && unroll_steps <= kMaxUnrollSteps)) {
+      throw std::invalid_argument("unroll_steps: expected an integer in [0, 65536], got " + std::to_string(unroll_steps));
+    }
+    if (!(td_steps >= 1 && td_steps <= kMaxId)) {
+      throw std::invalid_argument("td_steps: expected an integer in [1, 2^62], got " + std::to_string(td_steps));
+    }
     if (!(std::abs(discount) <= 1.0)) throw std::invalid_argument("discount: expected a value in [-1, 1], got " + std::to_string(discount));
   }
 };
@@ -59,9 +67,14 @@ inline void make_targets(const GameStore& store, const TargetConfig& c, Rng& rng
   const int64_t td = c.td_steps;
   const int64_t A = store.num_actions();
   const int64_t obs_bytes = store.obs_bytes();
-  std::vector<double> power(static_cast<size_t>(td + 1));  // d^i by repeated products, as the reference computes them
+  // d^i by repeated products, as the reference computes them. Exponents used are < T or T - u
+  // (<= T) or td where td < T, so powers up to the longest sampled game suffice, however large td is.
+  int64_t longest = 0;
+  for (int64_t b = 0; b < n; ++b) longest = std::max(longest, store.game_of(ids[b]).length);
+  const int64_t top = std::min(td, longest);
+  std::vector<double> power(static_cast<size_t>(top + 1));
   power[0] = 1.0;
-  for (int64_t i = 1; i <= td; ++i) power[static_cast<size_t>(i)] = power[static_cast<size_t>(i - 1)] * c.discount;
+  for (int64_t i = 1; i <= top; ++i) power[static_cast<size_t>(i)] = power[static_cast<size_t>(i - 1)] * c.discount;
   for (int64_t b = 0; b < n; ++b) {
     const Game& g = store.game_of(ids[b]);
     const int64_t T = g.length;

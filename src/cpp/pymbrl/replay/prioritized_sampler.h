@@ -52,18 +52,18 @@ class PrioritizedSampler {
     for (int64_t i = 0; i < n; ++i) ids[i] = store.id_at_row(ids[i]);
   }
 
-  // Validates every pair first; then sets p = priority + eps for ids still stored and sampleable.
-  // Ids whose slot has been overwritten since they were sampled are skipped.
+  // Validates every pair first (ids ever added; priorities as SlotPriorities::check, where 0 with
+  // eps = 0 is allowed and means never drawn); then sets p = priority + eps for ids still stored and
+  // sampleable. Ids whose slot has been overwritten
+  // since they were sampled are skipped.
   void update(const TransitionStore& store, const int64_t* ids, const double* priorities, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
       if (ids[i] < 0 || ids[i] >= store.end_id()) {
         throw std::invalid_argument("indices: expected ids of transitions added to this buffer (in [0, " +
                                     std::to_string(store.end_id()) + ")), got " + std::to_string(ids[i]));
       }
-      if (!(priorities[i] >= 0.0 && std::isfinite(priorities[i]))) {
-        throw std::invalid_argument("priorities: expected finite values >= 0, got " + std::to_string(priorities[i]));
-      }
     }
+    priorities_.check(priorities, n, "priorities", /*allow_zero=*/true);
     rows_.clear();
     values_.clear();
     for (int64_t i = 0; i < n; ++i) {
@@ -82,27 +82,28 @@ class PrioritizedSampler {
   // Snapshot: leaves (p^alpha per row, tree padding included) and the running maximum.
   std::vector<double> leaves() const { return priorities_.leaves(); }
 
-  // What a snapshot must satisfy whatever the store holds; callers run it before restoring the store
+  // What a snapshot must satisfy whatever the store holds: callers run it before restoring the store
   // so that a bad snapshot changes nothing.
   void check(const std::vector<double>& leaves, double max_priority) const {
-    if (static_cast<int64_t>(leaves.size()) != sum_tree().n_leaves()) throw std::invalid_argument("priorities: expected one per tree leaf");
-    for (size_t i = 0; i < leaves.size(); ++i) {
-      if (!(leaves[i] >= 0.0 && std::isfinite(leaves[i]))) throw std::invalid_argument("priorities: expected finite values >= 0");
-      if (leaves[i] > 0.0 && static_cast<int64_t>(i) >= capacity_) {
-        throw std::invalid_argument("priorities: expected 0 beyond the capacity (tree padding)");
-      }
-    }
-    if (!(max_priority > 0.0 && std::isfinite(max_priority))) throw std::invalid_argument("max_priority: expected a finite value > 0");
+    priorities_.check_restore(leaves, capacity_, max_priority);
   }
 
-  void restore(const TransitionStore& store, const std::vector<double>& leaves, double max_priority) {
+  // check(), and positive leaves only where the restored store will hold a sampleable transition
+  // (`sampleable_row(r)`, TransitionStore::snapshot_row_sampleable); a sampleable one may have 0
+  // (priority 0 with eps 0).
+  template <typename SampleableRow>
+  void check(const std::vector<double>& leaves, double max_priority, const SampleableRow& sampleable_row) const {
     check(leaves, max_priority);
-    // A positive leaf must belong to a transition that can be sampled (its next obs is known).
     for (int64_t r = 0; r < capacity_; ++r) {
-      if (leaves[static_cast<size_t>(r)] > 0.0 && !store.sampleable(store.id_at_row(r))) {
-        throw std::invalid_argument("priorities: expected 0 for transitions that cannot be sampled");
+      if (leaves[static_cast<size_t>(r)] > 0.0 && !sampleable_row(r)) {
+        throw std::invalid_argument("priorities: expected 0 for transitions that cannot be sampled (row " + std::to_string(r) + ")");
       }
     }
+  }
+
+  // Restores a snapshot of this sampler taken with `store` as it is now.
+  void restore(const TransitionStore& store, const std::vector<double>& leaves, double max_priority) {
+    check(leaves, max_priority, [&](int64_t r) { return store.sampleable(store.id_at_row(r)); });
     priorities_.restore(leaves, max_priority);
   }
 

@@ -3,6 +3,7 @@
 // samples windows. Callers serialise access (the Python binding holds a mutex per buffer).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -52,13 +53,20 @@ class ReplayBuffer {
     }
   }
 
+  // Replaces the store and the generator from a snapshot; validates everything first, so a bad
+  // snapshot changes nothing.
   void restore_store(int64_t written, int64_t cleared_at, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
                      std::vector<uint8_t> final_pool, std::vector<int32_t> free_slots, std::vector<uint8_t> is_first,
                      std::vector<int64_t> episode_start, const Rng::State& rng) {
-    if (rng[0] == 0 && rng[1] == 0 && rng[2] == 0 && rng[3] == 0) throw std::invalid_argument("rng: expected a non-zero state");
+    check_rng(rng);
     store_.restore(written, cleared_at, rows, n_rows, std::move(final_slots), std::move(final_pool), std::move(free_slots),
                    std::move(is_first), std::move(episode_start));
     rng_.set_state(rng);
+  }
+
+ protected:
+  static void check_rng(const Rng::State& rng) {
+    if (rng[0] == 0 && rng[1] == 0 && rng[2] == 0 && rng[3] == 0) throw std::invalid_argument("rng: expected a non-zero state");
   }
 
  protected:
@@ -98,6 +106,21 @@ class PrioritizedReplayBuffer : public ReplayBuffer {
     sampler_.update(store_, ids, priorities, n);
   }
 
+  // restore_store() and the sampler's leaves and running maximum together: the leaves are checked
+  // against the snapshot's rows before the store is touched, so a bad snapshot changes nothing.
+  void restore_all(int64_t written, int64_t cleared_at, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
+                   std::vector<uint8_t> final_pool, std::vector<int32_t> free_slots, std::vector<uint8_t> is_first,
+                   std::vector<int64_t> episode_start, const Rng::State& rng, const std::vector<double>& leaves,
+                   double max_priority) {
+    check_rng(rng);
+    store_.check_snapshot(written, cleared_at, rows, n_rows, final_slots, final_pool, free_slots, is_first, episode_start);
+    sampler_.check(leaves, max_priority,
+                   [&](int64_t r) { return store_.snapshot_row_sampleable(written, cleared_at, rows, r); });
+    restore_store(written, cleared_at, rows, n_rows, std::move(final_slots), std::move(final_pool), std::move(free_slots),
+                  std::move(is_first), std::move(episode_start), rng);
+    sampler_.restore(store_, leaves, max_priority);
+  }
+
  private:
   PrioritizedSampler sampler_;
 };
@@ -107,10 +130,29 @@ class SequenceReplayBuffer : public ReplayBuffer {
   SequenceReplayBuffer(RowLayout layout, StoreConfig config, uint64_t seed)
       : ReplayBuffer(std::move(layout), (config.track_episodes = true, config.n_step = 1, config), seed) {}
 
-  void sample_windows(int64_t n, int64_t length, bool within_episode, int64_t* starts) {
+  // Checks a request for n windows of `length` steps before anything is allocated for it: length
+  // fits the stored steps, and the batch (rows, next observations, is_first) holds at most
+  // max(kMinBatchBytes, the bytes stored) -- a batch may repeat windows, but not without bound.
+  void check_windows(int64_t n, int64_t length) const {
     if (n < 1) throw std::invalid_argument("batch_size: expected an integer >= 1, got " + std::to_string(n));
+    check_window_length(store_, length);
+    const int64_t step_bytes = store_.layout().row_bytes() + store_.layout().obs().nbytes + 1;
+    const int64_t stored = store_.stored_rows() * store_.layout().row_bytes();
+    const int64_t limit = std::max(kMinBatchBytes, stored);
+    int64_t steps = 0, bytes = 0;
+    if (__builtin_mul_overflow(n, length, &steps) || __builtin_mul_overflow(steps, step_bytes, &bytes) || bytes > limit) {
+      throw std::invalid_argument("batch_size: expected batch_size x length x " + std::to_string(step_bytes) +
+                                  " bytes <= " + std::to_string(limit) + " (max(2^28, the bytes stored)), got batch_size " +
+                                  std::to_string(n) + " x length " + std::to_string(length));
+    }
+  }
+
+  void sample_windows(int64_t n, int64_t length, bool within_episode, int64_t* starts) {
+    check_windows(n, length);
     replay::sample_windows(store_, rng_, n, length, within_episode, starts);
   }
+
+  static constexpr int64_t kMinBatchBytes = int64_t{1} << 28;
 };
 
 }  // namespace pymbrl::replay

@@ -22,8 +22,11 @@ struct Field {
 
 class RowLayout {
  public:
+  // The largest row (all fields of one transition): 2^40 bytes, also the limit of a whole store.
+  static constexpr int64_t kMaxBytes = int64_t{1} << 40;
+
   // Fields are placed in the given order, each aligned to its item size; the row is padded to 8
-  // bytes so consecutive rows keep that alignment.
+  // bytes so consecutive rows keep that alignment. A row holds at most kMaxBytes.
   explicit RowLayout(std::vector<Field> fields) : fields_(std::move(fields)) {
     int64_t offset = 0;
     for (size_t i = 0; i < fields_.size(); ++i) {
@@ -37,17 +40,26 @@ class RowLayout {
       if (!ok_kind || !ok_size || (f.kind == 'b' && f.itemsize != 1)) {
         throw std::invalid_argument("spec['" + f.name + "']: expected a bool, integer or float dtype");
       }
+      const std::string what = "spec['" + f.name + "']";
       f.numel = 1;
       for (int64_t d : f.shape) {
-        if (d < 1) throw std::invalid_argument("spec['" + f.name + "']: expected dimensions >= 1");
-        f.numel *= d;
+        if (d < 1) throw std::invalid_argument(what + ": expected dimensions >= 1");
+        f.numel = checked_mul(f.numel, d, what);
       }
-      f.nbytes = f.numel * f.itemsize;
+      f.nbytes = checked_mul(f.numel, f.itemsize, what);
+      if (f.nbytes > kMaxBytes) {
+        throw std::invalid_argument(what + ": expected at most 2^40 bytes per transition, got " + std::to_string(f.nbytes));
+      }
+      // offset <= 2^40 and nbytes <= 2^40 here, so neither the rounding nor the sum can wrap.
       const int64_t aligned = (offset + f.itemsize - 1) / f.itemsize * f.itemsize;
       if (aligned > offset) padding_.push_back({offset, aligned - offset});
       offset = aligned;
       f.offset = offset;
       offset += f.nbytes;
+      if (offset > kMaxBytes) {
+        throw std::invalid_argument(what + ": expected at most 2^40 bytes per transition (all fields), got " +
+                                    std::to_string(offset));
+      }
     }
     row_bytes_ = (offset + 7) / 8 * 8;
     if (row_bytes_ > offset) padding_.push_back({offset, row_bytes_ - offset});
@@ -91,6 +103,14 @@ class RowLayout {
   }
 
  private:
+  // Size arithmetic that refuses to wrap: a spec dimension near 2^63 would otherwise make a row
+  // size of 0 and a division by it later. `what` names the argument in the error.
+  static int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
+    int64_t out;
+    if (__builtin_mul_overflow(a, b, &out)) throw std::invalid_argument(what + ": size overflows 64 bits");
+    return out;
+  }
+
   // kind 0: any dtype and shape; otherwise a scalar of that kind (and, for 'f', 4 or 8 bytes).
   size_t require(const char* name, char kind, int scalar) {
     for (size_t i = 0; i < fields_.size(); ++i) {

@@ -15,24 +15,30 @@
 
 namespace pymbrl::replay {
 
+// Throws unless windows of `length` steps fit in what the store holds: 1 <= length <= stored steps
+// per env less the newest (whose next observation may be unknown).
+inline void check_window_length(const TransitionStore& store, int64_t length) {
+  if (length < 1) throw std::invalid_argument("length: expected an integer >= 1, got " + std::to_string(length));
+  if (length > store.stored_steps() - 1) {
+    throw std::invalid_argument("length: expected at most " + std::to_string(store.stored_steps() - 1) +
+                                " (steps stored per env, less the newest), got " + std::to_string(length));
+  }
+}
+
 // Start ids of n windows of `length` steps, uniform over all valid windows.
 inline void sample_windows(const TransitionStore& store, Rng& rng, int64_t n, int64_t length, bool within_episode,
                            int64_t* starts) {
+  check_window_length(store, length);
   const int64_t envs = store.num_envs();
   // Last step of a window must have a next observation for sure: stop one short of the newest.
   const int64_t first_step = store.oldest_step();
   const int64_t n_starts = store.written() - 1 - length - first_step + 1;
-  if (length < 1) throw std::invalid_argument("length: expected an integer >= 1, got " + std::to_string(length));
-  if (n_starts < 1) {
-    throw std::invalid_argument("length: expected at most " + std::to_string(store.stored_steps() - 1) +
-                                " (steps stored per env, less the newest), got " + std::to_string(length));
-  }
   auto valid = [&](int64_t t0, int64_t e) {
     if (!within_episode) return true;
     const int64_t last = (t0 + length - 1) * envs + e;
     return store.episode_start(last) <= t0;
   };
-  const int64_t max_tries = 64 * n + 1024;
+  const int64_t max_tries = n > (int64_t{1} << 56) ? INT64_MAX : 64 * n + 1024;
   int64_t tries = 0;
   int64_t i = 0;
   for (; i < n && tries < max_tries; ++tries) {

@@ -33,15 +33,46 @@ class SlotPriorities {
   double leaf(int64_t slot) const { return sum_.leaf(slot); }
   const SumTree& sum_tree() const { return sum_; }
 
-  // Priorities a caller may pass to assign(): finite, >= 0, and positive once eps is added, since a
-  // leaf of 0 would make its slot impossible to draw.
-  void check(const double* priorities, int64_t n, const std::string& name) const {
+  // Leaves (p^alpha) are 0 (the slot cannot be drawn) or in [kMinLeaf, kMaxLeaf]: normal doubles,
+  // so that ratios of leaves stay finite, and small enough that a sum over 2^31 slots does too.
+  static constexpr double kMinLeaf = std::numeric_limits<double>::min();
+  static constexpr double kMaxLeaf = 1e250;
+
+  // Priorities a caller may pass to assign(): finite, >= 0, positive once eps is added unless
+  // `allow_zero` (then p + eps = 0 makes the slot impossible to draw, on purpose), and with
+  // (p + eps)^alpha <= kMaxLeaf. Leaves below kMinLeaf are raised to it by assign().
+  void check(const double* priorities, int64_t n, const std::string& name, bool allow_zero = false) const {
     for (int64_t i = 0; i < n; ++i) {
       const double p = priorities[i];
-      if (!(p >= 0.0 && std::isfinite(p) && p + eps_ > 0.0)) {
-        throw std::invalid_argument(name + ": expected finite values >= 0 (> 0 when eps is 0), got " + std::to_string(p) +
+      if (!(p >= 0.0 && std::isfinite(p) && (allow_zero || p + eps_ > 0.0))) {
+        throw std::invalid_argument(name + ": expected finite values >= 0" + (allow_zero ? "" : " (> 0 when eps is 0)") +
+                                    ", got " + std::to_string(p) + " at row " + std::to_string(i));
+      }
+      if (!(std::pow(p + eps_, alpha_) <= kMaxLeaf)) {
+        throw std::invalid_argument(name + ": expected (priority + eps)^alpha <= 1e250, got priority " + std::to_string(p) +
                                     " at row " + std::to_string(i));
       }
+    }
+  }
+
+  // What restore() takes: one leaf per tree leaf, each 0 or within [kMinLeaf, kMaxLeaf], 0 beyond
+  // `slots`; and a running maximum >= 1 (where it starts) whose leaf is within range too.
+  void check_restore(const std::vector<double>& leaves, int64_t slots, double max_priority) const {
+    if (static_cast<int64_t>(leaves.size()) != sum_.n_leaves()) {
+      throw std::invalid_argument("priorities: expected one per tree leaf (" + std::to_string(sum_.n_leaves()) + "), got " +
+                                  std::to_string(leaves.size()));
+    }
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      const double v = leaves[i];
+      if (!(v == 0.0 || (v >= kMinLeaf && v <= kMaxLeaf))) {
+        throw std::invalid_argument("priorities: expected 0 or values in [2.2e-308, 1e250], got " + std::to_string(v));
+      }
+      if (v > 0.0 && static_cast<int64_t>(i) >= slots) throw std::invalid_argument("priorities: expected 0 beyond the capacity (tree padding)");
+    }
+    const double top = std::pow(max_priority, alpha_);
+    if (!(max_priority >= 1.0 && std::isfinite(max_priority) && top <= kMaxLeaf)) {
+      throw std::invalid_argument("max_priority: expected a finite value >= 1 with max_priority^alpha <= 1e250, got " +
+                                  std::to_string(max_priority));
     }
   }
 
@@ -51,7 +82,8 @@ class SlotPriorities {
     for (int64_t i = 0; i < n; ++i) {
       const double p = priorities[i] + eps_;
       max_priority_ = std::max(max_priority_, p);
-      values_[static_cast<size_t>(i)] = std::pow(p, alpha_);
+      // A positive priority keeps a positive leaf even where p^alpha underflows.
+      values_[static_cast<size_t>(i)] = p > 0.0 ? std::max(std::pow(p, alpha_), kMinLeaf) : std::pow(p, alpha_);
     }
     set(slots, values_.data(), n);
   }
@@ -82,6 +114,25 @@ class SlotPriorities {
     max_priority_ = 1.0;
   }
 
+  // The normalised importance weight (N P(i))^-beta / max_k (N P(k))^-beta = (min_leaf / leaf)^beta
+  // of a drawn leaf (min_leaf <= leaf, both positive): always finite and in (0, 1], exactly 1 when
+  // beta is 0 or the leaf is the minimum. The ratio, not leaf / min_leaf, is formed, so it cannot
+  // overflow; float32 is the output precision and exp2f/log2f cost a fraction of a double pow, so
+  // float is used unless the ratio is below float's range (then log2 is taken of each leaf in double).
+  static float weight(double min_leaf, double leaf, double beta) {
+    constexpr float kSmallest = std::numeric_limits<float>::min();
+    const double ratio = min_leaf / leaf;
+    float w;
+    if (ratio >= static_cast<double>(kSmallest)) {
+      const double e = beta * static_cast<double>(std::log2(static_cast<float>(ratio)));  // <= 0, -inf at worst
+      w = e > -127.0 ? std::exp2(static_cast<float>(e)) : 0.0f;
+    } else {
+      const double e = beta * (std::log2(min_leaf) - std::log2(leaf));
+      w = beta == 0.0 ? 1.0f : static_cast<float>(std::exp2(e));
+    }
+    return w >= kSmallest ? std::min(w, 1.0f) : kSmallest;  // also maps a NaN to the smallest weight
+  }
+
   // n slots drawn in proportion to their leaves, one from each of n equal slices of the total mass,
   // with their normalised importance weights. The caller makes sure total() > 0.
   void sample(Rng& rng, int64_t n, double beta, int64_t* slots, float* weights) {
@@ -94,10 +145,7 @@ class SlotPriorities {
       values_[static_cast<size_t>(i)] = u < total ? u : std::nextafter(total, 0.0);
     }
     sum_.find_prefix_many(values_.data(), n, slots, scratch_);
-    for (int64_t i = 0; i < n; ++i) {
-      // float32 is the output precision, and exp2f/log2f cost a fraction of a double pow.
-      weights[i] = std::exp2(-static_cast<float>(beta) * std::log2(static_cast<float>(sum_.leaf(slots[i]) / min_leaf)));
-    }
+    for (int64_t i = 0; i < n; ++i) weights[i] = weight(min_leaf, sum_.leaf(slots[i]), beta);
   }
 
   // Every leaf of the tree, padding beyond the slots included (0 there).

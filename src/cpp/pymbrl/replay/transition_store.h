@@ -34,6 +34,11 @@ struct StoreConfig {
 
 class TransitionStore {
  public:
+  // Limits: capacity <= kMaxCapacity rows and capacity x row bytes <= 2^40; ids (steps x num_envs)
+  // stay below kMaxId, which a snapshot must respect (2^62 ids is centuries of adds).
+  static constexpr int64_t kMaxCapacity = (int64_t{1} << 31) - 1;
+  static constexpr int64_t kMaxId = int64_t{1} << 62;
+
   TransitionStore(RowLayout layout, const StoreConfig& config) : layout_(std::move(layout)), config_(config) {
     if (config.capacity < 1) throw std::invalid_argument("capacity: expected an integer >= 1, got " + std::to_string(config.capacity));
     if (config.num_envs < 1) throw std::invalid_argument("num_envs: expected an integer >= 1, got " + std::to_string(config.num_envs));
@@ -43,7 +48,15 @@ class TransitionStore {
     }
     if (config.n_step < 1) throw std::invalid_argument("n_step: expected an integer >= 1, got " + std::to_string(config.n_step));
     if (!(config.gamma >= 0.0 && config.gamma <= 1.0)) throw std::invalid_argument("gamma: expected a value in [0, 1], got " + std::to_string(config.gamma));
-    if (config.capacity > (int64_t{1} << 40) / layout_.row_bytes()) throw std::invalid_argument("capacity: too large for memory");
+    // Final-observation slots are int32, so no more rows than that; and all rows together hold at
+    // most 2^40 bytes (row_bytes() >= 8, so the division is safe).
+    if (config.capacity > kMaxCapacity) {
+      throw std::invalid_argument("capacity: expected at most 2^31 - 1 transitions, got " + std::to_string(config.capacity));
+    }
+    if (config.capacity > RowLayout::kMaxBytes / layout_.row_bytes()) {
+      throw std::invalid_argument("capacity: expected capacity x row bytes (" + std::to_string(layout_.row_bytes()) +
+                                  ") <= 2^40, got capacity " + std::to_string(config.capacity));
+    }
     steps_ = config.capacity / config.num_envs;
     rows_ = LargeArray<uint8_t>(static_cast<size_t>(config.capacity * layout_.row_bytes()));
     final_slot_.assign(static_cast<size_t>(config.capacity), -1);
@@ -223,17 +236,50 @@ class TransitionStore {
   const std::vector<uint8_t>& is_first_flags() const { return is_first_; }
   const std::vector<int64_t>& episode_starts() const { return episode_start_; }
 
-  // Replaces the contents from a snapshot; everything is validated before anything changes.
+  // Replaces the contents from a snapshot; everything is validated (check_snapshot) before anything
+  // changes.
   void restore(int64_t written, int64_t cleared_at, const uint8_t* rows, int64_t n_rows, std::vector<int32_t> final_slots,
                std::vector<uint8_t> final_pool, std::vector<int32_t> free_slots, std::vector<uint8_t> is_first,
                std::vector<int64_t> episode_start) {
-    if (written < 0) throw std::invalid_argument("written: expected an integer >= 0");
-    if (cleared_at < 0 || cleared_at > written) throw std::invalid_argument("cleared_at: expected an integer in [0, written]");
-    if (n_rows != std::min(written * num_envs(), config_.capacity)) throw std::invalid_argument("rows: expected every row written");
+    check_snapshot(written, cleared_at, rows, n_rows, final_slots, final_pool, free_slots, is_first, episode_start);
+    written_ = written;
+    cleared_at_ = cleared_at;
+    if (n_rows > 0) std::memcpy(rows_.data(), rows, static_cast<size_t>(n_rows * layout_.row_bytes()));
+    final_slot_ = std::move(final_slots);
+    final_pool_ = std::move(final_pool);
+    free_slots_ = std::move(free_slots);
+    if (config_.track_episodes) {
+      is_first_ = std::move(is_first);
+      episode_start_ = std::move(episode_start);
+    }
+  }
+
+  // Throws std::invalid_argument unless the snapshot is one this store could have reached: counters
+  // within range and consistent, every array sized to the store, bool fields 0 or 1, row padding
+  // zero, final observations exactly for live episode ends, the slot pool fully accounted for, and
+  // the episode bookkeeping (track_episodes) what the rows imply.
+  void check_snapshot(int64_t written, int64_t cleared_at, const uint8_t* rows, int64_t n_rows,
+                      const std::vector<int32_t>& final_slots, const std::vector<uint8_t>& final_pool,
+                      const std::vector<int32_t>& free_slots, const std::vector<uint8_t>& is_first,
+                      const std::vector<int64_t>& episode_start) const {
+    const int64_t envs = num_envs();
+    if (written < 0 || written > kMaxId / envs) {
+      throw std::invalid_argument("written: expected an integer in [0, 2^62 / num_envs], got " + std::to_string(written));
+    }
+    if (cleared_at < 0 || cleared_at > written) {
+      throw std::invalid_argument("cleared_at: expected an integer in [0, written=" + std::to_string(written) + "], got " +
+                                  std::to_string(cleared_at));
+    }
+    if (n_rows != std::min(written * envs, config_.capacity)) {
+      throw std::invalid_argument("rows: expected every row written (" + std::to_string(std::min(written * envs, config_.capacity)) +
+                                  "), got " + std::to_string(n_rows));
+    }
     if (final_slots.size() != final_slot_.size()) throw std::invalid_argument("final_slots: expected one per row");
     const int64_t obs_bytes = layout_.obs().nbytes;
     if (static_cast<int64_t>(final_pool.size()) % obs_bytes != 0) throw std::invalid_argument("final_pool: expected whole observations");
     const int64_t pool_slots = static_cast<int64_t>(final_pool.size()) / obs_bytes;
+    // The pool never holds more slots than rows: a slot is only added when none is free.
+    if (pool_slots > config_.capacity) throw std::invalid_argument("final_pool: expected at most one observation per row");
     // Every pool slot is either free or owned by exactly one stored row that ended an episode;
     // anything else would let a later episode end overwrite a final observation still in use.
     std::vector<char> owner(static_cast<size_t>(pool_slots), 0);
@@ -250,33 +296,80 @@ class TransitionStore {
     if (std::find(owner.begin(), owner.end(), 0) != owner.end()) {
       throw std::invalid_argument("free_slots: expected every pool slot to be in use or free");
     }
-    if (config_.track_episodes && (is_first.size() != is_first_.size() || episode_start.size() != episode_start_.size())) {
-      throw std::invalid_argument("is_first, episode_start: expected one per row");
-    }
+    const auto& fs = layout_.fields();
     for (int64_t r = 0; r < n_rows; ++r) {
       const uint8_t* src = rows + r * layout_.row_bytes();
+      for (const Field& f : fs) {
+        if (f.kind != 'b') continue;
+        for (int64_t k = 0; k < f.nbytes; ++k) {
+          if (src[f.offset + k] > 1) throw std::invalid_argument("rows: expected 0 or 1 in bool field '" + f.name + "'");
+        }
+      }
+      for (const auto& gap : layout_.padding()) {
+        for (int64_t k = 0; k < gap.size; ++k) {
+          if (src[gap.offset + k] != 0) throw std::invalid_argument("rows: expected zero padding between fields");
+        }
+      }
       const bool done = src[layout_.terminated().offset] != 0 || src[layout_.truncated().offset] != 0;
-      // The newest step row r can hold; rows last written before a clear() keep no final observation.
-      const int64_t position = r / num_envs();
-      const int64_t last_step = written - 1 - ((written - 1 - position) % steps_);
-      const bool live = last_step >= cleared_at;
+      // Rows last written before a clear() keep no final observation.
+      const bool live = step_of_row(written, r) >= cleared_at;
       if (done && live ? final_slots[static_cast<size_t>(r)] < 0 : final_slots[static_cast<size_t>(r)] >= 0) {
         throw std::invalid_argument("final_slots: expected a final observation exactly for rows that end an episode");
       }
     }
-    written_ = written;
-    cleared_at_ = cleared_at;
-    if (n_rows > 0) std::memcpy(rows_.data(), rows, static_cast<size_t>(n_rows * layout_.row_bytes()));
-    final_slot_ = std::move(final_slots);
-    final_pool_ = std::move(final_pool);
-    free_slots_ = std::move(free_slots);
-    if (config_.track_episodes) {
-      is_first_ = std::move(is_first);
-      episode_start_ = std::move(episode_start);
+    if (!config_.track_episodes) {
+      if (!is_first.empty() || !episode_start.empty()) {
+        throw std::invalid_argument("is_first, episode_start: expected none (only sequence buffers track episodes)");
+      }
+      return;
+    }
+    if (is_first.size() != is_first_.size() || episode_start.size() != episode_start_.size()) {
+      throw std::invalid_argument("is_first, episode_start: expected one per row");
+    }
+    for (int64_t r = 0; r < config_.capacity; ++r) {
+      const uint8_t first = is_first[static_cast<size_t>(r)];
+      const int64_t start = episode_start[static_cast<size_t>(r)];
+      if (r >= n_rows) {
+        if (first != 0 || start != 0) throw std::invalid_argument("is_first, episode_start: expected 0 for rows not written");
+        continue;
+      }
+      const int64_t t = step_of_row(written, r);
+      if (first > 1) throw std::invalid_argument("is_first: expected 0 or 1");
+      // A row's episode began at or before its step, at it exactly where the row begins one; a live
+      // episode began after the last clear().
+      if (start < 0 || start > t || (first != 0) != (start == t)) {
+        throw std::invalid_argument("episode_start: expected the step its episode began at (<= the row's step; equal iff is_first)");
+      }
+      if (t < cleared_at) continue;
+      if (start < cleared_at || (t == cleared_at && !first)) {
+        throw std::invalid_argument("episode_start: expected episodes to begin at or after the last clear()");
+      }
+      // Where the stream's previous step is still stored, the flags follow from it.
+      if (t == cleared_at || t - 1 < written - steps_) continue;
+      const int64_t prev = r - envs >= 0 ? r - envs : r - envs + config_.capacity;
+      const bool prev_done = layout_.done(rows + prev * layout_.row_bytes());
+      const int64_t want = prev_done ? t : episode_start[static_cast<size_t>(prev)];
+      if (start != want) {
+        throw std::invalid_argument("is_first, episode_start: expected them to follow from the previous step of the stream");
+      }
     }
   }
 
+  // Whether row r of a snapshot (one that passed check_snapshot()) holds a sampleable transition;
+  // the prioritized sampler checks its leaves against this before anything is restored.
+  bool snapshot_row_sampleable(int64_t written, int64_t cleared_at, const uint8_t* rows, int64_t r) const {
+    if (r >= std::min(written * num_envs(), config_.capacity)) return false;
+    if (step_of_row(written, r) < std::max(cleared_at, written - steps_)) return false;
+    return step_of_row(written, r) < written - 1 || layout_.done(rows + r * layout_.row_bytes());
+  }
+
  private:
+  // The newest step row r holds once `written` steps per stream were written (r < rows written).
+  int64_t step_of_row(int64_t written, int64_t r) const {
+    const int64_t position = r / num_envs();
+    return written - 1 - ((written - 1 - position) % steps_);
+  }
+
   // Field copies are small and of run-time size; a libc memcpy call per field costs more than the
   // copy itself, so common sizes are inlined.
   static void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
