@@ -145,8 +145,8 @@ def test_bad_envs_are_refused_before_the_run_directory_is_made(tmp_path, algorit
 
 
 def test_the_cli_reports_bad_arguments(tmp_path, capsys):
-    for argv, message in ((["--env", "NoSuchEnv-v0"], "env_id:"), (["--steps", "0"], "steps:"),
-                          (["--checkpoint-every", "0"], "checkpoint_every:")):
+    for argv, message in ((["--env", "NoSuchEnv-v0"], "--env:"), (["--steps", "0"], "--steps:"),
+                          (["--checkpoint-every", "0"], "--checkpoint-every:")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["train", "mbpo", "--run-dir", str(tmp_path / "run"), *argv])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -16,9 +18,12 @@ def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[s
     """Draws each method's evaluation return against env steps into the PNG ``path``: every seed
     faint, the mean over seeds (at the steps all seeds reached) bold.
 
-    ``curves`` maps a method's name to its histories by seed. Returns each method's mean return by
-    step.
+    ``curves`` maps a method's name to its histories by seed. Records without a finite return
+    (an I2A record before its first episode ended, a row of a log read by :func:`read_log` whose
+    return cell was empty) are left out. Returns each method's mean return by step.
     """
+    curves = {name: {seed: [r for r in history if math.isfinite(r.get("return", math.nan))]
+                     for seed, history in by_seed.items()} for name, by_seed in curves.items()}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,6 +49,34 @@ def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[s
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return means
+
+
+def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
+    """The records of a training run's ``log.csv`` as numbers: ints where a cell holds an integer,
+    floats elsewhere, and NaN where a cell is empty (a value the record did not have, such as the
+    losses of an evaluation before the first update; the writer leaves such cells empty).
+
+    Raises ValueError naming the file, the line and the column of a cell that is not a number, and
+    of a file without a header.
+    """
+    records = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise ValueError(f"{os.fspath(path)}: expected a CSV header line, got an empty file")
+        for row in reader:
+            record = {}
+            for key, cell in row.items():
+                if key is None or cell is None:
+                    raise ValueError(f"{os.fspath(path)}, line {reader.line_num}: expected "
+                                     f"{len(reader.fieldnames)} cells, got {'more' if key is None else 'fewer'}")
+                try:
+                    record[key] = math.nan if cell == "" else int(cell) if cell.lstrip("-").isdigit() else float(cell)
+                except ValueError:
+                    raise ValueError(f"{os.fspath(path)}, line {reader.line_num}, column {key!r}: expected a number "
+                                     f"or an empty cell, got {cell!r}") from None
+            records.append(record)
+    return records
 
 
 def target_summary(runs: Mapping[object, Sequence[Mapping[str, float]]], target: float) -> list[str]:

@@ -575,7 +575,9 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
                            "train_return": train_return, "updates": updates, **losses}, log)
             finished = []
         if run.directory is not None and (step >= steps or step // run.every > run.step // run.every):
-            run.save(step, {"agent": agent.state_dict(), "losses": losses, "updates": updates,
+            # The last vector step may pass ``steps`` (all envs step together); the checkpoint
+            # records the run as done, which is what a run of ``steps`` steps may hold.
+            run.save(min(step, steps), {"agent": agent.state_dict(), "losses": losses, "updates": updates,
                             "action_space": envs.action_space.np_random.bit_generator.state}, {"replay": buffer})
         if progress is not None:
             progress(min(step, steps))

@@ -1,0 +1,428 @@
+"""The ``pymbrl`` command line: every ``train`` command run as a user runs it (a subprocess), past its
+first update and an evaluation with losses, interrupted and resumed; and regression tests of the
+defects of issue 19, section 6, run in-process with the training replaced by stubs.
+
+The subprocesses run ``python -m pymbrl.cli`` with this interpreter and the inherited PYTHONPATH,
+so they test the same pymbrl that this process imports (the installed wheel under ``make test``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from pymbrl import cli
+from pymbrl.agents import checkpoint, curves, i2a, sac
+from pymbrl.agents import world_models as wm
+
+FRAMES_ID = "pymbrl-test/CliFrames-v0"
+
+
+class FramesEnv(gym.Env):
+    """Random 64x64 RGB frames, episodes of 3 steps, three actions (a World Models env that is cheap)."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8), 1.0, self.t >= 3, False, {}
+
+
+if FRAMES_ID not in gym.registry:
+    gym.register(id=FRAMES_ID, entry_point=FramesEnv)
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end, in subprocesses
+
+
+def _session(pid: int) -> list[int]:
+    """Processes still alive in the session led by ``pid`` (the CLI's children and theirs)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while being listed
+            continue
+        if int(fields[3]) == pid and fields[0] != "Z":  # fields[3]: the session id
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _start(args: list[str], directory: Path) -> tuple[subprocess.Popen, Path]:
+    out = directory / f"output-{time.monotonic_ns()}.txt"
+    # This folder on the path lets the CLI (and its env workers) import this module's env.
+    path = os.pathsep.join([str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    with open(out, "w") as f:  # a file, not a pipe: tqdm's output must never block the run
+        process = subprocess.Popen([sys.executable, "-m", "pymbrl.cli", *args], stdout=f, stderr=subprocess.STDOUT,
+                                   cwd=directory, start_new_session=True, env={**os.environ, "PYTHONPATH": path})
+    return process, out
+
+
+def _has_losses(log: Path, loss: str) -> bool:
+    try:
+        return any(math.isfinite(r.get(loss, math.nan)) for r in curves.read_log(log))
+    except (OSError, ValueError):  # not written yet, or being replaced
+        return False
+
+
+def _interrupt(tmp_path: Path, args: list[str], ready: Callable[[], bool], signum: int = signal.SIGINT) -> None:
+    """Starts ``pymbrl <args>``, sends ``signum`` once ``ready()``, and checks that it stopped
+    within seconds with status 128 + signum, saying how to resume, and left no process behind."""
+    process, out = _start(args, tmp_path)
+    deadline = time.monotonic() + 300
+    try:
+        while not ready():
+            assert process.poll() is None, f"the run ended before it could be interrupted:\n{out.read_text()}"
+            assert time.monotonic() < deadline, f"not ready to be interrupted:\n{out.read_text()}"
+            time.sleep(0.1)
+        process.send_signal(signum)
+        sent = time.monotonic()
+        status = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = out.read_text()
+    assert time.monotonic() - sent < 10, text
+    assert status == 128 + signum, text
+    assert "resume with: " in text and "pymbrl " + shlex.join(args) in text
+    assert "Traceback" not in text
+    assert _session(process.pid) == []  # no env worker (or its children) outlived the CLI
+
+
+def _resume(tmp_path: Path, args: list[str]) -> str:
+    """Runs ``pymbrl <args>`` to its end; returns its output."""
+    process, out = _start(args, tmp_path)
+    assert process.wait(timeout=600) == 0, out.read_text()
+    assert _session(process.pid) == []
+    return out.read_text()
+
+
+def _interrupt_and_resume(tmp_path: Path, args: list[str], log: Path, loss: str, checkpoint_file: Path,
+                          steps: int, step_key: str = "step", signum: int = signal.SIGINT) -> list[dict]:
+    """Interrupts ``pymbrl <args>`` after an evaluation with ``loss`` in ``log`` and once
+    ``checkpoint_file`` exists, runs the same command to the end and returns the log's records."""
+    _interrupt(tmp_path, args, lambda: _has_losses(log, loss) and checkpoint_file.exists(), signum)
+    assert checkpoint_file.exists()
+    _resume(tmp_path, args)
+    records = curves.read_log(log)
+    done = [r[step_key] for r in records]
+    assert done == sorted(set(done)) and done[-1] == steps, done  # one record per evaluation, up to the end
+    assert math.isfinite(records[-1][loss])
+    assert (log.parent / "learning_curve.png").stat().st_size > 0
+    return records
+
+
+# Small networks and warm-ups through PYMBRL_CONFIG (the CLI's documented config overrides). Every
+# run evaluates once before its first update (so its log has rows without losses: issue 19's
+# crash), then after it; the interruption comes after such an evaluation and a checkpoint.
+E2E = {
+    "sac": ({"learning_starts": 300, "hidden": 32, "batch_size": 32},
+            ["--env", "Pendulum-v1", "--steps", "1000"], "q_loss"),
+    "mbpo": ({"init_steps": 400, "model_train_freq": 200, "rollout_batch_size": 200, "updates_per_step": 1,
+              "ensemble_size": 3, "num_elites": 2, "model_hidden": 32, "model_layers": 2,
+              "sac": {"hidden": 32, "batch_size": 32}}, ["--env", "Pendulum-v1", "--steps", "1000"], "q_loss"),
+    "muzero": ({"num_envs": 4, "num_simulations": 4, "batch_size": 16, "warmup_steps": 300, "hidden_size": 16,
+                "unroll_steps": 3, "td_steps": 5, "updates_per_step": 0.05},
+               ["--env", "CartPole-v1", "--steps", "1000"], "loss"),
+    "dreamer": ({"learning_starts": 400, "batch_size": 4, "batch_length": 16, "num_envs": 1, "train_ratio": 16,
+                 "horizon": 5, "model": {"deter": 32, "groups": 4, "classes": 4, "hidden": 32, "layers": 1}},
+                ["--env", "CartPole-v1", "--steps", "1000"], "model_loss"),
+}
+E2E_OPTIONS = ["--eval-every", "300", "--eval-episodes", "1", "--checkpoint-every", "200"]
+
+
+@pytest.mark.parametrize("algorithm", list(E2E))
+def test_train_is_interrupted_and_resumed_to_the_end(tmp_path, monkeypatch, algorithm):
+    config, options, loss = E2E[algorithm]
+    monkeypatch.setenv("PYMBRL_CONFIG", json.dumps(config))
+    run = tmp_path / "run"
+    args = ["train", algorithm, *options, *E2E_OPTIONS, "--run-dir", str(run)]
+    records = _interrupt_and_resume(tmp_path, args, run / "log.csv", loss, run / "checkpoint" / "state.pt", 1000)
+    assert math.isnan(records[0][loss])  # the evaluation before learning started
+
+
+def test_train_i2a_is_interrupted_by_sigterm_and_resumed(tmp_path, monkeypatch):
+    # All three stages (teacher and env model, distillation, the I2A agent), small.
+    monkeypatch.setenv("PYMBRL_CONFIG", json.dumps(
+        {"num_envs": 4, "n_steps": 5, "channels": 8, "hidden": 32, "encoder_hidden": 8, "a2c_hidden": 48,
+         "rollout_length": 2, "teacher_frames": 200, "model_frames": 320, "model_epochs": 1, "distill_frames": 160,
+         "distill_epochs": 2}))
+    run = tmp_path / "run"
+    args = ["train", "i2a", "--steps", "2000", "--eval-every", "400", "--checkpoint-every", "400", "--run-dir",
+            str(run)]
+    _interrupt_and_resume(tmp_path, args, run / "i2a" / "log.csv", "policy_loss",
+                          run / "i2a" / "checkpoint" / "state.pt", 2000, step_key="frames", signum=signal.SIGTERM)
+    for artefact in ("env_model.pt", "rollout_policy.pt", "i2a/agent.pt"):
+        assert (run / artefact).stat().st_size > 0
+
+
+def test_train_world_models_is_interrupted_while_collecting_and_resumed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYMBRL_CONFIG", json.dumps(
+        {"z_dim": 8, "rnn_hidden": 16, "rollouts": 60, "vae_batch": 8, "rnn_epochs": 2, "rnn_batch": 4,
+         "rnn_seq_len": 8, "popsize": 4, "trials": 2, "generations": 2, "eval_episodes": 2, "max_steps": 20}))
+    # The env comes from this module (gymnasium's "module:id"), imported by the CLI and its workers.
+    run = tmp_path / "run"
+    args = ["train", "world-models", "--env", f"test_cli:{FRAMES_ID}", "--run-dir", str(run)]
+    # Interrupted while its env worker processes collect rollouts.
+    _interrupt(tmp_path, args, lambda: len(list((run / "data").glob("*"))) >= 10)
+    assert 10 <= len(list((run / "data").glob("*"))) < 60
+    out = _resume(tmp_path, args)
+    assert f"World Models on test_cli:{FRAMES_ID} (controller trained in the dream, tau 1.15): real score 3.0" in out
+    assert len(list((run / "data").glob("*"))) >= 60
+    for artefact in ("vae.pt", "mdnrnn.pt", "controller_tau1.15.pt"):
+        assert (run / artefact).stat().st_size > 0
+    # Nothing was written outside the run directory (the subprocesses ran in tmp_path).
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("output-")) == ["run"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Regression tests, in-process
+
+
+def _fake_sac_train(env_id, steps, *, seed, eval_every, eval_episodes, log, run_dir, checkpoint_every, progress,
+                    config=None):
+    """The record -> log.csv -> plot path of the real agents, without the training: evaluations
+    before learning starts have no losses."""
+    run = checkpoint.start_run(run_dir, steps, {"algorithm": "SAC", "env_id": env_id}, seed, checkpoint_every)
+    losses = {}
+    for step in range(eval_every, steps + 1, eval_every):
+        if step > steps // 2:
+            losses = {"q_loss": 1.0 / step, "actor_loss": -1.0}
+        run.evaluated({"step": step, "return": -float(step), **losses}, log)
+        progress(step)
+    return None, run.history
+
+
+def test_evaluations_before_learning_starts_are_logged_and_plotted(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sac, "train", _fake_sac_train)
+    args = ["train", "sac", "--steps", "400", "--eval-every", "100", "--run-dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    assert "return by step {100: -100.0, 200: -200.0, 300: -300.0, 400: -400.0}" in capsys.readouterr().out
+    records = curves.read_log(tmp_path / "log.csv")
+    assert [r["step"] for r in records] == [100, 200, 300, 400]
+    assert math.isnan(records[0]["q_loss"]) and records[-1]["q_loss"] == 1 / 400
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_read_log_reads_missing_cells_as_nan_and_names_a_bad_cell(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("step,return,q_loss\n100,-5.5,\n200,nan,0.25\n")
+    records = curves.read_log(path)
+    assert records[0]["step"] == 100 and isinstance(records[0]["step"], int) and math.isnan(records[0]["q_loss"])
+    assert math.isnan(records[1]["return"]) and records[1]["q_loss"] == 0.25
+    path.write_text("step,return\n100,-5.5\n200,abc\n")
+    with pytest.raises(ValueError, match=r"log.csv, line 3, column 'return': expected a number"):
+        curves.read_log(path)
+    path.write_text("step,return\n100\n")
+    with pytest.raises(ValueError, match="line 2: expected 2 cells, got fewer"):
+        curves.read_log(path)
+
+
+def test_plots_leave_out_records_without_a_return(tmp_path):
+    history = [{"step": 1, "return": math.nan}, {"step": 2, "return": 3.0}, {"step": 3}]
+    means = curves.plot_learning_curves({"a": {0: history}}, tmp_path / "c.png", title="t")
+    assert means == {"a": {2: 3.0}}
+
+
+def test_an_error_inside_training_is_raised_with_its_traceback_not_as_a_usage_error(tmp_path, monkeypatch, capsys):
+    def broken(*args, progress, **kwargs):
+        progress(1)
+        raise ValueError("q: a bug inside training")
+
+    monkeypatch.setattr(sac, "train", broken)
+    with pytest.raises(ValueError, match="a bug inside training"):
+        cli.main(["train", "sac", "--steps", "10", "--run-dir", str(tmp_path)])
+    assert "usage:" not in capsys.readouterr().err
+
+
+def test_bad_arguments_are_usage_errors_before_any_progress_bar(tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(sac, "train", never)
+    for bad, message in ((["--steps", "0"], "--steps: expected an integer >= 1, got 0"),
+                         (["--eval-every", "-5"], "--eval-every: expected an integer >= 1"),
+                         (["--env", "CartPole-v1"], "--env: SAC needs a Box action space"),
+                         (["--env", "NoSuchEnv-v0"], "--env: "),
+                         (["--stages", "vae"], "--stages: not an option of sac")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "sac", *bad, "--run-dir", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, err
+        assert "%|" not in err  # no progress bar was drawn
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["play", "muzero"], ["train", "muzero", "--env", "CartPole-v1"],
+                                     ["train", "sac"], ["train", "i2a", "--stages", "agent"]])
+def test_a_missing_or_corrupt_run_dir_is_a_usage_error_naming_it(tmp_path, capsys, command):
+    corrupt = tmp_path / "corrupt"
+    folder = {"i2a": corrupt / "i2a", "train": corrupt}.get(command[1], corrupt) if command[0] == "train" else corrupt
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [corrupt, a_file] + ([tmp_path / "missing"] if command[0] == "play" else [])
+    for run_dir in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*command, "--run-dir", str(run_dir)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "--run-dir" in err and str(run_dir) in err, err
+        assert "Traceback" not in err
+
+
+def test_play_muzero_in_a_missing_run_dir_exits_cleanly_in_a_subprocess(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pymbrl.cli", "play", "muzero", "--run-dir", "missing"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--run-dir" in result.stderr and "'missing'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class CountedBars:
+    """Stands in for tqdm: counts the bars made and closed."""
+
+    made: list[CountedBars] = []
+
+    def __init__(self, total=None, **kwargs):
+        self.total, self.n, self.closed = total, 0, False
+        CountedBars.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def close(self):
+        self.closed = True
+
+    @staticmethod
+    def write(text):
+        pass
+
+
+def _report(progress, tasks):
+    for task, total in tasks:
+        for done in range(0, total + 1, 10):
+            progress(task, done, total)
+
+
+def test_i2a_and_world_models_draw_one_bar_per_task(tmp_path, monkeypatch):
+    import tqdm
+
+    monkeypatch.setattr(tqdm, "tqdm", CountedBars)
+    tasks = [("teacher", 1000), ("model data", 500), ("env model epochs", 30), ("copy", 200)]
+
+    def stages(run_dir, stages, config, *, progress, **kwargs):
+        _report(progress, tasks)
+        progress("unfinished", 5, 100)
+        return {}
+
+    monkeypatch.setattr(i2a, "train_stages", stages)
+    CountedBars.made = []
+    assert cli.main(["train", "i2a", "--run-dir", str(tmp_path / "i2a")]) == 0
+    assert [b.total for b in CountedBars.made] == [1000, 500, 30, 200, 100]
+    assert all(b.closed for b in CountedBars.made)
+
+    def train(env_id, run_dir, *, progress, **kwargs):
+        _report(progress, [("collect", 400), ("vae", 300)])
+        return {}
+
+    monkeypatch.setattr(wm, "train", train)
+    CountedBars.made = []
+    assert cli.main(["train", "world-models", "--env", FRAMES_ID, "--run-dir", str(tmp_path / "wm")]) == 0
+    assert [b.total for b in CountedBars.made] == [400, 300] and all(b.closed for b in CountedBars.made)
+
+
+def test_python_m_pymbrl_cli_runs_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "pymbrl.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage: pymbrl" in result.stdout
+
+
+def test_resuming_with_other_values_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sac, "train", _fake_sac_train)
+    args = ["train", "sac", "--steps", "200", "--eval-every", "100", "--run-dir", str(tmp_path)]
+    run = checkpoint.start_run(tmp_path, 200, {"algorithm": "SAC", "env_id": "Pendulum-v1",
+                                               "config": sac.SACConfig()}, 0)
+    run.save(100, {}, {})
+    for changed, message in ((["--steps", "300"], "--steps: the checkpoint in"), (["--seed", "1"], "--seed: "),
+                             (["--env", "MountainCarContinuous-v0"], "--env: ")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*args, *changed])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and "another --run-dir" in err, err
+    monkeypatch.setenv("PYMBRL_CONFIG", '{"hidden": 8}')
+    with pytest.raises(SystemExit):
+        cli.main(args)
+    assert "PYMBRL_CONFIG: the checkpoint in" in capsys.readouterr().err
+
+
+def test_config_overrides_are_checked_and_reach_the_config(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def train(env_id, steps, *, config, **kwargs):
+        seen["config"] = config
+        return None, [{"step": steps, "return": 0.0}]
+
+    from pymbrl.agents import mbpo
+    monkeypatch.setattr(mbpo, "train", train)
+    monkeypatch.setattr(cli, "_train", lambda args: train(args.env, args.steps, config=args.config)[0] or 0)
+    monkeypatch.setenv("PYMBRL_CONFIG", '{"init_steps": 7, "rollout_length": [1, 2, 3, 4], "sac": {"hidden": 8}}')
+    assert cli.main(["train", "mbpo", "--run-dir", str(tmp_path)]) == 0
+    config = seen["config"]
+    assert (config.init_steps, config.rollout_length, config.sac.hidden) == (7, (1, 2, 3, 4), 8)
+    for algorithm, bad, message in (
+            ("dreamer", '{"horizon": 0}', "PYMBRL_CONFIG: horizon: expected an integer >= 1"),
+            ("mbpo", '{"no_such_field": 1}', "PYMBRL_CONFIG: MBPOConfig has no field no_such_field"),
+            ("mbpo", '{"sac": {"nope": 1}}', "PYMBRL_CONFIG: sac: SACConfig has no field nope"),
+            ("mbpo", "[1]", "PYMBRL_CONFIG: expected a JSON object"), ("mbpo", "{", "PYMBRL_CONFIG: expected a JSON")):
+        monkeypatch.setenv("PYMBRL_CONFIG", bad)
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", algorithm, "--run-dir", str(tmp_path / algorithm)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_run_even_where_the_env_replaced_the_handler(tmp_path, monkeypatch, capsys, signum):
+    make = sac.box_env
+
+    def box_env(env_id, algorithm):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as ViZDoom does when a game starts
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return make(env_id, algorithm)
+
+    def train(*args, progress, **kwargs):
+        progress(1)
+        os.kill(os.getpid(), signum)
+        time.sleep(5)
+        raise AssertionError("the signal did not stop the run")
+
+    monkeypatch.setattr(sac, "box_env", box_env)
+    monkeypatch.setattr(sac, "train", train)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        assert cli.main(["train", "sac", "--run-dir", str(tmp_path)]) == 128 + signum
+    finally:
+        after = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert after == before  # the CLI's handlers are its own business
+    assert f"resume with: pymbrl train sac --run-dir {tmp_path}" in capsys.readouterr().err
