@@ -27,6 +27,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -41,7 +42,7 @@ from pymbrl import mcts
 from pymbrl._checks import integer, real
 from pymbrl.envs import tictactoe
 from pymbrl.envs.tictactoe_env import TicTacToeEnv
-from pymbrl.agents.checkpoint import start_run
+from pymbrl.agents.checkpoint import read_state, start_run
 from pymbrl.models.muzero import (ConvMuZeroNetwork, MuZeroNetwork, scalar_to_support, scale_gradient,
                                   support_to_scalar)
 from pymbrl.replay import GameBuffer
@@ -707,15 +708,21 @@ def _loop_state(state: dict[str, Any], where: str) -> tuple[int, float, list[flo
 
 
 def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Searcher, str]:
-    """The greedy searcher of the network in ``run_dir``'s checkpoint, and the run's env id."""
-    state = torch.load(os.path.join(run_dir, "checkpoint", "state.pt"), weights_only=True)
-    config = dict(state["config"])
-    config["temperatures"] = tuple(tuple(t) for t in config["temperatures"])
-    c = MuZeroConfig(**config)
-    env_id = state["identity"]["env_id"]
-    env = gym.make(env_id)
-    network = make_network(env.observation_space, int(env.action_space.n), c).to(device)
-    network.load_state_dict(state["network"])
+    """The greedy searcher of the network in ``run_dir``'s checkpoint, and the run's env id.
+    A missing, corrupt or foreign checkpoint raises ValueError naming the file."""
+    folder = Path(run_dir) / "checkpoint"
+    state = read_state(folder)
+    try:
+        config = dict(state["config"])
+        config["temperatures"] = tuple(tuple(t) for t in config["temperatures"])
+        c = MuZeroConfig(**config)
+        env_id = state["identity"]["env_id"]
+        env = gym.make(env_id)
+        network = make_network(env.observation_space, int(env.action_space.n), c).to(device)
+        network.load_state_dict(state["network"])
+    except (KeyError, TypeError, ValueError, RuntimeError, gym.error.Error) as error:
+        raise ValueError(f"{folder / 'state.pt'}: not a MuZero checkpoint this pymbrl can load "
+                         f"({type(error).__name__}: {error})") from None
     _, info = env.reset()
     return Searcher(network, c, "to_play" in info, seed=0), env_id
 
