@@ -202,7 +202,7 @@ _ENV_ATTRIBUTES: dict[type, dict[str, str]] = {
     CartPoleEnv: {"state": "array", "steps_beyond_terminated": "int?"},
     AcrobotEnv: {"state": "array"},
     MountainCarEnv: {"state": "array"},
-    TicTacToeEnv: {"_board": "board", "_to_play": "sign", "_over": "bool"},
+    TicTacToeEnv: {"board": "board", "to_play": "sign", "over": "bool"},
 }
 # The wrappers of gym.make and their state; the env checker's flags only decide whether it checks
 # again, never what a step returns.

@@ -76,6 +76,9 @@ class TicTacToeEnv(gym.Env[np.ndarray, int]):
     :meth:`step` raises :class:`gymnasium.error.ResetNeeded` before the first :meth:`reset` and
     after the game has ended. :meth:`reset` always returns the empty board with X to move; the game
     has no chance, so ``seed`` only seeds ``np_random`` (which the env does not use).
+
+    The game's whole state is ``board`` (int8 [9]), ``to_play`` (+1 or -1) and ``over`` (bool),
+    public like CartPole's ``state`` so that a game in progress can be saved and restored.
     """
 
     # render_fps: gymnasium's checker and video recorders expect one, though ansi frames have no clock.
@@ -90,54 +93,54 @@ class TicTacToeEnv(gym.Env[np.ndarray, int]):
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0.0, 1.0, (OBSERVATION_SIZE,), np.float32)
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
-        self._board = np.zeros(NUM_ACTIONS, dtype=np.int8)
-        self._to_play = 1
-        self._over = True  # until the first reset
+        self.board = np.zeros(NUM_ACTIONS, dtype=np.int8)
+        self.to_play = 1
+        self.over = True  # until the first reset
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._board[:] = 0
-        self._to_play = 1
-        self._over = False
+        self.board[:] = 0
+        self.to_play = 1
+        self.over = False
         return self._observation(), self._info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self._over:
+        if self.over:
             raise gym.error.ResetNeeded("step: the game is over or was never started; call reset() first")
         cell = integer(action, "action", minimum=0)
         if cell >= NUM_ACTIONS:
             raise ValueError(f"action: expected a cell in [0, {NUM_ACTIONS}), got {cell}")
-        if self._board[cell] != 0:
+        if self.board[cell] != 0:
             if self.illegal_move == "raise":
-                empty = np.flatnonzero(self._board == 0).tolist()
+                empty = np.flatnonzero(self.board == 0).tolist()
                 raise ValueError(f"action: expected an empty cell {empty}, got occupied cell {cell}")
             reward = -1.0
-            self._over = True
+            self.over = True
         else:
-            self._board[cell] = self._to_play
-            won = has_line(self._board, self._to_play)
+            self.board[cell] = self.to_play
+            won = has_line(self.board, self.to_play)
             reward = 1.0 if won else 0.0
-            self._over = won or bool((self._board != 0).all())
-        self._to_play = -self._to_play
-        return self._observation(), reward, self._over, False, self._info()
+            self.over = won or bool((self.board != 0).all())
+        self.to_play = -self.to_play
+        return self._observation(), reward, self.over, False, self._info()
 
     def render(self) -> str | None:
         if self.render_mode is None:
             return None
-        marks = np.array([".", "X", "O"])[self._board]  # index -1 is "O"
+        marks = np.array([".", "X", "O"])[self.board]  # index -1 is "O"
         return "\n".join("".join(marks[row * 3:row * 3 + 3]) for row in range(3)) + "\n"
 
     def _observation(self) -> np.ndarray:
         planes = np.empty((3, NUM_ACTIONS), dtype=np.float32)
-        planes[0] = self._board == self._to_play
-        planes[1] = self._board == -self._to_play
-        planes[2] = float(self._to_play == 1)
+        planes[0] = self.board == self.to_play
+        planes[1] = self.board == -self.to_play
+        planes[2] = float(self.to_play == 1)
         return planes.reshape(-1)
 
     def _info(self) -> dict[str, Any]:
-        legal = (self._board == 0) & (not self._over)
-        return {"board": self._board.copy(), "legal_actions": legal, "to_play": self._to_play}
+        legal = (self.board == 0) & (not self.over)
+        return {"board": self.board.copy(), "legal_actions": legal, "to_play": self.to_play}
 
 
 def random_player(seed: int | None = None) -> Player:
