@@ -343,6 +343,7 @@ def _check_world_models(args: argparse.Namespace) -> None:
     wm.make_env(args.env).close()
     args.run_dir = Path(args.run_dir or f"runs/world-models-{args.env.replace('/', '-')}-seed{args.seed}")
     _check_checkpoints(args.run_dir)
+    wm.check_stages(args.run_dir, args.stages or list(wm.STAGES))
 
 
 def _check_i2a(args: argparse.Namespace) -> None:
@@ -360,6 +361,8 @@ def _check_i2a(args: argparse.Namespace) -> None:
     args.run_dir = Path(args.run_dir or f"runs/i2a-{args.env.replace('/', '-')}-seed{args.seed}")
     online = f"{args.agent}-online" if args.online_distill and args.agent != "a2c" else args.agent
     _check_checkpoints(args.run_dir, "teacher", online)
+    i2a.check_stages(args.run_dir, args.stages or list(i2a.STAGES), agent=args.agent,
+                     online_distill=args.online_distill)
 
 
 def _check_play(args: argparse.Namespace) -> None:

@@ -308,3 +308,16 @@ def test_saved_networks_are_checked_before_use(tmp_path):
     torch.save({"state_dict": {}, "frame_shape": [3, 8, 8], "num_actions": 5, "channels": 4}, policy)
     with pytest.raises(ValueError, match=f"^{policy}: state_dict: expected the weights"):
         i2a.load_rollout_policy(policy)
+
+
+def test_stages_whose_inputs_are_missing_are_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match=r"stages: agent needs .*env_model.pt, which is missing; run the env-model"):
+        i2a.train_stages(tmp_path, ["agent"])
+    with pytest.raises(ValueError, match=r"stages: agent needs .*rollout_policy.pt.*run the distill"):
+        i2a.check_stages(tmp_path, ["env-model", "agent"], agent="copy")
+    with pytest.raises(ValueError, match=r"stages: distill needs .*teacher.*run the env-model"):
+        i2a.check_stages(tmp_path, ["distill"])
+    assert list(tmp_path.iterdir()) == []
+    i2a.check_stages(tmp_path, ["agent"], agent="a2c")
+    i2a.check_stages(tmp_path, ["agent"], agent="copy", online_distill=True)
+    i2a.check_stages(tmp_path, list(i2a.STAGES))

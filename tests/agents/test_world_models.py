@@ -677,3 +677,14 @@ def test_no_file_a_run_reads_is_unpickled(run, tmp_path):
     with pytest.raises(ValueError, match=f"^{rollout}: corrupt rollout"):
         wm.RolloutDataset(run_dir / "data").load(rollout)
     assert not marker.exists()
+
+
+def test_stages_whose_inputs_are_missing_are_refused_naming_the_stage_to_run(tmp_path):
+    with pytest.raises(ValueError, match=r"stages: controller needs .*vae.pt, which is missing; run the vae stage"):
+        wm.check_stages(tmp_path, ["controller"])
+    with pytest.raises(ValueError, match=r"stages: vae needs .*data.*run the collect stage"):
+        wm.check_stages(tmp_path, ["vae", "mdn"])
+    wm.check_stages(tmp_path, list(wm.STAGES))
+    (tmp_path / "vae.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"controller needs .*mdnrnn.pt.*run the mdn stage"):
+        wm.check_stages(tmp_path, ["controller"])

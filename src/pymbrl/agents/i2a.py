@@ -702,6 +702,31 @@ def distill_stage(run_dir: Path, config: I2AConfig, seed: int, log: Callable[[st
     return history[-1]
 
 
+def check_stages(run_dir: str | os.PathLike, stages: Sequence[str], *, agent: str = "i2a",
+                 online_distill: bool = False) -> None:
+    """Raises ValueError (naming ``stages`` or ``agent``) if a stage of ``stages`` needs what an
+    earlier stage makes in ``run_dir`` and that stage neither ran before nor is among ``stages``:
+    ``distill`` needs the teacher (``env-model``); ``agent`` needs ``env_model.pt`` (I2A) and
+    ``rollout_policy.pt`` (I2A and the copy-model control, unless distilled online)."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"stages: expected some of {list(STAGES)}, got {list(stages)}")
+    if agent not in AGENTS:
+        raise ValueError(f"agent: expected one of {AGENTS}, got {agent!r}")
+    run = Path(run_dir)
+    needs: list[tuple[str, Path, str]] = []
+    if "distill" in stages and not (run / "rollout_policy.pt").exists():
+        needs.append(("distill", run / "teacher" / "agent.pt", "env-model"))
+    if "agent" in stages:
+        if agent == "i2a":
+            needs.append(("agent", run / "env_model.pt", "env-model"))
+        if agent != "a2c" and not online_distill:
+            needs.append(("agent", run / "rollout_policy.pt", "distill"))
+    for stage, path, need in needs:
+        if need not in stages and not path.exists():
+            raise ValueError(f"stages: {stage} needs {path}, which is missing; run the {need} stage first")
+
+
 def train_stages(run_dir: str | os.PathLike, stages: Sequence[str] = STAGES, config: I2AConfig | None = None, *,
                  agent: str = "i2a", frames: int = 200_000, online_distill: bool = False, seed: int = 0,
                  log_every: int = 10_000, checkpoint_every: int = 50_000,
@@ -726,11 +751,7 @@ def train_stages(run_dir: str | os.PathLike, stages: Sequence[str] = STAGES, con
     that ran measured.
     """
     config = config or I2AConfig()
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise ValueError(f"stages: expected some of {list(STAGES)}, got {list(stages)}")
-    if agent not in AGENTS:
-        raise ValueError(f"agent: expected one of {AGENTS}, got {agent!r}")
+    check_stages(run_dir, stages, agent=agent, online_distill=online_distill)
     frames = integer(frames, "frames")
     log = log or (lambda stage, record: None)
     progress = progress or (lambda task, done, total: None)

@@ -945,9 +945,7 @@ def train(env_id: str = "VizdoomTakeCover-v1", run_dir: str | os.PathLike = "run
     the last controller evaluated (empty if no controller stage ran).
     """
     config = config or WorldModelsConfig.for_env(env_id)
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise ValueError(f"stages: expected some of {list(STAGES)}, got {list(stages)}")
+    check_stages(run_dir, stages)
     run = Path(run_dir)
     _open_run(run, env_id, config)
     probe = make_env(env_id)
@@ -1022,6 +1020,26 @@ def _load_weights(path: Path, model: torch.nn.Module, fields: dict[str, type]) -
         raise ValueError(f"{path}: state: expected the weights of {type(model).__name__} as configured, got "
                          f"{error}") from None
     return record
+
+
+def check_stages(run_dir: str | os.PathLike, stages: Sequence[str]) -> None:
+    """Raises ValueError (naming ``stages``) if a stage of ``stages`` needs what an earlier stage
+    makes in ``run_dir`` (the first iteration's rollouts, ``vae.pt``, ``mdnrnn.pt``) and that stage
+    neither ran before nor is among ``stages``."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"stages: expected some of {list(STAGES)}, got {list(stages)}")
+    run = Path(run_dir)
+    made = {"collect": run / "data", "vae": run / "vae.pt", "mdn": run / "mdnrnn.pt"}
+    needs = {"vae": ("collect",), "mdn": ("collect", "vae"), "controller": ("vae", "mdn")}
+    for stage in stages:
+        if stage in made and stage != "collect" and made[stage].exists():
+            continue  # skipped: its artefact is there
+        for need in needs.get(stage, ()):
+            path = made[need]
+            there = any(path.glob("rollout_*.npz")) if need == "collect" else path.exists()
+            if need not in stages and not there:
+                raise ValueError(f"stages: {stage} needs {path}, which is missing; run the {need} stage first")
 
 
 def load_vae(run: str | os.PathLike, config: WorldModelsConfig) -> ConvVAE:
