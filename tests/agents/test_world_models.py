@@ -577,6 +577,28 @@ def test_an_interrupted_vizdoom_collection_stops_at_once_and_leaves_nothing_behi
     assert sorted(p.name for p in (cwd / "run" / "envs" / "worker0").iterdir()) == ["_vizdoom", "_vizdoom.ini"]
 
 
+def test_the_games_of_a_killed_driver_close_themselves(tmp_path):
+    """SIGKILL gives the driver no chance to close its env workers: each worker learns of its
+    parent's death from the kernel and closes its game, so no process of the run is left."""
+    pytest.importorskip("vizdoom")
+    child = subprocess.Popen([sys.executable, "-c", COLLECT, str(tmp_path / "run")], cwd=tmp_path,
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while list(session_processes(child.pid).values()).count("vizdoom") < 2:
+            assert child.poll() is None and time.monotonic() < deadline, "the games did not start"
+            time.sleep(0.2)
+        child.kill()
+        child.wait()
+        deadline = time.monotonic() + 10
+        while session_processes(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert session_processes(child.pid) == {}
+    finally:
+        for pid in session_processes(child.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 # --------------------------------------------------------------------------------------------------
 # Corrupt files and code in files
 

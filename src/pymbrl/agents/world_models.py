@@ -20,11 +20,13 @@ Parts: :mod:`pymbrl.models.world_models` (V, M, C), :mod:`pymbrl.rollout.dream` 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import math
 import os
 import signal
+import sys
 import tempfile
 import threading
 import zipfile
@@ -338,6 +340,7 @@ class _WorkerEnv:
         if self.workdir is not None and os.getpid() != self.parent:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            _terminate_with_parent(self.parent)
             folder = self.workdir / f"worker{self.index}"
             folder.mkdir(parents=True, exist_ok=True)
             os.chdir(folder)
@@ -346,6 +349,17 @@ class _WorkerEnv:
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+def _terminate_with_parent(parent: int) -> None:
+    """Asks Linux to send this worker SIGTERM when its parent dies, even of SIGKILL, which leaves the
+    parent no chance to close its workers: the worker then closes its game instead of outliving the
+    run. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def play(env_id: str, episodes: int, policy: Policy, params: torch.Tensor | None = None, *, seed: int = 0,
