@@ -1,6 +1,7 @@
 # Every target sets up what it needs and can be run again safely.
 #   make demo   build and install into .venv, run the main job
 #   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv
+#   make fuzz   the fuzz suite (tests/fuzz) with thousands of cases per target; prints each target's count
 #   make bench  benchmarks against baselines and peers; rewrites bench/RESULTS.md
 PYTHON     ?= python3
 VENV       := .venv
@@ -14,12 +15,12 @@ SHEEPRL    := sheeprl==0.8.4 lightning==2.6.6 lightning-utilities==0.15.3 torchm
   mdurl==0.1.2 pygments==2.21.0 opencv-python-headless==5.0.0.93
 TORCH      := torch==2.13.0
 BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
-TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio "ale-py>=0.12"
+TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio "ale-py>=0.12" "vizdoom>=1.2"
 PIP        := -m pip install -q --disable-pip-version-check
 CPP_BUILD  := build/cpp-tests
 JOBS       ?= 2
 
-.PHONY: demo test test-cpp test-py bench wheel install clean
+.PHONY: demo test test-cpp test-py fuzz bench wheel install clean
 
 # $(call install_wheel,VENV): replace pymbrl in VENV with the freshly built wheel (same version
 # number, so the first step forces it), then add whatever runtime dependencies are missing.
@@ -115,6 +116,13 @@ test-cpp:
 test-py: wheel $(TEST_VENV)/.ready
 	$(call install_wheel,$(TEST_VENV))
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
+
+# FUZZ_EXAMPLES cases per target (Hypothesis's statistics report how many each one ran and how long).
+FUZZ_EXAMPLES ?= 2000
+fuzz: wheel $(TEST_VENV)/.ready
+	$(call install_wheel,$(TEST_VENV))
+	PYMBRL_EXPECT_INSTALLED=1 PYMBRL_FUZZ_PROFILE=fuzz PYMBRL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	  $(TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/fuzz
 
 bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/sheeprl/.ready
 	$(call install_wheel,$(BENCH_VENV))

@@ -264,13 +264,51 @@ def test_bad_arguments_are_usage_errors_before_any_progress_bar(tmp_path, monkey
                          (["--eval-every", "-5"], "--eval-every: expected an integer >= 1"),
                          (["--env", "CartPole-v1"], "--env: SAC needs a Box action space"),
                          (["--env", "NoSuchEnv-v0"], "--env: "),
-                         (["--stages", "vae"], "--stages: not an option of sac")):
+                         (["--stages", "vae"], "--stages: not an option of sac"),
+                         (["--seed", str(10**23)], "--seed: expected an integer in [0, 2**64)")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["train", "sac", *bad, "--run-dir", str(tmp_path / "run")])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err, err
         assert "%|" not in err  # no progress bar was drawn
     assert not (tmp_path / "run").exists()
+
+
+def test_bad_sac_config_fields_are_usage_errors_naming_them(tmp_path, monkeypatch, capsys):
+    """A string or huge ``hidden`` used to fail inside torch (or try to allocate 120 TB) mid-run."""
+    monkeypatch.setattr(sac, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("training started")))
+    for config in ('{"hidden": "abc"}', '{"learning_starts": -5}', '{"gamma": 2}'):
+        monkeypatch.setenv("PYMBRL_CONFIG", config)
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "sac", "--run-dir", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "PYMBRL_CONFIG: " + next(iter(json.loads(config))) in err, err
+
+
+def test_a_nested_config_given_as_a_non_object_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """PYMBRL_CONFIG='{"sac": 3}' used to reach MBPO's training as an int (an AttributeError)."""
+    monkeypatch.setenv("PYMBRL_CONFIG", '{"sac": 3}')
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "mbpo", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "error: PYMBRL_CONFIG: sac: expected an object of SACConfig fields, got 3" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--seeds", str(10**13)], "--seeds, --episodes: expected seeds x episodes <= 2**28"),  # was a MemoryError
+    (["--episodes", str(10**20)], "--seeds, --episodes"),  # was a ValueError traceback from run_batch
+    (["--planning", str(2**64)], "--planning: expected integers < 2**63"),
+    (["--out", "/nonexistent-dir/x.png"], "--out: expected a file path in an existing directory"),  # was raised after the run
+])
+def test_bad_dyna_arguments_are_usage_errors_before_anything_runs(bad, message, monkeypatch, capsys):
+    from pymbrl.dyna import experiments
+
+    monkeypatch.setattr(experiments, "figure_8_2", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["dyna", *bad])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err, err
 
 
 @pytest.mark.parametrize("command", [["play", "muzero"], ["train", "muzero", "--env", "CartPole-v1"],

@@ -237,10 +237,12 @@ CONFIG_VARIABLE = "PYMBRL_CONFIG"
 def _converted(value: object, like: object, name: str) -> object:
     """A JSON value as the type of the config field's current value ``like``: an object into a
     nested config, lists into tuples."""
-    if dataclasses.is_dataclass(like) and isinstance(value, dict):
+    if dataclasses.is_dataclass(like) and not isinstance(value, dict):
+        raise ValueError(f"{name}: expected an object of {type(like).__name__} fields, got {value!r:.100}")
+    if dataclasses.is_dataclass(like):
         known = {f.name for f in dataclasses.fields(like)}
         if not set(value) <= known:
-            raise ValueError(f"{CONFIG_VARIABLE}: {name}: {type(like).__name__} has no field "
+            raise ValueError(f"{name}: {type(like).__name__} has no field "
                              f"{', '.join(sorted(set(value) - known))}")
         return dataclasses.replace(like, **{k: _converted(v, getattr(like, k), f"{name}.{k}")
                                             for k, v in value.items()})
@@ -276,12 +278,20 @@ def _check_dyna(args: argparse.Namespace) -> None:
     _positive(args, "seeds", "episodes", "threads")
     if any(n < 0 for n in args.planning):
         raise ValueError(f"--planning: expected integers >= 0, got {args.planning}")
+    if any(n >= 2**63 for n in args.planning):
+        raise ValueError(f"--planning: expected integers < 2**63, got {args.planning}")
+    # run_batch's limit on the results it keeps, checked before a list of that many seeds is made.
+    if args.seeds * args.episodes > 2**28:
+        raise ValueError(f"--seeds, --episodes: expected seeds x episodes <= 2**28, got {args.seeds} x {args.episodes}")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ValueError(f"--out: expected a file path in an existing directory, got {args.out!r}")
 
 
 def _check_train(args: argparse.Namespace) -> None:
     _positive(args, "steps", "eval_every", "eval_episodes", "checkpoint_every")
-    if args.seed < 0:
-        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if not 0 <= args.seed < 2**64:
+        raise ValueError(f"--seed: expected an integer in [0, 2**64), got {args.seed}")
     if args.algorithm not in ("world-models", "i2a"):
         _unused(args, "stages", "tau", "iterations", "agent", "online_distill")
     for key, value in TRAIN_DEFAULTS[args.algorithm].items():

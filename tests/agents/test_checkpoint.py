@@ -10,12 +10,14 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 
 from pymbrl import cli
 from pymbrl.agents import mbpo, sac
 from pymbrl.agents.checkpoint import STATE, start_run
+from pymbrl.replay import ReplayBuffer
 
 SAC_CONFIG = sac.SACConfig(hidden=32, batch_size=32, learning_starts=100)
 MBPO_CONFIG = mbpo.MBPOConfig(init_steps=150, model_train_freq=100, rollout_batch_size=100, rollout_length=(1, 4, 1, 2),
@@ -241,6 +243,41 @@ def test_an_edited_checkpoint_is_refused_naming_the_file_and_field(tmp_path, key
     torch.save(saved, state)
     with pytest.raises(ValueError, match=f"^{state}: {key}: expected the field"):
         start_run(tmp_path, 250, {}, 3)
+
+
+def resume_small_run(tmp_path, steps=250):
+    return sac.train("Pendulum-v1", steps, seed=3, config=SAC_CONFIG, eval_every=steps, eval_episodes=1,
+                     run_dir=tmp_path, checkpoint_every=EVERY)
+
+
+def _nan_actor(state):
+    state["agent"]["actor"] = {k: torch.full_like(v, float("nan")) for k, v in state["agent"]["actor"].items()}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(agent=None), "TypeError"), (lambda s: s.update(random={}), "KeyError: 'generators'"),
+    (lambda s: s.update(losses="x"), "ValueError"), (_nan_actor, r"actor\..*expected finite weights"),
+])
+def test_an_edited_algorithm_state_is_refused_naming_the_file(tmp_path, edit, message):
+    """The algorithm's own fields used to escape as a KeyError or TypeError, and NaN weights loaded."""
+    small_run(tmp_path)
+    state = tmp_path / "checkpoint" / STATE
+    saved = torch.load(state, weights_only=True)
+    edit(saved)
+    torch.save(saved, state)
+    with pytest.raises(ValueError, match=f"^{state}: the algorithm's state does not restore .*{message}"):
+        resume_small_run(tmp_path)
+
+
+def test_a_valid_buffer_of_another_configuration_is_refused_naming_the_file(tmp_path):
+    """A buffer file of another spec used to load and fail at the first add, naming no file."""
+    small_run(tmp_path)
+    path = tmp_path / "checkpoint" / "real.buffer"
+    spec = {"obs": ((4,), np.float32), "action": ((1,), np.float32), "reward": ((), np.float32),
+            "terminated": ((), bool), "truncated": ((), bool)}
+    ReplayBuffer(250, spec).save(path)
+    with pytest.raises(ValueError, match=f"^{path}: expected the ReplayBuffer this run makes"):
+        resume_small_run(tmp_path)
 
 
 class Payload:

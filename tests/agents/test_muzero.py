@@ -316,9 +316,9 @@ def test_self_play_state_round_trips_through_a_weights_only_file(tmp_path):
     (("games", 1, "rewards"), torch.tensor([0.0, math.nan, 0.0], dtype=torch.float64),
      r"play\.games\[1\]\.rewards: expected finite"),
     (("games", 1, "policies"), torch.zeros(2, 9), r"play\.games\[1\]\.policies: expected shape \(3, 9\)"),
-    (("envs", 1, "layers", 2, 1, "_to_play"), 2, r"play\.envs\[1\]\.layers\[2\]\._to_play: expected -1 or 1"),
-    (("envs", 1, "layers", 2, 1, "_board"), torch.zeros(9), r"_board: expected shape \(9,\) and dtype int8"),
-    (("envs", 0, "layers", 2, 1, "_board"), torch.full((9,), 5, dtype=torch.int8), r"_board: expected cells of -1, 0"),
+    (("envs", 1, "layers", 2, 1, "to_play"), 2, r"play\.envs\[1\]\.layers\[2\]\.to_play: expected -1 or 1"),
+    (("envs", 1, "layers", 2, 1, "board"), torch.zeros(9), r"\.board: expected shape \(9,\) and dtype int8"),
+    (("envs", 0, "layers", 2, 1, "board"), torch.full((9,), 5, dtype=torch.int8), r"\.board: expected cells of -1, 0"),
     (("envs", 1, "np_random"), {"bit_generator": "PCG64"}, r"play\.envs\[1\]\.np_random: expected a PCG64 state"),
     (("infos", 0), {}, r"play\.infos\[0\]: expected a dict with the keys"),
 ])

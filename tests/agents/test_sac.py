@@ -48,6 +48,23 @@ def test_a_short_run_trains_and_evaluates():
     assert agent.log_alpha.item() != 0.0  # the temperature was tuned
 
 
+@pytest.mark.parametrize("field, value", [("hidden", "abc"), ("hidden", 1e100), ("hidden", 0), ("batch_size", -1),
+                                          ("learning_starts", -5), ("gamma", float("nan")), ("tau", 2.0),
+                                          ("lr", -1.0), ("buffer_size", True), ("target_entropy", float("inf")),
+                                          ("batch_size", 2_000_000)])
+def test_bad_config_fields_are_refused_by_name(field, value):
+    """These used to fail mid-run as torch errors (or crash the first update)."""
+    with pytest.raises(ValueError, match=field):
+        sac.SACConfig(**{field: value})
+
+
+def test_learning_starts_below_the_batch_size_waits_for_a_full_batch():
+    """learning_starts 10 with batch_size 32 used to sample 32 of 11 stored transitions and crash."""
+    _, history = sac.train("Pendulum-v1", 40, seed=0, config=sac.SACConfig(learning_starts=10, batch_size=32, hidden=8),
+                           eval_every=40, eval_episodes=1)
+    assert np.isfinite(history[-1]["q_loss"])
+
+
 def test_discrete_action_spaces_are_refused():
     with pytest.raises(ValueError, match="Box"):
         sac.train("CartPole-v1", 10)

@@ -94,6 +94,13 @@ def test_from_gymnasium_rejects_non_tabular_envs():
     ({0: {0: [(1.0, 0, 0.0, False)]}}, [0.5], "initial"),
     ({0: {0: [(1.0, 0, 0.0, False)]}}, [1.0, 0.0], "initial"),
     ({0: {0: [(1.0, 0, 0.0)]}}, [1.0], "tuples"),
+    # These were a bare KeyError (no state 0) or silently converted (2.7 -> state 2, "no" -> True).
+    ({5: {0: [(1.0, 5, 0.0, True)]}}, [1.0], r"P: expected an entry for every state in \[0, 1\), missing 0"),
+    ({0: {0: [(1.0, 0.7, 0.0, True)]}}, [1.0], r"P\[0\]\[0\]: expected .* types"),
+    ({0: {0: [(1.0, True, 0.0, True)]}}, [1.0], r"P\[0\]\[0\]"),
+    ({0: {0: [(1.0, 0, 0.0, "no")]}}, [1.0], r"P\[0\]\[0\]"),
+    ({0: {0: [("1", 0, 0.0, True)]}}, [1.0], r"P\[0\]\[0\]"),
+    ({0: {0: [(1.0, 0, None, True)]}}, [1.0], r"P\[0\]\[0\]"),
 ])
 def test_bad_transition_tables_are_rejected(P, initial, match):
     with pytest.raises(ValueError, match=match):

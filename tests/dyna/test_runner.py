@@ -110,6 +110,12 @@ def test_result_arrays_beyond_the_documented_limit_are_refused(kwargs):
         dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0, 1], **kwargs)
 
 
+def test_a_huge_range_of_seeds_is_refused_before_it_is_listed():
+    """range(10**13) used to be turned into a list first: a MemoryError, not this ValueError."""
+    with pytest.raises(ValueError, match="seeds: expected at most 2\\*\\*28 seeds"):
+        dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=range(10**13), episodes=1)
+
+
 def test_run_batch_refuses_counts_beyond_64_bits_by_name():
     with pytest.raises(ValueError, match="steps"):
         dyna.run_batch("dyna_q", dyna.DynaMaze(), seeds=[0], steps=2**64)

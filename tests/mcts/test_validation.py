@@ -55,6 +55,8 @@ def _with_row(tensor, row, col, value):
     ("embedding scalar", dict(embedding=torch.tensor(1.0)), "embedding"),
     ("invalid_actions shape", dict(invalid_actions=torch.zeros(B, A + 1, dtype=torch.bool)), "invalid_actions"),
     ("invalid_actions float", dict(invalid_actions=torch.zeros(B, A)), "invalid_actions"),
+    # was read as True wherever non-zero: a tensor of action ids passed by mistake went unnoticed
+    ("invalid_actions ints not 0/1", dict(invalid_actions=torch.full((B, A), 2)), "invalid_actions: expected a boolean mask"),
     ("every action invalid", dict(invalid_actions=torch.tensor([[False] * A, [True] * A, [False] * A])),
      "invalid_actions"),
     ("NaN logit", dict(logits=_with_row(LOGITS, 1, 2, math.nan)), "prior_logits"),

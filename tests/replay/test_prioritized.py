@@ -193,6 +193,21 @@ def test_update_priorities_rejects_non_integer_indices_before_anything():
         buf.update_priorities(["a"], [1.0])
 
 
+@pytest.mark.parametrize("ids", [[0.7], np.array([1.5]), ["3"], [None], torch.tensor([2.0])])
+def test_priorities_refuses_ids_that_are_not_integers_instead_of_truncating_them(ids):
+    buf, _ = buffer_with(10, seed=14)
+    with pytest.raises(TypeError, match="indices"):
+        buf.priorities(ids)
+
+
+def test_an_empty_update_of_priorities_is_a_no_op():
+    buf, _ = buffer_with(10, seed=14)
+    before = snapshot(buf)
+    buf.update_priorities([], [])
+    assert_same_state(before, snapshot(buf))
+    assert buf.priorities([]).shape == (0,)
+
+
 def test_torch_tensors_are_accepted_for_indices_and_priorities():
     buf, _ = buffer_with(30, seed=15)
     batch = buf.sample(8)

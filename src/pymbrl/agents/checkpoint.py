@@ -25,7 +25,8 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ class Run:
 
     def __init__(self, seed: int, steps: int, directory: Path | None, identity: dict[str, str], every: int):
         self.seed, self.total, self.directory, self.identity, self.every = seed, steps, directory, identity, every
-        self.step, self.state, self.buffers = 0, None, {}
+        self.step, self.state, self.buffers, self.folder = 0, None, {}, None
         self.history: list[dict[str, float]] = []
         self.started = time.perf_counter()
 
@@ -166,7 +167,26 @@ class Run:
         """Training time so far, including that of the runs this one resumes."""
         return time.perf_counter() - self.started
 
+    @contextmanager
+    def restoring(self, **fresh: Any) -> Iterator[None]:
+        """Around an algorithm's restore of :attr:`state` (its own fields, unchecked by
+        :func:`read_state`): the checkpoint's buffers named in ``fresh`` must be of the class and
+        configuration of the buffers the run makes (``fresh``), and any failure of the restore
+        (a missing key, a tensor of another shape, a non-finite weight...) raises ValueError
+        naming ``state.pt`` rather than escaping as a KeyError or torch error."""
+        for name, made in fresh.items():
+            loaded = self.buffers.get(name)
+            if type(loaded) is not type(made) or loaded._config() != made._config():
+                raise ValueError(f"{self.folder / f'{name}.buffer'}: expected the {type(made).__name__} this run makes "
+                                 f"({made._config()!r:.300}), got {loaded!r:.200}")
+        try:
+            yield
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+            raise ValueError(f"{self.folder / STATE}: the algorithm's state does not restore "
+                             f"({type(error).__name__}: {error})") from None
+
     def _resume(self, folder: Path, state: dict[str, Any]) -> None:
+        self.folder = folder
         for name, value in self.identity.items():
             if state["identity"].get(name) != value:
                 raise ValueError(f"{name}: the checkpoint in {str(self.directory)!r} is of a run with "

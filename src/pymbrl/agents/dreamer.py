@@ -524,9 +524,10 @@ def train(env_id: str = "CartPole-v1", steps: int = 50_000, *, seed: int | None 
     losses: dict[str, float] = {}
     updates = 0
     if run.state is not None:
-        agent.load_state_dict(run.state["agent"])
-        buffer, losses, updates = run.buffers["replay"], run.state["losses"], run.state["updates"]
-        envs.action_space.np_random.bit_generator.state = run.state["action_space"]
+        with run.restoring(replay=buffer):
+            agent.load_state_dict(run.state["agent"])
+            buffer, losses, updates = run.buffers["replay"], dict(run.state["losses"]), run.state["updates"]
+            envs.action_space.np_random.bit_generator.state = run.state["action_space"]
     step = run.step
     # Fresh episodes (also on a resume): their rows are marked first, so the sequences the buffer
     # returns restart the model state there.

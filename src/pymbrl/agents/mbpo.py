@@ -116,14 +116,15 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     model_mse, losses = float("nan"), {}
     if run.state is not None:
         state = run.state
-        agent.load_state_dict(state["agent"])
-        model.load_state_dict(state["model"])
-        trainer.optimizer.load_state_dict(state["model_opt"])
-        real, imagined, obs = run.buffers["real"], run.buffers["imagined"], None
-        for key, value in state["data"].items():
-            data[key][: run.step] = value
-        model_mse, losses = state["model_mse"], state["losses"]
-        restore_random_states(state["random"], env, (generator, trainer.generator))
+        with run.restoring(real=real, imagined=imagined):
+            agent.load_state_dict(state["agent"])
+            model.load_state_dict(state["model"])
+            trainer.optimizer.load_state_dict(state["model_opt"])
+            real, imagined, obs = run.buffers["real"], run.buffers["imagined"], None
+            for key, value in state["data"].items():
+                data[key][: run.step] = value
+            model_mse, losses = state["model_mse"], dict(state["losses"])
+            restore_random_states(state["random"], env, (generator, trainer.generator))
     for step in range(run.step + 1, steps + 1):
         if obs is None:
             obs, _ = env.reset()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pymbrl._checks import integer, resolve_seed
+from pymbrl._checks import integer, real, resolve_seed
 from pymbrl.agents.checkpoint import random_states, restore_random_states, start_run
 from pymbrl.replay import ReplayBuffer
 
@@ -37,6 +37,19 @@ class SACConfig:
     learning_starts: int = 1000  # random actions before the first update (the paper: 10,000)
     updates_per_step: int = 1
     target_entropy: float | None = None  # None: -|A|
+
+    def __post_init__(self) -> None:
+        # Refused here, by name, rather than as a torch error (or a terabyte allocation) mid-run.
+        for name in ("batch_size", "hidden", "buffer_size", "updates_per_step"):
+            integer(getattr(self, name), name)
+        integer(self.learning_starts, "learning_starts", minimum=0)
+        if self.batch_size > self.buffer_size:  # no batch could ever be drawn: SAC would never learn
+            raise ValueError(f"batch_size: expected at most buffer_size ({self.buffer_size}), got {self.batch_size}")
+        real(self.gamma, "gamma", low=0.0, high=1.0)
+        real(self.tau, "tau", low=0.0, high=1.0)
+        real(self.lr, "lr", low=0.0)
+        if self.target_entropy is not None:
+            real(self.target_entropy, "target_entropy", low=-math.inf)
 
 
 def mlp(inputs: int, outputs: int, hidden: int) -> nn.Sequential:
@@ -111,6 +124,13 @@ class SAC:
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # A NaN weight would only show as NaN actions handed to the env: refused before anything changes.
+        for name in ("actor", "q", "q_target"):
+            for key, value in state[name].items():
+                if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise ValueError(f"{name}.{key}: expected finite weights, got a non-finite value")
+        if not math.isfinite(float(state["log_alpha"])):
+            raise ValueError(f"log_alpha: expected a finite number, got {float(state['log_alpha'])}")
         for name in ("actor", "q", "q_target", "actor_opt", "q_opt", "alpha_opt"):
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
@@ -223,9 +243,10 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
     obs, _ = env.reset(seed=run.seed)
     losses: dict[str, float] = {}
     if run.state is not None:
-        agent.load_state_dict(run.state["agent"])
-        buffer, losses, obs = run.buffers["real"], run.state["losses"], None
-        restore_random_states(run.state["random"], env)
+        with run.restoring(real=buffer):
+            agent.load_state_dict(run.state["agent"])
+            buffer, losses, obs = run.buffers["real"], dict(run.state["losses"]), None
+            restore_random_states(run.state["random"], env)
     for step in range(run.step + 1, steps + 1):
         if obs is None:
             obs, _ = env.reset()
@@ -234,7 +255,9 @@ def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None 
         buffer.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated,
                    next_obs=next_obs)
         obs = None if terminated or truncated else next_obs
-        if step > c.learning_starts:
+        # A learning_starts below batch_size (PYMBRL_CONFIG='{"learning_starts": 100}') would sample
+        # more transitions than are stored: updates begin once a batch's worth is.
+        if step > c.learning_starts and len(buffer) >= c.batch_size:
             for _ in range(c.updates_per_step):
                 losses = agent.update(buffer.sample(c.batch_size))
         if step % eval_every == 0 or step == steps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -137,11 +138,13 @@ class TabularMDP:
         n_states = len(P)
         if n_states == 0:
             raise ValueError("P: expected at least one state")
+        if isinstance(P, Mapping):  # before P[0] is read below, so a missing state is named, not a KeyError
+            missing = next((s for s in range(n_states) if s not in P), None)
+            if missing is not None:
+                raise ValueError(f"P: expected an entry for every state in [0, {n_states}), missing {missing}")
         n_actions = len(P[0]) if n_actions is None else n_actions
         offsets, prob, nxt, reward, term = [0], [], [], [], []
         for s in range(n_states):
-            if isinstance(P, Mapping) and s not in P:
-                raise ValueError(f"P: expected an entry for every state in [0, {n_states}), missing {s}")
             row = P[s]
             if len(row) != n_actions:
                 raise ValueError(f"P[{s}]: expected {n_actions} actions, got {len(row)}")
@@ -150,6 +153,12 @@ class TabularMDP:
                     if len(entry) != 4:
                         raise ValueError(f"P[{s}][{a}]: expected (prob, next_state, reward, terminated) tuples")
                     p, s2, r, d = entry
+                    # int() and bool() would read next state 2.7 as 2 and terminated "no" as True.
+                    if (not isinstance(s2, numbers.Integral) or isinstance(s2, (bool, np.bool_))
+                            or not isinstance(d, (bool, np.bool_)) and d not in (0, 1)
+                            or not all(isinstance(x, numbers.Real) for x in (p, r))):
+                        raise ValueError(f"P[{s}][{a}]: expected (prob, next_state, reward, terminated) of types "
+                                         f"(real, int, real, bool), got {entry!r:.200}")
                     prob.append(float(p))
                     nxt.append(int(s2))
                     reward.append(float(r))

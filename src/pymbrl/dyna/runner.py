@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -14,6 +14,9 @@ from pymbrl import _core
 from pymbrl._checks import integer, resolve_seed
 from pymbrl.dyna.agents import AGENTS, TabularAgent, agent_config
 from pymbrl.dyna.mdp import TabularMDP
+
+# The core's limit on seeds x max(episode columns, steps), the values of each result array.
+_MAX_RESULTS = 2**28
 
 
 class RunResult(NamedTuple):
@@ -158,6 +161,9 @@ def run_batch(kind: str | type[TabularAgent], mdp: TabularMDP, *, seeds: Sequenc
     unknown = set(agent_kwargs) - set(inspect.signature(agent_config).parameters)
     if unknown:
         raise TypeError(f"agent_kwargs: unexpected hyper-parameters {sorted(unknown)}")
+    # A range(10**13) would be listed (a MemoryError) before the limit on results below refused it.
+    if isinstance(seeds, Sized) and len(seeds) > _MAX_RESULTS:
+        raise ValueError(f"seeds: expected at most 2**28 seeds (each run keeps at least one result), got {len(seeds)}")
     seeds = [resolve_seed(s, "seeds") for s in np.asarray(seeds, dtype=object).reshape(-1).tolist()]
     if not seeds:
         raise ValueError("seeds: expected at least one seed")

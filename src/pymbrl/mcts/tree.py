@@ -111,6 +111,15 @@ def host_array(x: Any, name: str) -> np.ndarray:
         raise ArgumentTypeError(f"{name}: expected an array or tensor, got {type(x).__name__}") from exc
 
 
+def _mask(x: Any, name: str) -> np.ndarray:
+    """host_array of a mask; integer masks must hold only 0 and 1, as the binding reads any other
+    value as True (a 2 is more likely an action id than a flag)."""
+    mask = host_array(x, name)
+    if mask.dtype.kind in "iu" and mask.size and not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"{name}: expected a boolean mask (or integers 0 and 1), got values {np.unique(mask)[:8]}")
+    return mask
+
+
 def _host(x: Any, name: str) -> Any:
     """host_array with a fast path for what a model on the CPU returns (called 4 times a step);
     the binding checks dtype and shape."""
@@ -383,8 +392,8 @@ class Tree:
         """
         device = device_of(prior_logits)
         self._core.set_roots(host_array(prior_logits, "prior_logits"), host_array(value, "value"),
-                             None if invalid_actions is None else host_array(invalid_actions, "invalid_actions"),
-                             None if keep is None else host_array(keep, "keep"))
+                             None if invalid_actions is None else _mask(invalid_actions, "invalid_actions"),
+                             None if keep is None else _mask(keep, "keep"))
         self.device = device  # only once the roots were accepted: a refused call changes nothing
         self._kind = None
 

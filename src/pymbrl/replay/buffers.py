@@ -76,9 +76,13 @@ def _normalise_spec(spec: Spec) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
             raise ValueError(f"spec['{name}']: the name is reserved for sampled outputs")
         try:
             shape, dtype = entry
-            shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+            shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
         except (TypeError, ValueError):
             raise TypeError(f"spec['{name}']: expected (shape, dtype), got {entry!r}") from None
+        # int() would truncate 2.5 to 2 and read True as 1: a shape is integers, nothing else.
+        if not all(isinstance(d, numbers.Integral) and not isinstance(d, (bool, np.bool_)) for d in shape):
+            raise TypeError(f"spec['{name}']: expected a shape of integers, got {shape!r}")
+        shape = tuple(int(d) for d in shape)
         # The core checks the sizes (at most 2^40 bytes per transition); this keeps each dimension
         # within the 64 bits it is passed in.
         if not all(1 <= d <= _INT64_MAX for d in shape):
@@ -232,6 +236,17 @@ def _read_sections(path: str, class_name: str) -> tuple[dict[str, Any], dict[str
                 raise _Corrupt(f"the padding after array {name!r} is not zero")
             state[name] = a.astype(dt.newbyteorder("="), copy=False)
     return config, state
+
+
+def _ids(indices: Any) -> np.ndarray:
+    """Transition ids as an integer array; floats are refused rather than truncated to an id (an
+    empty list, which numpy reads as float64, is no id at all)."""
+    ids = np.asarray(host(indices))
+    if ids.size == 0 and ids.dtype.kind == "f":
+        return ids.astype(np.int64)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"indices: expected integer ids, got {ids.dtype}")
+    return ids
 
 
 def _batch_size(value: Any, name: str = "batch_size") -> int:
@@ -499,10 +514,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """Set the priorities of sampled transitions (e.g. ``|TD error|``). Indices whose slot has
         been overwritten since they were sampled are ignored; negative, NaN or infinite priorities
         and ids never added raise ``ValueError`` and change nothing."""
-        indices, priorities = host(indices), host(priorities)
-        indices = np.asarray(indices)
-        if indices.dtype.kind not in "iu":
-            raise TypeError(f"indices: expected integer ids, got {indices.dtype}")
+        indices, priorities = _ids(indices), host(priorities)
         try:
             priorities = np.asarray(priorities, dtype=np.float64)
         except (TypeError, ValueError):
@@ -511,7 +523,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def priorities(self, indices: Any) -> np.ndarray:
         """``p^alpha`` currently stored for each id (0 where the id is not sampleable); float64."""
-        return self._core.priorities(np.asarray(indices, dtype=np.int64))
+        return self._core.priorities(_ids(indices).astype(np.int64, copy=False))
 
     @property
     def max_priority(self) -> float:

@@ -70,6 +70,7 @@ def _obs_dtype(dtype: Any) -> np.dtype:
 _MAX_BYTES = 2**40
 _MAX_UNROLL_STEPS = 2**16
 _MAX_TD_STEPS = 2**62
+_MAX_BATCH = 65536
 _CONFIG_KEYS = frozenset({"capacity", "obs_shape", "obs_dtype", "num_actions", "unroll_steps", "td_steps", "discount",
                           "prioritized", "alpha", "beta", "eps"})
 
@@ -271,7 +272,7 @@ class GameBuffer:
         Importance weights are finite and in (0, 1], exactly 1 when ``beta`` is 0.
         """
         beta = self.beta if beta is None else real(beta, "beta", low=0.0)
-        arrays = self._core.sample(integer(batch_size, "batch_size"), beta)
+        arrays = self._core.sample(_bounded(batch_size, "batch_size", _MAX_BATCH), beta)
         batch = GameBatch(**{k: torch.from_numpy(v) for k, v in arrays.items()})
         if device is not None:
             batch = GameBatch(*(t.to(device) for t in batch))

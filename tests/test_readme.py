@@ -1,0 +1,285 @@
+"""Every command and code block of README.md runs here, so the README cannot drift from the code.
+
+Each block is matched to a recipe by its first line, and each shell command by its text (without
+its trailing comment). A recipe runs the text as written except for listed substitutions, which
+shrink training budgets; a substitution whose text no longer occurs fails the test, and so does a
+README block or command without a recipe (and a recipe whose block is gone). Commands that train
+for hours run until their first progress and are then interrupted with SIGINT, which must stop them
+cleanly (exit status 130) with nothing left running.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+@dataclass(frozen=True)
+class Block:
+    lang: str
+    line: int  # of the first line of code
+    text: str
+
+
+def readme_blocks() -> list[Block]:
+    blocks, lines = [], README.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("```"):
+            lang, start = lines[i][3:].strip(), i + 1
+            i += 1
+            while not lines[i].startswith("```"):
+                i += 1
+            blocks.append(Block(lang, start + 1, "\n".join(lines[start:i]) + "\n"))
+        i += 1
+    return blocks
+
+
+def key(block: Block) -> str:
+    """A python block's first line that imports from pymbrl (else its first line)."""
+    lines = block.text.splitlines()
+    return next((line for line in lines if line.startswith("from pymbrl")), lines[0])
+
+
+def commands(block: Block) -> list[str]:
+    """The shell commands of a bash block, each without its trailing comment."""
+    out = []
+    for line in block.text.splitlines():
+        command = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if command:
+            out.append(command)
+    return out
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run to the end (status 0), after the substitutions."""
+    subs: tuple[tuple[str, str], ...] = ()
+    timeout: float = 300
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """Runs for ``seconds`` (or until ``until`` appears in its output), then SIGINT: it must exit with
+    130 (or 0 if it finished first) and leave no child process."""
+    seconds: float = 20
+    until: str | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Run on its own, without the artefacts of the commands before it: a usage error (status 2)
+    whose message contains ``match``, with no traceback."""
+    match: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Python:
+    """Executes the block (after the substitutions) in a fresh namespace in a temporary directory."""
+    subs: tuple[tuple[str, str], ...] = ()
+    needs: tuple[str, ...] = field(default=())  # modules the block imports beyond the test dependencies
+    timeout: float = 300
+
+
+def substitute(text: str, subs: tuple[tuple[str, str], ...], where: str) -> str:
+    for old, new in subs:
+        assert text.count(old) == 1, f"{where}: the recipe's substitution {old!r} no longer matches the README"
+        text = text.replace(old, new)
+    return text
+
+
+# Shell commands, by their text in the README.
+COMMANDS: dict[str, Run | Smoke | Refused | Skip] = {
+    "make demo": Run(timeout=900),
+    "make test": Skip("this test runs inside make test"),
+    "pymbrl train mbpo --env Pendulum-v1 --steps 10000 --seed 0":
+        Run((("--steps 10000", "--steps 1050 --eval-every 1050 --eval-episodes 1"),)),
+    "pymbrl train sac --env Pendulum-v1 --steps 10000 --seed 0":
+        Run((("--steps 10000", "--steps 1200 --eval-every 600 --eval-episodes 1"),)),
+    "pymbrl train muzero --env CartPole-v1": Run((("CartPole-v1", "CartPole-v1 --steps 1200 --eval-every 1200 --eval-episodes 2"),)),
+    "pymbrl train muzero --env TicTacToe": Run((("TicTacToe", "TicTacToe --steps 1200 --eval-every 1200 --eval-episodes 2"),)),
+    "pymbrl play muzero --run-dir runs/muzero-CartPole-v1-seed0 --episodes 20": Run((("--episodes 20", "--episodes 2"),)),
+    "pymbrl train dreamer --env CartPole-v1":
+        Run((("CartPole-v1", "CartPole-v1 --steps 1100 --eval-every 1100 --eval-episodes 1"),)),
+    "pip install vizdoom": Skip("installs a package into the environment"),
+    "pymbrl train world-models --env VizdoomTakeCover-v1": Smoke(),
+    "pymbrl train world-models --env VizdoomTakeCover-v1 --iterations 2": Smoke(),
+    "pymbrl train world-models --env VizdoomTakeCover-v1 --stages controller --tau 0.1": Refused("run the vae stage"),
+    "pymbrl train i2a --env MiniPacman-regular": Smoke(),
+    "pymbrl train i2a --stages env-model distill": Smoke(),
+    "pymbrl train i2a --stages agent --agent a2c --seed 1": Smoke(),
+    "pymbrl train i2a --stages agent --online-distill": Refused("run the env-model stage"),
+    "python examples/i2a_minipacman.py model": Smoke(),
+    "python examples/i2a_minipacman.py train --agents i2a a2c copy --seeds 0 1 2 --frames 200000": Run(),
+    "python examples/i2a_minipacman.py report": Run(),
+}
+
+# Python blocks, by their first line that imports from pymbrl.
+PYTHON: dict[str, Python | Skip] = {
+    "from pymbrl import dyna": Python(),
+    "from pymbrl.replay import ReplayBuffer, PrioritizedReplayBuffer, SequenceReplayBuffer": Python(),
+    "from pymbrl import mcts": Python(),
+    "from pymbrl.agents import mbpo": Python(
+        subs=(('15_000, seed=0', '300, seed=0, config=mbpo.MBPOConfig.for_env("InvertedPendulum-v5", init_steps=250, '
+               'rollout_batch_size=1000, updates_per_step=1, model_hidden=32, model_layers=2)'),
+              ("range(2000)", "range(400)"), ("ModelTrainer(model, seed=0)", "ModelTrainer(model, seed=0, max_epochs=3)")),
+        needs=("mujoco",)),
+    "from pymbrl.agents import muzero": Python(subs=(("40_000", "1_100"),)),
+    "from pymbrl.agents import dreamer": Python(subs=(("20_000", "400"), ('for_env("Pendulum-v1")', 'for_env("Pendulum-v1", learning_starts=300, train_ratio=8)'))),
+    "from pymbrl.agents import world_models as wm": Python(
+        subs=(('config = wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1")',
+               'import dataclasses; config = dataclasses.replace(wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1"), '
+               'rollouts=4, vae_rollouts=4, vae_epochs=1, rnn_epochs=1, generations=1, popsize=4, trials=1, '
+               'eval_episodes=1, max_steps=100)'),),
+        needs=("vizdoom",)),
+    "from pymbrl.agents import i2a": Python(subs=(("5_000", "100"), ("epochs=10", "epochs=1"), ("200_000", "160"))),
+}
+
+# Blocks that are neither (the layout tree), by their first line.
+NOT_CODE = {"src/cpp/pymbrl/       C++ core: torch-free, Python-free, one concept per header"}
+
+
+def test_every_block_and_command_has_a_recipe():
+    blocks = readme_blocks()
+    seen_commands, seen_python = set(), set()
+    for block in blocks:
+        first = key(block)
+        if block.lang == "bash":
+            for command in commands(block):
+                assert command in COMMANDS, f"README.md:{block.line}: no recipe for the command {command!r}"
+                seen_commands.add(command)
+        elif block.lang == "python":
+            assert first in PYTHON, f"README.md:{block.line}: no recipe for the python block starting {first!r}"
+            seen_python.add(first)
+        else:
+            assert first in NOT_CODE, f"README.md:{block.line}: a {block.lang or 'plain'} block that is not known"
+    assert set(COMMANDS) == seen_commands, f"recipes for commands no longer in the README: {set(COMMANDS) - seen_commands}"
+    assert set(PYTHON) == seen_python, f"recipes for blocks no longer in the README: {set(PYTHON) - seen_python}"
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A scratch copy of examples/ (the example scripts write beside themselves) as the cwd."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    return tmp_path
+
+
+def _argv(command: str) -> list[str]:
+    argv = shlex.split(command)
+    if argv[0] == "pymbrl":
+        return [sys.executable, "-m", "pymbrl.cli", *argv[1:]]
+    if argv[0] == "python":
+        return [sys.executable, *argv[1:]]
+    return argv
+
+
+def _run_to_end(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Runs ``argv`` in a session of its own; past ``timeout`` the whole session is killed (not only
+    its first process, whose env workers would be left running) and the test fails."""
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{' '.join(argv)}: still running after {timeout} s\n{out[-2000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
+def _run_command(command: str, recipe: Run | Smoke | Refused, cwd: Path) -> None:
+    if command.startswith("make "):
+        if not os.environ.get("PYMBRL_EXPECT_INSTALLED"):
+            pytest.skip("make targets run from make test only")
+        cwd = ROOT
+    if isinstance(recipe, Refused):
+        done = _run_to_end(_argv(command), cwd, 300)
+        assert done.returncode == 2 and recipe.match in done.stderr and "Traceback" not in done.stderr, \
+            f"{command}: status {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return
+    if isinstance(recipe, Run):
+        text = substitute(command, recipe.subs, command)
+        done = _run_to_end(_argv(text), cwd, recipe.timeout)
+        assert done.returncode == 0, f"{text}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return
+    process = subprocess.Popen(_argv(command), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + recipe.seconds
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        descendants = _children(process.pid)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode in (0, 130), f"{command}: status {process.returncode}\n{out[-3000:]}"
+    left = [pid for pid in descendants if Path(f"/proc/{pid}").exists()]
+    assert not left, f"{command}: processes left running after SIGINT: {left}"
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_readme_command(command, workdir):
+    recipe = COMMANDS[command]
+    if isinstance(recipe, Skip):
+        pytest.skip(recipe.reason)
+    if "--run-dir runs/muzero-CartPole-v1-seed0" in command:
+        _run_command("pymbrl train muzero --env CartPole-v1", COMMANDS["pymbrl train muzero --env CartPole-v1"],
+                     workdir)
+    _run_command(command, recipe, workdir)
+
+
+@pytest.mark.parametrize("first", list(PYTHON))
+def test_readme_python_block(first, workdir):
+    recipe = PYTHON[first]
+    if isinstance(recipe, Skip):
+        pytest.skip(recipe.reason)
+    for module in recipe.needs:
+        pytest.importorskip(module)
+    block = next(b for b in readme_blocks() if b.lang == "python" and key(b) == first)
+    code = substitute(block.text, recipe.subs, f"README.md:{block.line}")
+    # In a process of its own (a block may change torch's global state), padded so that the line
+    # numbers of a traceback are the README's.
+    script = workdir / "README_block.py"
+    script.write_text("\n" * (block.line - 1) + code)
+    done = _run_to_end([sys.executable, str(script)], workdir, recipe.timeout)
+    assert done.returncode == 0, f"README.md:{block.line}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
