@@ -147,7 +147,8 @@ PYTHON: dict[str, Python | Skip] = {
         subs=(('config = wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1")',
                'import dataclasses; config = dataclasses.replace(wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1"), '
                'rollouts=4, vae_rollouts=4, vae_epochs=1, rnn_epochs=1, generations=1, popsize=4, trials=1, '
-               'eval_episodes=1, max_steps=100)'),),
+               'eval_episodes=1, max_steps=100)'),
+              ("torch.randn(64, ", "torch.randn(4, "), ("trials=16, tau", "trials=2, max_steps=100, tau")),
         needs=("vizdoom",)),
     "from pymbrl.agents import i2a": Python(subs=(("5_000", "100"), ("epochs=10", "epochs=1"), ("200_000", "160"))),
 }

@@ -577,6 +577,33 @@ def test_an_interrupted_vizdoom_collection_stops_at_once_and_leaves_nothing_behi
     assert sorted(p.name for p in (cwd / "run" / "envs" / "worker0").iterdir()) == ["_vizdoom", "_vizdoom.ini"]
 
 
+AFTER_THREADS = """
+import sys, torch
+torch.set_num_threads(2)
+(torch.rand(10**7) * 2).sum()  # a parallel region: OpenMP's thread pool now exists in this process
+from pymbrl.agents import world_models as wm
+wm.train("VizdoomTakeCover-v1", sys.argv[1], stages=["collect"],
+         config=wm.WorldModelsConfig(rollouts=2, num_envs=2, max_steps=50))
+"""
+
+
+def test_env_workers_forked_after_torch_used_threads_do_not_hang(tmp_path):
+    """The controller stage evaluates in env workers forked after V and M trained in the same
+    process; a forked worker's first parallel region used to wait forever on the parent's OpenMP
+    pool (the README's World Models tour hung there)."""
+    pytest.importorskip("vizdoom")
+    child = subprocess.Popen([sys.executable, "-c", AFTER_THREADS, str(tmp_path / "run")], cwd=tmp_path,
+                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out = child.communicate(timeout=120)[0].decode()
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        pytest.fail("the collection hung")
+    assert child.returncode == 0, out[-3000:]
+    assert len(list((tmp_path / "run" / "data").glob("rollout_*.npz"))) == 2
+
+
 def test_the_games_of_a_killed_driver_close_themselves(tmp_path):
     """SIGKILL gives the driver no chance to close its env workers: each worker learns of its
     parent's death from the kernel and closes its game, so no process of the run is left."""

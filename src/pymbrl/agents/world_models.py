@@ -341,6 +341,10 @@ class _WorkerEnv:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
             _terminate_with_parent(self.parent)
+            # A worker forked after torch ran a parallel region in the parent (V and M trained there
+            # with several threads) hangs in its first parallel region: OpenMP's pool does not
+            # survive a fork. One game's frames need no more than one thread.
+            torch.set_num_threads(1)
             folder = self.workdir / f"worker{self.index}"
             folder.mkdir(parents=True, exist_ok=True)
             os.chdir(folder)
