@@ -60,18 +60,19 @@ class Pymbrl:
     """pymbrl's Dreamer on a problem, with the four timed methods."""
 
     def __init__(self, problem: dict, device: str, compiled: bool):
-        from pymbrl.agents.dreamer import Dreamer, DreamerConfig, _step
+        from pymbrl.agents.dreamer import Dreamer, DreamerConfig
+        from pymbrl.models.dreamer import clipped_step
         from pymbrl.models.rssm import RSSMConfig
 
         p = problem
         model = RSSMConfig(deter=p["deter"], groups=p["groups"], classes=p["classes"], hidden=p["hidden"],
                            layers=p["layers"], cnn_depth=p["cnn_depth"])
         config = DreamerConfig(model=model, batch_size=p["batch"], batch_length=p["length"], horizon=p["horizon"],
-                               device=device, compile=compiled)
+                               device=device, compile=compiled, seed=p["seed"])
         image = p["obs"] == "image"
         obs_shape = (64, 64, 3) if image else (p["obs_dim"],)
-        self.agent = Dreamer(obs_shape, p["action_dim"], p["discrete"], config, seed=p["seed"])
-        self._step = _step
+        self.agent = Dreamer(obs_shape, p["action_dim"], p["discrete"], config)
+        self._step = clipped_step
         self.batch = make_batch(p, device)
         with torch.no_grad():
             _, parts = self.loss()

@@ -24,7 +24,7 @@ Peers, each behind a small adapter with ``setup(problem)`` (untimed) and ``rollo
 (seconds, Summary)``:
 
 - pymbrl: ``pymbrl.rollout.branched_rollout(model, policy, start_obs, H, termination_fn=...,
-  generator=...)`` with ``pymbrl.envs.termination.termination_fn("Hopper-v5")``: each row a random
+  generator=...)`` with ``pymbrl.tasks.termination.termination_fn("Hopper-v5")``: each row a random
   elite with its noise, all rows as whole-batch tensor operations, finished rollouts masked.
 - mbrl-lib 0.2.0: ``mbrl.models.ModelEnv`` over ``OneDTransitionRewardModel(GaussianMLP(...,
   propagation_method="random_model"))`` configured as its MBPO Hopper example (double-precision input
@@ -105,7 +105,7 @@ from _report import (
     spread,
     version,
 )
-from pymbrl.envs.termination import termination_fn
+from pymbrl.tasks.termination import termination_fn
 from pymbrl.models import GaussianEnsemble
 
 torch.set_num_threads(1)

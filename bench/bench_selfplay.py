@@ -9,7 +9,7 @@ settings: Dirichlet noise alpha 0.25 / fraction 0.25 at the roots, pUCT 1.25 / 1
 once: initial inference on the N observations, one batched search, the actions, the env steps
 (finished games are reset), and what a game buffer needs (root values, visit distributions).
 
-- pymbrl: the agent's own self-play step, ``pymbrl.agents.muzero.SelfPlay.step`` (what ``train``
+- pymbrl: the agent's own self-play step, ``pymbrl.agents.muzero_selfplay.SelfPlay.step`` (what ``train``
   calls once per move before training): the ``Searcher`` (built from a ``MuZeroConfig``; it runs
   ``mcts.muzero_policy`` with the latents in a torch embedding pool and the tree in C++), the env
   steps, and finished games into a ``GameBuffer`` (with the network's value of a cut game's last
@@ -221,12 +221,12 @@ class Pymbrl(Driver):
         super().__init__(network)
         try:
             import pymbrl
-            from pymbrl.agents import muzero
+            from pymbrl.agents import muzero, muzero_selfplay
             from pymbrl.replay import GameBuffer
         except ImportError as e:
             self.reason = f"pymbrl.agents.muzero not available ({short(e, 120).split(' (/')[0]})"
             return
-        self.pymbrl, self.agent = pymbrl, muzero
+        self.pymbrl, self.selfplay = pymbrl, muzero_selfplay
         # The agent's config with the benchmark's settings; every search setting is named, so that a
         # changed default in the agent cannot silently change what is compared.
         self.config = muzero.MuZeroConfig(num_envs=N, num_simulations=S, search="muzero", discount=DISCOUNT,
@@ -246,15 +246,15 @@ class Pymbrl(Driver):
         info = self.pymbrl.build_info()
         return (f"pymbrl {self.pymbrl.__version__} ({info.get('build_type', '?')}, {info.get('compiler', '?')}, "
                 f"flags `{str(info.get('flags', '?')).strip()}`), search trees on {self.threads_used} thread(s) "
-                f"(its own choice for {N} roots); `pymbrl.agents.muzero.Searcher` with `MuZeroConfig("
+                f"(its own choice for {N} roots); `pymbrl.agents.muzero_selfplay.Searcher` with `MuZeroConfig("
                 f"num_simulations={S}, support_size={SUPPORT}, dirichlet_alpha={ALPHA}, dirichlet_fraction="
                 f"{FRACTION}, discount={DISCOUNT})`, pUCT its defaults {PB_C_INIT} / {PB_C_BASE}")
 
     def start(self, seed, clock):
         self.clock = clock
         self.network = self.base_network if clock is None else TimedNetwork(self.base_network, clock)
-        self.play = self.agent.SelfPlay(self.envs_for(clock), seed)
-        self.searcher = self.agent.Searcher(self.network, self.config, False, seed + 1)
+        self.play = self.selfplay.SelfPlay(self.envs_for(clock), seed)
+        self.searcher = self.selfplay.Searcher(self.network, self.config, False, seed + 1)
 
     def move(self):
         # The agent's own self-play step (train() calls it once per move, then trains).
@@ -663,7 +663,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "`mcts.muzero_policy` with the latents in a torch embedding pool and one `recurrent_fn` call per "
         "simulation, the action drawn in C++), the env steps, and at a game's end an initial inference "
         "for the bootstrap value of a cut game, the game into a `GameBuffer` and `env.reset()` "
-        "(`pymbrl.agents.muzero.SelfPlay.step`, the agent's own code).",
+        "(`pymbrl.agents.muzero_selfplay.SelfPlay.step`, the agent's own code).",
         "- LightZero: a loop written after LightZero 0.2.0's MuZero collector (`_forward_collect`) and "
         "`MuZeroMCTSCtree.search`: initial inference, latents, root values and logits to numpy/lists, "
         "`np.random.dirichlet` per root, `Roots` + `prepare`; per simulation `ResultsWrapper`, `batch_traverse` "

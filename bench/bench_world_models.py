@@ -31,7 +31,7 @@ identical random numbers; dream lengths agree in distribution, not step for step
 - per candidate: the same call with one candidate's row (``params[i:i+1]``, its 16 trials batched),
   candidates in a Python loop;
 - DreamEnv (the main baseline; what the original code does with one dream env per worker):
-  ``pymbrl.envs.dream.DreamEnv`` (gymnasium) stepped one episode at a time, the controller computing the
+  ``pymbrl.rollout.dream_env.DreamEnv`` (gymnasium) stepped one episode at a time, the controller computing the
   action from the observation [z, h] (``controller(params[i], obs)``, argmax, ``env.step(int)``), one
   ``reset`` per episode, the first of a call seeded with the repeat's seed;
 - dream_rollouts, batch 1: the batched code with one candidate and ``trials=1``, one call per dream (it
@@ -102,7 +102,7 @@ from _report import (  # noqa: E402
     section_name,
     spread,
 )
-from pymbrl.envs.dream import DreamEnv  # noqa: E402
+from pymbrl.rollout.dream_env import DreamEnv  # noqa: E402
 from pymbrl.envs.spaces import ActionCodec  # noqa: E402
 from pymbrl.models.world_models import MDNRNN, Controller, MDNState, sample_mixture  # noqa: E402
 from pymbrl.rollout.dream import dream_rollouts  # noqa: E402
@@ -498,7 +498,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     lines = header("World Models: a CMA-ES generation in the dream, batched vs one at a time", "bench_world_models.py",
                    argv, load_before, machine_note=device_note(bench), runtime=bench.runtime)
     lines += [
-        f"- pymbrl {pymbrl.__version__}: `pymbrl.rollout.dream.dream_rollouts`, `pymbrl.envs.dream.DreamEnv`; "
+        f"- pymbrl {pymbrl.__version__}: `pymbrl.rollout.dream.dream_rollouts`, `pymbrl.rollout.dream_env.DreamEnv`; "
         f"gymnasium {gym.__version__}",
         f"- Setup (Doom TakeCover sizes): `MDNRNN(z_dim={Z_DIM}, action_dim={ACTIONS}, hidden={a.hidden}, "
         f"mixtures={MIXTURES})`, untrained, eval mode; linear `Controller({Z_DIM + a.hidden}, {ACTIONS})` "

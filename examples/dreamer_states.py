@@ -11,16 +11,32 @@ examples/results/dreamer_<env>.{json,png}; the JSON is rewritten at every evalua
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
 from pymbrl.agents import dreamer
-from pymbrl.agents.curves import plot_learning_curves, target_summary
+from pymbrl.training import Callbacks
+from pymbrl.training.curves import plot_learning_curves, target_summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"CartPole-v1": 450.0, "Pendulum-v1": -300.0}
+
+
+class Record(Callbacks):
+    """Prints each record of the run of ``seed`` and rewrites ``out`` (the JSON of ``results``) with it."""
+
+    def __init__(self, results: dict, seed: str, out: Path):
+        self.results, self.seed, self.out = results, seed, out
+        self.history: list[dict] = []
+
+    def on_record(self, stage: str, record: dict) -> None:
+        print(f"seed {self.seed}: {record}", flush=True)
+        self.history.append(record)
+        self.results["runs"][self.seed] = self.history
+        self.out.write_text(json.dumps(self.results, indent=1))
 
 
 def main() -> None:
@@ -36,23 +52,14 @@ def main() -> None:
     steps = args.steps or (50_000 if args.env == "CartPole-v1" else 20_000)
     out = RESULTS / f"dreamer_{args.env.split('-')[0].lower()}.json"
     if not args.plot_only:
-        config = dreamer.DreamerConfig.for_env(args.env)
+        config = dreamer.DreamerConfig.for_env(args.env, steps=steps, eval_every=args.eval_every,
+                                               eval_episodes=args.eval_episodes)
         results = json.loads(out.read_text()) if out.exists() else {}
         results.update({"env": args.env, "steps": steps, "config": repr(config)})
         results.setdefault("runs", {})
         out.parent.mkdir(parents=True, exist_ok=True)
-
         for seed in args.seeds:
-            history: list[dict] = []
-
-            def log(record: dict, seed: int = seed, history: list = history) -> None:
-                print(f"seed {seed}: {record}", flush=True)
-                history.append(record)
-                results["runs"][str(seed)] = history
-                out.write_text(json.dumps(results, indent=1))
-
-            dreamer.train(args.env, steps, seed=seed, config=config, eval_every=args.eval_every,
-                          eval_episodes=args.eval_episodes, log=log)
+            dreamer.train(dataclasses.replace(config, seed=seed), callbacks=Record(results, str(seed), out))
     results = json.loads(out.read_text())
     plot_learning_curves({"Dreamer": results["runs"]}, out.with_suffix(".png"),
                          title=f"Dreamer on {args.env} from states (actor's mode, {args.eval_episodes} episodes)")

@@ -8,9 +8,11 @@ Stages (each writes under examples/results/i2a/, so runs can be spread over proc
     python examples/i2a_minipacman.py report           # curves, table, predicted-vs-real frames
 
 The environment model is trained once, as in the paper, on frames from a partially trained
-model-free agent (the env-model stage of :func:`pymbrl.agents.i2a.train_stages`: an A2C "teacher"
-trained for ``--pretrain-frames`` with its own seed, acting with 25% random actions so that every
-action is seen); those frames are extra to the budget of the comparison and the report states them.
+model-free agent (the env-model stage of :func:`pymbrl.agents.i2a.train`, see
+:mod:`pymbrl.agents.i2a_stages`: an A2C "teacher" trained for ``--pretrain-frames`` with its own
+seed, acting with 25% random actions so that every action is seen); those frames are extra to the
+budget of the comparison and the report states them. The agents distil their rollout policy online,
+from their own policy (the paper's way).
 """
 
 from __future__ import annotations
@@ -23,25 +25,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pymbrl.agents import i2a
-from pymbrl.agents.curves import plot_learning_curves
+from pymbrl.agents import i2a, i2a_stages
 from pymbrl.models.env_model import EnvModel, open_loop, to_planes
+from pymbrl.training import Callbacks
+from pymbrl.training.curves import plot_learning_curves
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "i2a"
 NAMES = {"i2a": "I2A", "a2c": "A2C (model-free)", "copy": "copy-model I2A"}
 
 
+class PrintRecords(Callbacks):
+    def on_record(self, stage: str, record: dict) -> None:
+        print(f"  {stage}: {record}", flush=True)
+
+
+class PrintReturns(Callbacks):
+    def on_record(self, stage: str, record: dict) -> None:
+        print(f"{stage}: {record['frames']} frames, return {record['return']:.2f}, {record['seconds']} s", flush=True)
+
+
 def model_stage(args: argparse.Namespace) -> None:
     config = i2a.I2AConfig(teacher_frames=args.pretrain_frames, model_frames=args.model_frames,
-                           model_epochs=args.model_epochs)
-    summary = i2a.train_stages(RUNS, ["env-model"], config, seed=0,
-                               log=lambda stage, record: print(f"  {stage}: {record}", flush=True))
-    print(summary)
+                           model_epochs=args.model_epochs, seed=0)
+    print(i2a.train(config, RUNS, stages=["env-model"], callbacks=PrintRecords()).summary)
 
 
 def load_env_model() -> EnvModel:
-    return i2a.load_env_model(RUNS / "env_model.pt")
+    return i2a_stages.load_env_model(RUNS / "env_model.pt")
 
 
 def train_stage(args: argparse.Namespace) -> None:
@@ -52,9 +63,9 @@ def train_stage(args: argparse.Namespace) -> None:
                 print(f"{out.name} exists, skipped")
                 continue
             model = load_env_model() if agent == "i2a" else None
-            result = i2a.train(agent, args.frames, i2a.I2AConfig(), model, seed=seed, log_every=args.frames // 30,
-                               progress=lambda r: print(f"{agent} seed {seed}: {r['frames']} frames, return "
-                                                        f"{r['return']:.2f}, {r['seconds']} s", flush=True))
+            config = i2a.I2AConfig(agent=agent, seed=seed, steps=args.frames, eval_every=args.frames // 30)
+            result = i2a.train_agent(i2a.make_agent(agent, config, model), config, stage=f"{agent} seed {seed}",
+                                     callbacks=PrintReturns())
             out.write_text(json.dumps({"agent": agent, "seed": seed, "frames": args.frames, "history": result.history}))
 
 

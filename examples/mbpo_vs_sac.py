@@ -11,6 +11,7 @@ interrupted experiment keeps what it finished, and --plot-only redraws the PNG f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,8 +19,19 @@ import numpy as np
 import torch
 
 from pymbrl.agents import mbpo, sac
+from pymbrl.training import Callbacks
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Print(Callbacks):
+    """Prints each record of a run, after ``label``."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def on_record(self, stage: str, record: dict) -> None:
+        print(f"{self.label}: {record}", flush=True)
 
 
 def main() -> None:
@@ -33,18 +45,22 @@ def main() -> None:
     torch.set_num_threads(1)
     out = RESULTS / f"mbpo_{args.env.split('-')[0].lower()}.json"
     if not args.plot_only:
-        config = mbpo.MBPOConfig.for_env(args.env)
+        config = mbpo.MBPOConfig.for_env(args.env, steps=args.steps, eval_every=args.eval_every)
+        # SAC with MBPO's SAC settings for the task, and as many random steps first.
+        shared = {k: getattr(config, k) for k in ("gamma", "tau", "lr", "batch_size", "hidden", "buffer_size",
+                                                  "target_entropy")}
+        sac_config = sac.SACConfig(env=args.env, steps=args.steps, eval_every=args.eval_every,
+                                   learning_starts=config.init_steps, **shared)
         results = {"env": args.env, "steps": args.steps, "seeds": args.seeds, "runs": {"MBPO": {}, "SAC": {}},
                    "mbpo_config": repr(config)}
         for seed in args.seeds:
-            for name, train, settings in (("MBPO", mbpo.train, config), ("SAC", sac.train, config.sac)):
-                _, history = train(args.env, args.steps, seed=seed, config=settings, eval_every=args.eval_every,
-                                   log=lambda r, n=name, s=seed: print(f"{n} seed {s}: {r}", flush=True))
-                results["runs"][name][str(seed)] = history
+            for name, train, settings in (("MBPO", mbpo.train, config), ("SAC", sac.train, sac_config)):
+                result = train(dataclasses.replace(settings, seed=seed), callbacks=Print(f"{name} seed {seed}"))
+                results["runs"][name][str(seed)] = result.history
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results, indent=1))
     results = json.loads(out.read_text())
-    from pymbrl.agents.curves import plot_learning_curves
+    from pymbrl.training.curves import plot_learning_curves
 
     runs = {name: by_seed for name, by_seed in results["runs"].items() if by_seed}
     plot_learning_curves(runs, out.with_suffix(".png"), title=f"{results['env']}: MBPO vs SAC at equal env steps",

@@ -9,15 +9,25 @@ examples/results/muzero_cartpole.{json,png}; the JSON is rewritten after every s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
 from pymbrl.agents import muzero
-from pymbrl.agents.curves import plot_learning_curves, target_summary
+from pymbrl.training import Callbacks
+from pymbrl.training.curves import plot_learning_curves, target_summary
 
 OUT = Path(__file__).resolve().parent / "results" / "muzero_cartpole.json"
+
+
+class Printer(Callbacks):
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_record(self, stage, record):
+        print(f"seed {self.seed}: {record}", flush=True)
 
 
 def main() -> None:
@@ -28,12 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if not args.plot_only:
-        config = muzero.MuZeroConfig.for_env("CartPole-v1")
+        config = muzero.MuZeroConfig.for_env("CartPole-v1", steps=args.steps, eval_every=5000, eval_episodes=20)
         results = {"env": "CartPole-v1", "steps": args.steps, "config": repr(config), "runs": {}}
         for seed in args.seeds:
-            _, history = muzero.train("CartPole-v1", args.steps, seed=seed, config=config, eval_every=5000,
-                                      eval_episodes=20, log=lambda r, s=seed: print(f"seed {s}: {r}", flush=True))
-            results["runs"][str(seed)] = history
+            result = muzero.train(dataclasses.replace(config, seed=seed), callbacks=Printer(seed))
+            results["runs"][str(seed)] = result.history
             OUT.parent.mkdir(parents=True, exist_ok=True)
             OUT.write_text(json.dumps(results, indent=1))
     results = json.loads(OUT.read_text())

@@ -18,11 +18,21 @@ from pathlib import Path
 import torch
 
 from pymbrl.agents import muzero
-from pymbrl.agents.curves import plot_learning_curves
+from pymbrl.agents.muzero_selfplay import Searcher, evaluate_two_player
+from pymbrl.training import Callbacks
+from pymbrl.training.curves import plot_learning_curves
 
 ENV = "pymbrl/TicTacToe-v0"
 OUT = Path(__file__).resolve().parent / "results" / "muzero_tictactoe.json"
 MODES = {"AlphaZero mode (true rules)": {"simulator": True, "unroll_steps": 0}, "MuZero (learned model)": {}}
+
+
+class Printer(Callbacks):
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_record(self, stage, record):
+        print(f"{self.name}: {record}", flush=True)
 
 
 def main() -> None:
@@ -36,16 +46,16 @@ def main() -> None:
     if not args.plot_only:
         results = {"env": ENV, "steps": args.steps, "games": args.games, "runs": {}, "matches": {}}
         for name, changes in MODES.items():
-            config = muzero.MuZeroConfig.for_env(ENV, **changes)
-            network, history = muzero.train(ENV, args.steps, seed=args.seed, config=config, eval_every=5000,
-                                            eval_episodes=20, log=lambda r, n=name: print(f"{n}: {r}", flush=True))
-            results["runs"][name] = {str(args.seed): history}
+            config = muzero.MuZeroConfig.for_env(ENV, **changes, steps=args.steps, seed=args.seed, eval_every=5000,
+                                                 eval_episodes=20)
+            result = muzero.train(config, callbacks=Printer(name))
+            results["runs"][name] = {str(args.seed): result.history}
             results[f"config {name}"] = repr(config)
             for simulations in (config.num_simulations, 200):
-                searcher = muzero.Searcher(network, dataclasses.replace(config, num_simulations=simulations),
-                                           two_player=True, seed=args.seed)
+                searcher = Searcher(result.agent.network, dataclasses.replace(config, num_simulations=simulations),
+                                    two_player=True, seed=args.seed)
                 label = f"{name}, {simulations} simulations"
-                results["matches"][label] = muzero.evaluate_two_player(searcher, args.games, seed=12_345)
+                results["matches"][label] = evaluate_two_player(searcher, args.games, seed=12_345)
                 print(label, results["matches"][label], flush=True)
             OUT.parent.mkdir(parents=True, exist_ok=True)
             OUT.write_text(json.dumps(results, indent=1))

@@ -23,15 +23,16 @@ import torch
 
 from pymbrl import mcts
 from pymbrl.envs import tictactoe
+from pymbrl.models import tictactoe as tictactoe_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def search_moves(kind: str, values: str, boards: torch.Tensor, simulations: int, seed: int) -> torch.Tensor:
     """The search's move for every board (finished boards get a dummy search and are ignored)."""
-    root, invalid = tictactoe.search_root(boards)
-    fn = (tictactoe.recurrent_fn if values == "none"
-          else tictactoe.playout_recurrent_fn(8, torch.Generator().manual_seed(seed)))
+    root, invalid = tictactoe_model.search_root(boards)
+    fn = (tictactoe_model.recurrent_fn if values == "none"
+          else tictactoe_model.playout_recurrent_fn(8, torch.Generator().manual_seed(seed)))
     if kind == "muzero":
         out = mcts.muzero_policy(root, fn, simulations, invalid_actions=invalid, dirichlet_fraction=0.0,
                                  temperature=0.0, seed=seed)

@@ -1,5 +1,5 @@
 """World Models (Ha & Schmidhuber 2018) on this 2-core CPU, at the scale it allows (see
-WorldModelsConfig.for_env for what is scaled):
+WorldModelsConfig.PRESETS for what is scaled, examples/results/world_models.md for how it did):
 
 - VizDoom TakeCover, the controller trained entirely inside the dream at each temperature tau and
   then scored in the real game (the paper's section 5);
@@ -27,21 +27,30 @@ import torch
 from tqdm import tqdm
 
 from pymbrl.agents import world_models as wm
-from pymbrl.envs.dream import DreamEnv
+from pymbrl.agents import world_models_stages as wms
 from pymbrl.envs.spaces import ActionCodec
+from pymbrl.models.world_models import Policy
+from pymbrl.replay.rollouts import RolloutDataset
+from pymbrl.rollout.dream_env import DreamEnv
+from pymbrl.training import Callbacks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = {"VizdoomTakeCover-v1": "takecover", "CarRacing-v3": "carracing"}
 
 
-def progress_bars():
-    bars: dict[str, tqdm] = {}
+class Bars(Callbacks):
+    """A progress bar per task, and each record printed."""
 
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, dynamic_ncols=True))
+    def __init__(self):
+        self.bars: dict[str, tqdm] = {}
+
+    def on_progress(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.setdefault(stage, tqdm(total=total, desc=stage, dynamic_ncols=True))
         bar.total = total
         bar.update(done - bar.n)
-    return progress
+
+    def on_record(self, stage: str, record: dict) -> None:
+        tqdm.write(f"{stage}: {record}")
 
 
 def configs(env_id: str, taus: list[float], **overrides) -> dict[str, wm.WorldModelsConfig]:
@@ -57,11 +66,11 @@ def report(env_id: str, run: Path, taus: list[float], seed: int, iterations: int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base = wm.WorldModelsConfig.for_env(env_id)
+    base = wm.WorldModelsConfig.for_env(env_id, seed=seed)
     name = NAMES[env_id]
     out = RESULTS / f"world_models_{name}.json"
     results = json.loads(out.read_text()) if out.exists() else {}
-    real = wm.make_env(env_id)
+    real = wm.make_env(base)
     space = real.action_space
     real.close()
     # Uniformly random actions (the paper's baseline) and, where it differs, the collection policy.
@@ -70,9 +79,8 @@ def report(env_id: str, run: Path, taus: list[float], seed: int, iterations: int
         baselines[f"random, held 1-{base.random_repeat} steps"] = base.random_repeat
     for label, repeat in baselines.items():
         if label not in results:
-            policy = wm.Policy(None, None, None, ActionCodec(space), repeat=repeat)
-            returns = wm.play(env_id, base.eval_episodes, policy, seed=seed + 5, num_envs=base.num_envs,
-                              max_steps=base.max_steps)
+            policy = Policy(None, None, None, ActionCodec(space), repeat=repeat)
+            returns = wms.play(base, base.eval_episodes, policy, seed=seed + 5)
             results[label] = {"returns": returns.tolist(), "mean": float(returns.mean()), "std": float(returns.std())}
     vae_record = torch.load(run / "vae.pt", weights_only=True)
     mdn_record = torch.load(run / "mdnrnn.pt", weights_only=True)
@@ -82,7 +90,7 @@ def report(env_id: str, run: Path, taus: list[float], seed: int, iterations: int
     results["controllers"] = {}
     for iteration in range(iterations):
         for label, config in configs(env_id, taus).items():
-            path = run / wm.controller_file(config, wm.iteration_tag(iteration))
+            path = run / wms.controller_file(config, wms.iteration_tag(iteration))
             if path.exists():
                 label = label if iteration == 0 else f"{label}, iteration {iteration + 1}"
                 results["controllers"][label] = torch.load(path, weights_only=True)["summary"]
@@ -116,10 +124,10 @@ def report(env_id: str, run: Path, taus: list[float], seed: int, iterations: int
 @torch.no_grad()
 def frames_figure(run: Path, config: wm.WorldModelsConfig, space, path: Path, seed: int, plt) -> None:
     """Row 1: real frames of a rollout; row 2: V's reconstructions; row 3: a dream from the first z."""
-    dataset = wm.RolloutDataset(run / "data")
+    dataset = RolloutDataset(run / "data")
     frames = dataset.load(dataset.files()[0])["frames"][:64:8]
-    vae = wm.load_vae(run, config)
-    mdnrnn = wm.load_mdnrnn(run, config, ActionCodec(space))
+    vae = wms.load_vae(run, config)
+    mdnrnn = wms.load_mdnrnn(run, config, ActionCodec(space))
     mu, _ = vae.encode(torch.from_numpy(frames))
     recon = (vae.decode(mu).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     env = DreamEnv(mdnrnn, space, mu[:1], vae=vae, tau=config.tau, render_mode="rgb_array")
@@ -166,20 +174,15 @@ def main() -> None:
         parser.error("give --stages and/or --report")
     torch.set_num_threads(1)
     run = Path(args.run_dir or f"runs/world-models-{args.env}")
-    progress = progress_bars()
-
-    def log(stage: str, record: dict) -> None:
-        tqdm.write(f"{stage}: {record}")
-
+    bars = Bars()
     stages = [s for s in args.stages if s != "controller"]
     if stages:
-        config = wm.WorldModelsConfig.for_env(args.env, **overrides(args, "rollouts", "iterations"))
-        wm.train(args.env, run, stages=stages, config=config, seed=args.seed,
-                 log=log, progress=progress)
+        config = wm.WorldModelsConfig.for_env(args.env, seed=args.seed, **overrides(args, "rollouts", "iterations"))
+        wm.train(config, run, stages=stages, callbacks=bars)
     if "controller" in args.stages:
-        for label, config in configs(args.env, args.taus, **overrides(args, "generations", "iterations")).items():
-            summary = wm.train(args.env, run, stages=["controller"], config=config, seed=args.seed, log=log,
-                               progress=progress)
+        for label, config in configs(args.env, args.taus, seed=args.seed,
+                                     **overrides(args, "generations", "iterations")).items():
+            summary = wm.train(config, run, stages=["controller"], callbacks=bars).summary
             print(f"{label}: real score {summary['mean']:.1f} +- {summary['std']:.1f} over "
                   f"{len(summary['returns'])} episodes")
     if args.report:

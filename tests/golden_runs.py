@@ -35,7 +35,7 @@ RUNS = {
     "mbpo": {**COMMON, "env": "Pendulum-v1", "steps": 700,
              "config": {"init_steps": 400, "model_train_freq": 200, "rollout_batch_size": 200, "updates_per_step": 1,
                         "ensemble_size": 3, "num_elites": 2, "model_hidden": 32, "model_layers": 2,
-                        "sac": {"hidden": 32, "batch_size": 32}}},
+                        "hidden": 32, "batch_size": 32}},
     "muzero": {**COMMON, "env": "CartPole-v1", "steps": 800,
                "config": {"num_envs": 4, "num_simulations": 4, "batch_size": 16, "warmup_steps": 300,
                           "hidden_size": 16, "unroll_steps": 3, "td_steps": 5, "updates_per_step": 0.05}},
@@ -47,8 +47,37 @@ RUNS = {
             "config": {"num_envs": 4, "n_steps": 5, "channels": 8, "hidden": 32, "encoder_hidden": 8,
                        "a2c_hidden": 48, "rollout_length": 2, "teacher_frames": 200, "model_frames": 320,
                        "model_epochs": 1, "distill_frames": 160, "distill_epochs": 2}},
-    "world-models": {"seed": 3, "env": FRAMES_ID, "steps": 0,
+    "world-models": {"seed": 3, "env": FRAMES_ID,
                      "config": {"z_dim": 8, "rnn_hidden": 16, "rollouts": 12, "vae_batch": 8, "rnn_epochs": 2,
                                 "rnn_batch": 4, "rnn_seq_len": 8, "popsize": 4, "trials": 2, "generations": 2,
                                 "eval_episodes": 2, "max_steps": 20}},
 }
+
+
+def golden_config(name: str):
+    """The config of the golden run ``name``, through the training layer."""
+    from pymbrl import agents
+    from pymbrl.training.config import from_dict
+
+    spec = RUNS[name]
+    return from_dict(agents.config_class(name), {**{k: v for k, v in spec.items() if k != "config"}, **spec["config"]})
+
+
+def record(name: str, config, run_dir) -> list:
+    """The records the run of ``config`` reports, as [stage, record] pairs in JSON's values (a staged
+    agent's summary last)."""
+    import json
+
+    from pymbrl import agents
+    from pymbrl.training import Callbacks
+
+    records: list = []
+
+    class Recorder(Callbacks):
+        def on_record(self, stage, record):
+            records.append([stage, {k: v for k, v in record.items() if k != "seconds"}])
+
+    result = agents.train(config, run_dir, callbacks=Recorder())
+    if name == "world-models":
+        records.append(["summary", result.summary])
+    return json.loads(json.dumps(records, default=float))

@@ -1,6 +1,7 @@
 """The ``pymbrl`` command line: every ``train`` command run as a user runs it (a subprocess), past its
-first update and an evaluation with losses, interrupted and resumed; and regression tests of the
-defects of issue 19, section 6, run in-process with the training replaced by stubs.
+first update and an evaluation with losses, interrupted and resumed, then played; and in-process
+tests of its options, config layers, help, usage errors and signals, with the training replaced by
+stubs where it is not the point.
 
 The subprocesses run ``python -m pymbrl.cli`` with this interpreter and the inherited PYTHONPATH,
 so they test the same pymbrl that this process imports (the installed wheel under ``make test``).
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -24,8 +24,10 @@ import numpy as np
 import pytest
 
 from pymbrl import cli
-from pymbrl.agents import checkpoint, curves, i2a, sac
+from pymbrl.agents import i2a, sac
 from pymbrl.agents import world_models as wm
+from pymbrl.training import curves
+from pymbrl.training.run import start_run
 
 FRAMES_ID = "pymbrl-test/CliFrames-v0"
 
@@ -104,12 +106,13 @@ def _interrupt(tmp_path: Path, args: list[str], ready: Callable[[], bool], signu
     text = out.read_text()
     assert time.monotonic() - sent < 10, text
     assert status == 128 + signum, text
-    assert "resume with: " in text and "pymbrl " + shlex.join(args) in text
+    run_dir = args[args.index("--run-dir") + 1]
+    assert f"resume with: pymbrl train {args[1]} --run-dir {run_dir}" in text, text
     assert "Traceback" not in text
     assert _session(process.pid) == []  # no env worker (or its children) outlived the CLI
 
 
-def _resume(tmp_path: Path, args: list[str]) -> str:
+def _run(tmp_path: Path, args: list[str]) -> str:
     """Runs ``pymbrl <args>`` to its end; returns its output."""
     process, out = _start(args, tmp_path)
     assert process.wait(timeout=600) == 0, out.read_text()
@@ -120,102 +123,110 @@ def _resume(tmp_path: Path, args: list[str]) -> str:
 def _interrupt_and_resume(tmp_path: Path, args: list[str], log: Path, loss: str, checkpoint_file: Path,
                           steps: int, step_key: str = "step", signum: int = signal.SIGINT) -> list[dict]:
     """Interrupts ``pymbrl <args>`` after an evaluation with ``loss`` in ``log`` and once
-    ``checkpoint_file`` exists, runs the same command to the end and returns the log's records."""
+    ``checkpoint_file`` exists, resumes it with the command it printed (the run directory alone:
+    its config.yaml holds the settings) and returns the log's records."""
     _interrupt(tmp_path, args, lambda: _has_losses(log, loss) and checkpoint_file.exists(), signum)
     assert checkpoint_file.exists()
-    _resume(tmp_path, args)
+    _run(tmp_path, ["train", args[1], "--run-dir", args[args.index("--run-dir") + 1]])
     records = curves.read_log(log)
     done = [r[step_key] for r in records]
     assert done == sorted(set(done)) and done[-1] == steps, done  # one record per evaluation, up to the end
     assert math.isfinite(records[-1][loss])
     assert (log.parent / "learning_curve.png").stat().st_size > 0
+    assert any(p.name.startswith("events.out.tfevents.") for p in log.parent.iterdir())  # TensorBoard
     return records
 
 
-# Small networks and warm-ups through PYMBRL_CONFIG (the CLI's documented config overrides). Every
-# run evaluates once before its first update (so its log has rows without losses: issue 19's
-# crash), then after it; the interruption comes after such an evaluation and a checkpoint.
+def _config_file(tmp_path: Path, settings: dict) -> str:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings))
+    return str(path)
+
+
+# Small networks and warm-ups in a config file (--config). Every run evaluates once before its first
+# update (so its log has rows without losses: issue 19's crash), then after it; the interruption
+# comes after such an evaluation and a checkpoint.
 E2E = {
-    "sac": ({"learning_starts": 300, "hidden": 32, "batch_size": 32},
-            ["--env", "Pendulum-v1", "--steps", "1000"], "q_loss"),
+    "sac": ({"learning_starts": 300, "hidden": 32, "batch_size": 32}, "Pendulum-v1", "q_loss"),
     "mbpo": ({"init_steps": 400, "model_train_freq": 200, "rollout_batch_size": 200, "updates_per_step": 1,
-              "ensemble_size": 3, "num_elites": 2, "model_hidden": 32, "model_layers": 2,
-              "sac": {"hidden": 32, "batch_size": 32}}, ["--env", "Pendulum-v1", "--steps", "1000"], "q_loss"),
+              "ensemble_size": 3, "num_elites": 2, "model_hidden": 32, "model_layers": 2, "hidden": 32,
+              "batch_size": 32}, "Pendulum-v1", "q_loss"),
     "muzero": ({"num_envs": 4, "num_simulations": 4, "batch_size": 16, "warmup_steps": 300, "hidden_size": 16,
-                "unroll_steps": 3, "td_steps": 5, "updates_per_step": 0.05},
-               ["--env", "CartPole-v1", "--steps", "1000"], "loss"),
+                "unroll_steps": 3, "td_steps": 5, "updates_per_step": 0.05}, "CartPole-v1", "loss"),
     "dreamer": ({"learning_starts": 400, "batch_size": 4, "batch_length": 16, "num_envs": 1, "train_ratio": 16,
                  "horizon": 5, "model": {"deter": 32, "groups": 4, "classes": 4, "hidden": 32, "layers": 1}},
-                ["--env", "CartPole-v1", "--steps", "1000"], "model_loss"),
+                "CartPole-v1", "model_loss"),
 }
-E2E_OPTIONS = ["--eval-every", "300", "--eval-episodes", "1", "--checkpoint-every", "200"]
+E2E_OPTIONS = ["--steps", "1000", "--set", "eval_every=300", "--set", "eval_episodes=1", "--set", "checkpoint_every=200"]
 
 
 @pytest.mark.parametrize("algorithm", list(E2E))
-def test_train_is_interrupted_and_resumed_to_the_end(tmp_path, monkeypatch, algorithm):
-    config, options, loss = E2E[algorithm]
-    monkeypatch.setenv("PYMBRL_CONFIG", json.dumps(config))
+def test_train_is_interrupted_resumed_to_the_end_and_played(tmp_path, algorithm):
+    settings, env, loss = E2E[algorithm]
     run = tmp_path / "run"
-    args = ["train", algorithm, *options, *E2E_OPTIONS, "--run-dir", str(run)]
+    args = ["train", algorithm, "--env", env, "--config", _config_file(tmp_path, settings), *E2E_OPTIONS,
+            "--run-dir", str(run)]
     records = _interrupt_and_resume(tmp_path, args, run / "log.csv", loss, run / "checkpoint" / "state.pt", 1000)
     assert math.isnan(records[0][loss])  # the evaluation before learning started
+    out = _run(tmp_path, ["play", algorithm, "--run-dir", str(run), "--episodes", "2"])
+    assert f"on {env}: mean return" in out, out
 
 
-def test_train_i2a_is_interrupted_by_sigterm_and_resumed(tmp_path, monkeypatch):
+def test_train_i2a_is_interrupted_by_sigterm_and_resumed(tmp_path):
     # All three stages (teacher and env model, distillation, the I2A agent), small.
-    monkeypatch.setenv("PYMBRL_CONFIG", json.dumps(
-        {"num_envs": 4, "n_steps": 5, "channels": 8, "hidden": 32, "encoder_hidden": 8, "a2c_hidden": 48,
-         "rollout_length": 2, "teacher_frames": 200, "model_frames": 320, "model_epochs": 1, "distill_frames": 160,
-         "distill_epochs": 2}))
+    settings = {"num_envs": 4, "n_steps": 5, "channels": 8, "hidden": 32, "encoder_hidden": 8, "a2c_hidden": 48,
+                "rollout_length": 2, "teacher_frames": 200, "model_frames": 320, "model_epochs": 1,
+                "distill_frames": 160, "distill_epochs": 2, "eval_every": 400, "checkpoint_every": 400}
     run = tmp_path / "run"
-    args = ["train", "i2a", "--steps", "2000", "--eval-every", "400", "--checkpoint-every", "400", "--run-dir",
-            str(run)]
+    args = ["train", "i2a", "--steps", "2000", "--config", _config_file(tmp_path, settings), "--run-dir", str(run)]
     _interrupt_and_resume(tmp_path, args, run / "i2a" / "log.csv", "policy_loss",
                           run / "i2a" / "checkpoint" / "state.pt", 2000, step_key="frames", signum=signal.SIGTERM)
     for artefact in ("env_model.pt", "rollout_policy.pt", "i2a/agent.pt"):
         assert (run / artefact).stat().st_size > 0
 
 
-def test_train_world_models_is_interrupted_while_collecting_and_resumed(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYMBRL_CONFIG", json.dumps(
-        {"z_dim": 8, "rnn_hidden": 16, "rollouts": 60, "vae_batch": 8, "rnn_epochs": 2, "rnn_batch": 4,
-         "rnn_seq_len": 8, "popsize": 4, "trials": 2, "generations": 2, "eval_episodes": 2, "max_steps": 20}))
+def test_train_world_models_is_interrupted_while_collecting_and_resumed(tmp_path):
+    settings = {"z_dim": 8, "rnn_hidden": 16, "rollouts": 60, "vae_batch": 8, "rnn_epochs": 2, "rnn_batch": 4,
+                "rnn_seq_len": 8, "popsize": 4, "trials": 2, "generations": 2, "eval_episodes": 2, "max_steps": 20}
     # The env comes from this module (gymnasium's "module:id"), imported by the CLI and its workers.
     run = tmp_path / "run"
-    args = ["train", "world-models", "--env", f"test_cli:{FRAMES_ID}", "--run-dir", str(run)]
+    args = ["train", "world-models", "--env", f"test_cli:{FRAMES_ID}", "--config", _config_file(tmp_path, settings),
+            "--run-dir", str(run)]
     # Interrupted while its env worker processes collect rollouts.
     _interrupt(tmp_path, args, lambda: len(list((run / "data").glob("*"))) >= 10)
     assert 10 <= len(list((run / "data").glob("*"))) < 60
-    out = _resume(tmp_path, args)
+    out = _run(tmp_path, ["train", "world-models", "--run-dir", str(run)])
     assert f"World Models on test_cli:{FRAMES_ID} (controller trained in the dream, tau 1.15): real score 3.0" in out
     assert len(list((run / "data").glob("*"))) >= 60
     for artefact in ("vae.pt", "mdnrnn.pt", "controller_tau1.15.pt"):
         assert (run / artefact).stat().st_size > 0
     # Nothing was written outside the run directory (the subprocesses ran in tmp_path).
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("output-")) == ["run"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("output-")) == ["run", "settings.json"]
 
 
 # --------------------------------------------------------------------------------------------------
-# Regression tests, in-process
+# In-process: the training replaced by a stub where it is not the point
 
 
-def _fake_sac_train(env_id, steps, *, seed, eval_every, eval_episodes, log, run_dir, checkpoint_every, progress,
-                    config=None):
+def _fake_sac_train(config, run_dir=None, *, callbacks=None):
     """The record -> log.csv -> plot path of the real agents, without the training: evaluations
     before learning starts have no losses."""
-    run = checkpoint.start_run(run_dir, steps, {"algorithm": "SAC", "env_id": env_id}, seed, checkpoint_every)
+    from pymbrl.training import TrainResult
+
+    run = start_run(run_dir, "sac", config, callbacks=callbacks)
     losses = {}
-    for step in range(eval_every, steps + 1, eval_every):
-        if step > steps // 2:
+    for step in range(config.eval_every, config.steps + 1, config.eval_every):
+        if step > config.steps // 2:
             losses = {"q_loss": 1.0 / step, "actor_loss": -1.0}
-        run.evaluated({"step": step, "return": -float(step), **losses}, log)
-        progress(step)
-    return None, run.history
+        run.evaluated({"step": step, "return": -float(step), **losses})
+        run.progress(step)
+    run.close()
+    return TrainResult(None, run.history, run.directory)
 
 
 def test_evaluations_before_learning_starts_are_logged_and_plotted(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sac, "train", _fake_sac_train)
-    args = ["train", "sac", "--steps", "400", "--eval-every", "100", "--run-dir", str(tmp_path)]
+    args = ["train", "sac", "--steps", "400", "--set", "eval_every=100", "--run-dir", str(tmp_path)]
     assert cli.main(args) == 0
     assert "return by step {100: -100.0, 200: -200.0, 300: -300.0, 400: -400.0}" in capsys.readouterr().out
     records = curves.read_log(tmp_path / "log.csv")
@@ -245,8 +256,8 @@ def test_plots_leave_out_records_without_a_return(tmp_path):
 
 
 def test_an_error_inside_training_is_raised_with_its_traceback_not_as_a_usage_error(tmp_path, monkeypatch, capsys):
-    def broken(*args, progress, **kwargs):
-        progress(1)
+    def broken(config, run_dir=None, *, callbacks):
+        callbacks.on_progress("train", 1, config.steps)
         raise ValueError("q: a bug inside training")
 
     monkeypatch.setattr(sac, "train", broken)
@@ -255,44 +266,102 @@ def test_an_error_inside_training_is_raised_with_its_traceback_not_as_a_usage_er
     assert "usage:" not in capsys.readouterr().err
 
 
-def test_bad_arguments_are_usage_errors_before_any_progress_bar(tmp_path, monkeypatch, capsys):
-    def never(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(sac, "train", never)
-    for bad, message in ((["--steps", "0"], "--steps: expected an integer >= 1, got 0"),
-                         (["--eval-every", "-5"], "--eval-every: expected an integer >= 1"),
-                         (["--env", "CartPole-v1"], "--env: SAC needs a Box action space"),
-                         (["--env", "NoSuchEnv-v0"], "--env: "),
-                         (["--stages", "vae"], "--stages: not an option of sac"),
-                         (["--seed", str(10**23)], "--seed: expected an integer in [0, 2**64)")):
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(["train", "sac", *bad, "--run-dir", str(tmp_path / "run")])
-        err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and message in err, err
-        assert "%|" not in err  # no progress bar was drawn
-    assert not (tmp_path / "run").exists()
+def _never(*args, **kwargs):
+    raise AssertionError("training started")
 
 
-def test_bad_sac_config_fields_are_usage_errors_naming_them(tmp_path, monkeypatch, capsys):
-    """A string or huge ``hidden`` used to fail inside torch (or try to allocate 120 TB) mid-run."""
-    monkeypatch.setattr(sac, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("training started")))
-    for config in ('{"hidden": "abc"}', '{"learning_starts": -5}', '{"gamma": 2}'):
-        monkeypatch.setenv("PYMBRL_CONFIG", config)
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(["train", "sac", "--run-dir", str(tmp_path / "run")])
-        err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and "PYMBRL_CONFIG: " + next(iter(json.loads(config))) in err, err
-
-
-def test_a_nested_config_given_as_a_non_object_is_a_usage_error(tmp_path, monkeypatch, capsys):
-    """PYMBRL_CONFIG='{"sac": 3}' used to reach MBPO's training as an int (an AttributeError)."""
-    monkeypatch.setenv("PYMBRL_CONFIG", '{"sac": 3}')
+@pytest.mark.parametrize("bad, message", [
+    (["--steps", "0"], "--steps: expected an integer >= 1, got 0"),
+    (["--set", "eval_every=-5"], "--set: eval_every: expected an integer >= 1"),
+    (["--env", "CartPole-v1"], "--env: SAC needs a Box action space"),
+    (["--env", "NoSuchEnv-v0"], "--env: "),
+    (["--stages", "vae"], "unrecognized arguments: --stages"),
+    (["--seed", str(10**23)], "--seed: expected an integer in [0, 2**31)"),
+    (["--device", "gpu"], "--device: expected cpu, cuda, cuda:N or mps, got 'gpu'"),
+    (["--set", "hidden=abc"], "--set: hidden: expected int, got 'abc'"),
+    (["--set", "hidden=1e100"], "--set: hidden: expected int"),
+    (["--set", "learning_starts=-5"], "--set: learning_starts: expected an integer >= 0"),
+    (["--set", "gamma=2"], "--set: gamma: "),
+    (["--set", "no_such_field=1"], "--set: no_such_field: SACConfig has no such field"),
+    (["--set", "hidden"], "--set: 'hidden': expected field=value"),
+    (["--set", "hidden=[1"], "--set: hidden: '[1' is not a value"),
+    (["--config", "missing.yaml"], "--config: missing.yaml: no such file"),
+])
+def test_bad_arguments_are_usage_errors_before_any_progress_bar(tmp_path, monkeypatch, capsys, bad, message):
+    monkeypatch.setattr(sac, "train", _never)
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "mbpo", "--run-dir", str(tmp_path / "run")])
+        cli.main(["train", "sac", *bad, "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "error: PYMBRL_CONFIG: sac: expected an object of SACConfig fields, got 3" in err, err
+    assert exit_info.value.code == 2 and message in err, err
+    assert "%|" not in err  # no progress bar was drawn
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, suffix, message", [
+    ("hidden: [1", ".yaml", "not valid YAML"), ("{", ".json", "not valid JSON"), ("[1, 2]", ".yaml", "expected a mapping"),
+    ("algorithm: muzero\n", ".yaml", "is a config of 'muzero', not 'sac'"), ("hidden: abc\n", ".yml", "hidden: expected int"),
+    ("gamma: .nan\n", ".yaml", "expected finite numbers"), ("!!python/object:os.system {}\n", ".yaml", "not valid YAML"),
+])
+def test_bad_config_files_are_usage_errors_naming_the_file(tmp_path, monkeypatch, capsys, text, suffix, message):
+    monkeypatch.setattr(sac, "train", _never)
+    path = tmp_path / f"settings{suffix}"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "sac", "--config", str(path), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--config: " in err and message in err, err
+
+
+def test_config_layers_reach_the_config_in_order(tmp_path, monkeypatch):
+    """Defaults < the env's preset < --config < --set < --env/--seed/--device/--steps; nested fields dotted."""
+    seen = []
+    monkeypatch.setattr(cli, "_train", lambda args: seen.append(args.config) or 0)
+    path = tmp_path / "mbpo.yaml"
+    path.write_text("algorithm: mbpo\ninit_steps: 50\nhidden: 16\nrollout_length: [1, 2, 3, 4]\nseed: 9\n")
+    assert cli.main(["train", "mbpo", "--env", "Hopper-v5", "--config", str(path), "--set", "hidden=8",
+                     "--set", "target_entropy=null", "--seed", "2", "--run-dir", str(tmp_path / "run")]) == 0
+    config = seen[-1]
+    assert (config.env, config.init_steps, config.hidden, config.rollout_length, config.seed) == (
+        "Hopper-v5", 50, 8, (1, 2, 3, 4), 2)
+    assert config.target_entropy is None and config.updates_per_step == 20  # the Hopper preset's G
+    assert cli.main(["train", "dreamer", "--set", "model.deter=64", "--set", "horizon=7",
+                     "--run-dir", str(tmp_path / "d")]) == 0
+    assert (seen[-1].model.deter, seen[-1].horizon) == (64, 7)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "dreamer", "--set", "model.nope=1", "--run-dir", str(tmp_path / "d")])
+
+
+def test_help_lists_each_algorithms_own_settings_with_defaults_and_docs(capsys):
+    helps = {}
+    for algorithm in cli.NAMES:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", algorithm, "--help"])
+        assert exit_info.value.code == 0
+        helps[algorithm] = capsys.readouterr().out
+    assert len(set(helps.values())) == len(helps)
+    assert "learning_starts=1000" in helps["sac"] and "random actions before the first update" in helps["sac"]
+    assert "num_simulations=" in helps["muzero"] and "model.deter=" in helps["dreamer"]
+    assert "steps=10000" in helps["sac"] and "env=\"Pendulum-v1\"" in helps["sac"]
+    assert "presets (by env id):" in helps["mbpo"] and "Hopper-" in helps["mbpo"]
+    for algorithm, text in helps.items():
+        from pymbrl import agents
+        from pymbrl.training.config import fields
+
+        for field in fields(agents.config_class(algorithm)):
+            assert f"  {field.name}=" in text, (algorithm, field.name)
+            assert field.doc, f"{algorithm}: {field.name} has no documentation"
+
+
+def test_list_and_version(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in cli.NAMES:
+        assert out.count(f"{name} ") >= 1
+    assert "Hopper-" in out and "TicTacToe = pymbrl/TicTacToe-v0" in out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("pymbrl ")
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -311,13 +380,13 @@ def test_bad_dyna_arguments_are_usage_errors_before_anything_runs(bad, message, 
     assert exit_info.value.code == 2 and message in err, err
 
 
-@pytest.mark.parametrize("command", [["play", "muzero"], ["train", "muzero", "--env", "CartPole-v1"],
-                                     ["train", "sac"], ["train", "i2a", "--stages", "agent"]])
+@pytest.mark.parametrize("command", [["play", "muzero"], ["play", "sac"], ["train", "muzero", "--env", "CartPole-v1"],
+                                     ["train", "sac"]])
 def test_a_missing_or_corrupt_run_dir_is_a_usage_error_naming_it(tmp_path, capsys, command):
     corrupt = tmp_path / "corrupt"
-    folder = {"i2a": corrupt / "i2a", "train": corrupt}.get(command[1], corrupt) if command[0] == "train" else corrupt
-    (folder / "checkpoint").mkdir(parents=True)
-    (folder / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    (corrupt / "checkpoint").mkdir(parents=True)
+    (corrupt / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    (corrupt / "config.yaml").write_text(f"algorithm: {command[1]}\n")
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     cases = [corrupt, a_file] + ([tmp_path / "missing"] if command[0] == "play" else [])
@@ -329,7 +398,18 @@ def test_a_missing_or_corrupt_run_dir_is_a_usage_error_naming_it(tmp_path, capsy
         assert "Traceback" not in err
 
 
-def test_play_muzero_in_a_missing_run_dir_exits_cleanly_in_a_subprocess(tmp_path):
+def test_play_of_another_algorithms_run_is_a_usage_error(tmp_path, capsys):
+    sac.train(sac.SACConfig(steps=20, learning_starts=10, batch_size=8, hidden=8, eval_every=20, eval_episodes=1),
+              tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["play", "mbpo", "--run-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "is a run of 'sac', not 'mbpo'" in capsys.readouterr().err
+    assert cli.main(["play", "sac", "--run-dir", str(tmp_path), "--episodes", "1", "--video",
+                     str(tmp_path / "sac.gif")]) == 0
+    assert "mean return" in capsys.readouterr().out and (tmp_path / "sac.gif").stat().st_size > 0
+
+
+def test_play_in_a_missing_run_dir_exits_cleanly_in_a_subprocess(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pymbrl.cli", "play", "muzero", "--run-dir", "missing"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--run-dir" in result.stderr and "'missing'" in result.stderr
@@ -356,34 +436,39 @@ class CountedBars:
         pass
 
 
-def _report(progress, tasks):
+def _report(callbacks, tasks):
     for task, total in tasks:
+        callbacks.on_stage(task)
         for done in range(0, total + 1, 10):
-            progress(task, done, total)
+            callbacks.on_progress(task, done, total)
 
 
-def test_i2a_and_world_models_draw_one_bar_per_task(tmp_path, monkeypatch):
+def test_staged_agents_draw_one_bar_per_task(tmp_path, monkeypatch):
     import tqdm
+
+    from pymbrl.training import TrainResult
 
     monkeypatch.setattr(tqdm, "tqdm", CountedBars)
     tasks = [("teacher", 1000), ("model data", 500), ("env model epochs", 30), ("copy", 200)]
 
-    def stages(run_dir, stages, config, *, progress, **kwargs):
-        _report(progress, tasks)
-        progress("unfinished", 5, 100)
-        return {}
+    def stages(config, run_dir=None, *, callbacks, stages=None):
+        _report(callbacks, tasks)
+        callbacks.on_progress("unfinished", 5, 100)
+        return TrainResult(None, [], run_dir, {})
 
-    monkeypatch.setattr(i2a, "train_stages", stages)
+    monkeypatch.setattr(i2a, "train", stages)
+    monkeypatch.setattr(i2a, "check_stages", lambda *args: None)
     CountedBars.made = []
     assert cli.main(["train", "i2a", "--run-dir", str(tmp_path / "i2a")]) == 0
     assert [b.total for b in CountedBars.made] == [1000, 500, 30, 200, 100]
     assert all(b.closed for b in CountedBars.made)
 
-    def train(env_id, run_dir, *, progress, **kwargs):
-        _report(progress, [("collect", 400), ("vae", 300)])
-        return {}
+    def train(config, run_dir=None, *, callbacks, stages=None):
+        _report(callbacks, [("collect", 400), ("vae", 300)])
+        return TrainResult(None, [], run_dir, {})
 
     monkeypatch.setattr(wm, "train", train)
+    monkeypatch.setattr(wm, "check_stages", lambda *args: None)
     CountedBars.made = []
     assert cli.main(["train", "world-models", "--env", FRAMES_ID, "--run-dir", str(tmp_path / "wm")]) == 0
     assert [b.total for b in CountedBars.made] == [400, 300] and all(b.closed for b in CountedBars.made)
@@ -396,64 +481,39 @@ def test_python_m_pymbrl_cli_runs_the_command_line():
 
 def test_resuming_with_other_values_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sac, "train", _fake_sac_train)
-    args = ["train", "sac", "--steps", "200", "--eval-every", "100", "--run-dir", str(tmp_path)]
-    run = checkpoint.start_run(tmp_path, 200, {"algorithm": "SAC", "env_id": "Pendulum-v1",
-                                               "config": sac.SACConfig()}, 0)
-    run.save(100, {}, {})
-    for changed, message in ((["--steps", "300"], "--steps: the checkpoint in"), (["--seed", "1"], "--seed: "),
-                             (["--env", "MountainCarContinuous-v0"], "--env: ")):
+    args = ["train", "sac", "--steps", "200", "--set", "eval_every=100", "--run-dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    run = start_run(tmp_path, "sac", sac.SACConfig(env="Pendulum-v1", steps=200, eval_every=100))
+    run.save(200, {}, {})
+    for changed, message in ((["--steps", "100"], "--steps: the run in"), (["--seed", "1"], "--seed: the run in"),
+                             (["--env", "MountainCarContinuous-v0"], "--env: the run in"),
+                             (["--set", "hidden=8"], "--set: hidden: the run in")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main([*args, *changed])
         err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and message in err and "another --run-dir" in err, err
-    monkeypatch.setenv("PYMBRL_CONFIG", '{"hidden": 8}')
-    with pytest.raises(SystemExit):
-        cli.main(args)
-    assert "PYMBRL_CONFIG: the checkpoint in" in capsys.readouterr().err
-
-
-def test_config_overrides_are_checked_and_reach_the_config(tmp_path, monkeypatch, capsys):
-    seen = {}
-
-    def train(env_id, steps, *, config, **kwargs):
-        seen["config"] = config
-        return None, [{"step": steps, "return": 0.0}]
-
-    from pymbrl.agents import mbpo
-    monkeypatch.setattr(mbpo, "train", train)
-    monkeypatch.setattr(cli, "_train", lambda args: train(args.env, args.steps, config=args.config)[0] or 0)
-    monkeypatch.setenv("PYMBRL_CONFIG", '{"init_steps": 7, "rollout_length": [1, 2, 3, 4], "sac": {"hidden": 8}}')
-    assert cli.main(["train", "mbpo", "--run-dir", str(tmp_path)]) == 0
-    config = seen["config"]
-    assert (config.init_steps, config.rollout_length, config.sac.hidden) == (7, (1, 2, 3, 4), 8)
-    for algorithm, bad, message in (
-            ("dreamer", '{"horizon": 0}', "PYMBRL_CONFIG: horizon: expected an integer >= 1"),
-            ("mbpo", '{"no_such_field": 1}', "PYMBRL_CONFIG: MBPOConfig has no field no_such_field"),
-            ("mbpo", '{"sac": {"nope": 1}}', "PYMBRL_CONFIG: sac: SACConfig has no field nope"),
-            ("mbpo", "[1]", "PYMBRL_CONFIG: expected a JSON object"), ("mbpo", "{", "PYMBRL_CONFIG: expected a JSON")):
-        monkeypatch.setenv("PYMBRL_CONFIG", bad)
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(["train", algorithm, "--run-dir", str(tmp_path / algorithm)])
-        err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err, err
+        assert "already done 200 steps" in err if "--steps" in changed else "another run directory" in err, err
+    # The run directory alone resumes it (its config.yaml), and a larger --steps continues it.
+    assert cli.main(["train", "sac", "--run-dir", str(tmp_path), "--steps", "300"]) == 0
+    assert "300: -300.0" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_run_even_where_the_env_replaced_the_handler(tmp_path, monkeypatch, capsys, signum):
-    make = sac.box_env
+    make = sac.make_env
 
-    def box_env(env_id, algorithm):
+    def make_env(config, render_mode=None):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # as ViZDoom does when a game starts
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        return make(env_id, algorithm)
+        return make(config, render_mode)
 
-    def train(*args, progress, **kwargs):
-        progress(1)
+    def train(config, run_dir=None, *, callbacks):
+        callbacks.on_progress("train", 1, config.steps)
         os.kill(os.getpid(), signum)
         time.sleep(5)
         raise AssertionError("the signal did not stop the run")
 
-    monkeypatch.setattr(sac, "box_env", box_env)
+    monkeypatch.setattr(sac, "make_env", make_env)
     monkeypatch.setattr(sac, "train", train)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:

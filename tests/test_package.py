@@ -50,3 +50,32 @@ def test_hardware_threads_counts_only_the_cpus_this_process_may_use():
             "from pymbrl import mcts; print(pymbrl.build_info()['hardware_threads'], mcts.Tree(4096, 2, 2).num_threads)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1", "1"]
+
+
+def test_every_results_section_is_inside_its_own_markers():
+    """make bench rewrites each benchmark's section between its markers: a result written inside
+    another's markers would be erased (the I2A learning results once sat in the Dreamer benchmark's)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md").read_text()
+    sections = re.findall(r"<!-- (\S+):begin -->\n(.*?)<!-- \1:end -->", text, flags=re.S)
+    assert sections and len(sections) == text.count(":begin -->") == text.count(":end -->")
+    outside = re.sub(r"<!-- (\S+):begin -->\n.*?<!-- \1:end -->", "", text, flags=re.S)
+    assert "\n## " not in outside, "a heading outside every section's markers"
+    for name, body in sections:
+        headings = re.findall(r"^## .*$", body, flags=re.M)
+        assert len(headings) == 1, f"section {name}: expected one '## ' heading, got {headings}"
+        assert body.lstrip().startswith("## "), f"section {name}: something before its heading"
+
+
+def test_package_docstrings_name_every_subpackage():
+    import pkgutil
+
+    import pymbrl.agents
+
+    public = [m.name for m in pkgutil.iter_modules(pymbrl.__path__) if not m.name.startswith("_") and m.name != "cli"]
+    for name in public:
+        assert f"\n{name}\n" in pymbrl.__doc__, f"pymbrl's docstring does not describe pymbrl.{name}"
+    for name in pymbrl.agents.ALGORITHMS:
+        assert f"\n{name.replace('-', '_')}\n" in pymbrl.agents.__doc__, name

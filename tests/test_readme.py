@@ -109,40 +109,60 @@ def substitute(text: str, subs: tuple[tuple[str, str], ...], where: str) -> str:
 COMMANDS: dict[str, Run | Smoke | Refused | Skip] = {
     "make demo": Run(timeout=900),
     "make test": Skip("this test runs inside make test"),
+    "pymbrl train sac --env Pendulum-v1 --steps 3000 --set learning_starts=500": Run(
+        (("--steps 3000 --set learning_starts=500", "--steps 600 --set learning_starts=300 --set hidden=32 "
+          "--set eval_every=300 --set eval_episodes=1"),)),
+    "pymbrl train sac --run-dir runs/sac-Pendulum-v1-seed0 --steps 4000": Run((("--steps 4000", "--steps 700"),)),
+    "pymbrl play sac --run-dir runs/sac-Pendulum-v1-seed0 --episodes 5 --video sac.gif": Run((("--episodes 5", "--episodes 1"),)),
+    "pymbrl train mbpo --help": Run(),
+    "tensorboard --logdir runs": Skip("a web server that runs until stopped; the event files it reads are tested in "
+                                      "tests/training/test_run.py"),
     "pymbrl train mbpo --env Pendulum-v1 --steps 10000 --seed 0":
-        Run((("--steps 10000", "--steps 1050 --eval-every 1050 --eval-episodes 1"),)),
+        Run((("--steps 10000", "--steps 1050 --set eval_every=1050 --set eval_episodes=1"),)),
     "pymbrl train sac --env Pendulum-v1 --steps 10000 --seed 0":
-        Run((("--steps 10000", "--steps 1200 --eval-every 600 --eval-episodes 1"),)),
-    "pymbrl train muzero --env CartPole-v1": Run((("CartPole-v1", "CartPole-v1 --steps 1200 --eval-every 1200 --eval-episodes 2"),)),
-    "pymbrl train muzero --env TicTacToe": Run((("TicTacToe", "TicTacToe --steps 1200 --eval-every 1200 --eval-episodes 2"),)),
+        Run((("--steps 10000", "--steps 1200 --set eval_every=600 --set eval_episodes=1"),)),
+    "pymbrl train muzero --env CartPole-v1":
+        Run((("CartPole-v1", "CartPole-v1 --steps 1200 --set eval_every=1200 --set eval_episodes=2"),)),
+    "pymbrl train muzero --env TicTacToe":
+        Run((("TicTacToe", "TicTacToe --steps 1200 --set eval_every=1200 --set eval_episodes=2"),)),
     "pymbrl play muzero --run-dir runs/muzero-CartPole-v1-seed0 --episodes 20": Run((("--episodes 20", "--episodes 2"),)),
     "pymbrl train dreamer --env CartPole-v1":
-        Run((("CartPole-v1", "CartPole-v1 --steps 1100 --eval-every 1100 --eval-episodes 1"),)),
+        Run((("CartPole-v1", "CartPole-v1 --steps 1100 --set eval_every=1100 --set eval_episodes=1"),)),
     "pip install vizdoom": Skip("installs a package into the environment"),
     "pymbrl train world-models --env VizdoomTakeCover-v1": Smoke(),
-    "pymbrl train world-models --env VizdoomTakeCover-v1 --iterations 2": Smoke(),
-    "pymbrl train world-models --env VizdoomTakeCover-v1 --stages controller --tau 0.1": Refused("run the vae stage"),
+    "pymbrl train world-models --env VizdoomTakeCover-v1 --set iterations=2": Smoke(),
+    "pymbrl train world-models --env VizdoomTakeCover-v1 --stages controller --set tau=0.1": Refused("run the vae and mdn stages"),
     "pymbrl train i2a --env MiniPacman-regular": Smoke(),
     "pymbrl train i2a --stages env-model distill": Smoke(),
-    "pymbrl train i2a --stages agent --agent a2c --seed 1": Smoke(),
-    "pymbrl train i2a --stages agent --online-distill": Refused("run the env-model stage"),
+    "pymbrl train i2a --stages agent --set agent=a2c --seed 1": Smoke(),
+    "pymbrl train i2a --stages agent --set online_distill=true": Refused("run the env-model stage"),
     "python examples/i2a_minipacman.py model": Smoke(),
     "python examples/i2a_minipacman.py train --agents i2a a2c copy --seeds 0 1 2 --frames 200000": Run(),
     "python examples/i2a_minipacman.py report": Run(),
 }
+# Commands that need the run another command makes, run first in the same directory.
+NEEDS = {
+    "pymbrl play muzero --run-dir runs/muzero-CartPole-v1-seed0 --episodes 20": "pymbrl train muzero --env CartPole-v1",
+    "pymbrl train sac --run-dir runs/sac-Pendulum-v1-seed0 --steps 4000":
+        "pymbrl train sac --env Pendulum-v1 --steps 3000 --set learning_starts=500",
+    "pymbrl play sac --run-dir runs/sac-Pendulum-v1-seed0 --episodes 5 --video sac.gif":
+        "pymbrl train sac --env Pendulum-v1 --steps 3000 --set learning_starts=500",
+}
 
 # Python blocks, by their first line that imports from pymbrl.
 PYTHON: dict[str, Python | Skip] = {
+    "from pymbrl import agents": Python(),
     "from pymbrl import dyna": Python(),
     "from pymbrl.replay import ReplayBuffer, PrioritizedReplayBuffer, SequenceReplayBuffer": Python(),
     "from pymbrl import mcts": Python(),
     "from pymbrl.agents import mbpo": Python(
-        subs=(('15_000, seed=0', '300, seed=0, config=mbpo.MBPOConfig.for_env("InvertedPendulum-v5", init_steps=250, '
-               'rollout_batch_size=1000, updates_per_step=1, model_hidden=32, model_layers=2)'),
+        subs=(('steps=15_000)', 'steps=300, init_steps=250, rollout_batch_size=1000, updates_per_step=1, '
+               'model_hidden=32, model_layers=2, eval_every=300, eval_episodes=1)'),
               ("range(2000)", "range(400)"), ("ModelTrainer(model, seed=0)", "ModelTrainer(model, seed=0, max_epochs=3)")),
         needs=("mujoco",)),
-    "from pymbrl.agents import muzero": Python(subs=(("40_000", "1_100"),)),
-    "from pymbrl.agents import dreamer": Python(subs=(("20_000", "400"), ('for_env("Pendulum-v1")', 'for_env("Pendulum-v1", learning_starts=300, train_ratio=8)'))),
+    "from pymbrl.agents import muzero": Python(subs=(("40_000", "1_100"), ("episodes=5", "episodes=1"))),
+    "from pymbrl.agents import dreamer": Python(subs=(('steps=20_000)', 'steps=400, learning_starts=300, train_ratio=8, '
+                                                      'eval_every=400, eval_episodes=1)'),)),
     "from pymbrl.agents import world_models as wm": Python(
         subs=(('config = wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1")',
                'import dataclasses; config = dataclasses.replace(wm.WorldModelsConfig.for_env("VizdoomTakeCover-v1"), '
@@ -150,7 +170,8 @@ PYTHON: dict[str, Python | Skip] = {
                'eval_episodes=1, max_steps=100)'),
               ("torch.randn(64, ", "torch.randn(4, "), ("trials=16, tau", "trials=2, max_steps=100, tau")),
         needs=("vizdoom",)),
-    "from pymbrl.agents import i2a": Python(subs=(("5_000", "100"), ("epochs=10", "epochs=1"), ("200_000", "160"))),
+    "from pymbrl.agents import i2a, i2a_stages": Python(subs=(("5_000", "100"), ("epochs=10", "epochs=1"),
+                                                               ("steps=200_000", "steps=160, num_envs=4"))),
 }
 
 # Blocks that are neither (the layout tree), by their first line.
@@ -263,9 +284,8 @@ def test_readme_command(command, workdir):
     recipe = COMMANDS[command]
     if isinstance(recipe, Skip):
         pytest.skip(recipe.reason)
-    if "--run-dir runs/muzero-CartPole-v1-seed0" in command:
-        _run_command("pymbrl train muzero --env CartPole-v1", COMMANDS["pymbrl train muzero --env CartPole-v1"],
-                     workdir)
+    if command in NEEDS:
+        _run_command(NEEDS[command], COMMANDS[NEEDS[command]], workdir)
     _run_command(command, recipe, workdir)
 
 

@@ -1,9 +1,26 @@
 """pymbrl: model-based reinforcement learning for PyTorch with a C++ core.
 
-Submodules
-----------
+Subpackages, from the lowest layer up (each imports only from its own layer or lower ones):
+
+envs
+    Real games and env factories: MiniPacman (a batch of C++ games), Atari through ale-py, TicTacToe,
+    frame preprocessing, env worker processes.
+replay
+    Replay buffers (uniform, prioritized, n-step, sequences), MuZero's game buffer, their file format.
 dyna
     Tabular Dyna planning: Dyna-Q, Dyna-Q+, prioritized sweeping, tabular MDPs and runners.
+mcts
+    Batched MuZero, Gumbel MuZero and two-player search in C++, with an mctx-style API.
+models
+    Networks: Gaussian ensembles, DreamerV3's RSSM, MuZero's, World Models', I2A's and SAC's.
+tasks
+    Termination and reward functions of the gymnasium tasks, for model rollouts.
+rollout
+    Batched imagined rollouts of the models (branched, imagination, dreams, per-action) and dream envs.
+training
+    The training layer: configs, run directories, checkpoints, logging, callbacks, seeding, stages.
+agents
+    SAC, MBPO, MuZero, Dreamer, World Models and I2A on one contract (train, load, act).
 """
 
 from __future__ import annotations

@@ -1,25 +1,23 @@
-"""The ``pymbrl`` command line.
+"""The ``pymbrl`` command line: ``train``, ``play`` and ``list`` for every agent, on the training
+layer (:mod:`pymbrl.training`), and ``dyna`` (Sutton & Barto's Figure 8.2).
 
-Environment: ``PYMBRL_CONFIG``, a JSON object, overrides fields of the training algorithm's config
-dataclass (``SACConfig``, ``MBPOConfig``, ``MuZeroConfig``, ``DreamerConfig``, ``WorldModelsConfig``,
-``I2AConfig``; a nested config such as ``MBPOConfig.sac`` as an object of its fields), e.g.
-``PYMBRL_CONFIG='{"learning_starts": 100, "hidden": 32}' pymbrl train sac``: small budgets for a
-quick look or a test, without an option per field. A run resumes only with the config it started with.
+A run's settings are its algorithm's config dataclass: defaults, then the env's preset, then the
+run directory's ``config.yaml`` (when resuming or continuing), then ``--config FILE``, then each
+``--set field=value``, then ``--env``, ``--seed``, ``--device`` and ``--steps``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _dyna(args: argparse.Namespace) -> int:
@@ -36,154 +34,151 @@ def _dyna(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class Reporter:
+    """The CLI's :class:`pymbrl.training.Callbacks`: one progress bar per stage (closed when the
+    stage is done, so the next stage's bar takes its line), each record written above the bars and
+    the stage's learning curve redrawn from its ``log.csv``."""
 
-    from pymbrl.agents import dreamer, mbpo, muzero, sac
-    from pymbrl.agents.curves import plot_learning_curves, read_log
+    def __init__(self, run_dir: Path, title: str):
+        self.run_dir, self.title, self.bars = run_dir, title, {}
 
-    name = NAMES[args.algorithm]
-    train = {"sac": sac.train, "mbpo": mbpo.train, "muzero": muzero.train, "dreamer": dreamer.train}[args.algorithm]
-    run_dir = args.run_dir
-    bar = None  # drawn at the first step, once the run has started
+    def on_stage(self, stage: str) -> None:
+        from tqdm import tqdm
 
-    def progress(step: int) -> None:
-        nonlocal bar
+        tqdm.write(f"stage {stage}")
+
+    def on_progress(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
         if bar is None:
-            bar = tqdm(total=args.steps, unit="step", dynamic_ncols=True, desc=f"{name} {args.env}")
-        bar.update(step - bar.n)  # a resumed run's first step jumps to the checkpoint
+            bar = self.bars[stage] = tqdm(total=total, desc=f"{self.title} {stage}", dynamic_ncols=True)
+        bar.total = total
+        bar.update(done - bar.n)  # a resumed stage's first report jumps to its checkpoint
+        if done >= total:
+            self.bars.pop(stage).close()
 
-    def plot() -> dict[str, dict[int, float]]:
-        return plot_learning_curves({name: {args.seed: read_log(run_dir / "log.csv")}}, run_dir / "learning_curve.png",
-                                    title=f"{name} on {args.env}")
+    def on_record(self, stage: str, record: dict[str, Any]) -> None:
+        from tqdm import tqdm
 
-    def log(record: dict) -> None:
-        if bar is not None:
-            bar.set_postfix({"return": f"{record['return']:.1f}"})
-        plot()
+        tqdm.write(f"{stage}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in record.items()))
+        self.plot(stage)
 
-    print(f"run directory: {run_dir} (log.csv, learning_curve.png, checkpoint/)")
+    def plot(self, stage: str) -> dict[str, dict[int, float]] | None:
+        """The learning curve of the stage whose ``log.csv`` has returns (in the run directory or
+        its stage folder), into ``learning_curve.png`` beside it; its mean return by step."""
+        from pymbrl.training.curves import plot_learning_curves, read_log
+
+        for folder in (self.run_dir, self.run_dir / stage):
+            log = folder / "log.csv"
+            if log.is_file():
+                records = read_log(log)
+                key = "step" if records and "step" in records[0] else "frames"
+                if records and "return" in records[0]:
+                    history = [{**r, "step": r[key]} for r in records]
+                    return plot_learning_curves({self.title: {0: history}}, folder / "learning_curve.png",
+                                                title=f"{self.title} ({stage})",
+                                                xlabel="env steps" if key == "step" else "env frames")
+        return None
+
+    def close(self) -> None:
+        while self.bars:
+            self.bars.popitem()[1].close()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pymbrl import agents
+
+    module = agents.module(args.algorithm)
+    config, run_dir = args.config, args.run_dir
+    reporter = Reporter(run_dir, NAMES[args.algorithm])
+    print(f"run directory: {run_dir} (config.yaml, log.csv, TensorBoard events, checkpoints)")
+    kwargs = {"stages": args.stages} if args.algorithm in STAGED else {}
     try:
-        _, history = train(args.env, args.steps, seed=args.seed, config=args.config, eval_every=args.eval_every,
-                           eval_episodes=args.eval_episodes, log=log, run_dir=run_dir,
-                           checkpoint_every=args.checkpoint_every, progress=progress)
+        result = module.train(config, run_dir, callbacks=reporter, **kwargs)
     except FloatingPointError as error:
         print(f"stopped: {error}; the last checkpoint in {run_dir} is kept", file=sys.stderr)
         return 1
     finally:
-        if bar is not None:
-            bar.close()
-    print(f"{name} on {args.env}, seed {args.seed}: return by step {plot()[name]}")
-    print(f"last evaluation: {json.dumps(history[-1])}")
+        reporter.close()
+    print(SUMMARIES.get(args.algorithm, _summary)(config, result))
+    print(f"next: pymbrl play {args.algorithm} --run-dir {run_dir}")
     return 0
 
 
-def _stage_bars(unit: Callable[[str], str]) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
-    """``progress(task, done, total)`` drawing one bar per task, closed when the task is done (the
-    next task's bar takes its line), and ``close()`` for the bars of unfinished tasks."""
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def progress(task: str, done: int, total: int) -> None:
-        bar = bars.get(task)
-        if bar is None:
-            bar = bars[task] = tqdm(total=total, desc=task, unit=unit(task), dynamic_ncols=True)
-        bar.total = total
-        bar.update(done - bar.n)  # a resumed task's first report jumps to its checkpoint
-        if done >= total:
-            bars.pop(task).close()
-
-    def close() -> None:
-        while bars:
-            bars.popitem()[1].close()
-
-    return progress, close
+def _summary(config: Any, result: Any) -> str:
+    by_step = {r["step"]: round(r["return"], 1) for r in result.history if "return" in r}
+    return (f"{NAMES[_algorithm(config)]} on {config.env}, seed {config.seed}: return by step {by_step}\n"
+            f"last evaluation: {json.dumps(result.history[-1]) if result.history else None}")
 
 
-def _train_world_models(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _algorithm(config: Any) -> str:
+    from pymbrl import agents
 
-    from pymbrl.agents import world_models as wm
-
-    run_dir = args.run_dir
-    progress, close_bars = _stage_bars(lambda stage: "")
-
-    def log(stage: str, record: dict) -> None:
-        tqdm.write(f"{stage}: {record}")
-
-    stages = args.stages or list(wm.STAGES)
-    print(f"run directory: {run_dir} (data/, vae.pt, mdnrnn.pt, controller_*.pt); stages: {' '.join(stages)}")
-    try:
-        summary = wm.train(args.env, run_dir, stages=stages, config=args.config, seed=args.seed, log=log,
-                           progress=progress)
-    finally:
-        close_bars()
-    if summary:
-        print(f"World Models on {args.env} (controller trained in the {summary['train_in']}, tau {summary['tau']:g}): "
-              f"real score {summary['mean']:.1f} +- {summary['std']:.1f} over {len(summary['returns'])} episodes")
-    return 0
+    return agents.algorithm_of(config)
 
 
-def _train_i2a(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _world_models_summary(config: Any, result: Any) -> str:
+    s = result.summary
+    if "returns" not in s:
+        return f"World Models on {config.env}: stages done: {', '.join(result.summary) or 'none to run'}"
+    return (f"World Models on {config.env} (controller trained in the {s['train_in']}, tau {s['tau']:g}): "
+            f"real score {s['mean']:.1f} +- {s['std']:.1f} over {len(s['returns'])} episodes")
 
-    from pymbrl.agents import i2a
-    from pymbrl.agents.curves import plot_learning_curves, read_log
 
-    run_dir = args.run_dir
-    progress, close_bars = _stage_bars(lambda task: "epoch" if "epochs" in task else "frame")
-
-    def plot(name: str) -> None:
-        history = [{"step": r["frames"], "return": r["return"]} for r in read_log(run_dir / name / "log.csv")]
-        plot_learning_curves({name: {args.seed: history}}, run_dir / name / "learning_curve.png", xlabel="env frames",
-                             title=f"{name} on {args.env}: mean return of the last 100 training episodes")
-
-    def log(stage: str, record: dict) -> None:
-        tqdm.write(f"{stage}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                            for k, v in record.items()))
-        if stage in ("teacher", args.agent, f"{args.agent}-online"):
-            plot(stage)
-
-    stages = args.stages or list(i2a.STAGES)
-    print(f"run directory: {run_dir} (teacher/, env_model.pt, rollout_policy.pt, {args.agent}/); "
-          f"stages: {' '.join(stages)}")
-    try:
-        summary = i2a.train_stages(run_dir, stages, args.config, agent=args.agent, frames=args.steps,
-                                   online_distill=args.online_distill, seed=args.seed, log_every=args.eval_every,
-                                   checkpoint_every=args.checkpoint_every, log=log, progress=progress)
-    except FloatingPointError as error:
-        print(f"stopped: {error}", file=sys.stderr)
-        return 1
-    finally:
-        close_bars()
+def _i2a_summary(config: Any, result: Any) -> str:
+    lines = []
+    summary = result.summary
     if "env-model" in summary:
         error = summary["env-model"]["error"]
-        print("env model, open-loop error after " + ", ".join(
+        lines.append("env model, open-loop error after " + ", ".join(
             f"{k} steps: {c:.2%} of cells, reward MAE {r:.3f}"
             for k, c, r in zip(error["horizons"], error["cell_error"], error["reward_mae"])))
     if "distill" in summary:
-        print(f"rollout policy: agrees with the teacher on {summary['distill']['agreement']:.1%} of held-out frames")
+        lines.append(f"rollout policy: agrees with the teacher on {summary['distill']['agreement']:.1%} of held-out frames")
     if "agent" in summary:
         record = summary["agent"]
-        print(f"{record['name']} on {args.env}, seed {args.seed}: mean return of the last 100 training episodes "
-              f"{record['return']:.2f} at {record['frames']} frames ({record['directory']})")
-    return 0
+        lines.append(f"{record['name']} on {config.env}, seed {config.seed}: mean return of the last 100 training "
+                     f"episodes {record['return']:.2f} at {record['frames']} frames ({record['directory']})")
+    return "\n".join(lines) or f"I2A on {config.env}: every selected stage was already done"
 
 
 def _play(args: argparse.Namespace) -> int:
-    from pymbrl.agents import muzero
+    import numpy as np
 
-    searcher, env_id = args.loaded
-    if env_id == ENV_ALIASES["TicTacToe"]:
-        scores = muzero.evaluate_two_player(searcher, args.episodes, seed=args.seed)
-        for opponent in ("random", "perfect"):
-            print(f"MuZero vs the {opponent} player, {args.episodes} games (half as X): {scores[opponent + '_wins']} won, "
-                  f"{scores[opponent + '_draws']} drawn, {scores[opponent + '_losses']} lost")
+    from pymbrl.training.agent import evaluate
+
+    module, agent, config = args.module, args.agent, args.config
+    if hasattr(module, "play") and not args.video:  # an algorithm's own evaluation (MuZero: two-player games)
+        print(module.play(agent, config, args.episodes, args.seed))
         return 0
-    mean = muzero.evaluate(searcher, env_id, args.episodes, seed=args.seed)
-    print(f"MuZero on {env_id}: mean return {mean:.1f} over {args.episodes} episodes (greedy search, "
-          f"{searcher.config.num_simulations} simulations)")
+    env = module.make_env(config, render_mode="rgb_array" if args.video else None)
+    frames: list | None = [] if args.video else None
+    try:
+        returns = evaluate(agent, env, args.episodes, args.seed, frames)
+    finally:
+        env.close()
+    print(f"{NAMES[args.algorithm]} on {config.env}: mean return {np.mean(returns):.1f} +- {np.std(returns):.1f} over "
+          f"{args.episodes} episodes (deterministic policy)")
+    if args.video:
+        import imageio.v2 as imageio
+
+        imageio.mimsave(args.video, frames, **({"duration": 1000 / 30} if args.video.suffix == ".gif" else {"fps": 30}))
+        print(f"video: {args.video} ({len(frames)} frames)")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from pymbrl import agents
+
+    for name in agents.ALGORITHMS:
+        cls = agents.config_class(name)
+        presets = ", ".join(cls.PRESETS) or "none"
+        stages = f"; stages: {' '.join(agents.module(name).STAGES)}" if name in STAGED else ""
+        print(f"{name:<13} {NAMES[name]} ({cls.__name__}); default env {cls.DEFAULT_ENV}; presets: {presets}{stages}")
+    print(f"env aliases: {', '.join(f'{k} = {v}' for k, v in ENV_ALIASES.items())}")
+    print("pymbrl train ALGO --help lists every setting of ALGO")
     return 0
 
 
@@ -197,81 +192,6 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}")
-
-
-def _unused(args: argparse.Namespace, *names: str) -> None:
-    """Refuses options the algorithm does not take, rather than ignoring them."""
-    for name in names:
-        if getattr(args, name) not in (None, False):
-            raise ValueError(f"--{name.replace('_', '-')}: not an option of {args.algorithm}")
-
-
-def _check_checkpoints(run_dir: Path, *folders: str, identity: dict[str, str] | None = None) -> None:
-    """Refuses a run directory that is a file, or whose checkpoint (``<folder>/checkpoint/state.pt``)
-    cannot be read or, given the ``identity`` the run would have, is of another run; before a run
-    starts in it."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--run-dir: expected a directory, got {str(run_dir)!r}, which is not one")
-    from pymbrl.agents.checkpoint import STATE, read_state
-
-    for folder in folders:
-        checkpoint = run_dir / folder / "checkpoint"
-        if not (checkpoint / STATE).exists():
-            continue
-        try:
-            saved = read_state(checkpoint)["identity"]
-        except ValueError as error:  # names the file and what is wrong with it
-            raise ValueError(f"--run-dir: {error}; move the checkpoint away to start afresh") from None
-        for key, value in (identity or {}).items():
-            if key in saved and saved[key] != value:
-                option = {"algorithm": "algorithm", "env_id": "--env", "steps": "--steps", "seed": "--seed",
-                          "config": CONFIG_VARIABLE}[key]
-                shown = "another config" if key == "config" else f"{key} {saved[key]}, not {value}"
-                raise ValueError(f"{option}: the checkpoint in {str(run_dir)!r} is of a run with {shown}; pass the "
-                                 f"values it was started with to resume it, or another --run-dir")
-
-
-CONFIG_VARIABLE = "PYMBRL_CONFIG"
-
-
-def _converted(value: object, like: object, name: str) -> object:
-    """A JSON value as the type of the config field's current value ``like``: an object into a
-    nested config, lists into tuples."""
-    if dataclasses.is_dataclass(like) and not isinstance(value, dict):
-        raise ValueError(f"{name}: expected an object of {type(like).__name__} fields, got {value!r:.100}")
-    if dataclasses.is_dataclass(like):
-        known = {f.name for f in dataclasses.fields(like)}
-        if not set(value) <= known:
-            raise ValueError(f"{name}: {type(like).__name__} has no field "
-                             f"{', '.join(sorted(set(value) - known))}")
-        return dataclasses.replace(like, **{k: _converted(v, getattr(like, k), f"{name}.{k}")
-                                            for k, v in value.items()})
-    if isinstance(like, tuple) and isinstance(value, list):
-        return tuple(_converted(v, like[0] if like else None, name) for v in value)
-    return value
-
-
-def _configured(make: Callable[..., object], base: object) -> object:
-    """``make(**overrides)``: the config with the fields ``PYMBRL_CONFIG`` overrides in ``base``
-    (the config ``make()`` gives), refused naming the variable and the field."""
-    text = os.environ.get(CONFIG_VARIABLE, "").strip()
-    if not text:
-        return base
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{CONFIG_VARIABLE}: expected a JSON object of {type(base).__name__} fields, got {text!r} "
-                         f"({error})") from None
-    if not isinstance(overrides, dict):
-        raise ValueError(f"{CONFIG_VARIABLE}: expected a JSON object of {type(base).__name__} fields, got {text!r}")
-    known = {f.name for f in dataclasses.fields(base)}
-    if not set(overrides) <= known:
-        raise ValueError(f"{CONFIG_VARIABLE}: {type(base).__name__} has no field "
-                         f"{', '.join(sorted(set(overrides) - known))}")
-    try:
-        return make(**{k: _converted(v, getattr(base, k), k) for k, v in overrides.items()})
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{CONFIG_VARIABLE}: {error}") from None
 
 
 def _check_dyna(args: argparse.Namespace) -> None:
@@ -288,118 +208,114 @@ def _check_dyna(args: argparse.Namespace) -> None:
         raise ValueError(f"--out: expected a file path in an existing directory, got {args.out!r}")
 
 
+def _configured(args: argparse.Namespace) -> Any:
+    """The run's config from its layers (see the module docstring), built at once so that settings
+    that are valid only together may come from different layers; an error names the option that
+    gave the field."""
+    from pymbrl import agents
+    from pymbrl.training.config import from_dict, parse_assignments, read_values
+    from pymbrl.training.run import CONFIG_FILE
+
+    cls = agents.config_class(args.algorithm)
+    saved: dict[str, Any] = {}
+    if args.run_dir is not None and (Path(args.run_dir) / CONFIG_FILE).is_file():
+        saved = read_values(Path(args.run_dir) / CONFIG_FILE)
+        if saved.get("algorithm") != args.algorithm:
+            raise ValueError(f"--run-dir: {args.run_dir} is a run of {saved.get('algorithm')!r}, not {args.algorithm!r}")
+    file: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            file = read_values(args.config)
+        except ValueError as error:
+            raise ValueError(f"--config: {error}") from None
+        if file.get("algorithm", args.algorithm) != args.algorithm:
+            raise ValueError(f"--config: {args.config} is a config of {file['algorithm']!r}, not {args.algorithm!r}")
+    try:
+        assigned = parse_assignments(args.set)
+    except ValueError as error:
+        raise ValueError(f"--set: {error}") from None
+    flags = {name: getattr(args, name) for name in ("seed", "device", "steps") if getattr(args, name) is not None}
+    env = ENV_ALIASES.get(args.env, args.env) or assigned.get("env") or file.get("env") or saved.get("env") \
+        or cls.DEFAULT_ENV
+    layers = ((saved, "--run-dir"), (file, "--config"), (assigned, "--set"), (flags, None), ({"env": env}, "--env"))
+    values: dict[str, Any] = {}
+    origin: dict[str, str | None] = {}
+    for layer, option in layers:
+        for name, value in layer.items():
+            if name == "algorithm":
+                continue
+            if isinstance(value, dict) and isinstance(values.get(name), dict):
+                value = {**values[name], **value}
+            values[name], origin[name] = value, option
+    if not isinstance(env, str):
+        raise ValueError(f"{origin['env'] or '--env'}: env: expected a gymnasium env id, got {env!r}")
+    try:
+        return from_dict(cls, values, cls.for_env(env))
+    except (ValueError, TypeError) as error:
+        field = str(error).partition(":")[0].partition(".")[0]
+        option = origin.get(field, "--config")
+        if option is None:  # --seed, --device, --steps name their own field
+            raise ValueError(f"--{field}: {str(error).partition(': ')[2]}") from None
+        raise ValueError(f"{option}: {error}") from None
+
+
 def _check_train(args: argparse.Namespace) -> None:
-    _positive(args, "steps", "eval_every", "eval_episodes", "checkpoint_every")
-    if not 0 <= args.seed < 2**64:
-        raise ValueError(f"--seed: expected an integer in [0, 2**64), got {args.seed}")
-    if args.algorithm not in ("world-models", "i2a"):
-        _unused(args, "stages", "tau", "iterations", "agent", "online_distill")
-    for key, value in TRAIN_DEFAULTS[args.algorithm].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.env = ENV_ALIASES.get(args.env, args.env)
-    args.run_dir = Path(args.run_dir or f"runs/{args.algorithm}-{args.env.replace('/', '-')}-seed{args.seed}")
-    if args.algorithm == "sac":
-        from pymbrl.agents import sac
+    from pymbrl import agents
+    from pymbrl.training.run import check_resumable
 
-        sac.box_env(args.env, "SAC")[0].close()
-        args.config = _configured(sac.SACConfig, sac.SACConfig())
-    elif args.algorithm == "mbpo":
-        from pymbrl.agents import mbpo, sac
-
-        sac.box_env(args.env, "MBPO")[0].close()
-        args.config = _configured(lambda **o: mbpo.MBPOConfig.for_env(args.env, **o), mbpo.MBPOConfig.for_env(args.env))
-    elif args.algorithm == "dreamer":
-        from pymbrl.agents import dreamer
-
-        args.config = _configured(lambda **o: dreamer.DreamerConfig.for_env(args.env, **o),
-                                  dreamer.DreamerConfig.for_env(args.env))
-        env = dreamer.make_env(args.env)
-        try:
-            dreamer.env_spaces(env, args.env)
-        finally:
-            env.close()
-    elif args.algorithm == "muzero":
-        import gymnasium as gym
-
-        import pymbrl.envs  # noqa: F401  (registers pymbrl/TicTacToe-v0)
-
-        try:
-            env = gym.make(args.env)
-        except gym.error.Error as error:
-            raise ValueError(f"env_id: {error}") from None
-        env.close()
-        if not isinstance(env.action_space, gym.spaces.Discrete):
-            raise ValueError(f"env_id: MuZero needs a Discrete action space, {args.env} has {env.action_space}")
-        from pymbrl.agents import muzero
-
-        args.config = _configured(lambda **o: muzero.MuZeroConfig.for_env(args.env, **o),
-                                  muzero.MuZeroConfig.for_env(args.env))
-    _check_checkpoints(args.run_dir, ".", identity={
-        "algorithm": NAMES[args.algorithm], "env_id": args.env, "steps": str(args.steps),
-        "seed": str(args.seed % 2**31), "config": str(args.config)})
-
-
-def _check_world_models(args: argparse.Namespace) -> None:
-    from pymbrl.agents import world_models as wm
-
-    _unused(args, "steps", "eval_every", "eval_episodes", "checkpoint_every", "agent", "online_distill")
-    if args.stages and not set(args.stages) <= set(wm.STAGES):
-        raise ValueError(f"stages: expected some of {list(wm.STAGES)}, got {args.stages}")
-    args.env = args.env or "VizdoomTakeCover-v1"
-    overrides = {name: getattr(args, name) for name in ("tau", "iterations") if getattr(args, name) is not None}
-    base = wm.WorldModelsConfig.for_env(args.env, **overrides)
-    args.config = _configured(lambda **o: wm.WorldModelsConfig.for_env(args.env, **{**o, **overrides}), base)
-    wm.make_env(args.env).close()
-    args.run_dir = Path(args.run_dir or f"runs/world-models-{args.env.replace('/', '-')}-seed{args.seed}")
-    _check_checkpoints(args.run_dir)
-    wm.check_stages(args.run_dir, args.stages or list(wm.STAGES))
-
-
-def _check_i2a(args: argparse.Namespace) -> None:
-    from pymbrl.agents import i2a
-
-    _positive(args, "steps", "eval_every", "checkpoint_every")
-    _unused(args, "eval_episodes", "tau", "iterations")
-    if args.stages and not set(args.stages) <= set(i2a.STAGES):
-        raise ValueError(f"stages: expected some of {list(i2a.STAGES)}, got {args.stages}")
-    args.env = args.env or "MiniPacman-regular"
-    args.config = _configured(lambda **o: i2a.I2AConfig.for_env(args.env, **o), i2a.I2AConfig.for_env(args.env))
-    args.agent = args.agent or "i2a"
-    args.steps, args.eval_every = args.steps or 200_000, args.eval_every or 10_000
-    args.checkpoint_every = args.checkpoint_every or 50_000
-    args.run_dir = Path(args.run_dir or f"runs/i2a-{args.env.replace('/', '-')}-seed{args.seed}")
-    online = f"{args.agent}-online" if args.online_distill and args.agent != "a2c" else args.agent
-    _check_checkpoints(args.run_dir, "teacher", online)
-    i2a.check_stages(args.run_dir, args.stages or list(i2a.STAGES), agent=args.agent,
-                     online_distill=args.online_distill)
+    args.config = _configured(args)
+    config = args.config
+    args.run_dir = Path(args.run_dir or f"runs/{args.algorithm}-{config.env.replace('/', '-')}-seed{config.seed}")
+    module = agents.module(args.algorithm)
+    try:
+        module.make_env(config).close()
+    except ValueError as error:
+        raise ValueError(f"--env: {str(error).partition(': ')[2] or error}") from None
+    try:
+        check_resumable(args.run_dir, args.algorithm, config)
+    except ValueError as error:
+        field, _, rest = str(error).partition(": ")
+        option = {"env": "--env", "seed": "--seed", "steps": "--steps", "device": "--device"}.get(field)
+        if option is not None:
+            raise ValueError(f"{option}: {rest}") from None
+        explicit = field in {a.partition("=")[0].strip() for a in args.set}
+        raise ValueError(f"{'--set' if explicit else '--run-dir'}: {error}") from None
+    if args.algorithm in STAGED:
+        module.check_stages(args.run_dir, args.stages or list(module.STAGES), config)
+    elif args.stages:
+        raise ValueError(f"--stages: {args.algorithm} has no stages")
 
 
 def _check_play(args: argparse.Namespace) -> None:
-    from pymbrl.agents import muzero
+    from pymbrl import agents
+    from pymbrl.training.run import read_config_of, run_algorithm
 
     _positive(args, "episodes")
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"--run-dir: expected the run directory of a pymbrl train muzero run, got {str(run_dir)!r}, "
-                         f"which {'is not a directory' if run_dir.exists() else 'does not exist'}")
-    state = run_dir / "checkpoint" / "state.pt"
-    if not state.is_file():
-        raise ValueError(f"--run-dir: expected a MuZero checkpoint in {str(run_dir)!r} (checkpoint/state.pt), found "
-                         f"none; has a run been started there?")
     try:
-        args.loaded = muzero.load(run_dir)
-    except Exception as error:  # any failure to read it: the directory does not hold a MuZero run
-        raise ValueError(f"--run-dir: the checkpoint {str(state)!r} is not a readable MuZero checkpoint "
-                         f"({type(error).__name__}: {error})") from None
+        saved = run_algorithm(run_dir)
+    except ValueError as error:
+        raise ValueError(f"--run-dir: {str(error).partition(': ')[2]}") from None
+    if saved != args.algorithm:
+        raise ValueError(f"--run-dir: {str(run_dir)!r} is a run of {saved!r}, not {args.algorithm!r}")
+    args.module = agents.module(args.algorithm)
+    if args.video is not None:
+        args.video = Path(args.video)
+        if args.video.suffix not in (".gif", ".mp4") or not args.video.parent.is_dir():
+            raise ValueError(f"--video: expected a .gif or .mp4 path in an existing directory, got {str(args.video)!r}")
+    try:
+        args.config = read_config_of(run_dir, agents.config_class(args.algorithm), args.algorithm, args.device)
+        args.agent = args.module.load(run_dir, device=args.device)
+    except ValueError as error:
+        raise ValueError(f"--run-dir: {error}") from None
 
 
 def _usage_message(error: Exception) -> str:
     """The error's message with the library's name of an argument replaced by the option's."""
     message = str(error)
     name, sep, rest = message.partition(": ")
-    option = {"env_id": "--env", "env": "--env", "stages": "--stages", "tau": "--tau", "iterations": "--iterations",
-              "agent": "--agent"}.get(name)
+    option = {"env": "--env", "stages": "--stages", "seed": "--seed", "steps": "--steps",
+              "device": "--device"}.get(name)
     return f"{option}: {rest}" if sep and option else message
 
 
@@ -442,19 +358,58 @@ def _install_handlers() -> None:
 
 
 ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
-NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "dreamer": "Dreamer"}
-TRAIN_DEFAULTS = {
-    "sac": {"env": "Pendulum-v1", "steps": 10_000, "eval_every": 1000, "eval_episodes": 5, "checkpoint_every": 1000},
-    "mbpo": {"env": "Pendulum-v1", "steps": 10_000, "eval_every": 1000, "eval_episodes": 5, "checkpoint_every": 1000},
-    "muzero": {"env": "CartPole-v1", "steps": 50_000, "eval_every": 5000, "eval_episodes": 20,
-               "checkpoint_every": 5000},
-    "dreamer": {"env": "CartPole-v1", "steps": 50_000, "eval_every": 2500, "eval_episodes": 10,
-                "checkpoint_every": 5000},
+NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "dreamer": "Dreamer", "world-models": "World Models",
+         "i2a": "I2A"}
+STAGED = ("world-models", "i2a")
+SUMMARIES = {"world-models": _world_models_summary, "i2a": _i2a_summary}
+ABOUT = {
+    "sac": "Soft Actor-Critic (Box actions)",
+    "mbpo": "Model-Based Policy Optimization: SAC on branched model rollouts (Box actions)",
+    "muzero": "MuZero / Gumbel MuZero by batched self-play on the C++ search (Discrete actions)",
+    "dreamer": "Dreamer with DreamerV3's world model (Box or Discrete actions, vectors or frames)",
+    "world-models": "World Models: V, M, and C evolved by CMA-ES, in stages (frames)",
+    "i2a": "Imagination-Augmented Agents on MiniPacman or Atari, in stages",
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pymbrl", description="pymbrl experiments")
+def _train_parser(sub: Any, name: str, with_fields: bool) -> None:
+    """``pymbrl train NAME``; its help lists every field of the algorithm's config (imported only
+    when help is asked for, so that other commands do not import every agent)."""
+    epilog = None
+    if with_fields:
+        from pymbrl import agents
+        from pymbrl.training.config import describe
+
+        cls = agents.config_class(name)
+        presets = f"\npresets (by env id): {', '.join(cls.PRESETS)}" if cls.PRESETS else ""
+        epilog = f"settings of {cls.__name__} (--set NAME=VALUE; default shown):\n{describe(cls)}{presets}"
+    p = sub.add_parser(name, help=ABOUT[name], description=f"{ABOUT[name]}. Trains with progress, log.csv, "
+                       "TensorBoard events, a learning curve and checkpoints in a run directory; the same command again "
+                       "resumes from the last checkpoint, and with a larger --steps continues a finished run. Ctrl-C "
+                       "(or SIGTERM) stops within seconds and keeps the last checkpoint.",
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default=None, help="gymnasium env id (default: the config's; TicTacToe for "
+                                               "pymbrl/TicTacToe-v0)")
+    p.add_argument("--config", default=None, help="a YAML or JSON file of settings (as the run's config.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a setting, e.g. --set hidden=64 (dotted for nested settings); repeatable")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or mps")
+    p.add_argument("--steps", type=int, default=None, help="the run's env steps (i2a: the agent stage's frames)")
+    p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
+    if name in STAGED:
+        p.add_argument("--stages", nargs="+", default=None, help="the stages to run (default all, in order); each "
+                                                                 "resumes from its artefact or checkpoint")
+    else:
+        p.set_defaults(stages=None)
+    p.set_defaults(run=_train, check=_check_train, algorithm=name)
+
+
+def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
+    from pymbrl import __version__
+
+    parser = argparse.ArgumentParser(prog="pymbrl", description="pymbrl: model-based reinforcement learning")
+    parser.add_argument("--version", action="version", version=f"pymbrl {__version__}")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="intra-op threads for any torch work (default 1: faster on small, busy machines)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -465,54 +420,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all hardware threads)")
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna, check=_check_dyna)
-    p = sub.add_parser("train", help="train SAC or MBPO (Box actions), MuZero (Discrete actions), Dreamer (either) "
-                                     "or World Models (frames) on a gymnasium env",
-                       description="Trains with progress, a CSV log, a PNG learning curve and checkpoints in a run "
-                                   "directory; the same command again resumes from the last checkpoint. Defaults: "
-                                   "sac and mbpo Pendulum-v1, 10000 steps, evaluations of 5 episodes every 1000; "
-                                   "muzero CartPole-v1, 50000 steps, 20 episodes every 5000; dreamer CartPole-v1, "
-                                   "50000 steps, 10 episodes every 2500; world-models VizdoomTakeCover-v1, in stages "
-                                   "(collect, vae, mdn, controller) that can run separately; i2a MiniPacman-regular "
-                                   "(or an ALE/<Game>-v5 id), in stages (env-model, distill, agent), 200000 agent "
-                                   "frames, logs every 10000, checkpoints every 50000. Ctrl-C (or SIGTERM) stops "
-                                   "within seconds, keeps the last checkpoint and prints the command that resumes.",
-                       epilog=f"environment: {CONFIG_VARIABLE}, a JSON object, overrides fields of the algorithm's "
-                              "config dataclass (SACConfig, MBPOConfig, MuZeroConfig, DreamerConfig, "
-                              "WorldModelsConfig, I2AConfig; nested configs as objects), e.g. "
-                              f"{CONFIG_VARIABLE}='{{\"learning_starts\": 100, \"hidden\": 32}}' pymbrl train sac")
-    p.add_argument("algorithm", choices=["sac", "mbpo", "muzero", "dreamer", "world-models", "i2a"])
-    p.add_argument("--env", default=None, help="gymnasium env id; TicTacToe for pymbrl/TicTacToe-v0 (muzero)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="env steps (summed over MuZero's and Dreamer's vector envs; i2a: the agent stage's frames)")
-    p.add_argument("--seed", type=int, default=0, help="(default 0)")
-    p.add_argument("--eval-every", type=int, default=None,
-                   help="env steps between evaluations (i2a: between log records)")
-    p.add_argument("--eval-episodes", type=int, default=None, help="noise-free episodes per evaluation")
-    p.add_argument("--checkpoint-every", type=int, default=None,
-                   help="env steps between checkpoints (SAC and MBPO take them at the next episode end)")
-    p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
-    p.add_argument("--stages", nargs="+", default=None,
-                   help="world-models: some of collect vae mdn controller; i2a: some of env-model distill agent "
-                        "(default all); each resumes from its saved artefact or checkpoint")
-    p.add_argument("--tau", type=float, default=None, help="world-models: the dream's temperature (default 1.15)")
-    p.add_argument("--iterations", type=int, default=None,
-                   help="world-models: rounds of the iterative procedure (collect with C and noise, retrain M, "
-                        "evolve C); default 1")
-    p.add_argument("--agent", default=None, choices=["i2a", "a2c", "copy"],
-                   help="i2a: the agent stage trains I2A (default) or a control: model-free A2C, copy-model I2A")
-    p.add_argument("--online-distill", action="store_true",
-                   help="i2a: distil the rollout policy from the agent while it trains (the paper) instead of "
-                        "using the distill stage's")
-    p.set_defaults(run=lambda args: {"world-models": _train_world_models, "i2a": _train_i2a}.get(
-        args.algorithm, _train)(args),
-        check=lambda args: {"world-models": _check_world_models, "i2a": _check_i2a}.get(
-        args.algorithm, _check_train)(args))
-    p = sub.add_parser("play", help="evaluate a trained MuZero run (TicTacToe: against random and perfect players)")
-    p.add_argument("algorithm", choices=["muzero"])
+    p = sub.add_parser("train", help="train an agent (pymbrl list shows them)")
+    algorithms = p.add_subparsers(dest="algorithm", required=True, metavar="ALGO")
+    for name in NAMES:
+        _train_parser(algorithms, name, with_fields=name == help_for)
+    p = sub.add_parser("play", help="evaluate a trained run (and render it to a video)")
+    p.add_argument("algorithm", choices=list(NAMES))
     p.add_argument("--run-dir", required=True, help="the run directory given to (or made by) pymbrl train")
-    p.add_argument("--episodes", type=int, default=20, help="episodes, or games per opponent (default 20)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes, or games per opponent (default 10)")
     p.add_argument("--seed", type=int, default=0, help="(default 0)")
+    p.add_argument("--device", default=None, help="where to run the networks (default: the run's device)")
+    p.add_argument("--video", default=None, help="render the episodes into this .gif or .mp4 file")
     p.set_defaults(run=_play, check=_check_play)
+    p = sub.add_parser("list", help="the algorithms, their default envs and presets")
+    p.set_defaults(run=_list, check=lambda args: None)
     return parser
 
 
@@ -523,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (argparse's usage error) before anything runs; any other error raised while a command runs
     propagates with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
+    asks_help = len(argv) >= 2 and argv[0] == "train" and any(a in ("-h", "--help") for a in argv)
+    parser = _parser(help_for=argv[1] if asks_help else None)
     args = parser.parse_args(argv)
     # Read by torch when (and if) it is first imported.
     os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))
@@ -541,10 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt as interrupt:
             what, status = ("terminated", 143) if isinstance(interrupt, Terminated) else ("interrupted", 130)
             if args.command == "train" and isinstance(getattr(args, "run_dir", None), Path):
-                config = os.environ.get(CONFIG_VARIABLE, "").strip()
-                command = (f"{CONFIG_VARIABLE}={shlex.quote(config)} " if config else "") + f"pymbrl {shlex.join(argv)}"
-                print(f"{what}; what was saved in {args.run_dir} (the last checkpoint) is kept; resume with: {command}",
-                      file=sys.stderr)
+                print(f"{what}; what was saved in {args.run_dir} (the last checkpoint) is kept; resume with: "
+                      f"pymbrl train {args.algorithm} --run-dir {args.run_dir}", file=sys.stderr)
             else:
                 print(what, file=sys.stderr)
             return status

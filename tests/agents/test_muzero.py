@@ -1,11 +1,13 @@
 """MuZero: the unroll loss learns a fixed batch, self-play runs on CartPole and on two-player
 TicTacToe (legal moves only), runs resume exactly from their checkpoints (games in progress
-included), and bad arguments and checkpoints are refused."""
+included) and continue when given more steps, a loaded run acts on one observation or a batch,
+and bad configs, arguments and checkpoints are refused."""
 
 from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -15,20 +17,73 @@ import torch
 from gymnasium.envs.classic_control import CartPoleEnv
 
 from pymbrl.agents import muzero
+from pymbrl.agents.muzero_selfplay import Searcher, SelfPlay, tictactoe_embedding, tictactoe_observation
 from pymbrl.models.muzero import MuZeroNetwork, scalar_to_support
 from pymbrl.replay import GameBuffer
+from pymbrl.training import Callbacks, read_config, write_config
+
+TICTACTOE = "pymbrl/TicTacToe-v0"
 
 
 def tiny(**changes):
     settings = dict(num_envs=4, num_simulations=8, warmup_steps=64, batch_size=16, buffer_size=4000, hidden_size=32,
-                    latent_size=16)
+                    latent_size=16, steps=400, eval_every=200, eval_episodes=2)
     settings.update(changes)
     return muzero.MuZeroConfig(**settings)
+
+
+class Steps(Callbacks):
+    """Collects the steps reported; raises KeyboardInterrupt once ``stop`` is reached."""
+
+    def __init__(self, stop=None):
+        self.steps, self.stop = [], stop
+
+    def on_progress(self, stage, done, total):
+        self.steps.append(done)
+        if self.stop is not None and done >= self.stop:
+            raise KeyboardInterrupt
 
 
 def test_temperature_schedule_follows_the_paper():
     config = muzero.MuZeroConfig()
     assert [muzero.temperature(config, p) for p in (0.0, 0.49, 0.5, 0.74, 0.75, 1.0)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_presets_follow_the_env_family():
+    assert muzero.MuZeroConfig.for_env("CartPole-v0").search == "gumbel"
+    assert muzero.MuZeroConfig.for_env("CartPole-v1", td_steps=7).td_steps == 7
+    ttt = muzero.MuZeroConfig.for_env(TICTACTOE)
+    assert (ttt.num_simulations, ttt.td_steps, ttt.support_size) == (25, 9, 5)
+    assert muzero.MuZeroConfig.for_env("Acrobot-v1") == muzero.MuZeroConfig(env="Acrobot-v1")
+    assert (ttt.steps, ttt.eval_every, ttt.eval_episodes, ttt.checkpoint_every) == (50_000, 5000, 20, 5000)
+
+
+@pytest.mark.parametrize("changes, name", [
+    ({"num_envs": 0}, "num_envs"), ({"num_simulations": 1.5}, "num_simulations"), ({"search": "alphazero"}, "search"),
+    ({"discount": 1.5}, "discount"), ({"td_steps": 0}, "td_steps"), ({"unroll_steps": -1}, "unroll_steps"),
+    ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"weight_decay": math.nan}, "weight_decay"),
+    ({"value_loss_weight": -0.1}, "value_loss_weight"), ({"updates_per_step": -1.0}, "updates_per_step"),
+    ({"warmup_steps": -1}, "warmup_steps"), ({"buffer_size": 0}, "buffer_size"), ({"prioritized": 1}, "prioritized"),
+    ({"priority_alpha": -1.0}, "priority_alpha"), ({"priority_beta": math.inf}, "priority_beta"),
+    ({"temperatures": ()}, "temperatures"), ({"temperatures": ((0.5, 1.0),)}, "temperatures"),
+    ({"temperatures": ((0.0, 1.0), (0.0, 0.5))}, "temperatures"), ({"temperatures": ((0.0, -1.0),)}, "temperatures"),
+    ({"dirichlet_alpha": 0.0}, "dirichlet_alpha"), ({"dirichlet_fraction": 2.0}, "dirichlet_fraction"),
+    ({"gumbel_considered_actions": 0}, "gumbel_considered_actions"), ({"reanalyse_batch": -1}, "reanalyse_batch"),
+    ({"simulator": True}, "simulator"), ({"simulator": "yes", "env": TICTACTOE}, "simulator"),
+    ({"support_size": 0}, "support_size"), ({"hidden_size": 0}, "hidden_size"), ({"latent_size": 0}, "latent_size"),
+    ({"batch_size": 200, "buffer_size": 100}, "batch_size"), ({"steps": 0}, "steps"), ({"device": "gpu"}, "device"),
+])
+def test_a_bad_config_is_refused_naming_the_field(changes, name):
+    with pytest.raises((ValueError, TypeError), match=f"^{name}: "):
+        muzero.MuZeroConfig(**changes)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_config_round_trips_through_its_file(tmp_path, suffix):
+    config = muzero.MuZeroConfig.for_env(TICTACTOE, simulator=True, unroll_steps=0,
+                                         temperatures=((0.0, 1.0), (0.25, 0.5)), seed=7, device="cpu")
+    write_config(config, tmp_path / f"config{suffix}", "muzero")
+    assert read_config(muzero.MuZeroConfig, tmp_path / f"config{suffix}", "muzero") == config
 
 
 def test_the_unroll_loss_fits_a_fixed_batch():
@@ -77,8 +132,7 @@ def unroll_entropy(batch, config) -> float:
 
 @pytest.mark.parametrize("search", ["muzero", "gumbel"])
 def test_a_short_cartpole_run_trains_and_evaluates(search):
-    network, history = muzero.train("CartPole-v1", 400, seed=0, config=tiny(search=search), eval_every=200,
-                                    eval_episodes=2)
+    history = muzero.train(tiny(search=search)).history
     assert [r["step"] for r in history] == [200, 400]
     last = history[-1]
     assert last["updates"] > 0 and all(math.isfinite(last[k]) for k in ("loss", "value_loss", "policy_loss", "return"))
@@ -86,48 +140,32 @@ def test_a_short_cartpole_run_trains_and_evaluates(search):
 
 def test_two_player_self_play_plays_only_legal_moves():
     # The env raises on an occupied cell, so a run that finishes played legal moves throughout.
-    network, history = muzero.train("pymbrl/TicTacToe-v0", 300, seed=0, config=tiny(), eval_every=300, eval_episodes=2)
-    last = history[-1]
+    last = muzero.train(tiny(env=TICTACTOE, steps=300, eval_every=300)).history[-1]
     assert last["updates"] > 0 and math.isfinite(last["episode_return"])
     assert last["perfect_wins"] == 0 and last["perfect_draws"] + last["perfect_losses"] == 2
     assert last["return"] == -last["perfect_losses"] / 2
 
 
 def test_bad_arguments_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="env_id: MuZero needs a Discrete"):
-        muzero.train("Pendulum-v1", 10)
-    with pytest.raises(ValueError, match="config.search"):
-        muzero.train("CartPole-v1", 10, config=tiny(search="alphazero"))
-    with pytest.raises(ValueError, match="config.reanalyse_batch"):
-        muzero.train("pymbrl/TicTacToe-v0", 10, config=tiny(reanalyse_batch=8))
-    with pytest.raises(ValueError, match="env_id"):
-        muzero.train("NoSuchEnv-v0", 10, run_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match="env: MuZero needs a Discrete"):
+        muzero.train(tiny(env="Pendulum-v1"))
+    with pytest.raises(ValueError, match="reanalyse_batch"):
+        muzero.train(tiny(env=TICTACTOE, reanalyse_batch=8))
+    with pytest.raises(ValueError, match="env"):
+        muzero.train(tiny(env="NoSuchEnv-v0"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
-
-
-def test_the_cli_trains_and_plays(tmp_path, capsys):
-    from pymbrl import cli
-
-    for env, run in (("CartPole-v1", tmp_path / "cartpole"), ("TicTacToe", tmp_path / "tictactoe")):
-        assert cli.main(["train", "muzero", "--env", env, "--steps", "64", "--eval-every", "64", "--eval-episodes", "2",
-                         "--run-dir", str(run)]) == 0
-        assert (run / "log.csv").exists() and (run / "learning_curve.png").exists()
-        assert cli.main(["play", "muzero", "--run-dir", str(run), "--episodes", "4"]) == 0
-    out = capsys.readouterr().out
-    assert "MuZero on CartPole-v1: mean return" in out
-    assert "MuZero vs the random player, 4 games (half as X):" in out and "MuZero vs the perfect player" in out
+    with pytest.raises(ValueError, match="run_dir"):
+        muzero.load(tmp_path / "nothing")
 
 
 def test_tictactoe_observations_and_the_simulators_embeddings_convert_both_ways():
-    import gymnasium as gym
-
-    env = gym.make("pymbrl/TicTacToe-v0")
+    env = gym.make(TICTACTOE)
     obs, info = env.reset(seed=0)
     rng = np.random.default_rng(0)
     for _ in range(6):
         x = torch.as_tensor(obs)[None]
-        embedding = muzero.tictactoe_embedding(x)
-        assert torch.equal(muzero.tictactoe_observation(embedding), x)
+        embedding = tictactoe_embedding(x)
+        assert torch.equal(tictactoe_observation(embedding), x)
         # The simulator's view of the board agrees with the env's (mover's pieces +1).
         assert embedding[0, :9].tolist() == (info["board"] * info["to_play"]).astype(np.float32).tolist()
         obs, _, terminated, _, info = env.step(int(rng.choice(np.flatnonzero(info["legal_actions"]))))
@@ -136,12 +174,9 @@ def test_tictactoe_observations_and_the_simulators_embeddings_convert_both_ways(
 
 
 def test_alphazero_mode_searches_the_true_rules():
-    config = tiny(simulator=True, unroll_steps=0)
-    network, history = muzero.train("pymbrl/TicTacToe-v0", 300, seed=0, config=config, eval_every=300, eval_episodes=4)
-    assert history[-1]["updates"] > 0 and history[-1]["random_wins"] + history[-1]["random_draws"] + \
-        history[-1]["random_losses"] == 4
-    with pytest.raises(ValueError, match="config.simulator"):
-        muzero.train("CartPole-v1", 10, config=config)
+    last = muzero.train(tiny(env=TICTACTOE, simulator=True, unroll_steps=0, steps=300, eval_every=300,
+                             eval_episodes=4)).history[-1]
+    assert last["updates"] > 0 and last["random_wins"] + last["random_draws"] + last["random_losses"] == 4
 
 
 def test_reanalysis_refreshes_stored_targets_with_the_latest_network(monkeypatch):
@@ -153,12 +188,45 @@ def test_reanalysis_refreshes_stored_targets_with_the_latest_network(monkeypatch
         return original(self, indices, root_values, policies)
 
     monkeypatch.setattr(GameBuffer, "update_targets", recording)
-    _, history = muzero.train("CartPole-v1", 200, seed=0, config=tiny(reanalyse_batch=8), eval_every=200,
-                              eval_episodes=1)
+    history = muzero.train(tiny(reanalyse_batch=8, steps=200, eval_episodes=1)).history
     assert len(calls) == history[-1]["updates"] > 0
     indices, values, policies = calls[-1]
     assert indices.shape == (8,) and values.shape == (8,) and policies.shape == (8, 2)
     np.testing.assert_allclose(policies.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", TICTACTOE])
+def test_a_loaded_run_acts_on_one_observation_or_a_batch_and_plays(tmp_path, env):
+    config = tiny(env=env, steps=64, eval_every=64, eval_episodes=1)
+    trained = muzero.train(config, tmp_path).agent
+    agent = muzero.load(tmp_path)
+    assert agent.config == config
+    for name, value in trained.network.state_dict().items():
+        assert torch.equal(value, agent.network.state_dict()[name]), name
+    obs = np.stack([muzero.make_env(config).reset(seed=i)[0] for i in range(3)])
+    action = agent.act(obs[0])
+    assert isinstance(action, int) and 0 <= action < agent.network.num_actions
+    actions = agent.act(obs)
+    assert actions.shape == (3,) and actions.dtype == np.int64
+    assert agent.act(obs, deterministic=False).shape == (3,)
+    if env == TICTACTOE:
+        # Moves onto occupied cells are masked from the observation itself.
+        board = muzero.make_env(config)
+        obs, _ = board.reset()
+        for _ in range(5):
+            obs, _, terminated, _, _ = board.step(agent.act(obs))
+        text = muzero.play(agent, config, 4, seed=0)
+        assert "MuZero vs the random player, 4 games (half as X):" in text and "MuZero vs the perfect player" in text
+    else:
+        assert muzero.play(agent, config, 2, seed=0).startswith("MuZero on CartPole-v1: mean return")
+    with pytest.raises(ValueError, match="obs: expected an observation of shape"):
+        agent.act(np.zeros((2, 3)))
+
+
+def test_make_env_renders_as_asked():
+    env = muzero.make_env(muzero.MuZeroConfig(), render_mode="rgb_array")
+    env.reset(seed=0)
+    assert env.render().ndim == 3
 
 
 def same(a, b) -> bool:
@@ -182,36 +250,29 @@ def checkpoint_file(run_dir, name):
 
 
 def without_seconds(records):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    """The records without their timings, values as repr (exact, and NaN equals NaN)."""
+    return [{k: repr(v) for k, v in r.items() if k != "seconds"} for r in records]
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "pymbrl/TicTacToe-v0"])
-def test_an_interrupted_run_resumes_exactly_with_its_games_in_progress(tmp_path, env_id):
+@pytest.mark.parametrize("env", ["CartPole-v1", TICTACTOE])
+def test_an_interrupted_run_resumes_exactly_with_its_games_in_progress(tmp_path, env):
     # updates_per_step 0.3 leaves a fraction of an update owed at the checkpoint; the run is cut
     # after the checkpoint at step 192, between evaluations, with games half played.
-    def train(run_dir, progress):
-        return muzero.train(env_id, 320, seed=0, config=tiny(updates_per_step=0.3), eval_every=160,
-                            eval_episodes=2, run_dir=run_dir, checkpoint_every=96, progress=progress)
-
+    config = tiny(env=env, updates_per_step=0.3, steps=320, eval_every=160, checkpoint_every=96)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    network, history = train(whole, None)
-
-    def stop_at(step):
-        if step >= 208:
-            raise KeyboardInterrupt
-
+    result = muzero.train(config, whole)
     with pytest.raises(KeyboardInterrupt):
-        train(cut, stop_at)
+        muzero.train(config, cut, callbacks=Steps(stop=208))
     saved = torch.load(checkpoint_file(cut, "state.pt"), weights_only=True)
     assert saved["step"] == 192 and saved["owed"] != 0.0
     assert any(len(game["actions"]) > 0 for game in saved["play"]["games"])
-    steps = []
-    resumed_network, resumed_history = train(cut, steps.append)
-    assert steps[0] == 196 and steps[-1] == 320
+    steps = Steps()
+    resumed = muzero.train(config, cut, callbacks=steps)
+    assert steps.steps[0] == 196 and steps.steps[-1] == 320
 
-    assert [r["step"] for r in history] == [160, 320] and history[-1]["updates"] > 0
-    assert without_seconds(resumed_history) == without_seconds(history)
-    expected, got = network.state_dict(), resumed_network.state_dict()
+    assert [r["step"] for r in result.history] == [160, 320] and result.history[-1]["updates"] > 0
+    assert without_seconds(resumed.history) == without_seconds(result.history)
+    expected, got = result.agent.network.state_dict(), resumed.agent.network.state_dict()
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
     final, resumed_final = (torch.load(checkpoint_file(run, "state.pt"), weights_only=True) for run in (whole, cut))
     for key in ("network", "optimizer", "searcher", "updates", "owed", "finished", "parts", "play", "history"):
@@ -224,76 +285,63 @@ def test_an_interrupted_run_resumes_exactly_with_its_games_in_progress(tmp_path,
         assert without_seconds(list(csv.DictReader(a))) == without_seconds(list(csv.DictReader(b)))
 
 
-def test_a_resume_with_other_arguments_is_refused_and_changes_nothing(tmp_path):
-    muzero.train("CartPole-v1", 32, seed=0, config=tiny(), eval_every=32, eval_episodes=1, run_dir=tmp_path,
-                 checkpoint_every=16)
+def test_a_finished_run_continues_when_given_more_steps(tmp_path):
+    config = tiny(steps=96, eval_every=64, checkpoint_every=64, eval_episodes=1)
+    first = muzero.train(config, tmp_path)
+    assert [r["step"] for r in first.history] == [64, 96]
+    assert torch.load(checkpoint_file(tmp_path, "state.pt"), weights_only=True)["step"] == 96
+    steps = Steps()
+    more = muzero.train(dataclasses.replace(config, steps=160), tmp_path, callbacks=steps)
+    assert steps.steps[0] == 100 and steps.steps[-1] == 160
+    assert [r["step"] for r in more.history] == [64, 96, 128, 160]
+    assert without_seconds(more.history[:2]) == without_seconds(first.history)
+    assert more.history[-1]["updates"] > first.history[-1]["updates"]
+    assert torch.load(checkpoint_file(tmp_path, "state.pt"), weights_only=True)["step"] == 160
+    with pytest.raises(ValueError, match="^steps: "):
+        muzero.train(config, tmp_path)
+
+
+def test_a_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
+    config = tiny(steps=32, eval_every=32, eval_episodes=1, checkpoint_every=16)
+    muzero.train(config, tmp_path)
     files = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    for changes, argument in (({"config": tiny(num_simulations=4)}, "config"), ({"seed": 1}, "seed"),
-                              ({"env_id": "Acrobot-v1"}, "env_id")):
-        kwargs = {"env_id": "CartPole-v1", "steps": 32, "seed": 0, "config": tiny(), **changes}
-        with pytest.raises(ValueError, match=f"^{argument}: the checkpoint"):
-            muzero.train(**kwargs, eval_every=32, eval_episodes=1, run_dir=tmp_path, checkpoint_every=16)
+    for name, value in (("num_simulations", 4), ("seed", 1), ("env", "Acrobot-v1")):
+        with pytest.raises(ValueError, match=f"^{name}: "):
+            muzero.train(dataclasses.replace(config, **{name: value}), tmp_path)
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == files
 
 
 class OpaqueCartPole(CartPoleEnv):
-    """CartPole as a subclass, whose state muzero cannot know to be complete."""
+    """CartPole as a subclass, whose state cannot be known to be complete."""
 
 
 def test_an_env_whose_state_cannot_be_captured_resumes_with_new_games_and_a_warning(tmp_path):
     gym.register("pymbrl-test/OpaqueCartPole-v0", entry_point=OpaqueCartPole, max_episode_steps=500)
-
-    def stop_at(step):
-        if step >= 24:
-            raise KeyboardInterrupt
-
-    arguments = dict(seed=0, config=tiny(), eval_every=32, eval_episodes=1, run_dir=tmp_path, checkpoint_every=16)
+    config = tiny(env="pymbrl-test/OpaqueCartPole-v0", steps=32, eval_every=32, eval_episodes=1, checkpoint_every=16)
     with pytest.raises(KeyboardInterrupt):
-        muzero.train("pymbrl-test/OpaqueCartPole-v0", 32, **arguments, progress=stop_at)
+        muzero.train(config, tmp_path, callbacks=Steps(stop=24))
     assert torch.load(checkpoint_file(tmp_path, "state.pt"), weights_only=True)["play"] == {"envs": None}
-    with pytest.warns(RuntimeWarning, match="env_id: the state of pymbrl-test/OpaqueCartPole-v0 cannot be captured"):
-        _, history = muzero.train("pymbrl-test/OpaqueCartPole-v0", 32, **arguments)
+    with pytest.warns(RuntimeWarning, match="env: the state of pymbrl-test/OpaqueCartPole-v0 cannot be captured"):
+        history = muzero.train(config, tmp_path).history
     assert [r["step"] for r in history] == [32]
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "pymbrl/TicTacToe-v0"])
-def test_an_env_state_restored_into_another_env_plays_on_identically(env_id):
-    rng = np.random.default_rng(0)
-
-    def play(env, info, actions=None, steps=120):
-        """Steps through episodes (resetting from the env's own generator), returning what it saw."""
-        seen, taken = [], []
-        for t in range(steps):
-            legal = info.get("legal_actions")
-            action = actions[t] if actions is not None else \
-                int(rng.choice(np.flatnonzero(legal)) if legal is not None else rng.integers(env.action_space.n))
-            obs, reward, terminated, truncated, info = env.step(action)
-            taken.append(action)
-            seen.append((obs.tolist(), reward, terminated, truncated))
-            if terminated or truncated:
-                obs, info = env.reset()
-                seen.append(obs.tolist())
-        return seen, taken, info
-
-    env = gym.make(env_id)
-    env.action_space.seed(1)
-    _, info = env.reset(seed=0)
-    _, _, info = play(env, info, steps=37)
-    state = muzero.env_state(env)
-    other = gym.make(env_id)
-    other.reset(seed=5)
-    muzero.restore_env_state(other, state)
-    expected, actions, _ = play(env, info)
-    got, _, _ = play(other, info, actions)
-    assert got == expected
-    assert [env.action_space.sample() for _ in range(5)] == [other.action_space.sample() for _ in range(5)]
+def test_a_corrupt_loop_state_is_refused_naming_the_checkpoint(tmp_path):
+    config = tiny(steps=32, eval_every=32, eval_episodes=1, checkpoint_every=16)
+    muzero.train(config, tmp_path / "run")
+    path = checkpoint_file(tmp_path / "run", "state.pt")
+    state = torch.load(path, weights_only=True)
+    state["owed"] = -1.0
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"state\.pt: the algorithm's state does not restore .*owed: expected a finite"):
+        muzero.train(dataclasses.replace(config, steps=64), tmp_path / "run")
 
 
 def self_play(moves=0):
     """Self-play in two TicTacToe envs, after ``moves`` moves of a small network's search."""
-    play = muzero.SelfPlay([gym.make("pymbrl/TicTacToe-v0") for _ in range(2)], seed=0)
+    play = SelfPlay([gym.make(TICTACTOE) for _ in range(2)], seed=0)
     network = MuZeroNetwork(27, 9, hidden_size=16, latent_size=8, support_size=5)
-    searcher = muzero.Searcher(network, tiny(support_size=5), True, 0)
+    searcher = Searcher(network, tiny(env=TICTACTOE, support_size=5), True, 0)
     buffer = GameBuffer(100, (27,), 9, seed=0)
     for _ in range(moves):
         play.step(searcher, buffer, 1.0)

@@ -31,21 +31,8 @@ def test_play_refuses_cells_outside_the_board_and_changes_nothing():
     assert tictactoe.play(boards, torch.tensor([0, 1, 2]))[:, :3].tolist() == [[-1, 0, 0], [0, 1, 0], [0, 0, 1]]
 
 
-def test_recurrent_fn_refuses_cells_outside_the_board():
-    root, _ = tictactoe.search_root(tictactoe.new_boards(2))
-    with pytest.raises(ValueError, match=r"action: expected cells in \[0, 9\), got -1 at index 1"):
-        tictactoe.recurrent_fn(root.embedding, torch.tensor([0, -1]))
-    with pytest.raises(ValueError, match=r"embedding: expected a float tensor \[B, 10\]"):
-        tictactoe.recurrent_fn(root.embedding[:, :9], torch.tensor([0, 1]))
-
-
 def test_sizes_are_bounded_before_allocating():
     with pytest.raises(ValueError, match=r"batch_size: expected at most 4194304 boards in all, got 1000000000000"):
         tictactoe.new_boards(10**12)
     with pytest.raises(ValueError, match="batch_size: expected an integer >= 0"):
         tictactoe.new_boards(-1)
-    root, _ = tictactoe.search_root(tictactoe.new_boards(4))
-    with pytest.raises(ValueError, match="num_playouts: expected at most 4194304 boards in all, got 4000000000"):
-        tictactoe.playout_values(root.embedding, 10**9)
-    with pytest.raises(ValueError, match="num_playouts: expected an integer >= 1"):
-        tictactoe.playout_recurrent_fn(0)

@@ -1,14 +1,13 @@
-"""Fuzz targets for the files a resumed run reads (pymbrl.agents.checkpoint, world_models): a run
-checkpoint's state.pt, a paused CMA-ES (.es.pt), a controller, a rollout and run.json, each
+"""Fuzz targets for the files a resumed run reads (pymbrl.training, World Models' stages): a run
+checkpoint's state.pt, a paused CMA-ES (.es.pt), a controller, a rollout and config.yaml, each
 mutated (bit flips, truncation, bytes written over it). Every mutation either loads exactly what
 was saved (a flip in a field no reader uses) or raises ValueError naming the file -- never another
-exception, a crash, or a silently different value. And no file pymbrl reads is unpickled: a
+exception, a crash, or a silently different value (config.yaml is text: a flip may spell another
+valid config, which is then validated like any other). And no file pymbrl reads is unpickled: a
 crafted pickle payload in any of them is refused without running."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import pickle
 import tempfile
 from pathlib import Path
@@ -19,11 +18,18 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pymbrl.agents import world_models as wm
-from pymbrl.agents.checkpoint import STATE, start_run
+from pymbrl.agents.world_models_stages import load_controller
+from pymbrl.models.world_models import Controller
+from pymbrl.replay.rollouts import RolloutDataset
+from pymbrl.training import TrainConfig
+from pymbrl.training.checkpoint import save_atomically
+from pymbrl.training.config import read_config, write_config
+from pymbrl.training.evolution import evolve, load_strategy, save_strategy, strategy_fields
+from pymbrl.training.run import STATE, start_run
 
-CONFIG = wm.WorldModelsConfig(z_dim=8, rnn_hidden=16, popsize=4, generations=2)
-NUM_PARAMS = wm.Controller(8 + 16, 3).num_params
+SIGMA0, POPSIZE = 0.1, 4
+NUM_PARAMS = Controller(8 + 16, 3).num_params
+CONFIG = TrainConfig(seed=1, steps=10)
 
 
 def exact(value):
@@ -37,34 +43,34 @@ def exact(value):
     if isinstance(value, dict):
         return tuple(sorted((str(k), exact(v)) for k, v in value.items()))
     if hasattr(value, "mean") and hasattr(value, "sm"):  # a CMA-ES
-        return exact(wm._strategy_fields(value))
+        return exact(strategy_fields(value))
     return repr(value)
 
 
 def read_state(run: Path):
-    return start_run(run, 10, {"algorithm": "test"}, 1).state
+    return start_run(run, "test", CONFIG, write=False).state
 
 
 def read_strategy(run: Path):
-    return wm.load_strategy(run / "c.es.pt", NUM_PARAMS, CONFIG)
+    return load_strategy(run / "c.es.pt", NUM_PARAMS, sigma0=SIGMA0, popsize=POPSIZE)
 
 
 def read_controller(run: Path):
-    return wm.load_controller(run / "c.pt", NUM_PARAMS)
+    return load_controller(run / "c.pt", NUM_PARAMS)
 
 
 def read_rollout(run: Path):
-    return wm.RolloutDataset(run / "data").load(run / "data" / "rollout_000000.npz")
+    return RolloutDataset(run / "data").load(run / "data" / "rollout_000000.npz")
 
 
-def read_run_json(run: Path):
-    wm._open_run(run, "pymbrl-test/Frames-v0", CONFIG)
-    return json.loads((run / "run.json").read_bytes())
+def read_config_file(run: Path):
+    return read_config(TrainConfig, run / "config.yaml", "test")
 
 
 # file (relative to the run) -> the reader of it
 READERS = {f"checkpoint/{STATE}": read_state, "c.es.pt": read_strategy, "c.pt": read_controller,
-           "data/rollout_000000.npz": read_rollout, "run.json": read_run_json}
+           "data/rollout_000000.npz": read_rollout, "config.yaml": read_config_file}
+TEXT = {"config.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +78,16 @@ def saved(tmp_path_factory):
     """One small saved run with every kind of file: (its folder, file -> bytes, file -> what its
     reader returns)."""
     run = tmp_path_factory.mktemp("run")
-    checkpoint = start_run(run, 10, {"algorithm": "test"}, 1)
+    checkpoint = start_run(run, "test", CONFIG, write=False)
     checkpoint.save(5, {"agent": {"w": torch.randn(16, 4, generator=torch.Generator().manual_seed(0))},
                         "losses": [1.5, 2.5]}, {})
-    es, history = wm.evolve(lambda c: -(c ** 2).sum(1), NUM_PARAMS, CONFIG)
-    wm.save_strategy(run / "c.es.pt", es, history, torch.Generator().manual_seed(1).get_state(), 0)
-    wm.save_atomically(run / "c.pt", {"params": torch.zeros(NUM_PARAMS), "summary": {"fitness": history}})
+    es, history = evolve(lambda c: -(c ** 2).sum(1), NUM_PARAMS, sigma0=SIGMA0, popsize=POPSIZE, generations=2)
+    save_strategy(run / "c.es.pt", es, history, torch.Generator().manual_seed(1).get_state(), 0)
+    save_atomically(run / "c.pt", {"params": torch.zeros(NUM_PARAMS), "summary": {"fitness": history}})
     rng = np.random.default_rng(0)
-    wm.RolloutDataset(run / "data").add(rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
-                                        rng.normal(size=(3, 3)), rng.normal(size=3), np.array([False, False, True]))
-    wm._open_run(run, "pymbrl-test/Frames-v0", CONFIG)
+    RolloutDataset(run / "data").add(rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
+                                     rng.normal(size=(3, 3)), rng.normal(size=3), np.array([False, False, True]))
+    write_config(CONFIG, run / "config.yaml", "test")
     files = {name: (run / name).read_bytes() for name in READERS}
     return run, files, {name: exact(read(run)) for name, read in READERS.items()}
 
@@ -98,8 +104,10 @@ def check(saved, name: str, data: bytes) -> None:
         try:
             value = READERS[name](copy)
         except ValueError as error:
-            # run.json that parses but names another run is refused as the config that differs.
-            assert str(error).startswith(str(copy / name)) or (name == "run.json" and str(copy) in str(error)), error
+            assert str(error).startswith(str(copy / name)), error
+            return
+        if name in TEXT:
+            assert isinstance(value, TrainConfig)  # another valid config, validated on construction
             return
         assert exact(value) == values[name], f"{name} loaded as something else"
 
@@ -160,18 +168,3 @@ def test_a_pickled_payload_in_any_file_is_never_run(saved, name, how):
             data = buffer.read()
         check(saved, name, data)
         assert not marker.exists()
-
-
-def test_a_legacy_pickled_strategy_is_refused_unread(tmp_path):
-    """The controller stage of a run made before the data-only format finds controller_*.es.pkl:
-    it refuses the run without unpickling it."""
-    marker = tmp_path / "ran"
-    config = dataclasses.replace(CONFIG, rollouts=1)
-    run = tmp_path / "run"
-    wm._open_run(run, "pymbrl-test/Frames-v0", config)
-    legacy = run / wm.controller_file(config).replace(".pt", ".es.pkl")
-    legacy.write_bytes(pickle.dumps(Payload(marker)))
-    with pytest.raises(ValueError, match="predates"):
-        wm._controller_stage("pymbrl-test/Frames-v0", run, config, None, wm.Controller(24, 3), "", 0,
-                             lambda stage: lambda record: None, None)
-    assert not marker.exists()

@@ -223,7 +223,7 @@ def check_load(agent, mutated, key):
     after = copy_state(agent)
     agent.load_state_dict(after)
     assert_same(after, copy_state(agent))
-    n_states, n_actions = agent.n_states, agent.n_actions
+    n_states = agent.n_states
     for s in range(min(n_states, 3)):
         a = agent.act(s)
         agent.update(s, a, 1.0, (s + 1) % n_states, s == n_states - 1)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pymbrl.replay import GameBuffer
-from pymbrl.replay.buffers import _write_file
+from pymbrl.replay.files import write_file
 
 A = 3
 OBS_SHAPE = (2,)
@@ -203,7 +203,7 @@ class GameBufferMachine(RuleBasedStateMachine):
         self.buf.save(path)
         loaded = GameBuffer.load(path)
         assert same_state(snapshot(self.buf), snapshot(loaded))
-        assert loaded._config() == self.buf._config()
+        assert loaded.config() == self.buf.config()
         self.buf = loaded
 
     @invariant()
@@ -251,7 +251,7 @@ def saved_bytes(prioritized):
             path = os.path.join(d, "games.rb")
             buf.save(path)
             with open(path, "rb") as f:
-                SAVED[prioritized] = (f.read(), snapshot(buf), buf._config())
+                SAVED[prioritized] = (f.read(), snapshot(buf), buf.config())
     return SAVED[prioritized]
 
 
@@ -276,7 +276,7 @@ def test_bit_flips_load_identically_or_raise_value_error(tmp_path_factory, prior
     loaded = load_or_refuse(path)
     if loaded is not None:
         note("loaded despite flips")
-        assert same_state(state, snapshot(loaded)) and loaded._config() == config
+        assert same_state(state, snapshot(loaded)) and loaded.config() == config
 
 
 @given(prioritized=st.booleans(), keep=st.floats(0, 1, exclude_max=True))
@@ -306,12 +306,12 @@ def test_edited_header_values_raise_value_error_or_load_a_working_buffer(tmp_pat
     state = snapshot(buf)
     scalars = {k: state.pop(k) for k in COUNTERS if k in state}
     scalars.update({k: v for k, v in edits.items() if k != "max_priority" or prioritized})
-    config = buf._config()
+    config = buf.config()
     if config_edit is not None:
         config[config_edit[0]] = config_edit[1]
     path = tmp_path_factory.mktemp("edit") / "games.rb"
     try:
-        _write_file(path, "GameBuffer", config, scalars, state)
+        write_file(path, "GameBuffer", config, scalars, state)
     except (ValueError, TypeError):  # a value JSON cannot hold (the writer refuses it)
         return
     loaded = load_or_refuse(path)

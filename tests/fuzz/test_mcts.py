@@ -189,7 +189,7 @@ class TreeMachine(RuleBasedStateMachine):
         return logits
 
     def _outputs(self, data):
-        B, A = self.B, self.A
+        B = self.B
         reward = np.array(data.draw(st.lists(_finite_floats(), min_size=B, max_size=B)))
         discount = np.array(data.draw(st.lists(st.floats(-1.0, 1.0), min_size=B, max_size=B)))
         value = np.array(data.draw(st.lists(_finite_floats(), min_size=B, max_size=B)))

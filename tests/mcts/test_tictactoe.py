@@ -1,4 +1,4 @@
-"""Playing strength on TicTacToe (a perfect simulator with discount -1, pymbrl.envs.tictactoe): the
+"""Playing strength on TicTacToe (a perfect simulator with discount -1, pymbrl.envs.tictactoe and pymbrl.models.tictactoe): the
 search never loses to a random player and always takes a one-move win. Games and positions run as one
 batch per move, as a user of the batched API would."""
 
@@ -11,6 +11,7 @@ import torch
 
 from pymbrl.envs import tictactoe as simulator
 from pymbrl.mcts import Root, gumbel_muzero_policy, muzero_policy
+from pymbrl.models import tictactoe as search_model
 
 from . import tictactoe as ttt
 
@@ -43,7 +44,7 @@ def _batched_games_against_random(policy, num_games, seed):
     for ply in range(9):
         if bool(simulator.is_over(boards).all()):
             break
-        root, invalid = simulator.search_root(boards)
+        root, invalid = search_model.search_root(boards)
         searched = policy(root, invalid, ply)
         assert not invalid[torch.arange(num_games), searched].any()
         mine = simulator.to_move(boards) == side
@@ -55,7 +56,7 @@ def test_muzero_never_loses_to_a_random_player():
     """100 games at 200 simulations with random-playout values (classic MCTS on a perfect model),
     temperature 0 and no noise. (Measured: no loss in 500 such games; with values fixed at 0, the
     same search loses about 1 game in 100: value-free search does not see deep forks in time.)"""
-    fn = simulator.playout_recurrent_fn(8, torch.Generator().manual_seed(0))
+    fn = search_model.playout_recurrent_fn(8, torch.Generator().manual_seed(0))
 
     def policy(root, invalid, ply):
         return muzero_policy(root, fn, 200, invalid_actions=invalid, dirichlet_fraction=0.0, temperature=0.0,
@@ -70,7 +71,7 @@ def test_gumbel_rarely_loses_to_a_random_player():
     """Gumbel MuZero spends its budget by sequential halving over the root's actions and chooses
     deterministically below: a policy-improvement search, tactically weaker than pUCT at equal
     budgets (measured with playout values at 200 simulations: 8 losses in 500 games, 471 wins)."""
-    fn = simulator.playout_recurrent_fn(8, torch.Generator().manual_seed(0))
+    fn = search_model.playout_recurrent_fn(8, torch.Generator().manual_seed(0))
 
     def policy(root, invalid, ply):
         return gumbel_muzero_policy(root, fn, 200, invalid_actions=invalid, gumbel_scale=0.0, seed=ply).action
@@ -151,8 +152,8 @@ def _random_play_value(board):
 def test_playout_values_estimate_the_random_play_outcome_for_the_player_to_move():
     positions = ("XX./OO./...", "XX./X../OO.", "XOX/XOO/OX.", "X../.O./...", "........./"[:9])
     boards = [ttt.board_from_string(p) for p in positions]
-    root, _ = simulator.search_root(torch.tensor(boards, dtype=torch.float32))
-    values = simulator.playout_values(root.embedding, 4000, torch.Generator().manual_seed(0))
+    root, _ = search_model.search_root(torch.tensor(boards, dtype=torch.float32))
+    values = search_model.playout_values(root.embedding, 4000, torch.Generator().manual_seed(0))
     for board, value in zip(boards, values.tolist()):
         # 4000 playouts of results in [-1, 1]: a standard error below 0.016.
         assert value == pytest.approx(_random_play_value(board), abs=0.06), ttt.board_to_string(board)

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from pymbrl.envs import tictactoe as simulator
+from pymbrl.models import tictactoe as search_model
 
 try:  # imported as the package tests.mcts (pytest) or with tests/mcts on sys.path
     from .reference import SearchResult, gumbel_muzero_search, muzero_search
@@ -163,16 +164,16 @@ def _as_board_tensor(boards: Any) -> torch.Tensor:
 
 def root_inputs(boards: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Search roots for a batch of absolute boards, from the package's simulator
-    (``pymbrl.envs.tictactoe.search_root``): (prior_logits float32 [B, 9], value float32 [B]
+    (``pymbrl.models.tictactoe.search_root``): (prior_logits float32 [B, 9], value float32 [B]
     (zeros), embedding float32 [B, 10], invalid_actions bool [B, 9] (occupied cells)). A finished
     game has all-zero logits and no invalid action, so the search stays defined."""
-    root, invalid = simulator.search_root(_as_board_tensor(boards))
+    root, invalid = search_model.search_root(_as_board_tensor(boards))
     return root.prior_logits, root.value, root.embedding, invalid
 
 
 # The batched simulator under test is the package's; the pure-Python adapter below is the
 # independent implementation it is checked against.
-recurrent_fn = simulator.recurrent_fn
+recurrent_fn = search_model.recurrent_fn
 random_legal_actions = simulator.random_actions
 
 

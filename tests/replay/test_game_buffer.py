@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pymbrl.replay import GameBatch, GameBuffer, ReplayBuffer
-from pymbrl.replay.buffers import _write_file
+from pymbrl.replay.files import write_file
 
 from .helpers import chi_square, chi_square_threshold, make_spec
 
@@ -741,7 +741,7 @@ def saved_with(path, buf, config=None, scalars=None, arrays=None):
     format carries is valid), with config, scalar and array entries replaced."""
     state = dict(buf._core.snapshot())
     own_scalars = {k: state.pop(k) for k in ("oldest_id", "end_id", "games_added", "max_priority") if k in state}
-    _write_file(path, "GameBuffer", {**buf._config(), **(config or {})}, {**own_scalars, **(scalars or {})},
+    write_file(path, "GameBuffer", {**buf.config(), **(config or {})}, {**own_scalars, **(scalars or {})},
                 {**state, **(arrays or {})})
     return path
 

@@ -9,7 +9,7 @@ import torch
 
 import pymbrl._files as files_module
 from pymbrl.replay import PrioritizedReplayBuffer, ReplayBuffer, SequenceReplayBuffer
-from pymbrl.replay import buffers as buffers_module
+from pymbrl.replay import files as replay_files
 
 from .helpers import (Model, assert_same_batch, assert_same_state, check_transition_batch, feed, generate, join_file,
                       make_spec, resign_array, row_layout, snapshot, split_file)
@@ -264,7 +264,7 @@ def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temporary(cls, fail
 
 def test_the_format_is_version_2_with_a_checksum_per_section(tmp_path):
     data = saved_bytes(tmp_path)
-    assert data[:8] == b"PYMBRLRB" and struct.unpack("<I", data[8:12]) == (2,) == (buffers_module.FORMAT_VERSION,)
+    assert data[:8] == b"PYMBRLRB" and struct.unpack("<I", data[8:12]) == (2,) == (replay_files.FORMAT_VERSION,)
     header, _ = split_file(data)
     assert all(isinstance(e["crc32"], int) for e in header["arrays"])
 

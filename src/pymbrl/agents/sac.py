@@ -8,37 +8,43 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from pymbrl._checks import integer, real, resolve_seed
-from pymbrl.agents.checkpoint import random_states, restore_random_states, start_run
+from pymbrl._checks import integer, real
+from pymbrl.models.sac import Actor, TwinQ
 from pymbrl.replay import ReplayBuffer
+from pymbrl.training import Callbacks, TrainConfig, TrainResult, as_batch, generator, seeded, start_run
+from pymbrl.training.agent import evaluate as evaluate_episodes
+from pymbrl.training.checkpoint import random_states, restore_random_states, set_generator_state
+from pymbrl.training.run import STATE, read_run, restoring
 
 
-@dataclass
-class SACConfig:
-    """Hyper-parameters; defaults from Haarnoja et al. (2018), Table 1 (v2, learned temperature)."""
+@dataclass(frozen=True)
+class SACConfig(TrainConfig):
+    """Soft Actor-Critic's settings; defaults from Haarnoja et al. (2018), Table 1 (v2, learned
+    temperature), with a smaller warm-up."""
 
-    gamma: float = 0.99
-    tau: float = 0.005
-    lr: float = 3e-4
-    batch_size: int = 256
-    hidden: int = 256
-    buffer_size: int = 1_000_000
+    DEFAULT_ENV: ClassVar[str] = "Pendulum-v1"
+
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # step of the target critics towards the critics, per update
+    lr: float = 3e-4  # Adam's step size, for actor, critics and temperature
+    batch_size: int = 256  # transitions per update
+    hidden: int = 256  # units of each of the two hidden layers of every network
+    buffer_size: int = 1_000_000  # replay capacity (transitions)
     learning_starts: int = 1000  # random actions before the first update (the paper: 10,000)
-    updates_per_step: int = 1
-    target_entropy: float | None = None  # None: -|A|
+    updates_per_step: int = 1  # gradient steps per env step
+    target_entropy: float | None = None  # entropy the temperature aims at; None: -|A|
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # Refused here, by name, rather than as a torch error (or a terabyte allocation) mid-run.
         for name in ("batch_size", "hidden", "buffer_size", "updates_per_step"):
             integer(getattr(self, name), name)
@@ -52,68 +58,35 @@ class SACConfig:
             real(self.target_entropy, "target_entropy", low=-math.inf)
 
 
-def mlp(inputs: int, outputs: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, outputs))
-
-
-class Actor(nn.Module):
-    """A Gaussian over pre-squash actions; tanh then scales it into the action box."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, low: np.ndarray, high: np.ndarray):
-        super().__init__()
-        self.net = mlp(obs_dim, 2 * act_dim, hidden)
-        self.register_buffer("scale", torch.tensor((high - low) / 2, dtype=torch.float32))
-        self.register_buffer("center", torch.tensor((high + low) / 2, dtype=torch.float32))
-
-    def forward(self, obs: torch.Tensor, deterministic: bool = False,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action [N, A] inside the box, log-probability [N] of it); ``generator`` draws the noise."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
-        log_std = log_std.clamp(-20.0, 2.0)
-        if deterministic:
-            u = mean
-        else:
-            u = mean + torch.randn(mean.shape, generator=generator, device=mean.device) * log_std.exp()
-        squashed = torch.tanh(u)
-        # log N(u) minus the log-determinant of the tanh and of the scaling (numerically stable form).
-        log_prob = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1) - self.scale.log().sum()
-        return squashed * self.scale + self.center, log_prob
-
-
-class TwinQ(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int):
-        super().__init__()
-        self.q1, self.q2 = mlp(obs_dim + act_dim, 1, hidden), mlp(obs_dim + act_dim, 1, hidden)
-
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([obs, act], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
-
-
 class SAC:
     """The agent: networks, optimisers and the update. ``update(batch)`` takes a replay batch with
     obs, action, reward, next_obs and discount (gamma^n, 0 after termination). ``seed`` draws the
     initial weights and seeds the agent's own generator of policy noise (torch's global one is
-    left alone)."""
+    left alone). The defaults are :class:`SACConfig`'s."""
 
-    def __init__(self, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, config: SACConfig | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None):
-        self.config = config or SACConfig()
-        c = self.config
-        seed = resolve_seed(seed)
+    def __init__(self, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, *, hidden: int = 256,
+                 lr: float = 3e-4, tau: float = 0.005, target_entropy: float | None = None,
+                 device: str | torch.device = "cpu", seed: int = 0):
         with seeded(seed):
-            self.actor = Actor(obs_dim, act_dim, c.hidden, low, high).to(device)
-            self.q = TwinQ(obs_dim, act_dim, c.hidden).to(device)
+            self.actor = Actor(obs_dim, act_dim, hidden, low, high).to(device)
+            self.q = TwinQ(obs_dim, act_dim, hidden).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.generator = torch.Generator(device).manual_seed(seed % 2**63)
+        self.generator = generator(seed, device)
         self.log_alpha = torch.zeros((), device=device, requires_grad=True)
-        self.target_entropy = -float(act_dim) if c.target_entropy is None else c.target_entropy
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
-        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=c.lr)
+        self.tau = tau
+        self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=lr)
         self.device = torch.device(device)
+        self.obs_shape = (obs_dim,)
+
+    @classmethod
+    def of(cls, config: SACConfig, env: gym.Env) -> SAC:
+        """The agent ``config`` makes for ``env``'s spaces."""
+        return cls(env.observation_space.shape[0], env.action_space.shape[0], env.action_space.low,
+                   env.action_space.high, hidden=config.hidden, lr=config.lr, tau=config.tau,
+                   target_entropy=config.target_entropy, device=config.device, seed=config.seed)
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers, temperature and noise generator: everything acting and updating
@@ -135,12 +108,15 @@ class SAC:
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.generator.set_state(state["generator"])
+        set_generator_state(self.generator, state["generator"])
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        return self.sample(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None],
-                           deterministic)[0].cpu().numpy()
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """The action [A] for one observation [obs_dim], or actions [N, A] for a batch [N, obs_dim]
+        (float32); ``deterministic=False`` samples from the policy."""
+        batch, single = as_batch(obs, self.obs_shape)
+        actions = self.sample(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()
+        return actions[0] if single else actions
 
     def sample(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions [N, A] for observations [N, obs_dim], the noise from the agent's generator."""
@@ -174,98 +150,97 @@ class SAC:
 
         with torch.no_grad():
             for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
-                tp.lerp_(p, self.config.tau)
+                tp.lerp_(p, self.tau)
         return {"q_loss": float(q_loss.detach()), "actor_loss": float(actor_loss.detach()), "alpha": float(alpha)}
 
 
-def box_env(env_id: str, algorithm: str) -> tuple[gym.Env, int, int]:
-    """The env and its observation and action sizes; refuses unknown envs and envs without a Box
-    action space (before anything is written to a run directory)."""
+def box_env(env_id: str, algorithm: str, **kwargs: Any) -> gym.Env:
+    """The env; refuses unknown envs and envs without a Box action space or a flat Box observation
+    space (before anything is written to a run directory)."""
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, **kwargs)
     except gym.error.Error as error:
-        raise ValueError(f"env_id: {error}") from None
+        raise ValueError(f"env: {error}") from None
     if not isinstance(env.action_space, gym.spaces.Box):
-        raise ValueError(f"env_id: {algorithm} needs a Box action space, {env_id} has {env.action_space}")
-    return env, env.observation_space.shape[0], env.action_space.shape[0]
+        env.close()
+        raise ValueError(f"env: {algorithm} needs a Box action space, {env_id} has {env.action_space}")
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        env.close()
+        raise ValueError(f"env: {algorithm} needs a flat Box observation space, {env_id} has {env.observation_space}")
+    return env
 
 
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Runs its block (network construction) on torch's global generator seeded with ``seed``, then
-    puts the global generator back as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed % 2**63)
-        yield
+def make_env(config: SACConfig, render_mode: str | None = None) -> gym.Env:
+    """The env of ``config`` as the agent sees it."""
+    return box_env(config.env, "SAC", render_mode=render_mode)
 
 
-def transition_spec(obs_dim: int, act_dim: int) -> dict:
-    """The replay-buffer spec of continuous-control transitions."""
+def transition_spec(env: gym.Env) -> dict:
+    """The replay-buffer spec of continuous-control transitions in ``env``."""
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     return {"obs": ((obs_dim,), torch.float32), "action": ((act_dim,), torch.float32),
             "reward": ((), torch.float32), "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
 
 
 def evaluate(agent: SAC, env_id: str, episodes: int, seed: int) -> float:
     """Mean return of the deterministic policy over ``episodes`` episodes."""
-    env = gym.make(env_id)
-    total = 0.0
-    for e in range(episodes):
-        obs, _ = env.reset(seed=seed + e)
-        done = False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
-            total += float(reward)
-            done = terminated or truncated
-    return total / episodes
+    return float(np.mean(evaluate_episodes(agent, gym.make(env_id), episodes, seed)))
 
 
-def train(env_id: str = "Pendulum-v1", steps: int = 10_000, *, seed: int | None = 0, config: SACConfig | None = None,
-          eval_every: int = 1000, eval_episodes: int = 5, log: Callable[[dict], Any] | None = None,
-          run_dir: str | os.PathLike | None = None, checkpoint_every: int = 1000,
-          progress: Callable[[int], Any] | None = None) -> tuple[SAC, list[dict[str, float]]]:
-    """Trains SAC on a gymnasium env with a Box action space for ``steps`` env steps.
+def train(config: SACConfig | None = None, run_dir: str | os.PathLike | None = None, *,
+          callbacks: Callbacks | None = None) -> TrainResult:
+    """Trains SAC on ``config.env`` (a gymnasium env with Box actions) for ``config.steps`` env steps.
 
-    Returns the agent and the evaluation history: dicts with ``step``, ``return`` (mean over
-    ``eval_episodes`` deterministic episodes), ``seconds`` and the last update's losses. ``log``
-    is called with each record, ``progress`` with the number of every env step taken.
-
-    With ``run_dir``, the run keeps ``log.csv`` and a checkpoint there (every ``checkpoint_every``
-    steps, at the next episode end); called again with the same arguments, it resumes from the
-    checkpoint and ends exactly where the uninterrupted run would have.
+    The records (every ``eval_every`` steps and at the end) hold ``step``, ``return`` (mean over
+    ``eval_episodes`` deterministic episodes), the last update's losses and ``seconds``. With
+    ``run_dir`` the run keeps its files there (see :mod:`pymbrl.training.run`); called again, it
+    resumes from the checkpoint and ends exactly where the uninterrupted run would have, or
+    continues a finished run given more steps.
     """
-    steps, eval_every = integer(steps, "steps"), integer(eval_every, "eval_every")
     c = config or SACConfig()
-    env, obs_dim, act_dim = box_env(env_id, "SAC")
-    run = start_run(run_dir, steps, {"algorithm": "SAC", "env_id": env_id, "config": c}, seed, checkpoint_every)
-    env.action_space.seed(run.seed)
-    agent = SAC(obs_dim, act_dim, env.action_space.low, env.action_space.high, c, seed=run.seed)
-    buffer = ReplayBuffer(min(c.buffer_size, steps), transition_spec(obs_dim, act_dim), gamma=c.gamma, seed=run.seed)
-    obs, _ = env.reset(seed=run.seed)
+    env = make_env(c)
+    run = start_run(run_dir, "sac", c, callbacks=callbacks)
+    env.action_space.seed(c.seed)
+    agent = SAC.of(c, env)
+    buffer = ReplayBuffer(c.buffer_size, transition_spec(env), gamma=c.gamma, seed=c.seed)
+    obs, _ = env.reset(seed=c.seed)
     losses: dict[str, float] = {}
     if run.state is not None:
         with run.restoring(real=buffer):
             agent.load_state_dict(run.state["agent"])
             buffer, losses, obs = run.buffers["real"], dict(run.state["losses"]), None
             restore_random_states(run.state["random"], env)
-    for step in range(run.step + 1, steps + 1):
+    for step in range(run.step + 1, c.steps + 1):
         if obs is None:
             obs, _ = env.reset()
-        action = env.action_space.sample() if step <= c.learning_starts else agent.act(obs)
+        action = env.action_space.sample() if step <= c.learning_starts else agent.act(obs, deterministic=False)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated,
                    next_obs=next_obs)
         obs = None if terminated or truncated else next_obs
-        # A learning_starts below batch_size (PYMBRL_CONFIG='{"learning_starts": 100}') would sample
-        # more transitions than are stored: updates begin once a batch's worth is.
+        # A learning_starts below batch_size would sample more transitions than are stored:
+        # updates begin once a batch's worth is.
         if step > c.learning_starts and len(buffer) >= c.batch_size:
             for _ in range(c.updates_per_step):
                 losses = agent.update(buffer.sample(c.batch_size))
-        if step % eval_every == 0 or step == steps:
-            run.evaluated({"step": step, "return": evaluate(agent, env_id, eval_episodes, seed=10_000 + step),
-                           **losses}, log)
+        if step % c.eval_every == 0 or step == c.steps:
+            run.evaluated({"step": step, "return": evaluate(agent, c.env, c.eval_episodes, seed=10_000 + step),
+                           **losses})
         if run.due(step, episode_over=obs is None):
             run.save(step, {"agent": agent.state_dict(), "losses": losses, "random": random_states(env)},
                      {"real": buffer})
-        if progress is not None:
-            progress(step)
-    return agent, run.history
+        run.progress(step)
+    run.close()
+    return TrainResult(agent, run.history, run.directory, run.history[-1] if run.history else {})
+
+
+def load(run_dir: str | os.PathLike, device: str | None = None) -> SAC:
+    """The agent of the SAC run in ``run_dir`` (its last checkpoint), on ``device`` (default: the
+    run's); ``load(run_dir).act(obs)`` gives deterministic actions."""
+    config, state = read_run(run_dir, SACConfig, "sac", device)
+    env = make_env(config)
+    agent = SAC.of(config, env)
+    env.close()
+    with restoring(Path(run_dir) / "checkpoint" / STATE):
+        agent.load_state_dict(state["agent"])
+    return agent

@@ -43,6 +43,11 @@ class TabularMDP:
         self.layouts = layouts or []
 
     @property
+    def core(self) -> Any:
+        """The compiled transition table (``pymbrl._core.dyna.TabularMDP``) the batch runner steps."""
+        return self._core
+
+    @property
     def n_states(self) -> int:
         return self._core.n_states
 

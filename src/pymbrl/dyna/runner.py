@@ -174,7 +174,7 @@ def run_batch(kind: str | type[TabularAgent], mdp: TabularMDP, *, seeds: Sequenc
     if num_threads is None:
         num_threads = _core.build_info()["hardware_threads"]
     num_threads = _count(num_threads, "num_threads")
-    result = _core.dyna.run_batch(kind, mdp._core, seeds, _count(episodes, "episodes"), _count(steps, "steps"),
+    result = _core.dyna.run_batch(kind, mdp.core, seeds, _count(episodes, "episodes"), _count(steps, "steps"),
                                   _count(max_episode_steps, "max_episode_steps"), num_threads,
                                   **agent_config(**agent_kwargs))
     return BatchResult(**result)

@@ -1,8 +1,9 @@
-"""Small environments and perfect models used by the examples and tests.
+"""Environments: small games, their rules and perfect players, Atari and frame handling.
 
 tictactoe
-    Batched TicTacToe as a two-player recurrent function for :mod:`pymbrl.mcts`, and a perfect
-    player (:func:`~pymbrl.envs.tictactoe.solve`, :func:`~pymbrl.envs.tictactoe.perfect_actions`).
+    Batched TicTacToe rules (:func:`~pymbrl.envs.tictactoe.play`, :func:`~pymbrl.envs.tictactoe.winner`, ...)
+    and a perfect player (:func:`~pymbrl.envs.tictactoe.solve`, :func:`~pymbrl.envs.tictactoe.perfect_actions`);
+    :mod:`pymbrl.models.tictactoe` is the game as a search model for :mod:`pymbrl.mcts`.
 tictactoe_env
     TicTacToe as a gymnasium env for self-play, registered as ``"pymbrl/TicTacToe-v0"``; random and
     perfect opponents and :func:`~pymbrl.envs.tictactoe_env.play_match` to evaluate an agent.
@@ -10,14 +11,18 @@ minipacman
     MiniPacman, the I2A paper's 15x19 maze game (five reward modes), batched in C++:
     :class:`~pymbrl.envs.minipacman.MiniPacmanVectorEnv` (N games per call, same-step autoreset) and
     one game, :class:`~pymbrl.envs.minipacman.MiniPacmanEnv`, registered as ``"pymbrl/MiniPacman-v0"``.
-termination
-    When gymnasium's MuJoCo and classic-control tasks end, as functions of a (predicted) next state.
-rewards
-    The true rewards of the tasks whose reward is a function of observation and action.
-dream
-    A World Models dream (M and V's decoder) as a gymnasium env and a batched vector env.
+atari
+    Atari 2600 games (ale-py) as a vector env with the DQN preprocessing,
+    :class:`~pymbrl.envs.atari.AtariVectorEnv` (needs ``ale-py``).
+vector
+    MiniPacman and Atari by id (``"MiniPacman-<mode>"``, ``"ALE/<Game>-v5"``), batched
+    (:func:`~pymbrl.envs.vector.make_vector_env`) or one game (:func:`~pymbrl.envs.vector.make_env`).
+workers
+    Envs in worker processes that die with their parent, each in a working folder of its own
+    (:func:`~pymbrl.envs.workers.worker_envs`; games such as ViZDoom write beside themselves).
 spaces, frames
-    Action vectors <-> env actions (:class:`~pymbrl.envs.spaces.ActionCodec`); 64x64 frames.
+    Action vectors <-> env actions (:class:`~pymbrl.envs.spaces.ActionCodec`); 64x64 RGB frames
+    (:data:`~pymbrl.envs.frames.IMAGE_SHAPE`, the shape every image model reads and draws).
 
 Importing this package registers the env ids below with gymnasium; ``gym.make("pymbrl.envs:pymbrl/TicTacToe-v0")``
 imports it on the way (``mode`` and ``frame_cap`` are MiniPacman's keyword arguments).

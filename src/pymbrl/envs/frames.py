@@ -1,5 +1,5 @@
 """Frames for the image models (Dreamer's, World Models' V): RGB resized to 64x64 without an image
-library."""
+library. :data:`IMAGE_SHAPE` is the frame every image model reads and draws."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pymbrl.models.rssm import IMAGE_SHAPE
-
+IMAGE_SHAPE = (64, 64, 3)
+"""Height, width, channels of a frame (uint8 RGB, channels last)."""
 FRAME_SIZE = IMAGE_SHAPE[:2]
 
 

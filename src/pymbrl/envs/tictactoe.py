@@ -1,26 +1,13 @@
-"""Batched TicTacToe as a perfect model for search: a two-player zero-sum example for
-:mod:`pymbrl.mcts` and a known-answer test bed (a perfect searcher never loses).
+"""Batched TicTacToe: the rules on many boards at once and a perfect player, a two-player zero-sum
+known-answer test bed (a perfect player never loses).
 
-Boards are float32 [B, 9] in row-major order with X = +1, O = -1, empty = 0; X moves first. The
-search works on *embeddings* [B, 10]: the 9 cells from the point of view of the player to move
-(+1 own piece, -1 the opponent's) and a game-over flag. :func:`recurrent_fn` follows the
-two-player convention of :func:`pymbrl.mcts.muzero_policy`: the reward is the mover's, and the
-discount is -1 while the game goes on (the next node's value is the opponent's) and 0 once it ends.
-
-Example::
-
-    from pymbrl import mcts
-    from pymbrl.envs import tictactoe
-
-    boards = tictactoe.new_boards(64)
-    root, invalid = tictactoe.search_root(boards)
-    out = mcts.muzero_policy(root, tictactoe.recurrent_fn, 200, invalid_actions=invalid,
-                             dirichlet_fraction=0.0, temperature=0.0)
-    boards = tictactoe.play(boards, out.action)
-
-:func:`solve` gives the exact value and optimal moves of any position (memoised negamax) and
-:func:`perfect_actions` a perfect player's moves on a batch of boards: the opponent against which
-the best result is a draw. :mod:`pymbrl.envs.tictactoe_env` wraps the game as a gymnasium env.
+Boards are float32 [B, 9] in row-major order with X = +1, O = -1, empty = 0; X moves first.
+:func:`new_boards`, :func:`play`, :func:`winner`, :func:`is_over`, :func:`to_move` and
+:func:`random_actions` work on batches; :func:`solve` gives the exact value and optimal moves of
+any position (memoised negamax) and :func:`perfect_actions` a perfect player's moves on a batch of
+boards: the opponent against which the best result is a draw. :mod:`pymbrl.models.tictactoe` is
+the game as a perfect model for :mod:`pymbrl.mcts`, :mod:`pymbrl.envs.tictactoe_env` the game as a
+gymnasium env.
 """
 
 from __future__ import annotations
@@ -32,7 +19,6 @@ from collections.abc import Sequence
 import torch
 
 from pymbrl._checks import ArgumentTypeError, integer
-from pymbrl.mcts.tree import RecurrentOutput, Root
 
 NUM_ACTIONS = 9
 LINE_CELLS: tuple[tuple[int, int, int], ...] = (
@@ -44,13 +30,15 @@ MAX_ROWS = 1 << 22
 """The most boards one call allocates (a batch, or a batch times ``num_playouts``): 150 MB."""
 
 
-def _check_rows(rows: int, name: str) -> int:
+def check_rows(rows: int, name: str) -> int:
+    """``rows`` if one call may allocate that many boards (at most :data:`MAX_ROWS`), else
+    ValueError naming ``name``."""
     if rows > MAX_ROWS:
         raise ValueError(f"{name}: expected at most {MAX_ROWS} boards in all, got {rows}")
     return rows
 
 
-def _check_cells(cells: torch.Tensor, name: str, width: int) -> None:
+def check_cells(cells: torch.Tensor, name: str, width: int) -> None:
     """ValueError / TypeError naming ``name`` unless ``cells`` is a float tensor [B, width] whose
     first 9 columns hold -1, 0 or 1."""
     if not isinstance(cells, torch.Tensor) or not cells.is_floating_point():
@@ -63,7 +51,7 @@ def _check_cells(cells: torch.Tensor, name: str, width: int) -> None:
         raise ValueError(f"{name}: expected cells in {{-1, 0, 1}}")
 
 
-def _check_actions(action: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+def check_actions(action: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     """``action`` as int64 [batch] with every value a cell in [0, 9) (a negative index would wrap
     to another cell), or ValueError / TypeError naming ``name``."""
     if not isinstance(action, torch.Tensor):
@@ -82,7 +70,7 @@ def _check_actions(action: torch.Tensor, batch: int, name: str) -> torch.Tensor:
 
 def new_boards(batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Empty boards, float32 [batch_size, 9]; ``batch_size`` in [0, :data:`MAX_ROWS`]."""
-    return torch.zeros(_check_rows(integer(batch_size, "batch_size", minimum=0), "batch_size"), 9, device=device)
+    return torch.zeros(check_rows(integer(batch_size, "batch_size", minimum=0), "batch_size"), 9, device=device)
 
 
 def winner(cells: torch.Tensor) -> torch.Tensor:
@@ -106,8 +94,8 @@ def play(boards: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """The boards after the player to move takes ``actions`` (int [B]); finished games stay as they
     are. Raises ValueError on an occupied cell of an unfinished game, on an action outside [0, 9)
     and on a board cell outside {-1, 0, 1}; nothing is changed then."""
-    _check_cells(boards, "boards", 9)
-    actions = _check_actions(actions, boards.shape[0], "actions").to(boards.device)
+    check_cells(boards, "boards", 9)
+    actions = check_actions(actions, boards.shape[0], "actions").to(boards.device)
     rows = torch.arange(boards.shape[0], device=boards.device)
     live = ~is_over(boards)
     if bool((boards[rows, actions] != 0)[live].any()):
@@ -115,90 +103,6 @@ def play(boards: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     after = boards.clone()
     after[rows[live], actions[live]] = to_move(boards)[live]
     return after
-
-
-def _legal_logits(cells: torch.Tensor, over: torch.Tensor) -> torch.Tensor:
-    # Uniform over empty cells; a finished game gets finite logits (a full board would otherwise
-    # have no finite logit), and nothing after the end matters as discount is 0 there.
-    logits = torch.where(cells == 0, 0.0, -torch.inf)
-    return torch.where(over[:, None], 0.0, logits)
-
-
-def search_root(boards: torch.Tensor) -> tuple[Root, torch.Tensor]:
-    """The search root for each board and its invalid actions (occupied cells) bool [B, 9].
-
-    The root value is 0 and the prior uniform over empty cells: the search alone plays.
-    """
-    own = torch.where(boards == 0, 0.0, boards * to_move(boards)[:, None])
-    over = is_over(boards)
-    embedding = torch.cat([own, over.float()[:, None]], dim=1)
-    invalid = (boards != 0) & ~over[:, None]
-    return Root(_legal_logits(own, over), torch.zeros(boards.shape[0], device=boards.device), embedding), invalid
-
-
-def recurrent_fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[RecurrentOutput, torch.Tensor]:
-    """One move in every game, for the player to move: float32 embedding [B, 10], action int [B].
-
-    A legal move places the piece (reward +1 if it completes a line); an occupied cell loses at
-    once (reward -1). The discount is -1 while the game goes on and 0 from its last move; after
-    that everything is 0. Values are 0 (no learned evaluation).
-    """
-    _check_cells(embedding, "embedding", 10)
-    cells, done = embedding[:, :9], embedding[:, 9] > 0.5
-    rows = torch.arange(cells.shape[0], device=cells.device)
-    action = _check_actions(action, cells.shape[0], "action").to(cells.device)
-    legal = cells[rows, action] == 0
-    place = legal & ~done
-    after = cells.clone()
-    after[rows[place], action[place]] = 1.0
-    won = place & (winner(after) == 1)
-    illegal = ~legal & ~done
-    over = done | won | illegal | (after != 0).all(dim=1)
-    reward = torch.where(won, 1.0, torch.where(illegal, -1.0, 0.0))
-    discount = torch.where(over, 0.0, -1.0)
-    next_cells = torch.where(done[:, None], cells, torch.where(after == 0, 0.0, -after))
-    next_embedding = torch.cat([next_cells, over.float()[:, None]], dim=1)
-    output = RecurrentOutput(reward, discount, _legal_logits(next_cells, over), torch.zeros_like(reward))
-    return output, next_embedding
-
-
-def playout_values(embedding: torch.Tensor, num_playouts: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The mean result of ``num_playouts`` uniformly random games from each position, for the
-    player to move there (+1 win, 0 draw, -1 loss): float32 [B] from embeddings [B, 10]. Finished
-    positions get 0, like :func:`recurrent_fn`'s values. ``B * num_playouts`` is at most
-    :data:`MAX_ROWS`."""
-    _check_cells(embedding, "embedding", 10)
-    num_playouts = integer(num_playouts, "num_playouts")
-    _check_rows(embedding.shape[0] * num_playouts, "num_playouts")
-    cells = embedding[:, :9].repeat_interleave(num_playouts, dim=0).clone()
-    done = (embedding[:, 9] > 0.5).repeat_interleave(num_playouts)
-    result = torch.zeros(cells.shape[0], device=cells.device)
-    mover = torch.ones(cells.shape[0], device=cells.device)  # +1: the player to move at the root
-    rows = torch.arange(cells.shape[0], device=cells.device)
-    for _ in range(9):
-        live = ~done
-        if not bool(live.any()):
-            break
-        move = random_actions(cells, generator)
-        cells[rows[live], move[live]] = mover[live]
-        won = winner(cells)
-        result = torch.where(live & (won != 0), won.float(), result)
-        done = done | (won != 0) | (cells != 0).all(dim=1)
-        mover = -mover
-    return result.view(-1, num_playouts).mean(dim=1)
-
-
-def playout_recurrent_fn(num_playouts: int = 8, generator: torch.Generator | None = None):
-    """:func:`recurrent_fn` with values estimated by random playouts (classic Monte Carlo tree
-    search) instead of 0: a far stronger search for the same number of simulations. Seed
-    ``generator`` for reproducible searches."""
-    num_playouts = integer(num_playouts, "num_playouts")
-
-    def fn(embedding: torch.Tensor, action: torch.Tensor) -> tuple[RecurrentOutput, torch.Tensor]:
-        output, next_embedding = recurrent_fn(embedding, action)
-        return output._replace(value=playout_values(next_embedding, num_playouts, generator)), next_embedding
-
-    return fn
 
 
 def random_actions(boards: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

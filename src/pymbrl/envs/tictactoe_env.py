@@ -47,7 +47,7 @@ class TicTacToeEnv(gym.Env[np.ndarray, int]):
         What a move onto an occupied cell does. ``"raise"`` (default): ValueError naming
         ``action`` and the env is unchanged; an agent is expected to mask its moves with
         ``info["legal_actions"]``. ``"lose"``: the game ends at once with reward -1 to the mover
-        and the board unchanged, as in :func:`pymbrl.envs.tictactoe.recurrent_fn` (for agents that
+        and the board unchanged, as in :func:`pymbrl.models.tictactoe.recurrent_fn` (for agents that
         learn legality instead of masking).
     render_mode : {None, "ansi"}
         ``"ansi"``: :meth:`render` returns the board as three lines of ``X``, ``O`` and ``.``.

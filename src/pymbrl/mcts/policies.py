@@ -17,7 +17,7 @@ import torch
 
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array, model_outputs
+from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array
 
 MAX_MAGNITUDE: float = _core.mcts.MAX_MAGNITUDE
 """2**64: the largest |reward| and |value| a search accepts (see :class:`RecurrentOutput`), and the
@@ -48,7 +48,7 @@ class SearchTree:
         # handed out never come back; whether anyone still holds the tree itself is decided when a
         # search wants it (_spare), by then the caller's locals are gone.
         tree = self._tree
-        if tree is None or tree._lent:
+        if tree is None or tree.lent:
             return
         self._tree = None
         with _spares_lock:
@@ -184,7 +184,7 @@ def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | 
             shape = (t.batch_size, t.num_actions, t.capacity, t.requested_threads)
             del t  # not to count in _tree_refs
             # A tree the user still holds (out.search_tree.tree kept) or lent views of stays theirs.
-            if (shape == (batch_size, num_actions, capacity, num_threads) and not entry[0]._lent
+            if (shape == (batch_size, num_actions, capacity, num_threads) and not entry[0].lent
                     and _tree_refs(entry) <= _ENTRY_ONLY):
                 del _spares[i]
                 tree, pool = entry
@@ -199,9 +199,7 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
     tree, pool = search._live_tree(), search._pool
     # Each step after the first selects inside the call that expands the previous one (one C++
     # call and one hand-off to the tree threads per simulation).
-    expand_and_select = tree._core.expand_and_select
-    tree._core.select()
-    gather, scatter, action = tree._rows()
+    gather, scatter, action = tree.first_rows()
     for _ in range(num_simulations):
         result = recurrent_fn(pool.gather(gather), action)
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -210,11 +208,11 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
         output, next_embedding = result
         pool.scatter(scatter, next_embedding)
         try:
-            selected = expand_and_select(*model_outputs(output))
+            rows = tree.expand_and_select_rows(output)
         except (TypeError, ValueError) as e:
             raise _renamed(e, "recurrent_fn output ") from None
-        if selected:
-            gather, scatter, action = tree._rows()
+        if rows is not None:
+            gather, scatter, action = rows
 
 
 def _renamed(error: Exception, prefix: str) -> Exception:

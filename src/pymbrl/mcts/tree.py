@@ -442,8 +442,27 @@ class Tree:
         self._lent = True
         return self._rows()
 
+    @property
+    def lent(self) -> bool:
+        """Whether :meth:`rows` (or :meth:`select_rows`) handed out views of the tree's arrays: such
+        a tree is never recycled for another search, which would overwrite them."""
+        return self._lent
+
+    def first_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`select_rows` for a search loop that hands the views to nobody: the tree is not
+        marked :attr:`lent`, so it may be recycled (and the views overwritten) after the search."""
+        self._core.select()
+        return self._rows()
+
+    def expand_and_select_rows(self, output: RecurrentOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """:meth:`expand_and_backup` and the next selection in one C++ call (one hand-off to the tree
+        threads per simulation): the next rows as :meth:`first_rows` gives them, or None when
+        nothing was selected (the search's last simulation)."""
+        if self._core.expand_and_select(*model_outputs(output)):
+            return self._rows()
+        return None
+
     def _rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """rows() for the policies' own loop, which hands the views to nobody."""
         v = self._views
         return (self._to_device(v["gather_rows"]), self._to_device(v["scatter_rows"]),
                 self._to_device(v["action_int64"]))

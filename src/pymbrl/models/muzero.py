@@ -1,7 +1,7 @@
 """The networks of MuZero (Schrittwieser et al. 2020, appendix): the representation, dynamics and
 prediction functions, as MLPs for vector observations (:class:`MuZeroNetwork`) and as a residual
-conv tower for image observations (:class:`ConvMuZeroNetwork`), with the appendix's value and
-reward transforms.
+conv tower for image observations (:class:`ConvMuZeroNetwork`), :func:`make_network` picking one
+by the observations' shape, with the appendix's value and reward transforms.
 
 Values and rewards are predicted as categorical distributions: a scalar is squashed by
 :func:`scalar_transform` and spread over the integers -S..S (:func:`scalar_to_support`); a
@@ -278,6 +278,7 @@ def _zero_(layer: nn.Linear) -> nn.Linear:
 class _MuZeroBase(nn.Module):
     """The inference API shared by both networks, over representation, dynamics and prediction."""
 
+    obs_shape: tuple[int, ...]
     num_actions: int
     support_size: int
 
@@ -367,6 +368,7 @@ class MuZeroNetwork(_MuZeroBase):
                  support_size: int = 10, layers: int = 1):
         super().__init__()
         self.obs_dim = integer(obs_dim, "obs_dim")
+        self.obs_shape = (self.obs_dim,)
         self.num_actions = integer(num_actions, "num_actions")
         hidden_size = integer(hidden_size, "hidden_size")
         self.latent_size = integer(latent_size, "latent_size")
@@ -512,3 +514,16 @@ class ConvMuZeroNetwork(_MuZeroBase):
         """hidden state [B, channels, h, w] -> (policy logits [B, A], value logits [B, 2S + 1])."""
         _check_shape(hidden_state, "hidden_state", self.hidden_shape)
         return self.policy_head(hidden_state), self.value_head(hidden_state)
+
+
+def make_network(obs_shape: tuple[int, ...], num_actions: int, *, hidden_size: int = 64, latent_size: int = 32,
+                 support_size: int = 10) -> MuZeroNetwork | ConvMuZeroNetwork:
+    """The network for observations of ``obs_shape``: :class:`MuZeroNetwork` (with ``hidden_size``
+    and ``latent_size``) for vectors [D], :class:`ConvMuZeroNetwork` (its own sizes) for images
+    [C, H, W]; ValueError naming ``obs_shape`` for any other shape."""
+    if len(obs_shape) == 1:
+        return MuZeroNetwork(obs_shape[0], num_actions, hidden_size=hidden_size, latent_size=latent_size,
+                             support_size=support_size)
+    if len(obs_shape) == 3:
+        return ConvMuZeroNetwork(tuple(obs_shape), num_actions, support_size=support_size)
+    raise ValueError(f"obs_shape: expected vector [D] or image [C, H, W] observations, got shape {tuple(obs_shape)}")

@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch
@@ -23,8 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
-
-IMAGE_SHAPE = (64, 64, 3)
+from pymbrl.envs.frames import IMAGE_SHAPE
 
 
 def _tensor(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -293,39 +292,19 @@ def kl_balance_losses(post_logits: torch.Tensor, prior_logits: torch.Tensor,
 class RSSMConfig:
     """Sizes and loss weights of the world model; defaults and presets follow DreamerV3 (Hafner
     et al. 2023, table of model sizes: S has 512 GRU units, 512 hidden units, 2 MLP layers and CNN
-    multiplier 32; M has 1024, 640, 3 and 48; latents are 32 groups of 32 classes).
+    multiplier 32; M has 1024, 640, 3 and 48; latents are 32 groups of 32 classes)."""
 
-    Attributes
-    ----------
-    deter : int
-        Size of the deterministic (GRU) state h.
-    groups, classes : int
-        The stochastic state z is ``groups`` one-hot vectors of ``classes`` entries.
-    hidden, layers : int
-        Width and depth of the MLPs (encoder, decoder, heads, latent predictors).
-    cnn_depth : int
-        Channel multiplier of the image encoder and decoder (channels depth * 1, 2, 4, 8).
-    unimix : float
-        Uniform mixture of the latent distributions, 0.01.
-    free_nats : float
-        Free bits of the KL losses, 1.
-    kl_dynamics, kl_representation : float
-        Weights of the dynamics and representation losses, 0.5 and 0.1.
-    reward_bins : int
-        Two-hot bins of the reward head, 255.
-    """
-
-    deter: int = 512
-    groups: int = 32
-    classes: int = 32
-    hidden: int = 512
-    layers: int = 2
-    cnn_depth: int = 32
-    unimix: float = 0.01
-    free_nats: float = 1.0
-    kl_dynamics: float = 0.5
-    kl_representation: float = 0.1
-    reward_bins: int = 255
+    deter: int = 512  # size of the deterministic (GRU) state h
+    groups: int = 32  # the stochastic state z is `groups` one-hot vectors ...
+    classes: int = 32  # ... of `classes` entries
+    hidden: int = 512  # width of the MLPs (encoder, decoder, heads, latent predictors)
+    layers: int = 2  # depth of those MLPs
+    cnn_depth: int = 32  # channel multiplier of the image encoder and decoder (depth x 1, 2, 4, 8)
+    unimix: float = 0.01  # uniform mixture of the latent distributions
+    free_nats: float = 1.0  # free bits of the KL losses
+    kl_dynamics: float = 0.5  # weight of the dynamics loss
+    kl_representation: float = 0.1  # weight of the representation loss
+    reward_bins: int = 255  # two-hot bins of the reward head
 
     def __post_init__(self) -> None:
         for name in ("deter", "groups", "classes", "hidden", "layers", "cnn_depth"):
@@ -365,7 +344,7 @@ class RSSMConfig:
 # Building blocks
 
 
-def _mlp(in_features: int, hidden: int, layers: int) -> nn.Sequential:
+def mlp(in_features: int, hidden: int, layers: int) -> nn.Sequential:
     """``layers`` blocks of Linear -> LayerNorm -> SiLU (DreamerV3's dense blocks; the norm makes
     the bias redundant)."""
     blocks: list[nn.Module] = []
@@ -457,15 +436,25 @@ class RSSM(nn.Module):
         c = config
         # The initial h is learned (through tanh, so it starts at 0 and stays in the GRU's range).
         self.initial_deter = nn.Parameter(torch.zeros(c.deter))
-        self.img_in = _mlp(c.stoch + self.action_dim, c.hidden, 1)
+        self.img_in = mlp(c.stoch + self.action_dim, c.hidden, 1)
         self.gru = LayerNormGRUCell(c.hidden, c.deter)
-        self.prior_net = nn.Sequential(_mlp(c.deter, c.hidden, 1), nn.Linear(c.hidden, c.stoch))
-        self.post_net = nn.Sequential(_mlp(c.deter + self.embed_dim, c.hidden, 1), nn.Linear(c.hidden, c.stoch))
+        self.prior_net = nn.Sequential(mlp(c.deter, c.hidden, 1), nn.Linear(c.hidden, c.stoch))
+        self.post_net = nn.Sequential(mlp(c.deter + self.embed_dim, c.hidden, 1), nn.Linear(c.hidden, c.stoch))
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:
             self._generators[device] = torch.Generator(device).manual_seed(self.seed)
         return self._generators[device]
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        """The state (uint8 tensor) of the latent-sampling generator of each device used so far,
+        keyed by device name: what a checkpoint keeps for the samples to resume exactly."""
+        return {str(device): g.get_state() for device, g in self._generators.items()}
+
+    def load_generator_states(self, states: Mapping[str, torch.Tensor]) -> None:
+        """Restores what :meth:`generator_states` returned."""
+        for device, state in states.items():
+            self._generator(torch.device(device)).set_state(state)
 
     def _latent(self, raw: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
         logits = unimix_logits(raw.unflatten(-1, (self.config.groups, self.config.classes)), self.config.unimix)
@@ -633,7 +622,7 @@ class VectorEncoder(nn.Module):
         super().__init__()
         self.obs_dim = integer(obs_dim, "obs_dim")
         self.embed_dim = integer(hidden, "hidden")
-        self.net = _mlp(self.obs_dim, self.embed_dim, integer(layers, "layers"))
+        self.net = mlp(self.obs_dim, self.embed_dim, integer(layers, "layers"))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         obs = _tensor(obs, "obs")
@@ -650,7 +639,7 @@ class VectorDecoder(nn.Module):
         super().__init__()
         self.obs_dim = integer(obs_dim, "obs_dim")
         hidden = integer(hidden, "hidden")
-        self.net = nn.Sequential(_mlp(integer(in_features, "in_features"), hidden, integer(layers, "layers")),
+        self.net = nn.Sequential(mlp(integer(in_features, "in_features"), hidden, integer(layers, "layers")),
                                  nn.Linear(hidden, self.obs_dim))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -785,12 +774,12 @@ class WorldModel(nn.Module):
             raise ValueError(f"obs_shape: expected (n,) or (64, 64, 3), got {obs_shape}")
         self.rssm = RSSM(action_dim, self.encoder.embed_dim, c, seed=seed)
         self.two_hot = TwoHot(c.reward_bins)
-        self.reward_head = nn.Sequential(_mlp(c.features, c.hidden, c.layers), nn.Linear(c.hidden, c.reward_bins))
+        self.reward_head = nn.Sequential(mlp(c.features, c.hidden, c.layers), nn.Linear(c.hidden, c.reward_bins))
         # Zero output weights: the first reward predictions are 0, not large random values that the
         # exponential spacing of the bins would turn into huge early returns.
         nn.init.zeros_(self.reward_head[-1].weight)
         nn.init.zeros_(self.reward_head[-1].bias)
-        self.continue_head = nn.Sequential(_mlp(c.features, c.hidden, c.layers), nn.Linear(c.hidden, 1))
+        self.continue_head = nn.Sequential(mlp(c.features, c.hidden, c.layers), nn.Linear(c.hidden, 1))
 
     def reward(self, features: torch.Tensor) -> torch.Tensor:
         """Predicted rewards: features [..., F] -> [...]."""

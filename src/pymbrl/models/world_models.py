@@ -4,7 +4,8 @@ V, :class:`ConvVAE` -- compresses a 64x64 RGB frame to a latent z (32 or 64 numb
 M, :class:`MDNRNN` -- an LSTM whose output is a mixture of Gaussians per latent dimension for
    P(z_{t+1} | z_t, a_t, h_t), with a "done" head (and optionally a reward head);
 C, :class:`Controller` -- a linear map (or one hidden layer) from [z_t, h_t] to the action, whose
-   weights come as flat parameter vectors so that CMA-ES can evaluate a whole population at once.
+   weights come as flat parameter vectors so that CMA-ES can evaluate a whole population at once;
+:class:`Policy` -- V, M and C acting together in real envs, one set of C's parameters per env.
 
 Shapes follow the paper's appendix: the VAE's encoder is four stride-2 4x4 convolutions (32, 64, 128,
 256 channels) and its decoder four stride-2 deconvolutions (5, 5, 6, 6); M has 5 mixture components.
@@ -15,12 +16,15 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from pymbrl._checks import integer, real
-from pymbrl.models.rssm import IMAGE_SHAPE, categorical_index
+from pymbrl.envs.frames import IMAGE_SHAPE
+from pymbrl.envs.spaces import ActionCodec
+from pymbrl.models.rssm import categorical_index
 
 
 def frames_to_tensor(frames: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:
@@ -289,3 +293,65 @@ class Controller:
         for weight, bias in zip(pieces[0::2], pieces[1::2]):
             x = torch.tanh(torch.baddbmm(bias[:, None, :], x, weight))
         return x[0] if single else x
+
+
+# --------------------------------------------------------------------------------------------------
+# V, M and C acting in real envs
+
+
+class Policy:
+    """V + M + C acting for E envs at once, each env with its own controller parameters.
+
+    ``act`` takes ``params`` float [E, n] (one row per env), or None for uniformly random actions,
+    each held for 1..``repeat`` steps (a fresh count per action, drawn with the action space's
+    generator). ``explore`` adds Gaussian noise (drawn from ``generator``) to C's action scores.
+
+    Parameters
+    ----------
+    vae, mdnrnn, controller : V, M and C (None for a random policy only).
+    codec : ActionCodec -- the env's actions as vectors.
+    uses_hidden : bool -- C reads [z, h] (True) or z alone.
+    explore : float -- std of the noise on C's scores.
+    generator : torch.Generator or None -- the noise's generator.
+    repeat : int -- the longest hold of a random action.
+    """
+
+    def __init__(self, vae: ConvVAE | None, mdnrnn: MDNRNN | None, controller: Controller | None,
+                 codec: ActionCodec, uses_hidden: bool = True, explore: float = 0.0,
+                 generator: torch.Generator | None = None, repeat: int = 1):
+        self.vae, self.mdnrnn, self.controller, self.codec = vae, mdnrnn, controller, codec
+        self.uses_hidden, self.explore, self.generator = uses_hidden, explore, generator
+        self.repeat = integer(repeat, "repeat")
+
+    def _random(self, count: int, state, first: np.ndarray, action_space: gym.Space):
+        """Random actions; ``state`` is (held actions, steps each has left), None at the start."""
+        fresh = np.stack([action_space.sample() for _ in range(count)])
+        if self.repeat == 1:
+            return fresh, self.codec.to_vector(fresh), state
+        held, left = state if state is not None else (fresh, np.zeros(count, np.int64))
+        new = (left <= 0) | first
+        held = np.where(new.reshape(-1, *[1] * (fresh.ndim - 1)), fresh, held)
+        left = np.where(new, action_space.np_random.integers(1, self.repeat + 1, count), left) - 1
+        return held, self.codec.to_vector(held), (held, left)
+
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, params: torch.Tensor | None, state, first: np.ndarray,
+            action_space: gym.Space):
+        """frames uint8 [E, 64, 64, 3], ``first`` bool [E] (an episode starts: M's state is reset)
+        -> (env actions [E, ...], action vectors [E, A], the new state). The state is M's
+        (:class:`MDNState`, ``mdnrnn.initial_state(E)`` at the start) when C acts, and the held
+        random actions (None at the start) otherwise."""
+        if params is None:
+            return self._random(len(frames), state, first, action_space)
+        z, _ = self.vae.encode(frames)
+        reset = torch.as_tensor(first, device=z.device)[:, None]
+        h = torch.where(reset, 0.0, state.h)
+        c = torch.where(reset, 0.0, state.c)
+        inputs = torch.cat([z, h], -1) if self.uses_hidden else z
+        scores = self.controller(params.to(z.device), inputs[:, None])[:, 0]
+        if self.explore > 0:
+            scores = scores + self.explore * torch.randn(scores.shape, generator=self.generator,
+                                                         device=self.generator.device).to(scores.device)
+        vectors = self.codec.model_input(scores)
+        _, state = self.mdnrnn.step(z, vectors, MDNState(h, c))
+        return self.codec.to_env(scores), vectors.cpu().numpy(), state

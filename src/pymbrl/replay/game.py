@@ -13,7 +13,7 @@ import torch
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl._host import host
-from pymbrl.replay.buffers import _read_file, _write_file
+from pymbrl.replay.files import read_file, write_file
 
 
 class GameBatch(NamedTuple):
@@ -346,7 +346,7 @@ class GameBuffer:
         return (f"GameBuffer(capacity={self.capacity}, positions={len(self)}, games={self.num_games}, "
                 f"obs_shape={self.obs_shape}, num_actions={self.num_actions})")
 
-    def _config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype.str,
                 "num_actions": self.num_actions, "unroll_steps": self.unroll_steps, "td_steps": self.td_steps,
                 "discount": self.discount, "prioritized": self.prioritized, "alpha": self.alpha, "beta": self.beta,
@@ -357,7 +357,7 @@ class GameBuffer:
         of :meth:`pymbrl.replay.ReplayBuffer.save`, class ``GameBuffer``)."""
         state = dict(self._core.snapshot())
         scalars = {k: state.pop(k) for k in ("oldest_id", "end_id", "games_added", "max_priority") if k in state}
-        _write_file(path, type(self).__name__, self._config(), scalars, state)
+        write_file(path, type(self).__name__, self.config(), scalars, state)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GameBuffer:
@@ -372,7 +372,7 @@ class GameBuffer:
             invariant of the buffer (counters, game boundaries, array shapes and dtypes, values,
             priorities, generator).
         """
-        config, state = _read_file(path, cls.__name__)
+        config, state = read_file(path, cls.__name__)
         try:
             if not isinstance(config, dict) or set(config) != _CONFIG_KEYS:
                 got = sorted(config) if isinstance(config, dict) else type(config).__name__

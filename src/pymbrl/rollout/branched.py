@@ -15,8 +15,8 @@ from typing import NamedTuple
 import torch
 
 from pymbrl._checks import integer, real
-from pymbrl.envs.rewards import RewardFn
-from pymbrl.envs.termination import TerminationFn
+from pymbrl.tasks.rewards import RewardFn
+from pymbrl.tasks.termination import TerminationFn
 from pymbrl.models.ensemble import DynamicsModel, GaussianEnsemble
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -66,11 +66,11 @@ def branched_rollout(model: GaussianEnsemble | DynamicsModel, policy: Policy, st
     horizon : int
         Steps per rollout (MBPO: 1 on HalfCheetah, growing from 1 to 15 on Hopper).
     termination_fn : callable
-        ``(obs, action, next_obs) -> bool [n]``, e.g. ``pymbrl.envs.termination.termination_fn(env_id)``;
+        ``(obs, action, next_obs) -> bool [n]``, e.g. ``pymbrl.tasks.termination.termination_fn(env_id)``;
         a rollout ends after the step that terminates it.
     reward_fn : callable or None
         ``(obs, action, next_obs) -> float [n]``, the task's true reward (e.g.
-        ``pymbrl.envs.rewards.reward_fn(env_id)``) in place of the model's prediction; None: the
+        ``pymbrl.tasks.rewards.reward_fn(env_id)``) in place of the model's prediction; None: the
         model's.
     max_disagreement : float or None
         Ends a rollout, without its step, where the elites' disagreement (the mean over dimensions

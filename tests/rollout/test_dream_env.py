@@ -1,4 +1,4 @@
-"""pymbrl.envs.dream and pymbrl.envs.spaces: the dream as a gymnasium Env (env checker, seeding,
+"""pymbrl.rollout.dream_env and pymbrl.envs.spaces: the dream as a gymnasium Env (env checker, seeding,
 rendering) and as a VectorEnv (shapes, next-step autoreset, truncation), the action codec, and the
 arguments they refuse."""
 
@@ -12,9 +12,9 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from pymbrl.envs.dream import DreamEnv, DreamVectorEnv
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import MDNRNN, ConvVAE
+from pymbrl.rollout.dream_env import DreamEnv, DreamVectorEnv
 
 Z, H = 4, 8
 BOX = gym.spaces.Box(-2.0, 3.0, (2,), np.float32)

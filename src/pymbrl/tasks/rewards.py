@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from pymbrl.envs.termination import inverted_pendulum as pole_fell
+from pymbrl.tasks.termination import inverted_pendulum as pole_fell
 
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

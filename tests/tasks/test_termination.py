@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pymbrl.envs.rewards import reward_fn
-from pymbrl.envs.termination import termination_fn
+from pymbrl.tasks.rewards import reward_fn
+from pymbrl.tasks.termination import termination_fn
 
 gym = pytest.importorskip("gymnasium")
 

@@ -4,6 +4,7 @@ uninterrupted run ends; checkpoints of another run are refused; log.csv and the 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import struct
 import subprocess
@@ -14,18 +15,31 @@ import numpy as np
 import pytest
 import torch
 
-from pymbrl import cli
 from pymbrl.agents import mbpo, sac
-from pymbrl.agents.checkpoint import STATE, start_run
+from pymbrl.training import Callbacks
+from pymbrl.training.run import STATE, start_run
 from pymbrl.replay import ReplayBuffer
 
-SAC_CONFIG = sac.SACConfig(hidden=32, batch_size=32, learning_starts=100)
-MBPO_CONFIG = mbpo.MBPOConfig(init_steps=150, model_train_freq=100, rollout_batch_size=100, rollout_length=(1, 4, 1, 2),
-                              model_retain_epochs=2, updates_per_step=2, ensemble_size=3, num_elites=2,
-                              model_hidden=16, model_layers=2, sac=sac.SACConfig(hidden=32, batch_size=32))
 # Pendulum's episodes are 200 steps: with checkpoints every 200 the run below is saved at 200 and
 # 400, interrupted at 530 and resumed from 400.
 STEPS, EVERY, STOP = 650, 200, 530
+RUN = dict(env="Pendulum-v1", seed=3, eval_episodes=1, checkpoint_every=EVERY)
+SAC_CONFIG = sac.SACConfig(hidden=32, batch_size=32, learning_starts=100, steps=250, eval_every=250, **RUN)
+MBPO_CONFIG = mbpo.MBPOConfig(init_steps=150, model_train_freq=100, rollout_batch_size=100, rollout_length=(1, 4, 1, 2),
+                              model_retain_epochs=2, updates_per_step=2, ensemble_size=3, num_elites=2,
+                              model_hidden=16, model_layers=2, hidden=32, batch_size=32, **RUN)
+
+
+class Steps(Callbacks):
+    """Collects the steps reported; raises KeyboardInterrupt at ``stop``."""
+
+    def __init__(self, stop=None):
+        self.steps, self.stop = [], stop
+
+    def on_progress(self, stage, done, total):
+        self.steps.append(done)
+        if done == self.stop:
+            raise KeyboardInterrupt
 
 
 def without_seconds(history):
@@ -33,12 +47,8 @@ def without_seconds(history):
     return [{k: repr(v) for k, v in record.items() if k != "seconds"} for record in history]
 
 
-def interrupt_at(step_to_stop):
-    def progress(step):
-        if step == step_to_stop:
-            raise KeyboardInterrupt
-
-    return progress
+def astuple(result):
+    return result.agent, result.history
 
 
 def assert_same_agent(a, b):
@@ -51,14 +61,14 @@ def assert_same_agent(a, b):
 
 @pytest.mark.parametrize("algorithm, config", [(sac, SAC_CONFIG), (mbpo, MBPO_CONFIG)], ids=["sac", "mbpo"])
 def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_ends(tmp_path, algorithm, config):
-    kwargs = dict(seed=3, config=config, eval_every=130, eval_episodes=1, checkpoint_every=EVERY)
-    plain_agent, plain = algorithm.train("Pendulum-v1", STEPS, **kwargs)
+    config = dataclasses.replace(config, steps=STEPS, eval_every=130)
+    plain_agent, plain = astuple(algorithm.train(config))
     with pytest.raises(KeyboardInterrupt):
-        algorithm.train("Pendulum-v1", STEPS, run_dir=tmp_path, progress=interrupt_at(STOP), **kwargs)
+        algorithm.train(config, tmp_path, callbacks=Steps(stop=STOP))
     assert torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)["step"] == 400
-    steps_taken = []
-    agent, resumed = algorithm.train("Pendulum-v1", STEPS, run_dir=tmp_path, progress=steps_taken.append, **kwargs)
-    assert steps_taken == list(range(401, STEPS + 1))
+    taken = Steps()
+    agent, resumed = astuple(algorithm.train(config, tmp_path, callbacks=taken))
+    assert taken.steps == list(range(401, STEPS + 1))
     assert without_seconds(resumed) == without_seconds(plain)
     assert [r["step"] for r in resumed] == [130, 260, 390, 520, 650]
     assert_same_agent(agent, plain_agent)
@@ -67,33 +77,27 @@ def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_ends(tmp_path, a
     assert [int(r["step"]) for r in rows] == [130, 260, 390, 520, 650]
     assert [float(r["return"]) for r in rows] == pytest.approx([r["return"] for r in plain])
     # The run is finished: running it again takes no step and returns the same history.
-    again_steps = []
-    _, again = algorithm.train("Pendulum-v1", STEPS, run_dir=tmp_path, progress=again_steps.append, **kwargs)
-    assert again_steps == [] and without_seconds(again) == without_seconds(plain)
+    again = Steps()
+    _, history = astuple(algorithm.train(config, tmp_path, callbacks=again))
+    assert again.steps == [] and without_seconds(history) == without_seconds(plain)
+    # Given more steps, the finished run continues from its last checkpoint.
+    more = Steps()
+    _, longer = astuple(algorithm.train(dataclasses.replace(config, steps=STEPS + 130), tmp_path, callbacks=more))
+    assert more.steps == list(range(STEPS + 1, STEPS + 131))
+    assert without_seconds(longer[:5]) == without_seconds(plain) and longer[-1]["step"] == STEPS + 130
+    assert torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)["step"] == STEPS + 130
+    with pytest.raises(ValueError, match=f"^steps: the run in .* has already done {STEPS + 130} steps"):
+        algorithm.train(config, tmp_path)
 
 
-@pytest.mark.parametrize("change, name", [({"steps": 700}, "steps"), ({"seed": 4}, "seed"),
-                                           ({"config": sac.SACConfig(hidden=16)}, "config"),
-                                           ({"env_id": "MountainCarContinuous-v0"}, "env_id")])
-def test_the_checkpoint_of_another_run_is_refused(tmp_path, change, name):
-    args = dict(env_id="Pendulum-v1", steps=250, seed=3, config=SAC_CONFIG, eval_every=250, eval_episodes=1,
-                run_dir=tmp_path, checkpoint_every=EVERY)
-    sac.train(**args)
+@pytest.mark.parametrize("change", [{"seed": 4}, {"hidden": 16}, {"env": "MountainCarContinuous-v0"}])
+def test_the_checkpoint_of_another_run_is_refused(tmp_path, change):
+    sac.train(SAC_CONFIG, tmp_path)
     before = (tmp_path / "checkpoint" / "state.pt").read_bytes()
-    with pytest.raises(ValueError, match=f"^{name}: the checkpoint in"):
-        sac.train(**{**args, **change})
+    name = next(iter(change))
+    with pytest.raises(ValueError, match=f"^{name}: the run in .* has {name}="):
+        sac.train(dataclasses.replace(SAC_CONFIG, **change), tmp_path)
     assert (tmp_path / "checkpoint" / "state.pt").read_bytes() == before
-
-
-def test_a_seed_of_none_resumes_with_the_checkpoints_seed(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        sac.train("Pendulum-v1", 450, seed=None, config=SAC_CONFIG, eval_every=450, eval_episodes=1,
-                  run_dir=tmp_path, checkpoint_every=EVERY, progress=interrupt_at(420))
-    saved = start_run(tmp_path, 450, {}, None)
-    assert saved.step == 400 and saved.identity["seed"] == str(saved.seed)
-    with pytest.raises(ValueError, match="^seed:"):
-        sac.train("Pendulum-v1", 450, seed=(saved.seed + 1) % 2**31, config=SAC_CONFIG, eval_every=450,
-                  eval_episodes=1, run_dir=tmp_path, checkpoint_every=EVERY)
 
 
 @pytest.mark.parametrize("aside", [".old-0123", ".checkpoint.{pid}-0f.old"], ids=["earlier-versions", "now"])
@@ -101,57 +105,32 @@ def test_a_save_interrupted_between_its_renames_leaves_the_previous_checkpoint_u
     """A writer killed between its renames leaves the previous checkpoint moved aside (named as
     earlier versions or this one name it): the run resumes from it, and once a later save has left a
     whole checkpoint/ again, the next removes it."""
-    sac.train("Pendulum-v1", 250, seed=3, config=SAC_CONFIG, eval_every=250, eval_episodes=1, run_dir=tmp_path,
-              checkpoint_every=EVERY)
+    sac.train(SAC_CONFIG, tmp_path)
     aside = tmp_path / aside.format(pid=dead_pid())
     (tmp_path / "checkpoint").rename(aside)
-    run = start_run(tmp_path, 250, {"algorithm": "SAC", "env_id": "Pendulum-v1", "config": SAC_CONFIG}, 3)
+    run = start_run(tmp_path, "sac", SAC_CONFIG)
     # Step 250 is mid-episode: its transition becomes sampleable when the next step arrives.
     assert run.step == 250 and set(run.buffers) == {"real"} and len(run.buffers["real"]) == 249
     run.save(250, run.state, run.buffers)
-    assert aside.exists() and start_run(tmp_path, 250, {}, 3).step == 250
+    assert aside.exists() and start_run(tmp_path, "sac", SAC_CONFIG).step == 250
     if aside.name.startswith(".checkpoint."):
         run.save(250, run.state, run.buffers)
         assert not aside.exists()
 
 
-def test_bad_checkpoint_every_is_refused(tmp_path):
+def test_bad_checkpoint_every_is_refused():
     with pytest.raises(ValueError, match="checkpoint_every"):
-        sac.train("Pendulum-v1", 10, config=SAC_CONFIG, run_dir=tmp_path, checkpoint_every=0)
+        dataclasses.replace(SAC_CONFIG, checkpoint_every=0)
 
 
-def test_the_cli_trains_logs_plots_and_resumes(tmp_path, capsys):
-    args = ["train", "sac", "--env", "Pendulum-v1", "--steps", "400", "--eval-every", "200", "--eval-episodes", "1",
-            "--checkpoint-every", "200", "--run-dir", str(tmp_path)]
-    assert cli.main(args) == 0
-    out = capsys.readouterr().out
-    assert "SAC on Pendulum-v1, seed 0: return by step {200: " in out
-    with open(tmp_path / "log.csv", newline="") as f:
-        assert [int(r["step"]) for r in csv.DictReader(f)] == [200, 400]
-    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert cli.main(args) == 0  # finished: the second call resumes at the end
-    assert "seed 0: return by step {200: " in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "sac", "--steps", "500", "--run-dir", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert "steps: the checkpoint in" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("algorithm, env_id, message", [
-    (sac, "NoSuchEnv-v0", "env_id: .*NoSuchEnv"), (sac, "CartPole-v1", "env_id: SAC needs a Box action space"),
-    (mbpo, "MountainCarContinuous-v0", "env_id: expected one of")])
-def test_bad_envs_are_refused_before_the_run_directory_is_made(tmp_path, algorithm, env_id, message):
+@pytest.mark.parametrize("algorithm, env, message", [
+    (sac, "NoSuchEnv-v0", "env: .*NoSuchEnv"), (sac, "CartPole-v1", "env: SAC needs a Box action space"),
+    (mbpo, "MountainCarContinuous-v0", "env: expected one of")])
+def test_bad_envs_are_refused_before_the_run_directory_is_made(tmp_path, algorithm, env, message):
+    config = sac.SACConfig(env=env) if algorithm is sac else mbpo.MBPOConfig(env=env)
     with pytest.raises(ValueError, match=message):
-        algorithm.train(env_id, 100, run_dir=tmp_path / "run")
+        algorithm.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
-
-
-def test_the_cli_reports_bad_arguments(tmp_path, capsys):
-    for argv, message in ((["--env", "NoSuchEnv-v0"], "--env:"), (["--steps", "0"], "--steps:"),
-                          (["--checkpoint-every", "0"], "--checkpoint-every:")):
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(["train", "mbpo", "--run-dir", str(tmp_path / "run"), *argv])
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,10 +145,9 @@ def dead_pid():
     return child.pid
 
 
-def small_run(tmp_path, steps=250):
-    sac.train("Pendulum-v1", steps, seed=3, config=SAC_CONFIG, eval_every=steps, eval_episodes=1, run_dir=tmp_path,
-              checkpoint_every=EVERY)
-    return start_run(tmp_path, steps, {"algorithm": "SAC", "env_id": "Pendulum-v1", "config": SAC_CONFIG}, 3)
+def small_run(tmp_path):
+    sac.train(SAC_CONFIG, tmp_path)
+    return start_run(tmp_path, "sac", SAC_CONFIG)
 
 
 def test_a_save_removes_what_a_killed_writer_left_and_fsyncs(tmp_path, monkeypatch):
@@ -189,14 +167,15 @@ def test_a_save_removes_what_a_killed_writer_left_and_fsyncs(tmp_path, monkeypat
     synced = []
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")))
     run.save(250, run.state, run.buffers)
-    run.evaluated({"step": 250, "return": 1.0}, None)
+    run.evaluated({"step": 250, "return": 1.0})
     assert not any(p.exists() for p in left) and kept.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept.name, "checkpoint", "log.csv"])
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("events.out.tfevents.")) == sorted(
+        [kept.name, "checkpoint", "config.yaml", "log.csv"])
     # Files are fsynced under their temporary names, before the rename.
     names = [os.path.basename(p) for p in synced]
     assert any(n.startswith(f".{STATE}.{live}-") for n in names) and any(n.startswith(f".log.csv.{live}-") for n in names)
     assert str(tmp_path) in synced  # the renames of the folder swap and of log.csv are durable
-    assert start_run(tmp_path, 250, {}, 3).step == 250
+    assert start_run(tmp_path, "sac", SAC_CONFIG).step == 250
 
 
 def flip_bit(path, position, bit=0):
@@ -218,17 +197,18 @@ def test_a_corrupt_or_truncated_checkpoint_is_refused_naming_the_file(tmp_path):
     name_length, extra_length = struct.unpack("<HH", original[record.header_offset + 26:record.header_offset + 30])
     flip_bit(state, record.header_offset + 30 + name_length + extra_length + record.file_size // 2)
     with pytest.raises(ValueError, match=f"^{state}: corrupt file .*CRC-32"):
-        start_run(tmp_path, 250, {}, 3)
+        start_run(tmp_path, "sac", SAC_CONFIG)
     for cut in (len(original) // 2, 10, 0):
         state.write_bytes(original[:cut])
         with pytest.raises(ValueError, match=f"^{state}: corrupt or truncated file"):
-            start_run(tmp_path, 250, {}, 3)
+            start_run(tmp_path, "sac", SAC_CONFIG)
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("step", -1, r"step: expected an int in \[0, 250\]"), ("step", 10**20, "step: expected"),
+    ("step", -1, r"step: expected an int in \[0, 4611686018427387904\]"), ("step", 10**20, "step: expected"),
     ("seconds", float("nan"), "seconds: expected a finite number"), ("history", "x", "history: expected a list"),
-    ("identity", {"seed": "x"}, r"identity\['seed'\]: expected a seed"),
+    ("identity", {"config": "x"}, r"identity\['algorithm'\]: expected a str"),
+    ("identity", {"algorithm": "sac", "config": '{"seed": -1}'}, r"identity\['config'\] seed: expected a seed"),
     ("buffers", {"real": "load_state"}, r"buffers\['real'\]: expected one of"),
     ("buffers", {"../x": "ReplayBuffer"}, "buffers: expected names that are identifiers"),
 ])
@@ -238,16 +218,15 @@ def test_an_edited_checkpoint_is_refused_naming_the_file_and_field(tmp_path, key
     saved = torch.load(state, weights_only=True)
     torch.save({**saved, key: value}, state)
     with pytest.raises(ValueError, match=f"^{state}: {message}"):
-        start_run(tmp_path, 250, {}, 3)
+        start_run(tmp_path, "sac", SAC_CONFIG)
     del saved[key]
     torch.save(saved, state)
     with pytest.raises(ValueError, match=f"^{state}: {key}: expected the field"):
-        start_run(tmp_path, 250, {}, 3)
+        start_run(tmp_path, "sac", SAC_CONFIG)
 
 
-def resume_small_run(tmp_path, steps=250):
-    return sac.train("Pendulum-v1", steps, seed=3, config=SAC_CONFIG, eval_every=steps, eval_episodes=1,
-                     run_dir=tmp_path, checkpoint_every=EVERY)
+def resume_small_run(tmp_path):
+    return sac.train(SAC_CONFIG, tmp_path)
 
 
 def _nan_actor(state):
@@ -295,5 +274,5 @@ def test_a_pickled_object_in_a_checkpoint_is_never_run(tmp_path):
     state, marker = tmp_path / "checkpoint" / STATE, tmp_path / "ran"
     torch.save({**torch.load(state, weights_only=True), "agent": Payload(marker)}, state)
     with pytest.raises(ValueError, match=f"^{state}: not a readable pymbrl file"):
-        start_run(tmp_path, 250, {}, 3)
+        start_run(tmp_path, "sac", SAC_CONFIG)
     assert not marker.exists()

@@ -1,0 +1,134 @@
+"""Vector envs whose envs run in worker processes that never outlive the run nor litter its folder.
+
+:func:`worker_envs` opens a gymnasium vector env of ``num_envs`` copies of an env (in worker
+processes, or in this process) and closes it however the block ends. A worker process
+
+- ignores SIGINT: a terminal's Ctrl-C reaches every process of its process group, and the parent,
+  which handles it, closes the workers (the games they start inherit the ignored SIGINT);
+- exits through its ``finally`` on SIGTERM (the parent closing it on an interrupt), which closes its
+  env and so the game process the env runs;
+- is sent SIGTERM by Linux when its parent dies, even of SIGKILL, which leaves the parent no chance
+  to close it;
+- works in its own folder ``workdir/worker<i>``: a game may write files in its working directory
+  (ViZDoom's game process writes ``_vizdoom.ini`` and ``_vizdoom/`` there, and two games creating
+  the same ``_vizdoom/`` at once crash one of them), so each has its own, inside the run;
+- runs torch on one thread: a worker forked after torch ran a parallel region in the parent hangs
+  in its first parallel region (OpenMP's pool does not survive a fork), and one env's frames need
+  no more than one thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from pymbrl._checks import integer
+
+
+class WorkerEnv:
+    """Makes ``make()`` in worker process ``index`` (see the module docstring for what the worker
+    sets up first); picklable if ``make`` is, so it also works where workers are spawned rather
+    than forked.
+
+    Parameters
+    ----------
+    make : Callable[[], gym.Env] -- makes one env.
+    workdir : Path -- the folder that holds the workers' folders (absolute).
+    index : int -- the worker's number; it works in ``workdir/worker<index>``.
+    """
+
+    def __init__(self, make: Callable[[], gym.Env], workdir: Path, index: int):
+        self.make, self.workdir, self.index = make, workdir, index
+        self.parent = os.getpid()
+
+    def __call__(self) -> gym.Env:
+        # AsyncVectorEnv also makes one env in the parent (to read its spaces, without starting a
+        # game): the parent keeps its signals and working directory.
+        if os.getpid() != self.parent:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            _terminate_with_parent(self.parent)
+            torch.set_num_threads(1)
+            folder = self.workdir / f"worker{self.index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chdir(folder)
+        return self.make()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _terminate_with_parent(parent: int) -> None:
+    """Asks Linux to send this process SIGTERM when its parent dies; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM raises SystemExit in this process while the block runs (where SIGTERM has its
+    default action, which would kill the process without closing its workers), and SIGINT's
+    handler is put back as it was (a game library may install its own)."""
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
+    if main and sigterm == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        if main:
+            if sigint is not None:
+                signal.signal(signal.SIGINT, sigint)
+            if sigterm == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def worker_envs(make: Callable[[], gym.Env], num_envs: int, *, processes: bool = True,
+                workdir: str | os.PathLike | None = None,
+                autoreset_mode: gym.vector.AutoresetMode = gym.vector.AutoresetMode.SAME_STEP
+                ) -> Iterator[gym.vector.VectorEnv]:
+    """A vector env of ``num_envs`` envs made by ``make``, closed when the block ends.
+
+    With ``processes`` each env runs in a worker process of its own (gymnasium's AsyncVectorEnv,
+    set up as the module docstring says), working in ``workdir/worker<i>`` (default: a temporary
+    folder removed at the end); on any exception (Ctrl-C included) the workers are terminated, and
+    each closes its env, so no process is left; a SIGTERM of this process, where nothing else
+    handles it, raises SystemExit in the block for the same cleanup. Without ``processes`` the envs
+    run in this process (SyncVectorEnv). ``autoreset_mode`` defaults to SAME_STEP: the step that
+    ends an episode already returns the next one's first observation (the last one comes in
+    ``info["final_obs"]``), so every step is a real one.
+    """
+    num_envs = integer(num_envs, "num_envs")
+    with contextlib.ExitStack() as stack:
+        if processes:
+            if workdir is None:
+                workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="pymbrl-envs-"))
+            workdir = Path(os.path.abspath(workdir))
+            stack.enter_context(_sigterm_exits())
+            envs: gym.vector.VectorEnv = gym.vector.AsyncVectorEnv(
+                [WorkerEnv(make, workdir, i) for i in range(num_envs)], autoreset_mode=autoreset_mode)
+        else:
+            envs = gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=autoreset_mode)
+        finished = False
+        try:
+            yield envs
+            finished = True
+        finally:
+            envs.close(**({"terminate": not finished} if processes else {}))

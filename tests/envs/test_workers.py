@@ -1,0 +1,107 @@
+"""pymbrl.envs.workers: vector envs of worker processes that work in their own folders, ignore
+Ctrl-C (the parent handles it), run torch on one thread, are closed however the block ends, and
+die with their parent even when it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from pymbrl.envs.workers import worker_envs
+
+
+class WhereEnv(gym.Env):
+    """A trivial env that says where it runs."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 1.0, True, False, {}
+
+    def where(self):
+        return (os.getpid(), os.getcwd(), signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+                torch.get_num_threads())
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_each_worker_runs_in_its_own_process_and_folder(tmp_path):
+    cwd, handler = os.getcwd(), signal.getsignal(signal.SIGTERM)
+    with worker_envs(WhereEnv, 2, workdir=tmp_path / "envs") as envs:
+        assert isinstance(envs, gym.vector.AsyncVectorEnv)
+        envs.reset(seed=0)
+        where = envs.call("where")
+        pids = [p.pid for p in envs.processes]
+    assert [w[0] for w in where] == pids and os.getpid() not in pids
+    assert [w[1] for w in where] == [str(tmp_path / "envs" / f"worker{i}") for i in range(2)]
+    assert all(w[2] for w in where) and all(w[3] == 1 for w in where)
+    # The parent keeps its folder and signal handlers; the workers are gone.
+    assert os.getcwd() == cwd and signal.getsignal(signal.SIGTERM) == handler
+    time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_without_processes_the_envs_run_here_and_without_workdir_the_folder_is_temporary():
+    with worker_envs(WhereEnv, 2, processes=False) as envs:
+        assert isinstance(envs, gym.vector.SyncVectorEnv)
+        envs.reset(seed=0)
+        assert [w[0] for w in envs.call("where")] == [os.getpid()] * 2
+    with worker_envs(WhereEnv, 1) as envs:
+        folder = Path(envs.call("where")[0][1])
+        assert folder.name == "worker0" and folder.is_dir()
+    assert not folder.parent.exists()
+
+
+def test_an_exception_in_the_block_terminates_the_workers(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with worker_envs(WhereEnv, 2, workdir=tmp_path) as envs:
+            pids = [p.pid for p in envs.processes]
+            raise KeyboardInterrupt
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids)
+
+
+KILLED = """
+import functools, os, signal, sys, gymnasium as gym
+from pymbrl.envs.workers import worker_envs
+with worker_envs(functools.partial(gym.make, "CartPole-v1"), 2, workdir=sys.argv[1]) as envs:
+    envs.reset(seed=0)
+    print(" ".join(str(p.pid) for p in envs.processes), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """SIGKILL leaves the parent no chance to close its workers: the kernel tells each of them."""
+    child = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    pids = [int(p) for p in child.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids)

@@ -1,0 +1,91 @@
+"""The run directory: config.yaml, log.csv and TensorBoard events from every record, callbacks,
+continuing a finished run, and refusing another run's directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pymbrl.training import Callbacks, TrainConfig
+from pymbrl.training.config import read_config
+from pymbrl.training.curves import read_log
+from pymbrl.training.run import check_resumable, read_run, run_algorithm, start_run
+
+
+class Seen(Callbacks):
+    def __init__(self):
+        self.events = []
+
+    def on_progress(self, stage, done, total):
+        self.events.append(("progress", stage, done, total))
+
+    def on_record(self, stage, record):
+        self.events.append(("record", stage, record["step"]))
+
+
+def scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(directory))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def fake_run(run_dir, config, callbacks=None):
+    """Records every 10 steps, checkpoints at the end (as an agent's loop does)."""
+    run = start_run(run_dir, "fake", config, callbacks=callbacks)
+    for step in range(run.step + 1, config.steps + 1):
+        if step % 10 == 0:
+            run.evaluated({"step": step, "return": float(step), "loss": 1.0 / step})
+        if run.due(step, episode_over=True):
+            run.save(step, {}, {})
+        run.progress(step)
+    run.close()
+    return run
+
+
+def test_records_reach_the_log_tensorboard_and_callbacks(tmp_path):
+    seen = Seen()
+    config = TrainConfig(steps=30, checkpoint_every=10)
+    fake_run(tmp_path, config, seen)
+    assert read_config(TrainConfig, tmp_path / "config.yaml", "fake") == config
+    assert run_algorithm(tmp_path) == "fake"
+    assert [r["step"] for r in read_log(tmp_path / "log.csv")] == [10, 20, 30]
+    assert scalars(tmp_path)["train/return"] == [(10, 10.0), (20, 20.0), (30, 30.0)]
+    assert ("record", "train", 20) in seen.events and ("progress", "train", 30, 30) in seen.events
+
+
+def test_a_finished_run_continues_and_tensorboard_drops_what_the_checkpoint_lost(tmp_path):
+    config = TrainConfig(steps=30, checkpoint_every=10)
+    fake_run(tmp_path, config)
+    run = fake_run(tmp_path, dataclasses.replace(config, steps=50))
+    assert [r["step"] for r in run.history] == [10, 20, 30, 40, 50]
+    assert [s for s, _ in scalars(tmp_path)["train/return"]] == [10, 20, 30, 40, 50]
+    assert read_run(tmp_path, TrainConfig, "fake")[1]["step"] == 50
+    with pytest.raises(ValueError, match="^steps: the run in .* has already done 50 steps"):
+        check_resumable(tmp_path, "fake", config)
+
+
+def test_another_runs_directory_is_refused_naming_the_setting(tmp_path):
+    config = TrainConfig(steps=20, checkpoint_every=10)
+    fake_run(tmp_path, config)
+    before = (tmp_path / "config.yaml").read_bytes()
+    for changed, message in ((dict(seed=1), "^seed: the run in .* has seed=0, not 1"),
+                             (dict(eval_every=7), "^eval_every: the run in .* has eval_every=1000, not 7")):
+        with pytest.raises(ValueError, match=message):
+            start_run(tmp_path, "fake", dataclasses.replace(config, **changed))
+    with pytest.raises(ValueError, match="^algorithm: the run in .* is of algorithm fake, not other"):
+        start_run(tmp_path, "other", config)
+    assert (tmp_path / "config.yaml").read_bytes() == before
+    # Only the device may change (and steps grow).
+    start_run(tmp_path, "fake", dataclasses.replace(config, device="cuda", steps=40))
+
+
+def test_a_staged_runs_config_is_checked_without_a_checkpoint(tmp_path):
+    start_run(tmp_path, "fake", TrainConfig(seed=2))
+    with pytest.raises(ValueError, match="^seed: "):
+        check_resumable(tmp_path, "fake", TrainConfig(seed=3))
+    with pytest.raises(ValueError, match="run_dir: no checkpoint in"):
+        read_run(tmp_path, TrainConfig, "fake")
