@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from pymbrl.agents import world_models as wm
+from pymbrl.agents import world_models_fitting as fitting
 from pymbrl.agents import world_models_stages as wms
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import MDNRNN, Controller, ConvVAE, Policy
@@ -417,7 +418,7 @@ def test_mdn_windows_start_from_their_rollouts_state(monkeypatch):
         return original(z, actions, *args, state=state, **kwargs)
 
     model.loss = recording
-    wms.train_mdnrnn(latents, 2, config, mdnrnn=model, seed=0)
+    fitting.train_mdnrnn(latents, 2, config, mdnrnn=model, seed=0)
     assert len(seen) == 3 + 2  # windows of 5: 12 steps -> 3, 7 -> 2
     for r in latents:
         for k in range(-(-len(r["actions"]) // 5)):

@@ -10,12 +10,15 @@ muzero
     MuZero and Gumbel MuZero (and AlphaZero mode with true rules) by batched self-play on the C++ search
     (the search and self-play in ``muzero_selfplay``).
 dreamer
-    Dreamer with DreamerV3's world model: actor and critic learned in imagination from every replayed state.
+    Dreamer with DreamerV3's world model: actor and critic learned in imagination from every replayed state
+    (the learner and its update in ``dreamer_learner``).
 world_models
     World Models (Ha & Schmidhuber): V (a VAE), M (an MDN-RNN), C evolved by CMA-ES in the dream or the
-    real env; stages collect, vae, mdn, controller.
+    real env; stages collect, vae, mdn, controller (in ``world_models_stages``; how V and M learn in
+    ``world_models_fitting``).
 i2a
-    Imagination-Augmented Agents (Weber et al.) on MiniPacman or Atari; stages env-model, distill, agent.
+    Imagination-Augmented Agents (Weber et al.) on MiniPacman or Atari; stages env-model, distill, agent
+    (in ``i2a_stages``).
 
 The functions below find an algorithm by its name (as ``pymbrl train`` takes it) or its run directory.
 """
