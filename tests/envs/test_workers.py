@@ -105,3 +105,26 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in pids)
+
+
+class DyingEnv(WhereEnv):
+    """Its worker dies in the middle of a step (as a game killed by the Ctrl-C sent to the whole
+    process group dies)."""
+
+    def step(self, action):
+        os._exit(1)
+
+
+def test_an_exception_in_the_block_is_raised_even_when_a_worker_died_meanwhile(tmp_path):
+    """gymnasium's close reads the pipe of a worker with a step in flight, which raises EOFError when
+    that worker is gone: it used to replace the KeyboardInterrupt (seen as a flaky ViZDoom Ctrl-C test)."""
+    with pytest.raises(KeyboardInterrupt):
+        with worker_envs(DyingEnv, 2, workdir=tmp_path) as envs:
+            pids = [process.pid for process in envs.processes]
+            envs.reset(seed=0)
+            envs.step_async(np.zeros(2, dtype=np.int64))
+            deadline = time.monotonic() + 30
+            while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise KeyboardInterrupt
+    assert envs.closed and not any(alive(pid) for pid in pids)

@@ -131,4 +131,26 @@ def worker_envs(make: Callable[[], gym.Env], num_envs: int, *, processes: bool =
             yield envs
             finished = True
         finally:
-            envs.close(**({"terminate": not finished} if processes else {}))
+            if processes and not finished:
+                _terminate(envs)
+            else:
+                envs.close()
+
+
+def _terminate(envs: gym.vector.AsyncVectorEnv) -> None:
+    """Closes ``envs`` after an exception, terminating its workers. A worker may already be gone (a
+    game that died of the same Ctrl-C, sent to the whole process group): gymnasium's close then
+    fails reading its pipe, and the workers left are terminated here instead, so that the exception
+    that ended the block is the one raised."""
+    try:
+        envs.close(terminate=True)
+    except (EOFError, OSError):
+        for process in envs.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in envs.processes:
+            process.join()
+        for pipe in envs.parent_pipes:
+            if pipe is not None:
+                pipe.close()
+        envs.closed = True  # its __del__ would try again
