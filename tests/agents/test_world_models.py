@@ -652,3 +652,14 @@ def test_no_file_a_run_reads_is_unpickled(run, tmp_path):
     with pytest.raises(ValueError, match=f"^{rollout}: corrupt rollout"):
         RolloutDataset(run_dir / "data").load(rollout)
     assert not marker.exists()
+
+
+def test_another_temperature_or_budget_is_the_same_run_to_the_cli_check_too(run):
+    """The CLI checks a run directory with ``check_resumable`` before anything runs; it used to
+    compare every field, so ``--stages controller --set tau=0.1`` on a trained run was refused."""
+    from pymbrl.training.run import check_resumable
+
+    run_dir, _, _ = run
+    check_resumable(run_dir, "world-models", dataclasses.replace(TINY, tau=0.1, generations=5, popsize=6))
+    with pytest.raises(ValueError, match="^z_dim: the run in .* has z_dim=8, not 4"):
+        check_resumable(run_dir, "world-models", dataclasses.replace(TINY, z_dim=4))

@@ -18,6 +18,9 @@ class ToyConfig(TrainConfig):
     width: int = 4  # a size the artefacts depend on
     rate: float = 0.1  # a setting they do not depend on
 
+    def identity(self):
+        return {k: v for k, v in super().identity().items() if k in ("env", "width")}
+
 
 class Stages(Callbacks):
     def __init__(self):
@@ -111,22 +114,22 @@ def test_a_repeated_stage_is_selected_by_its_name_in_every_round(tmp_path):
 def test_start_pipeline_writes_the_config_and_refuses_one_that_changes_the_artefacts(tmp_path):
     run_dir = tmp_path / "run"
     config = ToyConfig(env="Pendulum-v1", width=8)
-    assert start_pipeline(run_dir, "toy", config, ("env", "width")) == run_dir
+    assert start_pipeline(run_dir, "toy", config) == run_dir
     assert read_config(ToyConfig, run_dir / "config.yaml", "toy") == config
     # Another rate, seed or device: the same run directory, the config rewritten.
     changed = dataclasses.replace(config, rate=0.5, seed=3)
-    start_pipeline(run_dir, "toy", changed, ("env", "width"))
+    start_pipeline(run_dir, "toy", changed)
     assert read_config(ToyConfig, run_dir / "config.yaml", "toy") == changed
     with pytest.raises(ValueError, match=r"^width: .* holds a run with width=8, whose artefacts depend on it, got 9"):
-        start_pipeline(run_dir, "toy", dataclasses.replace(config, width=9), ("env", "width"))
+        start_pipeline(run_dir, "toy", dataclasses.replace(config, width=9))
     with pytest.raises(ValueError, match="^env: "):
-        start_pipeline(run_dir, "toy", dataclasses.replace(config, env="CartPole-v1"), ("env", "width"))
+        start_pipeline(run_dir, "toy", dataclasses.replace(config, env="CartPole-v1"))
     assert read_config(ToyConfig, run_dir / "config.yaml", "toy") == changed
     with pytest.raises(ValueError, match="algorithm: the file is a config of 'toy', not 'other'"):
-        start_pipeline(run_dir, "other", config, ("env",))
+        start_pipeline(run_dir, "other", config)
     (run_dir / "config.yaml").write_bytes(b"\xff")
     with pytest.raises(ValueError, match=f"^{run_dir / 'config.yaml'}: "):
-        start_pipeline(run_dir, "toy", config, ("env",))
+        start_pipeline(run_dir, "toy", config)
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="^run_dir: expected a directory"):
-        start_pipeline(tmp_path / "file", "toy", config, ("env",))
+        start_pipeline(tmp_path / "file", "toy", config)

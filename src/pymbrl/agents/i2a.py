@@ -41,8 +41,7 @@ from pymbrl.models.i2a import ActorCritic
 from pymbrl.rollout.per_action import per_action_rollouts
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, as_batch, generator, seeded, start_run
 from pymbrl.training.checkpoint import arrays_to_tensors, save_atomically, tensors_to_arrays
-from pymbrl.training.config import write_config
-from pymbrl.training.run import CONFIG_FILE, STATE, check_resumable, read_config_of, read_run, restoring
+from pymbrl.training.run import STATE, read_config_of, read_run, restoring
 from pymbrl.training import stages as staging
 from pymbrl.training.stages import run_stages
 
@@ -303,9 +302,7 @@ def train(config: I2AConfig | None = None, run_dir: str | os.PathLike | None = N
         directory = Path(run_dir if run_dir is not None else
                          stack.enter_context(tempfile.TemporaryDirectory(prefix="pymbrl-i2a-")))
         staging.check_stages(directory, pipeline, selected)
-        check_resumable(directory, "i2a", config)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_config(config, directory / CONFIG_FILE, "i2a")
+        staging.start_pipeline(directory, "i2a", config)
         summary = run_stages(directory, pipeline, selected, callbacks)
         agent, history = restore(directory) if "agent" in selected else (None, [])
     return TrainResult(agent, history, None if run_dir is None else directory, summary)

@@ -42,9 +42,6 @@ from pymbrl.training import stages as staging
 from pymbrl.training.run import read_config_of
 
 STAGES = ("collect", "vae", "mdn", "controller")
-# The fields the artefacts depend on (the env, the networks' shapes): a run directory refuses a
-# config that changes them. Others (tau, train_in, the controller's shape) pick another controller file.
-FIXED = ("env", "z_dim", "rnn_hidden", "mixtures", "reward_head")
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,13 @@ class WorldModelsConfig(TrainConfig):
     ``explore`` noise), retrains M on all the data and evolves C again"""
     explore: float = 0.1  # std of Gaussian noise on C's action scores while it collects (iterations)
     num_envs: int = 2  # env worker processes for collection and real episodes
+
+    def identity(self) -> dict[str, Any]:
+        """The fields the artefacts depend on (the env, the networks' shapes): a run directory refuses
+        a config that changes them. Others (tau, train_in, the controller's shape, the budgets) pick
+        another controller file or extend the run."""
+        return {k: v for k, v in super().identity().items()
+                if k in ("env", "z_dim", "rnn_hidden", "mixtures", "reward_head")}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -197,7 +201,7 @@ def train(config: WorldModelsConfig | None = None, run_dir: str | os.PathLike | 
 
     The records: per epoch of V ("vae") and of M ("mdn"), per generation of C ("controller"), and
     the controller's real-env score ("evaluate"). A run directory holds the artefacts of one env
-    and one set of network sizes (:data:`FIXED`): another is refused with ValueError naming the
+    and one set of network sizes (see :meth:`WorldModelsConfig.identity`): another is refused naming the
     field. The result's ``summary`` is the controller's (of ``config``'s kind, of the last
     iteration that has one): the fitness history (also the ``history``), the real-env ``returns``,
     their ``mean`` and ``std``, ``tau``, ``train_in``, ``inputs`` and ``controller_hidden``; empty
@@ -213,7 +217,7 @@ def train(config: WorldModelsConfig | None = None, run_dir: str | os.PathLike | 
     stage_list = pipeline(c, codec)
     selected = list(STAGES) if stages is None else list(stages)
     staging.check_stages(run_dir, stage_list, selected)
-    directory = staging.start_pipeline(run_dir, "world-models", c, FIXED)
+    directory = staging.start_pipeline(run_dir, "world-models", c)
     staging.run_stages(directory, stage_list, selected, callbacks)
     iteration = wms.latest_controller(directory, c)
     if iteration is None:

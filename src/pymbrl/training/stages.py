@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pymbrl.training.callbacks import Callbacks
-from pymbrl.training.config import C, read_config, to_dict, write_config
+from pymbrl.training.config import C, read_config, write_config
 from pymbrl.training.run import CONFIG_FILE
 
 
@@ -102,19 +102,19 @@ def run_stages(run_dir: str | os.PathLike, stages: Sequence[Stage], selected: Se
     return summary
 
 
-def start_pipeline(run_dir: str | os.PathLike, algorithm: str, config: C, fixed: Sequence[str]) -> Path:
+def start_pipeline(run_dir: str | os.PathLike, algorithm: str, config: C) -> Path:
     """Opens the run directory of a staged run of ``algorithm`` with ``config`` and writes the
     config to its ``config.yaml``. A directory whose ``config.yaml`` differs from ``config`` in a
-    field of ``fixed`` (those the artefacts depend on, such as the env and network sizes) is
-    refused, with ValueError naming the field; so is one of another algorithm, or with a corrupt
-    or edited ``config.yaml`` (naming the file)."""
+    field of its identity (``config.identity()``: for a staged agent, what its artefacts depend
+    on, such as the env and network sizes) is refused, with ValueError naming the field; so is one
+    of another algorithm, or with a corrupt or edited ``config.yaml`` (naming the file)."""
     directory = Path(run_dir)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"run_dir: expected a directory, got {str(directory)!r}, which is not one")
     path = directory / CONFIG_FILE
     if path.exists():
-        before, now = to_dict(read_config(type(config), path, algorithm)), to_dict(config)
-        for name in fixed:
+        before, now = read_config(type(config), path, algorithm).identity(), config.identity()
+        for name in now:
             if before[name] != now[name]:
                 raise ValueError(f"{name}: {str(directory)!r} holds a run with {name}={before[name]!r}, whose "
                                  f"artefacts depend on it, got {now[name]!r}; use another run directory")
