@@ -103,10 +103,7 @@ class Run:
     def resume(self, folder: Path, state: dict[str, Any]) -> None:
         """Takes up the checkpoint ``state`` read from ``folder``; refuses one of another run."""
         self.folder = folder
-        _check_identity(state["identity"], self.identity, self.directory)
-        if state["step"] > self.total:
-            raise ValueError(f"steps: the run in {str(self.directory)!r} has already done {state['step']} steps; "
-                             f"expected steps >= {state['step']}, got {self.total}")
+        _check_state(state, self.identity, self.total, self.directory)
         # Each buffer is read back by its own class (ReplayBuffer, GameBuffer, ...).
         self.buffers = {name: getattr(replay, kind).load(folder / f"{name}.buffer")
                         for name, kind in state["buffers"].items()}
@@ -223,6 +220,14 @@ def _check_identity(saved: dict[str, str], current: dict[str, str], directory: P
                          f"pass the same value or another run directory")
 
 
+def _check_state(state: dict[str, Any], identity: dict[str, str], total: int, directory: Path | None) -> None:
+    """Refuses a checkpoint of another run, or one past the ``total`` steps this run goes to."""
+    _check_identity(state["identity"], identity, directory)
+    if state["step"] > total:
+        raise ValueError(f"steps: the run in {str(directory)!r} has already done {state['step']} steps; "
+                         f"expected steps >= {state['step']}, got {total}")
+
+
 def _previous_checkpoint(directory: Path) -> Path | None:
     """The checkpoint a save killed between its two renames moved aside (``.checkpoint.<pid>-<hex>.old``,
     or ``.old-<hex>`` as earlier versions named it), the newest if several; None if there is none."""
@@ -296,10 +301,7 @@ def start_run(run_dir: str | os.PathLike | None, algorithm: str, config: TrainCo
     if run_dir is None:
         return Run(config.seed, total, None, identity, every, stage, callbacks)
     directory = Path(run_dir)
-    if write:
-        check_resumable(directory, algorithm, config)
-    elif directory.exists() and not directory.is_dir():
-        raise ValueError(f"run_dir: expected a directory, got {str(directory)!r}, which is not one")
+    _check_directory(directory, algorithm, config, config_file=write)
     folder = checkpoint_folder(directory)
     state = None if folder is None else read_state(folder)
     run = Run(config.seed, total, directory, identity, every, stage, callbacks)
@@ -361,18 +363,21 @@ def check_resumable(run_dir: str | os.PathLike, algorithm: str, config: TrainCon
     when the directory is a file, or holds a run (its ``config.yaml``, its checkpoint) of another
     algorithm or config, or one that has gone past ``config.steps``; changes nothing."""
     directory = Path(run_dir)
+    _check_directory(directory, algorithm, config, config_file=True)
+    folder = checkpoint_folder(directory)
+    if folder is not None:
+        identity = {"algorithm": algorithm, "config": json.dumps(config.identity(), sort_keys=True)}
+        _check_state(read_state(folder), identity, config.steps, directory)
+
+
+def _check_directory(directory: Path, algorithm: str, config: TrainConfig, config_file: bool) -> None:
+    """Refuses a ``directory`` that is a file, or (with ``config_file``) whose ``config.yaml`` is of
+    another algorithm or run."""
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"run_dir: expected a directory, got {str(directory)!r}, which is not one")
-    identity = {"algorithm": algorithm, "config": json.dumps(config.identity(), sort_keys=True)}
-    if (directory / CONFIG_FILE).is_file():
+    if config_file and (directory / CONFIG_FILE).is_file():
         values = read_values(directory / CONFIG_FILE)
         saved = read_config(type(config), directory / CONFIG_FILE) if values.get("algorithm") == algorithm else None
         _check_identity({"algorithm": str(values.get("algorithm")),
-                         "config": json.dumps(saved.identity() if saved else {}, sort_keys=True)}, identity, directory)
-    folder = checkpoint_folder(directory)
-    if folder is not None:
-        state = read_state(folder)
-        _check_identity(state["identity"], identity, directory)
-        if state["step"] > config.steps:
-            raise ValueError(f"steps: the run in {str(directory)!r} has already done {state['step']} steps; "
-                             f"expected steps >= {state['step']}, got {config.steps}")
+                         "config": json.dumps(saved.identity() if saved else {}, sort_keys=True)},
+                        {"algorithm": algorithm, "config": json.dumps(config.identity(), sort_keys=True)}, directory)
