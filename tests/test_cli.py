@@ -19,37 +19,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import pytest
 
+from golden_runs import FRAMES_ID
 from pymbrl import cli
 from pymbrl.agents import i2a, sac
 from pymbrl.agents import world_models as wm
 from pymbrl.training import curves
 from pymbrl.training.run import start_run
-
-FRAMES_ID = "pymbrl-test/CliFrames-v0"
-
-
-class FramesEnv(gym.Env):
-    """Random 64x64 RGB frames, episodes of 3 steps, three actions (a World Models env that is cheap)."""
-
-    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-    action_space = gym.spaces.Discrete(3)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8), {}
-
-    def step(self, action):
-        self.t += 1
-        return self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8), 1.0, self.t >= 3, False, {}
-
-
-if FRAMES_ID not in gym.registry:
-    gym.register(id=FRAMES_ID, entry_point=FramesEnv)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,15 +165,15 @@ def test_train_i2a_is_interrupted_by_sigterm_and_resumed(tmp_path):
 def test_train_world_models_is_interrupted_while_collecting_and_resumed(tmp_path):
     settings = {"z_dim": 8, "rnn_hidden": 16, "rollouts": 60, "vae_batch": 8, "rnn_epochs": 2, "rnn_batch": 4,
                 "rnn_seq_len": 8, "popsize": 4, "trials": 2, "generations": 2, "eval_episodes": 2, "max_steps": 20}
-    # The env comes from this module (gymnasium's "module:id"), imported by the CLI and its workers.
+    # The env comes from tests/golden_runs.py (gymnasium's "module:id"), imported by the CLI and its workers.
     run = tmp_path / "run"
-    args = ["train", "world-models", "--env", f"test_cli:{FRAMES_ID}", "--config", _config_file(tmp_path, settings),
+    args = ["train", "world-models", "--env", f"golden_runs:{FRAMES_ID}", "--config", _config_file(tmp_path, settings),
             "--run-dir", str(run)]
     # Interrupted while its env worker processes collect rollouts.
     _interrupt(tmp_path, args, lambda: len(list((run / "data").glob("*"))) >= 10)
     assert 10 <= len(list((run / "data").glob("*"))) < 60
     out = _run(tmp_path, ["train", "world-models", "--run-dir", str(run)])
-    assert f"World Models on test_cli:{FRAMES_ID} (controller trained in the dream, tau 1.15): real score 3.0" in out
+    assert f"World Models on golden_runs:{FRAMES_ID} (controller trained in the dream, tau 1.15): real score 3.0" in out
     assert len(list((run / "data").glob("*"))) >= 60
     for artefact in ("vae.pt", "mdnrnn.pt", "controller_tau1.15.pt"):
         assert (run / artefact).stat().st_size > 0

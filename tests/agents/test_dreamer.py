@@ -17,7 +17,8 @@ from pymbrl.agents.dreamer_learner import NonFiniteLossError
 from pymbrl.envs.frames import ResizeFrames
 from pymbrl.models.rssm import RSSMConfig, WorldModel, categorical_index
 from pymbrl.rollout import imagine
-from pymbrl.training import Callbacks, read_config, write_config
+from pymbrl.training import read_config, write_config
+from support import Steps
 
 TINY = dreamer.DreamerConfig(model=RSSMConfig.tiny(), batch_size=4, batch_length=8, horizon=3, learning_starts=64,
                              train_ratio=32, num_envs=2, model_lr=1e-3, actor_lr=1e-3, critic_lr=1e-3, steps=200,
@@ -219,22 +220,10 @@ def test_a_continuous_run_works():
     assert history[-1]["updates"] == (120 - 64) * 32 // 32 and history[-1]["return"] < 0
 
 
-class Interrupt(Callbacks):
-    """Collects the steps reported; raises KeyboardInterrupt at the first at or past ``stop``."""
-
-    def __init__(self, stop=None):
-        self.steps, self.stop = [], stop
-
-    def on_progress(self, stage, done, total):
-        self.steps.append(done)
-        if self.stop is not None and done >= self.stop:
-            raise KeyboardInterrupt
-
-
 def test_a_run_resumes_from_its_checkpoint_and_continues_when_finished(tmp_path):
     config = dataclasses.replace(TINY, checkpoint_every=100)
     with pytest.raises(KeyboardInterrupt):
-        dreamer.train(config, tmp_path, callbacks=Interrupt(stop=160))
+        dreamer.train(config, tmp_path, callbacks=Steps(stop=160))
     state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)
     assert state["step"] in (100, 101) and state["updates"] == state["step"] - 64
     assert state["history"][0]["step"] == state["step"]
@@ -243,7 +232,7 @@ def test_a_run_resumes_from_its_checkpoint_and_continues_when_finished(tmp_path)
     assert history[1]["step"] >= 200 and history[1]["updates"] == history[1]["step"] - 64
     with open(tmp_path / "log.csv", newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [r["step"] for r in history]
-    taken = Interrupt()
+    taken = Steps()
     again = dreamer.train(config, tmp_path, callbacks=taken).history
     assert again == history and taken.steps == []  # a finished run only reads its checkpoint
     # Given more steps, the finished run goes on from its checkpoint (the replay is not sized by steps).

@@ -17,6 +17,7 @@ from pymbrl.training import Callbacks, read_config, seeded, write_config
 from pymbrl.training.agent import evaluate
 from pymbrl.training.checkpoint import load_torch, save_atomically
 from pymbrl.training.stages import check_stages
+from support import Payload
 
 FRAME_SHAPE = (3, 15, 19)  # MiniPacman's planes [C, H, W]
 SMALL = {"num_envs": 4, "n_steps": 5, "channels": 8, "hidden": 32, "encoder_hidden": 8, "a2c_hidden": 48,
@@ -350,16 +351,6 @@ def test_breakout_agents_have_similar_sizes_and_a_run_resumes_exactly(tmp_path):
     assert [repr(r) for r in strip(whole.history)] == [repr(r) for r in strip(resumed.history)]
     for a, b in zip(whole.agent.net.parameters(), resumed.agent.net.parameters()):
         assert torch.equal(a, b)
-
-
-class Payload:
-    """Unpickling this runs ``open(marker, "w")``."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
 
 
 def test_saved_networks_are_checked_before_use(tmp_path):

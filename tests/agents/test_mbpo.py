@@ -13,7 +13,8 @@ import torch
 
 from pymbrl.agents import mbpo
 from pymbrl.models import trainer as trainer_module
-from pymbrl.training import Callbacks, read_config, write_config
+from pymbrl.training import read_config, write_config
+from support import Steps
 
 
 def small_config(**changes):
@@ -73,14 +74,6 @@ def test_a_short_run_learns_its_model_and_updates_the_agent():
     # More data and warm-started weights: the elites' held-out error falls retraining after retraining.
     assert mse[-1] < 0.5 * mse[0], mse
     assert all(math.isfinite(r["q_loss"]) and math.isfinite(r["actor_loss"]) for r in history)
-
-
-class Steps(Callbacks):
-    def __init__(self):
-        self.steps = []
-
-    def on_progress(self, stage, done, total):
-        self.steps.append(done)
 
 
 def test_load_acts_and_a_finished_run_continues_with_more_steps(tmp_path):

@@ -20,7 +20,8 @@ from pymbrl.agents import muzero
 from pymbrl.agents.muzero_selfplay import Searcher, SelfPlay, tictactoe_embedding, tictactoe_observation
 from pymbrl.models.muzero import MuZeroNetwork, scalar_to_support
 from pymbrl.replay import GameBuffer
-from pymbrl.training import Callbacks, read_config, write_config
+from pymbrl.training import read_config, write_config
+from support import Steps
 
 TICTACTOE = "pymbrl/TicTacToe-v0"
 
@@ -30,18 +31,6 @@ def tiny(**changes):
                     latent_size=16, steps=400, eval_every=200, eval_episodes=2)
     settings.update(changes)
     return muzero.MuZeroConfig(**settings)
-
-
-class Steps(Callbacks):
-    """Collects the steps reported; raises KeyboardInterrupt once ``stop`` is reached."""
-
-    def __init__(self, stop=None):
-        self.steps, self.stop = [], stop
-
-    def on_progress(self, stage, done, total):
-        self.steps.append(done)
-        if self.stop is not None and done >= self.stop:
-            raise KeyboardInterrupt
 
 
 def test_temperature_schedule_follows_the_paper():

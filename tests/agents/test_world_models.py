@@ -29,6 +29,7 @@ from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import MDNRNN, Controller, ConvVAE, Policy
 from pymbrl.replay.rollouts import RolloutDataset
 from pymbrl.training import Callbacks, read_config, write_config
+from support import Payload
 
 ENV_ID = "pymbrl-test/Frames-v0"
 OTHER_ID = "pymbrl-test/OtherFrames-v0"
@@ -580,16 +581,6 @@ def flip_a_data_bit(path):
 
 def truncate(path):
     path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
-
-
-class Payload:
-    """Unpickling this runs ``open(marker, "w")``."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "vae.pt", "mdnrnn.pt", "controller_tau1.15.pt",

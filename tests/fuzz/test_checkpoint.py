@@ -26,6 +26,7 @@ from pymbrl.training.checkpoint import save_atomically
 from pymbrl.training.config import read_config, write_config
 from pymbrl.training.evolution import evolve, load_strategy, save_strategy, strategy_fields
 from pymbrl.training.run import STATE, start_run
+from support import Payload
 
 SIGMA0, POPSIZE = 0.1, 4
 NUM_PARAMS = Controller(8 + 16, 3).num_params
@@ -136,16 +137,6 @@ def test_overwritten_bytes_are_refused_or_harmless(saved, name, data):
     chunk = data.draw(st.binary(min_size=1, max_size=64))
     content[start:start + len(chunk)] = chunk
     check(saved, name, bytes(content))
-
-
-class Payload:
-    """Unpickling this runs ``open(marker, "w")``."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
 
 
 @given(names, st.sampled_from(["torch", "pickle", "npz"]))

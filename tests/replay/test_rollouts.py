@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pymbrl.replay.rollouts import RolloutDataset
+from support import Payload
 
 
 def frames(n: int, value: int = 0, shape=(64, 64, 3)) -> np.ndarray:
@@ -65,16 +66,6 @@ def test_dataset_refuses_bad_rollouts_and_an_empty_directory(tmp_path):
     with pytest.raises(ValueError, match="rewards"):
         data.add(frames(4), actions, np.zeros(2), np.zeros(3, bool))
     assert len(data) == 0
-
-
-class Payload:
-    """Unpickling this runs ``open(marker, "w")``."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
 
 
 def test_an_edited_forged_or_pickled_rollout_is_refused_before_use(tmp_path):

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from pymbrl.agents import mbpo, sac
-from pymbrl.training import Callbacks
 from pymbrl.training.run import STATE, start_run
 from pymbrl.replay import ReplayBuffer
+from support import Payload, Steps
 
 # Pendulum's episodes are 200 steps: with checkpoints every 200 the run below is saved at 200 and
 # 400, interrupted at 530 and resumed from 400.
@@ -28,18 +28,6 @@ SAC_CONFIG = sac.SACConfig(hidden=32, batch_size=32, learning_starts=100, steps=
 MBPO_CONFIG = mbpo.MBPOConfig(init_steps=150, model_train_freq=100, rollout_batch_size=100, rollout_length=(1, 4, 1, 2),
                               model_retain_epochs=2, updates_per_step=2, ensemble_size=3, num_elites=2,
                               model_hidden=16, model_layers=2, hidden=32, batch_size=32, **RUN)
-
-
-class Steps(Callbacks):
-    """Collects the steps reported; raises KeyboardInterrupt at ``stop``."""
-
-    def __init__(self, stop=None):
-        self.steps, self.stop = [], stop
-
-    def on_progress(self, stage, done, total):
-        self.steps.append(done)
-        if done == self.stop:
-            raise KeyboardInterrupt
 
 
 def without_seconds(history):
@@ -257,16 +245,6 @@ def test_a_valid_buffer_of_another_configuration_is_refused_naming_the_file(tmp_
     ReplayBuffer(250, spec).save(path)
     with pytest.raises(ValueError, match=f"^{path}: expected the ReplayBuffer this run makes"):
         resume_small_run(tmp_path)
-
-
-class Payload:
-    """Unpickling this runs ``open(marker, "w")``."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
 
 
 def test_a_pickled_object_in_a_checkpoint_is_never_run(tmp_path):
