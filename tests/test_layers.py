@@ -29,8 +29,9 @@ RANKS = {
     "models": 2, "tasks": 2,
     "rollout": 3,
     "training": 4,
-    "agents": 5,
-    "cli": 6, "__main__": 6,
+    "distributed": 5,
+    "agents": 6,
+    "cli": 7, "__main__": 7,
 }
 """Rank of each top-level part of pymbrl: a module may import from lower ranks and its own part."""
 

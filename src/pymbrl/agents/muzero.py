@@ -21,6 +21,7 @@ the value targets alike.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -35,7 +36,8 @@ from torch.nn import functional as F
 
 import pymbrl.envs  # noqa: F401  (registers pymbrl/TicTacToe-v0)
 from pymbrl._checks import integer, real
-from pymbrl.agents.muzero_selfplay import TICTACTOE, Searcher, SelfPlay, evaluate, evaluate_two_player
+from pymbrl.agents.muzero_selfplay import (TICTACTOE, Searcher, SelfPlay, SelfPlayWorker, evaluate, evaluate_two_player,
+                                          store_games)
 from pymbrl.models.muzero import make_network, scalar_to_support, scale_gradient, support_to_scalar
 from pymbrl.replay import GameBuffer
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, seeded, start_run
@@ -94,9 +96,20 @@ class MuZeroConfig(TrainConfig):
     support_size: int = 10  # S: values and rewards are predicted over the integers -S..S
     hidden_size: int = 64  # hidden units of the MLP network's layers
     latent_size: int = 32  # size of the MLP network's hidden state
+    actors: int = 0  # self-play actors on Ray, each with num_envs envs (0: self-play in this process)
+    actor_moves: int = 8  # moves an actor plays per call before it hands its finished games over
+    ray_address: str = ""  # the Ray cluster to join ("": start one on this machine when actors > 0)
+
+    def identity(self) -> dict[str, Any]:
+        """All but steps, device and the cluster's address: a run resumes on another cluster."""
+        return {k: v for k, v in super().identity().items() if k != "ray_address"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        integer(self.actors, "actors", minimum=0)
+        integer(self.actor_moves, "actor_moves")
+        if not isinstance(self.ray_address, str):
+            raise TypeError(f"ray_address: expected a str, got {self.ray_address!r}")
         for name in ("num_envs", "num_simulations", "td_steps", "batch_size", "buffer_size",
                      "gumbel_considered_actions", "support_size", "hidden_size", "latent_size"):
             integer(getattr(self, name), name)
@@ -256,7 +269,8 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
             finished = [field(r, float, "finished", expected="floats") for r in field(s["finished"], list, "finished")]
             parts = {field(k, str, "parts"): field(v, float, "parts") for k, v in field(s["parts"], dict, "parts").items()}
             check_generator_state(searcher.generator, s["searcher"], "searcher")
-            resumed_games = play.load_state_dict(s["play"], "play")  # checked in full before the envs change
+            # Checked in full before the envs change; a distributed run's games in flight are not saved.
+            resumed_games = play.load_state_dict(s["play"], "play") if s["play"] is not None else c.actors > 0
             network.load_state_dict(s["network"])
             optimizer.load_state_dict(s["optimizer"])
             buffer = run.buffers["games"]
@@ -266,30 +280,90 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
                           f"were dropped and new ones started; this resumed run will not match an uninterrupted one",
                           RuntimeWarning, stacklevel=2)
     step = run.step
-    while step < c.steps:
-        _, ended = play.step(searcher, buffer, temperature(c, step / c.steps))
-        finished += [episode_return for episode_return, _ in ended]
-        before, step = step, min(c.steps, step + c.num_envs)
-        if step >= c.warmup_steps and len(buffer) >= c.batch_size:
-            owed += (step - before) * c.updates_per_step
-            while owed >= 1.0:
-                parts = update(network, optimizer, buffer, searcher, c)
-                updates += 1
-                owed -= 1.0
-        if step // c.eval_every > before // c.eval_every or step == c.steps:
-            seed = 10_000 + step
-            scores = evaluate_two_player(searcher, c.eval_episodes, seed) if play.two_player \
-                else {"return": evaluate(searcher, c.env, c.eval_episodes, seed)}
-            run.evaluated({"step": step, **scores, "episode_return": float(np.mean(finished)) if finished
-                           else float("nan"), "updates": updates, **parts})
-            finished = []
-        if run.due(step, episode_over=True):
-            run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(), "updates": updates,
-                            "owed": owed, "finished": list(finished), "parts": dict(parts), "play": play.state_dict(),
-                            "searcher": searcher.generator.bit_generator.state}, {"games": buffer})
-        run.progress(step)
+    actors = ActorSelfPlay(c, network) if c.actors else None
+    try:
+        while step < c.steps:
+            if actors is None:
+                _, ended = play.step(searcher, buffer, temperature(c, step / c.steps))
+                finished += [episode_return for episode_return, _ in ended]
+                played = c.num_envs
+            else:
+                returns, played = actors.next(buffer, temperature(c, step / c.steps))
+                finished += returns
+            before, step = step, min(c.steps, step + played)
+            if step >= c.warmup_steps and len(buffer) >= c.batch_size:
+                owed += (step - before) * c.updates_per_step
+                while owed >= 1.0:
+                    parts = update(network, optimizer, buffer, searcher, c)
+                    updates += 1
+                    owed -= 1.0
+                if actors is not None:
+                    actors.publish(network)
+            if step // c.eval_every > before // c.eval_every or step == c.steps:
+                seed = 10_000 + step
+                scores = evaluate_two_player(searcher, c.eval_episodes, seed) if play.two_player \
+                    else {"return": evaluate(searcher, c.env, c.eval_episodes, seed)}
+                run.evaluated({"step": step, **scores, "episode_return": float(np.mean(finished)) if finished
+                               else float("nan"), "updates": updates, **parts})
+                finished = []
+            if run.due(step, episode_over=True):
+                run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                                "updates": updates, "owed": owed, "finished": list(finished), "parts": dict(parts),
+                                "play": play.state_dict() if actors is None else None,
+                                "searcher": searcher.generator.bit_generator.state}, {"games": buffer})
+            run.progress(step)
+    finally:
+        if actors is not None:
+            actors.close()
     run.close()
     return TrainResult(searcher, run.history, run.directory, run.history[-1] if run.history else {})
+
+
+class ActorSelfPlay:
+    """Self-play on ``config.actors`` Ray actors (:class:`~pymbrl.agents.muzero_selfplay.SelfPlayWorker`),
+    each with two calls of ``actor_moves`` moves in flight: the driver stores their games and learns,
+    and the actors pull the newest published weights with their next call (a policy lag of at most
+    two calls). Actor ``i`` draws from seed ``seed + 1000 (i + 1)`` (+ 100 per replacement), apart
+    from the driver's streams; a dead actor is replaced and its games in flight counted in ``lost``."""
+
+    def __init__(self, config: MuZeroConfig, network: torch.nn.Module):
+        from pymbrl.distributed import cluster
+        from pymbrl.distributed.pool import ProducerPool
+
+        self.ray, self.started = cluster.connect(config.ray_address)
+        self.config, self.version, self.weights, self.sent = config, 0, None, [-1] * config.actors
+        self.temperature = 1.0  # the schedule's value when the driver last asked for games
+        self.publish(network)
+        worker = dataclasses.replace(config, device="cpu")
+        self.pool = ProducerPool(SelfPlayWorker, lambda i, restart: (worker, config.seed + 1000 * (i + 1) + 100 * restart),
+                                 config.actors, self.call)
+
+    def call(self, i: int) -> tuple[str, dict[str, Any]]:
+        fresh = self.sent[i] < self.version
+        self.sent[i] = self.version
+        return "play_moves", {"moves": self.config.actor_moves, "temperature": self.temperature,
+                              "version": self.version, "weights": self.weights if fresh else None}
+
+    def publish(self, network: torch.nn.Module) -> None:
+        """One object-store copy of the network's current weights (CPU) per version."""
+        self.version += 1
+        self.weights = self.ray.put({k: v.detach().cpu() for k, v in network.state_dict().items()})
+
+    def next(self, buffer: GameBuffer, temperature: float) -> tuple[list[float], int]:
+        """The next actor call's finished games stored in ``buffer``: (their returns, env steps)."""
+        self.temperature = temperature
+        _, out = self.pool.next()
+        store_games(buffer, out["games"])
+        return out["returns"], out["steps"]
+
+    @property
+    def lost(self) -> int:
+        return self.pool.lost
+
+    def close(self) -> None:
+        self.pool.close()
+        if self.started:
+            self.ray.shutdown()
 
 
 def load(run_dir: str | os.PathLike, device: str | None = None) -> Searcher:

@@ -1,0 +1,76 @@
+"""A pool of producer actors: N Ray actors each running a worker object, at most ``inflight`` calls
+outstanding per actor (so producers can never outrun the driver that stores what they make, and
+nothing piles up in the object store), results taken as they come, dead actors replaced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def ray_module() -> Any:
+    """The ``ray`` module, or ImportError naming the extra that provides it."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("actors: distribution needs Ray: pip install 'pymbrl[ray]' (or ray)") from None
+    return ray
+
+
+class ProducerPool:
+    """``n`` actors of ``worker`` (a class: each actor holds ``worker(*make_args(i, restart))``).
+
+    ``call(i, **kwargs)`` is what actor ``i`` is asked each time (a method name and its keyword
+    arguments, from the driver's current state); ``next()`` waits for the first finished call and
+    returns (actor index, its result), having already asked that actor again. A call whose actor died
+    (``ray.kill``, its node removed) is counted in :attr:`lost` and the actor replaced
+    (``restart`` grows, so its seeds differ).
+    """
+
+    def __init__(self, worker: type, make_args: Callable[[int, int], tuple], n: int,
+                 call: Callable[[int], tuple[str, dict[str, Any]]], inflight: int = 2, num_cpus: float = 1):
+        ray = ray_module()
+        self.ray, self.make_args, self.call, self.inflight = ray, make_args, call, inflight
+        self.remote = ray.remote(num_cpus=num_cpus)(worker)
+        self.restarts = [0] * n
+        self.actors = [self.remote.remote(*make_args(i, 0)) for i in range(n)]
+        self.pending: dict[Any, int] = {}
+        self.lost = 0
+        for i in range(n):
+            for _ in range(inflight):
+                self.submit(i)
+
+    def submit(self, i: int) -> None:
+        method, kwargs = self.call(i)
+        self.pending[getattr(self.actors[i], method).remote(**kwargs)] = i
+
+    def next(self) -> tuple[int, Any]:
+        while True:
+            [ref], _ = self.ray.wait(list(self.pending), num_returns=1)
+            i = self.pending.pop(ref)
+            try:
+                result = self.ray.get(ref)
+            except (self.ray.exceptions.ActorDiedError, self.ray.exceptions.ActorUnavailableError,
+                    self.ray.exceptions.WorkerCrashedError):
+                self.replace(i)
+                continue
+            self.submit(i)
+            return i, result
+
+    def replace(self, i: int) -> None:
+        """Replaces dead actor ``i``: its outstanding calls are lost (counted), a new actor starts."""
+        stale = [ref for ref, j in self.pending.items() if j == i]
+        for ref in stale:
+            del self.pending[ref]
+        self.lost += 1 + len(stale)
+        self.ray.kill(self.actors[i], no_restart=True)
+        self.restarts[i] += 1
+        self.actors[i] = self.remote.remote(*self.make_args(i, self.restarts[i]))
+        for _ in range(self.inflight):
+            self.submit(i)
+
+    def close(self) -> None:
+        """Kills every actor (their calls in flight die with them)."""
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+        self.pending.clear()
