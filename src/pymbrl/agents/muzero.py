@@ -303,8 +303,10 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
                 seed = 10_000 + step
                 scores = evaluate_two_player(searcher, c.eval_episodes, seed) if play.two_player \
                     else {"return": evaluate(searcher, c.env, c.eval_episodes, seed)}
+                lost = {} if actors is None else {"actor_calls_lost": actors.pool.lost,
+                                                  "actor_nodes": len(set(actors.pool.nodes()))}
                 run.evaluated({"step": step, **scores, "episode_return": float(np.mean(finished)) if finished
-                               else float("nan"), "updates": updates, **parts})
+                               else float("nan"), "updates": updates, **lost, **parts})
                 finished = []
             if run.due(step, episode_over=True):
                 run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
@@ -355,10 +357,6 @@ class ActorSelfPlay:
         _, out = self.pool.next()
         store_games(buffer, out["games"])
         return out["returns"], out["steps"]
-
-    @property
-    def lost(self) -> int:
-        return self.pool.lost
 
     def close(self) -> None:
         self.pool.close()

@@ -69,6 +69,11 @@ class ProducerPool:
         for _ in range(self.inflight):
             self.submit(i)
 
+    def nodes(self) -> list[str]:
+        """The id of the node each actor runs on."""
+        ray = self.ray
+        return ray.get([a.__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id()) for a in self.actors])
+
     def close(self) -> None:
         """Kills every actor (their calls in flight die with them)."""
         for actor in self.actors:
