@@ -234,7 +234,8 @@ def _configured(args: argparse.Namespace) -> Any:
         assigned = parse_assignments(args.set)
     except ValueError as error:
         raise ValueError(f"--set: {error}") from None
-    flags = {name: getattr(args, name) for name in ("seed", "device", "steps") if getattr(args, name) is not None}
+    flags = {name: getattr(args, name) for name in ("seed", "device", "steps", "actors", "ray_address")
+             if getattr(args, name) is not None}
     env = ENV_ALIASES.get(args.env, args.env) or assigned.get("env") or file.get("env") or saved.get("env") \
         or cls.DEFAULT_ENV
     layers = ((saved, "--run-dir"), (file, "--config"), (assigned, "--set"), (flags, None), ({"env": env}, "--env"))
@@ -255,7 +256,7 @@ def _configured(args: argparse.Namespace) -> Any:
         field = str(error).partition(":")[0].partition(".")[0]
         option = origin.get(field, "--config")
         if option is None:  # --seed, --device, --steps name their own field
-            raise ValueError(f"--{field}: {str(error).partition(': ')[2]}") from None
+            raise ValueError(f"--{field.replace('_', '-')}: {str(error).partition(': ')[2]}") from None
         raise ValueError(f"{option}: {error}") from None
 
 
@@ -361,6 +362,7 @@ ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
 NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "dreamer": "Dreamer", "world-models": "World Models",
          "i2a": "I2A"}
 STAGED = ("world-models", "i2a")
+DISTRIBUTED = ("muzero",)
 SUMMARIES = {"world-models": _world_models_summary, "i2a": _i2a_summary}
 ABOUT = {
     "sac": "Soft Actor-Critic (Box actions)",
@@ -397,6 +399,12 @@ def _train_parser(sub: Any, name: str, with_fields: bool) -> None:
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or mps")
     p.add_argument("--steps", type=int, default=None, help="the run's env steps (i2a: the agent stage's frames)")
     p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
+    if name in DISTRIBUTED:
+        p.add_argument("--actors", type=int, default=None, help="self-play actors on Ray (default 0: in this process)")
+        p.add_argument("--ray-address", default=None,
+                       help="the Ray cluster to join (ray start --head prints it; default: start Ray here)")
+    else:
+        p.set_defaults(actors=None, ray_address=None)
     if name in STAGED:
         p.add_argument("--stages", nargs="+", default=None, help="the stages to run (default all, in order); each "
                                                                  "resumes from its artefact or checkpoint")

@@ -53,3 +53,21 @@ def test_actors_play_on_different_nodes_and_a_removed_nodes_actor_is_replaced(cl
     assert history[-1]["step"] == 1200 and math.isfinite(history[-1]["loss"])
     assert history[-1]["actor_nodes"] == 2  # the replacement took the free node
     assert history[-1]["actor_calls_lost"] >= 1
+
+
+def test_ctrl_c_stops_the_driver_every_actor_and_ray_then_the_run_resumes_with_actors(tmp_path):
+    """pymbrl train muzero --actors 2 on a Ray it starts itself: SIGINT mid-run stops within seconds,
+    leaves no process (no actor, raylet or GCS), and the printed command resumes and finishes it."""
+    from test_cli import _interrupt, _run
+
+    from pymbrl.training import curves
+
+    run = tmp_path / "run"
+    args = ["train", "muzero", "--actors", "2", "--steps", "20000", "--set", "num_envs=4", "--set", "num_simulations=4",
+            "--set", "batch_size=16", "--set", "warmup_steps=300", "--set", "hidden_size=16",
+            "--set", "eval_every=600", "--set", "eval_episodes=2", "--set", "checkpoint_every=600", "--run-dir", str(run)]
+    _interrupt(tmp_path, args, lambda: (run / "checkpoint" / "state.pt").exists())
+    done = curves.read_log(run / "log.csv")[-1]["step"]
+    _run(tmp_path, ["train", "muzero", "--run-dir", str(run), "--steps", str(done + 1200)])
+    records = curves.read_log(run / "log.csv")
+    assert records[-1]["step"] == done + 1200 and records[-1]["actor_nodes"] == 1
