@@ -106,6 +106,12 @@ class WorldModelsConfig(TrainConfig):
     ``explore`` noise), retrains M on all the data and evolves C again"""
     explore: float = 0.1  # std of Gaussian noise on C's action scores while it collects (iterations)
     num_envs: int = 2  # env worker processes for collection and real episodes
+    actors: int = 0  # Ray actors sharing each CMA-ES generation's fitness (0: all in this process)
+    ray_address: str = ""  # the Ray cluster to join ("": start one on this machine when actors > 0)
+
+    def identity(self) -> dict[str, Any]:
+        """All but steps, device and where the fitness runs: a run resumes with another cluster."""
+        return {k: v for k, v in super().identity().items() if k not in ("actors", "ray_address")}
 
     def identity(self) -> dict[str, Any]:
         """The fields the artefacts depend on (the env, the networks' shapes): a run directory refuses
@@ -116,6 +122,9 @@ class WorldModelsConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        integer(self.actors, "actors", minimum=0)
+        if not isinstance(self.ray_address, str):
+            raise TypeError(f"ray_address: expected a str, got {self.ray_address!r}")
         for name in ("z_dim", "vae_batch", "vae_epochs", "rnn_hidden", "mixtures", "rnn_batch", "rnn_seq_len",
                      "rnn_epochs", "rollouts", "max_steps", "popsize", "trials", "generations", "iterations",
                      "num_envs", "random_repeat"):

@@ -16,6 +16,7 @@ from elsewhere can run its code.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -299,6 +300,65 @@ def real_fitness(config: wm.WorldModelsConfig, policy: Policy, seed: int, genera
     return fitness
 
 
+class FitnessWorker:
+    """The object a Ray actor holds to share a generation's fitness: C's shape and copies of V and
+    M (from their state dicts, so it needs no shared file system) on the CPU."""
+
+    def __init__(self, config: wm.WorldModelsConfig, codec: ActionCodec, vae: dict, mdnrnn: dict,
+                 start_z: torch.Tensor | None):
+        torch.set_num_threads(1)  # one actor per CPU
+        self.config, self.codec = config, codec
+        self.controller = make_controller(config, codec)
+        self.mdnrnn = MDNRNN(config.z_dim, codec.dim, config.rnn_hidden, config.mixtures, config.reward_head)
+        self.mdnrnn.load_state_dict(mdnrnn)
+        model = ConvVAE(config.z_dim, config.kl_tolerance)
+        model.load_state_dict(vae)
+        self.policy = Policy(model.eval(), self.mdnrnn.eval(), self.controller, codec, config.controller_uses_hidden)
+        self.start_z = start_z
+
+    def dream(self, candidates: np.ndarray, seed: int) -> np.ndarray:
+        candidates = np.array(candidates)  # Ray's arrays are read-only views
+        generator = torch.Generator().manual_seed(seed)
+        return dream_fitness(self.mdnrnn, self.controller, self.codec, self.start_z, self.config, generator)(candidates)
+
+    def real(self, candidates: np.ndarray, seed: int) -> np.ndarray:
+        params = torch.tensor(candidates, dtype=torch.float32).repeat_interleave(self.config.trials, 0)
+        returns = play(self.config, len(params), self.policy, params, seed=seed)
+        return returns.reshape(len(candidates), self.config.trials).mean(1)
+
+
+def actor_fitness(config: wm.WorldModelsConfig, policy: Policy, codec: ActionCodec, start_z: torch.Tensor | None,
+                  seed: int, generation: int) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:
+    """Fitness shared by ``config.actors`` Ray actors (:class:`FitnessWorker`): each generation's
+    candidates split into one chunk per actor, chunk j of generation g drawing from seed
+    ``seed + 7919 g + 104729 j`` (so a resumed evolution meets the same dreams or episodes). Returns
+    the fitness and the actor group (to close)."""
+    from pymbrl.distributed import cluster
+    from pymbrl.distributed.group import ActorGroup
+
+    ray, started = cluster.connect(config.ray_address)
+    cpu = dataclasses.replace(config, device="cpu", actors=0)
+    states = ({k: v.cpu() for k, v in policy.vae.state_dict().items()},
+              {k: v.cpu() for k, v in policy.mdnrnn.state_dict().items()})
+    args = ray.put((cpu, codec, *states, None if start_z is None else start_z.cpu()))
+    group = ActorGroup(FitnessWorker, lambda i, restart: ray.get(args), config.actors)
+    calls = [generation]
+    method = "dream" if config.train_in == "dream" else "real"
+
+    def fitness(candidates: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        chunks = np.array_split(candidates, min(config.actors, len(candidates)))
+        out = group.map(method, [{"candidates": c, "seed": seed + 7919 * calls[0] + 104729 * j}
+                                 for j, c in enumerate(chunks)])
+        return np.concatenate(out)
+
+    def close() -> None:
+        group.close()
+        if started:
+            ray.shutdown()
+    return fitness, close
+
+
 def controller_done(run_dir: Path, config: wm.WorldModelsConfig, tag: str) -> bool:
     """Whether the controller is there with all its generations (or without a strategy to go on from)."""
     final = run_dir / controller_file(config, tag)
@@ -342,6 +402,10 @@ def controller_stage(run_dir: Path, callbacks: Callbacks, config: wm.WorldModels
                 raise ValueError(f"{pending}: generator: expected a generator state, got {error}") from None
     if config.train_in == "real":
         fitness = real_fitness(config, policy, seed, generation=len(history), workdir=run_dir / ENVS)
+    close_actors = None
+    if config.actors:
+        fitness, close_actors = actor_fitness(config, policy, codec,
+                                              start_z if config.train_in == "dream" else None, seed, len(history))
     log = stage_log(run_dir, config, callbacks, "controller", final.stem, config.generations)
     log.history += history  # log.csv keeps the generations done before a resume
 
@@ -356,6 +420,8 @@ def controller_stage(run_dir: Path, callbacks: Callbacks, config: wm.WorldModels
                              after_generation=checkpoint)
     finally:
         log.close()
+        if close_actors is not None:
+            close_actors()
     params = torch.as_tensor(np.asarray(es.result.xfavorite), dtype=torch.float32)
     evaluation = stage_log(run_dir, config, callbacks, "evaluate", f"{final.stem}/evaluate", config.eval_episodes)
     returns = play(config, config.eval_episodes, policy, params.expand(config.eval_episodes, -1),

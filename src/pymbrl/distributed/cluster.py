@@ -18,6 +18,7 @@ def connect(address: str = "") -> tuple[Any, bool]:
     if ray.is_initialized():
         return ray, False
     path = os.pathsep.join(p for p in sys.path if p)
-    ray.init(address=address or None, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+    # "local" starts a Ray of its own even where another runs here (plain ray.init() would join it).
+    ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
     return ray, True
