@@ -15,7 +15,7 @@ SHEEPRL    := sheeprl==0.8.4 lightning==2.6.6 lightning-utilities==0.15.3 torchm
   mdurl==0.1.2 pygments==2.21.0 opencv-python-headless==5.0.0.93
 TORCH      := torch==2.13.0
 BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
-TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio "ale-py>=0.12" "vizdoom>=1.2"
+TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio "ale-py>=0.12" "vizdoom>=1.2" "ray==2.60.0"
 PIP        := -m pip install -q --disable-pip-version-check
 CPP_BUILD  := build/cpp-tests
 JOBS       ?= 2

@@ -362,7 +362,7 @@ ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
 NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "dreamer": "Dreamer", "world-models": "World Models",
          "i2a": "I2A"}
 STAGED = ("world-models", "i2a")
-DISTRIBUTED = ("muzero",)
+DISTRIBUTED = ("muzero", "world-models")
 SUMMARIES = {"world-models": _world_models_summary, "i2a": _i2a_summary}
 ABOUT = {
     "sac": "Soft Actor-Critic (Box actions)",
@@ -400,7 +400,8 @@ def _train_parser(sub: Any, name: str, with_fields: bool) -> None:
     p.add_argument("--steps", type=int, default=None, help="the run's env steps (i2a: the agent stage's frames)")
     p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
     if name in DISTRIBUTED:
-        p.add_argument("--actors", type=int, default=None, help="self-play actors on Ray (default 0: in this process)")
+        p.add_argument("--actors", type=int, default=None,
+                       help="Ray actors (MuZero: self-play; World Models: fitness; default 0: in this process)")
         p.add_argument("--ray-address", default=None,
                        help="the Ray cluster to join (ray start --head prints it; default: start Ray here)")
     else:
