@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pymbrl.training import Callbacks
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pymbrl.training import Callbacks, curves
 
 
 class Payload:
@@ -26,3 +35,71 @@ class Steps(Callbacks):
         self.steps.append(done)
         if self.stop is not None and done >= self.stop:
             raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------------
+# The CLI in subprocesses, as a user runs it
+
+
+def session(pid: int) -> list[int]:
+    """Processes still alive in the session led by ``pid`` (the CLI's children and theirs)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while being listed
+            continue
+        if int(fields[3]) == pid and fields[0] != "Z":  # fields[3]: the session id
+            members.append(int(stat.parent.name))
+    return members
+
+
+def cli_process(args: list[str], directory: Path) -> tuple[subprocess.Popen, Path]:
+    out = directory / f"output-{time.monotonic_ns()}.txt"
+    # This folder on the path lets the CLI (and its env workers) import this module's env.
+    path = os.pathsep.join([str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    with open(out, "w") as f:  # a file, not a pipe: tqdm's output must never block the run
+        process = subprocess.Popen([sys.executable, "-m", "pymbrl.cli", *args], stdout=f, stderr=subprocess.STDOUT,
+                                   cwd=directory, start_new_session=True, env={**os.environ, "PYTHONPATH": path})
+    return process, out
+
+
+def has_losses(log: Path, loss: str) -> bool:
+    try:
+        return any(math.isfinite(r.get(loss, math.nan)) for r in curves.read_log(log))
+    except (OSError, ValueError):  # not written yet, or being replaced
+        return False
+
+
+def interrupt_cli(tmp_path: Path, args: list[str], ready: Callable[[], bool], signum: int = signal.SIGINT) -> None:
+    """Starts ``pymbrl <args>``, sends ``signum`` once ``ready()``, and checks that it stopped
+    within seconds with status 128 + signum, saying how to resume, and left no process behind."""
+    process, out = cli_process(args, tmp_path)
+    deadline = time.monotonic() + 300
+    try:
+        while not ready():
+            assert process.poll() is None, f"the run ended before it could be interrupted:\n{out.read_text()}"
+            assert time.monotonic() < deadline, f"not ready to be interrupted:\n{out.read_text()}"
+            time.sleep(0.1)
+        process.send_signal(signum)
+        sent = time.monotonic()
+        status = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = out.read_text()
+    assert time.monotonic() - sent < 10, text
+    assert status == 128 + signum, text
+    run_dir = args[args.index("--run-dir") + 1]
+    assert f"resume with: pymbrl train {args[1]} --run-dir {run_dir}" in text, text
+    assert "Traceback" not in text
+    assert session(process.pid) == []  # no env worker (or its children) outlived the CLI
+
+
+def run_cli(tmp_path: Path, args: list[str]) -> str:
+    """Runs ``pymbrl <args>`` to its end; returns its output."""
+    process, out = cli_process(args, tmp_path)
+    assert process.wait(timeout=600) == 0, out.read_text()
+    assert session(process.pid) == []
+    return out.read_text()

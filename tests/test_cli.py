@@ -16,85 +16,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from golden_runs import FRAMES_ID
+from support import has_losses, interrupt_cli, run_cli
+
 from pymbrl import cli
 from pymbrl.agents import i2a, sac
 from pymbrl.agents import world_models as wm
 from pymbrl.training import curves
 from pymbrl.training.run import start_run
 
-
 # --------------------------------------------------------------------------------------------------
 # End to end, in subprocesses
-
-
-def _session(pid: int) -> list[int]:
-    """Processes still alive in the session led by ``pid`` (the CLI's children and theirs)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while being listed
-            continue
-        if int(fields[3]) == pid and fields[0] != "Z":  # fields[3]: the session id
-            members.append(int(stat.parent.name))
-    return members
-
-
-def _start(args: list[str], directory: Path) -> tuple[subprocess.Popen, Path]:
-    out = directory / f"output-{time.monotonic_ns()}.txt"
-    # This folder on the path lets the CLI (and its env workers) import this module's env.
-    path = os.pathsep.join([str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
-    with open(out, "w") as f:  # a file, not a pipe: tqdm's output must never block the run
-        process = subprocess.Popen([sys.executable, "-m", "pymbrl.cli", *args], stdout=f, stderr=subprocess.STDOUT,
-                                   cwd=directory, start_new_session=True, env={**os.environ, "PYTHONPATH": path})
-    return process, out
-
-
-def _has_losses(log: Path, loss: str) -> bool:
-    try:
-        return any(math.isfinite(r.get(loss, math.nan)) for r in curves.read_log(log))
-    except (OSError, ValueError):  # not written yet, or being replaced
-        return False
-
-
-def _interrupt(tmp_path: Path, args: list[str], ready: Callable[[], bool], signum: int = signal.SIGINT) -> None:
-    """Starts ``pymbrl <args>``, sends ``signum`` once ``ready()``, and checks that it stopped
-    within seconds with status 128 + signum, saying how to resume, and left no process behind."""
-    process, out = _start(args, tmp_path)
-    deadline = time.monotonic() + 300
-    try:
-        while not ready():
-            assert process.poll() is None, f"the run ended before it could be interrupted:\n{out.read_text()}"
-            assert time.monotonic() < deadline, f"not ready to be interrupted:\n{out.read_text()}"
-            time.sleep(0.1)
-        process.send_signal(signum)
-        sent = time.monotonic()
-        status = process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    text = out.read_text()
-    assert time.monotonic() - sent < 10, text
-    assert status == 128 + signum, text
-    run_dir = args[args.index("--run-dir") + 1]
-    assert f"resume with: pymbrl train {args[1]} --run-dir {run_dir}" in text, text
-    assert "Traceback" not in text
-    assert _session(process.pid) == []  # no env worker (or its children) outlived the CLI
-
-
-def _run(tmp_path: Path, args: list[str]) -> str:
-    """Runs ``pymbrl <args>`` to its end; returns its output."""
-    process, out = _start(args, tmp_path)
-    assert process.wait(timeout=600) == 0, out.read_text()
-    assert _session(process.pid) == []
-    return out.read_text()
 
 
 def _interrupt_and_resume(tmp_path: Path, args: list[str], log: Path, loss: str, checkpoint_file: Path,
@@ -102,9 +37,9 @@ def _interrupt_and_resume(tmp_path: Path, args: list[str], log: Path, loss: str,
     """Interrupts ``pymbrl <args>`` after an evaluation with ``loss`` in ``log`` and once
     ``checkpoint_file`` exists, resumes it with the command it printed (the run directory alone:
     its config.yaml holds the settings) and returns the log's records."""
-    _interrupt(tmp_path, args, lambda: _has_losses(log, loss) and checkpoint_file.exists(), signum)
+    interrupt_cli(tmp_path, args, lambda: has_losses(log, loss) and checkpoint_file.exists(), signum)
     assert checkpoint_file.exists()
-    _run(tmp_path, ["train", args[1], "--run-dir", args[args.index("--run-dir") + 1]])
+    run_cli(tmp_path, ["train", args[1], "--run-dir", args[args.index("--run-dir") + 1]])
     records = curves.read_log(log)
     done = [r[step_key] for r in records]
     assert done == sorted(set(done)) and done[-1] == steps, done  # one record per evaluation, up to the end
@@ -145,7 +80,7 @@ def test_train_is_interrupted_resumed_to_the_end_and_played(tmp_path, algorithm)
             "--run-dir", str(run)]
     records = _interrupt_and_resume(tmp_path, args, run / "log.csv", loss, run / "checkpoint" / "state.pt", 1000)
     assert math.isnan(records[0][loss])  # the evaluation before learning started
-    out = _run(tmp_path, ["play", algorithm, "--run-dir", str(run), "--episodes", "2"])
+    out = run_cli(tmp_path, ["play", algorithm, "--run-dir", str(run), "--episodes", "2"])
     assert f"on {env}: mean return" in out, out
 
 
@@ -170,9 +105,9 @@ def test_train_world_models_is_interrupted_while_collecting_and_resumed(tmp_path
     args = ["train", "world-models", "--env", f"golden_runs:{FRAMES_ID}", "--config", _config_file(tmp_path, settings),
             "--run-dir", str(run)]
     # Interrupted while its env worker processes collect rollouts.
-    _interrupt(tmp_path, args, lambda: len(list((run / "data").glob("*"))) >= 10)
+    interrupt_cli(tmp_path, args, lambda: len(list((run / "data").glob("*"))) >= 10)
     assert 10 <= len(list((run / "data").glob("*"))) < 60
-    out = _run(tmp_path, ["train", "world-models", "--run-dir", str(run)])
+    out = run_cli(tmp_path, ["train", "world-models", "--run-dir", str(run)])
     assert f"World Models on golden_runs:{FRAMES_ID} (controller trained in the dream, tau 1.15): real score 3.0" in out
     assert len(list((run / "data").glob("*"))) >= 60
     for artefact in ("vae.pt", "mdnrnn.pt", "controller_tau1.15.pt"):

@@ -1,18 +1,19 @@
-"""MuZero's self-play on Ray actors, on a simulated cluster of one-CPU nodes: the actors run on
-different nodes, and when nodes are removed their actors are replaced and the run goes on (the
-calls lost with them counted)."""
+"""MuZero on Ray actors, on a simulated cluster of one-CPU nodes: self-play actors on different
+nodes, replaced when their nodes go (the calls lost with them counted); reanalysis and evaluation
+actors beside them; Ctrl-C and a killed driver, then resumed; memory flat over a run."""
 
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
 ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray.cluster_utils import Cluster
 
-from pymbrl.agents import muzero  # noqa: E402
-from pymbrl.training import Callbacks  # noqa: E402
+from pymbrl.agents import muzero
+from pymbrl.training import Callbacks
 
 SMALL = dict(env="CartPole-v1", num_envs=4, num_simulations=4, batch_size=16, warmup_steps=300, hidden_size=16,
              unroll_steps=3, td_steps=5, updates_per_step=0.05, eval_episodes=2, actors=2, actor_moves=8)
@@ -58,7 +59,7 @@ def test_actors_play_on_different_nodes_and_a_removed_nodes_actor_is_replaced(cl
 def test_ctrl_c_stops_the_driver_every_actor_and_ray_then_the_run_resumes_with_actors(tmp_path):
     """pymbrl train muzero --actors 2 on a Ray it starts itself: SIGINT mid-run stops within seconds,
     leaves no process (no actor, raylet or GCS), and the printed command resumes and finishes it."""
-    from test_cli import _interrupt, _run
+    from support import interrupt_cli, run_cli
 
     from pymbrl.training import curves
 
@@ -66,8 +67,93 @@ def test_ctrl_c_stops_the_driver_every_actor_and_ray_then_the_run_resumes_with_a
     args = ["train", "muzero", "--actors", "2", "--steps", "20000", "--set", "num_envs=4", "--set", "num_simulations=4",
             "--set", "batch_size=16", "--set", "warmup_steps=300", "--set", "hidden_size=16",
             "--set", "eval_every=600", "--set", "eval_episodes=2", "--set", "checkpoint_every=600", "--run-dir", str(run)]
-    _interrupt(tmp_path, args, lambda: (run / "checkpoint" / "state.pt").exists())
+    interrupt_cli(tmp_path, args, lambda: (run / "checkpoint" / "state.pt").exists())
     done = curves.read_log(run / "log.csv")[-1]["step"]
-    _run(tmp_path, ["train", "muzero", "--run-dir", str(run), "--steps", str(done + 1200)])
+    run_cli(tmp_path, ["train", "muzero", "--run-dir", str(run), "--steps", str(done + 1200)])
     records = curves.read_log(run / "log.csv")
     assert records[-1]["step"] == done + 1200 and records[-1]["actor_nodes"] == 1
+
+
+def test_reanalysis_and_evaluation_actors_beside_self_play(cluster, tmp_path):
+    config = muzero.MuZeroConfig(steps=1600, eval_every=400, **{**SMALL, "actors": 1}, reanalyse_batch=8,
+                                 reanalyse_actors=1, eval_actors=1)
+    history = muzero.train(config, tmp_path / "run").history
+    steps = [r["step"] for r in history]  # an actor's call is 32 env steps: evaluations at the first past 400k
+    assert len(steps) == 4 and steps == sorted(steps) and steps[-1] == 1600  # every evaluation logged, in order
+    assert all(math.isfinite(r["return"]) for r in history)
+    assert history[-1]["reanalysed"] > 0  # positions re-searched on the actor and written back
+    assert history[-1]["actor_calls_lost"] == 0
+
+
+def test_more_actors_than_the_cluster_has_cpus_is_refused_naming_them(cluster):
+    config = muzero.MuZeroConfig(steps=800, **SMALL, reanalyse_batch=8, reanalyse_actors=1, eval_actors=1)
+    with pytest.raises(ValueError, match=r"actors/reanalyse_actors/eval_actors: .* need 4 CPUs.* has 3"):
+        muzero.train(config)
+
+
+def test_driver_killed_then_resumed_on_the_same_cluster(cluster, tmp_path):
+    """SIGKILL of the driver (no handler runs): Ray frees its actors, and the run resumes from its
+    checkpoint with actors on the cluster that outlived it."""
+    import signal
+    import time
+
+    from support import cli_process
+
+    from pymbrl.training import curves
+
+    cluster, _ = cluster
+    run = tmp_path / "run"
+    args = ["train", "muzero", "--actors", "2", "--ray-address", cluster.address, "--steps", "20000",
+            *[f"--set={k}={v}" for k, v in SMALL.items() if k not in ("actors", "env")],
+            "--set", "eval_every=400", "--set", "checkpoint_every=400", "--run-dir", str(run)]
+    process, out = cli_process(args, tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "checkpoint" / "state.pt").exists():
+            assert process.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 3:  # the dead driver's actors are gone
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.5)
+    done = curves.read_log(run / "log.csv")[-1]["step"]
+    process, out = cli_process(["train", "muzero", "--run-dir", str(run), "--ray-address", cluster.address,
+                                "--steps", str(done + 800)], tmp_path)
+    assert process.wait(timeout=300) == 0, out.read_text()
+    records = curves.read_log(run / "log.csv")
+    assert records[-1]["step"] == done + 800 and records[-1]["actor_nodes"] == 2
+
+
+def test_memory_stays_flat_over_a_time_budgeted_run(cluster):
+    """Producers never outrun the store: the driver's count of objects it owns stays within the
+    calls in flight, and its resident memory stops growing once the game buffer is full."""
+    import time
+
+    from ray._private.internal_api import memory_summary
+
+    class Enough(Exception):
+        pass
+
+    worker = ray._private.worker.global_worker.core_worker
+    samples, start = [], time.monotonic()
+
+    class Sample(Callbacks):
+        def on_progress(self, stage, done, total):
+            if not samples or time.monotonic() - samples[-1][0] >= 1.0:
+                rss = int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1])
+                plasma = float(memory_summary(stats_only=True).split("Plasma memory usage ")[1].split()[0])
+                samples.append((time.monotonic(), worker.get_memory_store_size(), rss, plasma))
+            if time.monotonic() - start > 40:
+                raise Enough
+
+    config = muzero.MuZeroConfig(steps=10**7, eval_every=10**6, buffer_size=2000, **SMALL)
+    with pytest.raises(Enough):
+        muzero.train(config, callbacks=Sample())
+    late = [s for s in samples if s[0] - start > 20]  # the buffer is full by then
+    assert len(late) >= 5, samples
+    assert max(s[1] for s in samples) <= 4 * config.actors * 2 + 16, samples  # objects held: the calls in flight
+    assert max(s[2] for s in late) - late[0][2] < 20_000, samples  # KiB: no growth with the games played
+    assert max(s[3] for s in samples) < 16, samples  # MiB in the object store: the weights, a few versions

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
+from golden_runs import golden_config
+from ray.cluster_utils import Cluster
 
-from golden_runs import golden_config  # noqa: E402
-from pymbrl.agents import world_models as wm  # noqa: E402
-from pymbrl.distributed.group import ActorGroup  # noqa: E402
+from pymbrl.agents import world_models as wm
+from pymbrl.distributed.group import ActorGroup
 
 
 @pytest.fixture

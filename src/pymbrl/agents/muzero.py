@@ -21,7 +21,6 @@ the value targets alike.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import warnings
@@ -36,9 +35,20 @@ from torch.nn import functional as F
 
 import pymbrl.envs  # noqa: F401  (registers pymbrl/TicTacToe-v0)
 from pymbrl._checks import integer, real
-from pymbrl.agents.muzero_selfplay import (TICTACTOE, Searcher, SelfPlay, SelfPlayWorker, evaluate, evaluate_two_player,
-                                          store_games)
-from pymbrl.models.muzero import make_network, scalar_to_support, scale_gradient, support_to_scalar
+from pymbrl.agents.muzero_actors import Actors
+from pymbrl.agents.muzero_selfplay import (
+    TICTACTOE,
+    Searcher,
+    SelfPlay,
+    evaluate,
+    evaluate_two_player,
+)
+from pymbrl.models.muzero import (
+    make_network,
+    scalar_to_support,
+    scale_gradient,
+    support_to_scalar,
+)
 from pymbrl.replay import GameBuffer
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, seeded, start_run
 from pymbrl.training.checkpoint import field
@@ -98,16 +108,26 @@ class MuZeroConfig(TrainConfig):
     latent_size: int = 32  # size of the MLP network's hidden state
     actors: int = 0  # self-play actors on Ray, each with num_envs envs (0: self-play in this process)
     actor_moves: int = 8  # moves an actor plays per call before it hands its finished games over
+    reanalyse_actors: int = 0  # Ray actors re-searching reanalyse_batch positions per call (0: in the update)
+    eval_actors: int = 0  # Ray actors sharing each evaluation, run beside training (0: by the driver, in turn)
     ray_address: str = ""  # the Ray cluster to join ("": start one on this machine when actors > 0)
 
     def identity(self) -> dict[str, Any]:
-        """All but steps, device and the cluster's address: a run resumes on another cluster."""
-        return {k: v for k, v in super().identity().items() if k != "ray_address"}
+        """All but steps, device and how the work is spread over Ray actors: a run resumes on
+        another cluster, or in one process."""
+        spread = ("actors", "actor_moves", "reanalyse_actors", "eval_actors", "ray_address")
+        return {k: v for k, v in super().identity().items() if k not in spread}
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        integer(self.actors, "actors", minimum=0)
+        for name in ("actors", "reanalyse_actors", "eval_actors"):
+            integer(getattr(self, name), name, minimum=0)
         integer(self.actor_moves, "actor_moves")
+        for name in ("reanalyse_actors", "eval_actors"):
+            if getattr(self, name) and not self.actors:
+                raise ValueError(f"{name}: Ray actors beside self-play on Ray; with actors=0 use 0")
+        if self.reanalyse_actors and not self.reanalyse_batch:
+            raise ValueError("reanalyse_actors: they re-search reanalyse_batch positions per call; set it > 0")
         if not isinstance(self.ray_address, str):
             raise TypeError(f"ray_address: expected a str, got {self.ray_address!r}")
         for name in ("num_envs", "num_simulations", "td_steps", "batch_size", "buffer_size",
@@ -206,8 +226,9 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def update(network: torch.nn.Module, optimizer: torch.optim.Optimizer, buffer: GameBuffer, searcher: Searcher,
            c: MuZeroConfig) -> dict[str, float]:
-    """One gradient step on a sampled batch (after refreshing some stored targets, if reanalysing)."""
-    if c.reanalyse_batch:
+    """One gradient step on a sampled batch (after refreshing some stored targets, if reanalysing
+    here rather than on actors)."""
+    if c.reanalyse_batch and not c.reanalyse_actors:
         stale = buffer.sample(c.reanalyse_batch)
         fresh = searcher(stale.obs, None, 1.0, noise=False)
         buffer.update_targets(stale.indices, fresh.search_tree.summary().value, fresh.action_weights)
@@ -280,7 +301,7 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
                           f"were dropped and new ones started; this resumed run will not match an uninterrupted one",
                           RuntimeWarning, stacklevel=2)
     step = run.step
-    actors = ActorSelfPlay(c, network) if c.actors else None
+    actors = Actors(c, network, buffer) if c.actors else None
     try:
         while step < c.steps:
             if actors is None:
@@ -299,16 +320,27 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
                     owed -= 1.0
                 if actors is not None:
                     actors.publish(network)
+            due = run.due(step, episode_over=True)
             if step // c.eval_every > before // c.eval_every or step == c.steps:
                 seed = 10_000 + step
-                scores = evaluate_two_player(searcher, c.eval_episodes, seed) if play.two_player \
-                    else {"return": evaluate(searcher, c.env, c.eval_episodes, seed)}
-                lost = {} if actors is None else {"actor_calls_lost": actors.pool.lost,
-                                                  "actor_nodes": len(set(actors.pool.nodes()))}
-                run.evaluated({"step": step, **scores, "episode_return": float(np.mean(finished)) if finished
-                               else float("nan"), "updates": updates, **lost, **parts})
+                record = {"episode_return": float(np.mean(finished)) if finished else float("nan"),
+                          "updates": updates, **({} if actors is None else actors.stats()), **parts}
                 finished = []
-            if run.due(step, episode_over=True):
+                if actors is not None and c.eval_actors:
+                    previous = actors.evaluated(wait=True)  # first, so the log stays in step order
+                    if previous is not None:
+                        run.evaluated(previous)
+                    actors.evaluate(step, record, seed, play.two_player)
+                else:
+                    scores = evaluate_two_player(searcher, c.eval_episodes, seed) if play.two_player \
+                        else {"return": evaluate(searcher, c.env, c.eval_episodes, seed)}
+                    run.evaluated({"step": step, **scores, **record})
+            if actors is not None and actors.evaluation:
+                # A checkpoint and the run's end wait for it, so no record is lost to an interrupt.
+                done = actors.evaluated(wait=due or step == c.steps)
+                if done is not None:
+                    run.evaluated(done)
+            if due:
                 run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
                                 "updates": updates, "owed": owed, "finished": list(finished), "parts": dict(parts),
                                 "play": play.state_dict() if actors is None else None,
@@ -319,49 +351,6 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
             actors.close()
     run.close()
     return TrainResult(searcher, run.history, run.directory, run.history[-1] if run.history else {})
-
-
-class ActorSelfPlay:
-    """Self-play on ``config.actors`` Ray actors (:class:`~pymbrl.agents.muzero_selfplay.SelfPlayWorker`),
-    each with two calls of ``actor_moves`` moves in flight: the driver stores their games and learns,
-    and the actors pull the newest published weights with their next call (a policy lag of at most
-    two calls). Actor ``i`` draws from seed ``seed + 1000 (i + 1)`` (+ 100 per replacement), apart
-    from the driver's streams; a dead actor is replaced and its games in flight counted in ``lost``."""
-
-    def __init__(self, config: MuZeroConfig, network: torch.nn.Module):
-        from pymbrl.distributed import cluster
-        from pymbrl.distributed.pool import ProducerPool
-
-        self.ray, self.started = cluster.connect(config.ray_address)
-        self.config, self.version, self.weights, self.sent = config, 0, None, [-1] * config.actors
-        self.temperature = 1.0  # the schedule's value when the driver last asked for games
-        self.publish(network)
-        worker = dataclasses.replace(config, device="cpu")
-        self.pool = ProducerPool(SelfPlayWorker, lambda i, restart: (worker, config.seed + 1000 * (i + 1) + 100 * restart),
-                                 config.actors, self.call)
-
-    def call(self, i: int) -> tuple[str, dict[str, Any]]:
-        fresh = self.sent[i] < self.version
-        self.sent[i] = self.version
-        return "play_moves", {"moves": self.config.actor_moves, "temperature": self.temperature,
-                              "version": self.version, "weights": self.weights if fresh else None}
-
-    def publish(self, network: torch.nn.Module) -> None:
-        """One object-store copy of the network's current weights (CPU) per version."""
-        self.version += 1
-        self.weights = self.ray.put({k: v.detach().cpu() for k, v in network.state_dict().items()})
-
-    def next(self, buffer: GameBuffer, temperature: float) -> tuple[list[float], int]:
-        """The next actor call's finished games stored in ``buffer``: (their returns, env steps)."""
-        self.temperature = temperature
-        _, out = self.pool.next()
-        store_games(buffer, out["games"])
-        return out["returns"], out["steps"]
-
-    def close(self) -> None:
-        self.pool.close()
-        if self.started:
-            self.ray.shutdown()
 
 
 def load(run_dir: str | os.PathLike, device: str | None = None) -> Searcher:

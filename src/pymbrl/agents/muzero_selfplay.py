@@ -25,7 +25,14 @@ from pymbrl.models import tictactoe
 from pymbrl.models.muzero import support_to_scalar
 from pymbrl.replay import GameBuffer
 from pymbrl.training import as_batch
-from pymbrl.training.envstate import capturable, checked_array, describe, entries, env_restorer, env_state
+from pymbrl.training.envstate import (
+    capturable,
+    checked_array,
+    describe,
+    entries,
+    env_restorer,
+    env_state,
+)
 
 if TYPE_CHECKING:
     from pymbrl.agents.muzero import MuZeroConfig
@@ -333,54 +340,3 @@ def search_player(searcher: Searcher) -> Callable[[np.ndarray, dict], int]:
 
     return play
 
-
-class GameRecorder:
-    """Stands in for the game buffer in an actor: keeps the finished games (the arguments of
-    :meth:`~pymbrl.replay.GameBuffer.add_game`) to hand them to the driver, which stores them."""
-
-    def __init__(self) -> None:
-        self.games: list[dict[str, Any]] = []
-
-    def add_game(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, root_values: np.ndarray,
-                 policies: np.ndarray, *, terminated: bool, final_value: float) -> None:
-        self.games.append({"obs": obs, "actions": actions, "rewards": rewards, "root_values": root_values,
-                           "policies": policies, "terminated": terminated, "final_value": final_value})
-
-
-def store_games(buffer: GameBuffer, games: list[dict[str, Any]]) -> None:
-    """Adds the games a :class:`GameRecorder` kept to ``buffer`` (arrays from Ray are read-only:
-    the buffer copies them)."""
-    for g in games:
-        buffer.add_game(g["obs"], g["actions"], g["rewards"], g["root_values"], g["policies"],
-                        terminated=g["terminated"], final_value=g["final_value"])
-
-
-class SelfPlayWorker:
-    """A self-play producer, the object a Ray actor holds: ``config.num_envs`` envs of its own and a
-    CPU copy of the network in a :class:`Searcher`; ``seed`` seeds its envs and searches."""
-
-    def __init__(self, config: MuZeroConfig, seed: int):
-        from pymbrl.agents.muzero import make_env  # that module imports this one
-        from pymbrl.models.muzero import make_network
-
-        torch.set_num_threads(1)  # one actor per CPU
-        envs = [make_env(config) for _ in range(config.num_envs)]
-        self.play = SelfPlay(envs, seed)
-        network = make_network(envs[0].observation_space.shape, self.play.num_actions, hidden_size=config.hidden_size,
-                               latent_size=config.latent_size, support_size=config.support_size)
-        self.searcher = Searcher(network, config, self.play.two_player, seed + 1)
-        self.version = -1
-
-    def play_moves(self, moves: int, temperature: float, version: int,
-                   weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
-        """``moves`` moves in every env with the weights of ``version`` (``weights`` when they are
-        newer than the ones held); returns the finished games, their returns and the env steps."""
-        if weights is not None and version > self.version:
-            self.searcher.network.load_state_dict(weights)
-            self.version = version
-        recorder, returns = GameRecorder(), []
-        for _ in range(moves):
-            _, ended = self.play.step(self.searcher, recorder, temperature)
-            returns += [r for r, _ in ended]
-        return {"games": recorder.games, "returns": returns, "steps": moves * len(self.play.envs),
-                "version": self.version}

@@ -110,10 +110,6 @@ class WorldModelsConfig(TrainConfig):
     ray_address: str = ""  # the Ray cluster to join ("": start one on this machine when actors > 0)
 
     def identity(self) -> dict[str, Any]:
-        """All but steps, device and where the fitness runs: a run resumes with another cluster."""
-        return {k: v for k, v in super().identity().items() if k not in ("actors", "ray_address")}
-
-    def identity(self) -> dict[str, Any]:
         """The fields the artefacts depend on (the env, the networks' shapes): a run directory refuses
         a config that changes them. Others (tau, train_in, the controller's shape, the budgets) pick
         another controller file or extend the run."""

@@ -22,3 +22,13 @@ def connect(address: str = "") -> tuple[Any, bool]:
     ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
     return ray, True
+
+
+def check_cpus(ray: Any, wanted: dict[str, int]) -> None:
+    """ValueError naming the fields when the actors they ask for (one CPU each) need more CPUs than
+    the cluster has: Ray would otherwise wait for them forever."""
+    need, have = sum(wanted.values()), int(ray.cluster_resources().get("CPU", 0))
+    if need > have:
+        asked = " + ".join(f"{name}={n}" for name, n in wanted.items() if n)
+        raise ValueError(f"{'/'.join(n for n, v in wanted.items() if v)}: {asked} actors need {need} CPUs, one each, "
+                         f"but the Ray cluster has {have}; ask for fewer or add nodes (ray start --address ...)")

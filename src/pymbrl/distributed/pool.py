@@ -17,27 +17,39 @@ def ray_module() -> Any:
     return ray
 
 
+def actor_died(ray: Any) -> tuple[type[BaseException], ...]:
+    """The errors ``ray.get`` raises for a call whose actor died (``ray.kill``, its node removed)."""
+    return ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError
+
+
 class ProducerPool:
     """``n`` actors of ``worker`` (a class: each actor holds ``worker(*make_args(i, restart))``).
 
-    ``call(i, **kwargs)`` is what actor ``i`` is asked each time (a method name and its keyword
-    arguments, from the driver's current state); ``next()`` waits for the first finished call and
-    returns (actor index, its result), having already asked that actor again. A call whose actor died
-    (``ray.kill``, its node removed) is counted in :attr:`lost` and the actor replaced
-    (``restart`` grows, so its seeds differ).
+    ``call(i)`` is what actor ``i`` is asked each time (a method name and its keyword arguments,
+    from the driver's current state); :meth:`next` waits for the first finished call and returns
+    (actor index, its result), having already asked that actor again; :meth:`ready` takes those
+    finished without waiting. With ``start=False`` the calls begin at :meth:`start` (when the driver
+    has what they need). A call whose actor died (``ray.kill``, its node removed) is counted
+    in :attr:`lost` and the actor replaced (``restart`` grows, so its seeds differ).
     """
 
     def __init__(self, worker: type, make_args: Callable[[int, int], tuple], n: int,
-                 call: Callable[[int], tuple[str, dict[str, Any]]], inflight: int = 2, num_cpus: float = 1):
+                 call: Callable[[int], tuple[str, dict[str, Any]]], inflight: int = 2, num_cpus: float = 1,
+                 start: bool = True):
         ray = ray_module()
         self.ray, self.make_args, self.call, self.inflight = ray, make_args, call, inflight
         self.remote = ray.remote(num_cpus=num_cpus)(worker)
         self.restarts = [0] * n
         self.actors = [self.remote.remote(*make_args(i, 0)) for i in range(n)]
         self.pending: dict[Any, int] = {}
-        self.lost = 0
-        for i in range(n):
-            for _ in range(inflight):
+        self.lost, self.started = 0, False
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        self.started = True
+        for i in range(len(self.actors)):
+            for _ in range(self.inflight):
                 self.submit(i)
 
     def submit(self, i: int) -> None:
@@ -47,15 +59,28 @@ class ProducerPool:
     def next(self) -> tuple[int, Any]:
         while True:
             [ref], _ = self.ray.wait(list(self.pending), num_returns=1)
-            i = self.pending.pop(ref)
-            try:
-                result = self.ray.get(ref)
-            except (self.ray.exceptions.ActorDiedError, self.ray.exceptions.ActorUnavailableError,
-                    self.ray.exceptions.WorkerCrashedError):
-                self.replace(i)
-                continue
-            self.submit(i)
-            return i, result
+            out = self.take(ref)
+            if out is not None:
+                return out
+
+    def ready(self) -> list[tuple[int, Any]]:
+        """The calls finished by now (none waited for), their actors asked again."""
+        if not self.pending:
+            return []
+        done, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+        return [out for out in map(self.take, done) if out is not None]
+
+    def take(self, ref: Any) -> tuple[int, Any] | None:
+        i = self.pending.pop(ref, None)
+        if i is None:  # a call of an actor replaced meanwhile
+            return None
+        try:
+            result = self.ray.get(ref)
+        except actor_died(self.ray):
+            self.replace(i)
+            return None
+        self.submit(i)
+        return i, result
 
     def replace(self, i: int) -> None:
         """Replaces dead actor ``i``: its outstanding calls are lost (counted), a new actor starts."""
@@ -66,7 +91,7 @@ class ProducerPool:
         self.ray.kill(self.actors[i], no_restart=True)
         self.restarts[i] += 1
         self.actors[i] = self.remote.remote(*self.make_args(i, self.restarts[i]))
-        for _ in range(self.inflight):
+        for _ in range(self.inflight if self.started else 0):
             self.submit(i)
 
     def nodes(self) -> list[str]:

@@ -333,6 +333,12 @@ class GameBuffer:
         return len(self._core)
 
     @property
+    def ids(self) -> range:
+        """The ids of the positions stored (those of whole games, oldest first)."""
+        end = self._core.end_id
+        return range(end - len(self._core), end)
+
+    @property
     def num_games(self) -> int:
         """Games stored."""
         return self._core.num_games
