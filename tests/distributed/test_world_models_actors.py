@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
-from golden_runs import golden_config
+from golden_runs import FRAMES_ID, golden_config
 from ray.cluster_utils import Cluster
 
 from pymbrl.agents import world_models as wm
@@ -56,9 +56,12 @@ def test_chunks_come_back_in_order_and_a_killed_actors_chunk_runs_again(cluster)
         group.close()
 
 
-def test_evolution_shared_by_actors_on_two_nodes(cluster, tmp_path):
-    config = dataclasses.replace(golden_config("world-models"), actors=2, popsize=8, generations=3)
+def test_collection_and_evolution_shared_by_actors_on_two_nodes(cluster, tmp_path):
+    # "module:id" makes gymnasium import the module that registers the env, in the actors too.
+    config = dataclasses.replace(golden_config("world-models"), env=f"golden_runs:{FRAMES_ID}", actors=2, popsize=8,
+                                 generations=3)
     summary = wm.train(config, tmp_path / "run").summary
+    assert len(list((tmp_path / "run" / "data").glob("rollout_*.npz"))) == config.rollouts
     assert [r["generation"] for r in summary["fitness"]] == [1, 2, 3]
     assert np.isfinite(summary["mean"])
     # The actors changed nothing the run is: the same directory resumes without them.

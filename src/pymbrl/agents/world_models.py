@@ -33,7 +33,9 @@ import numpy as np
 import torch
 
 from pymbrl._checks import integer, real
-from pymbrl.agents import world_models_stages as wms  # the stages (that module imports this one)
+from pymbrl.agents import (
+    world_models_stages as wms,  # the stages (that module imports this one)
+)
 from pymbrl.envs.frames import IMAGE_SHAPE, ResizeFrames
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import Policy, temperature

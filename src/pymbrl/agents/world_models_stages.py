@@ -16,7 +16,6 @@ from elsewhere can run its code.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -28,7 +27,9 @@ import numpy as np
 import torch
 
 from pymbrl._checks import integer
-from pymbrl.agents import world_models as wm  # the config and make_env (that module imports this one)
+from pymbrl.agents import (
+    world_models as wm,  # the config and make_env (that module imports this one)
+)
 from pymbrl.agents.world_models_fitting import encode_dataset, train_mdnrnn, train_vae
 from pymbrl.envs.frames import IMAGE_SHAPE
 from pymbrl.envs.spaces import ActionCodec
@@ -227,8 +228,16 @@ def collect_stage(run_dir: Path, callbacks: Callbacks, config: wm.WorldModelsCon
         generator = torch.Generator().manual_seed(config.seed + iteration)
         policy = Policy(vae, mdnrnn, controller, codec, config.controller_uses_hidden, config.explore, generator)
         params = best["params"].expand(missing, -1)
-    returns = play(config, missing, policy, params, seed=config.seed + 100_003 * (len(dataset) + 1), dataset=dataset,
-                   callbacks=callbacks, stage="collect", workdir=run_dir / ENVS)
+    if config.actors:
+        from pymbrl.agents.world_models_actors import (
+            actor_collect,  # that module imports this one
+        )
+
+        returns = actor_collect(config, codec, policy, None if params is None else params[0], missing, dataset,
+                                callbacks)
+    else:
+        returns = play(config, missing, policy, params, seed=config.seed + 100_003 * (len(dataset) + 1),
+                       dataset=dataset, callbacks=callbacks, stage="collect", workdir=run_dir / ENVS)
     return {"rollouts": len(dataset), "mean": float(returns.mean())}
 
 
@@ -300,65 +309,6 @@ def real_fitness(config: wm.WorldModelsConfig, policy: Policy, seed: int, genera
     return fitness
 
 
-class FitnessWorker:
-    """The object a Ray actor holds to share a generation's fitness: C's shape and copies of V and
-    M (from their state dicts, so it needs no shared file system) on the CPU."""
-
-    def __init__(self, config: wm.WorldModelsConfig, codec: ActionCodec, vae: dict, mdnrnn: dict,
-                 start_z: torch.Tensor | None):
-        torch.set_num_threads(1)  # one actor per CPU
-        self.config, self.codec = config, codec
-        self.controller = make_controller(config, codec)
-        self.mdnrnn = MDNRNN(config.z_dim, codec.dim, config.rnn_hidden, config.mixtures, config.reward_head)
-        self.mdnrnn.load_state_dict(mdnrnn)
-        model = ConvVAE(config.z_dim, config.kl_tolerance)
-        model.load_state_dict(vae)
-        self.policy = Policy(model.eval(), self.mdnrnn.eval(), self.controller, codec, config.controller_uses_hidden)
-        self.start_z = start_z
-
-    def dream(self, candidates: np.ndarray, seed: int) -> np.ndarray:
-        candidates = np.array(candidates)  # Ray's arrays are read-only views
-        generator = torch.Generator().manual_seed(seed)
-        return dream_fitness(self.mdnrnn, self.controller, self.codec, self.start_z, self.config, generator)(candidates)
-
-    def real(self, candidates: np.ndarray, seed: int) -> np.ndarray:
-        params = torch.tensor(candidates, dtype=torch.float32).repeat_interleave(self.config.trials, 0)
-        returns = play(self.config, len(params), self.policy, params, seed=seed)
-        return returns.reshape(len(candidates), self.config.trials).mean(1)
-
-
-def actor_fitness(config: wm.WorldModelsConfig, policy: Policy, codec: ActionCodec, start_z: torch.Tensor | None,
-                  seed: int, generation: int) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:
-    """Fitness shared by ``config.actors`` Ray actors (:class:`FitnessWorker`): each generation's
-    candidates split into one chunk per actor, chunk j of generation g drawing from seed
-    ``seed + 7919 g + 104729 j`` (so a resumed evolution meets the same dreams or episodes). Returns
-    the fitness and the actor group (to close)."""
-    from pymbrl.distributed import cluster
-    from pymbrl.distributed.group import ActorGroup
-
-    ray, started = cluster.connect(config.ray_address)
-    cpu = dataclasses.replace(config, device="cpu", actors=0)
-    states = ({k: v.cpu() for k, v in policy.vae.state_dict().items()},
-              {k: v.cpu() for k, v in policy.mdnrnn.state_dict().items()})
-    args = ray.put((cpu, codec, *states, None if start_z is None else start_z.cpu()))
-    group = ActorGroup(FitnessWorker, lambda i, restart: ray.get(args), config.actors)
-    calls = [generation]
-    method = "dream" if config.train_in == "dream" else "real"
-
-    def fitness(candidates: np.ndarray) -> np.ndarray:
-        calls[0] += 1
-        chunks = np.array_split(candidates, min(config.actors, len(candidates)))
-        out = group.map(method, [{"candidates": c, "seed": seed + 7919 * calls[0] + 104729 * j}
-                                 for j, c in enumerate(chunks)])
-        return np.concatenate(out)
-
-    def close() -> None:
-        group.close()
-        if started:
-            ray.shutdown()
-    return fitness, close
-
-
 def controller_done(run_dir: Path, config: wm.WorldModelsConfig, tag: str) -> bool:
     """Whether the controller is there with all its generations (or without a strategy to go on from)."""
     final = run_dir / controller_file(config, tag)
@@ -404,6 +354,10 @@ def controller_stage(run_dir: Path, callbacks: Callbacks, config: wm.WorldModels
         fitness = real_fitness(config, policy, seed, generation=len(history), workdir=run_dir / ENVS)
     close_actors = None
     if config.actors:
+        from pymbrl.agents.world_models_actors import (
+            actor_fitness,  # that module imports this one
+        )
+
         fitness, close_actors = actor_fitness(config, policy, codec,
                                               start_z if config.train_in == "dream" else None, seed, len(history))
     log = stage_log(run_dir, config, callbacks, "controller", final.stem, config.generations)
