@@ -62,8 +62,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-from _report import DEFAULT_OUTPUT, Run, bench_parser, header, ratio, run_and_publish, version
+from _report import (
+    DEFAULT_OUTPUT,
+    Run,
+    bench_parser,
+    header,
+    ratio,
+    run_and_publish,
+    version,
+)
 
 torch.set_num_threads(1)
 
@@ -168,7 +175,10 @@ class ObjectStore:
     (``ray.available_resources()["object_store_memory"]`` is the capacity: it does not move)."""
 
     def __init__(self, ray) -> None:
-        from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+        from ray._private.internal_api import (
+            get_memory_info_reply,
+            get_state_from_address,
+        )
 
         self.reply = get_memory_info_reply
         self.state = get_state_from_address(ray.get_runtime_context().gcs_address)
@@ -429,15 +439,15 @@ def selfplay_lines(bench: Bench) -> list[str]:
 def scale_lines(bench: Bench) -> list[str]:
     work = bench.args.work
     one = next((r.rate for r in bench.rows if r.n == 1), None)
-    lines = ["| actors | startup s | settle s | results/s | ideal N / work | % of ideal | % of N x 1-actor rate | "
-             "learner updates/s | over no actors | results/s while learning |",
+    lines = [("| actors | startup s | settle s | results/s | ideal N / work | % of ideal | % of N x 1-actor rate | "
+             "learner updates/s | over no actors | results/s while learning |"),
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
              f"| 0 | {NA} | {NA} | {NA} | {NA} | {NA} | {NA} | {bench.idle_updates:,.1f} | 1.00x | {NA} |"]
     for r in bench.rows:
         vs_one = NA if one is None else f"{r.rate / (r.n * one):.1%}"
         lines.append(f"| {r.n} | {r.startup:.1f} | {r.settle:.1f} | {r.rate:,.1f} | {r.n / work:,.1f} | "
-                     f"{r.rate * work / r.n:.1%} | {vs_one} | {r.updates:,.1f} | {ratio(r.updates, bench.idle_updates)} | "
-                     f"{r.results:,.1f} |")
+                     f"{r.rate * work / r.n:.1%} | {vs_one} | {r.updates:,.1f} | "
+                     f"{ratio(r.updates, bench.idle_updates)} | {r.results:,.1f} |")
     return lines
 
 
@@ -446,8 +456,8 @@ def target_line(bench: Bench) -> list[str]:
     if row is None:
         return []
     share = row.rate * bench.args.work / row.n
-    return [f"**{TARGET_ACTORS} actors: {share:.1%} of the ideal throughput**; the issue's target of at least "
-            f"{TARGET:.0%} is **{'met' if share >= TARGET else 'not met'}**."]
+    return [(f"**{TARGET_ACTORS} actors: {share:.1%} of the ideal throughput**; the issue's target of at least "
+            f"{TARGET:.0%} is **{'met' if share >= TARGET else 'not met'}**.")]
 
 
 def slope(t: np.ndarray, v: np.ndarray) -> float:
@@ -461,16 +471,16 @@ def memory_lines(bench: Bench) -> list[str]:
     t = s[:, 0]
     rows = [("object store in use, MiB", s[:, 1] / MIB), ("object store objects", s[:, 2]),
             ("driver RSS, MiB", s[:, 4] / MIB), ("Ray processes' RSS, MiB", s[:, 5] / MIB)]
-    lines = [f"{m.n} actors for {t[-1] / 60:.1f} minutes, {len(t)} samples every {SAMPLE_EVERY:g} s; the learner "
+    lines = [(f"{m.n} actors for {t[-1] / 60:.1f} minutes, {len(t)} samples every {SAMPLE_EVERY:g} s; the learner "
              f"loop of (b) ran {m.updates / m.seconds:,.1f} updates/s and took {m.results / m.seconds:,.1f} "
              f"results/s of {STORE_BYTES // 1024} KB ({m.results * STORE_BYTES / MIB / m.seconds:,.1f} MiB/s through "
-             f"the object store); objects created in the store meanwhile: {int(s[-1, 3] - s[0, 3]):,}.", "",
+             f"the object store); objects created in the store meanwhile: {int(s[-1, 3] - s[0, 3]):,}."), "",
              "| quantity | start | end | max | slope per minute |", "|---|---:|---:|---:|---:|"]
     for name, v in rows:
         lines.append(f"| {name} | {v[0]:,.1f} | {v[-1]:,.1f} | {v.max():,.1f} | {slope(t, v):+,.2f} |")
     shown = np.unique(np.linspace(0, len(t) - 1, min(len(t), 11)).round().astype(int))
-    lines += ["", "Samples (evenly picked):", "", "| minute | store MiB | store objects | driver RSS MiB | "
-              "Ray processes' RSS MiB |", "|---:|---:|---:|---:|---:|"]
+    lines += ["", "Samples (evenly picked):", "", ("| minute | store MiB | store objects | driver RSS MiB | "
+              "Ray processes' RSS MiB |"), "|---:|---:|---:|---:|---:|"]
     for i in shown:
         lines.append(f"| {t[i] / 60:.2f} | {s[i, 1] / MIB:,.1f} | {s[i, 2]:,.0f} | {s[i, 4] / MIB:,.1f} | "
                      f"{s[i, 5] / MIB:,.1f} |")
@@ -484,33 +494,33 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
                    argv, load_before, machine_note="; `torch.set_num_threads(1)` in the driver and the actors",
                    runtime=bench.runtime)
     lines += [
-        f"- ray {version('ray')}, gymnasium {version('gymnasium')}; one local Ray (`ray.init(num_cpus={RAY_CPUS})`) "
-        f"for (a) and (b), settled {bench.ray_settle:.0f} s after it started",
-        f"- **This machine has {cpus} logical CPUs**: in (a) the actors, the driver and Ray's own processes share "
+        (f"- ray {version('ray')}, gymnasium {version('gymnasium')}; one local Ray (`ray.init(num_cpus={RAY_CPUS})`) "
+        f"for (a) and (b), settled {bench.ray_settle:.0f} s after it started"),
+        (f"- **This machine has {cpus} logical CPUs**: in (a) the actors, the driver and Ray's own processes share "
         f"them, so {max(SELFPLAY_ACTORS)} actors can at best reach {min(max(SELFPLAY_ACTORS), cpus)}x one process; "
-        f"(b) and (c) need no cores for the actors' work.",
-        f"- Startup: from creating the actors to their first calls back. Settle: then, results still taken, until "
+        f"(b) and (c) need no cores for the actors' work."),
+        (f"- Startup: from creating the actors to their first calls back. Settle: then, results still taken, until "
         f"none of this driver's Ray worker processes had been starting for {QUIET:g} s (at most {a.settle_cap:g} "
         f"s): Ray keeps starting workers after the actors answer, which starves a small machine. The timed "
-        f"windows ({a.seconds:g} s each) start after it.",
+        f"windows ({a.seconds:g} s each) start after it."),
         "",
         f"### (a) MuZero self-play, {ENV_ID}",
         "",
-        f"`MuZeroConfig.for_env(\"{ENV_ID}\", num_envs={c.num_envs})`: {c.search} search, {c.num_simulations} "
+        (f"`MuZeroConfig.for_env(\"{ENV_ID}\", num_envs={c.num_envs})`: {c.search} search, {c.num_simulations} "
         f"simulations, support {c.support_size}, {c.num_envs} envs per process or actor, an actor's call "
         f"{c.actor_moves} moves ({c.actor_moves * c.num_envs} env steps), {INFLIGHT} calls in flight per actor. "
         f"The learner is idle: the driver only stores the games in its buffer. Untrained network (torch's default "
-        f"initialisation), temperature 1.",
+        f"initialisation), temperature 1."),
         "",
         *selfplay_lines(bench),
         "",
         "### (b) Coordination overhead on a simulated workload",
         "",
-        f"Each actor's call sleeps {a.work:g} s (its env steps and model calls) and returns {GAME_BYTES // 1024} KB; "
+        (f"Each actor's call sleeps {a.work:g} s (its env steps and model calls) and returns {GAME_BYTES // 1024} KB; "
         f"`ProducerPool` with {INFLIGHT} calls in flight per actor, results taken by `next()`. Then the learner "
         f"for {a.seconds:g} s: an Adam step of a 64-256-256-1 MLP on a batch of 256 per update, the weights "
         f"`ray.put` every {PUBLISH_EVERY} updates (every call carries the newest reference; the simulated actors "
-        f"do not fetch it), finished results taken by `ready()` between updates.",
+        f"do not fetch it), finished results taken by `ready()` between updates."),
         "",
         *scale_lines(bench),
     ]
@@ -518,10 +528,10 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     if target:
         lines += ["", *target]
     lines += ["", "### (c) Object store and driver memory over time", "", *memory_lines(bench), "",
-              "Object store figures from `ray._private.internal_api.get_memory_info_reply` (Ray 2.60 has no public "
+              ("Object store figures from `ray._private.internal_api.get_memory_info_reply` (Ray 2.60 has no public "
               "call for the bytes in use; `ray.available_resources()[\"object_store_memory\"]` is the capacity). "
               "RSS from `/proc/<pid>/status`; the Ray processes are everything this driver started (GCS, raylet, "
-              "agents, workers), the store's shared pages counted in each process that touched them."]
+              "agents, workers), the store's shared pages counted in each process that touched them.")]
     return "\n".join(lines)
 
 

@@ -19,6 +19,9 @@ rollout
     Batched imagined rollouts of the models (branched, imagination, dreams, per-action) and dream envs.
 training
     The training layer: configs, run directories, checkpoints, logging, callbacks, seeding, stages.
+distributed
+    Ray actors for the agents (the ``pymbrl[ray]`` extra): producer pools with bounded work in flight,
+    scatter/gather groups, joining or starting a cluster.
 agents
     SAC, MBPO, MuZero, Dreamer, World Models and I2A on one contract (train, load, act).
 """

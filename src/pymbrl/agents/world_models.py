@@ -108,7 +108,7 @@ class WorldModelsConfig(TrainConfig):
     ``explore`` noise), retrains M on all the data and evolves C again"""
     explore: float = 0.1  # std of Gaussian noise on C's action scores while it collects (iterations)
     num_envs: int = 2  # env worker processes for collection and real episodes
-    actors: int = 0  # Ray actors sharing each CMA-ES generation's fitness (0: all in this process)
+    actors: int = 0  # Ray actors sharing the collection and each CMA-ES generation's fitness (0: all in this process)
     ray_address: str = ""  # the Ray cluster to join ("": start one on this machine when actors > 0)
 
     def identity(self) -> dict[str, Any]:
