@@ -401,7 +401,8 @@ def _train_parser(sub: Any, name: str, with_fields: bool) -> None:
     p.add_argument("--run-dir", default=None, help="default runs/<algorithm>-<env>-seed<seed>")
     if name in DISTRIBUTED:
         p.add_argument("--actors", type=int, default=None,
-                       help="Ray actors (MuZero: self-play; World Models: collection and fitness; default 0: in this process)")
+                       help="Ray actors (MuZero: self-play; World Models: collection and fitness; "
+                            "default 0: in this process)")
         p.add_argument("--ray-address", default=None,
                        help="the Ray cluster to join (ray start --head prints it; default: start Ray here)")
     else:

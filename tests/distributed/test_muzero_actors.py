@@ -66,7 +66,8 @@ def test_ctrl_c_stops_the_driver_every_actor_and_ray_then_the_run_resumes_with_a
     run = tmp_path / "run"
     args = ["train", "muzero", "--actors", "2", "--steps", "20000", "--set", "num_envs=4", "--set", "num_simulations=4",
             "--set", "batch_size=16", "--set", "warmup_steps=300", "--set", "hidden_size=16",
-            "--set", "eval_every=600", "--set", "eval_episodes=2", "--set", "checkpoint_every=600", "--run-dir", str(run)]
+            "--set", "eval_every=600", "--set", "eval_episodes=2", "--set", "checkpoint_every=600",
+            "--run-dir", str(run)]
     interrupt_cli(tmp_path, args, lambda: (run / "checkpoint" / "state.pt").exists())
     done = curves.read_log(run / "log.csv")[-1]["step"]
     run_cli(tmp_path, ["train", "muzero", "--run-dir", str(run), "--steps", str(done + 1200)])

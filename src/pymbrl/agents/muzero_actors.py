@@ -3,9 +3,9 @@
 The driver keeps the learner and the game buffer (the learner samples it every update, zero-copy
 to torch). Self-play actors hand it whole games; at most two calls per actor are in flight, so the
 actors can never produce faster than the driver stores, and nothing piles up in Ray's object store.
-The weights go out once per version through the object store (``ray.put`` of a CPU state dict);
-every call carries a reference to the newest version, and an actor fetches it only when it holds
-an older one.
+The weights go out once per version through the object store (``ray.put`` of a CPU state dict,
+:mod:`pymbrl.distributed.weights`); an actor starting a call asks the board for a newer version and
+fetches it only then. An evaluation uses the version of its step.
 """
 
 from __future__ import annotations
@@ -16,21 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pymbrl.agents.muzero_selfplay import (
-    Searcher,
-    SelfPlay,
-    evaluate,
-    evaluate_two_player,
-)
+from pymbrl.agents.muzero_selfplay import Searcher, SelfPlay, evaluate, evaluate_two_player
+from pymbrl.distributed.weights import Publisher, fetch
 from pymbrl.models.muzero import make_network
 from pymbrl.replay import GameBuffer
 
 if TYPE_CHECKING:
     from pymbrl.agents.muzero import MuZeroConfig
-
-# A version of the weights as the actors get it: (version, [object ref of its state dict]). The
-# list keeps Ray from fetching the weights into every call: the actor fetches them when newer.
-Weights = tuple[int, list[Any]]
 
 
 class Worker:
@@ -48,20 +40,19 @@ class Worker:
                                support_size=config.support_size)
         self.searcher = Searcher(network, config, self.play.two_player, seed + 1)
 
-    def pull(self, weights: Weights) -> None:
-        version, [ref] = weights
-        if version > self.version:
-            import ray
-
-            self.searcher.network.load_state_dict(ray.get(ref))
-            self.version = version
+    def pull(self, weights: Any) -> None:
+        """Loads the newest weights ``weights`` names (see :func:`pymbrl.distributed.weights.fetch`)."""
+        newer = fetch(weights, self.version)
+        if newer is not None:
+            self.version, state = newer
+            self.searcher.network.load_state_dict(state)
 
 
 class SelfPlayWorker(Worker):
     def __init__(self, config: MuZeroConfig, seed: int):
         super().__init__(config, seed, config.num_envs)
 
-    def play_moves(self, moves: int, temperature: float, weights: Weights) -> dict[str, Any]:
+    def play_moves(self, moves: int, temperature: float, weights: Any) -> dict[str, Any]:
         """``moves`` moves in every env with the newest weights; returns the finished games (the
         arguments of :meth:`~pymbrl.replay.GameBuffer.add_game`), their returns, the env steps
         and the version of the weights that played them."""
@@ -75,7 +66,7 @@ class SelfPlayWorker(Worker):
 
 
 class ReanalyseWorker(Worker):
-    def reanalyse(self, weights: Weights, indices: np.ndarray, obs: np.ndarray) -> dict[str, np.ndarray]:
+    def reanalyse(self, weights: Any, indices: np.ndarray, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Fresh root values and policies of stored positions (ids ``indices``, observations ``obs``)."""
         self.pull(weights)
         fresh = self.searcher(np.array(obs), None, 1.0, noise=False)
@@ -84,7 +75,7 @@ class ReanalyseWorker(Worker):
 
 
 class EvaluationWorker(Worker):
-    def evaluate(self, weights: Weights, episodes: int, seed: int) -> dict[str, float]:
+    def evaluate(self, weights: Any, episodes: int, seed: int) -> dict[str, float]:
         """The scores of :func:`~pymbrl.agents.muzero_selfplay.evaluate` (or, two-player,
         :func:`~pymbrl.agents.muzero_selfplay.evaluate_two_player`) with the newest weights."""
         self.pull(weights)
@@ -131,7 +122,8 @@ class Actors:
 
         self.ray, self.started = cluster.connect(config.ray_address)
         self.config, self.buffer, self.temperature = config, buffer, 1.0
-        self.version, self.weights, self.lag, self.reanalysed = 0, (0, [None]), 0, 0
+        self.lag, self.reanalysed = 0, 0
+        self.publisher: Any = None
         self.selfplay: Any = None
         self.reanalysers: Any = None
         self.evaluators: Any = None
@@ -139,6 +131,7 @@ class Actors:
         try:
             cluster.check_cpus(self.ray, {"actors": config.actors, "reanalyse_actors": config.reanalyse_actors,
                                           "eval_actors": config.eval_actors})
+            self.publisher = Publisher(self.ray)
             self.publish(network)
             cpu, seed = dataclasses.replace(config, device="cpu"), config.seed
             self.selfplay = ProducerPool(SelfPlayWorker, lambda i, r: (cpu, seed + 1000 * (i + 1) + 100 * r),
@@ -158,16 +151,16 @@ class Actors:
 
     def play_call(self, i: int) -> tuple[str, dict[str, Any]]:
         return "play_moves", {"moves": self.config.actor_moves, "temperature": self.temperature,
-                              "weights": self.weights}
+                              "weights": self.publisher.board}
 
     def reanalyse_call(self, i: int) -> tuple[str, dict[str, Any]]:
         stale = self.buffer.sample(self.config.reanalyse_batch)
-        return "reanalyse", {"weights": self.weights, "indices": stale.indices.numpy(), "obs": stale.obs.numpy()}
+        return "reanalyse", {"weights": self.publisher.board, "indices": stale.indices.numpy(),
+                             "obs": stale.obs.numpy()}
 
     def publish(self, network: torch.nn.Module) -> None:
         """One object-store copy of the network's current weights (CPU) per version."""
-        self.version += 1
-        self.weights = (self.version, [self.ray.put({k: v.detach().cpu() for k, v in network.state_dict().items()})])
+        self.publisher.publish({k: v.detach().cpu() for k, v in network.state_dict().items()})
 
     def next(self, buffer: GameBuffer, temperature: float) -> tuple[list[float], int]:
         """The next self-play call's finished games stored in ``buffer`` (and the reanalysis results
@@ -175,7 +168,7 @@ class Actors:
         self.buffer, self.temperature = buffer, temperature
         _, out = self.selfplay.next()
         store_games(buffer, out["games"])
-        self.lag = max(self.lag, self.version - out["version"])
+        self.lag = max(self.lag, self.publisher.newest[0] - out["version"])
         if self.reanalysers is not None:
             self.refresh_targets()
         return out["returns"], out["steps"]
@@ -200,12 +193,13 @@ class Actors:
         record. Two-player games go to one actor."""
         c = self.config
         if two_player:
-            chunks = [{"weights": self.weights, "episodes": c.eval_episodes, "seed": seed}]
+            chunks = [{"weights": self.publisher.newest, "episodes": c.eval_episodes, "seed": seed}]
         else:
             sizes = [len(part) for part in np.array_split(np.arange(c.eval_episodes),
                                                           min(c.eval_episodes, c.eval_actors))]
             starts = np.cumsum([0, *sizes[:-1]])
-            chunks = [{"weights": self.weights, "episodes": n, "seed": seed + int(s)} for n, s in zip(sizes, starts)]
+            chunks = [{"weights": self.publisher.newest, "episodes": n, "seed": seed + int(s)}
+                      for n, s in zip(sizes, starts)]
         self.evaluation = (step, record, chunks, self.evaluators.scatter("evaluate", chunks))
 
     def evaluated(self, wait: bool) -> dict[str, Any] | None:
@@ -235,7 +229,7 @@ class Actors:
 
     def close(self) -> None:
         """Kills every actor and, if this driver started Ray, stops it."""
-        for pool in (self.selfplay, self.reanalysers, self.evaluators):
+        for pool in (self.selfplay, self.reanalysers, self.evaluators, self.publisher):
             if pool is not None:
                 pool.close()
         if self.started:
