@@ -54,6 +54,9 @@ def test_actors_play_on_different_nodes_and_a_removed_nodes_actor_is_replaced(cl
     assert history[-1]["step"] == 1200 and math.isfinite(history[-1]["loss"])
     assert history[-1]["actor_nodes"] == 2  # the replacement took the free node
     assert history[-1]["actor_calls_lost"] >= 1
+    # Each call starts from the newest weights, a replacement's first call too (tens of versions were
+    # published by then: an actor left with its initial weights would lag by all of them).
+    assert max(r["policy_lag"] for r in history) < 10 and history[-1]["updates"] > 20
 
 
 def test_ctrl_c_stops_the_driver_every_actor_and_ray_then_the_run_resumes_with_actors(tmp_path):

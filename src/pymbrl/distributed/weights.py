@@ -2,10 +2,12 @@
 starts, rather than from the weights of the moment it was queued (the policy lag is then the
 versions published during one call).
 
-The board holds the state dict itself, not an object ref to it: with Ray 2.60 an object whose ref an
-actor kept in its state and dropped later stayed in the driver's store (measured: one object per
-version, 200 after 200 versions), the object-store growth this design exists to avoid.
-Each version still crosses to the board once, and to each actor once, when it asks for it."""
+The board puts each version in the object store itself (one put per version) and hands out refs to
+it; an actor fetches a version only when it is newer than the one it holds. The board owns those
+objects: with Ray 2.60 an object the driver put, whose ref an actor kept in its state and dropped
+later, stayed in the driver's store (measured: one object per version, 200 after 200 versions), the
+object-store growth this design exists to avoid; objects the board put are freed (measured: 2 in its
+store after 400 versions)."""
 
 from __future__ import annotations
 
@@ -16,16 +18,19 @@ Version = tuple[int, Any]
 
 
 class WeightBoard:
-    """The object a tiny actor (no CPU of its own) holds: the newest version published."""
+    """The object a tiny actor (no CPU of its own) holds: the newest version published, put in the
+    object store (the ref in a list, so that Ray hands the ref over rather than fetching it)."""
 
     def __init__(self) -> None:
-        self.newest: Version = (0, None)
+        self.newest: tuple[int, list[Any]] = (0, [None])
 
     def publish(self, version: Version) -> None:
-        if version[0] > self.newest[0]:
-            self.newest = version
+        import ray
 
-    def newer(self, than: int) -> Version | None:
+        if version[0] > self.newest[0]:
+            self.newest = (version[0], [ray.put(version[1])])
+
+    def newer(self, than: int) -> tuple[int, list[Any]] | None:
         return self.newest if self.newest[0] > than else None
 
 
@@ -54,5 +59,7 @@ def fetch(weights: Any, held: int) -> tuple[int, Any] | None:
     :class:`WeightBoard`'s actor, or one version), or None if it is not newer."""
     import ray
 
-    version = weights if isinstance(weights, tuple) else ray.get(weights.newer.remote(held))
-    return None if version is None or version[0] <= held else version
+    if isinstance(weights, tuple):
+        return weights if weights[0] > held else None
+    newer = ray.get(weights.newer.remote(held))
+    return None if newer is None else (newer[0], ray.get(newer[1][0]))
