@@ -43,14 +43,15 @@ $(TEST_VENV)/.ready:
 # The peers of bench/bench_replay.py and bench/bench_mcts.py. torch is named again so that pip
 # keeps 2.13.0 (or fails) rather than pulling another build; tensordict 0.14.3 is the line torchrl
 # 0.14.1 requires; jax/jaxlib 0.10.2 is the newest pair mctx 0.0.71 resolves to here, pinned.
-# ale-py 0.12.1 for bench/bench_atari.py. (A venv made before mctx or ale-py was added: rm
+# ale-py 0.12.1 for bench/bench_atari.py, ray 2.60.0 for bench/bench_distributed.py. (A venv made
+# before mctx, ale-py or ray was added: rm
 # $(BENCH_VENV)/.ready and run make bench again.)
 $(BENCH_VENV)/.ready:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python $(PIP) $(TORCH)
 	$(BENCH_VENV)/bin/python $(PIP) $(TORCH) cpprb==11.0.0 stable-baselines3==2.9.2 torchrl==0.14.1 tensordict==0.14.3 \
-	  mctx==0.0.71 jax==0.10.2 jaxlib==0.10.2 ale-py==0.12.1
-	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict, jax, mctx, ale_py; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	  mctx==0.0.71 jax==0.10.2 jaxlib==0.10.2 ale-py==0.12.1 ray==2.60.0
+	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict, jax, mctx, ale_py, ray; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
 # LightZero's compiled trees for bench/bench_mcts.py, which puts $(PEERS) on sys.path. Installing
@@ -136,6 +137,7 @@ bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/
 	$(BENCH_VENV)/bin/python bench/bench_minipacman.py
 	$(BENCH_VENV)/bin/python bench/bench_i2a.py
 	$(BENCH_VENV)/bin/python bench/bench_atari.py
+	$(BENCH_VENV)/bin/python bench/bench_distributed.py --minutes 10
 
 clean:
 	rm -rf build dist $(TEST_VENV) $(BENCH_VENV) $(VENV)
