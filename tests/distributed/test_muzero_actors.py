@@ -89,6 +89,14 @@ def test_reanalysis_and_evaluation_actors_beside_self_play(cluster, tmp_path):
     assert history[-1]["actor_calls_lost"] == 0
 
 
+def test_games_further_behind_than_the_lag_bound_are_dropped_and_counted(cluster, tmp_path):
+    # A bound of half a version: a game whose call began before the learner's latest version goes.
+    config = muzero.MuZeroConfig(steps=1200, eval_every=600, **SMALL, max_policy_lag=0.25)
+    history = muzero.train(config, tmp_path / "run").history
+    assert history[-1]["stale_games"] > 0 and all(r["policy_lag"] == 0 for r in history)
+    assert history[-1]["step"] == 1200 and math.isfinite(history[-1]["loss"])
+
+
 def test_more_actors_than_the_cluster_has_cpus_is_refused_naming_them(cluster):
     config = muzero.MuZeroConfig(steps=800, **SMALL, reanalyse_batch=8, reanalyse_actors=1, eval_actors=1)
     with pytest.raises(ValueError, match=r"actors/reanalyse_actors/eval_actors: .* need 4 CPUs.* has 3"):

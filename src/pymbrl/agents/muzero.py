@@ -108,6 +108,7 @@ class MuZeroConfig(TrainConfig):
     latent_size: int = 32  # size of the MLP network's hidden state
     actors: int = 0  # self-play actors on Ray, each with num_envs envs (0: self-play in this process)
     actor_moves: int = 8  # moves an actor plays per call before it hands its finished games over
+    max_policy_lag: float = 4.0  # games played more than this many weight versions per actor behind are dropped
     reanalyse_actors: int = 0  # Ray actors re-searching reanalyse_batch positions per call (0: in the update)
     eval_actors: int = 0  # Ray actors sharing each evaluation, run beside training (0: by the driver, in turn)
     ray_address: str = ""  # the Ray cluster to join ("": start one on this machine when actors > 0)
@@ -115,7 +116,7 @@ class MuZeroConfig(TrainConfig):
     def identity(self) -> dict[str, Any]:
         """All but steps, device and how the work is spread over Ray actors: a run resumes on
         another cluster, or in one process."""
-        spread = ("actors", "actor_moves", "reanalyse_actors", "eval_actors", "ray_address")
+        spread = ("actors", "actor_moves", "max_policy_lag", "reanalyse_actors", "eval_actors", "ray_address")
         return {k: v for k, v in super().identity().items() if k not in spread}
 
     def __post_init__(self) -> None:
@@ -123,6 +124,7 @@ class MuZeroConfig(TrainConfig):
         for name in ("actors", "reanalyse_actors", "eval_actors"):
             integer(getattr(self, name), name, minimum=0)
         integer(self.actor_moves, "actor_moves")
+        real(self.max_policy_lag, "max_policy_lag", low=0.0)
         for name in ("reanalyse_actors", "eval_actors"):
             if getattr(self, name) and not self.actors:
                 raise ValueError(f"{name}: Ray actors beside self-play on Ray; with actors=0 use 0")
@@ -314,11 +316,12 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
             before, step = step, min(c.steps, step + played)
             if step >= c.warmup_steps and len(buffer) >= c.batch_size:
                 owed += (step - before) * c.updates_per_step
+                learned = owed >= 1.0
                 while owed >= 1.0:
                     parts = update(network, optimizer, buffer, searcher, c)
                     updates += 1
                     owed -= 1.0
-                if actors is not None:
+                if actors is not None and learned:  # a version per change: the lag counts changes
                     actors.publish(network)
             due = run.due(step, episode_over=True)
             if step // c.eval_every > before // c.eval_every or step == c.steps:

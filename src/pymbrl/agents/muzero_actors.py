@@ -112,7 +112,9 @@ class Actors:
     ``10^6`` for reanalysis and ``2 * 10^6`` for evaluation, plus 100 per replacement), apart from
     the driver's streams. A dead actor is replaced and its calls in flight counted in
     ``actor_calls_lost`` (:meth:`stats`); ``policy_lag`` is the most versions of the weights that the
-    games stored since the last record were behind the learner's.
+    games stored since the last record were behind the learner's (which publishes a version per call
+    it takes). Games further behind than ``max_policy_lag`` versions per actor are dropped, and
+    counted in ``stale_games``.
     """
 
     def __init__(self, config: MuZeroConfig, network: torch.nn.Module, buffer: GameBuffer):
@@ -122,7 +124,7 @@ class Actors:
 
         self.ray, self.started = cluster.connect(config.ray_address)
         self.config, self.buffer, self.temperature = config, buffer, 1.0
-        self.lag, self.reanalysed = 0, 0
+        self.lag, self.reanalysed, self.stale = 0, 0, 0
         self.publisher: Any = None
         self.selfplay: Any = None
         self.reanalysers: Any = None
@@ -167,8 +169,12 @@ class Actors:
         back by now written into it): (their returns, env steps)."""
         self.buffer, self.temperature = buffer, temperature
         _, out = self.selfplay.next()
+        lag = self.publisher.newest[0] - out["version"]
+        if lag > self.config.max_policy_lag * self.config.actors:
+            self.stale += len(out["games"])
+            return [], out["steps"]  # the env steps were taken all the same: they count
         store_games(buffer, out["games"])
-        self.lag = max(self.lag, self.publisher.newest[0] - out["version"])
+        self.lag = max(self.lag, lag)
         if self.reanalysers is not None:
             self.refresh_targets()
         return out["returns"], out["steps"]
@@ -221,7 +227,8 @@ class Actors:
     def stats(self) -> dict[str, Any]:
         """Counters for the next record (the policy lag restarts from there)."""
         lost = self.selfplay.lost + sum(pool.lost for pool in (self.reanalysers, self.evaluators) if pool is not None)
-        out = {"actor_calls_lost": lost, "actor_nodes": len(set(self.selfplay.nodes())), "policy_lag": self.lag}
+        out = {"actor_calls_lost": lost, "actor_nodes": len(set(self.selfplay.nodes())), "policy_lag": self.lag,
+               "stale_games": self.stale}
         if self.reanalysers is not None:
             out["reanalysed"] = self.reanalysed
         self.lag = 0
