@@ -23,7 +23,7 @@ from golden_runs import FRAMES_ID
 from support import has_losses, interrupt_cli, run_cli
 
 from pymbrl import cli
-from pymbrl.agents import i2a, sac
+from pymbrl.agents import i2a, muzero, sac
 from pymbrl.agents import world_models as wm
 from pymbrl.training import curves
 from pymbrl.training.run import start_run
@@ -207,6 +207,16 @@ def test_bad_arguments_are_usage_errors_before_any_progress_bar(tmp_path, monkey
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err, err
     assert "%|" not in err  # no progress bar was drawn
+    assert not (tmp_path / "run").exists()
+
+
+def test_actors_without_ray_are_a_usage_error_naming_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError, as where it is not installed
+    monkeypatch.setattr(muzero, "train", _never)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "muzero", "--actors", "2", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--actors: distribution needs Ray: pip install 'pymbrl[ray]'" in err, err
     assert not (tmp_path / "run").exists()
 
 

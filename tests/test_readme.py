@@ -130,7 +130,7 @@ COMMANDS: dict[str, Run | Smoke | Refused | Skip] = {
         Run((("CartPole-v1", "CartPole-v1 --steps 1100 --set eval_every=1100 --set eval_episodes=1"),)),
     "pymbrl train muzero --env CartPole-v1 --actors 2":
         Run((("--actors 2", "--actors 2 --steps 800 --set num_envs=4 --set eval_every=800 --set eval_episodes=2"),)),
-    "pymbrl train world-models --env CarRacing-v3 --actors 2": Smoke(seconds=40),
+    "pymbrl train world-models --env VizdoomTakeCover-v1 --actors 2": Smoke(seconds=40),
     "ray start --head --num-cpus 4": Skip("starts cluster daemons on this machine; a cluster that outlives the driver "
                                           "(--ray-address) is tested in tests/distributed"),
     "ray start --address HEAD_IP:6379 --num-cpus 4": Skip("needs a head node"),

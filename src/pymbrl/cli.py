@@ -272,6 +272,13 @@ def _check_train(args: argparse.Namespace) -> None:
         module.make_env(config).close()
     except ValueError as error:
         raise ValueError(f"--env: {str(error).partition(': ')[2] or error}") from None
+    if getattr(config, "actors", 0):
+        from pymbrl.distributed.pool import ray_module
+
+        try:
+            ray_module()
+        except ImportError as error:
+            raise ValueError(f"--actors: {str(error).partition(': ')[2]}") from None
     try:
         check_resumable(args.run_dir, args.algorithm, config)
     except ValueError as error:

@@ -13,7 +13,9 @@ def ray_module() -> Any:
     try:
         import ray
     except ImportError:
-        raise ImportError("actors: distribution needs Ray: pip install 'pymbrl[ray]' (or ray)") from None
+        ray = None
+    if not hasattr(ray, "remote"):  # not there, or a folder named ray (Ray's /tmp/ray) on the path
+        raise ImportError("actors: distribution needs Ray: pip install 'pymbrl[ray]' (or ray)")
     return ray
 
 
