@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pymbrl.distributed.pool import actor_died, ray_module
+from pymbrl.distributed.pool import OPTIONS, actor_died, ray_module
 
 
 class ActorGroup:
@@ -22,7 +22,7 @@ class ActorGroup:
     def __init__(self, worker: type, make_args: Callable[[int, int], tuple], n: int, num_cpus: float = 1):
         ray = ray_module()
         self.ray, self.make_args = ray, make_args
-        self.remote = ray.remote(num_cpus=num_cpus)(worker)
+        self.remote = ray.remote(num_cpus=num_cpus, **OPTIONS)(worker)
         self.restarts = [0] * n
         self.actors = [self.remote.remote(*make_args(i, 0)) for i in range(n)]
         self.lost = 0

@@ -41,9 +41,11 @@ class Publisher:
     def __init__(self, ray: Any):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        from pymbrl.distributed.pool import OPTIONS
+
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         self.ray = ray
-        self.board = ray.remote(num_cpus=0, scheduling_strategy=here)(WeightBoard).remote()
+        self.board = ray.remote(num_cpus=0, scheduling_strategy=here, **OPTIONS)(WeightBoard).remote()
         self.newest: Version = (0, None)
 
     def publish(self, state: dict[str, Any]) -> None:
