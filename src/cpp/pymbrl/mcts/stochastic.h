@@ -172,7 +172,9 @@ class StochasticSearch {
 
  private:
   static int positive(int value, const char* name) {
-    if (value < 1) throw std::invalid_argument(std::string(name) + ": expected at least 1, got " + std::to_string(value));
+    if (value < 1) {
+      throw std::invalid_argument(std::string(name) + ": expected at least 1, got " + std::to_string(value));
+    }
     return value;
   }
 
