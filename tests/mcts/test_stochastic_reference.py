@@ -71,8 +71,11 @@ def test_stochastic_muzero_matches_reference(seed, batch_size, num_actions, num_
         assert any(r.tree.chance[x] is False and x > 0 for r in ref.roots for x in range(len(r.tree.nodes)))
 
 
-def test_other_puct_constants_match_reference():
-    model, logits, value, embedding, _ = _inputs(3, 7, 4, 3, {})
+@pytest.mark.parametrize("num_actions, num_chance_outcomes", [(4, 3), (3, 5)])
+def test_other_puct_constants_match_reference(num_actions, num_chance_outcomes):
+    """Also a negative pb_c_init, under which unvisited actions score below 0: decision nodes
+    narrower than the tree (A < C) must still choose among their A actions only."""
+    model, logits, value, embedding, _ = _inputs(3, 7, num_actions, num_chance_outcomes, {})
     for pb_c_init, pb_c_base in ((0.5, 10.0), (3.0, 1e6), (-0.5, 5.0)):
         ref = reference_batch(model, logits, value, embedding, 40, pb_c_init=pb_c_init, pb_c_base=pb_c_base)
         out = model.search(logits, value, embedding, 40, pb_c_init=pb_c_init, pb_c_base=pb_c_base)

@@ -236,7 +236,22 @@ def _outputs(result: Any, fn: str, fields: tuple[str, ...]) -> tuple[list[Any], 
     if not (isinstance(output, tuple) and len(output) == len(fields)):
         raise ArgumentTypeError(f"{fn}: expected ({record}({', '.join(fields)}), next_embedding), got an output of "
                                 f"type {type(output).__name__}")
-    return [host_array(x, name) for x, name in zip(output, fields)], embedding
+    return [_host(x, name) for x, name in zip(output, fields)], embedding
+
+
+def _host(x: Any, name: str) -> Any:
+    """host_array with a fast path for what a model on the CPU returns (6 fields a simulation)."""
+    if type(x) is torch.Tensor and x.is_cpu and not x.requires_grad:
+        try:
+            return x.numpy()
+        except TypeError:  # a dtype numpy lacks (bfloat16): host_array converts it
+            pass
+    return host_array(x, name)
+
+
+def _mover(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Moves the core's row arrays (CPU tensors) to ``device``; on the CPU they are used as they are."""
+    return (lambda t: t) if device.type == "cpu" else (lambda t: t.to(device))
 
 
 @torch.no_grad()
@@ -245,27 +260,29 @@ def _simulate(search: StochasticSearchTree, decision_recurrent_fn: DecisionRecur
     # No autograd: written into the pools, the model's outputs would otherwise chain every step of
     # the search into one growing graph.
     core, views, states = search._live(), search._views, search._states
-    action_device, state_device = search.device, device_of(states.rows)
+    to_actions, to_states = _mover(search.device), _mover(device_of(states.rows))
+    to_afterstates = None if search._afterstates is None else _mover(device_of(search._afterstates.rows))
     counts = core.select()
     for _ in range(num_simulations):
         decision_count, chance_count = counts
         decision: list[Any] = [None] * len(_DECISION_FIELDS)
         chance: list[Any] = [None] * len(_CHANCE_FIELDS)
         if decision_count:
-            action = views["decision_action"][:decision_count].to(action_device)
-            result = decision_recurrent_fn(states.gather(views["decision_gather"][:decision_count]), action)
+            action = to_actions(views["decision_action"][:decision_count])
+            result = decision_recurrent_fn(states.gather(to_states(views["decision_gather"][:decision_count])),
+                                           action)
             decision, afterstate = _outputs(result, "decision_recurrent_fn", _DECISION_FIELDS)
             if search._afterstates is None:
                 search._afterstates = EmbeddingPool.like(afterstate, core.batch_size, core.capacity,
                                                          name="decision_recurrent_fn")
-            rows = views["decision_scatter"][:decision_count].to(device_of(search._afterstates.rows))
-            search._afterstates.scatter(rows, afterstate, name="decision_recurrent_fn")
+                to_afterstates = _mover(device_of(search._afterstates.rows))
+            search._afterstates.scatter(to_afterstates(views["decision_scatter"][:decision_count]), afterstate,
+                                        name="decision_recurrent_fn")
         if chance_count:
-            afterstates = search._afterstates
-            outcome = views["chance_outcome"][:chance_count].to(action_device)
-            result = chance_recurrent_fn(afterstates.gather(views["chance_gather"][:chance_count]), outcome)
-            chance, state = _outputs(result, "chance_recurrent_fn", _CHANCE_FIELDS)
-            states.scatter(views["chance_scatter"][:chance_count].to(state_device), state, name="chance_recurrent_fn")
+            outcome = to_actions(views["chance_outcome"][:chance_count])
+            afterstate = search._afterstates.gather(to_afterstates(views["chance_gather"][:chance_count]))
+            chance, state = _outputs(chance_recurrent_fn(afterstate, outcome), "chance_recurrent_fn", _CHANCE_FIELDS)
+            states.scatter(to_states(views["chance_scatter"][:chance_count]), state, name="chance_recurrent_fn")
         try:
             counts = core.expand_and_select(*decision, *chance)
         except (TypeError, ValueError) as e:

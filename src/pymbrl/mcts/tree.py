@@ -226,7 +226,7 @@ class EmbeddingPool:
         self.rows = _map(make, leaves)
         # What scatter's fast path (a single tensor of the right kind) compares against.
         single = isinstance(self.rows, torch.Tensor)
-        self._leaf_shape = torch.Size((batch_size, *self.rows.shape[1:])) if single else None
+        self._row_shape = self.rows.shape[1:] if single else None
         self._dtype = self.rows.dtype if single else None
         self._device = self.rows.device if single else None
 
@@ -278,8 +278,8 @@ class EmbeddingPool:
         """Writes ``values`` (same structure as the pool's embedding, leaves [n, ...]) at ``rows``
         (int64 [n], usually n = B). ``name`` is the function that returned them, for errors."""
         pool = self.rows
-        if (type(values) is torch.Tensor and values.shape == self._leaf_shape and values.dtype == self._dtype
-                and values.device == rows.device == self._device):
+        if (type(values) is torch.Tensor and values.shape[1:] == self._row_shape and values.dtype == self._dtype
+                and values.shape[:1] == rows.shape and values.device == rows.device == self._device):
             pool.index_copy_(0, rows, values)
             return
         if not _same_structure(self.structure, values):

@@ -83,8 +83,6 @@ class Search {
 
   const TreeBatch& tree() const { return tree_; }
   int num_threads() const { return pool_.size(); }
-  int num_decision_actions() const { return decision_actions_; }
-  int num_chance_outcomes() const { return chance_outcomes_; }
   int simulations_done() const { return sims_done_; }
   int num_simulations() const { return sims_planned_; }
   Rule rule() const { return rule_; }

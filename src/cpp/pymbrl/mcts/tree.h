@@ -120,7 +120,6 @@ class TreeBatch {
   double discount(int b, int32_t x) const { return header(b, x).discount; }
   int32_t parent(int b, int32_t x) const { return header(b, x).parent; }
   int32_t action_from_parent(int b, int32_t x) const { return header(b, x).action; }
-  bool alternating() const { return alternating_; }
   // Whether node x is a chance node (only in an alternating tree).
   bool is_chance(int b, int32_t x) const { return header(b, x).chance != 0; }
 
