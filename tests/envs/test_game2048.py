@@ -165,7 +165,9 @@ def test_legal_actions_are_read_from_observations():
         observation, _, terminated, _, info = env.step(int(np.flatnonzero(info["legal_actions"])[-1]))
         if terminated:
             observation, info = env.reset()
-    assert np.array_equal(legal_actions(np.stack(observations), 3), np.stack(expected))
+    assert np.array_equal(legal_actions(np.stack(observations)), np.stack(expected))
+    with pytest.raises(ValueError, match="observations"):
+        legal_actions(np.zeros((2, 100)))
 
 
 def test_render_ansi_shows_the_tile_values():

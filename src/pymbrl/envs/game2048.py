@@ -179,10 +179,14 @@ class Game2048Env(gym.Env[np.ndarray, int]):
         return {"legal_actions": changed, "max_tile": 2 ** int(self.board.max())}
 
 
-def legal_actions(observations: np.ndarray, size: int) -> np.ndarray:
+def legal_actions(observations: np.ndarray) -> np.ndarray:
     """The legal moves, bool [N, 4], of observations [N, C * size * size] of :class:`Game2048Env`
-    (for an agent given observations alone)."""
+    (for an agent given observations alone; the size is read from their length)."""
     observations = np.asarray(observations)
-    planes = observations.reshape(len(observations), num_levels(size), size, size)
-    boards = planes.argmax(axis=1).astype(np.int8)
-    return np.stack([moves(board)[2] for board in boards])
+    sizes = [n for n in range(2, 6) if num_levels(n) * n * n == observations.shape[-1]]
+    if observations.ndim != 2 or not sizes:
+        raise ValueError(f"observations: expected shape [N, C * size * size] of a 2048 board of size 2 to 5, "
+                         f"got {observations.shape}")
+    size = sizes[0]
+    boards = observations.reshape(len(observations), num_levels(size), size, size).argmax(axis=1).astype(np.int8)
+    return np.stack([moves(board)[2] for board in boards]).reshape(len(observations), len(ACTIONS))
