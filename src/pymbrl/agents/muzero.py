@@ -72,8 +72,10 @@ class MuZeroConfig(TrainConfig):
         # Values lie in [-1, 1]; 9-step returns reach the end of every game (Monte Carlo, as in AlphaZero).
         "pymbrl/TicTacToe-": {"num_simulations": 25, "td_steps": 9, "support_size": 5},
         # Scores reach the thousands: support 30 covers ~850 per step and value; returns discounted
-        # over ~100 moves. The runs behind these settings: examples/results/stochastic_muzero_2048.md.
-        "pymbrl/2048-": {"num_simulations": 25, "td_steps": 10, "support_size": 30, "discount": 0.99},
+        # over ~100 moves. Stochastic MuZero's codebook collapsed onto one code without the entropy
+        # term. The runs behind these settings: examples/results/stochastic_muzero_2048.md.
+        "pymbrl/2048-": {"num_simulations": 25, "td_steps": 10, "support_size": 30, "discount": 0.99,
+                         "code_entropy_weight": 0.5},
     }
 
     steps: int = 50_000  # env steps of the run (summed over the envs); a finished run continues when given more
@@ -106,6 +108,7 @@ class MuZeroConfig(TrainConfig):
     gumbel_considered_actions: int = 16  # actions Gumbel MuZero considers at the root
     num_chance_outcomes: int = 32  # Stochastic MuZero: C, the codes of its chance outcomes (the paper's 2048 codebook)
     commitment_weight: float = 1.0  # Stochastic MuZero: weight of the loss drawing the encoder's softmax to its code
+    code_entropy_weight: float = 0.0  # Stochastic MuZero: weight of the entropy of the batch's mean code distribution
     reanalyse_batch: int = 0  # positions re-searched with the latest network per update (0: off)
     simulator: bool = False
     """AlphaZero mode (pymbrl/TicTacToe-v0 only): the search steps the true rules
@@ -150,7 +153,7 @@ class MuZeroConfig(TrainConfig):
         for name in ("discount", "dirichlet_fraction"):
             real(getattr(self, name), name, low=0.0, high=1.0)
         for name in ("lr", "weight_decay", "value_loss_weight", "updates_per_step", "priority_alpha", "priority_beta",
-                     "dirichlet_alpha", "commitment_weight"):
+                     "dirichlet_alpha", "commitment_weight", "code_entropy_weight"):
             real(getattr(self, name), name, low=0.0)
         if self.dirichlet_alpha == 0.0:
             raise ValueError("dirichlet_alpha: expected a number > 0, got 0.0")

@@ -56,8 +56,13 @@ def chance_unroll(network: torch.nn.Module, hidden: torch.Tensor, batch: Any, fo
     unknown, the model's most likely code, trained on nothing).
 
     Returns (the predictions (value logits, reward logits, policy logits) of steps 1..K, the
-    per-sample loss [B] of the afterstates: ``value_loss_weight`` x Q cross-entropy + chance
-    cross-entropy + ``commitment_weight`` x commitment, each step weighing 1/K, and its parts).
+    per-sample loss [B] of the afterstates: Q cross-entropy + chance cross-entropy +
+    ``commitment_weight`` x commitment, each step weighing 1/K (the paper sums its losses unweighted),
+    minus ``code_entropy_weight`` x the entropy of the batch's mean encoder distribution, and its parts).
+
+    The entropy term is not the paper's: it counters the collapse of the codebook onto one code,
+    which the straight-through gradient drives at small scale (the dynamics learns the codes it
+    sees, so the codes it never sees stay worse).
     """
     K, S, C = config.unroll_steps, config.support_size, config.num_chance_outcomes
     batch_size = hidden.shape[0]
@@ -79,9 +84,15 @@ def chance_unroll(network: torch.nn.Module, hidden: torch.Tensor, batch: Any, fo
         chance_loss = chance_loss + known[:, k] * F.cross_entropy(after.chance_logits, code.detach(),
                                                                   reduction="none") / K
         commitment = commitment + known[:, k] * (code.detach() - probs[:, k]).square().sum(dim=-1) / K
-    loss = config.value_loss_weight * q_loss + chance_loss + config.commitment_weight * commitment
+    loss = q_loss + chance_loss + config.commitment_weight * commitment
     parts = {"q_loss": float(q_loss.detach().mean()), "chance_loss": float(chance_loss.detach().mean()),
              "commitment_loss": float(commitment.detach().mean())}
+    if K and config.code_entropy_weight:
+        weights = following.known.to(probs.dtype)[..., None]
+        usage = (weights * probs).sum(dim=(0, 1)) / weights.sum().clamp_min(1.0)
+        entropy = -(usage * usage.clamp_min(1e-12).log()).sum()
+        loss = loss - config.code_entropy_weight * entropy
+        parts["code_entropy"] = float(entropy.detach())
     return predictions, loss, parts
 
 
