@@ -5,9 +5,9 @@ deterministic dynamics and pUCT, or afterstates, learned chance codes and chance
 
 Each run logs greedy-search evaluations (mean score of ``--eval-episodes`` games) to
 runs/stochastic_muzero_2048/<agent>-seed<k>/log.csv; the curves and the table then go to
-examples/results/stochastic_muzero_2048.{csv,png}.
+examples/results/stochastic_muzero_2048.{csv,png} (the measurements: stochastic_muzero_2048.md).
 
-    python examples/stochastic_muzero_2048.py --jobs 2      # 2 agents x 3 seeds, ~5 min per run on a free core
+    python examples/stochastic_muzero_2048.py --jobs 2 --seeds 0 1   # 10-16 min per run on 2 shared cores
     python examples/stochastic_muzero_2048.py --plot-only
 """
 
