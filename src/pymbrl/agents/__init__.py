@@ -7,8 +7,9 @@ sac
 mbpo
     Model-Based Policy Optimization: SAC on short branched rollouts of a Gaussian ensemble.
 muzero
-    MuZero and Gumbel MuZero (and AlphaZero mode with true rules) by batched self-play on the C++ search
-    (the search and self-play in ``muzero_selfplay``).
+    MuZero, Gumbel MuZero and Stochastic MuZero (and AlphaZero mode with true rules) by batched self-play on
+    the C++ search (the search and self-play in ``muzero_selfplay``; Stochastic MuZero's unroll and model
+    functions in ``muzero_stochastic``).
 dreamer
     Dreamer with DreamerV3's world model: actor and critic learned in imagination from every replayed state
     (the learner and its update in ``dreamer_learner``).
