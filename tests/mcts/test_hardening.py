@@ -366,6 +366,40 @@ def test_a_refused_reuse_leaves_the_search_tree_unchanged(change, match):
     assert torch.equal(again.action, clean.action)
 
 
+@pytest.mark.parametrize("change, match", [
+    (dict(gumbel_scale=-1.0), "gumbel_scale"), (dict(gumbel_scale=1e300), "gumbel_scale"),
+    (dict(value_scale=math.nan), "value_scale"), (dict(maxvisit_init=1e300), "maxvisit_init"),
+    (dict(max_num_considered_actions=0), "max_num_considered_actions"),
+    (dict(max_num_considered_actions=2**20 + 1), "max_num_considered_actions"),
+    (dict(rescale_with_invalid=1), "rescale_with_invalid"), (dict(max_depth=0), "max_depth"), (dict(seed=-1), "seed"),
+])
+def test_a_refused_gumbel_reuse_leaves_the_search_tree_unchanged(change, match):
+    """Gumbel's own arguments were checked only once the kept trees had taken the new roots: the
+    statistics through actions the refused call's mask made invalid were gone, and roots that kept
+    nothing had been given the refused call's root."""
+    model, logits, value, embedding = hash_roots(A, B, 26)
+    root = Root(logits, value, embedding)
+
+    def reused():
+        out = gumbel_muzero_policy(root, model, 12, capacity=40, seed=1, gumbel_scale=0.0)
+        actions = out.action.clone()
+        actions[0] = (actions[0] + 1) % A  # not necessarily expanded: root 0 may keep nothing
+        return out.search_tree.subtree(actions)
+
+    clean = gumbel_muzero_policy(root, model, 8, search_tree=reused(), seed=2)
+    kept = reused()
+    before, nodes = kept.summary(), kept.tree.num_nodes.copy()
+    everything_but_one = torch.ones(B, A, dtype=torch.bool)
+    everything_but_one[:, 0] = False
+    with pytest.raises((ValueError, TypeError), match=f"^{match}"):
+        gumbel_muzero_policy(root, model, 8, search_tree=kept, invalid_actions=everything_but_one,
+                             **{"seed": 2, **change})
+    assert (kept.tree.num_nodes == nodes).all() and _same_summary(kept.summary(), before)
+    again = gumbel_muzero_policy(root, model, 8, search_tree=kept, seed=2)
+    assert _same_summary(again.search_tree.summary(), clean.search_tree.summary())
+    assert torch.equal(again.action, clean.action) and torch.equal(again.action_weights, clean.action_weights)
+
+
 def test_a_refused_set_roots_keeps_the_device():
     tree = Tree(B, A, 5)
     tree.set_roots(torch.zeros(B, A), torch.zeros(B))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, Normal, OneHotCategorical, Uniform
 
-from pymbrl.mcts import (Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot, muzero_policy,
+from pymbrl.mcts import (QTransform, Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot, muzero_policy,
                          sampled_muzero_policy)
 
 from .hash_model import HashModel
@@ -253,6 +253,31 @@ def test_reuse_keeps_the_childs_subtree_and_its_sampled_actions():
     after = again.summary()
     assert torch.equal(before.visit_counts, after.visit_counts) and torch.equal(before.qvalues, after.qvalues)
     _search(model, policy2, value2, embedding2, 5, 5, seed=1, search_tree=again)
+
+
+@pytest.mark.parametrize("qtransform", [QTransform("bogus"), QTransform("min_max", min_value=1.0, max_value=0.0),
+                                        "parent_and_siblings"])
+def test_a_bad_qtransform_leaves_a_reused_tree_unchanged(qtransform):
+    """qtransform was checked only once the kept trees had taken the new roots: roots that kept
+    nothing had already been given the refused call's root."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 4, 5, {})
+
+    def reused():
+        first = _search(model, policy, value, embedding, 3, 6, seed=0, capacity=30)
+        actions = first.action_index.clone()
+        actions[0] = first.search_tree.summary().visit_counts[0].argmin()  # 3 simulations, 6 edges: unexpanded
+        return first.search_tree.subtree(actions)
+
+    kept = reused()
+    assert not kept.kept[0]
+    before, nodes = kept.summary(), kept.tree.num_nodes.copy()
+    policy2, value2, embedding2 = model.roots(4, 9)
+    with pytest.raises((ValueError, TypeError), match="^qtransform"):
+        _search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=kept, qtransform=qtransform)
+    after = kept.summary()
+    assert (kept.tree.num_nodes == nodes).all() and all(torch.equal(x, y) for x, y in zip(before, after))
+    _assert_same(_search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=kept),
+                 _search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=reused()))
 
 
 def test_a_muzero_search_tree_is_refused():

@@ -20,7 +20,7 @@ from torch.distributions import Categorical, Distribution, OneHotCategorical
 
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.policies import MAX_MAGNITUDE, SearchTree
-from pymbrl.mcts.qtransforms import QTransform
+from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
 from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, host_array
 
 
@@ -378,6 +378,8 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     real(pb_c_init, "pb_c_init", low=0.0, high=MAX_MAGNITUDE)
     real(pb_c_base, "pb_c_base", low=1.0 / MAX_MAGNITUDE)
     integer(max_depth, "max_depth", optional=True)
+    # Before the trees take the new roots, so that a refused call leaves a reused search_tree as it was.
+    qtransform = checked_qtransform(qtransform)
     seed = resolve_seed(seed)
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(num_simulations + 1, np.uint64)]
     batch_size, value, edges = _roots(root, root_sampling_policy, num_samples, seeds[0])
