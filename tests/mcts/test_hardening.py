@@ -400,6 +400,31 @@ def test_a_refused_gumbel_reuse_leaves_the_search_tree_unchanged(change, match):
     assert torch.equal(again.action, clean.action) and torch.equal(again.action_weights, clean.action_weights)
 
 
+@pytest.mark.parametrize("algorithm", ["muzero", "gumbel"])
+def test_a_kept_root_left_only_actions_of_logit_minus_inf_is_refused(algorithm):
+    """A kept root's logits are its node's, which the prior_logits check never saw: a mask that
+    left it only actions of logit -inf was accepted, and the search ran on NaN priors (Gumbel
+    returned NaN action weights)."""
+    def model(embedding, action):
+        n = len(action)
+        logits = torch.tensor([[0.0, -math.inf, -math.inf, 1.0]]).expand(n, A)
+        return RecurrentOutput(torch.zeros(n), torch.ones(n), logits, torch.zeros(n)), embedding
+
+    logits, value, embedding = torch.zeros(B, A), torch.zeros(B), torch.zeros(B, 2)
+    out = search(algorithm, model, logits, value, embedding, 12, capacity=30)
+    kept = out.search_tree.subtree(out.action)
+    assert kept.kept.all()
+    before, nodes = kept.summary(), kept.tree.num_nodes.copy()
+    only_minus_inf = torch.tensor([[True, False, False, True]] * B)
+    only_minus_inf[0] = False  # root 0 keeps actions of finite logit
+    with pytest.raises(ValueError, match=r"^invalid_actions: .*kept root, got root 1 "):
+        search(algorithm, model, logits, value, embedding, 4, search_tree=kept, invalid_actions=only_minus_inf)
+    assert (kept.tree.num_nodes == nodes).all() and _same_summary(kept.summary(), before)
+    only_minus_inf[1:, 3] = False
+    again = search(algorithm, model, logits, value, embedding, 4, search_tree=kept, invalid_actions=only_minus_inf)
+    assert torch.isfinite(again.action_weights).all() and (again.action_weights[1:, :3] == 0).all()
+
+
 def test_a_refused_set_roots_keeps_the_device():
     tree = Tree(B, A, 5)
     tree.set_roots(torch.zeros(B, A), torch.zeros(B))
