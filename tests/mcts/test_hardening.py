@@ -425,6 +425,25 @@ def test_a_kept_root_left_only_actions_of_logit_minus_inf_is_refused(algorithm):
     assert torch.isfinite(again.action_weights).all() and (again.action_weights[1:, :3] == 0).all()
 
 
+@pytest.mark.parametrize("algorithm", ["muzero", "gumbel"])
+def test_a_max_depth_beyond_64_bits_is_no_limit(algorithm):
+    """The binding refused a max_depth beyond 64 bits only after the policies had checked it and
+    a reused tree had taken the new roots; like any depth no tree reaches, it means no limit."""
+    model, logits, value, embedding = hash_roots(A, B, 27)
+
+    def reused():
+        out = search(algorithm, model, logits, value, embedding, 10, capacity=30)
+        return out.search_tree.subtree(out.action)
+
+    for max_depth in (2**63, 2**70):
+        deep = search(algorithm, model, logits, value, embedding, 6, search_tree=reused(), max_depth=max_depth)
+        unlimited = search(algorithm, model, logits, value, embedding, 6, search_tree=reused())
+        assert _same_summary(deep.search_tree.summary(), unlimited.search_tree.summary())
+        assert torch.equal(deep.action_weights, unlimited.action_weights)
+    with pytest.raises(ValueError, match="^max_depth"):
+        search(algorithm, model, logits, value, embedding, 6, max_depth=-2**70)
+
+
 def test_a_refused_set_roots_keeps_the_device():
     tree = Tree(B, A, 5)
     tree.set_roots(torch.zeros(B, A), torch.zeros(B))

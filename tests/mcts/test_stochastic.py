@@ -345,6 +345,19 @@ def test_a_kept_root_left_only_actions_of_logit_minus_inf_is_refused():
     assert torch.isfinite(again.action_weights).all()
 
 
+def test_a_max_depth_beyond_64_bits_is_no_limit():
+    """Refused by the binding after a reused tree had taken the new roots; now no limit."""
+    model = _model(3, 2, seed=5)
+    logits, value, embedding = model.roots(3)
+
+    def reused():
+        out = model.search(logits, value, embedding, 12, capacity=40)
+        return out.search_tree.subtree(out.action, torch.zeros(3, dtype=torch.int64))
+
+    deep = model.search(logits, value, embedding, 8, search_tree=reused(), max_depth=2**70)
+    assert_same_output(deep, model.search(logits, value, embedding, 8, search_tree=reused()))
+
+
 def test_a_consumed_tree_and_bad_reroots_are_refused():
     model = _model(3, 2)
     logits, value, embedding = model.roots(2)
