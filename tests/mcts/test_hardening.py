@@ -92,6 +92,15 @@ def test_huge_integer_arguments_name_the_argument(name):
         tree.begin_gumbel(**kwargs)
 
 
+@pytest.mark.parametrize("algorithm", ["muzero", "gumbel"])
+@pytest.mark.parametrize("num_simulations", [2**30, 2**70])
+def test_too_many_simulations_for_the_default_capacity_name_num_simulations(algorithm, num_simulations):
+    """The default capacity 1 + num_simulations was refused naming capacity, which the caller never gave."""
+    model, logits, value, embedding = hash_roots(A, B, 28)
+    with pytest.raises(ValueError, match="^num_simulations: expected at most 1073741823"):
+        search(algorithm, model, logits, value, embedding, num_simulations)
+
+
 def test_the_halving_table_does_not_grow_with_considered_actions_beyond_the_actions():
     """Its rows were allocated for every m up to max_num_considered_actions (2**20 allowed), each
     computed in O(m): seconds to hours of work for rows a 2-action root never reads."""

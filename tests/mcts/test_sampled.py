@@ -280,6 +280,19 @@ def test_a_bad_qtransform_leaves_a_reused_tree_unchanged(qtransform):
                  _search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=reused()))
 
 
+@pytest.mark.parametrize("num_simulations", [2**30, 2**40, 2**70])
+def test_a_huge_num_simulations_is_refused_naming_it(num_simulations):
+    """The seeds of all the simulations were drawn before anything was checked: 2**70 raised
+    numpy's "Maximum allowed dimension exceeded", 2**40 asked for 8 TiB of seeds."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 3, 0, {})
+    with pytest.raises(ValueError, match="^num_simulations"):
+        _search(model, policy, value, embedding, num_simulations, 4, seed=0)
+    first = _search(model, policy, value, embedding, 4, 4, seed=0, capacity=20)
+    kept = first.search_tree.subtree(first.action_index)
+    with pytest.raises(ValueError, match="^num_simulations: expected at most [0-9]+ new nodes"):
+        _search(model, policy, value, embedding, num_simulations, 4, seed=0, search_tree=kept)
+
+
 def test_a_muzero_search_tree_is_refused():
     model, policy, value, embedding, _ = _setup("categorical", 5, 3, 0, {})
     muzero = muzero_policy(Root(torch.zeros(3, 5), value, embedding), HashModel(5), 4, capacity=10)

@@ -358,6 +358,13 @@ def test_a_max_depth_beyond_64_bits_is_no_limit():
     assert_same_output(deep, model.search(logits, value, embedding, 8, search_tree=reused()))
 
 
+def test_too_many_simulations_for_the_default_capacity_name_num_simulations():
+    model = _model(3, 2)
+    logits, value, embedding = model.roots(2)
+    with pytest.raises(ValueError, match="^num_simulations: expected at most 1073741823"):
+        model.search(logits, value, embedding, 2**30)
+
+
 def test_a_consumed_tree_and_bad_reroots_are_refused():
     model = _model(3, 2)
     logits, value, embedding = model.roots(2)

@@ -18,7 +18,8 @@ import torch
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array
+from pymbrl.mcts.tree import (EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, default_capacity,
+                              host_array)
 
 MAX_MAGNITUDE: float = _core.mcts.MAX_MAGNITUDE
 """2**64: the largest |reward| and |value| a search accepts (see :class:`RecurrentOutput`), and the
@@ -137,9 +138,7 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
         _set_roots(tree, root, invalid_actions, kept.numpy())
         search_tree._pool.set_roots(embedding, ~kept)
         return search_tree
-    if capacity is None:
-        capacity = 1 + num_simulations
-    integer(capacity, "capacity")
+    capacity = default_capacity(num_simulations) if capacity is None else integer(capacity, "capacity")
     integer(num_threads, "num_threads", optional=True)
     embedding = EmbeddingPool.checked_leaves(root.embedding, batch_size, capacity)  # before any allocation
     tree, pool = _spare(batch_size, num_actions, capacity, num_threads, embedding)
