@@ -293,6 +293,31 @@ def test_a_huge_num_simulations_is_refused_naming_it(num_simulations):
         _search(model, policy, value, embedding, num_simulations, 4, seed=0, search_tree=kept)
 
 
+def test_sampled_actions_of_another_dtype_are_refused():
+    """A float policy where the search's actions are integers (or back) has the same event shape:
+    its samples were cast into the tree's action pool, silently truncated (a Normal after a
+    Categorical root searched actions 0, 0, -1)."""
+    policy, value, embedding = Categorical(logits=torch.zeros(2, 5)), torch.zeros(2), torch.zeros(2, 2)
+
+    def model(e, a, interior=Categorical):
+        n = len(a)
+        policy = Categorical(logits=torch.zeros(n, 5)) if interior is Categorical else Normal(torch.zeros(n), 1.0)
+        return SampledRecurrentOutput(torch.zeros(n), torch.ones(n), policy, torch.zeros(n)), e
+
+    with pytest.raises(ValueError, match=r"^recurrent_fn output policy: expected sampled actions of dtype torch.int64"):
+        sampled_muzero_policy(SampledRoot(policy, value, embedding), lambda e, a: model(e, a, Normal), 3,
+                              num_samples=3)
+    first = sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, capacity=10, seed=0)
+    kept = first.search_tree.subtree(first.action_index)
+    before = kept.summary()
+    with pytest.raises(ValueError, match=r"^root.policy: .*dtype torch.int64 \(the search tree's\), got \[3\] and "
+                                         r"torch.float32"):
+        sampled_muzero_policy(SampledRoot(Normal(torch.zeros(2), 1.0), value, embedding), model, 2, num_samples=3,
+                              search_tree=kept)
+    assert all(torch.equal(x, y) for x, y in zip(before, kept.summary()))
+    sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, search_tree=kept)
+
+
 def test_a_muzero_search_tree_is_refused():
     model, policy, value, embedding, _ = _setup("categorical", 5, 3, 0, {})
     muzero = muzero_policy(Root(torch.zeros(3, 5), value, embedding), HashModel(5), 4, capacity=10)

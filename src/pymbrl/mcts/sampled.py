@@ -285,9 +285,10 @@ def _prepare(root: SampledRoot, edges: _Edges, value: np.ndarray, num_simulation
     if int(nodes.max()) + num_simulations > tree.capacity:
         raise ValueError(f"num_simulations: expected at most {tree.capacity - int(nodes.max())} new nodes in the "
                          f"kept trees (capacity {tree.capacity}, {int(nodes.max())} nodes kept), got {num_simulations}")
-    if pool.rows[1].shape[1:] != edges.actions.shape[1:]:
+    if pool.rows[1].shape[1:] != edges.actions.shape[1:] or pool.rows[1].dtype != edges.actions.dtype:
         raise ValueError(f"root.policy: expected sampled actions of shape {list(pool.rows[1].shape[1:])} per root "
-                         f"(the search tree's), got {list(edges.actions.shape[1:])}")
+                         f"and dtype {pool.rows[1].dtype} (the search tree's), got {list(edges.actions.shape[1:])} "
+                         f"and {edges.actions.dtype}")
     checked = pool.checked_roots(leaves)
     # A kept root keeps its edges (sampled when it was expanded); its spare edges stay masked.
     stored_counts = pool.rows[2][:batch_size]
@@ -424,6 +425,9 @@ def _simulate(tree: Tree, pool: EmbeddingPool, recurrent_fn: SampledRecurrentFn,
         name = "recurrent_fn output policy"
         _check_policy(output[2], name, batch_size, num_samples, event_shape)
         new = _sample_edges(output[2], num_samples, seed, name=name)
+        if new.actions.dtype != pool.rows[1].dtype:  # the pool would cast them: floats to integers, silently
+            raise ValueError(f"{name}: expected sampled actions of dtype {pool.rows[1].dtype} (the root policy's), "
+                             f"got {new.actions.dtype}")
         pool.scatter(scatter, (next_embedding, new.actions, new.counts))
         try:
             next_rows = tree.expand_and_select_rows(
