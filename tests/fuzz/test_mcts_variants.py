@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from mcts.hash_model import HashModel
 from mcts.reference_sampled import reference_sampled_batch
 from mcts.sampled_model import SampledHashModel
 from mcts.stochastic_helpers import StochasticHashModel
+from pymbrl import _core
 from pymbrl.mcts import (ChanceOutput, DecisionOutput, QTransform, Root, SampledRoot,
                          gumbel_muzero_policy, muzero_policy, sampled_muzero_policy, stochastic_muzero_policy)
 from torch.distributions import Categorical, Independent, Normal, OneHotCategorical, Uniform
@@ -337,7 +339,8 @@ def tree_state(tree: Any) -> list[bytes]:
     core = tree.tree if hasattr(tree, "tree") else tree
     pool = tree.embeddings.rows
     roots = [leaf[:B] for leaf in (pool if isinstance(pool, tuple) else (pool,))]
-    return [np.asarray(t).tobytes() for t in (*tree.summary(), core.num_nodes, *roots, tree.kept)]
+    kept = () if tree.kept is None else (tree.kept,)
+    return [np.asarray(t).tobytes() for t in (*tree.summary(), core.num_nodes, *roots, *kept)]
 
 
 def assert_same_search(a: Any, b: Any) -> None:
@@ -427,6 +430,8 @@ def _bad_calls(algorithm: str, runner: Runner, new_rows: list[int]) -> list[tupl
                         lambda r: Categorical(logits=torch.zeros(B, K - 1)),
                         lambda r: Normal(torch.full((B,) + tuple(r.policy.event_shape), nan), 1.0,
                                          validate_args=False)], "root.policy|num_samples")
+        if not policy.event_shape:  # integer actions: a policy of float samples
+            root("policy", [lambda r: Normal(torch.zeros(B), 1.0)], "root.policy")
         if tuple(policy.event_shape) == (2,):
             root("policy", [lambda r: Independent(Normal(torch.zeros(B, 3), 1.0), 1)], "root.policy")
             wide = Independent(Normal(torch.zeros(B, 2), 10.0), 1)
@@ -460,3 +465,280 @@ def test_a_refused_call_leaves_a_kept_tree_unchanged(algorithm, first, choice, k
     again = runner.search(runner.root, runner.fns, 4, search_tree=tree, seed=5)
     assert_same_search(again, runner.search(runner.root, runner.fns, 4, search_tree=runner.kept_tree(first, choice),
                                             seed=5))
+
+
+# --------------------------------------------------------------------------------------------
+# Garbage from the model, or its exceptions, in the middle of a search
+# --------------------------------------------------------------------------------------------
+
+_VALUE_GARBAGE = ["nan", "inf", "-inf", "huge", "above", "rows", "column", "bool", "complex", "str", "None"]
+_DISCOUNT_GARBAGE = ["nan", "inf", "1.5", "-1.5", "rows", "column", "bool", "str", "None"]
+_LOGITS_GARBAGE = ["nan", "inf", "all -inf", "rows", "column", "flat", "bool", "complex", "str", "None"]
+_RECORD_GARBAGE = ["None", "output only", "short record", "dict"]
+_EMBEDDING_GARBAGE = ["None", "rows", "column", "tuple", "str"]
+_POLICY_GARBAGE = ["not a distribution", "batch", "event", "categories", "nan samples", "-inf log_prob", "dtype"]
+
+
+def _garbage_field(good: Any, kind: str) -> Any:
+    """One wrong version of a good float field [n] or [n, width]."""
+    t = torch.as_tensor(good).clone().double()
+    row = t.view(t.shape[0], -1)[-1]
+    numbers = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "huge": 1e300, "above": ABOVE, "1.5": 1.5,
+               "-1.5": -1.5}
+    if kind in numbers:
+        row[0] = numbers[kind]
+        return t
+    if kind == "all -inf":
+        row[:] = -math.inf
+        return t
+    return {"rows": lambda: torch.cat([t, t[:1]]), "column": lambda: t[..., None] if t.ndim == 1 else torch.cat(
+        [t, t[:, :1]], 1), "flat": lambda: t.reshape(-1), "bool": lambda: t > 0, "complex": lambda: t.numpy() + 1j,
+        "str": lambda: "garbage", "None": lambda: None}[kind]()
+
+
+class _BadLogProb(Independent):
+    def log_prob(self, value):
+        return torch.full(value.shape[:-1], -math.inf)
+
+
+def _garbage_policy(good: Any, kind: str, num_samples: int) -> Any:
+    n = good.batch_shape[0]
+    event = tuple(good.event_shape)
+    return {"not a distribution": lambda: "policy", "batch": lambda: Normal(torch.zeros(n + 1), 1.0),
+            "event": lambda: Independent(Normal(torch.zeros(n, *event, 2), 1.0), len(event) + 1),
+            "categories": lambda: Categorical(logits=torch.zeros(n, num_samples - 1)),
+            "nan samples": lambda: Independent(Normal(torch.full((n, 2), math.nan), 1.0, validate_args=False), 1),
+            "-inf log_prob": lambda: _BadLogProb(Normal(torch.zeros(n, 2), 1.0), 1),
+            # Float samples where the roots' are integers (or integers where they are floats).
+            "dtype": lambda: Categorical(logits=torch.zeros(n, 5)) if event else Normal(torch.zeros(n), 1.0)}[kind]()
+
+
+def _garbage_result(result: tuple, kind: str) -> Any:
+    output, embedding = result
+    return {"None": None, "output only": output, "short record": (tuple(output)[:-1], embedding),
+            "dict": (output._asdict(), embedding)}[kind]
+
+
+def _garbage_embedding(embedding: torch.Tensor, kind: str) -> Any:
+    return {"None": None, "rows": torch.cat([embedding, embedding[:1]]), "tuple": (embedding,), "str": "state",
+            "column": torch.cat([embedding, embedding[:, :1]], 1)}[kind]
+
+
+class Corrupting:
+    """Wraps a model function: its call number ``at`` returns ``change(result)`` (or raises)."""
+
+    def __init__(self, fn: Callable, at: int, change: Callable[[tuple], Any]) -> None:
+        self.fn, self.at, self.change, self.calls, self.corrupted = fn, at, change, 0, False
+
+    def __call__(self, embedding: Any, action: Any) -> Any:
+        result = self.fn(embedding, action)
+        self.calls += 1
+        if self.calls - 1 != self.at:
+            return result
+        self.corrupted = True
+        return self.change(result)
+
+
+def _garbage_plans(algorithm: str, runner: Runner) -> list[tuple[int, str, str, Callable[[tuple], Any]]]:
+    """(which function, its name, the error's start, a change of its result) of every garbage."""
+    plans = []
+
+    def field(index: int, fn: str, position: int, name: str, kinds: list[str]) -> None:
+        for kind in kinds:
+            def change(result, position=position, kind=kind):
+                output, embedding = result
+                values = list(output)
+                values[position] = _garbage_field(values[position], kind)
+                return type(output)(*values), embedding
+            plans.append((index, fn, f"{fn} output {name}", change))
+
+    def whole(index: int, fn: str) -> None:
+        plans.extend((index, fn, fn, lambda result, kind=kind: _garbage_result(result, kind))
+                     for kind in _RECORD_GARBAGE)
+        for kind in _EMBEDDING_GARBAGE:
+            # The first afterstate makes the afterstate pool, of whatever structure and shape it has:
+            # refused only when a later one differs.
+            first_defines = fn == "decision_recurrent_fn" and kind in ("column", "tuple")
+            plans.append((index, fn, fn if not first_defines else f"{fn}|first defines",
+                          lambda result, kind=kind: (result[0], _garbage_embedding(result[1], kind))))
+
+        def boom(result):
+            raise KeyError("the model failed")
+        plans.append((index, fn, "KeyError", boom))
+
+    if algorithm == "stochastic":
+        field(0, "decision_recurrent_fn", 0, "chance_logits", _LOGITS_GARBAGE)
+        field(0, "decision_recurrent_fn", 1, "afterstate_value", _VALUE_GARBAGE)
+        field(1, "chance_recurrent_fn", 0, "reward", _VALUE_GARBAGE)
+        field(1, "chance_recurrent_fn", 1, "discount", _DISCOUNT_GARBAGE)
+        field(1, "chance_recurrent_fn", 2, "prior_logits", _LOGITS_GARBAGE)
+        field(1, "chance_recurrent_fn", 3, "value", _VALUE_GARBAGE)
+        whole(0, "decision_recurrent_fn")
+        whole(1, "chance_recurrent_fn")
+        return plans
+    field(0, "recurrent_fn", 0, "reward", _VALUE_GARBAGE)
+    field(0, "recurrent_fn", 1, "discount", _DISCOUNT_GARBAGE)
+    field(0, "recurrent_fn", 3, "value", _VALUE_GARBAGE)
+    whole(0, "recurrent_fn")
+    if algorithm == "sampled":
+        for kind in _POLICY_GARBAGE:
+            if kind == "categories" and runner.num_samples < 2:
+                continue
+            plans.append((0, "recurrent_fn", "recurrent_fn output policy|num_samples",
+                          lambda result, kind=kind: (result[0]._replace(
+                              policy=_garbage_policy(result[0].policy, kind, runner.num_samples)), result[1])))
+    else:
+        field(0, "recurrent_fn", 2, "prior_logits", _LOGITS_GARBAGE)
+    return plans
+
+
+@given(algorithm=st.sampled_from(ALGORITHMS), first=st.integers(1, 6), choice=st.integers(0, 5),
+       reuse=st.booleans(), at=st.integers(0, 4), kind=st.sampled_from(["normal", "categorical"]), data=st.data())
+def test_garbage_from_the_model_names_the_function_and_the_field(algorithm, first, choice, reuse, at, kind, data):
+    """A model call (the at-th of one function) returns a wrong record, field, embedding or policy,
+    or raises: the search raises naming the function and the field (the model's own exception as
+    it is); the tree it was searching (a kept one) goes on with the next search, its roots holding
+    the visits of the simulations done before."""
+    runner = Runner(algorithm, first * 7 + choice, kind)
+    index, fn, match, change = data.draw(st.sampled_from(_garbage_plans(algorithm, runner)))
+    fns = list(runner.fns)
+    event(f"{algorithm}: {match}")
+    fns[index] = Corrupting(fns[index], at, change)
+    tree = runner.kept_tree(first, choice) if reuse else None
+    good = None if reuse else runner.search(runner.root, runner.fns, 5, seed=5)
+    try:
+        runner.search(runner.root, tuple(fns), 5, seed=5, search_tree=tree)
+    except KeyError:
+        assert match == "KeyError" and fns[index].corrupted
+    except AssertionError:  # the test model's own check: the chance function got the wider afterstates
+        assert match.endswith("first defines") and fns[index].corrupted
+    except (ValueError, TypeError) as e:
+        assert fns[index].corrupted and re.match(f"^({match})", str(e)), e
+    else:
+        first_call = match.endswith("first defines") and fns[index].at == 0
+        assert first_call or not fns[index].corrupted, "garbage accepted"
+        event("the corrupted call was not reached" if not fns[index].corrupted else "a first afterstate, accepted")
+        return
+    if not reuse:  # a search of the same shape afterwards (it may get the failed search's tree)
+        assert_same_search(runner.search(runner.root, runner.fns, 5, seed=5), good)
+        return
+    visits = tree.summary().visit_counts.sum(dim=1)
+    again = runner.search(runner.root, runner.fns, 4, search_tree=tree, seed=6)
+    expected = torch.where(tree.kept, visits + 4, 4)
+    assert torch.equal(again.search_tree.summary().visit_counts.sum(dim=1), expected)
+    assert all(torch.isfinite(t).all() for t in again.search_tree.summary())
+
+
+# --------------------------------------------------------------------------------------------
+# subtree() and the stochastic core, stepped by hand
+# --------------------------------------------------------------------------------------------
+
+_BAD_EDGES = [
+    ("range", lambda n, limit: torch.full((n,), limit)), ("negative", lambda n, limit: torch.full((n,), -1)),
+    ("huge", lambda n, limit: torch.full((n,), 2**62)), ("uint64", lambda n, limit: np.full(n, 2**64 - 1, np.uint64)),
+    ("shape", lambda n, limit: torch.zeros(n + 1, dtype=torch.int64)),
+    ("2-d", lambda n, limit: torch.zeros(n, 1, dtype=torch.int64)), ("float", lambda n, limit: torch.zeros(n)),
+    ("bool", lambda n, limit: torch.zeros(n, dtype=torch.bool)), ("str", lambda n, limit: "0"),
+    ("None", lambda n, limit: None),
+]
+
+
+@given(algorithm=st.sampled_from(ALGORITHMS), first=st.integers(1, 6), choice=st.integers(0, 5),
+       bad=st.sampled_from(_BAD_EDGES), outcomes_bad=st.booleans())
+def test_bad_subtree_edges_are_refused_and_change_nothing(algorithm, first, choice, bad, outcomes_bad):
+    """subtree() with actions (or chance outcomes) out of range, of another shape or dtype: a
+    ValueError or TypeError naming them, the tree as it was, and subtree() still works on it."""
+    runner = Runner(algorithm, first * 7 + choice)
+    out = runner.search(runner.root, runner.fns, first, capacity=20, seed=3)
+    tree = out.search_tree
+    width = tree.summary().visit_counts.shape[1]
+    actions, outcomes = torch.full((B,), choice % width), torch.full((B,), choice % C)
+    name, make = bad
+    args = [actions] if algorithm != "stochastic" else [actions, outcomes]
+    wrong = 1 if algorithm == "stochastic" and outcomes_bad else 0
+    args[wrong] = make(B, C if wrong else width)
+    before = tree_state(tree)
+    with pytest.raises((ValueError, TypeError), match="^(chance_outcomes|actions)" if wrong else "^actions"):
+        tree.subtree(*args)
+    assert tree_state(tree) == before
+    kept = tree.subtree(actions) if algorithm != "stochastic" else tree.subtree(actions, outcomes)
+    assert kept.kept.shape == (B,)
+    with pytest.raises(RuntimeError, match="search_tree"):  # consumed by the subtree() that worked
+        tree.summary()
+
+
+_NUMBERS = [0.0, 1.0, -1.0, math.nan, math.inf, -math.inf, 1e300, ABOVE]
+# The call the protocol expects after each one (set_roots -> begin -> select -> expand ... -> decide, reroot).
+_NEXT = {None: "set_roots", "set_roots": "begin", "begin": "select", "select": "expand", "expand": "expand",
+         "done": "decide", "decide": "reroot", "reroot": "set_roots"}
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 10)),
+       data=st.data())
+def test_the_stochastic_core_refuses_bad_calls_without_changing_the_trees(shape, data):
+    """Calls of pymbrl._core.mcts.StochasticSearch, mostly in the protocol's order with good
+    arguments, else any call with bad ones (numbers, shapes, dtypes, rows of the other function):
+    never a crash; a refused call (ValueError, TypeError, or RuntimeError out of protocol) leaves
+    the trees as they were; what is accepted keeps the statistics finite."""
+    batch_size, num_actions, outcomes, capacity = shape
+    core = _core.mcts.StochasticSearch(batch_size, num_actions, outcomes, capacity, 1)
+    last, counts = None, None
+
+    def floats(rows: int, width: int | None, good: bool, label: str) -> Any:
+        size = rows * (width or 1)
+        x = np.asarray(data.draw(st.lists(st.floats(-3, 3), min_size=size, max_size=size), label=label))
+        x = x.reshape(rows, width) if width else x
+        kind = "good" if good else data.draw(st.sampled_from(["good", "number", "rows", "dtype", "None"]), label=label)
+        if kind == "number" and x.size:
+            x.flat[data.draw(st.integers(0, x.size - 1))] = data.draw(st.sampled_from(_NUMBERS))
+        return {"good": x, "number": x, "rows": np.zeros((rows + 1, *x.shape[1:])), "dtype": x.astype(complex),
+                "None": None}[kind]
+
+    def edges(limit: int, good: bool) -> np.ndarray:
+        return np.asarray(data.draw(st.lists(st.integers(0, limit - 1) if good else st.integers(-1, limit),
+                                             min_size=batch_size, max_size=batch_size)))
+
+    for _ in range(data.draw(st.integers(1, 40))):
+        in_order = data.draw(st.integers(0, 4)) > 0
+        op = _NEXT[last] if in_order else data.draw(st.sampled_from(sorted(set(_NEXT.values()))))
+        good = in_order and data.draw(st.integers(0, 5)) > 0
+        before = [a.copy() for a in core.summary()] + [core.num_nodes.copy()]
+        try:
+            if op == "set_roots":
+                invalid = None
+                if data.draw(st.booleans()):
+                    invalid = np.asarray(data.draw(st.lists(st.booleans(), min_size=batch_size * num_actions,
+                                                            max_size=batch_size * num_actions)))
+                    invalid = invalid.reshape(batch_size, num_actions)
+                keep = core.num_nodes > 0 if data.draw(st.booleans()) else None
+                core.set_roots(floats(batch_size, num_actions, good, "prior_logits"),
+                               floats(batch_size, None, good, "value"), invalid, keep)
+            elif op == "begin":
+                kind = data.draw(st.sampled_from(["tree_min_max", "parent_and_siblings", "min_max"]
+                                                 + ([] if good else ["x"])))
+                core.begin(data.draw(st.sampled_from([1, 3, capacity] + ([] if good else [capacity + 1, 0]))), 7,
+                           data.draw(st.sampled_from([1.25, 0.0] + ([] if good else [math.nan]))), 19652.0, 0.3,
+                           data.draw(st.sampled_from([0.0, 0.25] + ([] if good else [2.0]))),
+                           data.draw(st.sampled_from([None, 1, 2] + ([] if good else [0]))), kind)
+            elif op == "select":
+                counts = core.select()
+            elif op == "expand":
+                nd, nc = counts if counts is not None else (data.draw(st.integers(0, batch_size)),) * 2
+                counts = core.expand_and_select(
+                    floats(nd, outcomes, good, "chance_logits"), floats(nd, None, good, "afterstate_value"),
+                    floats(nc, None, good, "reward"), np.clip(floats(nc, None, good, "discount"), -1, 1)
+                    if good else floats(nc, None, good, "discount"), floats(nc, num_actions, good, "prior_logits"),
+                    floats(nc, None, good, "value"))
+                event("a simulation was expanded")
+                if counts is None:
+                    op = "done"
+            elif op == "reroot":
+                core.reroot(edges(num_actions, good), edges(outcomes, good))
+            else:
+                core.decide(data.draw(st.sampled_from([0.0, 1.0] + ([] if good else [-1.0, math.nan]))))
+        except (ValueError, TypeError, RuntimeError):
+            after = [a.copy() for a in core.summary()] + [core.num_nodes.copy()]
+            assert all(np.array_equal(x, y) for x, y in zip(before, after)), op
+            continue
+        last = op
+        assert all(np.isfinite(a).all() for a in core.summary())
