@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .reference import Tree, muzero_select, softmax
+from .reference import TREE_MIN_MAX, QTransform, Tree, muzero_select, softmax
 
 Draw = tuple[tuple, torch.Tensor]
 """One sampled action: (its elements as Python numbers, for equality; the tensor row itself [*event])."""
@@ -79,9 +79,11 @@ class SampledSearchResult:
 
 def sampled_muzero_search(step: StepFn, root_edges: Edges, root_value: float, root_embedding: Any,
                           num_simulations: int, edges_at: Callable[[int], Edges], *, max_depth: int | None = None,
-                          pb_c_init: float = 1.25, pb_c_base: float = 19652.0) -> SampledSearchResult:
+                          pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
+                          qtransform: QTransform = TREE_MIN_MAX) -> SampledSearchResult:
     """Sampled MuZero search of one root at temperature 0; ``edges_at(s)`` gives the edges a node
-    expanded in simulation s (1-based) gets."""
+    expanded in simulation s (1-based) gets. Selecting a spare edge raises AssertionError (only a
+    ``qtransform`` with fixed bounds can make one win)."""
     num_edges = len(root_edges.counts)
     valid = [c > 0 for c in root_edges.counts]
     tree = Tree(num_edges, valid)
@@ -90,7 +92,7 @@ def sampled_muzero_search(step: StepFn, root_edges: Edges, root_value: float, ro
     for s in range(1, num_simulations + 1):
         x, depth = 0, 0
         while True:
-            a = muzero_select(tree, x, pb_c_init, pb_c_base)
+            a = muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
             depth += 1
             c = tree.nodes[x].children[a]
             if c == -1:

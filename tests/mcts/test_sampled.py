@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, Normal, OneHotCategorical, Uniform
 
-from pymbrl.mcts import (Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot, muzero_policy,
+from pymbrl.mcts import (QTransform, Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot, muzero_policy,
                          sampled_muzero_policy)
 
 from .hash_model import HashModel
@@ -253,6 +253,69 @@ def test_reuse_keeps_the_childs_subtree_and_its_sampled_actions():
     after = again.summary()
     assert torch.equal(before.visit_counts, after.visit_counts) and torch.equal(before.qvalues, after.qvalues)
     _search(model, policy2, value2, embedding2, 5, 5, seed=1, search_tree=again)
+
+
+@pytest.mark.parametrize("qtransform", [QTransform("bogus"), QTransform("min_max", min_value=1.0, max_value=0.0),
+                                        "parent_and_siblings"])
+def test_a_bad_qtransform_leaves_a_reused_tree_unchanged(qtransform):
+    """qtransform was checked only once the kept trees had taken the new roots: roots that kept
+    nothing had already been given the refused call's root."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 4, 5, {})
+
+    def reused():
+        first = _search(model, policy, value, embedding, 3, 6, seed=0, capacity=30)
+        actions = first.action_index.clone()
+        actions[0] = first.search_tree.summary().visit_counts[0].argmin()  # 3 simulations, 6 edges: unexpanded
+        return first.search_tree.subtree(actions)
+
+    kept = reused()
+    assert not kept.kept[0]
+    before, nodes = kept.summary(), kept.tree.num_nodes.copy()
+    policy2, value2, embedding2 = model.roots(4, 9)
+    with pytest.raises((ValueError, TypeError), match="^qtransform"):
+        _search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=kept, qtransform=qtransform)
+    after = kept.summary()
+    assert (kept.tree.num_nodes == nodes).all() and all(torch.equal(x, y) for x, y in zip(before, after))
+    _assert_same(_search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=kept),
+                 _search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=reused()))
+
+
+@pytest.mark.parametrize("num_simulations", [2**30, 2**40, 2**70])
+def test_a_huge_num_simulations_is_refused_naming_it(num_simulations):
+    """The seeds of all the simulations were drawn before anything was checked: 2**70 raised
+    numpy's "Maximum allowed dimension exceeded", 2**40 asked for 8 TiB of seeds."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 3, 0, {})
+    with pytest.raises(ValueError, match="^num_simulations"):
+        _search(model, policy, value, embedding, num_simulations, 4, seed=0)
+    first = _search(model, policy, value, embedding, 4, 4, seed=0, capacity=20)
+    kept = first.search_tree.subtree(first.action_index)
+    with pytest.raises(ValueError, match="^num_simulations: expected at most [0-9]+ new nodes"):
+        _search(model, policy, value, embedding, num_simulations, 4, seed=0, search_tree=kept)
+
+
+def test_sampled_actions_of_another_dtype_are_refused():
+    """A float policy where the search's actions are integers (or back) has the same event shape:
+    its samples were cast into the tree's action pool, silently truncated (a Normal after a
+    Categorical root searched actions 0, 0, -1)."""
+    policy, value, embedding = Categorical(logits=torch.zeros(2, 5)), torch.zeros(2), torch.zeros(2, 2)
+
+    def model(e, a, interior=Categorical):
+        n = len(a)
+        policy = Categorical(logits=torch.zeros(n, 5)) if interior is Categorical else Normal(torch.zeros(n), 1.0)
+        return SampledRecurrentOutput(torch.zeros(n), torch.ones(n), policy, torch.zeros(n)), e
+
+    with pytest.raises(ValueError, match=r"^recurrent_fn output policy: expected sampled actions of dtype torch.int64"):
+        sampled_muzero_policy(SampledRoot(policy, value, embedding), lambda e, a: model(e, a, Normal), 3,
+                              num_samples=3)
+    first = sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, capacity=10, seed=0)
+    kept = first.search_tree.subtree(first.action_index)
+    before = kept.summary()
+    with pytest.raises(ValueError, match=r"^root.policy: .*dtype torch.int64 \(the search tree's\), got \[3\] and "
+                                         r"torch.float32"):
+        sampled_muzero_policy(SampledRoot(Normal(torch.zeros(2), 1.0), value, embedding), model, 2, num_samples=3,
+                              search_tree=kept)
+    assert all(torch.equal(x, y) for x, y in zip(before, kept.summary()))
+    sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, search_tree=kept)
 
 
 def test_a_muzero_search_tree_is_refused():

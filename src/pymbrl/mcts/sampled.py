@@ -20,8 +20,8 @@ from torch.distributions import Categorical, Distribution, OneHotCategorical
 
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.policies import MAX_MAGNITUDE, SearchTree
-from pymbrl.mcts.qtransforms import QTransform
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, host_array
+from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
+from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, default_capacity, host_array
 
 
 class SampledRoot(NamedTuple):
@@ -149,7 +149,8 @@ def _check_policy(policy: Any, name: str, batch_size: int, num_samples: int,
     if not isinstance(policy, Distribution):
         raise ArgumentTypeError(f"{name}: expected a torch.distributions.Distribution, got {type(policy).__name__}")
     if tuple(policy.batch_shape) != (batch_size,):
-        raise ValueError(f"{name}: expected batch_shape [{batch_size}], got {list(policy.batch_shape)}")
+        raise ValueError(f"{name}: expected batch_shape [{batch_size}] (the length of root.value), "
+                         f"got {list(policy.batch_shape)}")
     if event_shape is not None and policy.event_shape != event_shape:
         raise ValueError(f"{name}: expected event_shape {list(event_shape)} (the root policy's), "
                          f"got {list(policy.event_shape)}")
@@ -264,7 +265,7 @@ def _prepare(root: SampledRoot, edges: _Edges, value: np.ndarray, num_simulation
     batch_size, num_samples = edges.counts.shape
     leaves = (root.embedding, edges.actions, edges.counts)
     if search_tree is None:
-        capacity = 1 + num_simulations if capacity is None else integer(capacity, "capacity")
+        capacity = default_capacity(num_simulations) if capacity is None else integer(capacity, "capacity")
         integer(num_threads, "num_threads", optional=True)
         checked = SampledEmbeddingPool.checked_leaves(leaves, batch_size, capacity)  # before any allocation
         tree = Tree(batch_size, num_samples, capacity, num_threads=num_threads)
@@ -284,9 +285,10 @@ def _prepare(root: SampledRoot, edges: _Edges, value: np.ndarray, num_simulation
     if int(nodes.max()) + num_simulations > tree.capacity:
         raise ValueError(f"num_simulations: expected at most {tree.capacity - int(nodes.max())} new nodes in the "
                          f"kept trees (capacity {tree.capacity}, {int(nodes.max())} nodes kept), got {num_simulations}")
-    if pool.rows[1].shape[1:] != edges.actions.shape[1:]:
+    if pool.rows[1].shape[1:] != edges.actions.shape[1:] or pool.rows[1].dtype != edges.actions.dtype:
         raise ValueError(f"root.policy: expected sampled actions of shape {list(pool.rows[1].shape[1:])} per root "
-                         f"(the search tree's), got {list(edges.actions.shape[1:])}")
+                         f"and dtype {pool.rows[1].dtype} (the search tree's), got {list(edges.actions.shape[1:])} "
+                         f"and {edges.actions.dtype}")
     checked = pool.checked_roots(leaves)
     # A kept root keeps its edges (sampled when it was expanded); its spare edges stay masked.
     stored_counts = pool.rows[2][:batch_size]
@@ -378,14 +380,21 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     real(pb_c_init, "pb_c_init", low=0.0, high=MAX_MAGNITUDE)
     real(pb_c_base, "pb_c_base", low=1.0 / MAX_MAGNITUDE)
     integer(max_depth, "max_depth", optional=True)
+    # Before the trees take the new roots, so that a refused call leaves a reused search_tree as it was.
+    qtransform = checked_qtransform(qtransform)
     seed = resolve_seed(seed)
-    seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(num_simulations + 1, np.uint64)]
-    batch_size, value, edges = _roots(root, root_sampling_policy, num_samples, seeds[0])
+    # The seeds s_0 .. s_S: s_0 alone first (generate_state's words do not depend on how many are
+    # asked for), the rest once the trees are known to have room for S simulations, so that a
+    # huge num_simulations is refused rather than allocated.
+    sequence = np.random.SeedSequence(seed)
+    batch_size, value, edges = _roots(root, root_sampling_policy, num_samples,
+                                      int(sequence.generate_state(1, np.uint64)[0]))
     event_shape = root.policy.event_shape
     tree, pool = _prepare(root, edges, value, num_simulations, search_tree, capacity, num_threads)
     tree.begin_muzero(num_simulations, dirichlet_fraction=0.0, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
                       qtransform=qtransform, max_depth=max_depth, seed=seed)
-    _simulate(tree, pool, recurrent_fn, seeds[1:], num_samples, event_shape)
+    seeds = [int(s) for s in sequence.generate_state(num_simulations + 1, np.uint64)[1:]]
+    _simulate(tree, pool, recurrent_fn, seeds, num_samples, event_shape)
     action_index, weights = tree.decide(temperature)
     sampled = pool.rows[1][:batch_size].clone()
     index = action_index.to(sampled.device)
@@ -416,6 +425,9 @@ def _simulate(tree: Tree, pool: EmbeddingPool, recurrent_fn: SampledRecurrentFn,
         name = "recurrent_fn output policy"
         _check_policy(output[2], name, batch_size, num_samples, event_shape)
         new = _sample_edges(output[2], num_samples, seed, name=name)
+        if new.actions.dtype != pool.rows[1].dtype:  # the pool would cast them: floats to integers, silently
+            raise ValueError(f"{name}: expected sampled actions of dtype {pool.rows[1].dtype} (the root policy's), "
+                             f"got {new.actions.dtype}")
         pool.scatter(scatter, (next_embedding, new.actions, new.counts))
         try:
             next_rows = tree.expand_and_select_rows(
