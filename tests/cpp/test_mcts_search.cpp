@@ -254,10 +254,57 @@ TEST(MctsSearch, RerootKeepsTheChosenSubtreeForTheNextSearch) {
   const std::vector<uint8_t> keep(B, 1);
   std::vector<float> unused_logits(B * A, 0.0f), unused_values(B, 0.0f);
   s.set_roots(FloatRows{unused_logits.data(), nullptr}, FloatRows{unused_values.data(), nullptr}, nullptr, keep.data());
-  EXPECT_THROW(s.begin_gumbel(GumbelParams{}, 0, S, 1), std::invalid_argument);  // not a fresh root
   s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, S, 2);
   d.run(S);
   for (int b = 0; b < B; ++b) EXPECT_EQ(s.tree().visits(b, 0), child_visits[b] + S);
+}
+
+// Gumbel MuZero continues a kept root: sequential halving over the new visits only, so a search
+// of A simulations with gumbel_scale 0 and uniform priors visits every valid action once more.
+TEST(MctsSearch, GumbelHalvingCountsOnlyTheVisitsOfTheCurrentSearch) {
+  const int B = 2, A = 4, S = 12, capacity = 3 * S;
+  Search s(B, A, capacity, 1);
+  Driver d(s, hash_model);
+  d.set_roots(std::vector<float>(B * A, 0.0f), std::vector<float>(B, 0.0f));
+  GumbelParams p;
+  p.gumbel_scale = 0.0;
+  s.begin_gumbel(p, 0, S, 1);
+  d.run(S);
+  std::vector<int64_t> actions(B);
+  std::vector<double> weights(B * A);
+  s.decide_gumbel(actions.data(), weights.data());
+  std::vector<int64_t> old_ids(static_cast<size_t>(capacity) * B);
+  std::vector<int32_t> kept(B);
+  s.reroot(actions.data(), old_ids.data(), kept.data());
+  d.permute(old_ids);
+  std::vector<std::vector<int32_t>> before(B);
+  for (int b = 0; b < B; ++b) before[b].assign(s.tree().child_visits(b, 0), s.tree().child_visits(b, 0) + A);
+  const std::vector<uint8_t> keep(B, 1);
+  std::vector<float> unused_logits(B * A, 0.0f), unused_values(B, 0.0f);
+  s.set_roots(FloatRows{unused_logits.data(), nullptr}, FloatRows{unused_values.data(), nullptr}, nullptr, keep.data());
+  s.begin_gumbel(p, 0, A, 2);
+  d.run(A);
+  for (int b = 0; b < B; ++b) {
+    for (int a = 0; a < A; ++a) EXPECT_EQ(s.tree().child_visits(b, 0)[a], before[b][a] + 1) << b << " " << a;
+  }
+}
+
+// Q transforms: parent-and-siblings and fixed bounds take the numbers that keep every score finite.
+TEST(MctsSearch, QTransformParametersAreChecked) {
+  Search s(1, 2, 4, 1);
+  std::vector<double> logits(2, 0.0), values = {0.0};
+  s.set_roots(FloatRows{nullptr, logits.data()}, FloatRows{nullptr, values.data()}, nullptr, nullptr);
+  using pymbrl::mcts::QTransform;
+  using pymbrl::mcts::QTransformKind;
+  EXPECT_THROW(s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, 3, 1, QTransform{QTransformKind::kParentAndSiblings, 0.0}),
+               std::invalid_argument);
+  EXPECT_THROW(s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, 3, 1, QTransform{QTransformKind::kMinMax, 1e-8, 1.0, 1.0}),
+               std::invalid_argument);
+  EXPECT_THROW(s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, 3, 1, QTransform{QTransformKind::kMinMax, 1e-8, -1e300, 1.0}),
+               std::invalid_argument);
+  EXPECT_NO_THROW(s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, 3, 1, QTransform{QTransformKind::kMinMax, 1e-8, -1.0, 1.0}));
+  EXPECT_NO_THROW(
+      s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, 3, 1, QTransform{QTransformKind::kParentAndSiblings, 1e-8}));
 }
 
 TEST(MctsSearch, KeepingAnEmptyTreeIsRefused) {

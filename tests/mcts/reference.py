@@ -1,9 +1,9 @@
 """Pure-Python reference of pymbrl's MCTS semantics, one tree at a time.
 
 This is a deliberately plain transcription of the specification the C++ core implements
-(tests/mcts/SPEC.md: MuZero with tree-wide min-max normalisation, and Gumbel MuZero with
-sequential halving, completed Q and the mixed value). The C++ core must reproduce it bit for bit, so every formula below is written
-in the specification's exact operation order and in float64 (Python floats); no numpy or torch
+(tests/mcts/SPEC.md: MuZero with its Q transforms, and Gumbel MuZero with sequential halving,
+completed Q and the mixed value, also continuing a kept tree). The C++ core must reproduce it bit
+for bit, so every formula below is written in the specification's exact operation order and in float64 (Python floats); no numpy or torch
 touches the search arithmetic. Where the order of a float operation matters, the code says so.
 
 Two layers:
@@ -144,13 +144,14 @@ def considered_visits_table(max_num_considered_actions: int, num_simulations: in
 
 def completed_sigma(prior: Sequence[float], child_visits: Sequence[int], child_q: Sequence[float],
                     raw_value: float, considered: Sequence[bool], value_scale: float,
-                    maxvisit_init: float) -> list[float]:
+                    maxvisit_init: float, rescale_with_invalid: bool = False) -> list[float]:
     """sigma(completed Q) of one node, Gumbel MuZero's monotone transform of the completed Q values.
 
     prior [A] (the node's P), child_visits [A], child_q [A] (read only where visits > 0),
     raw_value: the node's network value v_x, considered [A]: the set K (valid actions at the root,
-    all actions elsewhere). Returns sigma [A]; entries outside K are NaN so that any accidental use
-    of them poisons the result instead of passing silently.
+    all actions elsewhere). rescale_with_invalid: lo and hi range over all A actions (mctx's
+    masked root). Returns sigma [A]; entries outside K are NaN so that any accidental use of them
+    poisons the result instead of passing silently.
     """
     num_actions = len(prior)
     K = [a for a in range(num_actions) if considered[a]]
@@ -170,9 +171,10 @@ def completed_sigma(prior: Sequence[float], child_visits: Sequence[int], child_q
         mixed = (raw_value + float(sum_n) * weighted_q) / float(sum_n + 1)
     else:
         mixed = raw_value
-    comp = {a: (child_q[a] if child_visits[a] > 0 else mixed) for a in K}
-    lo = min(comp[a] for a in K)
-    hi = max(comp[a] for a in K)
+    comp = {a: (child_q[a] if child_visits[a] > 0 else mixed) for a in range(num_actions)}
+    rescaled_over = range(num_actions) if rescale_with_invalid else K
+    lo = min(comp[a] for a in rescaled_over)
+    hi = max(comp[a] for a in rescaled_over)
     maxn = max(child_visits[a] for a in K)
     scale = (maxvisit_init + maxn) * value_scale  # ((maxvisit_init + maxn) * value_scale) first
     sigma = [math.nan] * num_actions
@@ -330,39 +332,74 @@ def _simulate(tree: Tree, step: StepFn, select: Callable[[int, int], int], max_d
 # --------------------------------------------------------------------------------------------
 
 
-def muzero_select(tree: Tree, x: int, pb_c_init: float, pb_c_base: float) -> int:
-    """pUCT at node x with Q normalised by the tree-wide min-max; ties -> lowest action."""
+class QTransform(NamedTuple):
+    """The spec's Q transforms: kind "tree_min_max", "parent_and_siblings" (epsilon) or "min_max"
+    (min_value, max_value)."""
+
+    kind: str = "tree_min_max"
+    epsilon: float = 1e-8
+    min_value: float = 0.0
+    max_value: float = 1.0
+
+
+TREE_MIN_MAX = QTransform()
+
+
+def transformed_q(tree: Tree, x: int, a: int, transform: QTransform) -> float:
+    """The value term of edge (x, a): 0.0 when unvisited, else the transform of Q_x[a]."""
+    n = tree.child_visits(x)
+    if n[a] == 0:
+        return 0.0
+    q = tree.child_q(x)
+    if transform.kind == "tree_min_max":
+        return (q[a] - tree.lo) * (1.0 / (tree.hi - tree.lo)) if tree.hi - tree.lo >= DBL_MIN else 0.0
+    if transform.kind == "min_max":
+        return (q[a] - transform.min_value) / (transform.max_value - transform.min_value)
+    node = tree.nodes[x]
+    lo = hi = node.value_sum / node.visits
+    for b in range(tree.num_actions):
+        if n[b] > 0:
+            lo, hi = min(lo, q[b]), max(hi, q[b])
+    return (q[a] - lo) / max(hi - lo, transform.epsilon)
+
+
+def muzero_select(tree: Tree, x: int, pb_c_init: float, pb_c_base: float,
+                  transform: QTransform = TREE_MIN_MAX) -> int:
+    """pUCT at node x with Q transformed by ``transform`` (default: the tree-wide min-max); ties ->
+    lowest action."""
     node = tree.nodes[x]
     N = node.visits  # includes the node's own expansion visit (not mctx's sum of child visits)
     c = pb_c_init + math.log((N + pb_c_base + 1.0) / pb_c_base)
     cs = c * math.sqrt(N)
     n = tree.child_visits(x)
-    q = tree.child_q(x)
     considered = tree.considered(x)
     scores = [-math.inf] * tree.num_actions
     for a in range(tree.num_actions):
         if not considered[a]:
             continue
         u = cs * (node.prior[a] / (n[a] + 1))  # cs * (P / (N + 1))
-        qa = (q[a] - tree.lo) * (1.0 / (tree.hi - tree.lo)) if (n[a] > 0 and tree.hi - tree.lo >= DBL_MIN) else 0.0
-        scores[a] = qa + u
+        scores[a] = transformed_q(tree, x, a, transform) + u
     return _argmax(scores, [a for a in range(tree.num_actions) if considered[a]])
 
 
-def _node_sigma(tree: Tree, x: int, value_scale: float, maxvisit_init: float) -> list[float]:
+def _node_sigma(tree: Tree, x: int, value_scale: float, maxvisit_init: float,
+                rescale_with_invalid: bool = False) -> list[float]:
     node = tree.nodes[x]
     return completed_sigma(node.prior, tree.child_visits(x), tree.child_q(x), node.raw_value, tree.considered(x),
-                           value_scale, maxvisit_init)
+                           value_scale, maxvisit_init, rescale_with_invalid and x == 0)
 
 
-def gumbel_root_scores(tree: Tree, gumbel: Sequence[float], sigma: Sequence[float], target: int) -> list[float]:
-    """Root scores [A]: max(-1e9, g + (L - lmax) + sigma) for valid actions with N == target; -inf else."""
+def gumbel_root_scores(tree: Tree, gumbel: Sequence[float], sigma: Sequence[float], target: int,
+                       kept: Sequence[int] | None = None) -> list[float]:
+    """Root scores [A]: max(-1e9, g + (L - lmax) + sigma) for valid actions with N - kept == target
+    (kept: the root's visit counts when the search began, zero for a fresh root); -inf else."""
     root = tree.nodes[0]
     n = tree.child_visits(0)
+    kept = [0] * tree.num_actions if kept is None else kept
     lmax = max(root.logits[a] for a in range(tree.num_actions) if tree.valid[a])
     scores = [-math.inf] * tree.num_actions
     for a in range(tree.num_actions):
-        if tree.valid[a] and n[a] == target:
+        if tree.valid[a] and n[a] - kept[a] == target:
             scores[a] = max(-1e9, gumbel[a] + (root.logits[a] - lmax) + sigma[a])
     return scores
 
@@ -414,7 +451,8 @@ def _summary(tree: Tree, action: int, weights: list[float]) -> SearchResult:
 def muzero_search(step: StepFn, root_logits: Sequence[float], root_value: float, root_embedding: Any,
                   num_simulations: int, *, invalid_actions: Sequence[bool] | None = None,
                   max_depth: int | None = None, pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
-                  temperature: float = 0.0, rng: random.Random | None = None, dirichlet_fraction: float = 0.0,
+                  qtransform: QTransform = TREE_MIN_MAX, temperature: float = 0.0,
+                  rng: random.Random | None = None, dirichlet_fraction: float = 0.0,
                   dirichlet_noise: Sequence[float] | None = None) -> SearchResult:
     """MuZero search of one root.
 
@@ -429,7 +467,7 @@ def muzero_search(step: StepFn, root_logits: Sequence[float], root_value: float,
     tree = _new_tree(root_logits, root_value, root_embedding, invalid_actions, dirichlet_fraction, dirichlet_noise)
 
     def select(x: int, depth: int) -> int:
-        return muzero_select(tree, x, pb_c_init, pb_c_base)
+        return muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
 
     for _ in range(num_simulations):
         _simulate(tree, step, select, max_depth, record_min_max=True)
@@ -454,17 +492,33 @@ def gumbel_muzero_search(step: StepFn, root_logits: Sequence[float], root_value:
                          num_simulations: int, *, invalid_actions: Sequence[bool] | None = None,
                          max_depth: int | None = None, max_num_considered_actions: int = 16,
                          gumbel: Sequence[float] | None = None, value_scale: float = 0.1,
-                         maxvisit_init: float = 50.0) -> SearchResult:
+                         maxvisit_init: float = 50.0, rescale_with_invalid: bool = False) -> SearchResult:
     """Gumbel MuZero search of one root (no noise unless an explicit ``gumbel`` [A] is given;
     gumbel = None means gumbel_scale = 0, i.e. g = 0 for every action)."""
     if num_simulations < 0:
         raise ValueError("num_simulations must be >= 0")
     tree = _new_tree(root_logits, root_value, root_embedding, invalid_actions, 0.0, None)
+    return gumbel_simulations(tree, step, num_simulations, max_depth=max_depth,
+                              max_num_considered_actions=max_num_considered_actions, gumbel=gumbel,
+                              value_scale=value_scale, maxvisit_init=maxvisit_init,
+                              rescale_with_invalid=rescale_with_invalid)
+
+
+def gumbel_simulations(tree: Tree, step: StepFn, num_simulations: int, *, max_depth: int | None = None,
+                       max_num_considered_actions: int = 16, gumbel: Sequence[float] | None = None,
+                       value_scale: float = 0.1, maxvisit_init: float = 50.0,
+                       rescale_with_invalid: bool = False) -> SearchResult:
+    """Gumbel MuZero's simulations and decision on ``tree``: a fresh root, or a kept one (reuse),
+    whose root visit counts at the start are subtracted wherever sequential halving counts visits."""
     g = [0.0] * tree.num_actions if gumbel is None else [float(v) for v in gumbel]
     table = considered_visits_table(max_num_considered_actions, num_simulations)
     num_valid = sum(tree.valid)
     m = min(max_num_considered_actions, num_valid)
     valid_actions = [a for a in range(tree.num_actions) if tree.valid[a]]
+    kept = tree.child_visits(0)
+
+    def sigma_of(x: int) -> list[float]:
+        return _node_sigma(tree, x, value_scale, maxvisit_init, rescale_with_invalid)
 
     def select(x: int, depth: int) -> int:
         if depth > 0:
@@ -472,19 +526,18 @@ def gumbel_muzero_search(step: StepFn, root_logits: Sequence[float], root_value:
         n = tree.child_visits(0)
         k = 0
         for a in range(tree.num_actions):
-            k += n[a]
+            k += n[a] - kept[a]
         target = table[m][k]
-        sigma = _node_sigma(tree, 0, value_scale, maxvisit_init)
-        return _argmax(gumbel_root_scores(tree, g, sigma, target), valid_actions)
+        return _argmax(gumbel_root_scores(tree, g, sigma_of(0), target, kept), valid_actions)
 
     for _ in range(num_simulations):
         _simulate(tree, step, select, max_depth, record_min_max=False)
 
-    # Final action: the same root score, among the most visited valid actions.
+    # Final action: the same root score, among the valid actions this search visited most.
     n = tree.child_visits(0)
-    sigma = _node_sigma(tree, 0, value_scale, maxvisit_init)
-    target = max(n[a] for a in valid_actions)
-    action = _argmax(gumbel_root_scores(tree, g, sigma, target), valid_actions)
+    sigma = sigma_of(0)
+    target = max(n[a] - kept[a] for a in valid_actions)
+    action = _argmax(gumbel_root_scores(tree, g, sigma, target, kept), valid_actions)
     root = tree.nodes[0]
     weights = softmax([root.logits[a] + sigma[a] if tree.valid[a] else 0.0 for a in range(tree.num_actions)],
                       tree.valid)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pymbrl.mcts import qtransform_by_min_max, qtransform_by_parent_and_siblings
+
 from .fast_reference import reference_batch
 from .helpers import (
     assert_matches_reference,
@@ -15,6 +17,7 @@ from .helpers import (
     random_invalid,
     search,
 )
+from .reference import QTransform as RefQTransform
 
 # (batch size, actions, simulations, options). Options: invalid (random root masks, some rows with
 # a single valid action), max_depth, neg_inf (probability of a -inf logit, roots and interior),
@@ -125,3 +128,55 @@ def test_default_threads_on_a_large_batch_match_one_thread():
                  temperature=1.0, seed=3)
     default = search("muzero", model, logits, value, embedding, 8, dirichlet_fraction=0.25, temperature=1.0, seed=3)
     assert_same_output(one, default)
+
+
+TRANSFORMS = [
+    pytest.param(RefQTransform("parent_and_siblings"), qtransform_by_parent_and_siblings(), id="parent-and-siblings"),
+    pytest.param(RefQTransform("parent_and_siblings", epsilon=0.5), qtransform_by_parent_and_siblings(0.5),
+                 id="parent-and-siblings-eps0.5"),
+    pytest.param(RefQTransform("min_max", min_value=-2.0, max_value=3.0), qtransform_by_min_max(-2.0, 3.0),
+                 id="min-max"),
+    pytest.param(RefQTransform("min_max", min_value=-0.25, max_value=0.25), qtransform_by_min_max(-0.25, 0.25),
+                 id="min-max-narrow"),
+]
+
+
+@pytest.mark.parametrize("ref_transform, transform", TRANSFORMS)
+@pytest.mark.parametrize("batch_size, num_actions, num_simulations, options", [
+    pytest.param(7, 5, 50, dict(invalid=True, neg_inf=0.3), id="B7-A5-S50-invalid-neginf"),
+    pytest.param(7, 5, 100, dict(invalid=True, neg_inf=0.3, max_depth=3, discount=-1.0, reward_scale=1000.0),
+                 id="B7-A5-S100-everything"),
+    pytest.param(64, 16, 30, dict(invalid=True, discount=-1.0), id="B64-A16-S30-invalid-discount-1"),
+])
+def test_muzero_q_transforms_match_reference(ref_transform, transform, batch_size, num_actions, num_simulations,
+                                             options):
+    model, logits, value, embedding, invalid = _inputs(3, batch_size, num_actions, options)
+    max_depth = options.get("max_depth")
+    ref = reference_batch(model, logits, value, embedding, num_simulations, algorithm="muzero",
+                          invalid_actions=invalid, max_depth=max_depth, qtransform=ref_transform)
+    out = search("muzero", model, logits, value, embedding, num_simulations, invalid_actions=invalid,
+                 max_depth=max_depth, qtransform=transform)
+    assert_matches_reference(out, ref)
+    # The transform mattered: the tree-wide default searches differently on these inputs.
+    default = reference_batch(model, logits, value, embedding, num_simulations, algorithm="muzero",
+                              invalid_actions=invalid, max_depth=max_depth)
+    assert not torch.equal(default.visit_counts, ref.visit_counts)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gumbel_rescale_with_invalid_matches_reference(seed):
+    """mctx's masked-root rescaling, on roots with few valid actions, so that all of them get
+    visited, and root values above every Q, so that the mixed value the invalid ones complete with
+    lies outside the visited Q values and widens the rescaling."""
+    model, logits, value, embedding = hash_roots(6, 16, seed)
+    value = value + 100.0
+    invalid = random_invalid(logits, seed, prob=0.6, single_every=0)
+    kwargs = dict(max_num_considered_actions=16)
+    ref = reference_batch(model, logits, value, embedding, 24, algorithm="gumbel_muzero", invalid_actions=invalid,
+                          rescale_with_invalid=True, **kwargs)
+    out = search("gumbel", model, logits, value, embedding, 24, invalid_actions=invalid, rescale_with_invalid=True,
+                 **kwargs)
+    assert_matches_reference(out, ref)
+    default = reference_batch(model, logits, value, embedding, 24, algorithm="gumbel_muzero",
+                              invalid_actions=invalid, **kwargs)
+    assert not torch.equal(default.action_weights, ref.action_weights)

@@ -18,7 +18,7 @@ from pymbrl.mcts import EmbeddingPool, RecurrentOutput, Root, Tree, gumbel_muzer
 
 from .fast_reference import reference_batch
 from .hash_model import HashModel
-from .helpers import assert_matches_reference, hash_roots, random_invalid, search
+from .helpers import CountingModel, assert_matches_reference, hash_roots, random_invalid, search
 from .reference import DBL_MIN, muzero_search
 
 B, A = 3, 4
@@ -385,11 +385,25 @@ def test_embeddings_of_dtypes_torch_lacks_name_the_embedding(embedding, exceptio
 
 @pytest.mark.parametrize("algorithm", ["muzero", "gumbel"])
 def test_every_action_invalid_is_refused_naming_invalid_actions(algorithm):
-    model, logits, value, embedding = hash_roots(A, B, 27)
-    mask = torch.zeros(B, A, dtype=torch.bool)
+    """The same for every policy: a ValueError naming every root without a valid action, before
+    any model call, also on a kept tree (which stays as it was)."""
+    model, logits, value, embedding = hash_roots(A, 6, 27)
+    mask = torch.zeros(6, A, dtype=torch.bool)
     mask[2] = True
-    with pytest.raises(ValueError, match=r"^invalid_actions: .*root 2"):
-        search(algorithm, model, logits, value, embedding, 3, invalid_actions=mask)
+    mask[4] = True
+    counting = CountingModel(model)
+    with pytest.raises(ValueError, match=r"^invalid_actions: .*root\(s\) \[2, 4\] with every action invalid"):
+        search(algorithm, counting, logits, value, embedding, 3, invalid_actions=mask)
+    assert not counting.calls
+    first = search(algorithm, model, logits, value, embedding, 8, capacity=32)
+    reused = first.search_tree.subtree(first.action)
+    before = reused.summary()
+    with pytest.raises(ValueError, match=r"^invalid_actions: .*\[2, 4\]"):
+        search(algorithm, model, logits, value, embedding, 3, invalid_actions=mask, search_tree=reused)
+    assert all(torch.equal(x, y) for x, y in zip(before, reused.summary()))
+    model, logits, value, embedding = hash_roots(A, 10, 27)
+    with pytest.raises(ValueError, match=r"\[0, 1, 2, 3, 4, 5, 6, 7, \.\.\. \(10 roots\)\]"):
+        search(algorithm, model, logits, value, embedding, 3, invalid_actions=torch.ones(10, A, dtype=torch.bool))
 
 
 def test_the_reference_still_matches_with_masks_and_two_players():

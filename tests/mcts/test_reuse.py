@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from pymbrl.mcts import Root, Tree, gumbel_muzero_policy, muzero_policy
+from pymbrl.mcts import Root, gumbel_muzero_policy, muzero_policy
 
 from .fast_reference import HashStep
 from .hash_model import HashModel
 from .reference import Tree as RefTree
-from .reference import _simulate, muzero_search, muzero_select, softmax
+from .reference import _simulate, gumbel_muzero_search, gumbel_simulations, muzero_search, muzero_select, softmax
 
 A, B = 3, 6
 _MASK32 = 0xFFFFFFFF
@@ -93,6 +93,13 @@ def _ref_continue(tree: RefTree, invalid: list[bool], num_simulations: int, step
     """Continues a kept reference tree as the C++ core does: drop what went through actions that
     became invalid, priors from the root's logits over the valid actions, min-max over the
     reachable edges, then MuZero simulations."""
+    _ref_revalidate(tree, invalid)
+    for _ in range(num_simulations):
+        _simulate(tree, step, lambda x, depth: muzero_select(tree, x, 1.25, 19652.0), None, True)
+
+
+def _ref_revalidate(tree: RefTree, invalid: list[bool]) -> None:
+    """A kept reference tree's root with new valid actions, as set_roots(keep=...) leaves it."""
     valid = [not i for i in invalid]
     root = tree.nodes[0]
     for a in range(tree.num_actions):
@@ -112,8 +119,6 @@ def _ref_continue(tree: RefTree, invalid: list[bool], num_simulations: int, step
                 if c != -1:
                     reachable.add(c)
                     tree.update_min_max(tree.edge_q(c))
-    for _ in range(num_simulations):
-        _simulate(tree, step, lambda x, depth: muzero_select(tree, x, 1.25, 19652.0), None, True)
 
 
 def _ref_stats(tree: RefTree) -> tuple[list[int], list[float], float, int]:
@@ -303,22 +308,49 @@ def test_consumed_search_tree_cannot_be_passed_again(first_search):
         muzero_policy(Root(logits, value, _root_paths(0)), model, 4, search_tree=old)
 
 
-def test_gumbel_refuses_a_kept_tree(first_search):
-    """Sequential halving needs fresh roots: begin_gumbel on kept subtrees names search_tree, and
-    the tree stays usable."""
-    model, out, _ = first_search
+@pytest.mark.parametrize("rescale_with_invalid", [False, True])
+def test_gumbel_continues_a_kept_tree_like_the_reference(rescale_with_invalid):
+    """Gumbel MuZero reuses a tree as MuZero does: the kept statistics stay (completed Q, sigma)
+    and sequential halving runs on the new visits; the model sees the reference's calls."""
+    model = PathModel(seed=6)
+    logits, value, _ = model.hash.roots(B, seed=6)
+    paths = _root_paths(20)
+    invalid = torch.zeros(B, A, dtype=torch.bool)
+    invalid[2, 0] = True
+    kwargs = dict(gumbel_scale=0.0, max_num_considered_actions=2, rescale_with_invalid=rescale_with_invalid)
+    out = gumbel_muzero_policy(Root(logits, value, paths), model, 20, invalid_actions=invalid, capacity=48, **kwargs)
+    step = PathStep(model)
+    refs = [gumbel_muzero_search(step, logits[b].tolist(), float(value[b]), tuple(paths[b].tolist()), 20,
+                                 invalid_actions=invalid[b].tolist(), max_num_considered_actions=2,
+                                 rescale_with_invalid=rescale_with_invalid) for b in range(B)]
+    assert out.action.tolist() == [r.action for r in refs]
+    ref_trees = [_ref_reroot(refs[b].tree, int(out.action[b]))[0] for b in range(B)]
     reused = out.search_tree.subtree(out.action)
-    tree: Tree = reused.tree
-    logits, value, _ = model.hash.roots(B, seed=5)
-    tree.set_roots(logits, value, keep=reused.kept.numpy())
-    before = tree.summary()
-    with pytest.raises(ValueError, match="search_tree"):
-        tree.begin_gumbel(4, gumbel_scale=0.0)
-    after = tree.summary()
-    assert all(torch.equal(x, y) for x, y in zip(before, after))
-    tree.begin_muzero(4, dirichlet_fraction=0.0)  # still fine for MuZero
-    with pytest.raises(TypeError):  # gumbel_muzero_policy takes no search_tree
-        gumbel_muzero_policy(Root(logits, value, _root_paths(0)), model, 4, search_tree=reused)
+    assert reused.kept.all()  # the chosen actions were all searched
+    invalid2 = torch.zeros(B, A, dtype=torch.bool)
+    invalid2[1, 1] = True
+    model.calls.clear()
+    paths2 = _root_paths(900)
+    out2 = gumbel_muzero_policy(Root(logits, value, paths2), model, 12, invalid_actions=invalid2, search_tree=reused,
+                                **kwargs)
+    calls, results = {}, []
+    for b in range(B):
+        step.calls.clear()
+        _ref_revalidate(ref_trees[b], invalid2[b].tolist())
+        results.append(gumbel_simulations(ref_trees[b], step, 12, max_num_considered_actions=2,
+                                          rescale_with_invalid=rescale_with_invalid))
+        calls[b] = list(step.calls)
+    for k, (embedding, action) in enumerate(model.calls):
+        for b in range(B):
+            assert (tuple(embedding[b].tolist()), int(action[b])) == calls[b][k], (k, b)
+    _assert_summary_matches(out2.search_tree.summary(), ref_trees, range(B))
+    assert out2.action.tolist() == [r.action for r in results]
+    assert torch.equal(out2.action_weights, torch.tensor([r.action_weights for r in results]).float())
+    # The kept visits stayed beside this search's 12 (root 1 lost what went through action 1).
+    kept = [sum(refs[b].tree.child_visits(refs[b].tree.nodes[0].children[int(out.action[b])])) for b in range(B)]
+    totals = out2.search_tree.summary().visit_counts.sum(dim=1).tolist()
+    assert [totals[b] for b in range(B) if b != 1] == [kept[b] + 12 for b in range(B) if b != 1]
+    assert min(kept) > 0
 
 
 def test_summary_of_an_emptied_tree_is_empty(first_search):

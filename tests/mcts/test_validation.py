@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from pymbrl.mcts import Root, Tree, gumbel_muzero_policy, muzero_policy
+from pymbrl.mcts import (
+    QTransform,
+    Root,
+    Tree,
+    gumbel_muzero_policy,
+    muzero_policy,
+    qtransform_by_min_max,
+    qtransform_by_parent_and_siblings,
+)
 
 from .hash_model import HashModel
 
@@ -133,6 +141,43 @@ def test_bad_muzero_arguments(name, value):
 ])
 def test_bad_gumbel_arguments(name, value):
     _raises(name, "gumbel", **{name: value})
+
+
+def test_bad_gumbel_rescale_option():
+    _raises("rescale_with_invalid", "gumbel", rescale_with_invalid=1)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: "parent_and_siblings", "qtransform: expected a QTransform"),
+    (lambda: QTransform("by_parent"), "qtransform: expected kind"),
+    (lambda: QTransform("parent_and_siblings", epsilon=0.0), "qtransform.epsilon"),
+    (lambda: QTransform("parent_and_siblings", epsilon=math.nan), "qtransform.epsilon"),
+    (lambda: QTransform("min_max", min_value=1.0, max_value=1.0), "qtransform.max_value"),
+    (lambda: QTransform("min_max", min_value=math.inf, max_value=1.0), "qtransform.min_value"),
+    (lambda: QTransform("min_max", min_value=0.0, max_value=2.0**65), "qtransform.max_value"),
+])
+def test_bad_qtransforms_name_qtransform(make, match):
+    counting = []
+
+    def model(embedding, action):
+        counting.append(1)
+        return MODEL(embedding, action)
+
+    _raises(match, "muzero", fn=model, qtransform=make())
+    assert not counting
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: qtransform_by_parent_and_siblings(-1.0), "epsilon"),
+    (lambda: qtransform_by_parent_and_siblings("x"), "epsilon"),
+    (lambda: qtransform_by_min_max(0.0, 0.0), "max_value"),
+    (lambda: qtransform_by_min_max(2.0, 1.0), "max_value"),
+    (lambda: qtransform_by_min_max(math.nan, 1.0), "min_value"),
+    (lambda: qtransform_by_min_max(0.0, 2.0**-70), "max_value"),
+])
+def test_bad_qtransform_arguments(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
 
 
 def test_dirichlet_alpha_is_not_used_without_noise():

@@ -99,23 +99,27 @@ class PySearch {
   }
 
   void begin_muzero(const py::object& num_simulations, uint64_t seed, double pb_c_init, double pb_c_base, double alpha,
-                    double fraction, const py::object& max_depth) {
+                    double fraction, const py::object& max_depth, const std::string& qtransform, double epsilon,
+                    double min_value, double max_value) {
     const int depth = depth_of(max_depth);
     const int sims = simulations(num_simulations);
+    mcts::QTransform transform{transform_kind(qtransform), epsilon, min_value, max_value};
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
-    search_->begin_muzero(mcts::PuctParams{pb_c_init, pb_c_base}, alpha, fraction, depth, sims, seed);
+    search_->begin_muzero(mcts::PuctParams{pb_c_init, pb_c_base}, alpha, fraction, depth, sims, seed, transform);
   }
 
   void begin_gumbel(const py::object& num_simulations, uint64_t seed, const py::object& max_considered_obj,
-                    double gumbel_scale, double value_scale, double maxvisit_init, const py::object& max_depth) {
+                    double gumbel_scale, double value_scale, double maxvisit_init, const py::object& max_depth,
+                    bool rescale_with_invalid) {
     const int depth = depth_of(max_depth);
     const int sims = simulations(num_simulations);
     const int64_t max_considered = as_int(max_considered_obj, "max_num_considered_actions");
     if (max_considered < 1 || max_considered > (1 << 20)) {
       throw py::value_error("max_num_considered_actions: expected an integer in [1, 2**20], got " + std::to_string(max_considered));
     }
-    mcts::GumbelParams params{static_cast<int>(max_considered), gumbel_scale, value_scale, maxvisit_init};
+    mcts::GumbelParams params{static_cast<int>(max_considered), gumbel_scale, value_scale, maxvisit_init,
+                              rescale_with_invalid};
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     search_->begin_gumbel(params, depth, sims, seed);
@@ -229,6 +233,13 @@ class PySearch {
                    floats(logits, {B, A}, "prior_logits"), floats(value, {B}, "value")};
   }
 
+  static mcts::QTransformKind transform_kind(const std::string& name) {
+    if (name == "tree_min_max") return mcts::QTransformKind::kTreeMinMax;
+    if (name == "parent_and_siblings") return mcts::QTransformKind::kParentAndSiblings;
+    if (name == "min_max") return mcts::QTransformKind::kMinMax;
+    throw py::value_error("qtransform: expected 'tree_min_max', 'parent_and_siblings' or 'min_max', got '" + name + "'");
+  }
+
   // At most the largest capacity: a search adds a node per simulation (begin checks the room).
   static int simulations(const py::object& obj) {
     const int64_t v = as_int(obj, "num_simulations");
@@ -293,10 +304,12 @@ void init_mcts(py::module_ m) {
       .def("set_roots", &PySearch::set_roots, py::arg("prior_logits"), py::arg("value"),
            py::arg("invalid_actions") = py::none(), py::arg("keep") = py::none())
       .def("begin_muzero", &PySearch::begin_muzero, py::arg("num_simulations"), py::arg("seed"), py::arg("pb_c_init"),
-           py::arg("pb_c_base"), py::arg("dirichlet_alpha"), py::arg("dirichlet_fraction"), py::arg("max_depth"))
+           py::arg("pb_c_base"), py::arg("dirichlet_alpha"), py::arg("dirichlet_fraction"), py::arg("max_depth"),
+           py::arg("qtransform") = "tree_min_max", py::arg("epsilon") = 1e-8, py::arg("min_value") = 0.0,
+           py::arg("max_value") = 1.0)
       .def("begin_gumbel", &PySearch::begin_gumbel, py::arg("num_simulations"), py::arg("seed"),
            py::arg("max_num_considered_actions"), py::arg("gumbel_scale"), py::arg("value_scale"),
-           py::arg("maxvisit_init"), py::arg("max_depth"))
+           py::arg("maxvisit_init"), py::arg("max_depth"), py::arg("rescale_with_invalid") = false)
       .def("select", &PySearch::select)
       .def("expand_and_backup", &PySearch::expand_and_backup, py::arg("reward"), py::arg("discount"),
            py::arg("prior_logits"), py::arg("value"))

@@ -8,7 +8,14 @@ torch pool on that device and only node ids and the model's small outputs cross 
 """
 
 from pymbrl.mcts.policies import PolicyOutput, SearchTree, gumbel_muzero_policy, muzero_policy
+from pymbrl.mcts.qtransforms import (
+    QTransform,
+    qtransform_by_min_max,
+    qtransform_by_parent_and_siblings,
+    qtransform_by_tree_min_max,
+)
 from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Selection, Tree
 
-__all__ = ["EmbeddingPool", "PolicyOutput", "RecurrentOutput", "Root", "SearchSummary", "SearchTree", "Selection",
-           "Tree", "gumbel_muzero_policy", "muzero_policy"]
+__all__ = ["EmbeddingPool", "PolicyOutput", "QTransform", "RecurrentOutput", "Root", "SearchSummary", "SearchTree",
+           "Selection", "Tree", "gumbel_muzero_policy", "muzero_policy", "qtransform_by_min_max",
+           "qtransform_by_parent_and_siblings", "qtransform_by_tree_min_max"]

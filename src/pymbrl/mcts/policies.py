@@ -17,6 +17,7 @@ import torch
 
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
 from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array
 
 MAX_MAGNITUDE: float = _core.mcts.MAX_MAGNITUDE
@@ -30,7 +31,7 @@ class SearchTree:
     """The trees of a finished search and their embeddings, for statistics and for reuse.
 
     Call :meth:`subtree` with the actions taken to carry the search over to the next move; pass the
-    result as ``search_tree=`` to the next :func:`muzero_policy` call.
+    result as ``search_tree=`` to the next :func:`muzero_policy` or :func:`gumbel_muzero_policy` call.
     """
 
     def __init__(self, tree: Tree, pool: EmbeddingPool):
@@ -223,14 +224,15 @@ def _renamed(error: Exception, prefix: str) -> Exception:
 
 def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *, invalid_actions: Any = None,
                   dirichlet_alpha: float = 0.3, dirichlet_fraction: float = 0.25, pb_c_init: float = 1.25,
-                  pb_c_base: float = 19652.0, temperature: float = 1.0, max_depth: int | None = None,
-                  seed: int | None = None, search_tree: SearchTree | None = None, capacity: int | None = None,
-                  num_threads: int | None = None) -> PolicyOutput:
+                  pb_c_base: float = 19652.0, qtransform: QTransform | None = None, temperature: float = 1.0,
+                  max_depth: int | None = None, seed: int | None = None, search_tree: SearchTree | None = None,
+                  capacity: int | None = None, num_threads: int | None = None) -> PolicyOutput:
     """MuZero's search (Schrittwieser et al., Nature 2020) on a batch of roots.
 
     Selection is pUCT, ``argmax_a Qn(a) + P(a) sqrt(N) / (1 + N(a)) * (pb_c_init + log((N + pb_c_base
-    + 1) / pb_c_base))``, with Q min-max normalised over all edges of the tree and 0 for unvisited
-    actions; the action is drawn from the root visit counts raised to ``1 / temperature``.
+    + 1) / pb_c_base))``, with Qn the transformed Q (by default min-max normalised over all edges of
+    the tree, the paper's rule) and 0 for unvisited actions; the action is drawn from the root visit
+    counts raised to ``1 / temperature``.
 
     Two-player zero-sum games: return ``discount = -1`` (or ``-gamma``) from ``recurrent_fn`` and
     rewards and values from the point of view of the player to move; the search then maximises
@@ -251,12 +253,18 @@ def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *
     num_simulations : int
         Simulations per root (>= 1); one model call on the whole batch each.
     invalid_actions : bool [B, A] or None
-        Actions the roots may not take (interior nodes rely on the model's priors).
+        Actions the roots may not take (interior nodes rely on the model's priors). A root must
+        keep a valid action: a batch with a root whose actions are all invalid (a finished game)
+        is refused with a ValueError naming those roots, by every policy.
     dirichlet_alpha, dirichlet_fraction : float
         Root exploration noise: priors become ``(1 - fraction) * P + fraction * Dirichlet(alpha)``
         over the valid actions. The paper's values: 0.3 (chess 0.3, Atari 0.25) and 0.25.
     pb_c_init, pb_c_base : float
         pUCT constants c1 = 1.25 and c2 = 19652 of the paper.
+    qtransform : QTransform or None
+        How Q enters the score: None or :func:`qtransform_by_tree_min_max` (the paper's rule),
+        :func:`qtransform_by_parent_and_siblings` (mctx's default: a search ported from mctx needs
+        it to match) or :func:`qtransform_by_min_max` (fixed bounds).
     temperature : float
         0 picks the most visited action (ties to the lowest index).
     max_depth : int or None
@@ -286,10 +294,11 @@ def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *
         real(dirichlet_alpha, "dirichlet_alpha", low=np.finfo(float).tiny, high=MAX_MAGNITUDE)
     integer(max_depth, "max_depth", optional=True)
     resolve_seed(seed)
+    qtransform = checked_qtransform(qtransform)
     search = _prepare(root, num_simulations, invalid_actions, search_tree, capacity, num_threads)
     search._live_tree().begin_muzero(num_simulations, dirichlet_alpha=dirichlet_alpha,
                                      dirichlet_fraction=dirichlet_fraction, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-                                     max_depth=max_depth, seed=seed)
+                                     qtransform=qtransform, max_depth=max_depth, seed=seed)
     _simulate(search, recurrent_fn, num_simulations)
     action, weights = search._live_tree().decide(temperature)
     return PolicyOutput(action, weights, search)
@@ -297,8 +306,9 @@ def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *
 
 def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *, invalid_actions: Any = None,
                          max_num_considered_actions: int = 16, gumbel_scale: float = 1.0, value_scale: float = 0.1,
-                         maxvisit_init: float = 50.0, max_depth: int | None = None, seed: int | None = None,
-                         capacity: int | None = None, num_threads: int | None = None) -> PolicyOutput:
+                         maxvisit_init: float = 50.0, rescale_with_invalid: bool = False, max_depth: int | None = None,
+                         seed: int | None = None, search_tree: SearchTree | None = None, capacity: int | None = None,
+                         num_threads: int | None = None) -> PolicyOutput:
     """Gumbel MuZero's search (Danihelka et al., "Policy improvement by planning with Gumbel",
     ICLR 2022) on a batch of roots.
 
@@ -309,9 +319,14 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations:
     sigma(completedQ))``. Unvisited actions' Q is completed with the mixed value estimate;
     ``sigma(q) = (maxvisit_init + max_b N(b)) * value_scale * q`` after rescaling q to [0, 1].
 
+    Tree reuse: with ``search_tree=previous.search_tree.subtree(actions)``, a kept root keeps its
+    statistics (its completed Q values and sigma use all of them) while sequential halving runs on
+    the visits this search adds, as from an unsearched root: the paper defines the schedule from
+    a fresh root, and a kept subtree's visits were spent under another root's schedule.
+
     Parameters
     ----------
-    root, recurrent_fn, num_simulations, invalid_actions, max_depth, seed, capacity, num_threads
+    root, recurrent_fn, num_simulations, invalid_actions, max_depth, seed, search_tree, capacity, num_threads
         As in :func:`muzero_policy` (two-player games likewise use ``discount = -1``).
     max_num_considered_actions : int
         m of the paper, 16.
@@ -319,6 +334,11 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations:
         Scale of the root Gumbel noise; 0 makes the search deterministic.
     value_scale, maxvisit_init : float
         c_scale = 0.1 and c_visit = 50 of the paper.
+    rescale_with_invalid : bool
+        At a root with invalid actions, rescale the completed Q over every action, invalid ones
+        included with the mixed value, as mctx does; False (the default) rescales over the valid
+        actions only, so that actions the root cannot take do not stretch the [0, 1] range. The
+        two differ only once every valid action was visited.
 
     Returns
     -------
@@ -326,10 +346,10 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations:
         ``action`` int64 [B], ``action_weights`` float32 [B, A] (the improved policy, a training
         target that needs no visit counts), ``search_tree``.
     """
-    search = _prepare(root, num_simulations, invalid_actions, None, capacity, num_threads)
+    search = _prepare(root, num_simulations, invalid_actions, search_tree, capacity, num_threads)
     search._live_tree().begin_gumbel(num_simulations, max_num_considered_actions=max_num_considered_actions,
-                             gumbel_scale=gumbel_scale, value_scale=value_scale, maxvisit_init=maxvisit_init,
-                             max_depth=max_depth, seed=seed)
+                                     gumbel_scale=gumbel_scale, value_scale=value_scale, maxvisit_init=maxvisit_init,
+                                     rescale_with_invalid=rescale_with_invalid, max_depth=max_depth, seed=seed)
     _simulate(search, recurrent_fn, num_simulations)
     action, weights = search._live_tree().decide()
     return PolicyOutput(action, weights, search)

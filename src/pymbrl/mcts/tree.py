@@ -12,6 +12,7 @@ import torch
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl._host import host
+from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
 
 
 class Root(NamedTuple):
@@ -398,30 +399,37 @@ class Tree:
         self._kind = None
 
     def begin_muzero(self, num_simulations: int, *, dirichlet_alpha: float = 0.3, dirichlet_fraction: float = 0.25,
-                     pb_c_init: float = 1.25, pb_c_base: float = 19652.0, max_depth: int | None = None,
-                     seed: int | None = None) -> None:
+                     pb_c_init: float = 1.25, pb_c_base: float = 19652.0, qtransform: QTransform | None = None,
+                     max_depth: int | None = None, seed: int | None = None) -> None:
         """Prepares a MuZero search (Schrittwieser et al. 2020): Dirichlet noise on the roots'
-        priors, pUCT with Q min-max normalised over each tree. Arguments as in :func:`muzero_policy`."""
+        priors, pUCT with Q transformed by ``qtransform`` (default: min-max over each tree).
+        Arguments as in :func:`muzero_policy`."""
         integer(num_simulations, "num_simulations")
         integer(max_depth, "max_depth", optional=True)
+        transform = checked_qtransform(qtransform)
         self._core.begin_muzero(num_simulations, resolve_seed(seed),
                                 real(pb_c_init, "pb_c_init", low=-np.inf),
                                 real(pb_c_base, "pb_c_base", low=np.finfo(float).tiny),
                                 real(dirichlet_alpha, "dirichlet_alpha"),
-                                real(dirichlet_fraction, "dirichlet_fraction", low=0.0, high=1.0), max_depth)
+                                real(dirichlet_fraction, "dirichlet_fraction", low=0.0, high=1.0), max_depth,
+                                *transform)
         self._kind = "muzero"
 
     def begin_gumbel(self, num_simulations: int, *, max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
-                     value_scale: float = 0.1, maxvisit_init: float = 50.0, max_depth: int | None = None,
-                     seed: int | None = None) -> None:
-        """Prepares a Gumbel MuZero search (Danihelka et al. 2022) from fresh roots. Arguments as
-        in :func:`gumbel_muzero_policy`."""
+                     value_scale: float = 0.1, maxvisit_init: float = 50.0, rescale_with_invalid: bool = False,
+                     max_depth: int | None = None, seed: int | None = None) -> None:
+        """Prepares a Gumbel MuZero search (Danihelka et al. 2022); a kept root's sequential halving
+        counts only the visits this search adds. Arguments as in :func:`gumbel_muzero_policy`."""
         integer(num_simulations, "num_simulations")
         integer(max_num_considered_actions, "max_num_considered_actions")
         integer(max_depth, "max_depth", optional=True)
+        if not isinstance(rescale_with_invalid, bool):
+            raise ArgumentTypeError("rescale_with_invalid: expected a bool, got "
+                                    f"{type(rescale_with_invalid).__name__}")
         self._core.begin_gumbel(num_simulations, resolve_seed(seed), max_num_considered_actions,
-                                real(gumbel_scale, "gumbel_scale", low=0.0), real(value_scale, "value_scale", low=-np.inf),
-                                real(maxvisit_init, "maxvisit_init", low=-np.inf), max_depth)
+                                real(gumbel_scale, "gumbel_scale", low=0.0),
+                                real(value_scale, "value_scale", low=-np.inf),
+                                real(maxvisit_init, "maxvisit_init", low=-np.inf), max_depth, rescale_with_invalid)
         self._kind = "gumbel"
 
     def select(self) -> Selection:

@@ -19,6 +19,9 @@ struct GumbelParams {
   double gumbel_scale = 1.0;
   double value_scale = 0.1;    // c_scale of the paper's sigma
   double maxvisit_init = 50.0; // c_visit
+  // At a root with invalid actions, rescale the completed Q over every action (the invalid ones
+  // count with the mixed value), as mctx does, instead of over the valid ones only.
+  bool rescale_with_invalid = false;
 };
 
 // The visit count an action must have to be chosen at each root simulation, for a search of
@@ -104,7 +107,7 @@ void completed_sigma(const TreeBatch& tree, int b, int32_t x, const uint8_t* val
   double hi = -std::numeric_limits<double>::infinity();
   for (int a = 0; a < A; ++a) {
     sigma[a] = n[a] > 0 ? q[a] : mixed;
-    if (!considered(a)) continue;
+    if (!considered(a) && !params.rescale_with_invalid) continue;
     lo = std::min(lo, sigma[a]);
     hi = std::max(hi, sigma[a]);
   }
@@ -129,10 +132,12 @@ inline void completed_sigma(const TreeBatch& tree, int b, int32_t x, const uint8
   }
 }
 
-// The root's choice among its valid actions whose visit count equals `target`: argmax of
-// gumbel + logits + sigma (logits shifted to a maximum of 0, the sum floored at -1e9 like the
-// paper's code so that -inf logits stay comparable). Ties go to the lowest action.
-inline int gumbel_root_choice(const TreeBatch& tree, int b, const double* gumbel, const double* sigma, int32_t target) {
+// The root's choice among its valid actions whose visit count (less `kept`, the counts a kept root
+// began the search with) equals `target`: argmax of gumbel + logits + sigma (logits shifted to a
+// maximum of 0, the sum floored at -1e9 like the paper's code so that -inf logits stay
+// comparable). Ties go to the lowest action.
+inline int gumbel_root_choice(const TreeBatch& tree, int b, const double* gumbel, const double* sigma,
+                              const int32_t* kept, int32_t target) {
   const int A = tree.num_actions();
   const uint8_t* valid = tree.root_valid(b);
   const int32_t* n = tree.child_visits(b, 0);
@@ -147,7 +152,7 @@ inline int gumbel_root_choice(const TreeBatch& tree, int b, const double* gumbel
   // action) is only a guard so that a broken invariant cannot index out of bounds.
   for (int pass = 0; pass < 2 && best < 0; ++pass) {
     for (int a = 0; a < A; ++a) {
-      if (!valid[a] || (pass == 0 && n[a] != target)) continue;
+      if (!valid[a] || (pass == 0 && n[a] - kept[a] != target)) continue;
       const double score = std::max(-1e9, gumbel[a] + (l[a] - lmax) + sigma[a]);
       if (best < 0 || score > best_score) {
         best = a;

@@ -60,6 +60,7 @@ class Search {
         rngs_(batch_size),
         min_max_(batch_size),
         gumbel_(static_cast<size_t>(batch_size) * num_actions, 0.0),
+        kept_visits_(static_cast<size_t>(batch_size) * num_actions, 0),
         parent_(batch_size, kNoNode),
         action_(batch_size, -1),
         leaf_(batch_size, kNoNode) {}
@@ -74,6 +75,7 @@ class Search {
   // none): a kept root keeps its subtree (from reroot) and only has its valid actions updated.
   void set_roots(const FloatRows& logits, const FloatRows& values, const uint8_t* invalid, const uint8_t* keep) {
     const int B = tree_.batch_size(), A = tree_.num_actions();
+    check_some_valid(invalid);
     for (int b = 0; b < B; ++b) {
       const bool kept = keep != nullptr && keep[b];
       if (kept && tree_.num_nodes(b) == 0) {
@@ -81,9 +83,6 @@ class Search {
                                     " whose tree is empty");
       }
       const uint8_t* inv = invalid == nullptr ? nullptr : invalid + static_cast<size_t>(b) * A;
-      int valid = 0;
-      for (int a = 0; a < A; ++a) valid += inv == nullptr || inv[a] == 0;
-      if (valid == 0) throw std::invalid_argument("invalid_actions: every action of root " + std::to_string(b) + " is invalid");
       if (kept) continue;
       check_logits(logits, static_cast<size_t>(b) * A, inv, "prior_logits", b);
     }
@@ -102,13 +101,14 @@ class Search {
   }
 
   // Starts a MuZero search of `num_simulations`: Dirichlet(alpha) noise mixed into the roots'
-  // priors with weight `fraction`, pUCT with tree-wide min-max Q. max_depth <= 0: unlimited.
+  // priors with weight `fraction`, pUCT with Q transformed by `transform`. max_depth <= 0: unlimited.
   void begin_muzero(const PuctParams& params, double alpha, double fraction, int max_depth, int num_simulations,
-                    uint64_t seed) {
+                    uint64_t seed, const QTransform& transform = QTransform{}) {
     if (!(params.pb_c_base >= kMinPbCBase) || !std::isfinite(params.pb_c_base)) {
       throw std::invalid_argument("pb_c_base: expected a finite number >= 2**-64, got " + number(params.pb_c_base));
     }
     check_parameter(params.pb_c_init, -kMaxMagnitude, "pb_c_init");
+    check_transform(transform);
     if (!(fraction >= 0.0 && fraction <= 1.0)) throw std::invalid_argument("dirichlet_fraction: expected a number in [0, 1], got " + number(fraction));
     if (fraction > 0.0 && !(alpha > 0.0 && alpha <= kMaxMagnitude)) {
       throw std::invalid_argument("dirichlet_alpha: expected a number in (0, 2**64], got " + number(alpha));
@@ -134,23 +134,20 @@ class Search {
     int32_t most = 0;
     for (int b = 0; b < tree_.batch_size(); ++b) most = std::max(most, tree_.visits(b, 0));
     exploration_ = ExplorationTable(params, most + num_simulations + 1);
+    transform_ = transform;
     start(Rule::kMuZero, max_depth, num_simulations);
   }
 
-  // Starts a Gumbel MuZero search of `num_simulations` from fresh roots: Gumbel noise on the
-  // root logits, sequential halving over at most `max_num_considered_actions`.
+  // Starts a Gumbel MuZero search of `num_simulations`: Gumbel noise on the root logits,
+  // sequential halving over at most `max_num_considered_actions`. A kept root (tree reuse) keeps
+  // its statistics for the completed Q values, while sequential halving runs on the visits this
+  // search adds (the schedule is defined from an unsearched root).
   void begin_gumbel(const GumbelParams& params, int max_depth, int num_simulations, uint64_t seed) {
     if (params.max_num_considered_actions < 1) throw std::invalid_argument("max_num_considered_actions: expected at least 1");
     check_parameter(params.gumbel_scale, 0.0, "gumbel_scale");
     check_parameter(params.value_scale, -kMaxMagnitude, "value_scale");
     check_parameter(params.maxvisit_init, -kMaxMagnitude, "maxvisit_init");
     check_begin(max_depth, num_simulations);
-    for (int b = 0; b < tree_.batch_size(); ++b) {
-      if (tree_.visits(b, 0) != 1) {
-        throw std::invalid_argument("search_tree: Gumbel MuZero's sequential halving starts from fresh roots; root " +
-                                    std::to_string(b) + " keeps a searched subtree");
-      }
-    }
     const int A = tree_.num_actions();
     pool_.parallel_for(tree_.batch_size(), [&](int64_t lo, int64_t hi) {
       for (int b = static_cast<int>(lo); b < hi; ++b) {
@@ -158,6 +155,7 @@ class Search {
         tree_.reset_root_priors(b);
         double* g = gumbel_.data() + static_cast<size_t>(b) * A;
         for (int a = 0; a < A; ++a) g[a] = params.gumbel_scale * standard_gumbel(rngs_[b]);
+        std::copy_n(tree_.child_visits(b, 0), A, kept_visits_.data() + static_cast<size_t>(b) * A);
       }
     });
     gumbel_params_ = params;
@@ -274,12 +272,14 @@ class Search {
       for (int b = static_cast<int>(lo); b < hi; ++b) {
         const uint8_t* valid = tree_.root_valid(b);
         const int32_t* n = tree_.child_visits(b, 0);
+        const int32_t* kept = kept_visits_.data() + static_cast<size_t>(b) * A;
         int32_t target = 0;
         for (int a = 0; a < A; ++a) {
-          if (valid[a]) target = std::max(target, n[a]);
+          if (valid[a]) target = std::max(target, n[a] - kept[a]);
         }
         completed_sigma(tree_, b, 0, valid, gumbel_params_, sigma.data());
-        actions[b] = gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * A, sigma.data(), target);
+        actions[b] = gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * A, sigma.data(), kept,
+                                        target);
         const double* l = tree_.logits(b, 0);
         softmax(A, [l, &sigma](int a) { return l[a] + sigma[a]; }, [valid](int a) { return valid[a] != 0; },
                 weights + static_cast<size_t>(b) * A);
@@ -330,6 +330,42 @@ class Search {
     if (!(v >= low && v <= kMaxMagnitude)) {
       throw std::invalid_argument(std::string(name) + ": expected a number in [" + (low == 0.0 ? "0" : "-2**64") +
                                   ", 2**64], got " + number(v));
+    }
+  }
+
+  // A root without a valid action has nothing to search (a finished game): refused for every
+  // policy alike, naming all such roots, rather than searched to a made-up action.
+  void check_some_valid(const uint8_t* invalid) const {
+    if (invalid == nullptr) return;
+    const int B = tree_.batch_size(), A = tree_.num_actions();
+    std::string rows;
+    int count = 0;
+    for (int b = 0; b < B; ++b) {
+      const uint8_t* inv = invalid + static_cast<size_t>(b) * A;
+      if (std::find(inv, inv + A, uint8_t{0}) != inv + A) continue;
+      if (count < 8) rows += (count ? ", " : "") + std::to_string(b);
+      ++count;
+    }
+    if (count == 0) return;
+    if (count > 8) rows += ", ... (" + std::to_string(count) + " roots)";
+    throw std::invalid_argument("invalid_actions: expected a valid action at every root, got root(s) [" + rows +
+                                "] with every action invalid (a finished game has nothing to search: leave it out "
+                                "of the batch)");
+  }
+
+  // The transform's numbers: the bounds within the accepted magnitudes and apart by at least 2^-64,
+  // so that (Q - min) / (max - min) stays finite for every Q a search can hold; epsilon likewise.
+  static void check_transform(const QTransform& t) {
+    if (t.kind == QTransformKind::kParentAndSiblings && !(t.epsilon >= kMinPbCBase && t.epsilon <= kMaxMagnitude)) {
+      throw std::invalid_argument("qtransform.epsilon: expected a number in [2**-64, 2**64], got " + number(t.epsilon));
+    }
+    if (t.kind == QTransformKind::kMinMax) {
+      check_parameter(t.min_value, -kMaxMagnitude, "qtransform.min_value");
+      check_parameter(t.max_value, -kMaxMagnitude, "qtransform.max_value");
+      if (!(t.max_value - t.min_value >= kMinPbCBase)) {
+        throw std::invalid_argument("qtransform.max_value: expected at least min_value + 2**-64, got min_value " +
+                                    number(t.min_value) + " and max_value " + number(t.max_value));
+      }
     }
   }
 
@@ -436,7 +472,8 @@ class Search {
   void expand_range(int64_t lo, int64_t hi, const FloatRows& reward, const FloatRows& discount,
                     const FloatRows& logits, const FloatRows& value) {
     const int A = tree_.num_actions();
-    const bool track = rule_ == Rule::kMuZero;
+    // Only the tree-wide transform reads the bounds.
+    const bool track = rule_ == Rule::kMuZero && transform_.kind == QTransformKind::kTreeMinMax;
     for (int b = static_cast<int>(lo); b < hi; ++b) {
       int32_t leaf = leaf_[b];
       double g;
@@ -519,20 +556,23 @@ class Search {
   // The action the search's rule takes at node x of tree b, at the given depth (0: the root).
   int choose(int b, int32_t x, int depth, double* work) const {
     if (rule_ == Rule::kMuZero) {
-      return puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], exploration_, work);
+      return puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], transform_,
+                         exploration_, work);
     }
     if (depth > 0) return gumbel_interior_select(tree_, b, x, gumbel_params_, work);
+    const int A = tree_.num_actions();
     const uint8_t* valid = tree_.root_valid(b);
     const int32_t* n = tree_.child_visits(b, 0);
+    const int32_t* kept = kept_visits_.data() + static_cast<size_t>(b) * A;
     int considered = 0;
     int64_t simulation = 0;
-    for (int i = 0; i < tree_.num_actions(); ++i) {
+    for (int i = 0; i < A; ++i) {
       considered += valid[i];
-      simulation += n[i];
+      simulation += n[i] - kept[i];
     }
     considered = std::min(considered, gumbel_params_.max_num_considered_actions);
     completed_sigma(tree_, b, 0, valid, gumbel_params_, work);
-    return gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * tree_.num_actions(), work,
+    return gumbel_root_choice(tree_, b, gumbel_.data() + static_cast<size_t>(b) * A, work, kept,
                               halving_.target(considered, static_cast<int>(simulation)));
   }
 
@@ -541,7 +581,11 @@ class Search {
   std::vector<Rng> rngs_;
   std::vector<MinMax> min_max_;
   std::vector<double> gumbel_;
+  // Root visit counts [B, A] when the Gumbel search began (non-zero for kept roots): sequential
+  // halving counts the visits this search adds.
+  std::vector<int32_t> kept_visits_;
   ExplorationTable exploration_;
+  QTransform transform_;
   GumbelParams gumbel_params_;
   HalvingTable halving_;
   Rule rule_ = Rule::kNone;
