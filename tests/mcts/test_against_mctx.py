@@ -19,7 +19,11 @@ that differs by one or two, and would call for another seed, not a looser test).
 
 Compared, per case: root visit counts (equal), root search values and root Q values (float32
 tolerance), and the policy target (the visit shares; Gumbel MuZero's improved policy and its
-chosen action).
+chosen action). Searches: MuZero with mctx's Q transforms (``qtransform_by_parent_and_siblings``,
+mctx's default, and ``qtransform_by_min_max``), Gumbel MuZero with ``rescale_with_invalid=True``
+(mctx's rescaling at a masked root), Stochastic MuZero (mctx's default Q transform, by parent and
+siblings); over several batch sizes and seeds, with invalid-action masks at the root and two-player
+discounts of -1.
 """
 
 from __future__ import annotations
@@ -142,9 +146,13 @@ def invalid_mask(batch_size: int, num_actions: int, seed: int) -> np.ndarray:
 # The searches, one call each (jitted on the mctx side: its loops compile either way)
 # ------------------------------------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnames=("num_simulations", "qtransform"))
-def _mctx_muzero(params, logits, value, state, invalid, *, num_simulations, qtransform):
+@functools.partial(jax.jit, static_argnames=("num_simulations",))
+def _mctx_muzero(params, logits, value, state, invalid, bounds=None, *, num_simulations):
+    """mctx's MuZero search with its default Q transform, or with ``qtransform_by_min_max(*bounds)``
+    (the bounds traced, so that one compilation serves every pair)."""
     root = mctx.RootFnOutput(prior_logits=logits, value=value, embedding=state)
+    qtransform = (mctx.qtransform_by_parent_and_siblings if bounds is None else
+                  functools.partial(mctx.qtransform_by_min_max, min_value=bounds[0], max_value=bounds[1]))
     out = mctx.muzero_policy(params, jax.random.PRNGKey(0), root, _jax_recurrent, num_simulations,
                              invalid_actions=invalid, qtransform=qtransform, dirichlet_fraction=0.0)
     return out.action_weights, out.search_tree.summary()
@@ -170,6 +178,7 @@ def _mctx_stochastic(params, logits, value, state, invalid, *, num_simulations):
 def _inputs(batch_size, num_actions, seed, options, num_chance_outcomes=0):
     model = TableModel(num_actions, seed, discount=options.get("discount"), num_chance_outcomes=num_chance_outcomes)
     logits, value, state = model.roots(batch_size, seed)
+    value = value * np.float32(options.get("root_value_scale", 1.0))
     invalid = invalid_mask(batch_size, num_actions, seed) if options.get("invalid") else None
     jax_args = (model.jax_params(), jnp.asarray(logits), jnp.asarray(value), jnp.asarray(state, dtype=jnp.int32),
                 None if invalid is None else jnp.asarray(invalid))
@@ -211,8 +220,7 @@ def test_muzero_by_parent_and_siblings(seed, batch_size, num_actions, num_simula
     out = mcts.muzero_policy(root, model.torch_recurrent()[0], num_simulations, invalid_actions=invalid,
                              qtransform=mcts.qtransform_by_parent_and_siblings(), dirichlet_fraction=0.0,
                              temperature=0.0)
-    weights, summary = _mctx_muzero(*jax_args, num_simulations=num_simulations,
-                                    qtransform=mctx.qtransform_by_parent_and_siblings)
+    weights, summary = _mctx_muzero(*jax_args, num_simulations=num_simulations)
     assert_same_search(out, weights, summary, invalid)
 
 
@@ -224,7 +232,46 @@ def test_muzero_by_min_max(seed, batch_size, num_actions, num_simulations, optio
     lo, hi = bounds
     out = mcts.muzero_policy(root, model.torch_recurrent()[0], num_simulations, invalid_actions=invalid,
                              qtransform=mcts.qtransform_by_min_max(lo, hi), dirichlet_fraction=0.0, temperature=0.0)
-    weights, summary = _mctx_muzero(*jax_args, num_simulations=num_simulations,
-                                    qtransform=functools.partial(mctx.qtransform_by_min_max, min_value=lo,
-                                                                 max_value=hi))
+    weights, summary = _mctx_muzero(*jax_args, jnp.asarray(bounds, dtype=jnp.float32),
+                                    num_simulations=num_simulations)
     assert_same_search(out, weights, summary, invalid)
+
+
+# (batch size, actions, simulations, max_num_considered_actions, options), options as above and
+# root_value_scale: root values x 20 (in [-20, 20]), which puts a root's mixed value (the completed Q
+# of its unvisited and invalid actions) outside its visited actions' Q range, where mctx's rescaling
+# over every action and the rescaling over the valid ones differ.
+GUMBEL_CASES = [
+    pytest.param(1, 4, 30, 4, {}, id="B1-A4-S30-m4"),
+    pytest.param(8, 16, 50, 16, {}, id="B8-A16-S50-m16"),
+    pytest.param(8, 16, 64, 16, {"invalid": True, "root_value_scale": 20.0}, id="B8-A16-S64-m16-invalid"),
+    pytest.param(16, 6, 50, 4, {"invalid": True, "discount": -1.0, "root_value_scale": 20.0},
+                 id="B16-A6-S50-m4-invalid-discount-1"),
+    pytest.param(32, 8, 40, 8, {"invalid": True, "root_value_scale": 20.0}, id="B32-A8-S40-m8-invalid"),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("batch_size, num_actions, num_simulations, considered, options", GUMBEL_CASES)
+def test_gumbel_muzero(seed, batch_size, num_actions, num_simulations, considered, options):
+    """With ``rescale_with_invalid=True``, mctx's rescaling of the completed Q at a masked root (over
+    every action, the invalid ones completed with the mixed value)."""
+    model, root, invalid, jax_args = _inputs(batch_size, num_actions, seed, options)
+    out = mcts.gumbel_muzero_policy(root, model.torch_recurrent()[0], num_simulations, invalid_actions=invalid,
+                                    max_num_considered_actions=considered, gumbel_scale=0.0,
+                                    rescale_with_invalid=True)
+    action, weights, summary = _mctx_gumbel(*jax_args, num_simulations=num_simulations,
+                                            max_num_considered_actions=considered)
+    assert_same_search(out, weights, summary, invalid)
+    assert out.action.tolist() == np.asarray(action).tolist()
+
+
+def test_gumbel_muzero_masked_case_needs_the_option():
+    """The masked cases above exercise ``rescale_with_invalid``: without it, pymbrl's search differs
+    from mctx's on them (visit counts and improved policy)."""
+    model, root, invalid, jax_args = _inputs(32, 8, 0, {"invalid": True, "root_value_scale": 20.0})
+    out = mcts.gumbel_muzero_policy(root, model.torch_recurrent()[0], 40, invalid_actions=invalid,
+                                    max_num_considered_actions=8, gumbel_scale=0.0)
+    _, weights, summary = _mctx_gumbel(*jax_args, num_simulations=40, max_num_considered_actions=8)
+    assert not np.array_equal(out.search_tree.summary().visit_counts.numpy(), np.asarray(summary.visit_counts))
+    assert np.abs(out.action_weights.numpy() - np.asarray(weights)).max() > 0.01
