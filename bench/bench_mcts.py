@@ -360,10 +360,13 @@ class Pymbrl(Adapter):
                                                  num_threads=self.num_threads)
             summary = out.search_tree.summary()
             elapsed = time.perf_counter() - t0
-        tree = out.search_tree.tree
+        # Stochastic MuZero's search tree is its own object, without a Tree or a core-time counter.
+        tree = getattr(out.search_tree, "tree", out.search_tree)
         self.threads_used = tree.num_threads
-        inside = tree.core_seconds - self.core_before.get(tree, 0.0)
-        self.core_before[tree] = tree.core_seconds
+        inside = None
+        if hasattr(tree, "core_seconds"):
+            inside = tree.core_seconds - self.core_before.get(tree, 0.0)
+            self.core_before[tree] = tree.core_seconds
         self.visits, self.values = summary.visit_counts.numpy(), summary.value.numpy()
         return elapsed, inside
 
