@@ -14,6 +14,7 @@
 
 #include "bindings/common.h"
 #include "pymbrl/mcts/search.h"
+#include "pymbrl/mcts/stochastic.h"
 
 namespace pymbrl::bindings {
 
@@ -56,6 +57,8 @@ std::optional<py::array_t<uint8_t>> mask(const py::handle& obj, std::initializer
 struct Outputs {
   Floats r, d, l, v;
 };
+
+class PyStochasticSearch;
 
 class PySearch {
  public:
@@ -268,6 +271,223 @@ class PySearch {
   std::unique_ptr<mcts::Search> search_;
   std::mutex mutex_;
   double core_seconds_ = 0.0;  // wall time inside select and expand_and_backup, for profiling
+
+  friend class PyStochasticSearch;  // shares the argument conversions above
+};
+
+// Stochastic MuZero's search (mcts/stochastic.h). select() fills, for each of the two model
+// functions, arrays of B int64 entries the wrapper owns (roots, pool gather rows, pool scatter
+// rows, actions or outcomes), of which the first decision_count / chance_count are the current
+// selection's.
+class PyStochasticSearch {
+ public:
+  PyStochasticSearch(const py::object& batch_size, const py::object& num_actions, const py::object& num_chance_outcomes,
+                     const py::object& capacity, const py::object& num_threads)
+      : PyStochasticSearch(make(as_int(batch_size, "batch_size"), as_int(num_actions, "num_actions"),
+                                as_int(num_chance_outcomes, "num_chance_outcomes"), as_int(capacity, "capacity"),
+                                num_threads)) {}
+
+  static std::unique_ptr<mcts::StochasticSearch> make(int64_t batch_size, int64_t num_actions, int64_t outcomes,
+                                                      int64_t capacity, const py::object& num_threads) {
+    if (outcomes < 1 || outcomes > mcts::kMaxActions) {
+      throw py::value_error("num_chance_outcomes: expected an integer in [1, " + std::to_string(mcts::kMaxActions) +
+                            "], got " + std::to_string(outcomes));
+    }
+    mcts::TreeBatch::check_shape(batch_size, num_actions, capacity);
+    // The trees' nodes have max(A, C) edges.
+    mcts::TreeBatch::check_shape(batch_size, std::max(num_actions, outcomes), capacity);
+    const int t = PySearch::threads(num_threads, batch_size);
+    return std::make_unique<mcts::StochasticSearch>(static_cast<int>(batch_size), static_cast<int>(num_actions),
+                                                    static_cast<int>(outcomes), static_cast<int>(capacity), t);
+  }
+
+  explicit PyStochasticSearch(std::unique_ptr<mcts::StochasticSearch> search) : search_(std::move(search)) {
+    for (auto* a : {&decision_roots_, &decision_gather_, &decision_scatter_, &decision_action_, &chance_roots_,
+                    &chance_gather_, &chance_scatter_, &chance_outcome_}) {
+      *a = py::array_t<int64_t>(batch_size());
+    }
+  }
+
+  int batch_size() const { return search_->search().tree().batch_size(); }
+  int num_actions() const { return search_->num_actions(); }
+  int num_chance_outcomes() const { return search_->num_chance_outcomes(); }
+
+  void set_roots(const py::handle& logits, const py::handle& value, const py::handle& invalid, const py::handle& keep) {
+    const int B = batch_size(), A = num_actions();
+    Floats l = floats(logits, {B, A}, "prior_logits");
+    Floats v = floats(value, {B}, "value");
+    auto inv = mask(invalid, {B, A}, "invalid_actions");
+    auto kept = mask(keep, {B}, "keep");
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->set_roots(l.rows, v.rows, inv ? inv->data() : nullptr, kept ? kept->data() : nullptr);
+  }
+
+  void begin(const py::object& num_simulations, uint64_t seed, double pb_c_init, double pb_c_base, double alpha,
+             double fraction, const py::object& max_depth, const std::string& qtransform, double epsilon,
+             double min_value, double max_value) {
+    const int depth = PySearch::depth_of(max_depth);
+    const int sims = PySearch::simulations(num_simulations);
+    mcts::QTransform transform{PySearch::transform_kind(qtransform), epsilon, min_value, max_value};
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->begin(mcts::PuctParams{pb_c_init, pb_c_base}, alpha, fraction, depth, sims, seed, transform);
+  }
+
+  py::tuple select() {
+    const mcts::StochasticSelection out = selection();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      search_->select(out);
+    }
+    return counts();
+  }
+
+  void expand_and_backup(const py::handle& chance_logits, const py::handle& afterstate_value, const py::handle& reward,
+                         const py::handle& discount, const py::handle& prior_logits, const py::handle& value) {
+    const Outputs o = outputs(chance_logits, afterstate_value, reward, discount, prior_logits, value);
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    search_->expand_and_backup(o.decision, o.chance);
+  }
+
+  // The next selection's (decision_count, chance_count), or None after the last simulation.
+  py::object expand_and_select(const py::handle& chance_logits, const py::handle& afterstate_value,
+                               const py::handle& reward, const py::handle& discount, const py::handle& prior_logits,
+                               const py::handle& value) {
+    const Outputs o = outputs(chance_logits, afterstate_value, reward, discount, prior_logits, value);
+    const mcts::StochasticSelection out = selection();
+    bool more;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      more = search_->expand_and_select(o.decision, o.chance, out);
+    }
+    return more ? py::object(counts()) : py::object(py::none());
+  }
+
+  py::tuple summary() {
+    const int B = batch_size(), A = num_actions();
+    py::array_t<int32_t> counts({B, A});
+    py::array_t<double> q({B, A});
+    py::array_t<double> v(B);
+    int32_t* pc = counts.mutable_data();
+    double* pq = q.mutable_data();
+    double* pv = v.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      search_->summary(pc, pq, pv);
+    }
+    return py::make_tuple(counts, q, v);
+  }
+
+  py::tuple decide(double temperature) {
+    const int B = batch_size(), A = num_actions();
+    py::array_t<int64_t> actions(B);
+    py::array_t<double> weights({B, A});
+    int64_t* pa = actions.mutable_data();
+    double* pw = weights.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      search_->decide(temperature, pa, pw);
+    }
+    return py::make_tuple(actions, weights);
+  }
+
+  py::tuple reroot(const py::handle& actions_obj, const py::handle& outcomes_obj) {
+    const int B = batch_size();
+    auto as_int64 = [B](const py::handle& obj, const char* name) {
+      py::array a = checked_array(obj, {B}, name, "iu", "an integer array");
+      return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    };
+    const auto actions = as_int64(actions_obj, "actions");
+    const auto outcomes = as_int64(outcomes_obj, "chance_outcomes");
+    const int64_t capacity = search_->search().tree().capacity();
+    py::array_t<int64_t> old_ids({capacity, static_cast<int64_t>(B)});
+    py::array_t<int32_t> kept(B);
+    const int64_t* pa = actions.data();
+    const int64_t* po = outcomes.data();
+    int64_t* pi = old_ids.mutable_data();
+    int32_t* pk = kept.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      search_->reroot(pa, po, pi, pk);
+    }
+    return py::make_tuple(old_ids, kept);
+  }
+
+  py::array_t<int32_t> num_nodes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    py::array_t<int32_t> out(batch_size());
+    for (int b = 0; b < batch_size(); ++b) out.mutable_data()[b] = search_->search().tree().num_nodes(b);
+    return out;
+  }
+
+  // Whether each of tree b's nodes is a chance node, bool [num_nodes(b)] (for tests and inspection).
+  py::array_t<bool> chance_nodes(const py::object& root) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int64_t b = as_int(root, "root");
+    if (b < 0 || b >= batch_size()) {
+      throw py::value_error("root: expected an integer in [0, " + std::to_string(batch_size()) + "), got " +
+                            std::to_string(b));
+    }
+    const mcts::TreeBatch& tree = search_->search().tree();
+    py::array_t<bool> out(tree.num_nodes(static_cast<int>(b)));
+    for (int32_t x = 0; x < tree.num_nodes(static_cast<int>(b)); ++x) {
+      out.mutable_data()[x] = tree.is_chance(static_cast<int>(b), x);
+    }
+    return out;
+  }
+
+  const mcts::StochasticSearch& core() const { return *search_; }
+  py::array_t<int64_t> decision_roots_, decision_gather_, decision_scatter_, decision_action_;
+  py::array_t<int64_t> chance_roots_, chance_gather_, chance_scatter_, chance_outcome_;
+
+ private:
+  struct Outputs {
+    Floats chance_logits, afterstate_value, reward, discount, prior_logits, value;
+    mcts::DecisionRows decision;
+    mcts::ChanceRows chance;
+  };
+
+  // A function's output of `rows` rows: None stands for an empty one (the function was not called).
+  static Floats rows_of(const py::handle& obj, int64_t rows, int64_t width, const char* name) {
+    if (obj.is_none() && rows == 0) return Floats{};
+    return width < 0 ? floats(obj, {rows}, name) : floats(obj, {rows, width}, name);
+  }
+
+  Outputs outputs(const py::handle& chance_logits, const py::handle& afterstate_value, const py::handle& reward,
+                  const py::handle& discount, const py::handle& prior_logits, const py::handle& value) const {
+    const int64_t nd = search_->decision_count(), nc = search_->chance_count();
+    Outputs o{rows_of(chance_logits, nd, num_chance_outcomes(), "chance_logits"),
+              rows_of(afterstate_value, nd, -1, "afterstate_value"),
+              rows_of(reward, nc, -1, "reward"),
+              rows_of(discount, nc, -1, "discount"),
+              rows_of(prior_logits, nc, num_actions(), "prior_logits"),
+              rows_of(value, nc, -1, "value"),
+              {},
+              {}};
+    o.decision = mcts::DecisionRows{o.chance_logits.rows, o.afterstate_value.rows};
+    o.chance = mcts::ChanceRows{o.reward.rows, o.discount.rows, o.prior_logits.rows, o.value.rows};
+    return o;
+  }
+
+  mcts::StochasticSelection selection() {
+    return mcts::StochasticSelection{
+        mcts::LeafRows{decision_roots_.mutable_data(), decision_gather_.mutable_data(),
+                       decision_scatter_.mutable_data(), decision_action_.mutable_data()},
+        mcts::LeafRows{chance_roots_.mutable_data(), chance_gather_.mutable_data(), chance_scatter_.mutable_data(),
+                       chance_outcome_.mutable_data()}};
+  }
+
+  py::tuple counts() const { return py::make_tuple(search_->decision_count(), search_->chance_count()); }
+
+  std::unique_ptr<mcts::StochasticSearch> search_;
+  std::mutex mutex_;
 };
 
 }  // namespace
@@ -320,6 +540,46 @@ void init_mcts(py::module_ m) {
       .def("decide_muzero", [](PySearch& s, double t) { return s.decide(false, t); }, py::arg("temperature"))
       .def("decide_gumbel", [](PySearch& s) { return s.decide(true, 0.0); })
       .def("reroot", &PySearch::reroot, py::arg("actions"));
+  py::class_<PyStochasticSearch>(m, "StochasticSearch",
+                                 "B Stochastic MuZero search trees, stepped from Python (see pymbrl.mcts).")
+      .def(py::init<const py::object&, const py::object&, const py::object&, const py::object&, const py::object&>(),
+           py::arg("batch_size"), py::arg("num_actions"), py::arg("num_chance_outcomes"), py::arg("capacity"),
+           py::arg("num_threads") = py::none())
+      .def_property_readonly("batch_size", &PyStochasticSearch::batch_size)
+      .def_property_readonly("num_actions", &PyStochasticSearch::num_actions)
+      .def_property_readonly("num_chance_outcomes", &PyStochasticSearch::num_chance_outcomes)
+      .def_property_readonly("capacity", [](PyStochasticSearch& s) { return s.core().search().tree().capacity(); })
+      .def_property_readonly("num_threads", [](PyStochasticSearch& s) { return s.core().search().num_threads(); })
+      .def_property_readonly("simulations_done",
+                             [](PyStochasticSearch& s) { return s.core().search().simulations_done(); })
+      .def_property_readonly("num_nodes", &PyStochasticSearch::num_nodes)
+      .def_readonly("decision_roots", &PyStochasticSearch::decision_roots_)
+      .def_readonly("decision_gather", &PyStochasticSearch::decision_gather_)
+      .def_readonly("decision_scatter", &PyStochasticSearch::decision_scatter_)
+      .def_readonly("decision_action", &PyStochasticSearch::decision_action_)
+      .def_readonly("chance_roots", &PyStochasticSearch::chance_roots_)
+      .def_readonly("chance_gather", &PyStochasticSearch::chance_gather_)
+      .def_readonly("chance_scatter", &PyStochasticSearch::chance_scatter_)
+      .def_readonly("chance_outcome", &PyStochasticSearch::chance_outcome_)
+      .def("set_roots", &PyStochasticSearch::set_roots, py::arg("prior_logits"), py::arg("value"),
+           py::arg("invalid_actions") = py::none(), py::arg("keep") = py::none())
+      .def("begin", &PyStochasticSearch::begin, py::arg("num_simulations"), py::arg("seed"), py::arg("pb_c_init"),
+           py::arg("pb_c_base"), py::arg("dirichlet_alpha"), py::arg("dirichlet_fraction"), py::arg("max_depth"),
+           py::arg("qtransform") = "tree_min_max", py::arg("epsilon") = 1e-8, py::arg("min_value") = 0.0,
+           py::arg("max_value") = 1.0)
+      .def("select", &PyStochasticSearch::select, "Selects one leaf per root; returns (decision_count, chance_count).")
+      .def("expand_and_backup", &PyStochasticSearch::expand_and_backup, py::arg("chance_logits"),
+           py::arg("afterstate_value"), py::arg("reward"), py::arg("discount"), py::arg("prior_logits"),
+           py::arg("value"))
+      .def("expand_and_select", &PyStochasticSearch::expand_and_select, py::arg("chance_logits"),
+           py::arg("afterstate_value"), py::arg("reward"), py::arg("discount"), py::arg("prior_logits"),
+           py::arg("value"),
+           "expand_and_backup, then select for the next simulation if one remains: (decision_count, chance_count) "
+           "or None.")
+      .def("summary", &PyStochasticSearch::summary)
+      .def("decide", &PyStochasticSearch::decide, py::arg("temperature"))
+      .def("reroot", &PyStochasticSearch::reroot, py::arg("actions"), py::arg("chance_outcomes"))
+      .def("chance_nodes", &PyStochasticSearch::chance_nodes, py::arg("root"));
 }
 
 }  // namespace pymbrl::bindings

@@ -226,9 +226,27 @@ class EmbeddingPool:
         self.rows = _map(make, leaves)
         # What scatter's fast path (a single tensor of the right kind) compares against.
         single = isinstance(self.rows, torch.Tensor)
-        self._leaf_shape = torch.Size((batch_size, *self.rows.shape[1:])) if single else None
+        self._row_shape = self.rows.shape[1:] if single else None
         self._dtype = self.rows.dtype if single else None
         self._device = self.rows.device if single else None
+
+    @classmethod
+    def like(cls, sample: Any, batch_size: int, capacity: int, *, name: str) -> EmbeddingPool:
+        """A pool for embeddings with the structure, trailing shapes, dtypes and device of ``sample``
+        (leaves [n, ...], any n >= 1), its rows not yet written: for embeddings first seen on some
+        of the roots (Stochastic MuZero's afterstates). ``name`` is the function that made
+        ``sample``, for errors."""
+
+        def template(leaf: Any) -> torch.Tensor:
+            if not isinstance(leaf, (torch.Tensor, np.ndarray)):
+                raise ArgumentTypeError(f"{name}: expected the embedding's leaves to be tensors, "
+                                        f"got {type(leaf).__name__}")
+            t = torch.as_tensor(leaf)
+            if t.ndim < 1 or t.shape[0] < 1:
+                raise ValueError(f"{name}: expected embedding leaves of shape [n, ...], got {tuple(t.shape)}")
+            return t[:1].expand(batch_size, *t.shape[1:])
+
+        return cls(_map(template, sample), batch_size, capacity)
 
     @staticmethod
     def checked_leaves(embedding: Any, batch_size: int, capacity: int) -> Any:
@@ -256,24 +274,26 @@ class EmbeddingPool:
             return self.rows.index_select(0, rows if rows.device == self.rows.device else rows.to(self.rows.device))
         return _map(lambda pool: pool.index_select(0, rows.to(pool.device)), self.rows)
 
-    def scatter(self, rows: torch.Tensor, values: Any) -> None:
-        """Writes ``values`` (same structure as the root embedding, leaves [B, ...]) at ``rows``."""
+    def scatter(self, rows: torch.Tensor, values: Any, *, name: str = "recurrent_fn") -> None:
+        """Writes ``values`` (same structure as the pool's embedding, leaves [n, ...]) at ``rows``
+        (int64 [n], usually n = B). ``name`` is the function that returned them, for errors."""
         pool = self.rows
-        if (type(values) is torch.Tensor and values.shape == self._leaf_shape and values.dtype == self._dtype
-                and values.device == rows.device == self._device):
+        if (type(values) is torch.Tensor and values.shape[1:] == self._row_shape and values.dtype == self._dtype
+                and values.shape[:1] == rows.shape and values.device == rows.device == self._device):
             pool.index_copy_(0, rows, values)
             return
         if not _same_structure(self.structure, values):
-            raise ValueError("recurrent_fn: the next embedding must have the structure of the root embedding")
+            raise ValueError(f"{name}: the next embedding must have the structure of the embeddings before it")
+        count = rows.shape[0]
 
         def put(pool: torch.Tensor, value: Any) -> None:
             if not isinstance(value, (torch.Tensor, np.ndarray)):
-                raise ArgumentTypeError(f"recurrent_fn: expected the next embedding's leaves to be tensors, "
+                raise ArgumentTypeError(f"{name}: expected the next embedding's leaves to be tensors, "
                                         f"got {type(value).__name__}")
             value = torch.as_tensor(value)
-            if tuple(value.shape) != (self.batch_size, *pool.shape[1:]):
-                raise ValueError(f"recurrent_fn: expected next embedding leaves of shape "
-                                 f"{(self.batch_size, *pool.shape[1:])}, got {tuple(value.shape)}")
+            if tuple(value.shape) != (count, *pool.shape[1:]):
+                raise ValueError(f"{name}: expected next embedding leaves of shape "
+                                 f"{(count, *pool.shape[1:])}, got {tuple(value.shape)}")
             pool.index_copy_(0, rows.to(pool.device), value.to(device=pool.device, dtype=pool.dtype))
 
         _map(put, self.rows, values)

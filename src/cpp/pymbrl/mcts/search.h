@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "pymbrl/mcts/chance.h"
 #include "pymbrl/mcts/gumbel.h"
 #include "pymbrl/mcts/muzero.h"
 #include "pymbrl/mcts/tree.h"
@@ -54,16 +55,31 @@ struct PoolRows {
 
 class Search {
  public:
-  Search(int batch_size, int num_actions, int capacity, int num_threads)
-      : tree_(checked(batch_size, "batch_size"), checked(num_actions, "num_actions"), checked(capacity, "capacity")),
+  // num_chance_outcomes > 0 makes the trees stochastic (Stochastic MuZero, chance.h): decision
+  // nodes choose among the first num_actions edges by pUCT, chance nodes among the first
+  // num_chance_outcomes by chance_select, and every row this class reads or writes (logits, masks,
+  // summaries, weights) is max(num_actions, num_chance_outcomes) wide, the tree's width;
+  // StochasticSearch (stochastic.h) offers the [B, A] and [B, C] interface.
+  Search(int batch_size, int num_actions, int capacity, int num_threads, int num_chance_outcomes = 0)
+      : tree_(checked(batch_size, "batch_size"),
+              std::max(checked(num_actions, "num_actions"), non_negative(num_chance_outcomes, "num_chance_outcomes")),
+              checked(capacity, "capacity"), num_chance_outcomes > 0),
+        decision_actions_(num_actions),
+        chance_outcomes_(num_chance_outcomes),
         pool_(num_threads),
         rngs_(batch_size),
         min_max_(batch_size),
         gumbel_(static_cast<size_t>(batch_size) * num_actions, 0.0),
-        kept_visits_(static_cast<size_t>(batch_size) * num_actions, 0),
+        kept_visits_(static_cast<size_t>(batch_size) * tree_.num_actions(), 0),
         parent_(batch_size, kNoNode),
         action_(batch_size, -1),
-        leaf_(batch_size, kNoNode) {}
+        leaf_(batch_size, kNoNode) {
+    // Decision nodes narrower than the tree must not choose the edges beyond their actions.
+    if (num_actions < tree_.num_actions()) {
+      interior_valid_.assign(tree_.num_actions(), 0);
+      std::fill(interior_valid_.begin(), interior_valid_.begin() + num_actions, uint8_t{1});
+    }
+  }
 
   const TreeBatch& tree() const { return tree_; }
   int num_threads() const { return pool_.size(); }
@@ -143,6 +159,7 @@ class Search {
   // its statistics for the completed Q values, while sequential halving runs on the visits this
   // search adds (the schedule is defined from an unsearched root).
   void begin_gumbel(const GumbelParams& params, int max_depth, int num_simulations, uint64_t seed) {
+    if (chance_outcomes_ > 0) throw std::logic_error("begin_gumbel: a stochastic tree is searched by begin_muzero");
     if (params.max_num_considered_actions < 1) throw std::invalid_argument("max_num_considered_actions: expected at least 1");
     check_parameter(params.gumbel_scale, 0.0, "gumbel_scale");
     check_parameter(params.value_scale, -kMaxMagnitude, "value_scale");
@@ -291,22 +308,37 @@ class Search {
   // [k, b], the old id of the node that is now node k (k < kept[b]) and k itself elsewhere, so an
   // embedding pool [nodes, B, ...] follows with one gather. kept[b] = 0: that child was never
   // expanded and root b needs a new root.
-  void reroot(const int64_t* actions, int64_t* old_ids, int32_t* kept) {
-    const int B = tree_.batch_size(), A = tree_.num_actions();
+  void reroot(const int64_t* actions, int64_t* old_ids, int32_t* kept) { reroot(actions, nullptr, old_ids, kept); }
+
+  // reroot for either kind of tree. A stochastic tree needs `outcomes` [B] and moves two levels
+  // down, to the decision node reached by actions[b] and then outcomes[b]: the next state once the
+  // environment has drawn its outcome. kept[b] = 0 where either edge was never expanded.
+  void reroot(const int64_t* actions, const int64_t* outcomes, int64_t* old_ids, int32_t* kept) {
+    const int B = tree_.batch_size(), A = decision_actions_, C = chance_outcomes_;
     if (pending_) throw std::logic_error("subtree: a selection is waiting for expand_and_backup");
+    if ((outcomes != nullptr) != (C > 0)) {
+      throw std::logic_error(C > 0 ? "subtree: a stochastic tree needs the chance outcomes that followed the actions"
+                                   : "subtree: chance outcomes given for a tree without chance nodes");
+    }
+    auto in_range = [](const int64_t* v, int64_t n, const char* name, int b) {
+      if (v[b] < 0 || v[b] >= n) {
+        throw std::invalid_argument(std::string(name) + ": expected values in [0, " + std::to_string(n) + "), got " +
+                                    std::to_string(v[b]) + " for root " + std::to_string(b));
+      }
+    };
     for (int b = 0; b < B; ++b) {
       if (tree_.num_nodes(b) == 0) throw std::invalid_argument("subtree: root " + std::to_string(b) + " has no tree");
-      if (actions[b] < 0 || actions[b] >= A) {
-        throw std::invalid_argument("actions: expected values in [0, " + std::to_string(A) + "), got " +
-                                    std::to_string(actions[b]) + " for root " + std::to_string(b));
-      }
+      in_range(actions, A, "actions", b);
+      if (outcomes != nullptr) in_range(outcomes, C, "chance_outcomes", b);
     }
     const int64_t capacity = tree_.capacity();
     pool_.parallel_for(B, [&](int64_t lo, int64_t hi) {
       for (int b = static_cast<int>(lo); b < hi; ++b) {
         for (int64_t k = 0; k < capacity; ++k) old_ids[k * B + b] = k;
-        kept[b] = tree_.reroot(b, static_cast<int>(actions[b]),
-                               [&](int32_t k, int32_t old) { old_ids[static_cast<int64_t>(k) * B + b] = old; });
+        int32_t start = tree_.children(b, 0)[actions[b]];
+        if (outcomes != nullptr && start != kNoNode) start = tree_.children(b, start)[outcomes[b]];
+        kept[b] = tree_.reroot_at(b, start,
+                                  [&](int32_t k, int32_t old) { old_ids[static_cast<int64_t>(k) * B + b] = old; });
       }
     });
     rule_ = Rule::kNone;
@@ -315,6 +347,11 @@ class Search {
  private:
   static int checked(int value, const char* name) {
     if (value < 1) throw std::invalid_argument(std::string(name) + ": expected at least 1, got " + std::to_string(value));
+    return value;
+  }
+
+  static int non_negative(int value, const char* name) {
+    if (value < 0) throw std::invalid_argument(std::string(name) + ": expected at least 0, got " + std::to_string(value));
     return value;
   }
 
@@ -555,8 +592,10 @@ class Search {
 
   // The action the search's rule takes at node x of tree b, at the given depth (0: the root).
   int choose(int b, int32_t x, int depth, double* work) const {
+    if (chance_outcomes_ > 0 && tree_.is_chance(b, x)) return chance_select(tree_, b, x, chance_outcomes_);
     if (rule_ == Rule::kMuZero) {
-      return puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : nullptr, min_max_[b], transform_,
+      const uint8_t* interior = interior_valid_.empty() ? nullptr : interior_valid_.data();
+      return puct_select(tree_, b, x, depth == 0 ? tree_.root_valid(b) : interior, min_max_[b], transform_,
                          exploration_, work);
     }
     if (depth > 0) return gumbel_interior_select(tree_, b, x, gumbel_params_, work);
@@ -577,6 +616,9 @@ class Search {
   }
 
   TreeBatch tree_;
+  int decision_actions_, chance_outcomes_;
+  // Stochastic trees wider than A: the edges interior decision nodes may choose (the first A).
+  std::vector<uint8_t> interior_valid_;
   ThreadPool pool_;
   std::vector<Rng> rngs_;
   std::vector<MinMax> min_max_;

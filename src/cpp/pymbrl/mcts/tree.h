@@ -8,6 +8,10 @@
 // network value as its first sample, so value = value_sum / visits and a fresh root has visits 1.
 // Edge statistics are kept at the parent (copies of the child's visits and Q) so that choosing
 // an action reads A contiguous entries instead of chasing A child pointers.
+//
+// A stochastic tree (Stochastic MuZero, chance.h) has two kinds of node that alternate along every
+// path: decision nodes, whose edges are actions, and chance nodes (afterstates), whose edges are
+// chance outcomes. Its nodes have as many edges as the wider kind needs; roots are decision nodes.
 #pragma once
 
 #include <algorithm>
@@ -82,8 +86,11 @@ class TreeBatch {
     }
   }
 
-  TreeBatch(int batch_size, int num_actions, int capacity)
+  // num_actions: edges per node. alternating: a stochastic tree, whose nodes alternate between
+  // decision and chance nodes (a root's children are chance nodes, theirs decision nodes, ...).
+  TreeBatch(int batch_size, int num_actions, int capacity, bool alternating = false)
       : batch_((check_shape(batch_size, num_actions, capacity), batch_size)),
+        alternating_(alternating),
         actions_(num_actions),
         capacity_(capacity),
         children_at_(sizeof(Header)),
@@ -113,6 +120,8 @@ class TreeBatch {
   double discount(int b, int32_t x) const { return header(b, x).discount; }
   int32_t parent(int b, int32_t x) const { return header(b, x).parent; }
   int32_t action_from_parent(int b, int32_t x) const { return header(b, x).action; }
+  // Whether node x is a chance node (only in an alternating tree).
+  bool is_chance(int b, int32_t x) const { return header(b, x).chance != 0; }
 
   // The A edges of node x, contiguous within the node's record.
   const int32_t* children(int b, int32_t x) const { return field<int32_t>(b, x, children_at_); }
@@ -237,7 +246,13 @@ class TreeBatch {
   // number of kept nodes; 0 when that child was never expanded (the tree then needs a new root).
   template <typename Report>
   int32_t reroot(int b, int action, Report&& old_id_of) {
-    const int32_t start = children(b, 0)[action];
+    return reroot_at(b, children(b, 0)[action], old_id_of);
+  }
+
+  // reroot at any node `start` of tree b (kNoNode: the tree empties). Stochastic trees move two
+  // levels down, to a decision node.
+  template <typename Report>
+  int32_t reroot_at(int b, int32_t start, Report&& old_id_of) {
     if (start == kNoNode) {
       num_nodes_[b] = 0;
       return 0;
@@ -278,7 +293,7 @@ class TreeBatch {
     int32_t visits;
     int32_t parent;
     int32_t action;  // the action from the parent
-    int32_t unused;
+    int32_t chance;  // 1 for a chance node, 0 for a decision node
     double value_sum;
     double raw_value;
     double reward;    // of the edge into this node
@@ -309,9 +324,10 @@ class TreeBatch {
 
   int32_t init_node(int b, int32_t parent, int action, double reward, double discount, const FloatRows& logits,
                     size_t logits_offset, double value) {
+    const int32_t chance = alternating_ && parent != kNoNode ? 1 - header(b, parent).chance : 0;
     const int32_t x = num_nodes_[b]++;
     Header& h = header(b, x);
-    h = Header{1, parent, action, 0, value, value, reward, discount};
+    h = Header{1, parent, action, chance, value, value, reward, discount};
     int32_t* children = field<int32_t>(b, x, children_at_);
     int32_t* n = field<int32_t>(b, x, visits_at_);
     double* q = field<double>(b, x, q_at_);
@@ -337,7 +353,9 @@ class TreeBatch {
     return ids.data();
   }
 
-  int batch_, actions_, capacity_;
+  int batch_;
+  bool alternating_;
+  int actions_, capacity_;
   // Byte offsets of the edge arrays within a node record, and the record size (whole cache lines).
   size_t children_at_, visits_at_, q_at_, explore_at_, prior_at_, logit_at_, stride_;
   LargeArray<int32_t> num_nodes_;
