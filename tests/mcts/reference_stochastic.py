@@ -27,6 +27,8 @@ from .reference import (
     SearchResult,
     Tree,
     muzero_action_probabilities,
+    TREE_MIN_MAX,
+    QTransform,
     muzero_select,
     softmax,
 )
@@ -93,7 +95,7 @@ def new_tree(root_logits: Sequence[float], root_value: float, root_embedding: An
 
 
 def simulate(tree: StochasticTree, decision_step: DecisionStep, chance_step: ChanceStep, max_depth: int | None,
-             pb_c_init: float = 1.25, pb_c_base: float = 19652.0) -> None:
+             pb_c_init: float = 1.25, pb_c_base: float = 19652.0, qtransform: QTransform = TREE_MIN_MAX) -> None:
     """One simulation: descend (pUCT at decision nodes, the chance rule at chance nodes), expand a
     new node of the other kind than its parent or revisit a leaf at max_depth, back up through both."""
     x, depth = 0, 0
@@ -101,7 +103,7 @@ def simulate(tree: StochasticTree, decision_step: DecisionStep, chance_step: Cha
         if tree.chance[x]:
             e = chance_select(tree, x)
         else:
-            e = muzero_select(tree, x, pb_c_init, pb_c_base)
+            e = muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
         depth += 1
         c = tree.nodes[x].children[e]
         if c == -1:
@@ -158,11 +160,12 @@ def stochastic_muzero_search(decision_step: DecisionStep, chance_step: ChanceSte
                              root_value: float, root_embedding: Any, num_simulations: int, *,
                              num_chance_outcomes: int, invalid_actions: Sequence[bool] | None = None,
                              max_depth: int | None = None, pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
-                             temperature: float = 0.0, rng: random.Random | None = None) -> SearchResult:
+                             qtransform: QTransform = TREE_MIN_MAX, temperature: float = 0.0,
+                             rng: random.Random | None = None) -> SearchResult:
     """Stochastic MuZero search of one root (no noise)."""
     tree = new_tree(root_logits, root_value, root_embedding, num_chance_outcomes, invalid_actions)
     for _ in range(num_simulations):
-        simulate(tree, decision_step, chance_step, max_depth, pb_c_init, pb_c_base)
+        simulate(tree, decision_step, chance_step, max_depth, pb_c_init, pb_c_base, qtransform)
     return decide(tree, temperature, rng)
 
 

@@ -10,8 +10,11 @@ import random
 import pytest
 import torch
 
+from pymbrl.mcts import qtransform_by_min_max, qtransform_by_parent_and_siblings
+
 from .fast_reference import embedding_bits, f32_bits
 from .helpers import assert_matches_reference, assert_same_output, random_invalid
+from .reference import QTransform as RefQTransform
 from .reference_stochastic import decide, new_tree, reroot, revalidate, simulate
 from .stochastic_helpers import StochasticHashModel, reference_batch
 
@@ -81,6 +84,21 @@ def test_other_puct_constants_match_reference(num_actions, num_chance_outcomes):
         out = model.search(logits, value, embedding, 40, pb_c_init=pb_c_init, pb_c_base=pb_c_base)
         assert_matches_reference(out, ref)
         _assert_same_trees(out, ref)
+
+
+@pytest.mark.parametrize("ref_transform, transform", [
+    (RefQTransform("parent_and_siblings"), qtransform_by_parent_and_siblings()),
+    (RefQTransform("min_max", min_value=-3.0, max_value=3.0), qtransform_by_min_max(-3.0, 3.0)),
+])
+def test_q_transforms_match_reference(ref_transform, transform):
+    """mctx's transforms at the decision nodes (chance nodes keep their rule)."""
+    model, logits, value, embedding, invalid = _inputs(5, 7, 4, 3, dict(invalid=True, discount=-1.0))
+    ref = reference_batch(model, logits, value, embedding, 50, invalid_actions=invalid, qtransform=ref_transform)
+    out = model.search(logits, value, embedding, 50, invalid_actions=invalid, qtransform=transform)
+    assert_matches_reference(out, ref)
+    _assert_same_trees(out, ref)
+    default = reference_batch(model, logits, value, embedding, 50, invalid_actions=invalid)
+    assert not torch.equal(default.visit_counts, ref.visit_counts)
 
 
 def test_each_function_is_called_on_exactly_the_rows_that_need_it():
