@@ -65,7 +65,7 @@ It prints a markdown report and writes it into ``bench/RESULTS.md`` between the 
 Usage::
 
     make bench                            # or, with the peers installed (see the Makefile):
-    python bench/bench_mcts.py            # full run, about 4 minutes on a 2-core VM
+    python bench/bench_mcts.py            # full run, 10-20 minutes on a 2-core VM
     python bench/bench_mcts.py --quick    # smoke test; writes no file unless --output is given
     python bench/bench_mcts.py --quick --models peaked --libs pymbrl,pymbrl1,lightzero
     python bench/bench_mcts.py --policies stochastic,sampled   # only the new searches (own section)
@@ -1077,7 +1077,9 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "`StochasticMuZeroMCTSCtree.search`: the leaves split into new afterstates and new states, the "
         "decision and the chance model on each group, their outputs converted row by row, "
         "`batch_backpropagate` once per group. Sampled MuZero: its C++ tree samples the K actions of a new "
-        "node itself from the [mu, sigma] outputs. Tree code only = time inside `batch_traverse` + "
+        "node itself from the [mu, sigma] outputs and keys the node's children by their values printed to 6 "
+        "decimals: two draws that print alike share one child, which `get_distributions` lists once per draw, "
+        "so a root's visits may sum to more than S (the sanity line says where). Tree code only = time inside `batch_traverse` + "
         "`batch_backpropagate`. (Its loop also applies an inverse scalar transform to categorical "
         "value/reward outputs; this model outputs scalars, so there is none.)",
         "- mctx: one jitted call of `muzero_policy` / `gumbel_muzero_policy` / `stochastic_muzero_policy` "
