@@ -3,6 +3,7 @@
 #   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv
 #   make fuzz   the fuzz suite (tests/fuzz) with thousands of cases per target; prints each target's count
 #   make bench  benchmarks against baselines and peers; rewrites bench/RESULTS.md
+#   make conformance  pymbrl's searches against mctx's on the same models (tests/mcts/test_against_mctx.py)
 PYTHON     ?= python3
 VENV       := .venv
 TEST_VENV  := .venv-test
@@ -20,7 +21,7 @@ PIP        := -m pip install -q --disable-pip-version-check
 CPP_BUILD  := build/cpp-tests
 JOBS       ?= 2
 
-.PHONY: demo test test-cpp test-py fuzz bench wheel install clean
+.PHONY: demo test test-cpp test-py fuzz bench conformance wheel install clean
 
 # $(call install_wheel,VENV): replace pymbrl in VENV with the freshly built wheel (same version
 # number, so the first step forces it), then add whatever runtime dependencies are missing.
@@ -54,11 +55,17 @@ $(BENCH_VENV)/.ready:
 	$(BENCH_VENV)/bin/python -c "import torch, cpprb, stable_baselines3, torchrl, tensordict, jax, mctx, ale_py, ray; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
+# pytest for `make conformance`, its own step so that a bench venv made before it gets it too.
+$(BENCH_VENV)/.pytest: $(BENCH_VENV)/.ready
+	$(BENCH_VENV)/bin/python $(PIP) "pytest>=7"
+	touch $@
+
 # LightZero's compiled trees for bench/bench_mcts.py, which puts $(PEERS) on sys.path. Installing
 # LightZero pulls DI-engine and a pinned torch, so only its wheel is downloaded (the cp311 build
 # matches the venv's Python) and only lzero/mcts/ctree (self-contained extension modules) plus the
 # wheel's METADATA (so the benchmark can report the version) are extracted. Its own target, so
-# that it comes back after rm -rf build.
+# that it comes back after rm -rf build. The trees bench_mcts.py drives: MuZero, Gumbel MuZero,
+# Stochastic MuZero and Sampled MuZero (continuous actions).
 $(PEERS)/.ready: $(BENCH_VENV)/.ready
 	rm -rf $(PEERS) && mkdir -p $(PEERS)/dist
 	$(BENCH_VENV)/bin/python -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
@@ -66,7 +73,10 @@ $(PEERS)/.ready: $(BENCH_VENV)/.ready
 	$(BENCH_VENV)/bin/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
 	  z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith('lzero/mcts/ctree/') or n.endswith('.dist-info/METADATA')])" \
 	  $(PEERS)/dist/lightzero-*.whl $(PEERS)
-	PYTHONPATH=$(PEERS) $(BENCH_VENV)/bin/python -c "from lzero.mcts.ctree.ctree_muzero import mz_tree; from lzero.mcts.ctree.ctree_gumbel_muzero import gmz_tree"
+	PYTHONPATH=$(PEERS) $(BENCH_VENV)/bin/python -c "from lzero.mcts.ctree.ctree_muzero import mz_tree; \
+	  from lzero.mcts.ctree.ctree_gumbel_muzero import gmz_tree; \
+	  from lzero.mcts.ctree.ctree_stochastic_muzero import stochastic_mz_tree; \
+	  from lzero.mcts.ctree.ctree_sampled_muzero import smz_tree"
 	touch $@
 
 # mbrl-lib for bench/bench_rollout.py, which puts $(PEERS)/mbrl on sys.path. mbrl 0.2.0 pins
@@ -125,8 +135,12 @@ fuzz: wheel $(TEST_VENV)/.ready
 	PYMBRL_EXPECT_INSTALLED=1 PYMBRL_FUZZ_PROFILE=fuzz PYMBRL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 	  $(TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/fuzz
 
-bench: wheel $(BENCH_VENV)/.ready $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/sheeprl/.ready
+# The built wheel in the bench venv (where mctx is), against mctx: the tests skip without it.
+conformance: wheel $(BENCH_VENV)/.ready $(BENCH_VENV)/.pytest
 	$(call install_wheel,$(BENCH_VENV))
+	PYMBRL_EXPECT_INSTALLED=1 $(BENCH_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcts/test_against_mctx.py
+
+bench: conformance $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/sheeprl/.ready
 	$(BENCH_VENV)/bin/python bench/bench_dyna.py
 	$(BENCH_VENV)/bin/python bench/bench_replay.py
 	$(BENCH_VENV)/bin/python bench/bench_mcts.py

@@ -6,11 +6,23 @@ training loop reads (visit counts, search values), for
 
 - MuZero search with Dirichlet noise at the root, S = 50 and S = 200;
 - Gumbel MuZero search (all 16 actions considered at the root), S = 50 and S = 200;
+- Stochastic MuZero search (decision and chance nodes, C = 8 chance outcomes, Dirichlet noise at
+  the root), S = 50 and S = 200;
+- Sampled MuZero search with continuous actions (action dimension 2, K = 20 actions sampled at
+  every node), S = 50 and S = 200;
 
 on B = 256 roots, A = 16 actions, latent size 16, pUCT constants 1.25 / 19652, discount 0.997,
 Dirichlet alpha 0.3 / fraction 0.25, with one trivial model shared by every library (same float32
 weights, numpy seed 0): ``h' = tanh(h @ Ws + Wa[a])``, reward ``h' @ wr``, value ``h' @ wv``, prior
 logits ``h' @ Wp``. The model is cheap on purpose, so that the search itself is what is measured.
+Stochastic MuZero splits a step in two: the decision model ``s = tanh(h @ Ws + Wa[a])`` gives the
+afterstate, its chance logits ``s @ Wc`` [C] and value ``s @ wq``; the chance model
+``h' = tanh(s @ Wt + Wo[c])`` the next state, with reward, value and prior logits as above. Sampled
+MuZero's actions are vectors: ``h' = tanh(h @ Ws + a @ Wc2)``, and its policy is a Gaussian of
+mean ``h' @ Wmu / 4`` and standard deviation ``softplus(h' @ Wsig / 4) + 0.1`` per action
+dimension, squashed by tanh (as LightZero's compiled tree does when it samples). The 1/4 keeps the
+draws where tanh does not saturate: LightZero's tree tells a node's sampled actions apart by their
+values printed to 6 decimals, so saturated draws (all printing as 1.000000) would merge.
 
 The cost of a search depends on the shape of its trees (a simulation walks from the root to a
 leaf), and that depends on the model's priors, so every case runs with two variants of the model,
@@ -27,15 +39,19 @@ Ratios between libraries are computed within a variant. The report also gives ea
 per tree-simulation at S = 50 and S = 200 (how flat it is in S) and the depth of pymbrl's trees,
 which is what the cost of a simulation follows.
 
-Peers, each behind a small adapter with ``search(policy, S, seed) -> (seconds, tree seconds)``:
+Peers, each behind a small adapter with ``search(policy, S, seed) -> (seconds, tree seconds)``
+(which peer runs which search: LightZero all four, mctx all but Sampled MuZero, which it does not
+have, the Python search MuZero only):
 
 - pymbrl twice: with the thread count it picks itself for B roots, and with ``num_threads=1`` for
   per-core comparisons (every peer runs on one core).
-- LightZero 0.2.0: its compiled Cython/C++ trees (``ctree_muzero``, ``ctree_gumbel_muzero``) driven
-  by a loop that does per simulation what ``MuZeroMCTSCtree.search`` / ``GumbelMuZeroMCTSCtree.search``
-  do. The time inside ``batch_traverse`` + ``batch_backpropagate`` is reported separately.
-- mctx: ``muzero_policy`` / ``gumbel_muzero_policy``, jitted, JAX on one CPU thread, timed after a
-  compiling warm-up call and up to ``block_until_ready``.
+- LightZero 0.2.0: its compiled Cython/C++ trees (``ctree_muzero``, ``ctree_gumbel_muzero``,
+  ``ctree_stochastic_muzero``, ``ctree_sampled_muzero``) driven by a loop that does per simulation
+  what ``MuZeroMCTSCtree.search`` / ``GumbelMuZeroMCTSCtree.search`` /
+  ``StochasticMuZeroMCTSCtree.search`` / ``SampledMuZeroMCTSCtree.search`` do. The time inside
+  ``batch_traverse`` + ``batch_backpropagate`` is reported separately.
+- mctx: ``muzero_policy`` / ``gumbel_muzero_policy`` / ``stochastic_muzero_policy``, jitted, JAX on
+  one CPU thread, timed after a compiling warm-up call and up to ``block_until_ready``.
 - Python: ``mcts_baseline.py``, one tree at a time with batch-1 model calls (muzero-general style),
   on fewer roots since it is slow; MuZero only.
 
@@ -49,9 +65,10 @@ It prints a markdown report and writes it into ``bench/RESULTS.md`` between the 
 Usage::
 
     make bench                            # or, with the peers installed (see the Makefile):
-    python bench/bench_mcts.py            # full run, about 4 minutes on a 2-core VM
+    python bench/bench_mcts.py            # full run, 10-20 minutes on a 2-core VM
     python bench/bench_mcts.py --quick    # smoke test; writes no file unless --output is given
     python bench/bench_mcts.py --quick --models peaked --libs pymbrl,pymbrl1,lightzero
+    python bench/bench_mcts.py --policies stochastic,sampled   # only the new searches (own section)
 """
 
 from __future__ import annotations
@@ -65,6 +82,7 @@ os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),
                                                   "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")))
 
 import argparse
+import importlib
 import statistics
 import sys
 import time
@@ -94,10 +112,23 @@ MODELS = {
             "(a few roots still grow one long line)",
 }
 """The model variants (same random draws, two scales) and what they do to the trees."""
-POLICIES = ("muzero", "gumbel")
+POLICIES = {"muzero": "MuZero", "gumbel": "Gumbel MuZero", "stochastic": "Stochastic MuZero",
+            "sampled": "Sampled MuZero"}
+"""``--policies`` name -> the search's name in the tables."""
 SIMULATIONS = (50, 200)
 B, A, D = 256, 16, 16
 """Roots, actions, latent size."""
+C = 8
+"""Stochastic MuZero's chance outcomes (a codebook of 8, as for a few dice or tile outcomes)."""
+AD, K = 2, 20
+"""Sampled MuZero: action dimension and actions sampled per node (the paper's K = 20)."""
+SIGMA_MIN, GAUSSIAN_SCALE = 0.1, 0.25
+"""Floor of the sampled policy's standard deviation, and the scale of its mean and pre-softplus
+standard deviation (1 / sqrt(D), see the module docstring)."""
+CELL_SECONDS = 30.0
+"""A library whose warm-up search took longer than CELL_SECONDS / repeats runs fewer timed searches
+(at least MIN_REPEATS), so that a slow peer does not stretch the run by minutes."""
+MIN_REPEATS = 3
 PYTHON_ROOTS = 8
 """Roots the pure-Python search runs on (it handles one tree at a time, so its cost is linear in B)."""
 ALPHA, FRACTION = 0.3, 0.25
@@ -131,6 +162,17 @@ class Problem:
     h0: np.ndarray   # [B, D] root embeddings
     root_logits: np.ndarray  # [B, A]
     root_value: np.ndarray   # [B]
+    # Stochastic MuZero: afterstate -> state, outcome rows, chance logits, afterstate value.
+    wt: np.ndarray   # [D, D]
+    wo: np.ndarray   # [C, D]
+    wc: np.ndarray   # [D, C]
+    wq: np.ndarray   # [D]
+    # Sampled MuZero: action vector -> latent, policy mean and pre-softplus standard deviation.
+    wc2: np.ndarray  # [AD, D]
+    wmu: np.ndarray  # [D, AD]
+    wsig: np.ndarray  # [D, AD]
+    root_mu: np.ndarray     # [B, AD]
+    root_sigma: np.ndarray  # [B, AD]
 
 
 def make_problem(model: str, seed: int = 0) -> Problem:
@@ -145,7 +187,15 @@ def make_problem(model: str, seed: int = 0) -> Problem:
 
     ws, wa, wr, wv, wp = w(D, D), w(A, D), w(D), w(D), w(D, A)
     h0 = rng.standard_normal((B, D)).astype(np.float32)
-    return Problem(ws, wa, wr, wv, wp, h0, h0 @ wp, h0 @ wv)
+    # Drawn after the MuZero weights, so that those stay what they were before these searches came.
+    wt, wo, wc, wq = w(D, D), w(C, D), w(D, C), w(D)
+    wc2, wmu, wsig = w(AD, D), w(D, AD), w(D, AD)
+    return Problem(ws, wa, wr, wv, wp, h0, h0 @ wp, h0 @ wv, wt, wo, wc, wq, wc2, wmu, wsig,
+                   h0 @ wmu * GAUSSIAN_SCALE, softplus(h0 @ wsig * GAUSSIAN_SCALE) + SIGMA_MIN)
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x).astype(np.float32)
 
 
 class TorchModel:
@@ -153,24 +203,46 @@ class TorchModel:
 
     def __init__(self, p: Problem) -> None:
         self.ws, self.wa, self.wr, self.wv, self.wp = (torch.from_numpy(x) for x in (p.ws, p.wa, p.wr, p.wv, p.wp))
+        self.wt, self.wo, self.wc, self.wq = (torch.from_numpy(x) for x in (p.wt, p.wo, p.wc, p.wq))
+        self.wc2, self.wmu, self.wsig = (torch.from_numpy(x) for x in (p.wc2, p.wmu, p.wsig))
 
     def recurrent(self, h: torch.Tensor, action: torch.Tensor):
         """``h`` [n, D], ``action`` int64 [n] -> (next_h [n, D], reward [n], value [n], prior_logits [n, A])."""
         nh = torch.tanh(h @ self.ws + self.wa[action.reshape(-1)])
         return nh, nh @ self.wr, nh @ self.wv, nh @ self.wp
 
+    def decision(self, h: torch.Tensor, action: torch.Tensor):
+        """Stochastic MuZero, state -> afterstate: ``h`` [n, D], ``action`` int64 [n] ->
+        (afterstate [n, D], chance_logits [n, C], afterstate_value [n])."""
+        s = torch.tanh(h @ self.ws + self.wa[action.reshape(-1)])
+        return s, s @ self.wc, s @ self.wq
+
+    def chance(self, s: torch.Tensor, outcome: torch.Tensor):
+        """Stochastic MuZero, afterstate -> state: ``s`` [n, D], ``outcome`` int64 [n] ->
+        (next_h [n, D], reward [n], value [n], prior_logits [n, A])."""
+        nh = torch.tanh(s @ self.wt + self.wo[outcome.reshape(-1)])
+        return nh, nh @ self.wr, nh @ self.wv, nh @ self.wp
+
+    def sampled(self, h: torch.Tensor, action: torch.Tensor):
+        """Sampled MuZero: ``h`` [n, D], ``action`` float [n, AD] -> (next_h [n, D], reward [n],
+        value [n], mu [n, AD], sigma [n, AD])."""
+        nh = torch.tanh(h @ self.ws + action.to(h.dtype) @ self.wc2)
+        return (nh, nh @ self.wr, nh @ self.wv, nh @ self.wmu * GAUSSIAN_SCALE,
+                torch.nn.functional.softplus(nh @ self.wsig * GAUSSIAN_SCALE) + SIGMA_MIN)
+
 
 # --------------------------------------------------------------------------------------------
 # Adapters. ``setup(problem)`` prepares inputs (not timed); ``search(policy, S, seed)`` runs one whole
 # search and returns (seconds end to end, seconds inside the tree code or None); afterwards
-# ``visits`` holds the root visit counts [roots, A] (or None) and ``values`` the root search values.
+# ``visits`` holds the root visit counts [roots, A] ([roots, K] for Sampled MuZero, or None) and
+# ``values`` the root search values.
 # --------------------------------------------------------------------------------------------
 
 class Adapter:
     name = "?"
     reason: str | None = None   # set when the library cannot be used at all
     roots = B
-    policies = POLICIES
+    policies = tuple(POLICIES)
 
     def __init__(self) -> None:
         self.visits: np.ndarray | None = None
@@ -206,6 +278,10 @@ class Pymbrl(Adapter):
             self.reason = f"pymbrl.mcts not available in the installed pymbrl ({short(e, 120).split(' (/')[0]})"
             return
         self.pymbrl, self.mcts = pymbrl, mcts
+        # An older pymbrl lacks the newer searches: their cells then say so.
+        self.missing = {policy: name for policy, name in (("stochastic", "stochastic_muzero_policy"),
+                                                         ("sampled", "sampled_muzero_policy"))
+                        if not hasattr(mcts, name)}
         # pymbrl's own choice is resolved once (a tree built with num_threads=None) and then passed
         # explicitly: a search with num_threads=None recycles any spare tree of its shape, which
         # may be one the 1-thread column left behind.
@@ -236,25 +312,61 @@ class Pymbrl(Adapter):
             return mcts.RecurrentOutput(reward=reward, discount=discount, prior_logits=logits, value=value), nh
 
         self.recurrent_fn = recurrent_fn
+        if "stochastic" not in self.missing:
+            def decision_fn(embedding, action):
+                afterstate, chance_logits, afterstate_value = model.decision(embedding, action)
+                return mcts.DecisionOutput(chance_logits=chance_logits, afterstate_value=afterstate_value), afterstate
+
+            def chance_fn(afterstate, outcome):   # on the rows whose leaf needs it: a view of the first n
+                nh, reward, value, logits = model.chance(afterstate, outcome)
+                return mcts.ChanceOutput(reward=reward, discount=discount[:len(reward)], prior_logits=logits,
+                                         value=value), nh
+
+            self.decision_fn, self.chance_fn = decision_fn, chance_fn
+        if "sampled" not in self.missing:
+            def sampled_fn(embedding, action):
+                nh, reward, value, mu, sigma = model.sampled(embedding, action)
+                return mcts.SampledRecurrentOutput(reward=reward, discount=discount, policy=squashed_gaussian(mu, sigma),
+                                                   value=value), nh
+
+            self.sampled_fn = sampled_fn
+            self.sampled_root = mcts.SampledRoot(
+                policy=squashed_gaussian(torch.from_numpy(p.root_mu), torch.from_numpy(p.root_sigma)),
+                value=torch.from_numpy(p.root_value), embedding=torch.from_numpy(p.h0))
 
     def search(self, policy, sims, seed):
+        if policy in self.missing:
+            raise Unavailable(f"unavailable (no `pymbrl.mcts.{self.missing[policy]}`)")
         # The constants the issue fixes are passed even where they are pymbrl's defaults: a
         # mismatch in the API then fails loudly instead of comparing different searches.
+        mcts = self.mcts
         with torch.no_grad():
             t0 = time.perf_counter()
             if policy == "muzero":
-                out = self.mcts.muzero_policy(self.root, self.recurrent_fn, sims, dirichlet_alpha=ALPHA,
-                                              dirichlet_fraction=FRACTION, pb_c_init=PB_C_INIT, pb_c_base=PB_C_BASE,
-                                              seed=seed, num_threads=self.num_threads)
+                out = mcts.muzero_policy(self.root, self.recurrent_fn, sims, dirichlet_alpha=ALPHA,
+                                         dirichlet_fraction=FRACTION, pb_c_init=PB_C_INIT, pb_c_base=PB_C_BASE,
+                                         seed=seed, num_threads=self.num_threads)
+            elif policy == "gumbel":
+                out = mcts.gumbel_muzero_policy(self.root, self.recurrent_fn, sims, max_num_considered_actions=A,
+                                                seed=seed, num_threads=self.num_threads)
+            elif policy == "stochastic":
+                out = mcts.stochastic_muzero_policy(self.root, self.decision_fn, self.chance_fn, sims,
+                                                    num_chance_outcomes=C, dirichlet_alpha=ALPHA,
+                                                    dirichlet_fraction=FRACTION, pb_c_init=PB_C_INIT,
+                                                    pb_c_base=PB_C_BASE, seed=seed, num_threads=self.num_threads)
             else:
-                out = self.mcts.gumbel_muzero_policy(self.root, self.recurrent_fn, sims, max_num_considered_actions=A,
-                                                     seed=seed, num_threads=self.num_threads)
+                out = mcts.sampled_muzero_policy(self.sampled_root, self.sampled_fn, sims, num_samples=K,
+                                                 pb_c_init=PB_C_INIT, pb_c_base=PB_C_BASE, seed=seed,
+                                                 num_threads=self.num_threads)
             summary = out.search_tree.summary()
             elapsed = time.perf_counter() - t0
-        tree = out.search_tree.tree
+        # Stochastic MuZero's search tree is its own object, without a Tree or a core-time counter.
+        tree = getattr(out.search_tree, "tree", out.search_tree)
         self.threads_used = tree.num_threads
-        inside = tree.core_seconds - self.core_before.get(tree, 0.0)
-        self.core_before[tree] = tree.core_seconds
+        inside = None
+        if hasattr(tree, "core_seconds"):
+            inside = tree.core_seconds - self.core_before.get(tree, 0.0)
+            self.core_before[tree] = tree.core_seconds
         self.visits, self.values = summary.visit_counts.numpy(), summary.value.numpy()
         return elapsed, inside
 
@@ -292,6 +404,14 @@ class Pymbrl(Adapter):
         return total / (B * sims), batch_max / sims, int(depth.max())
 
 
+def squashed_gaussian(mu: torch.Tensor, sigma: torch.Tensor) -> torch.distributions.Distribution:
+    """The sampled policy: a diagonal Gaussian over [n, AD] squashed into (-1, 1) by tanh (the
+    actions LightZero's compiled tree samples), batch shape [n], without argument validation."""
+    dist = torch.distributions
+    base = dist.Independent(dist.Normal(mu, sigma, validate_args=False), 1, validate_args=False)
+    return dist.TransformedDistribution(base, [dist.TanhTransform(cache_size=1)], validate_args=False)
+
+
 class Pymbrl1(Pymbrl):
     """pymbrl with ``num_threads=1``: one core, like every peer."""
 
@@ -302,7 +422,8 @@ class Pymbrl1(Pymbrl):
 
 
 class LightZero(Adapter):
-    """LightZero's compiled trees, driven like ``MuZeroMCTSCtree.search`` / ``GumbelMuZeroMCTSCtree.search``.
+    """LightZero's compiled trees, driven like ``MuZeroMCTSCtree.search`` / ``GumbelMuZeroMCTSCtree.search``
+    (and the Stochastic and Sampled MuZero classes, which differ as said in their methods below).
 
     Per simulation that loop: makes a ``ResultsWrapper``; ``batch_traverse`` (C++) walks all B trees
     serially and returns Python lists (search-path depth and batch index of each leaf's parent
@@ -326,16 +447,20 @@ class LightZero(Adapter):
             self.reason = f"LightZero ctree not found in {peers_dir} (`make bench` extracts it; {short(e, 60)})"
             return
         self.trees = {"muzero": mz_tree}
-        try:
-            from lzero.mcts.ctree.ctree_gumbel_muzero import gmz_tree
-            self.trees["gumbel"] = gmz_tree
-        except ImportError as e:
-            self.gumbel_error = short(e, 70)
+        self.errors: dict[str, str] = {}
+        for policy, module in (("gumbel", "ctree_gumbel_muzero.gmz_tree"),
+                               ("stochastic", "ctree_stochastic_muzero.stochastic_mz_tree"),
+                               ("sampled", "ctree_sampled_muzero.smz_tree")):
+            try:
+                self.trees[policy] = importlib.import_module("lzero.mcts.ctree." + module)
+            except ImportError as e:
+                self.errors[policy] = short(e, 70)
         self.policies = tuple(self.trees)
         self.where = Path(mz_tree.__file__).parent.parent
 
     def versions(self) -> str:
-        return f"LightZero {version('LightZero')} compiled trees ({', '.join(self.trees)}; from `{self.where}`)"
+        modules = ", ".join(f"`{Path(t.__file__).parent.name}`" for t in self.trees.values())
+        return f"LightZero {version('LightZero')} compiled trees ({modules}; from `{self.where}`)"
 
     def setup(self, p: Problem) -> None:
         self.model = TorchModel(p)
@@ -346,11 +471,17 @@ class LightZero(Adapter):
         self.legal = [list(range(A)) for _ in range(B)]
         self.to_play = [-1] * B   # -1: not a board game
         self.zeros = [0.0] * B
+        # Sampled MuZero's policy outputs, as LightZero's model gives them: [mu, sigma] per root.
+        self.root_gaussian = np.concatenate([p.root_mu, p.root_sigma], axis=1)
 
     def search(self, policy, sims, seed):
         tree = self.trees.get(policy)
         if tree is None:
-            raise Unavailable(f"unavailable ({getattr(self, 'gumbel_error', 'no tree')})")
+            raise Unavailable(f"unavailable ({self.errors.get(policy, 'no tree')})")
+        if policy == "stochastic":
+            return self.search_stochastic(tree, sims, seed)
+        if policy == "sampled":
+            return self.search_sampled(tree, sims)
         gumbel = policy == "gumbel"
         backup = tree.batch_back_propagate if gumbel else tree.batch_backpropagate
         np.random.seed(seed)   # LightZero draws the root noise from numpy's global generator
@@ -394,11 +525,107 @@ class LightZero(Adapter):
         self.visits, self.values = np.asarray(visits), np.asarray(values)
         return elapsed, inside
 
+    def search_stochastic(self, tree, sims: int, seed: int) -> tuple[float, float]:
+        """Like ``StochasticMuZeroMCTSCtree.search``: ``batch_traverse`` also says which new leaves are
+        chance nodes (afterstates, reached by an action) and which decision nodes (states, reached by
+        a chance outcome); the model runs once on each group (decision model on the first, chance
+        model on the second), its outputs are split into rows and converted row by row, the new
+        latents are put back in leaf order, and ``batch_backpropagate`` runs once per group."""
+        np.random.seed(seed)
+        inside = 0.0
+        clock = time.perf_counter
+        model = self.model
+        with torch.no_grad():
+            t0 = clock()
+            noises = [np.random.dirichlet([ALPHA] * A).astype(np.float32).tolist() for _ in range(B)]
+            roots = tree.Roots(B, self.legal, C)
+            roots.prepare(FRACTION, noises, self.zeros, self.root_logits.tolist(), self.to_play)
+            stats = tree.MinMaxStatsList(B)
+            stats.set_delta(LZ_VALUE_DELTA_MAX)
+            latents = [self.h0]
+            for sim in range(sims):
+                results = tree.ResultsWrapper(num=B)
+                t = clock()
+                is_chance, depth_idx, batch_idx, actions, to_play = tree.batch_traverse(
+                    roots, PB_C_BASE, PB_C_INIT, DISCOUNT, stats, results, self.to_play)
+                inside += clock() - t
+                parents = torch.from_numpy(np.asarray([latents[x][y] for x, y in zip(depth_idx, batch_idx)]))
+                actions = torch.from_numpy(np.asarray(actions)).long()
+                n = len(is_chance)
+                rows: list = [None] * n   # (latent, value, reward, logits) of each leaf
+                leaf_is_chance: list = [None] * n
+                groups = [(i, [j for j in range(n) if is_chance[j] == i]) for i in (True, False)]
+                for chance_leaf, idx in groups:
+                    if not idx:
+                        continue
+                    group = torch.stack([parents[j] for j in idx]), torch.stack([actions[j] for j in idx])
+                    if chance_leaf:   # a new afterstate: the decision model (no reward on that edge)
+                        h, logits, value = model.decision(*group)
+                        reward = torch.zeros_like(value)
+                    else:
+                        h, reward, value, logits = model.chance(*group)
+                    for j, hh, v, r, lg in zip(idx, h.split(1), value.split(1), reward.split(1), logits.split(1)):
+                        rows[j] = (hh.numpy(), v.numpy().reshape(-1).tolist(), r.numpy().reshape(-1).tolist(),
+                                   lg.numpy().tolist())
+                        leaf_is_chance[j] = chance_leaf
+                latents.append(np.concatenate([r[0] for r in rows], axis=0))
+                for chance_leaf, idx in groups:
+                    if not idx:
+                        continue
+                    value = np.concatenate([rows[j][1] for j in idx]).tolist()
+                    reward = np.concatenate([rows[j][2] for j in idx]).tolist()
+                    logits = np.concatenate([rows[j][3] for j in idx]).tolist()
+                    t = clock()
+                    tree.batch_backpropagate(sim + 1, DISCOUNT, reward, value, logits, stats, results, to_play,
+                                             leaf_is_chance, idx)
+                    inside += clock() - t
+            visits, values = roots.get_distributions(), roots.get_values()
+            elapsed = clock() - t0
+        self.visits, self.values = np.asarray(visits), np.asarray(values)
+        return elapsed, inside
+
+    def search_sampled(self, tree, sims: int) -> tuple[float, float]:
+        """Like ``SampledMuZeroMCTSCtree.search`` with continuous actions: the compiled tree samples
+        the K actions of each new node itself (tanh of a Gaussian draw from the [mu, sigma] outputs,
+        seeded from the clock: runs are not repeatable), ``batch_traverse`` returns the chosen
+        action vectors as lists; no root noise (``prepare_no_noise``), like pymbrl's search."""
+        inside = 0.0
+        clock = time.perf_counter
+        model = self.model
+        with torch.no_grad():
+            t0 = clock()
+            roots = tree.Roots(B, [[-1] * K for _ in range(B)], AD, K, True)
+            roots.prepare_no_noise(self.zeros, self.root_gaussian.tolist(), self.to_play)
+            stats = tree.MinMaxStatsList(B)
+            stats.set_delta(LZ_VALUE_DELTA_MAX)
+            latents = [self.h0]
+            for sim in range(sims):
+                results = tree.ResultsWrapper(num=B)
+                t = clock()
+                depth_idx, batch_idx, actions, to_play = tree.batch_traverse(
+                    roots, PB_C_BASE, PB_C_INIT, DISCOUNT, stats, results, self.to_play, True)
+                inside += clock() - t
+                parents = torch.from_numpy(np.asarray([latents[x][y] for x, y in zip(depth_idx, batch_idx)]))
+                h, reward, value, mu, sigma = model.sampled(parents, torch.from_numpy(np.asarray(actions)))
+                gaussian = torch.cat([mu, sigma], dim=1)
+                h, reward, value, gaussian = (x.numpy() for x in (h, reward, value, gaussian))
+                latents.append(h)
+                reward, value, gaussian = reward.reshape(-1).tolist(), value.reshape(-1).tolist(), gaussian.tolist()
+                t = clock()
+                tree.batch_backpropagate(sim + 1, DISCOUNT, reward, value, gaussian, stats, results, to_play)
+                inside += clock() - t
+            visits, values = roots.get_distributions(), roots.get_values()
+            roots.get_sampled_actions()   # the actions the visit counts refer to
+            elapsed = clock() - t0
+        self.visits, self.values = np.asarray(visits), np.asarray(values)
+        return elapsed, inside
+
 
 class Mctx(Adapter):
     """mctx's policies on the same model written in jax.numpy, each jitted once per (policy, S)."""
 
     name = "mctx"
+    policies = ("muzero", "gumbel", "stochastic")
 
     def __init__(self) -> None:
         super().__init__()
@@ -419,7 +646,7 @@ class Mctx(Adapter):
 
     def setup(self, p: Problem) -> None:
         jnp = self.jnp
-        self.params = {k: jnp.asarray(getattr(p, k)) for k in ("ws", "wa", "wr", "wv", "wp")}
+        self.params = {k: jnp.asarray(getattr(p, k)) for k in ("ws", "wa", "wr", "wv", "wp", "wt", "wo", "wc", "wq")}
         self.inputs = (jnp.asarray(p.root_logits), jnp.asarray(p.root_value), jnp.asarray(p.h0))
 
     def recurrent_fn(self, params, rng_key, action, embedding):
@@ -427,6 +654,20 @@ class Mctx(Adapter):
         nh = jnp.tanh(embedding @ params["ws"] + params["wa"][action])
         out = mctx.RecurrentFnOutput(reward=nh @ params["wr"], discount=jnp.full(nh.shape[:1], DISCOUNT, nh.dtype),
                                      prior_logits=nh @ params["wp"], value=nh @ params["wv"])
+        return out, nh
+
+    def decision_fn(self, params, rng_key, action, embedding):
+        # mctx calls both functions on every row and keeps one result per row: on the rows it
+        # discards, the index is out of range and jax clamps it.
+        s = self.jnp.tanh(embedding @ params["ws"] + params["wa"][action])
+        return self.mctx.DecisionRecurrentFnOutput(chance_logits=s @ params["wc"], afterstate_value=s @ params["wq"]), s
+
+    def chance_fn(self, params, rng_key, outcome, afterstate):
+        jnp = self.jnp
+        nh = jnp.tanh(afterstate @ params["wt"] + params["wo"][outcome])
+        out = self.mctx.ChanceRecurrentFnOutput(action_logits=nh @ params["wp"], value=nh @ params["wv"],
+                                                reward=nh @ params["wr"],
+                                                discount=jnp.full(nh.shape[:1], DISCOUNT, nh.dtype))
         return out, nh
 
     def function(self, policy: str, sims: int):
@@ -441,6 +682,10 @@ class Mctx(Adapter):
                     out = mctx.muzero_policy(params, rng_key, root, self.recurrent_fn, sims,
                                              dirichlet_fraction=FRACTION, dirichlet_alpha=ALPHA,
                                              pb_c_init=PB_C_INIT, pb_c_base=PB_C_BASE)
+                elif policy == "stochastic":
+                    out = mctx.stochastic_muzero_policy(params, rng_key, root, self.decision_fn, self.chance_fn,
+                                                        sims, dirichlet_fraction=FRACTION, dirichlet_alpha=ALPHA,
+                                                        pb_c_init=PB_C_INIT, pb_c_base=PB_C_BASE)
                 else:
                     out = mctx.gumbel_muzero_policy(params, rng_key, root, self.recurrent_fn, sims,
                                                     max_num_considered_actions=A)
@@ -455,6 +700,8 @@ class Mctx(Adapter):
         return self.compiled[key]
 
     def search(self, policy, sims, seed):
+        if policy not in self.policies:
+            raise Unavailable(NA)
         fn = self.function(policy, sims)
         rng_key = self.jax.random.PRNGKey(seed)
         t0 = time.perf_counter()
@@ -508,6 +755,8 @@ Case = tuple[str, str, int]
 """(model variant, policy, S)."""
 WARMUP_SEED = 10_000
 """Seed of each case's warm-up search, the one the sanity check and the depth table look at."""
+DEPTH_POLICIES = ("muzero", "gumbel")
+"""The searches whose tree depths the report gives (``Pymbrl.leaf_depths`` replays them on a ``Tree``)."""
 
 
 @dataclass
@@ -546,7 +795,8 @@ class Bench(Run):
             self.checks.append(f"{label}: not checked")
             return
         sums = ad.visits.sum(axis=1)
-        ok = ad.visits.shape == (ad.roots, A) and bool((sums == sims).all())
+        columns = K if policy == "sampled" else A   # Sampled MuZero: visits of the K sampled actions
+        ok = ad.visits.shape == (ad.roots, columns) and bool((sums == sims).all())
         got = "" if ok else f" (shape {ad.visits.shape}, visit sums {sorted(set(sums.tolist()))[:4]})"
         mean = float(np.mean(ad.values[:PYTHON_ROOTS])) if ad.values is not None else float("nan")
         self.checks.append(f"{label}: root visits {'ok' if ok else 'WRONG' + got}, mean search value {mean:+.3f}")
@@ -555,13 +805,16 @@ class Bench(Run):
         _, policy, sims = key
         res = self.results.setdefault(key, {})
         libs = {}
+        repeats = self.args.repeats[sims]
+        wanted: dict[str, int] = {}
         for name, ad in self.ready().items():
             if policy not in ad.policies:
                 res[name] = NA
                 continue
             ad.visits = ad.values = None   # so that an adapter that reports nothing is not judged on the last case
             try:   # warm-up: jit compilation, first-touch allocations; also the sanity check
-                ad.search(policy, sims, seed=WARMUP_SEED)
+                warmup = ad.search(policy, sims, seed=WARMUP_SEED)[0]
+                wanted[name] = max(MIN_REPEATS, min(repeats, int(CELL_SECONDS / warmup)))
             except Unavailable as e:
                 res[name] = str(e)
                 continue
@@ -572,9 +825,11 @@ class Bench(Run):
             libs[name] = ad
             res[name] = Cell(ad.roots, sims, [], [])
         order = list(libs)
-        for r in range(self.args.repeats[sims]):
+        for r in range(repeats):
             # Rotate who goes first, so that no library always runs right after the same other one.
             for name in rotated(order, r):
+                if len(res[name].total) >= wanted[name]:
+                    continue
                 total, tree = libs[name].search(policy, sims, seed=r)
                 res[name].total.append(total)
                 if tree is not None:
@@ -607,12 +862,13 @@ class Bench(Run):
             p = make_problem(model)
             for ad in ready.values():
                 ad.setup(p)
-            for policy in POLICIES:
+            for policy in self.args.policies:
                 for sims in SIMULATIONS:
                     key = (model, policy, sims)
                     self.log(f"{model} {policy} S={sims} ...")
                     self.case(key)
-                    if depth_probe is not None:   # untimed, after the case
+                    # Untimed, after the case; the low-level Tree runs MuZero and Gumbel MuZero only.
+                    if depth_probe is not None and policy in DEPTH_POLICIES:
                         self.depths[key] = depth_probe.leaf_depths(policy, sims, WARMUP_SEED)
         # The model's cost depends on its shapes, not on its weights: the last variant will do.
         self.model_floor(p)
@@ -661,7 +917,7 @@ def ratio(a: float | str, b: float | str) -> str:
 
 
 def pretty(policy: str) -> str:
-    return "MuZero" if policy == "muzero" else "Gumbel MuZero"
+    return POLICIES[policy]
 
 
 def label(policy: str, sims: int, which: str) -> str:
@@ -669,22 +925,31 @@ def label(policy: str, sims: int, which: str) -> str:
     return text + ", tree code only" if which == "tree" else text
 
 
-def rows(bench: Bench):
+GROUPS = (("muzero", "gumbel"), ("stochastic", "sampled"))
+"""The searches reported in one set of tables (the second were added later, with their own tables)."""
+
+
+def rows(bench: Bench, policies: tuple[str, ...]):
     """(model, which, policy, S) of the rate tables, one block of rows per model variant."""
     for model in bench.args.models:
         for which in ("total", "tree"):
-            for policy in POLICIES:
+            for policy in policies:
                 for sims in SIMULATIONS:
                     yield model, which, policy, sims
 
 
-def rates_table(bench: Bench) -> list[str]:
+def columns(bench: Bench, policies: tuple[str, ...]) -> list[str]:
+    """The libraries of a group's tables: those that run one of its searches (or could not run at all)."""
+    return [n for n, ad in bench.libs.items() if ad.reason is not None or set(ad.policies) & set(policies)]
+
+
+def rates_table(bench: Bench, policies: tuple[str, ...]) -> list[str]:
     """Tree-simulations/s of every library run, and pymbrl's ratio to each peer."""
-    names = list(bench.libs)
-    peers = [n for n in PEERS if n in bench.libs] if PYMBRL in bench.libs else []
+    names = columns(bench, policies)
+    peers = [n for n in PEERS if n in names] if PYMBRL in names else []
     lines = ["| model | case | " + " | ".join(names + [f"{PYMBRL} / {n}" for n in peers]) + " |",
              "|---|---|" + "---:|" * (len(names) + len(peers))]
-    for model, which, policy, sims in rows(bench):
+    for model, which, policy, sims in rows(bench, policies):
         vals = {n: value_of(bench, (model, policy, sims), n, which) for n in names}
         cells = [show(vals[n], "*" if n == "Python" else "") for n in names]
         cells += [ratio(vals[PYMBRL], vals[n]) for n in peers]
@@ -692,29 +957,30 @@ def rates_table(bench: Bench) -> list[str]:
     return lines
 
 
-def per_core_table(bench: Bench) -> list[str]:
+def per_core_table(bench: Bench, policies: tuple[str, ...]) -> list[str]:
     """pymbrl on one thread over each peer (all on one core), and pymbrl's own thread count over one thread."""
-    if PYMBRL1 not in bench.libs:
+    names = columns(bench, policies)
+    if PYMBRL1 not in names:
         return []
-    pairs = [(PYMBRL1, n) for n in PEERS if n in bench.libs] + ([(PYMBRL, PYMBRL1)] if PYMBRL in bench.libs else [])
+    pairs = [(PYMBRL1, n) for n in PEERS if n in names] + ([(PYMBRL, PYMBRL1)] if PYMBRL in names else [])
     if not pairs:
         return []
     lines = ["| model | case | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |",
              "|---|---|" + "---:|" * len(pairs)]
-    for model, which, policy, sims in rows(bench):
+    for model, which, policy, sims in rows(bench, policies):
         key = (model, policy, sims)
         cells = [ratio(value_of(bench, key, a, which), value_of(bench, key, b, which)) for a, b in pairs]
         lines.append(f"| {model} | {label(policy, sims, which)} | " + " | ".join(cells) + " |")
     return lines
 
 
-def cost_table(bench: Bench) -> list[str]:
+def cost_table(bench: Bench, policies: tuple[str, ...]) -> list[str]:
     """µs per tree-simulation at each S, end to end and tree code only, and how it grows with S."""
     lo, hi = SIMULATIONS
     lines = [f"| model | policy | library | S={lo} | S={hi} | S={hi} / S={lo} | tree code only S={lo} | S={hi} | "
              f"S={hi} / S={lo} |", "|---|---|---|" + "---:|" * 6]
     for model in bench.args.models:
-        for policy in POLICIES:
+        for policy in policies:
             for name, ad in bench.ready().items():
                 if policy not in ad.policies:
                     continue
@@ -736,64 +1002,93 @@ def depth_table(bench: Bench) -> list[str]:
     return lines
 
 
+def group_tables(bench: Bench, policies: tuple[str, ...]) -> list[str]:
+    """The rate, per-core and cost tables of one group of searches."""
+    a = bench.args
+    lo, hi = SIMULATIONS
+    names = " and ".join(pretty(p) for p in policies)
+    lines = ["", f"{names}: tree-simulations per second (roots x S / seconds per search; higher is better):", "",
+             *rates_table(bench, policies)]
+    footnotes = (["Ratios: above 1 means pymbrl is faster."] if PYMBRL in a.libs else []) + (
+        [f"\\* Python: measured on the first {PYTHON_ROOTS} roots, one tree at a time (a tree-simulation "
+         "costs it the same whatever B); MuZero only."] if "Python" in columns(bench, policies) else [])
+    if footnotes:
+        lines += ["", " ".join(footnotes)]
+    per_core = per_core_table(bench, policies)
+    if per_core:
+        lines += ["", f"{names}, per core: pymbrl on one thread over each peer (every peer runs on one core), and "
+                  "pymbrl with its own thread count over one thread (above 1: the first is faster):", "", *per_core]
+    lines += [
+        "",
+        f"{names}: cost per tree-simulation in µs (seconds per search / (roots x S); lower is better) and its "
+        f"growth from S={lo} to S={hi} (1.00: flat in S; above: later simulations cost more, e.g. as they walk "
+        "longer paths in deeper trees" + (", see the depths below" if set(policies) & set(DEPTH_POLICIES) else "")
+        + "):",
+        "",
+        *cost_table(bench, policies),
+    ]
+    return lines
+
+
 def report(bench: Bench, argv: list[str], load_before: str) -> str:
     a = bench.args
     reps = ", ".join(f"{a.repeats[s]} at S={s}" for s in SIMULATIONS)
-    lo, hi = SIMULATIONS
     lines = header("Batched MCTS: pymbrl vs LightZero, mctx and a pure-Python search", "bench_mcts.py", argv,
                    load_before, machine_note="; `torch.set_num_threads(1)`, XLA on one CPU thread",
                    runtime=bench.runtime)
     for name, ad in bench.libs.items():
         lines.append(f"- {ad.versions() if ad.reason is None else name + ': ' + ad.reason}")
+    searches = {
+        "muzero": f"MuZero with Dirichlet noise (alpha {ALPHA}, fraction {FRACTION})",
+        "gumbel": f"Gumbel MuZero considering all {A} actions",
+        "stochastic": f"Stochastic MuZero with {C} chance outcomes, decision model `s = tanh(h Ws + Wa[a])` "
+                      f"(chance logits and afterstate value linear in s), chance model `h' = tanh(s Wt + Wo[c])`, "
+                      f"Dirichlet noise as MuZero",
+        "sampled": f"Sampled MuZero with continuous actions of dimension {AD}, K={K} actions sampled per node "
+                   f"from a tanh-squashed Gaussian (mean `h' Wmu / 4`, standard deviation "
+                   f"`softplus(h' Wsig / 4) + {SIGMA_MIN}`), model `h' = tanh(h Ws + a Wc2)`, no root noise",
+    }
     lines += [
         f"- Setup: B={B} roots, A={A} actions, latent {D}, model `h' = tanh(h Ws + Wa[a])`, reward/value/"
         f"logits linear in h' (same float32 weights for all); pUCT {PB_C_INIT} / {PB_C_BASE}, discount "
-        f"{DISCOUNT}; MuZero with Dirichlet noise (alpha {ALPHA}, fraction {FRACTION}); Gumbel MuZero "
-        f"considering all {A} actions. Medians over {reps} whole searches per library and case, the "
-        f"libraries interleaved, after one warm-up search each.",
+        f"{DISCOUNT}; " + "; ".join(searches[p] for p in a.policies) + f". Medians over {reps} whole searches "
+        f"per library and case (fewer, at least {MIN_REPEATS}, for a library whose warm-up search took over "
+        f"{CELL_SECONDS:.0f} s / that number), the libraries interleaved, after one warm-up search each.",
         "- Model variants, the same random draws at two scales (the shape of the trees, and so the cost of "
         "a simulation, follows the priors; compare libraries within a variant):",
         *(f"  - `{m}`: {MODELS[m]}" for m in a.models),
-        "",
-        "Tree-simulations per second (roots x S / seconds per search; higher is better):",
-        "",
-        *rates_table(bench),
     ]
-    footnotes = (["Ratios: above 1 means pymbrl is faster."] if PYMBRL in a.libs else []) + (
-        [f"\\* Python: measured on the first {PYTHON_ROOTS} roots, one tree at a time (a tree-simulation "
-         "costs it the same whatever B); MuZero only."] if "Python" in a.libs else [])
-    if footnotes:
-        lines += ["", " ".join(footnotes)]
-    per_core = per_core_table(bench)
-    if per_core:
-        lines += ["", "Per core: pymbrl on one thread over each peer (every peer runs on one core), and pymbrl "
-                  "with its own thread count over one thread (above 1: the first is faster):", "", *per_core]
-    lines += [
-        "",
-        f"Cost per tree-simulation in µs (seconds per search / (roots x S); lower is better) and its growth "
-        f"from S={lo} to S={hi} (1.00: flat in S; above: later simulations cost more, e.g. as they walk longer "
-        "paths in deeper trees, see the depths below):",
-        "",
-        *cost_table(bench),
-        "",
-        "What is timed (from root outputs in hand to root statistics read):",
-        "",
-        "- pymbrl: `mcts.muzero_policy(root, recurrent_fn, S, ...)` / `mcts.gumbel_muzero_policy(...)` with "
-        "a torch `recurrent_fn` on the batch, `num_threads` its own choice (resolved once and passed, see "
-        "above) or 1. Tree code only = `Tree.core_seconds`, the time inside its C++ `select` and "
-        "`expand_and_backup`.",
-        "- LightZero: root noise (`np.random.dirichlet` per root, as its collector does), `Roots` + `prepare`, "
-        "then per simulation `batch_traverse` (C++), the gather of the leaves' parent latents from its "
-        "Python list of numpy arrays, the torch model on the batch, numpy/`tolist` conversions and "
-        "`batch_backpropagate` (C++); finally `get_distributions`/`get_values` (+ `get_policies` for "
-        "Gumbel). Tree code only = time inside `batch_traverse` + `batch_backpropagate`. (Its loop also "
-        "applies an inverse scalar transform to categorical value/reward outputs; this model outputs "
-        "scalars, so there is none.)",
-        "- mctx: one jitted call of `muzero_policy` / `gumbel_muzero_policy` returning action, action "
-        "weights and the root summary, `block_until_ready`; compilation excluded. Its tree and model are "
-        "fused by XLA, so there is no tree-only time.",
+    for group in GROUPS:
+        policies = tuple(p for p in group if p in a.policies)
+        if policies:
+            lines += group_tables(bench, policies)
+    timed = [
+        "- pymbrl: `mcts.muzero_policy(root, recurrent_fn, S, ...)` / `mcts.gumbel_muzero_policy(...)` / "
+        "`mcts.stochastic_muzero_policy(root, decision_fn, chance_fn, S, ...)` / "
+        "`mcts.sampled_muzero_policy(sampled_root, recurrent_fn, S, num_samples=K, ...)` with torch functions "
+        "on the batch (Stochastic MuZero: on the rows whose leaf needs each), `num_threads` its own choice "
+        "(resolved once and passed, see above) or 1; its default Q transform for each. Tree code only = "
+        "`Tree.core_seconds`, the time inside its C++ selection, expansion and backup.",
+        "- LightZero: root noise (`np.random.dirichlet` per root, as its collector does; none for Sampled "
+        "MuZero), `Roots` + `prepare`, then per simulation `batch_traverse` (C++), the gather of the leaves' "
+        "parent latents from its Python list of numpy arrays, the torch model on the batch, numpy/`tolist` "
+        "conversions and `batch_backpropagate` (C++); finally `get_distributions`/`get_values` (+ "
+        "`get_policies` for Gumbel, `get_sampled_actions` for Sampled). Stochastic MuZero as "
+        "`StochasticMuZeroMCTSCtree.search`: the leaves split into new afterstates and new states, the "
+        "decision and the chance model on each group, their outputs converted row by row, "
+        "`batch_backpropagate` once per group. Sampled MuZero: its C++ tree samples the K actions of a new "
+        "node itself from the [mu, sigma] outputs and keys the node's children by their values printed to 6 "
+        "decimals: two draws that print alike share one child, which `get_distributions` lists once per draw, "
+        "so a root's visits may sum to more than S (the sanity line says where). Tree code only = time inside `batch_traverse` + "
+        "`batch_backpropagate`. (Its loop also applies an inverse scalar transform to categorical "
+        "value/reward outputs; this model outputs scalars, so there is none.)",
+        "- mctx: one jitted call of `muzero_policy` / `gumbel_muzero_policy` / `stochastic_muzero_policy` "
+        "returning action, action weights and the root summary, `block_until_ready`; compilation excluded. "
+        "Its tree and model are fused by XLA, so there is no tree-only time. Its Stochastic MuZero calls "
+        "both the decision and the chance model on every row each simulation and keeps one.",
         "- Python: `bench/mcts_baseline.py`; tree code only = everything but the batch-1 model calls.",
     ]
+    lines += ["", "What is timed (from root outputs in hand to root statistics read):", "", *timed]
     if bench.depths:
         lines += ["", f"Depth of pymbrl's trees (the warm-up search of each case, seed {WARMUP_SEED}, all {B} "
                   "roots, the same for any thread count; the root has depth 0). Mean leaf depth: the path a "
@@ -804,6 +1099,10 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
                   "pays for (its cost grows faster in S than this depth, so not all of its growth is depth). "
                   "The peers' trees are not these trees (noise draws and tie-breaking differ) but have the "
                   "same priors and rules, hence a similar shape.", "", *depth_table(bench)]
+    fewer = [f"{m} {pol} S={s} / {n} ({len(c.total)})" for (m, pol, s), d in bench.results.items()
+             for n, c in d.items() if isinstance(c, Cell) and len(c.total) < a.repeats[s]]
+    if fewer:
+        lines += ["", "Cells with fewer timed searches (slow searches; count in brackets): " + ", ".join(fewer) + "."]
     noisy = [f"{m} {pol} S={s} / {n} ({c.spread():.0%})" for (m, pol, s), d in bench.results.items()
              for n, c in d.items() if isinstance(c, Cell) and c.spread() > 0.5]
     if noisy:
@@ -822,6 +1121,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, "fewer repeats", tuple(CLI_NAMES), "default: all; pymbrl1 is pymbrl with num_threads=1")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated model variants, of " + ",".join(MODELS) + " (default: both)")
+    parser.add_argument("--policies", default=",".join(POLICIES),
+                        help="comma-separated searches, of " + ",".join(POLICIES) + " (default: all). A run of "
+                             "a subset writes its own RESULTS.md section (mcts-<names>), so that the full run's "
+                             "section keeps its numbers")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed searches per library and case (default 7 at S=50 and 5 at S=200, "
                              "3 and 2 with --quick)")
@@ -829,11 +1132,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.libs = [CLI_NAMES[n] for n in names(args.libs, tuple(CLI_NAMES), "libraries", parser)]
     args.models = names(args.models, tuple(MODELS), "models", parser)
+    args.policies = names(args.policies, tuple(POLICIES), "policies", parser)
     default = {50: 3, 200: 2} if args.quick else {50: 7, 200: 5}
     args.repeats = {s: args.repeats or default[s] for s in SIMULATIONS}
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
 
-    run_and_publish(Bench(args), report, argv, output, SECTION)
+    section = SECTION if args.policies == list(POLICIES) else "-".join([SECTION, *args.policies])
+    run_and_publish(Bench(args), report, argv, output, section)
 
 
 if __name__ == "__main__":
