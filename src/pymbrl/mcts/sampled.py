@@ -9,6 +9,7 @@ unchanged over A = K edges. The sampled action vectors live beside the embedding
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -131,10 +132,12 @@ def _device_of(policy: Distribution) -> torch.device:
     return torch.device("cpu")
 
 
-def _log_counts(num_samples: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=16)
+def _log_counts(num_samples: int, device: torch.device) -> torch.Tensor:
     # math.log per count, as the spec and the reference compute it (a vectorised torch log may
-    # differ in the last bit).
-    return torch.tensor([-math.inf] + [math.log(c) for c in range(1, num_samples + 1)], dtype=torch.float64)
+    # differ in the last bit). Cached: the table is made at every expansion that merged draws.
+    return torch.tensor([-math.inf] + [math.log(c) for c in range(1, num_samples + 1)], dtype=torch.float64,
+                        device=device)
 
 
 def _categories(policy: Distribution) -> int | None:
@@ -191,27 +194,31 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     if tuple(raw.shape[:2]) != batch_shape:
         raise ValueError(f"{sampler_name}: expected samples of shape {list(batch_shape)} + event_shape, "
                          f"got {list(raw.shape)}")
-    event_dims = tuple(range(2, raw.ndim))
-    if raw.is_floating_point():
-        bad = ~torch.isfinite(raw).all(dim=event_dims) if event_dims else ~torch.isfinite(raw)
-        if bad.any():
-            k, b = _first_bad(bad)
-            raise ValueError(f"{sampler_name}: sampled action {k} of {row} {b} is not finite")
+    # The checks look for the culprit only once something is wrong (they run at every simulation).
+    if raw.is_floating_point() and not bool(torch.isfinite(raw).all()):
+        bad = ~torch.isfinite(raw.reshape(*batch_shape, -1)).all(dim=-1)
+        k, b = _first_bad(bad)
+        raise ValueError(f"{sampler_name}: sampled action {k} of {row} {b} is not finite")
     log_probs = [(name, _log_prob(policy, raw, name))]
     if sampling_policy is not None:
         log_probs.append((sampler_name, _log_prob(sampling_policy, raw, sampler_name)))
     for who, lp in log_probs:
         if tuple(lp.shape) != batch_shape:
             raise ValueError(f"{who}: expected log_prob of shape {list(batch_shape)}, got {list(lp.shape)}")
-        bad = ~torch.isfinite(lp)
-        if bad.any():
-            k, b = _first_bad(bad)
+        if not bool(torch.isfinite(lp).all()):
+            k, b = _first_bad(~torch.isfinite(lp))
             raise ValueError(f"{who}: the log-probability of sampled action {k} of {row} {b} is not finite")
     actions = raw.movedim(0, 1)  # [B, K, *event]
     lp = [x.movedim(0, 1).to(torch.float64) for _, x in log_probs]
     batch_size = actions.shape[0]
     flat = actions.reshape(batch_size, num_samples, -1)
     same = (flat[:, :, None, :] == flat[:, None, :, :]).all(dim=-1)  # [B, K, K]
+    if int(same.sum()) == batch_size * num_samples:
+        # No two draws alike (continuous policies): the edges are the draws, each of count 1, and
+        # log 1 + log pi = log pi exactly.
+        counts = torch.ones(batch_size, num_samples, dtype=torch.int64, device=actions.device)
+        logits = lp[0] if sampling_policy is None else lp[0] - lp[1]
+        return _Edges(actions, counts, logits)
     draws = torch.arange(num_samples, device=same.device)
     earlier = draws[None, :] < draws[:, None]  # [i, j]: j drawn before i
     first = ~(same & earlier).any(dim=-1)  # [B, K]: not drawn before
@@ -223,7 +230,7 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     edges = actions.gather(1, index)
     spare = ~is_edge.reshape(*is_edge.shape, *(1,) * (actions.ndim - 2))
     edges = torch.where(spare, edges[:, :1], edges)
-    logits = _log_counts(num_samples).to(counts.device)[counts] + lp[0].gather(1, order)
+    logits = _log_counts(num_samples, counts.device)[counts] + lp[0].gather(1, order)
     if sampling_policy is not None:
         logits = logits - lp[1].gather(1, order)
     return _Edges(edges, counts, logits)
