@@ -34,8 +34,9 @@ class Edges:
     logits: list[float]
 
 
-def merge_draws(draws: Sequence[Draw], log_pi: Sequence[float], log_beta: Sequence[float] | None) -> Edges:
-    """The spec's edges of one node from its K draws (in draw order) and their log-probabilities."""
+def merge_draws(draws: Sequence[Draw], log_pi: Sequence[float] | None, log_beta: Sequence[float] | None) -> Edges:
+    """The spec's edges of one node from its K draws (in draw order) and, with a sampling policy,
+    their log-probabilities under pi and beta (None without one)."""
     keys: list[tuple] = []
     actions: list[torch.Tensor] = []
     counts: list[int] = []
@@ -51,7 +52,7 @@ def merge_draws(draws: Sequence[Draw], log_pi: Sequence[float], log_beta: Sequen
     logits = []
     for e, i in enumerate(first):
         if log_beta is None:
-            logits.append(math.log(counts[e]) + log_pi[i])
+            logits.append(math.log(counts[e]))
         else:
             logits.append((math.log(counts[e]) + log_pi[i]) - log_beta[i])
     spare = len(draws) - len(keys)
@@ -148,12 +149,15 @@ def spec_seeds(seed: int, num_simulations: int) -> list[int]:
 def spec_draws(policy: torch.distributions.Distribution, num_samples: int, seed: int,
                beta: torch.distributions.Distribution | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """raw [K, B, *event], log pi(raw) [K, B] and log beta(raw) (or None) as the spec draws them."""
+    """raw [K, B, *event], and with a sampling policy log pi(raw) and log beta(raw) [K, B] (else
+    None, None), as the spec draws them."""
     sampler = policy if beta is None else beta
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         raw = sampler.sample((num_samples,))
-    return raw, policy.log_prob(raw), None if beta is None else beta.log_prob(raw)
+    if beta is None:
+        return raw, None, None
+    return raw, policy.log_prob(raw), beta.log_prob(raw)
 
 
 def row_draws(raw: torch.Tensor, b: int) -> list[Draw]:
@@ -161,8 +165,8 @@ def row_draws(raw: torch.Tensor, b: int) -> list[Draw]:
     return [(tuple(raw[i, b].reshape(-1).tolist()), raw[i, b]) for i in range(raw.shape[0])]
 
 
-def row_edges(raw: torch.Tensor, lp: torch.Tensor, lb: torch.Tensor | None, b: int) -> Edges:
-    return merge_draws(row_draws(raw, b), lp[:, b].double().tolist(),
+def row_edges(raw: torch.Tensor, lp: torch.Tensor | None, lb: torch.Tensor | None, b: int) -> Edges:
+    return merge_draws(row_draws(raw, b), None if lp is None else lp[:, b].double().tolist(),
                        None if lb is None else lb[:, b].double().tolist())
 
 

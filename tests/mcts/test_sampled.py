@@ -328,8 +328,12 @@ def test_a_muzero_search_tree_is_refused():
 
 def test_the_search_finds_a_good_continuous_action():
     """A one-step bandit with reward -(a - 1)^2 and a prior N(0, 1): the most visited sampled action
-    lands near the optimum (the prior's mean is 1 away, a random draw ~1.2 on average) and is the
-    best of the K draws in most rows."""
+    is the best of the K draws in almost every row, near the optimum (the prior's mean is 1 away, a
+    random draw 1.2 on average), and the visit-weighted action is far closer than the prior's.
+
+    With beta = pi the prior over the draws is uniform (1/K) and an unvisited edge's Q counts as
+    the tree's minimum, so pUCT tries a new draw once c sqrt(N) / K outweighs the best visited
+    one's normalised Q of 1: K = 8 draws are all tried within 200 simulations."""
     batch_size = 64
 
     def bandit(embedding, action):
@@ -339,14 +343,13 @@ def test_the_search_finds_a_good_continuous_action():
 
     prior = Independent(Normal(torch.zeros(batch_size, 1), 1.0), 1)
     out = sampled_muzero_policy(SampledRoot(prior, torch.zeros(batch_size), torch.zeros(batch_size, 1)), bandit, 200,
-                                num_samples=10, seed=0, temperature=0.0)
+                                num_samples=8, seed=0, temperature=0.0)
     error = (out.action[:, 0] - 1.0).abs()
     best = (out.sampled_actions[:, :, 0] - 1.0).abs().min(dim=1).values
+    assert float((error <= best).float().mean()) > 0.9
     assert float(error.median()) < 0.25
-    assert float((error <= best).float().mean()) > 0.6
-    # The improved policy moves mass towards the optimum: the visit-weighted action beats the prior's.
     weighted = (out.action_weights * out.sampled_actions[:, :, 0]).sum(dim=1)
-    assert float((weighted - 1.0).abs().median()) < 0.4
+    assert float((weighted - 1.0).abs().median()) < 0.6
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

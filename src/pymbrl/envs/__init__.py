@@ -23,6 +23,8 @@ vector
 workers
     Envs in worker processes that die with their parent, each in a working folder of its own
     (:func:`~pymbrl.envs.workers.worker_envs`; games such as ViZDoom write beside themselves).
+repeat
+    :class:`~pymbrl.envs.repeat.ActionRepeat`: each action held for several env steps, rewards summed.
 spaces, frames
     Action vectors <-> env actions (:class:`~pymbrl.envs.spaces.ActionCodec`); 64x64 RGB frames
     (:data:`~pymbrl.envs.frames.IMAGE_SHAPE`, the shape every image model reads and draws).

@@ -9,6 +9,7 @@ unchanged over A = K edges. The sampled action vectors live beside the embedding
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -90,7 +91,7 @@ class SampledEmbeddingPool(EmbeddingPool):
 class _Edges(NamedTuple):
     """The K edges of a batch of expanded nodes: ``actions`` [B, K, *event], ``counts`` int64 [B, K]
     (how often each was drawn; 0 on spare edges) and ``logits`` float64 [B, K] (the prior logits the
-    tree gets: log count + log pi - log beta, -inf on spare edges)."""
+    tree gets: log count + log pi - log beta, or log count where beta is pi; -inf on spare edges)."""
 
     actions: torch.Tensor
     counts: torch.Tensor
@@ -132,10 +133,12 @@ def _device_of(policy: Distribution) -> torch.device:
     return torch.device("cpu")
 
 
-def _log_counts(num_samples: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=16)
+def _log_counts(num_samples: int, device: torch.device) -> torch.Tensor:
     # math.log per count, as the spec and the reference compute it (a vectorised torch log may
-    # differ in the last bit).
-    return torch.tensor([-math.inf] + [math.log(c) for c in range(1, num_samples + 1)], dtype=torch.float64)
+    # differ in the last bit). Cached: the table is made at every expansion that merged draws.
+    return torch.tensor([-math.inf] + [math.log(c) for c in range(1, num_samples + 1)], dtype=torch.float64,
+                        device=device)
 
 
 def _categories(policy: Distribution) -> int | None:
@@ -173,15 +176,16 @@ def _log_prob(policy: Distribution, actions: torch.Tensor, name: str) -> torch.T
 
 
 def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling_policy: Distribution | None = None,
-                 name: str = "policy", row: str = "row") -> _Edges:
+                  name: str = "policy", row: str = "row") -> _Edges:
     """Samples the K edges of B nodes (the expansion step of Sampled MuZero).
 
     K actions are drawn from ``sampling_policy`` (beta) if given, else from ``policy`` (pi), with
     :func:`_draw`. Identical actions are merged into one edge with their count; the edges are the
     distinct actions in order of first draw, followed by spare edges (count 0, prior logit -inf,
-    action repeating edge 0). An edge's prior logit is ``(log count + log pi(a)) - log beta(a)``
-    in float64, the paper's (beta_hat / beta) pi; without a sampling policy, ``log count + log
-    pi(a)`` (beta = pi). Log-probabilities are those of the first draw of the action.
+    action repeating edge 0). An edge's prior is the paper's (beta_hat / beta) pi, beta_hat the
+    empirical distribution of the draws: logit ``(log count + log pi(a)) - log beta(a)`` in float64
+    (the log-probabilities of the action's first draw); without a sampling policy beta is pi, the
+    two terms cancel and the logit is ``log count`` (no log-probability is needed).
 
     Raises ValueError naming ``name`` (and the sample and the row) when an action or a
     log-probability is not finite.
@@ -193,27 +197,36 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     if tuple(raw.shape[:2]) != batch_shape:
         raise ValueError(f"{sampler_name}: expected samples of shape {list(batch_shape)} + event_shape, "
                          f"got {list(raw.shape)}")
-    event_dims = tuple(range(2, raw.ndim))
-    if raw.is_floating_point():
-        bad = ~torch.isfinite(raw).all(dim=event_dims) if event_dims else ~torch.isfinite(raw)
-        if bad.any():
-            k, b = _first_bad(bad)
-            raise ValueError(f"{sampler_name}: sampled action {k} of {row} {b} is not finite")
-    log_probs = [(name, _log_prob(policy, raw, name))]
+    # The checks look for the culprit only once something is wrong (they run at every simulation).
+    if raw.is_floating_point() and not bool(torch.isfinite(raw).all()):
+        bad = ~torch.isfinite(raw.reshape(*batch_shape, -1)).all(dim=-1)
+        k, b = _first_bad(bad)
+        raise ValueError(f"{sampler_name}: sampled action {k} of {row} {b} is not finite")
+    correction = None  # log pi - log beta of each draw, [B, K] float64
     if sampling_policy is not None:
-        log_probs.append((sampler_name, _log_prob(sampling_policy, raw, sampler_name)))
-    for who, lp in log_probs:
-        if tuple(lp.shape) != batch_shape:
-            raise ValueError(f"{who}: expected log_prob of shape {list(batch_shape)}, got {list(lp.shape)}")
-        bad = ~torch.isfinite(lp)
-        if bad.any():
-            k, b = _first_bad(bad)
-            raise ValueError(f"{who}: the log-probability of sampled action {k} of {row} {b} is not finite")
+        log_probs = []
+        for who, distribution in ((name, policy), (sampler_name, sampling_policy)):
+            lp = _log_prob(distribution, raw, who)
+            if tuple(lp.shape) != batch_shape:
+                raise ValueError(f"{who}: expected log_prob of shape {list(batch_shape)}, got {list(lp.shape)}")
+            if not bool(torch.isfinite(lp).all()):
+                k, b = _first_bad(~torch.isfinite(lp))
+                raise ValueError(f"{who}: the log-probability of sampled action {k} of {row} {b} is not finite")
+            log_probs.append(lp.movedim(0, 1).to(torch.float64))
+        correction = log_probs
     actions = raw.movedim(0, 1)  # [B, K, *event]
-    lp = [x.movedim(0, 1).to(torch.float64) for _, x in log_probs]
     batch_size = actions.shape[0]
     flat = actions.reshape(batch_size, num_samples, -1)
     same = (flat[:, :, None, :] == flat[:, None, :, :]).all(dim=-1)  # [B, K, K]
+    log_counts = _log_counts(num_samples, actions.device)
+    if int(same.sum()) == batch_size * num_samples:
+        # No two draws alike (continuous policies): the edges are the draws, each of count 1.
+        counts = torch.ones(batch_size, num_samples, dtype=torch.int64, device=actions.device)
+        if correction is None:
+            logits = log_counts[counts]
+        else:
+            logits = (log_counts[counts] + correction[0]) - correction[1]
+        return _Edges(actions, counts, logits)
     draws = torch.arange(num_samples, device=same.device)
     earlier = draws[None, :] < draws[:, None]  # [i, j]: j drawn before i
     first = ~(same & earlier).any(dim=-1)  # [B, K]: not drawn before
@@ -225,9 +238,9 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     edges = actions.gather(1, index)
     spare = ~is_edge.reshape(*is_edge.shape, *(1,) * (actions.ndim - 2))
     edges = torch.where(spare, edges[:, :1], edges)
-    logits = _log_counts(num_samples).to(counts.device)[counts] + lp[0].gather(1, order)
-    if sampling_policy is not None:
-        logits = logits - lp[1].gather(1, order)
+    logits = log_counts[counts]
+    if correction is not None:
+        logits = (logits + correction[0].gather(1, order)) - correction[1].gather(1, order)
     return _Edges(edges, counts, logits)
 
 
@@ -312,9 +325,11 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     the node's policy: at the roots from ``root_sampling_policy`` (beta, for exploration) if given,
     else from pi. The node's edges are the distinct sampled actions with prior ``(beta_hat / beta)
     pi`` (beta_hat: the empirical distribution of the K draws), i.e. logits ``log count + log pi(a) -
-    log beta(a)``; the correction term vanishes when beta is pi. Identical draws (discrete spaces)
-    are merged into one edge with their count; the edges left over ("spare", logit -inf) are
-    masked at the roots and can never win pUCT below them (see Notes). MuZero's search then runs
+    log beta(a)``; where beta is pi the prior is beta_hat itself (logits ``log count``: uniform over
+    the draws of a continuous policy, the draws' frequencies for a discrete one). Identical draws
+    (discrete spaces) are merged into one edge with their count; the edges left over ("spare",
+    logit -inf) are masked at the roots and can never win pUCT below them (see Notes). MuZero's
+    search then runs
     over the K edges: pUCT with the constants of the MuZero paper and Q min-max normalised over the
     tree. The action is the most visited sampled action (temperature 0) or drawn with probability
     proportional to visits^(1/T); the improved policy is the root's visit shares over its sampled
