@@ -152,7 +152,8 @@ def stochastic_problems(draw):
     return dict(model=model, logits=logits, value=value, embedding=embedding,
                 invalid=_mask(draw, logits.tolist()), num_simulations=draw(st.integers(1, 12)),
                 max_depth=draw(st.sampled_from([None, 1, 2, 3, 5])), qtransform=draw(st.sampled_from(QTRANSFORMS)),
-                pb_c=draw(st.sampled_from([(1.25, 19652.0), (0.0, 1.0), (50.0, 2.0**-64)])))
+                pb_c=draw(st.sampled_from([(1.25, 19652.0), (0.0, 1.0), (50.0, 2.0**-64)])),
+                num_threads=draw(st.sampled_from([None, 1, 2, 3])))  # results do not depend on it
 
 
 def _stochastic(p, root: Root, num_simulations: int, **kwargs):
@@ -180,7 +181,8 @@ def test_stochastic_search_equals_the_reference(p, second, data):
         invalid_actions=None if p["invalid"] is None else p["invalid"][b].tolist(), **kwargs)
         for b in range(batch_size)]
     out = _stochastic(p, Root(p["logits"], p["value"], p["embedding"]), p["num_simulations"],
-                      invalid_actions=p["invalid"], capacity=1 + p["num_simulations"] + second, seed=0)
+                      invalid_actions=p["invalid"], capacity=1 + p["num_simulations"] + second, seed=0,
+                      num_threads=p["num_threads"])
     assert_matches(out, _batch(refs))
     assert all(torch.isfinite(t).all() for t in out.search_tree.summary())
     for b in range(batch_size):  # node kinds alternate, ids in allocation order
@@ -292,6 +294,7 @@ def test_sampled_search_equals_the_reference(kind, size, batch_size, num_simulat
             params = torch.cat([torch.zeros(batch_size, size), torch.full((batch_size, size), math.log(1.5))], 1)
             sampling = model.distribution(params)
     options = dict(max_depth=max_depth, qtransform=qtransform, temperature=0.0)
+    threads = data.draw(st.sampled_from([None, 1, 2, 3]))  # results do not depend on it
     ref_options = dict(max_depth=max_depth, qtransform=reference_qtransform(qtransform))
 
     def search(root, n, **kwargs):
@@ -307,7 +310,7 @@ def test_sampled_search_equals_the_reference(kind, size, batch_size, num_simulat
             search(SampledRoot(policy, value, embedding), num_simulations, root_sampling_policy=sampling, seed=seed)
         return
     out = search(SampledRoot(policy, value, embedding), num_simulations, root_sampling_policy=sampling, seed=seed,
-                 capacity=1 + num_simulations + second)
+                 capacity=1 + num_simulations + second, num_threads=threads)
     if any(0 in node.embedding[1].counts for r in ref for node in r.tree.nodes):
         event("duplicate draws merged")
     assert_sampled_matches(out, ref)
@@ -433,6 +436,10 @@ def _bad_calls(algorithm: str, runner: Runner, new_rows: list[int]) -> list[tupl
     arg("max_depth", [0, -1, -2**70, 1.5, "2", True])
     arg("seed", [-1, 2**64, 1.5, "x"])
     arg("search_tree", [torch.zeros(3), "tree"])
+    # The kept tree of another kind of search, of the same shape.
+    other = Runner("sampled" if algorithm in ("muzero", "gumbel") else "muzero", 1, "categorical")
+    other.num_samples = A
+    cases.append(("search_tree", lambda call: call["kwargs"].update(search_tree=other.kept_tree(2, 0))))
     for v in ((1, 2), None, "root"):
         cases.append(("root", lambda call, v=v: call.update(root=v)))
     # Sampled MuZero takes B from root.value: a policy of another batch then disagrees with it.
