@@ -318,6 +318,14 @@ def test_sampled_actions_of_another_dtype_are_refused():
     sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, search_tree=kept)
 
 
+def test_more_samples_than_a_tree_has_edges_are_refused_before_drawing_them():
+    """num_samples beyond the trees' 2**24 edges was refused by the tree only after K draws per
+    root had been made and compared pairwise ([B, K, K]: 2**48 bytes at K = 2**24)."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 3, 0, {})
+    with pytest.raises(ValueError, match=r"^num_samples: expected at most 16777216"):
+        _search(model, policy, value, embedding, 4, 2**24 + 1, seed=0)
+
+
 def test_a_muzero_search_tree_is_refused():
     model, policy, value, embedding, _ = _setup("categorical", 5, 3, 0, {})
     muzero = muzero_policy(Root(torch.zeros(3, 5), value, embedding), HashModel(5), 4, capacity=10)
