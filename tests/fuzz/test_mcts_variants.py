@@ -20,6 +20,7 @@ import torch
 from hypothesis import event, given
 from hypothesis import strategies as st
 from mcts import reference  # tests/mcts: pytest puts tests/ on sys.path
+from mcts import reference_sampled as sampled_reference
 from mcts import reference_stochastic as stochastic_reference
 from mcts.hash_model import HashModel
 from mcts.reference_sampled import reference_sampled_batch
@@ -151,7 +152,8 @@ def stochastic_problems(draw):
     return dict(model=model, logits=logits, value=value, embedding=embedding,
                 invalid=_mask(draw, logits.tolist()), num_simulations=draw(st.integers(1, 12)),
                 max_depth=draw(st.sampled_from([None, 1, 2, 3, 5])), qtransform=draw(st.sampled_from(QTRANSFORMS)),
-                pb_c=draw(st.sampled_from([(1.25, 19652.0), (0.0, 1.0), (50.0, 2.0**-64)])))
+                pb_c=draw(st.sampled_from([(1.25, 19652.0), (0.0, 1.0), (50.0, 2.0**-64)])),
+                num_threads=draw(st.sampled_from([None, 1, 2, 3])))  # results do not depend on it
 
 
 def _stochastic(p, root: Root, num_simulations: int, **kwargs):
@@ -179,7 +181,8 @@ def test_stochastic_search_equals_the_reference(p, second, data):
         invalid_actions=None if p["invalid"] is None else p["invalid"][b].tolist(), **kwargs)
         for b in range(batch_size)]
     out = _stochastic(p, Root(p["logits"], p["value"], p["embedding"]), p["num_simulations"],
-                      invalid_actions=p["invalid"], capacity=1 + p["num_simulations"] + second, seed=0)
+                      invalid_actions=p["invalid"], capacity=1 + p["num_simulations"] + second, seed=0,
+                      num_threads=p["num_threads"])
     assert_matches(out, _batch(refs))
     assert all(torch.isfinite(t).all() for t in out.search_tree.summary())
     for b in range(batch_size):  # node kinds alternate, ids in allocation order
@@ -230,17 +233,55 @@ def test_stochastic_search_equals_the_reference(p, second, data):
 # --------------------------------------------------------------------------------------------
 
 
+def assert_sampled_matches(out, ref: list) -> None:
+    summary = out.search_tree.summary()
+    assert torch.equal(summary.visit_counts, torch.tensor([r.visit_counts for r in ref]))
+    assert torch.equal(out.action_index, torch.tensor([r.action_index for r in ref]))
+    assert torch.equal(out.action, torch.stack([r.action for r in ref]))
+    assert torch.equal(out.sampled_actions, torch.stack([torch.stack(r.edges.actions) for r in ref]))
+    assert torch.equal(out.action_weights, torch.tensor([r.action_weights for r in ref], dtype=torch.float64).float())
+    assert torch.equal(summary.qvalues, torch.tensor([r.qvalues for r in ref], dtype=torch.float64).float())
+    assert torch.equal(summary.value, torch.tensor([r.value for r in ref], dtype=torch.float64).float())
+
+
+def _sampled_continued(model, trees: list, policy, value, embedding, num_simulations: int, num_samples: int,
+                       seed: int, **kwargs) -> list:
+    """The reference of a search of kept trees (None: a root that kept nothing), drawing as the
+    spec says the search with ``seed`` draws."""
+    seeds = sampled_reference.spec_seeds(seed, num_simulations)
+    raw, lp, _ = sampled_reference.spec_draws(policy, num_samples, seeds[0])
+    interior = [sampled_reference.spec_draws(model.policy(len(trees)), num_samples, s) for s in seeds[1:]]
+
+    def step(state, action):
+        with torch.no_grad():
+            out, next_state = model(state, action[None])
+        return float(out.reward[0]), float(out.discount[0]), float(out.value[0]), next_state
+
+    results = []
+    for b, tree in enumerate(trees):
+        edges_at = lambda s, b=b: sampled_reference.row_edges(interior[s - 1][0], interior[s - 1][1], None, b)  # noqa: E731
+        if tree is None:
+            results.append(sampled_reference.sampled_muzero_search(
+                step, sampled_reference.row_edges(raw, lp, None, b), float(value[b]), embedding[b:b + 1],
+                num_simulations, edges_at, **kwargs))
+            continue
+        stochastic_reference.revalidate(tree, [c == 0 for c in tree.nodes[0].embedding[1].counts])
+        results.append(sampled_reference.sampled_simulations(tree, step, num_simulations, edges_at, **kwargs))
+    return results
+
+
 @given(kind=st.sampled_from(["normal", "tanh", "categorical", "onehot"]), size=st.integers(1, 4),
-       batch_size=st.integers(1, 3), num_simulations=st.integers(1, 10), data=st.data(),
+       batch_size=st.integers(1, 3), num_simulations=st.integers(1, 10), second=st.integers(0, 6), data=st.data(),
        seed=st.integers(0, 2**32), beta=st.booleans(), max_depth=st.sampled_from([None, 1, 2, 4]),
        discount=st.sampled_from([None, -1.0, 0.0]), reward_scale=st.sampled_from([1.0, 1e6, LIMIT]),
        qtransform=st.sampled_from(QTRANSFORMS))
-def test_sampled_search_equals_the_reference(kind, size, batch_size, num_simulations, data, seed, beta, max_depth,
-                                             discount, reward_scale, qtransform):
+def test_sampled_search_equals_the_reference(kind, size, batch_size, num_simulations, second, data, seed, beta,
+                                             max_depth, discount, reward_scale, qtransform):
     """Continuous draws (all distinct) and discrete ones (merged into edges with their counts),
-    with and without a root sampling policy. A fixed-bounds transform may make a spare edge win
-    pUCT below the root (the reference stops there): the search must then refuse naming
-    qtransform."""
+    with and without a root sampling policy; then (second > 0) subtree() at random edges and a
+    search of the kept trees, whose roots keep their edges. A fixed-bounds transform may make a
+    spare edge win pUCT below the root (the reference stops there): the search must then refuse
+    naming qtransform."""
     discrete = kind in ("categorical", "onehot")
     num_samples = data.draw(st.integers(1, size if discrete else 5))
     model = SampledHashModel(kind, size, seed % 1000, discount=discount, reward_scale=reward_scale)
@@ -252,31 +293,46 @@ def test_sampled_search_equals_the_reference(kind, size, batch_size, num_simulat
         else:
             params = torch.cat([torch.zeros(batch_size, size), torch.full((batch_size, size), math.log(1.5))], 1)
             sampling = model.distribution(params)
+    options = dict(max_depth=max_depth, qtransform=qtransform, temperature=0.0)
+    threads = data.draw(st.sampled_from([None, 1, 2, 3]))  # results do not depend on it
+    ref_options = dict(max_depth=max_depth, qtransform=reference_qtransform(qtransform))
+
+    def search(root, n, **kwargs):
+        return sampled_muzero_policy(root, model, n, num_samples=num_samples, **options, **kwargs)
+
     try:
         ref = reference_sampled_batch(model, policy, value, embedding, num_simulations, num_samples, seed,
-                                      root_sampling_policy=sampling, max_depth=max_depth,
-                                      qtransform=reference_qtransform(qtransform))
+                                      root_sampling_policy=sampling, **ref_options)
     except AssertionError as spare:  # the reference chose a spare edge
         event("a spare edge won pUCT")
         assert qtransform is not None and qtransform.kind == "min_max", spare
         with pytest.raises(ValueError, match="^qtransform: .*spare edge"):
-            sampled_muzero_policy(SampledRoot(policy, value, embedding), model, num_simulations,
-                                  num_samples=num_samples, root_sampling_policy=sampling, max_depth=max_depth,
-                                  qtransform=qtransform, temperature=0.0, seed=seed)
+            search(SampledRoot(policy, value, embedding), num_simulations, root_sampling_policy=sampling, seed=seed)
         return
-    out = sampled_muzero_policy(SampledRoot(policy, value, embedding), model, num_simulations,
-                                num_samples=num_samples, root_sampling_policy=sampling, max_depth=max_depth,
-                                qtransform=qtransform, temperature=0.0, seed=seed)
+    out = search(SampledRoot(policy, value, embedding), num_simulations, root_sampling_policy=sampling, seed=seed,
+                 capacity=1 + num_simulations + second, num_threads=threads)
     if any(0 in node.embedding[1].counts for r in ref for node in r.tree.nodes):
         event("duplicate draws merged")
-    summary = out.search_tree.summary()
-    assert torch.equal(summary.visit_counts, torch.tensor([r.visit_counts for r in ref]))
-    assert torch.equal(out.action_index, torch.tensor([r.action_index for r in ref]))
-    assert torch.equal(out.action, torch.stack([r.action for r in ref]))
-    assert torch.equal(out.sampled_actions, torch.stack([torch.stack(r.edges.actions) for r in ref]))
-    assert torch.equal(out.action_weights, torch.tensor([r.action_weights for r in ref], dtype=torch.float64).float())
-    assert torch.equal(summary.qvalues, torch.tensor([r.qvalues for r in ref], dtype=torch.float64).float())
-    assert torch.equal(summary.value, torch.tensor([r.value for r in ref], dtype=torch.float64).float())
+    assert_sampled_matches(out, ref)
+    if second == 0:
+        return
+    # Mostly an edge the search expanded (kept), sometimes any (a spare or unexpanded one: not kept).
+    index = [r.action_index if data.draw(st.integers(0, 2)) else data.draw(st.integers(0, num_samples - 1))
+             for r in ref]
+    kept = out.search_tree.subtree(torch.tensor(index))
+    trees = [reference.reroot(r.tree, i) for r, i in zip(ref, index)]
+    assert kept.kept.tolist() == [t is not None for t in trees]
+    event(f"roots kept: {sum(kept.kept.tolist())} of {batch_size}")
+    policy, value, embedding = model.roots(batch_size, seed % 1000 + 1)
+    try:
+        ref = _sampled_continued(model, trees, policy, value, embedding, second, num_samples, seed + 1, **ref_options)
+    except AssertionError as spare:
+        assert qtransform is not None and qtransform.kind == "min_max", spare
+        with pytest.raises(ValueError, match="^qtransform: .*spare edge"):
+            search(SampledRoot(policy, value, embedding), second, search_tree=kept, seed=seed + 1)
+        return
+    assert_sampled_matches(search(SampledRoot(policy, value, embedding), second, search_tree=kept, seed=seed + 1),
+                           ref)
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,6 +436,10 @@ def _bad_calls(algorithm: str, runner: Runner, new_rows: list[int]) -> list[tupl
     arg("max_depth", [0, -1, -2**70, 1.5, "2", True])
     arg("seed", [-1, 2**64, 1.5, "x"])
     arg("search_tree", [torch.zeros(3), "tree"])
+    # The kept tree of another kind of search, of the same shape.
+    other = Runner("sampled" if algorithm in ("muzero", "gumbel") else "muzero", 1, "categorical")
+    other.num_samples = A
+    cases.append(("search_tree", lambda call: call["kwargs"].update(search_tree=other.kept_tree(2, 0))))
     for v in ((1, 2), None, "root"):
         cases.append(("root", lambda call, v=v: call.update(root=v)))
     # Sampled MuZero takes B from root.value: a policy of another batch then disagrees with it.

@@ -90,6 +90,18 @@ def sampled_muzero_search(step: StepFn, root_edges: Edges, root_value: float, ro
     tree = Tree(num_edges, valid)
     tree.add_node(-1, -1, 0.0, 1.0, root_edges.logits, root_value, (root_embedding, root_edges),
                   softmax(root_edges.logits, valid))
+    return sampled_simulations(tree, step, num_simulations, edges_at, max_depth=max_depth, pb_c_init=pb_c_init,
+                               pb_c_base=pb_c_base, qtransform=qtransform)
+
+
+def sampled_simulations(tree: Tree, step: StepFn, num_simulations: int, edges_at: Callable[[int], Edges], *,
+                        max_depth: int | None = None, pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
+                        qtransform: QTransform = TREE_MIN_MAX) -> SampledSearchResult:
+    """The simulations and decision of sampled_muzero_search on ``tree``: a fresh root or a kept
+    one (re-rooted by reference.reroot, its spare edges made invalid), whose nodes' embeddings are
+    (embedding, Edges)."""
+    num_edges, valid = tree.num_actions, tree.valid
+    root_edges = tree.nodes[0].embedding[1]
     for s in range(1, num_simulations + 1):
         x, depth = 0, 0
         while True:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, Normal, OneHotCategorical, Uniform
 
-from pymbrl.mcts import (QTransform, Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot, muzero_policy,
-                         sampled_muzero_policy)
+from pymbrl.mcts import (QTransform, Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot,
+                         gumbel_muzero_policy, muzero_policy, sampled_muzero_policy)
 
 from .hash_model import HashModel
 from .reference_sampled import reference_sampled_batch
@@ -318,12 +318,33 @@ def test_sampled_actions_of_another_dtype_are_refused():
     sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, search_tree=kept)
 
 
+def test_more_samples_than_a_tree_has_edges_are_refused_before_drawing_them():
+    """num_samples beyond the trees' 2**24 edges was refused by the tree only after K draws per
+    root had been made and compared pairwise ([B, K, K]: 2**48 bytes at K = 2**24)."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 3, 0, {})
+    with pytest.raises(ValueError, match=r"^num_samples: expected at most 16777216"):
+        _search(model, policy, value, embedding, 4, 2**24 + 1, seed=0)
+
+
 def test_a_muzero_search_tree_is_refused():
     model, policy, value, embedding, _ = _setup("categorical", 5, 3, 0, {})
     muzero = muzero_policy(Root(torch.zeros(3, 5), value, embedding), HashModel(5), 4, capacity=10)
     other = muzero.search_tree.subtree(muzero.action)
     with pytest.raises(ValueError, match="search_tree: expected the search tree of a sampled_muzero_policy search"):
         _search(model, policy, value, embedding, 4, 5, seed=0, search_tree=other)
+
+
+@pytest.mark.parametrize("policy", [muzero_policy, gumbel_muzero_policy])
+def test_a_sampled_search_tree_is_refused_by_muzero(policy):
+    """MuZero took a Sampled MuZero tree: a root embedding of the pool's structure (embedding,
+    sampled actions, counts) was even searched, the edges' sampled actions read as action ids."""
+    model, sampled, value, embedding, _ = _setup("categorical", 5, 3, 0, {})
+    first = _search(model, sampled, value, embedding, 4, 5, seed=0, capacity=10)
+    kept = first.search_tree.subtree(first.action_index)
+    pool_like = (embedding, torch.zeros(3, 5, dtype=torch.int64), torch.zeros(3, 5, dtype=torch.int64))
+    for root_embedding in (embedding, pool_like):
+        with pytest.raises(ValueError, match="^search_tree: expected the search tree of a muzero_policy"):
+            policy(Root(torch.zeros(3, 5), value, root_embedding), HashModel(5), 2, search_tree=kept)
 
 
 def test_the_search_finds_a_good_continuous_action():

@@ -123,6 +123,9 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
         if not isinstance(search_tree, SearchTree):
             raise ArgumentTypeError(f"search_tree: expected a SearchTree, got {type(search_tree).__name__}")
         tree = search_tree._live_tree()
+        if type(search_tree._pool) is not EmbeddingPool:  # a subclass: the pool of another kind of search
+            raise ValueError("search_tree: expected the search tree of a muzero_policy or gumbel_muzero_policy "
+                             "search, got that of a sampled_muzero_policy search")
         if (tree.batch_size, tree.num_actions) != (batch_size, num_actions):
             raise ValueError(f"search_tree: built for {tree.batch_size} roots x {tree.num_actions} actions, "
                              f"got prior_logits of shape {tuple(logits.shape)}")

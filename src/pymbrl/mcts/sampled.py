@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.distributions import Categorical, Distribution, OneHotCategorical
 
+from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.policies import MAX_MAGNITUDE, SearchTree
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
@@ -391,6 +392,8 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     """
     integer(num_simulations, "num_simulations")
     num_samples = integer(num_samples, "num_samples")
+    if num_samples > _core.mcts.MAX_ACTIONS:  # the tree's limit on edges: refused before drawing them
+        raise ValueError(f"num_samples: expected at most {_core.mcts.MAX_ACTIONS} (2**24), got {num_samples}")
     real(temperature, "temperature", low=0.0)
     real(pb_c_init, "pb_c_init", low=0.0, high=MAX_MAGNITUDE)
     real(pb_c_base, "pb_c_base", low=1.0 / MAX_MAGNITUDE)
