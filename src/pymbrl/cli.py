@@ -366,8 +366,8 @@ def _install_handlers() -> None:
 
 
 ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
-NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "dreamer": "Dreamer", "world-models": "World Models",
-         "i2a": "I2A"}
+NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "sampled-muzero": "Sampled MuZero", "dreamer": "Dreamer",
+         "world-models": "World Models", "i2a": "I2A"}
 STAGED = ("world-models", "i2a")
 DISTRIBUTED = ("muzero", "world-models")
 SUMMARIES = {"world-models": _world_models_summary, "i2a": _i2a_summary}
@@ -375,6 +375,7 @@ ABOUT = {
     "sac": "Soft Actor-Critic (Box actions)",
     "mbpo": "Model-Based Policy Optimization: SAC on branched model rollouts (Box actions)",
     "muzero": "MuZero / Gumbel MuZero by batched self-play on the C++ search (Discrete actions)",
+    "sampled-muzero": "Sampled MuZero: search over sampled actions, by batched self-play on the C++ search (Box actions)",
     "dreamer": "Dreamer with DreamerV3's world model (Box or Discrete actions, vectors or frames)",
     "world-models": "World Models: V, M, and C evolved by CMA-ES, in stages (frames)",
     "i2a": "Imagination-Augmented Agents on MiniPacman or Atari, in stages",

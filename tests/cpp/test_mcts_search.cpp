@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -222,6 +223,36 @@ TEST(MctsSearch, BadRootsAreRefusedWithoutChangingTheTrees) {
   const float ninf = -std::numeric_limits<float>::infinity();
   EXPECT_THROW(d.set_roots({ninf, ninf, ninf, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f}), std::invalid_argument);
   EXPECT_TRUE(summary(s) == before);
+}
+
+// A kept root keeps its node's logits, which set_roots' prior_logits check never reads: a mask
+// that leaves it only actions of logit -inf is refused (its priors would be NaN), trees unchanged.
+TEST(MctsSearch, AKeptRootLeftOnlyActionsOfLogitMinusInfIsRefused) {
+  Search s(1, 3, 8, 1);
+  std::vector<double> logits = {0.0, 0.0, 0.0}, zero = {0.0}, one = {1.0};
+  s.set_roots(FloatRows{nullptr, logits.data()}, FloatRows{nullptr, zero.data()}, nullptr, nullptr);
+  s.begin_muzero(PuctParams{}, 0.3, 0.0, 0, 1, 1);
+  std::vector<int32_t> parent(1), action(1), node(1);
+  std::vector<uint8_t> is_new(1);
+  s.select(Selection{parent.data(), action.data(), node.data(), is_new.data()}, PoolRows{});
+  const double ninf = -std::numeric_limits<double>::infinity();
+  std::vector<double> child_logits = {ninf, 0.0, ninf};
+  s.expand_and_backup(FloatRows{nullptr, zero.data()}, FloatRows{nullptr, one.data()},
+                      FloatRows{nullptr, child_logits.data()}, FloatRows{nullptr, zero.data()});
+  const int64_t taken = action[0];
+  std::vector<int64_t> old_ids(8);
+  std::vector<int32_t> kept(1);
+  s.reroot(&taken, old_ids.data(), kept.data());
+  ASSERT_EQ(kept[0], 1);
+  const Summary before = summary(s);
+  const uint8_t keep = 1;
+  const std::vector<uint8_t> only_minus_inf = {0, 1, 0}, finite_left = {1, 0, 1};
+  EXPECT_THROW(s.set_roots(FloatRows{nullptr, logits.data()}, FloatRows{nullptr, zero.data()}, only_minus_inf.data(),
+                           &keep),
+               std::invalid_argument);
+  EXPECT_TRUE(summary(s) == before);
+  EXPECT_NO_THROW(s.set_roots(FloatRows{nullptr, logits.data()}, FloatRows{nullptr, zero.data()}, finite_left.data(),
+                              &keep));
 }
 
 // Reusing the search: the kept subtree's statistics carry over and the next search adds to them.

@@ -1,15 +1,14 @@
 """Fuzz targets of pymbrl.mcts: the C++ search against the pure-Python reference of its spec
 (tests/mcts/reference.py) on random small problems, one and two players, with masks, depth limits,
-extreme but accepted model outputs; a stateful test of the low-level Tree; and invalid inputs,
-which must raise an error naming the argument and leave the trees unchanged."""
+Q transforms, Gumbel's rescale_with_invalid, extreme but accepted model outputs, and trees kept by
+subtree() and searched again; a stateful test of the low-level Tree; and invalid inputs, which must
+raise an error naming the argument and leave the trees unchanged. (Stochastic and Sampled MuZero:
+test_mcts_variants.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,23 +17,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from mcts import reference  # tests/mcts: pytest puts tests/ on sys.path
+from mcts.reference_stochastic import revalidate
 from pymbrl import _core
-from pymbrl.mcts import RecurrentOutput, Root, Tree, gumbel_muzero_policy, muzero_policy
+from pymbrl.mcts import (RecurrentOutput, Root, Tree, gumbel_muzero_policy, muzero_policy, qtransform_by_min_max,
+                         qtransform_by_parent_and_siblings)
 
-
-
-def _load_reference():
-    """tests/mcts/reference.py (this package cannot import a sibling test package relatively)."""
-    spec = importlib.util.spec_from_file_location("_pymbrl_fuzz_mcts_reference",
-                                                  Path(__file__).resolve().parents[1] / "mcts" / "reference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-reference = _load_reference()
 LIMIT = 2.0**64  # |reward| and |value| accepted by the search
+# The Q transforms of pUCT, with the edges of their accepted parameters.
+QTRANSFORMS = [None, qtransform_by_parent_and_siblings(), qtransform_by_parent_and_siblings(2.0**-64),
+               qtransform_by_parent_and_siblings(LIMIT), qtransform_by_min_max(-1.0, 1.0),
+               qtransform_by_min_max(-LIMIT, LIMIT), qtransform_by_min_max(0.0, 2.0**-64)]
 
 
 def assert_matches_reference(out, ref) -> None:
@@ -90,11 +83,13 @@ class TableModel:
                            dtype=torch.int64)
         return out, nxt
 
-    def roots(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rows = [self.outputs(b, -1, -1) for b in range(batch_size)]
+    def roots(self, batch_size: int, first: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Roots ``first .. first + B - 1`` (a later move's roots: other numbers)."""
+        ids = range(first, first + batch_size)
+        rows = [self.outputs(r, -1, -1) for r in ids]
         logits = torch.tensor([row[2] for row in rows], dtype=torch.float64)
         value = torch.tensor([row[3] for row in rows], dtype=torch.float64)
-        embedding = torch.tensor([[b, 0] for b in range(batch_size)], dtype=torch.int64)
+        embedding = torch.tensor([[r, 0] for r in ids], dtype=torch.int64)
         return logits, value, embedding
 
 
@@ -132,27 +127,109 @@ def _reference(p, algorithm: str, **kwargs):
     return reference.BatchSearchResult.from_roots(roots)
 
 
-@given(p=problems(), pb_c=st.sampled_from([(1.25, 19652.0), (0.0, 1.0), (50.0, 2.0**-64)]))
-def test_muzero_search_equals_the_reference(p, pb_c):
-    ref = _reference(p, "muzero", pb_c_init=pb_c[0], pb_c_base=pb_c[1])
+def reference_qtransform(qtransform):
+    """The reference's record of a pymbrl QTransform (None: the tree's min-max)."""
+    return reference.TREE_MIN_MAX if qtransform is None else reference.QTransform(*qtransform)
+
+
+PB_C = st.sampled_from([(1.25, 19652.0), (0.0, 1.0), (50.0, 2.0**-64)])
+SIGMA = st.sampled_from([(0.1, 50.0), (1.0, 0.0), (LIMIT, LIMIT), (-LIMIT, 1.0)])
+
+
+@given(p=problems(), pb_c=PB_C, qtransform=st.sampled_from(QTRANSFORMS))
+def test_muzero_search_equals_the_reference(p, pb_c, qtransform):
+    ref = _reference(p, "muzero", pb_c_init=pb_c[0], pb_c_base=pb_c[1], qtransform=reference_qtransform(qtransform))
     out = muzero_policy(Root(p["logits"], p["value"], p["embedding"]), p["model"], p["num_simulations"],
                         invalid_actions=p["invalid"], max_depth=p["max_depth"], pb_c_init=pb_c[0], pb_c_base=pb_c[1],
-                        dirichlet_fraction=0.0, temperature=0.0, seed=0)
+                        qtransform=qtransform, dirichlet_fraction=0.0, temperature=0.0, seed=0)
     assert_matches_reference(out, ref)
     assert all(torch.isfinite(t).all() for t in out.search_tree.summary())
 
 
-@given(p=problems(), considered=st.integers(1, 7),
-       sigma=st.sampled_from([(0.1, 50.0), (1.0, 0.0), (LIMIT, LIMIT), (-LIMIT, 1.0)]))
-def test_gumbel_search_equals_the_reference(p, considered, sigma):
+@given(p=problems(), considered=st.integers(1, 7), sigma=SIGMA, rescale_with_invalid=st.booleans())
+def test_gumbel_search_equals_the_reference(p, considered, sigma, rescale_with_invalid):
     ref = _reference(p, "gumbel", max_num_considered_actions=considered, value_scale=sigma[0],
-                     maxvisit_init=sigma[1])
+                     maxvisit_init=sigma[1], rescale_with_invalid=rescale_with_invalid)
     out = gumbel_muzero_policy(Root(p["logits"], p["value"], p["embedding"]), p["model"], p["num_simulations"],
                                invalid_actions=p["invalid"], max_depth=p["max_depth"],
                                max_num_considered_actions=considered, value_scale=sigma[0], maxvisit_init=sigma[1],
-                               gumbel_scale=0.0, seed=0)
+                               rescale_with_invalid=rescale_with_invalid, gumbel_scale=0.0, seed=0)
     assert_matches_reference(out, ref)
     assert torch.isfinite(out.action_weights).all()
+
+
+def _mask_keeping_a_finite_logit(draw, logits: list[list[float]]) -> torch.Tensor | None:
+    """A random root mask (or None) that leaves every root a valid action of finite logit."""
+    if not draw(st.booleans()):
+        return None
+    num_actions = len(logits[0])
+    invalid = torch.tensor(draw(st.lists(st.lists(st.booleans(), min_size=num_actions, max_size=num_actions),
+                                         min_size=len(logits), max_size=len(logits))))
+    for b, row in enumerate(logits):
+        finite = [a for a in range(num_actions) if math.isfinite(row[a])]
+        if all(bool(invalid[b, a]) for a in finite):
+            invalid[b, finite[draw(st.integers(0, len(finite) - 1))]] = False
+    return invalid
+
+
+@given(p=problems(), second=st.sampled_from(["muzero", "gumbel"]), num_simulations=st.integers(1, 8),
+       qtransform=st.sampled_from(QTRANSFORMS), considered=st.integers(1, 7), sigma=SIGMA,
+       rescale_with_invalid=st.booleans(), data=st.data())
+def test_a_kept_tree_continues_like_the_reference(p, second, num_simulations, qtransform, considered, sigma,
+                                                  rescale_with_invalid, data):
+    """A MuZero or Gumbel search, subtree() at random actions (searched or not), then a MuZero or
+    Gumbel search of the kept trees with a new mask, against the reference re-rooted alike."""
+    model, batch_size = p["model"], len(p["value"])
+    first = data.draw(st.sampled_from(["muzero", "gumbel"]))
+    capacity = 1 + p["num_simulations"] + num_simulations
+    root = Root(p["logits"], p["value"], p["embedding"])
+    common = dict(invalid_actions=p["invalid"], max_depth=p["max_depth"], capacity=capacity, seed=0,
+                  num_threads=data.draw(st.sampled_from([None, 1, 2, 3])))  # results do not depend on it
+    if first == "muzero":
+        out = muzero_policy(root, model, p["num_simulations"], dirichlet_fraction=0.0, temperature=0.0, **common)
+        refs = _reference(p, "muzero").roots
+    else:
+        out = gumbel_muzero_policy(root, model, p["num_simulations"], gumbel_scale=0.0, **common)
+        refs = _reference(p, "gumbel").roots
+    actions = data.draw(st.lists(st.integers(0, model.num_actions - 1), min_size=batch_size, max_size=batch_size))
+    kept = out.search_tree.subtree(torch.tensor(actions))
+    trees = [reference.reroot(r.tree, a) for r, a in zip(refs, actions)]
+    assert kept.kept.tolist() == [t is not None for t in trees]
+
+    logits, value, embedding = model.roots(batch_size, first=batch_size)
+    # Kept roots search from their node's logits, new ones from these.
+    rows = [tree.nodes[0].logits if tree is not None else logits[b].tolist() for b, tree in enumerate(trees)]
+    invalid = _mask_keeping_a_finite_logit(data.draw, rows)
+    step_kwargs = dict(max_depth=p["max_depth"])
+    second_kwargs = dict(search_tree=kept, invalid_actions=invalid, max_depth=p["max_depth"], seed=1)
+    if second == "muzero":
+        again = muzero_policy(Root(logits, value, embedding), model, num_simulations, qtransform=qtransform,
+                              dirichlet_fraction=0.0, temperature=0.0, **second_kwargs)
+    else:
+        again = gumbel_muzero_policy(Root(logits, value, embedding), model, num_simulations, gumbel_scale=0.0,
+                                     max_num_considered_actions=considered, value_scale=sigma[0],
+                                     maxvisit_init=sigma[1], rescale_with_invalid=rescale_with_invalid,
+                                     **second_kwargs)
+    ref_roots = []
+    for b, tree in enumerate(trees):
+        mask = None if invalid is None else invalid[b].tolist()
+        if tree is None:  # a fresh root: the plain reference search
+            search = reference.muzero_search if second == "muzero" else reference.gumbel_muzero_search
+            options = (dict(qtransform=reference_qtransform(qtransform)) if second == "muzero" else
+                       dict(max_num_considered_actions=considered, value_scale=sigma[0], maxvisit_init=sigma[1],
+                            rescale_with_invalid=rescale_with_invalid))
+            ref_roots.append(search(model.step, rows[b], float(value[b]), (batch_size + b, 0), num_simulations,
+                                    invalid_actions=mask, **step_kwargs, **options))
+            continue
+        revalidate(tree, mask)
+        if second == "muzero":
+            ref_roots.append(reference.muzero_simulations(tree, model.step, num_simulations, **step_kwargs,
+                                                          qtransform=reference_qtransform(qtransform)))
+        else:
+            ref_roots.append(reference.gumbel_simulations(
+                tree, model.step, num_simulations, max_num_considered_actions=considered, value_scale=sigma[0],
+                maxvisit_init=sigma[1], rescale_with_invalid=rescale_with_invalid, **step_kwargs))
+    assert_matches_reference(again, reference.BatchSearchResult.from_roots(ref_roots))
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,23 +302,23 @@ class TreeMachine(RuleBasedStateMachine):
         self.has_roots, self.begun, self.pending, self.kept, self.searched_kind = True, False, False, None, None
 
     @precondition(lambda self: self.has_roots and not self.pending)
-    @rule(sims=st.integers(1, 6), gumbel=st.booleans(), depth=st.sampled_from([None, 1, 3]))
-    def begin(self, sims, gumbel, depth):
-        room = self.capacity - int(self.tree.num_nodes.max())
-        fresh = all(e == 0 for e in self.expected)
-        if sims > room or (gumbel and not fresh):
+    @rule(sims=st.integers(1, 6), gumbel=st.booleans(), depth=st.sampled_from([None, 1, 3]),
+          qtransform=st.sampled_from(QTRANSFORMS), rescale_with_invalid=st.booleans())
+    def begin(self, sims, gumbel, depth, qtransform, rescale_with_invalid):
+        # Both searches continue a root that was searched before (kept by subtree or not reset).
+        def begin():
+            if gumbel:
+                self.tree.begin_gumbel(sims, max_depth=depth, seed=1, rescale_with_invalid=rescale_with_invalid)
+            else:
+                self.tree.begin_muzero(sims, max_depth=depth, seed=1, qtransform=qtransform)
+
+        if sims > self.capacity - int(self.tree.num_nodes.max()):
             before = self._snapshot()
-            with pytest.raises(ValueError, match="num_simulations|search_tree"):
-                if gumbel:
-                    self.tree.begin_gumbel(sims, max_depth=depth, seed=1)
-                else:
-                    self.tree.begin_muzero(sims, max_depth=depth, seed=1)
+            with pytest.raises(ValueError, match="num_simulations"):
+                begin()
             self._assert_unchanged(before)
             return
-        if gumbel:
-            self.tree.begin_gumbel(sims, max_depth=depth, seed=1)
-        else:
-            self.tree.begin_muzero(sims, max_depth=depth, seed=1)
+        begin()
         self.begun, self.left, self.searched_kind = True, sims, "gumbel" if gumbel else "muzero"
 
     @precondition(lambda self: self.begun and not self.pending and self.left > 0)

@@ -22,6 +22,7 @@ them can be exercised, but they never draw random numbers themselves.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import sys
@@ -541,6 +542,52 @@ def gumbel_simulations(tree: Tree, step: StepFn, num_simulations: int, *, max_de
     root = tree.nodes[0]
     weights = softmax([root.logits[a] + sigma[a] if tree.valid[a] else 0.0 for a in range(tree.num_actions)],
                       tree.valid)
+    return _summary(tree, action, weights)
+
+
+# --------------------------------------------------------------------------------------------
+# Tree reuse (SPEC.md, "Reuse")
+# --------------------------------------------------------------------------------------------
+
+
+def reroot(tree: Tree, action: int) -> Tree | None:
+    """The tree re-rooted at the root's child under ``action`` (None if never expanded): the kept
+    nodes in increasing old id, the new root with reward 0 and discount 1, statistics unchanged.
+    Its valid actions and min-max bounds are set when a search continues it (``revalidate`` of
+    reference_stochastic.py applies to these trees as well)."""
+    start = tree.nodes[0].children[action]
+    if start == -1:
+        return None
+    new_id: dict[int, int] = {}
+    for x in range(start, len(tree.nodes)):
+        if x == start or tree.nodes[x].parent in new_id:
+            new_id[x] = len(new_id)
+    new = Tree(tree.num_actions, [True] * tree.num_actions)
+    for x in new_id:
+        node = copy.copy(tree.nodes[x])
+        node.children = [new_id[c] if c != -1 else -1 for c in node.children]
+        if x == start:
+            node.parent, node.action, node.reward, node.discount = -1, -1, 0.0, 1.0
+        else:
+            node.parent = new_id[node.parent]
+        new.nodes.append(node)
+    return new
+
+
+def muzero_simulations(tree: Tree, step: StepFn, num_simulations: int, *, max_depth: int | None = None,
+                       pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
+                       qtransform: QTransform = TREE_MIN_MAX) -> SearchResult:
+    """MuZero's simulations and decision (temperature 0) on ``tree``: a fresh root or a kept one."""
+
+    def select(x: int, depth: int) -> int:
+        return muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
+
+    for _ in range(num_simulations):
+        _simulate(tree, step, select, max_depth, record_min_max=True)
+    n = tree.child_visits(0)
+    total = sum(n)
+    weights = [n[a] / total if tree.valid[a] and total > 0 else 0.0 for a in range(tree.num_actions)]
+    action = _argmax([float(v) for v in n], [a for a in range(tree.num_actions) if tree.valid[a]])
     return _summary(tree, action, weights)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .reference import Tree, muzero_select, softmax
+from .reference import TREE_MIN_MAX, QTransform, Tree, muzero_select, softmax
 
 Draw = tuple[tuple, torch.Tensor]
 """One sampled action: (its elements as Python numbers, for equality; the tensor row itself [*event])."""
@@ -34,8 +34,9 @@ class Edges:
     logits: list[float]
 
 
-def merge_draws(draws: Sequence[Draw], log_pi: Sequence[float], log_beta: Sequence[float] | None) -> Edges:
-    """The spec's edges of one node from its K draws (in draw order) and their log-probabilities."""
+def merge_draws(draws: Sequence[Draw], log_pi: Sequence[float] | None, log_beta: Sequence[float] | None) -> Edges:
+    """The spec's edges of one node from its K draws (in draw order) and, with a sampling policy,
+    their log-probabilities under pi and beta (None without one)."""
     keys: list[tuple] = []
     actions: list[torch.Tensor] = []
     counts: list[int] = []
@@ -51,7 +52,7 @@ def merge_draws(draws: Sequence[Draw], log_pi: Sequence[float], log_beta: Sequen
     logits = []
     for e, i in enumerate(first):
         if log_beta is None:
-            logits.append(math.log(counts[e]) + log_pi[i])
+            logits.append(math.log(counts[e]))
         else:
             logits.append((math.log(counts[e]) + log_pi[i]) - log_beta[i])
     spare = len(draws) - len(keys)
@@ -79,18 +80,32 @@ class SampledSearchResult:
 
 def sampled_muzero_search(step: StepFn, root_edges: Edges, root_value: float, root_embedding: Any,
                           num_simulations: int, edges_at: Callable[[int], Edges], *, max_depth: int | None = None,
-                          pb_c_init: float = 1.25, pb_c_base: float = 19652.0) -> SampledSearchResult:
+                          pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
+                          qtransform: QTransform = TREE_MIN_MAX) -> SampledSearchResult:
     """Sampled MuZero search of one root at temperature 0; ``edges_at(s)`` gives the edges a node
-    expanded in simulation s (1-based) gets."""
+    expanded in simulation s (1-based) gets. Selecting a spare edge raises AssertionError (only a
+    ``qtransform`` with fixed bounds can make one win)."""
     num_edges = len(root_edges.counts)
     valid = [c > 0 for c in root_edges.counts]
     tree = Tree(num_edges, valid)
     tree.add_node(-1, -1, 0.0, 1.0, root_edges.logits, root_value, (root_embedding, root_edges),
                   softmax(root_edges.logits, valid))
+    return sampled_simulations(tree, step, num_simulations, edges_at, max_depth=max_depth, pb_c_init=pb_c_init,
+                               pb_c_base=pb_c_base, qtransform=qtransform)
+
+
+def sampled_simulations(tree: Tree, step: StepFn, num_simulations: int, edges_at: Callable[[int], Edges], *,
+                        max_depth: int | None = None, pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
+                        qtransform: QTransform = TREE_MIN_MAX) -> SampledSearchResult:
+    """The simulations and decision of sampled_muzero_search on ``tree``: a fresh root or a kept
+    one (re-rooted by reference.reroot, its spare edges made invalid), whose nodes' embeddings are
+    (embedding, Edges)."""
+    num_edges, valid = tree.num_actions, tree.valid
+    root_edges = tree.nodes[0].embedding[1]
     for s in range(1, num_simulations + 1):
         x, depth = 0, 0
         while True:
-            a = muzero_select(tree, x, pb_c_init, pb_c_base)
+            a = muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
             depth += 1
             c = tree.nodes[x].children[a]
             if c == -1:
@@ -146,12 +161,15 @@ def spec_seeds(seed: int, num_simulations: int) -> list[int]:
 def spec_draws(policy: torch.distributions.Distribution, num_samples: int, seed: int,
                beta: torch.distributions.Distribution | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """raw [K, B, *event], log pi(raw) [K, B] and log beta(raw) (or None) as the spec draws them."""
+    """raw [K, B, *event], and with a sampling policy log pi(raw) and log beta(raw) [K, B] (else
+    None, None), as the spec draws them."""
     sampler = policy if beta is None else beta
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         raw = sampler.sample((num_samples,))
-    return raw, policy.log_prob(raw), None if beta is None else beta.log_prob(raw)
+    if beta is None:
+        return raw, None, None
+    return raw, policy.log_prob(raw), beta.log_prob(raw)
 
 
 def row_draws(raw: torch.Tensor, b: int) -> list[Draw]:
@@ -159,8 +177,8 @@ def row_draws(raw: torch.Tensor, b: int) -> list[Draw]:
     return [(tuple(raw[i, b].reshape(-1).tolist()), raw[i, b]) for i in range(raw.shape[0])]
 
 
-def row_edges(raw: torch.Tensor, lp: torch.Tensor, lb: torch.Tensor | None, b: int) -> Edges:
-    return merge_draws(row_draws(raw, b), lp[:, b].double().tolist(),
+def row_edges(raw: torch.Tensor, lp: torch.Tensor | None, lb: torch.Tensor | None, b: int) -> Edges:
+    return merge_draws(row_draws(raw, b), None if lp is None else lp[:, b].double().tolist(),
                        None if lb is None else lb[:, b].double().tolist())
 
 

@@ -92,6 +92,15 @@ def test_huge_integer_arguments_name_the_argument(name):
         tree.begin_gumbel(**kwargs)
 
 
+@pytest.mark.parametrize("algorithm", ["muzero", "gumbel"])
+@pytest.mark.parametrize("num_simulations", [2**30, 2**70])
+def test_too_many_simulations_for_the_default_capacity_name_num_simulations(algorithm, num_simulations):
+    """The default capacity 1 + num_simulations was refused naming capacity, which the caller never gave."""
+    model, logits, value, embedding = hash_roots(A, B, 28)
+    with pytest.raises(ValueError, match="^num_simulations: expected at most 1073741823"):
+        search(algorithm, model, logits, value, embedding, num_simulations)
+
+
 def test_the_halving_table_does_not_grow_with_considered_actions_beyond_the_actions():
     """Its rows were allocated for every m up to max_num_considered_actions (2**20 allowed), each
     computed in O(m): seconds to hours of work for rows a 2-action root never reads."""
@@ -364,6 +373,84 @@ def test_a_refused_reuse_leaves_the_search_tree_unchanged(change, match):
     again = muzero_policy(root, model, 10, search_tree=kept, seed=2)
     assert _same_summary(again.search_tree.summary(), clean.search_tree.summary())
     assert torch.equal(again.action, clean.action)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(gumbel_scale=-1.0), "gumbel_scale"), (dict(gumbel_scale=1e300), "gumbel_scale"),
+    (dict(value_scale=math.nan), "value_scale"), (dict(maxvisit_init=1e300), "maxvisit_init"),
+    (dict(max_num_considered_actions=0), "max_num_considered_actions"),
+    (dict(max_num_considered_actions=2**20 + 1), "max_num_considered_actions"),
+    (dict(rescale_with_invalid=1), "rescale_with_invalid"), (dict(max_depth=0), "max_depth"), (dict(seed=-1), "seed"),
+])
+def test_a_refused_gumbel_reuse_leaves_the_search_tree_unchanged(change, match):
+    """Gumbel's own arguments were checked only once the kept trees had taken the new roots: the
+    statistics through actions the refused call's mask made invalid were gone, and roots that kept
+    nothing had been given the refused call's root."""
+    model, logits, value, embedding = hash_roots(A, B, 26)
+    root = Root(logits, value, embedding)
+
+    def reused():
+        out = gumbel_muzero_policy(root, model, 12, capacity=40, seed=1, gumbel_scale=0.0)
+        actions = out.action.clone()
+        actions[0] = (actions[0] + 1) % A  # not necessarily expanded: root 0 may keep nothing
+        return out.search_tree.subtree(actions)
+
+    clean = gumbel_muzero_policy(root, model, 8, search_tree=reused(), seed=2)
+    kept = reused()
+    before, nodes = kept.summary(), kept.tree.num_nodes.copy()
+    everything_but_one = torch.ones(B, A, dtype=torch.bool)
+    everything_but_one[:, 0] = False
+    with pytest.raises((ValueError, TypeError), match=f"^{match}"):
+        gumbel_muzero_policy(root, model, 8, search_tree=kept, invalid_actions=everything_but_one,
+                             **{"seed": 2, **change})
+    assert (kept.tree.num_nodes == nodes).all() and _same_summary(kept.summary(), before)
+    again = gumbel_muzero_policy(root, model, 8, search_tree=kept, seed=2)
+    assert _same_summary(again.search_tree.summary(), clean.search_tree.summary())
+    assert torch.equal(again.action, clean.action) and torch.equal(again.action_weights, clean.action_weights)
+
+
+@pytest.mark.parametrize("algorithm", ["muzero", "gumbel"])
+def test_a_kept_root_left_only_actions_of_logit_minus_inf_is_refused(algorithm):
+    """A kept root's logits are its node's, which the prior_logits check never saw: a mask that
+    left it only actions of logit -inf was accepted, and the search ran on NaN priors (Gumbel
+    returned NaN action weights)."""
+    def model(embedding, action):
+        n = len(action)
+        logits = torch.tensor([[0.0, -math.inf, -math.inf, 1.0]]).expand(n, A)
+        return RecurrentOutput(torch.zeros(n), torch.ones(n), logits, torch.zeros(n)), embedding
+
+    logits, value, embedding = torch.zeros(B, A), torch.zeros(B), torch.zeros(B, 2)
+    out = search(algorithm, model, logits, value, embedding, 12, capacity=30)
+    kept = out.search_tree.subtree(out.action)
+    assert kept.kept.all()
+    before, nodes = kept.summary(), kept.tree.num_nodes.copy()
+    only_minus_inf = torch.tensor([[True, False, False, True]] * B)
+    only_minus_inf[0] = False  # root 0 keeps actions of finite logit
+    with pytest.raises(ValueError, match=r"^invalid_actions: .*kept root, got root 1 "):
+        search(algorithm, model, logits, value, embedding, 4, search_tree=kept, invalid_actions=only_minus_inf)
+    assert (kept.tree.num_nodes == nodes).all() and _same_summary(kept.summary(), before)
+    only_minus_inf[1:, 3] = False
+    again = search(algorithm, model, logits, value, embedding, 4, search_tree=kept, invalid_actions=only_minus_inf)
+    assert torch.isfinite(again.action_weights).all() and (again.action_weights[1:, :3] == 0).all()
+
+
+@pytest.mark.parametrize("algorithm", ["muzero", "gumbel"])
+def test_a_max_depth_beyond_64_bits_is_no_limit(algorithm):
+    """The binding refused a max_depth beyond 64 bits only after the policies had checked it and
+    a reused tree had taken the new roots; like any depth no tree reaches, it means no limit."""
+    model, logits, value, embedding = hash_roots(A, B, 27)
+
+    def reused():
+        out = search(algorithm, model, logits, value, embedding, 10, capacity=30)
+        return out.search_tree.subtree(out.action)
+
+    for max_depth in (2**63, 2**70):
+        deep = search(algorithm, model, logits, value, embedding, 6, search_tree=reused(), max_depth=max_depth)
+        unlimited = search(algorithm, model, logits, value, embedding, 6, search_tree=reused())
+        assert _same_summary(deep.search_tree.summary(), unlimited.search_tree.summary())
+        assert torch.equal(deep.action_weights, unlimited.action_weights)
+    with pytest.raises(ValueError, match="^max_depth"):
+        search(algorithm, model, logits, value, embedding, 6, max_depth=-2**70)
 
 
 def test_a_refused_set_roots_keeps_the_device():

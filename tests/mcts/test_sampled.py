@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, Normal, OneHotCategorical, Uniform
 
-from pymbrl.mcts import (Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot, muzero_policy,
-                         sampled_muzero_policy)
+from pymbrl.mcts import (QTransform, Root, SampledPolicyOutput, SampledRecurrentOutput, SampledRoot,
+                         gumbel_muzero_policy, muzero_policy, sampled_muzero_policy)
 
 from .hash_model import HashModel
 from .reference_sampled import reference_sampled_batch
@@ -255,6 +255,77 @@ def test_reuse_keeps_the_childs_subtree_and_its_sampled_actions():
     _search(model, policy2, value2, embedding2, 5, 5, seed=1, search_tree=again)
 
 
+@pytest.mark.parametrize("qtransform", [QTransform("bogus"), QTransform("min_max", min_value=1.0, max_value=0.0),
+                                        "parent_and_siblings"])
+def test_a_bad_qtransform_leaves_a_reused_tree_unchanged(qtransform):
+    """qtransform was checked only once the kept trees had taken the new roots: roots that kept
+    nothing had already been given the refused call's root."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 4, 5, {})
+
+    def reused():
+        first = _search(model, policy, value, embedding, 3, 6, seed=0, capacity=30)
+        actions = first.action_index.clone()
+        actions[0] = first.search_tree.summary().visit_counts[0].argmin()  # 3 simulations, 6 edges: unexpanded
+        return first.search_tree.subtree(actions)
+
+    kept = reused()
+    assert not kept.kept[0]
+    before, nodes = kept.summary(), kept.tree.num_nodes.copy()
+    policy2, value2, embedding2 = model.roots(4, 9)
+    with pytest.raises((ValueError, TypeError), match="^qtransform"):
+        _search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=kept, qtransform=qtransform)
+    after = kept.summary()
+    assert (kept.tree.num_nodes == nodes).all() and all(torch.equal(x, y) for x, y in zip(before, after))
+    _assert_same(_search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=kept),
+                 _search(model, policy2, value2, embedding2, 5, 6, seed=1, search_tree=reused()))
+
+
+@pytest.mark.parametrize("num_simulations", [2**30, 2**40, 2**70])
+def test_a_huge_num_simulations_is_refused_naming_it(num_simulations):
+    """The seeds of all the simulations were drawn before anything was checked: 2**70 raised
+    numpy's "Maximum allowed dimension exceeded", 2**40 asked for 8 TiB of seeds."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 3, 0, {})
+    with pytest.raises(ValueError, match="^num_simulations"):
+        _search(model, policy, value, embedding, num_simulations, 4, seed=0)
+    first = _search(model, policy, value, embedding, 4, 4, seed=0, capacity=20)
+    kept = first.search_tree.subtree(first.action_index)
+    with pytest.raises(ValueError, match="^num_simulations: expected at most [0-9]+ new nodes"):
+        _search(model, policy, value, embedding, num_simulations, 4, seed=0, search_tree=kept)
+
+
+def test_sampled_actions_of_another_dtype_are_refused():
+    """A float policy where the search's actions are integers (or back) has the same event shape:
+    its samples were cast into the tree's action pool, silently truncated (a Normal after a
+    Categorical root searched actions 0, 0, -1)."""
+    policy, value, embedding = Categorical(logits=torch.zeros(2, 5)), torch.zeros(2), torch.zeros(2, 2)
+
+    def model(e, a, interior=Categorical):
+        n = len(a)
+        policy = Categorical(logits=torch.zeros(n, 5)) if interior is Categorical else Normal(torch.zeros(n), 1.0)
+        return SampledRecurrentOutput(torch.zeros(n), torch.ones(n), policy, torch.zeros(n)), e
+
+    with pytest.raises(ValueError, match=r"^recurrent_fn output policy: expected sampled actions of dtype torch.int64"):
+        sampled_muzero_policy(SampledRoot(policy, value, embedding), lambda e, a: model(e, a, Normal), 3,
+                              num_samples=3)
+    first = sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, capacity=10, seed=0)
+    kept = first.search_tree.subtree(first.action_index)
+    before = kept.summary()
+    with pytest.raises(ValueError, match=r"^root.policy: .*dtype torch.int64 \(the search tree's\), got \[3\] and "
+                                         r"torch.float32"):
+        sampled_muzero_policy(SampledRoot(Normal(torch.zeros(2), 1.0), value, embedding), model, 2, num_samples=3,
+                              search_tree=kept)
+    assert all(torch.equal(x, y) for x, y in zip(before, kept.summary()))
+    sampled_muzero_policy(SampledRoot(policy, value, embedding), model, 2, num_samples=3, search_tree=kept)
+
+
+def test_more_samples_than_a_tree_has_edges_are_refused_before_drawing_them():
+    """num_samples beyond the trees' 2**24 edges was refused by the tree only after K draws per
+    root had been made and compared pairwise ([B, K, K]: 2**48 bytes at K = 2**24)."""
+    model, policy, value, embedding, _ = _setup("normal", 2, 3, 0, {})
+    with pytest.raises(ValueError, match=r"^num_samples: expected at most 16777216"):
+        _search(model, policy, value, embedding, 4, 2**24 + 1, seed=0)
+
+
 def test_a_muzero_search_tree_is_refused():
     model, policy, value, embedding, _ = _setup("categorical", 5, 3, 0, {})
     muzero = muzero_policy(Root(torch.zeros(3, 5), value, embedding), HashModel(5), 4, capacity=10)
@@ -263,10 +334,27 @@ def test_a_muzero_search_tree_is_refused():
         _search(model, policy, value, embedding, 4, 5, seed=0, search_tree=other)
 
 
+@pytest.mark.parametrize("policy", [muzero_policy, gumbel_muzero_policy])
+def test_a_sampled_search_tree_is_refused_by_muzero(policy):
+    """MuZero took a Sampled MuZero tree: a root embedding of the pool's structure (embedding,
+    sampled actions, counts) was even searched, the edges' sampled actions read as action ids."""
+    model, sampled, value, embedding, _ = _setup("categorical", 5, 3, 0, {})
+    first = _search(model, sampled, value, embedding, 4, 5, seed=0, capacity=10)
+    kept = first.search_tree.subtree(first.action_index)
+    pool_like = (embedding, torch.zeros(3, 5, dtype=torch.int64), torch.zeros(3, 5, dtype=torch.int64))
+    for root_embedding in (embedding, pool_like):
+        with pytest.raises(ValueError, match="^search_tree: expected the search tree of a muzero_policy"):
+            policy(Root(torch.zeros(3, 5), value, root_embedding), HashModel(5), 2, search_tree=kept)
+
+
 def test_the_search_finds_a_good_continuous_action():
     """A one-step bandit with reward -(a - 1)^2 and a prior N(0, 1): the most visited sampled action
-    lands near the optimum (the prior's mean is 1 away, a random draw ~1.2 on average) and is the
-    best of the K draws in most rows."""
+    is the best of the K draws in almost every row, near the optimum (the prior's mean is 1 away, a
+    random draw 1.2 on average), and the visit-weighted action is far closer than the prior's.
+
+    With beta = pi the prior over the draws is uniform (1/K) and an unvisited edge's Q counts as
+    the tree's minimum, so pUCT tries a new draw once c sqrt(N) / K outweighs the best visited
+    one's normalised Q of 1: K = 8 draws are all tried within 200 simulations."""
     batch_size = 64
 
     def bandit(embedding, action):
@@ -276,14 +364,13 @@ def test_the_search_finds_a_good_continuous_action():
 
     prior = Independent(Normal(torch.zeros(batch_size, 1), 1.0), 1)
     out = sampled_muzero_policy(SampledRoot(prior, torch.zeros(batch_size), torch.zeros(batch_size, 1)), bandit, 200,
-                                num_samples=10, seed=0, temperature=0.0)
+                                num_samples=8, seed=0, temperature=0.0)
     error = (out.action[:, 0] - 1.0).abs()
     best = (out.sampled_actions[:, :, 0] - 1.0).abs().min(dim=1).values
+    assert float((error <= best).float().mean()) > 0.9
     assert float(error.median()) < 0.25
-    assert float((error <= best).float().mean()) > 0.6
-    # The improved policy moves mass towards the optimum: the visit-weighted action beats the prior's.
     weighted = (out.action_weights * out.sampled_actions[:, :, 0]).sum(dim=1)
-    assert float((weighted - 1.0).abs().median()) < 0.4
+    assert float((weighted - 1.0).abs().median()) < 0.6
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

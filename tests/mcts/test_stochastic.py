@@ -318,6 +318,53 @@ def test_a_refused_call_leaves_a_reused_tree_unchanged(bad):
     assert_same_output(a, b)
 
 
+def test_a_kept_root_left_only_actions_of_logit_minus_inf_is_refused():
+    """The kept decision node's own logits must leave a valid action of finite logit (the check of
+    prior_logits never reads a kept root's); accepted, the search ran on NaN priors."""
+    def decision_fn(state, action):
+        n = len(action)
+        return DecisionOutput(torch.zeros(n, 2), torch.zeros(n)), state[:, :3]
+
+    def chance_fn(afterstate, outcome):
+        n = len(outcome)
+        logits = torch.tensor([[0.0, -math.inf, 1.0]]).expand(n, 3)
+        return ChanceOutput(torch.zeros(n), torch.ones(n), logits, torch.zeros(n)), torch.zeros(n, 4)
+
+    root = Root(torch.zeros(2, 3), torch.zeros(2), torch.zeros(2, 4))
+    kwargs = dict(num_chance_outcomes=2, dirichlet_fraction=0.0, temperature=0.0)
+    out = stochastic_muzero_policy(root, decision_fn, chance_fn, 20, capacity=40, **kwargs)
+    kept = out.search_tree.subtree(out.action, torch.zeros(2, dtype=torch.int64))
+    assert kept.kept.all()
+    before, nodes = kept.summary(), kept.num_nodes.copy()
+    invalid = torch.tensor([[False, False, False], [True, False, True]])
+    with pytest.raises(ValueError, match=r"^invalid_actions: .*kept root, got root 1 "):
+        stochastic_muzero_policy(root, decision_fn, chance_fn, 4, search_tree=kept, invalid_actions=invalid, **kwargs)
+    after = kept.summary()
+    assert (kept.num_nodes == nodes).all() and all(torch.equal(x, y) for x, y in zip(before, after))
+    again = stochastic_muzero_policy(root, decision_fn, chance_fn, 4, search_tree=kept, **kwargs)
+    assert torch.isfinite(again.action_weights).all()
+
+
+def test_a_max_depth_beyond_64_bits_is_no_limit():
+    """Refused by the binding after a reused tree had taken the new roots; now no limit."""
+    model = _model(3, 2, seed=5)
+    logits, value, embedding = model.roots(3)
+
+    def reused():
+        out = model.search(logits, value, embedding, 12, capacity=40)
+        return out.search_tree.subtree(out.action, torch.zeros(3, dtype=torch.int64))
+
+    deep = model.search(logits, value, embedding, 8, search_tree=reused(), max_depth=2**70)
+    assert_same_output(deep, model.search(logits, value, embedding, 8, search_tree=reused()))
+
+
+def test_too_many_simulations_for_the_default_capacity_name_num_simulations():
+    model = _model(3, 2)
+    logits, value, embedding = model.roots(2)
+    with pytest.raises(ValueError, match="^num_simulations: expected at most 1073741823"):
+        model.search(logits, value, embedding, 2**30)
+
+
 def test_a_consumed_tree_and_bad_reroots_are_refused():
     model = _model(3, 2)
     logits, value, embedding = model.roots(2)

@@ -1,6 +1,6 @@
 """pymbrl.models.muzero: the value transform and its inverse, two-hot supports, hidden-state
-scaling, gradient scaling, and both networks' shapes, initial predictions, gradients, argument
-errors and a short fit."""
+scaling, gradient scaling, and the networks' (MuZero's MLP and conv, Stochastic MuZero's MLP)
+shapes, initial predictions, gradients, argument errors and a short fit."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pymbrl.models.muzero import (ConvMuZeroNetwork, InferenceOutput, MuZeroNetwork, inverse_scalar_transform,
-                                  scalar_to_support, scalar_transform, scale_gradient, scale_hidden_state,
-                                  support_to_scalar)
+from pymbrl.models.muzero import (
+    ConvMuZeroNetwork,
+    InferenceOutput,
+    MuZeroNetwork,
+    StochasticMuZeroNetwork,
+    inverse_scalar_transform,
+    make_network,
+    scalar_to_support,
+    scalar_transform,
+    scale_gradient,
+    scale_hidden_state,
+    support_to_scalar,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -249,3 +259,76 @@ def test_mlp_fits_the_values_of_a_fixed_batch():
         loss.backward()
         opt.step()
     assert error() < before / 100, (before, error())
+
+
+def stochastic(**kwargs):
+    return StochasticMuZeroNetwork(4, 3, num_chance_outcomes=5, hidden_size=32, latent_size=16, **kwargs)
+
+
+def test_stochastic_network_steps_through_afterstates_and_chance_codes():
+    net = stochastic()
+    root = net.initial_inference(torch.randn(6, 4))
+    check_output(root, 6, (16,), 3)
+    after = net.afterstate_inference(root.hidden_state, torch.arange(6) % 3)
+    assert after.chance_logits.shape == (6, 5) and after.q_logits.shape == (6, 21)
+    assert after.afterstate.shape == (6, 16) and (after.q == 0).all() and after.q.shape == (6,)
+    assert (after.afterstate >= 0).all() and (after.afterstate <= 1).all()
+    code = torch.nn.functional.one_hot(torch.arange(6) % 5, 5).float()
+    step = net.chance_inference(after.afterstate, code)
+    check_output(step, 6, (16,), 3)
+    assert (step.value == 0).all() and (step.reward == 0).all()
+    other = net.chance_inference(after.afterstate, code.roll(1, dims=1))
+    assert not torch.equal(step.hidden_state, other.hidden_state)  # the outcome decides the next state
+
+
+def test_the_chance_code_is_one_hot_with_the_encoders_gradient():
+    net = stochastic()
+    obs = torch.randn(8, 4)
+    code, probs = net.encode(obs)
+    assert torch.equal(code, torch.nn.functional.one_hot(probs.argmax(-1), 5).float())
+    assert torch.allclose(probs.sum(-1), torch.ones(8))
+    # Straight through: the code's gradient is the softmax's.
+    weights = torch.randn(8, 5)
+    (grad,) = torch.autograd.grad((code * weights).sum(), net.chance_encoder[-1].bias, retain_graph=True)
+    (expected,) = torch.autograd.grad((probs * weights).sum(), net.chance_encoder[-1].bias)
+    assert torch.allclose(grad, expected) and grad.abs().sum() > 0
+
+
+def test_gradients_reach_every_stochastic_parameter():
+    net = stochastic()
+    obs, next_obs, action = torch.randn(8, 4), torch.randn(8, 4), torch.arange(8) % 3
+    target = scalar_to_support(torch.linspace(-5, 5, 8), net.support_size)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(2):  # the zero output layers pass gradients back from the second step
+        root = net.initial_inference(obs)
+        after = net.afterstate_inference(root.hidden_state, action)
+        code, probs = net.encode(next_obs)
+        out = net.chance_inference(after.afterstate, code)
+        loss = sum(-(target * logits.log_softmax(-1)).sum(-1).mean()
+                   for logits in (after.q_logits, out.value_logits, out.reward_logits))
+        loss = loss + torch.nn.functional.cross_entropy(after.chance_logits, code.detach()) \
+            + torch.nn.functional.cross_entropy(out.policy_logits, action) + (code.detach() - probs).square().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_stochastic_network_errors_name_the_argument():
+    net = stochastic()
+    hidden = net.initial_inference(torch.randn(2, 4)).hidden_state
+    with pytest.raises(ValueError, match="num_chance_outcomes"):
+        StochasticMuZeroNetwork(4, 3, num_chance_outcomes=0)
+    with pytest.raises(ValueError, match="action"):
+        net.afterstate_inference(hidden, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="code"):
+        net.chance_inference(hidden, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="code"):
+        net.chance_inference(hidden, torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="obs"):
+        net.encode(torch.zeros(2, 5))
+    assert isinstance(make_network((4,), 3, num_chance_outcomes=7), StochasticMuZeroNetwork)
+    assert make_network((4,), 3, num_chance_outcomes=7).num_chance_outcomes == 7
+    with pytest.raises(ValueError, match="obs_shape: .*Stochastic MuZero"):
+        make_network((4, 10, 10), 3, num_chance_outcomes=7)

@@ -32,7 +32,8 @@ def play(env, info, rng, actions=None, steps=120):
     return seen, taken, info
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "pymbrl/TicTacToe-v0"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "pymbrl/TicTacToe-v0",
+                                    "pymbrl/2048-3x3-v0"])
 def test_an_env_state_restored_into_another_env_plays_on_identically(env_id):
     rng = np.random.default_rng(0)
     env = gym.make(env_id)
@@ -49,6 +50,15 @@ def test_an_env_state_restored_into_another_env_plays_on_identically(env_id):
     got, _, _ = play(other, info, rng, actions)
     assert got == expected
     assert [env.action_space.sample() for _ in range(5)] == [other.action_space.sample() for _ in range(5)]
+
+
+def test_a_2048_board_of_impossible_tiles_is_refused():
+    env = gym.make("pymbrl/2048-3x3-v0")
+    env.reset(seed=0)
+    bad = env_state(env)
+    bad["layers"][-1][1]["board"] = torch.full((3, 3), 11, dtype=torch.int8)
+    with pytest.raises(ValueError, match=r"s\.layers\[2\]\.board: expected tile exponents in \[0, 11\)"):
+        env_restorer(env, bad, "s")
 
 
 def test_the_time_limit_and_order_of_calls_are_part_of_the_state():

@@ -253,6 +253,13 @@ class PySearch {
   }
   static int depth_of(const py::object& max_depth) {
     if (max_depth.is_none()) return 0;
+    // A Python integer beyond 64 bits is a depth no tree reaches, like any beyond 2**30: no limit
+    // (refusing it here, after the policies' checks, would leave a reused tree changed).
+    if (PyLong_Check(max_depth.ptr()) && !PyBool_Check(max_depth.ptr())) {
+      int overflow = 0;
+      PyLong_AsLongLongAndOverflow(max_depth.ptr(), &overflow);
+      if (overflow > 0) return 1 << 30;
+    }
     const int64_t d = as_int(max_depth, "max_depth");
     if (d < 1) throw py::value_error("max_depth: expected an integer >= 1 or None, got " + std::to_string(d));
     return static_cast<int>(std::min<int64_t>(d, int64_t{1} << 30));

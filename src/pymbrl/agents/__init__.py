@@ -7,8 +7,11 @@ sac
 mbpo
     Model-Based Policy Optimization: SAC on short branched rollouts of a Gaussian ensemble.
 muzero
-    MuZero and Gumbel MuZero (and AlphaZero mode with true rules) by batched self-play on the C++ search
-    (the search and self-play in ``muzero_selfplay``).
+    MuZero, Gumbel MuZero and Stochastic MuZero (and AlphaZero mode with true rules) by batched self-play on
+    the C++ search (the search and self-play in ``muzero_selfplay``; Stochastic MuZero's unroll and model
+    functions in ``muzero_stochastic``).
+sampled_muzero
+    Sampled MuZero for continuous (Box) actions: searches over K actions sampled from a tanh-Gaussian policy.
 dreamer
     Dreamer with DreamerV3's world model: actor and critic learned in imagination from every replayed state
     (the learner and its update in ``dreamer_learner``).
@@ -38,6 +41,7 @@ ALGORITHMS = {
     "sac": ("pymbrl.agents.sac", "SACConfig"),
     "mbpo": ("pymbrl.agents.mbpo", "MBPOConfig"),
     "muzero": ("pymbrl.agents.muzero", "MuZeroConfig"),
+    "sampled-muzero": ("pymbrl.agents.sampled_muzero", "SampledMuZeroConfig"),
     "dreamer": ("pymbrl.agents.dreamer", "DreamerConfig"),
     "world-models": ("pymbrl.agents.world_models", "WorldModelsConfig"),
     "i2a": ("pymbrl.agents.i2a", "I2AConfig"),

@@ -3,7 +3,7 @@ model", Nature 2020): planning with pymbrl's batched C++ search in the latent sp
 model. The config, then the loop:
 
 1. self-play (:mod:`pymbrl.agents.muzero_selfplay`): ``num_envs`` environments step together; at
-   every step one batched search (MuZero's pUCT or Gumbel MuZero) runs from all their observations
+   every step one batched search (MuZero's pUCT, Gumbel MuZero or Stochastic MuZero) runs from all their observations
    at once; actions are drawn from the visit counts with a temperature that falls as training goes
    on; finished games go to the game buffer with their search statistics (root values, visits);
 2. training: positions sampled from the game buffer (by priority) with targets for ``unroll_steps``
@@ -13,6 +13,10 @@ model. The config, then the loop:
    policies with the latest network, in place;
 3. evaluation: greedy search without exploration noise (on TicTacToe, matches against a random and
    a perfect player).
+
+Stochastic MuZero (``search="stochastic"``, Antonoglou et al. 2022; :mod:`pymbrl.agents.muzero_stochastic`)
+learns a model whose moves lead to afterstates and whose chance outcomes, codes an encoder finds in
+the observations, lead on to the next states; its search expands both.
 
 Two-player zero-sum games (``pymbrl/TicTacToe-v0``) use the search's convention: the reward is the
 mover's and the discount is -1 (the next position's value is the opponent's), in the search and in
@@ -42,13 +46,10 @@ from pymbrl.agents.muzero_selfplay import (
     SelfPlay,
     evaluate,
     evaluate_two_player,
+    network_of,
 )
-from pymbrl.models.muzero import (
-    make_network,
-    scalar_to_support,
-    scale_gradient,
-    support_to_scalar,
-)
+from pymbrl.agents.muzero_stochastic import Outcomes, chance_unroll, outcomes
+from pymbrl.models.muzero import scalar_to_support, scale_gradient, support_to_scalar
 from pymbrl.replay import GameBuffer
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, seeded, start_run
 from pymbrl.training.checkpoint import field
@@ -70,6 +71,11 @@ class MuZeroConfig(TrainConfig):
                       "priority_alpha": 0.5},
         # Values lie in [-1, 1]; 9-step returns reach the end of every game (Monte Carlo, as in AlphaZero).
         "pymbrl/TicTacToe-": {"num_simulations": 25, "td_steps": 9, "support_size": 5},
+        # Scores reach the thousands: support 30 covers ~850 per step and value; returns discounted
+        # over ~100 moves. Stochastic MuZero's codebook collapsed onto one code without the entropy
+        # term. The runs behind these settings: examples/results/stochastic_muzero_2048.md.
+        "pymbrl/2048-": {"num_simulations": 25, "td_steps": 10, "support_size": 30, "discount": 0.99,
+                         "code_entropy_weight": 0.5},
     }
 
     steps: int = 50_000  # env steps of the run (summed over the envs); a finished run continues when given more
@@ -78,7 +84,9 @@ class MuZeroConfig(TrainConfig):
     checkpoint_every: int = 5000  # env steps between checkpoints
     num_envs: int = 16  # envs playing together, one batched search for all of them per move
     num_simulations: int = 50  # search simulations per move
-    search: Literal["muzero", "gumbel"] = "muzero"  # pUCT, or Gumbel MuZero (Danihelka et al. 2022)
+    search: Literal["muzero", "gumbel", "stochastic"] = "muzero"
+    """pUCT (MuZero), Gumbel MuZero (Danihelka et al. 2022), or Stochastic MuZero (Antonoglou et al.
+    2022: pUCT over moves and learned chance outcomes; vector observations)."""
     discount: float = 0.997  # two-player games use -1 whatever this says
     td_steps: int = 10  # n of the n-step value targets
     unroll_steps: int = 5  # K, the steps the model is unrolled in training
@@ -98,6 +106,9 @@ class MuZeroConfig(TrainConfig):
     dirichlet_alpha: float = 0.25  # root noise of pUCT self-play
     dirichlet_fraction: float = 0.25  # weight of the root noise in the prior
     gumbel_considered_actions: int = 16  # actions Gumbel MuZero considers at the root
+    num_chance_outcomes: int = 32  # Stochastic MuZero: C, the codes of its chance outcomes (the paper's 2048 codebook)
+    commitment_weight: float = 1.0  # Stochastic MuZero: weight of the loss drawing the encoder's softmax to its code
+    code_entropy_weight: float = 0.0  # Stochastic MuZero: weight of the entropy of the batch's mean code distribution
     reanalyse_batch: int = 0  # positions re-searched with the latest network per update (0: off)
     simulator: bool = False
     """AlphaZero mode (pymbrl/TicTacToe-v0 only): the search steps the true rules
@@ -133,16 +144,16 @@ class MuZeroConfig(TrainConfig):
         if not isinstance(self.ray_address, str):
             raise TypeError(f"ray_address: expected a str, got {self.ray_address!r}")
         for name in ("num_envs", "num_simulations", "td_steps", "batch_size", "buffer_size",
-                     "gumbel_considered_actions", "support_size", "hidden_size", "latent_size"):
+                     "gumbel_considered_actions", "support_size", "hidden_size", "latent_size", "num_chance_outcomes"):
             integer(getattr(self, name), name)
         for name in ("unroll_steps", "warmup_steps", "reanalyse_batch"):
             integer(getattr(self, name), name, minimum=0)
-        if self.search not in ("muzero", "gumbel"):
-            raise ValueError(f"search: expected 'muzero' or 'gumbel', got {self.search!r}")
+        if self.search not in ("muzero", "gumbel", "stochastic"):
+            raise ValueError(f"search: expected 'muzero', 'gumbel' or 'stochastic', got {self.search!r}")
         for name in ("discount", "dirichlet_fraction"):
             real(getattr(self, name), name, low=0.0, high=1.0)
         for name in ("lr", "weight_decay", "value_loss_weight", "updates_per_step", "priority_alpha", "priority_beta",
-                     "dirichlet_alpha"):
+                     "dirichlet_alpha", "commitment_weight", "code_entropy_weight"):
             real(getattr(self, name), name, low=0.0)
         if self.dirichlet_alpha == 0.0:
             raise ValueError("dirichlet_alpha: expected a number > 0, got 0.0")
@@ -151,6 +162,9 @@ class MuZeroConfig(TrainConfig):
                 raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         if self.batch_size > self.buffer_size:  # no batch could ever be drawn: MuZero would never learn
             raise ValueError(f"batch_size: expected at most buffer_size ({self.buffer_size}), got {self.batch_size}")
+        if self.simulator and self.search == "stochastic":
+            raise ValueError("simulator: AlphaZero mode steps the true rules, where Stochastic MuZero learns a model; "
+                             "use search='muzero' or 'gumbel' with it")
         if self.simulator and self.env != TICTACTOE:
             raise ValueError(f"simulator: AlphaZero mode knows the rules of {TICTACTOE} only, got env {self.env!r}")
         schedule = self.temperatures
@@ -185,21 +199,31 @@ def temperature(config: MuZeroConfig, progress: float) -> float:
     return [t for start, t in config.temperatures if progress >= start][-1]
 
 
-def unroll_loss(network: torch.nn.Module, batch: Any, config: MuZeroConfig,
-                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def unroll_loss(network: torch.nn.Module, batch: Any, config: MuZeroConfig, weights: torch.Tensor | None = None,
+                following: Outcomes | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The loss of a batch of unrolls (mean over the batch, weighted by ``weights`` [B], default the
     batch's importance weights) and new priorities.
 
     Per unroll step k = 0..K: cross-entropies of the value and reward predictions against their
     two-hot targets and of the policy against the visit distribution, masked past the end of the
     game as the buffer says; steps k >= 1 weigh 1/K (the paper's gradient scaling), the value
-    ``value_loss_weight``. Returns (loss, priorities [B] = |predicted - target root value|, parts).
+    ``value_loss_weight``. Stochastic MuZero unrolls through the chance codes of ``following``
+    (:func:`~pymbrl.agents.muzero_stochastic.outcomes`) and adds its afterstates' losses
+    (:func:`~pymbrl.agents.muzero_stochastic.chance_unroll`). Returns (loss, priorities [B] =
+    |predicted - target root value|, parts).
     """
     K, S = config.unroll_steps, config.support_size
     out = network.initial_inference(batch.obs)
     predictions = [(out.value_logits, None, out.policy_logits)]
+    chance_loss, chance_parts = None, {}
+    if config.search == "stochastic":
+        if following is None:
+            raise ValueError("following: Stochastic MuZero unrolls through the observations after each move; "
+                             "pass outcomes(buffer, batch.indices, unroll_steps)")
+        unrolled, chance_loss, chance_parts = chance_unroll(network, out.hidden_state, batch, following, config)
+        predictions += unrolled
     hidden = out.hidden_state
-    for k in range(K):
+    for k in range(K if chance_loss is None else 0):
         out = network.recurrent_inference(hidden, batch.actions[:, k])
         predictions.append((out.value_logits, out.reward_logits, out.policy_logits))
         hidden = scale_gradient(out.hidden_state, 0.5)
@@ -213,12 +237,14 @@ def unroll_loss(network: torch.nn.Module, batch: Any, config: MuZeroConfig,
             reward_target = scalar_to_support(batch.target_rewards[:, k], S)
             reward_loss = reward_loss + scale * batch.reward_mask[:, k] * cross_entropy(reward_logits, reward_target)
     per_sample = config.value_loss_weight * value_loss + reward_loss + policy_loss
+    if chance_loss is not None:
+        per_sample = per_sample + chance_loss
     loss = ((batch.weights if weights is None else weights) * per_sample).mean()
     with torch.no_grad():
         predicted = support_to_scalar(predictions[0][0], S)
         priorities = (predicted - batch.target_values[:, 0]).abs() + 1e-6
     parts = {"value_loss": float(value_loss.detach().mean()), "reward_loss": float(reward_loss.detach().mean()),
-             "policy_loss": float(policy_loss.detach().mean())}
+             "policy_loss": float(policy_loss.detach().mean()), **chance_parts}
     return loss, priorities, parts
 
 
@@ -235,9 +261,11 @@ def update(network: torch.nn.Module, optimizer: torch.optim.Optimizer, buffer: G
         fresh = searcher(stale.obs, None, 1.0, noise=False)
         buffer.update_targets(stale.indices, fresh.search_tree.summary().value, fresh.action_weights)
     batch = buffer.sample(c.batch_size, device=c.device)
+    following = outcomes(buffer, batch.indices, c.unroll_steps, c.device) if c.search == "stochastic" else None
     # Importance weights relative to the batch's largest (muzero-general, LightZero) rather than the
     # buffer's: one near-zero priority anywhere would otherwise shrink every step to nothing.
-    loss, priorities, parts = unroll_loss(network, batch, c, weights=batch.weights / batch.weights.max())
+    loss, priorities, parts = unroll_loss(network, batch, c, weights=batch.weights / batch.weights.max(),
+                                          following=following)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -273,8 +301,7 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
     run = start_run(run_dir, "muzero", c, callbacks=callbacks)
     obs_space, num_actions = envs[0].observation_space, play.num_actions
     with seeded(c.seed):
-        network = make_network(obs_space.shape, num_actions, hidden_size=c.hidden_size, latent_size=c.latent_size,
-                               support_size=c.support_size).to(c.device)
+        network = network_of(c, obs_space.shape, num_actions).to(c.device)
     optimizer = torch.optim.Adam(network.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     buffer = GameBuffer(c.buffer_size, obs_space.shape, num_actions, obs_dtype=obs_space.dtype,
                         unroll_steps=c.unroll_steps, td_steps=c.td_steps,
@@ -363,8 +390,7 @@ def load(run_dir: str | os.PathLike, device: str | None = None) -> Searcher:
     env = make_env(config)
     _, info = env.reset()
     env.close()
-    network = make_network(env.observation_space.shape, int(env.action_space.n), hidden_size=config.hidden_size,
-                           latent_size=config.latent_size, support_size=config.support_size).to(config.device)
+    network = network_of(config, env.observation_space.shape, int(env.action_space.n)).to(config.device)
     with restoring(Path(run_dir) / "checkpoint" / STATE):
         network.load_state_dict(state["network"])
     return Searcher(network, config, "to_play" in info, seed=0)

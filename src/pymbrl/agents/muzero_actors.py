@@ -16,9 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pymbrl.agents.muzero_selfplay import Searcher, SelfPlay, evaluate, evaluate_two_player
+from pymbrl.agents.muzero_selfplay import (
+    Searcher,
+    SelfPlay,
+    evaluate,
+    evaluate_two_player,
+    network_of,
+)
 from pymbrl.distributed.weights import Publisher, fetch
-from pymbrl.models.muzero import make_network
 from pymbrl.replay import GameBuffer
 
 if TYPE_CHECKING:
@@ -35,9 +40,7 @@ class Worker:
         torch.set_num_threads(1)  # one actor per CPU
         self.config, self.version = config, 0
         self.play = SelfPlay([make_env(config) for _ in range(num_envs)], seed)
-        network = make_network(self.play.envs[0].observation_space.shape, self.play.num_actions,
-                               hidden_size=config.hidden_size, latent_size=config.latent_size,
-                               support_size=config.support_size)
+        network = network_of(config, self.play.envs[0].observation_space.shape, self.play.num_actions)
         self.searcher = Searcher(network, config, self.play.two_player, seed + 1)
 
     def pull(self, weights: Any) -> None:

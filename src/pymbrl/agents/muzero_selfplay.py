@@ -1,6 +1,6 @@
 """MuZero's search and self-play (see :mod:`pymbrl.agents.muzero` for the config and the loop).
 
-:class:`Searcher` runs one batched search (pUCT or Gumbel MuZero) from many observations at once,
+:class:`Searcher` runs one batched search (pUCT, Gumbel MuZero or Stochastic MuZero) from many observations at once,
 the latent states staying on the network's device, and acts greedily as a loaded agent;
 :class:`SelfPlay` steps ``num_envs`` envs together, one search for all of them per move, and
 stores each finished game with its search statistics; :func:`evaluate` and
@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from pymbrl import mcts
+from pymbrl.agents.muzero_stochastic import ChanceModel
+from pymbrl.envs import game2048
 from pymbrl.envs.tictactoe_env import minimax_player, play_match, random_player
 from pymbrl.models import tictactoe
-from pymbrl.models.muzero import support_to_scalar
+from pymbrl.models.muzero import make_network, support_to_scalar
 from pymbrl.replay import GameBuffer
 from pymbrl.training import as_batch
 from pymbrl.training.envstate import (
@@ -38,7 +40,15 @@ if TYPE_CHECKING:
     from pymbrl.agents.muzero import MuZeroConfig
 
 TICTACTOE = "pymbrl/TicTacToe-v0"
+GAME2048 = "pymbrl/2048-"
 GAME_FIELDS = ("obs", "actions", "rewards", "root_values", "policies")
+
+
+def network_of(config: MuZeroConfig, obs_shape: tuple[int, ...], num_actions: int) -> torch.nn.Module:
+    """The network ``config`` asks for (Stochastic MuZero's with ``search="stochastic"``)."""
+    return make_network(obs_shape, num_actions, hidden_size=config.hidden_size, latent_size=config.latent_size,
+                        support_size=config.support_size,
+                        num_chance_outcomes=config.num_chance_outcomes if config.search == "stochastic" else None)
 
 
 class Searcher:
@@ -53,6 +63,7 @@ class Searcher:
         self.generator = np.random.default_rng(seed)
         self.device = next(network.parameters()).device
         self.recurrent_fn = self.simulated_step if config.simulator else self.learned_step
+        self.chance_model = ChanceModel(network, config.support_size, self.discount)
 
     def learned_step(self, embedding: torch.Tensor, action: torch.Tensor) -> tuple[mcts.RecurrentOutput, torch.Tensor]:
         out = self.network.recurrent_inference(embedding, action)
@@ -85,6 +96,13 @@ class Searcher:
             root = mcts.Root(out.policy_logits, out.value, embedding)
             invalid = None if legal is None else torch.as_tensor(~legal, device=self.device)
             seed = int(self.generator.integers(2**63))
+            if c.search == "stochastic":
+                return mcts.stochastic_muzero_policy(root, self.chance_model.decision_step,
+                                                     self.chance_model.chance_step, c.num_simulations,
+                                                     num_chance_outcomes=c.num_chance_outcomes,
+                                                     invalid_actions=invalid, dirichlet_alpha=c.dirichlet_alpha,
+                                                     dirichlet_fraction=c.dirichlet_fraction if noise else 0.0,
+                                                     temperature=temperature, seed=seed)
             if c.search == "gumbel":
                 return mcts.gumbel_muzero_policy(root, self.recurrent_fn, c.num_simulations, invalid_actions=invalid,
                                                  max_num_considered_actions=c.gumbel_considered_actions,
@@ -101,10 +119,12 @@ class Searcher:
         one batched search: greedy (no root noise, the most visited action) or, with
         ``deterministic=False``, as self-play draws it early on (root noise, temperature 1).
         ``legal`` bool [A] or [N, A] masks the moves; on TicTacToe it defaults to the empty cells
-        of the observation."""
+        of the observation, on 2048 to the moves that change its board."""
         batch, single = as_batch(obs, self.network.obs_shape)
         if legal is None and self.config.env == TICTACTOE:
             legal = (batch[:, :9] == 0) & (batch[:, 9:18] == 0)
+        if legal is None and self.config.env.startswith(GAME2048):
+            legal = game2048.legal_actions(np.asarray(batch))
         if legal is not None:
             legal = np.asarray(legal, dtype=bool).reshape(batch.shape[0], -1)
         result = self(batch, legal, 0.0 if deterministic else 1.0, noise=not deterministic)

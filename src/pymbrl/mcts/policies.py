@@ -18,11 +18,15 @@ import torch
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, host_array
+from pymbrl.mcts.tree import (EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, default_capacity,
+                              host_array)
 
 MAX_MAGNITUDE: float = _core.mcts.MAX_MAGNITUDE
 """2**64: the largest |reward| and |value| a search accepts (see :class:`RecurrentOutput`), and the
 bound of its real parameters."""
+
+MAX_CONSIDERED_ACTIONS = 2**20
+"""The largest ``max_num_considered_actions`` of :func:`gumbel_muzero_policy` (the core's limit)."""
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[RecurrentOutput, Any]]
 
@@ -119,6 +123,9 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
         if not isinstance(search_tree, SearchTree):
             raise ArgumentTypeError(f"search_tree: expected a SearchTree, got {type(search_tree).__name__}")
         tree = search_tree._live_tree()
+        if type(search_tree._pool) is not EmbeddingPool:  # a subclass: the pool of another kind of search
+            raise ValueError("search_tree: expected the search tree of a muzero_policy or gumbel_muzero_policy "
+                             "search, got that of a sampled_muzero_policy search")
         if (tree.batch_size, tree.num_actions) != (batch_size, num_actions):
             raise ValueError(f"search_tree: built for {tree.batch_size} roots x {tree.num_actions} actions, "
                              f"got prior_logits of shape {tuple(logits.shape)}")
@@ -134,9 +141,7 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
         _set_roots(tree, root, invalid_actions, kept.numpy())
         search_tree._pool.set_roots(embedding, ~kept)
         return search_tree
-    if capacity is None:
-        capacity = 1 + num_simulations
-    integer(capacity, "capacity")
+    capacity = default_capacity(num_simulations) if capacity is None else integer(capacity, "capacity")
     integer(num_threads, "num_threads", optional=True)
     embedding = EmbeddingPool.checked_leaves(root.embedding, batch_size, capacity)  # before any allocation
     tree, pool = _spare(batch_size, num_actions, capacity, num_threads, embedding)
@@ -346,6 +351,18 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations:
         ``action`` int64 [B], ``action_weights`` float32 [B, A] (the improved policy, a training
         target that needs no visit counts), ``search_tree``.
     """
+    # As in muzero_policy: checked before the trees take the new roots, so that a refused call
+    # leaves a reused search_tree as it was (Tree.begin_gumbel would refuse them only afterwards).
+    if integer(max_num_considered_actions, "max_num_considered_actions") > MAX_CONSIDERED_ACTIONS:
+        raise ValueError(f"max_num_considered_actions: expected an integer in [1, 2**20], "
+                         f"got {max_num_considered_actions}")
+    real(gumbel_scale, "gumbel_scale", low=0.0, high=MAX_MAGNITUDE)
+    real(value_scale, "value_scale", low=-MAX_MAGNITUDE, high=MAX_MAGNITUDE)
+    real(maxvisit_init, "maxvisit_init", low=-MAX_MAGNITUDE, high=MAX_MAGNITUDE)
+    if not isinstance(rescale_with_invalid, bool):
+        raise ArgumentTypeError(f"rescale_with_invalid: expected a bool, got {type(rescale_with_invalid).__name__}")
+    integer(max_depth, "max_depth", optional=True)
+    resolve_seed(seed)
     search = _prepare(root, num_simulations, invalid_actions, search_tree, capacity, num_threads)
     search._live_tree().begin_gumbel(num_simulations, max_num_considered_actions=max_num_considered_actions,
                                      gumbel_scale=gumbel_scale, value_scale=value_scale, maxvisit_init=maxvisit_init,

@@ -9,6 +9,7 @@ unchanged over A = K edges. The sampled action vectors live beside the embedding
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -18,10 +19,11 @@ import numpy as np
 import torch
 from torch.distributions import Categorical, Distribution, OneHotCategorical
 
+from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.policies import MAX_MAGNITUDE, SearchTree
-from pymbrl.mcts.qtransforms import QTransform
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, host_array
+from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
+from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, default_capacity, host_array
 
 
 class SampledRoot(NamedTuple):
@@ -90,7 +92,7 @@ class SampledEmbeddingPool(EmbeddingPool):
 class _Edges(NamedTuple):
     """The K edges of a batch of expanded nodes: ``actions`` [B, K, *event], ``counts`` int64 [B, K]
     (how often each was drawn; 0 on spare edges) and ``logits`` float64 [B, K] (the prior logits the
-    tree gets: log count + log pi - log beta, -inf on spare edges)."""
+    tree gets: log count + log pi - log beta, or log count where beta is pi; -inf on spare edges)."""
 
     actions: torch.Tensor
     counts: torch.Tensor
@@ -132,10 +134,12 @@ def _device_of(policy: Distribution) -> torch.device:
     return torch.device("cpu")
 
 
-def _log_counts(num_samples: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=16)
+def _log_counts(num_samples: int, device: torch.device) -> torch.Tensor:
     # math.log per count, as the spec and the reference compute it (a vectorised torch log may
-    # differ in the last bit).
-    return torch.tensor([-math.inf] + [math.log(c) for c in range(1, num_samples + 1)], dtype=torch.float64)
+    # differ in the last bit). Cached: the table is made at every expansion that merged draws.
+    return torch.tensor([-math.inf] + [math.log(c) for c in range(1, num_samples + 1)], dtype=torch.float64,
+                        device=device)
 
 
 def _categories(policy: Distribution) -> int | None:
@@ -149,7 +153,8 @@ def _check_policy(policy: Any, name: str, batch_size: int, num_samples: int,
     if not isinstance(policy, Distribution):
         raise ArgumentTypeError(f"{name}: expected a torch.distributions.Distribution, got {type(policy).__name__}")
     if tuple(policy.batch_shape) != (batch_size,):
-        raise ValueError(f"{name}: expected batch_shape [{batch_size}], got {list(policy.batch_shape)}")
+        raise ValueError(f"{name}: expected batch_shape [{batch_size}] (the length of root.value), "
+                         f"got {list(policy.batch_shape)}")
     if event_shape is not None and policy.event_shape != event_shape:
         raise ValueError(f"{name}: expected event_shape {list(event_shape)} (the root policy's), "
                          f"got {list(policy.event_shape)}")
@@ -172,15 +177,16 @@ def _log_prob(policy: Distribution, actions: torch.Tensor, name: str) -> torch.T
 
 
 def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling_policy: Distribution | None = None,
-                 name: str = "policy", row: str = "row") -> _Edges:
+                  name: str = "policy", row: str = "row") -> _Edges:
     """Samples the K edges of B nodes (the expansion step of Sampled MuZero).
 
     K actions are drawn from ``sampling_policy`` (beta) if given, else from ``policy`` (pi), with
     :func:`_draw`. Identical actions are merged into one edge with their count; the edges are the
     distinct actions in order of first draw, followed by spare edges (count 0, prior logit -inf,
-    action repeating edge 0). An edge's prior logit is ``(log count + log pi(a)) - log beta(a)``
-    in float64, the paper's (beta_hat / beta) pi; without a sampling policy, ``log count + log
-    pi(a)`` (beta = pi). Log-probabilities are those of the first draw of the action.
+    action repeating edge 0). An edge's prior is the paper's (beta_hat / beta) pi, beta_hat the
+    empirical distribution of the draws: logit ``(log count + log pi(a)) - log beta(a)`` in float64
+    (the log-probabilities of the action's first draw); without a sampling policy beta is pi, the
+    two terms cancel and the logit is ``log count`` (no log-probability is needed).
 
     Raises ValueError naming ``name`` (and the sample and the row) when an action or a
     log-probability is not finite.
@@ -192,27 +198,36 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     if tuple(raw.shape[:2]) != batch_shape:
         raise ValueError(f"{sampler_name}: expected samples of shape {list(batch_shape)} + event_shape, "
                          f"got {list(raw.shape)}")
-    event_dims = tuple(range(2, raw.ndim))
-    if raw.is_floating_point():
-        bad = ~torch.isfinite(raw).all(dim=event_dims) if event_dims else ~torch.isfinite(raw)
-        if bad.any():
-            k, b = _first_bad(bad)
-            raise ValueError(f"{sampler_name}: sampled action {k} of {row} {b} is not finite")
-    log_probs = [(name, _log_prob(policy, raw, name))]
+    # The checks look for the culprit only once something is wrong (they run at every simulation).
+    if raw.is_floating_point() and not bool(torch.isfinite(raw).all()):
+        bad = ~torch.isfinite(raw.reshape(*batch_shape, -1)).all(dim=-1)
+        k, b = _first_bad(bad)
+        raise ValueError(f"{sampler_name}: sampled action {k} of {row} {b} is not finite")
+    correction = None  # log pi - log beta of each draw, [B, K] float64
     if sampling_policy is not None:
-        log_probs.append((sampler_name, _log_prob(sampling_policy, raw, sampler_name)))
-    for who, lp in log_probs:
-        if tuple(lp.shape) != batch_shape:
-            raise ValueError(f"{who}: expected log_prob of shape {list(batch_shape)}, got {list(lp.shape)}")
-        bad = ~torch.isfinite(lp)
-        if bad.any():
-            k, b = _first_bad(bad)
-            raise ValueError(f"{who}: the log-probability of sampled action {k} of {row} {b} is not finite")
+        log_probs = []
+        for who, distribution in ((name, policy), (sampler_name, sampling_policy)):
+            lp = _log_prob(distribution, raw, who)
+            if tuple(lp.shape) != batch_shape:
+                raise ValueError(f"{who}: expected log_prob of shape {list(batch_shape)}, got {list(lp.shape)}")
+            if not bool(torch.isfinite(lp).all()):
+                k, b = _first_bad(~torch.isfinite(lp))
+                raise ValueError(f"{who}: the log-probability of sampled action {k} of {row} {b} is not finite")
+            log_probs.append(lp.movedim(0, 1).to(torch.float64))
+        correction = log_probs
     actions = raw.movedim(0, 1)  # [B, K, *event]
-    lp = [x.movedim(0, 1).to(torch.float64) for _, x in log_probs]
     batch_size = actions.shape[0]
     flat = actions.reshape(batch_size, num_samples, -1)
     same = (flat[:, :, None, :] == flat[:, None, :, :]).all(dim=-1)  # [B, K, K]
+    log_counts = _log_counts(num_samples, actions.device)
+    if int(same.sum()) == batch_size * num_samples:
+        # No two draws alike (continuous policies): the edges are the draws, each of count 1.
+        counts = torch.ones(batch_size, num_samples, dtype=torch.int64, device=actions.device)
+        if correction is None:
+            logits = log_counts[counts]
+        else:
+            logits = (log_counts[counts] + correction[0]) - correction[1]
+        return _Edges(actions, counts, logits)
     draws = torch.arange(num_samples, device=same.device)
     earlier = draws[None, :] < draws[:, None]  # [i, j]: j drawn before i
     first = ~(same & earlier).any(dim=-1)  # [B, K]: not drawn before
@@ -224,9 +239,9 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     edges = actions.gather(1, index)
     spare = ~is_edge.reshape(*is_edge.shape, *(1,) * (actions.ndim - 2))
     edges = torch.where(spare, edges[:, :1], edges)
-    logits = _log_counts(num_samples).to(counts.device)[counts] + lp[0].gather(1, order)
-    if sampling_policy is not None:
-        logits = logits - lp[1].gather(1, order)
+    logits = log_counts[counts]
+    if correction is not None:
+        logits = (logits + correction[0].gather(1, order)) - correction[1].gather(1, order)
     return _Edges(edges, counts, logits)
 
 
@@ -264,7 +279,7 @@ def _prepare(root: SampledRoot, edges: _Edges, value: np.ndarray, num_simulation
     batch_size, num_samples = edges.counts.shape
     leaves = (root.embedding, edges.actions, edges.counts)
     if search_tree is None:
-        capacity = 1 + num_simulations if capacity is None else integer(capacity, "capacity")
+        capacity = default_capacity(num_simulations) if capacity is None else integer(capacity, "capacity")
         integer(num_threads, "num_threads", optional=True)
         checked = SampledEmbeddingPool.checked_leaves(leaves, batch_size, capacity)  # before any allocation
         tree = Tree(batch_size, num_samples, capacity, num_threads=num_threads)
@@ -284,9 +299,10 @@ def _prepare(root: SampledRoot, edges: _Edges, value: np.ndarray, num_simulation
     if int(nodes.max()) + num_simulations > tree.capacity:
         raise ValueError(f"num_simulations: expected at most {tree.capacity - int(nodes.max())} new nodes in the "
                          f"kept trees (capacity {tree.capacity}, {int(nodes.max())} nodes kept), got {num_simulations}")
-    if pool.rows[1].shape[1:] != edges.actions.shape[1:]:
+    if pool.rows[1].shape[1:] != edges.actions.shape[1:] or pool.rows[1].dtype != edges.actions.dtype:
         raise ValueError(f"root.policy: expected sampled actions of shape {list(pool.rows[1].shape[1:])} per root "
-                         f"(the search tree's), got {list(edges.actions.shape[1:])}")
+                         f"and dtype {pool.rows[1].dtype} (the search tree's), got {list(edges.actions.shape[1:])} "
+                         f"and {edges.actions.dtype}")
     checked = pool.checked_roots(leaves)
     # A kept root keeps its edges (sampled when it was expanded); its spare edges stay masked.
     stored_counts = pool.rows[2][:batch_size]
@@ -310,9 +326,11 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     the node's policy: at the roots from ``root_sampling_policy`` (beta, for exploration) if given,
     else from pi. The node's edges are the distinct sampled actions with prior ``(beta_hat / beta)
     pi`` (beta_hat: the empirical distribution of the K draws), i.e. logits ``log count + log pi(a) -
-    log beta(a)``; the correction term vanishes when beta is pi. Identical draws (discrete spaces)
-    are merged into one edge with their count; the edges left over ("spare", logit -inf) are
-    masked at the roots and can never win pUCT below them (see Notes). MuZero's search then runs
+    log beta(a)``; where beta is pi the prior is beta_hat itself (logits ``log count``: uniform over
+    the draws of a continuous policy, the draws' frequencies for a discrete one). Identical draws
+    (discrete spaces) are merged into one edge with their count; the edges left over ("spare",
+    logit -inf) are masked at the roots and can never win pUCT below them (see Notes). MuZero's
+    search then runs
     over the K edges: pUCT with the constants of the MuZero paper and Q min-max normalised over the
     tree. The action is the most visited sampled action (temperature 0) or drawn with probability
     proportional to visits^(1/T); the improved policy is the root's visit shares over its sampled
@@ -374,18 +392,27 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     """
     integer(num_simulations, "num_simulations")
     num_samples = integer(num_samples, "num_samples")
+    if num_samples > _core.mcts.MAX_ACTIONS:  # the tree's limit on edges: refused before drawing them
+        raise ValueError(f"num_samples: expected at most {_core.mcts.MAX_ACTIONS} (2**24), got {num_samples}")
     real(temperature, "temperature", low=0.0)
     real(pb_c_init, "pb_c_init", low=0.0, high=MAX_MAGNITUDE)
     real(pb_c_base, "pb_c_base", low=1.0 / MAX_MAGNITUDE)
     integer(max_depth, "max_depth", optional=True)
+    # Before the trees take the new roots, so that a refused call leaves a reused search_tree as it was.
+    qtransform = checked_qtransform(qtransform)
     seed = resolve_seed(seed)
-    seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(num_simulations + 1, np.uint64)]
-    batch_size, value, edges = _roots(root, root_sampling_policy, num_samples, seeds[0])
+    # The seeds s_0 .. s_S: s_0 alone first (generate_state's words do not depend on how many are
+    # asked for), the rest once the trees are known to have room for S simulations, so that a
+    # huge num_simulations is refused rather than allocated.
+    sequence = np.random.SeedSequence(seed)
+    batch_size, value, edges = _roots(root, root_sampling_policy, num_samples,
+                                      int(sequence.generate_state(1, np.uint64)[0]))
     event_shape = root.policy.event_shape
     tree, pool = _prepare(root, edges, value, num_simulations, search_tree, capacity, num_threads)
     tree.begin_muzero(num_simulations, dirichlet_fraction=0.0, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
                       qtransform=qtransform, max_depth=max_depth, seed=seed)
-    _simulate(tree, pool, recurrent_fn, seeds[1:], num_samples, event_shape)
+    seeds = [int(s) for s in sequence.generate_state(num_simulations + 1, np.uint64)[1:]]
+    _simulate(tree, pool, recurrent_fn, seeds, num_samples, event_shape)
     action_index, weights = tree.decide(temperature)
     sampled = pool.rows[1][:batch_size].clone()
     index = action_index.to(sampled.device)
@@ -416,6 +443,9 @@ def _simulate(tree: Tree, pool: EmbeddingPool, recurrent_fn: SampledRecurrentFn,
         name = "recurrent_fn output policy"
         _check_policy(output[2], name, batch_size, num_samples, event_shape)
         new = _sample_edges(output[2], num_samples, seed, name=name)
+        if new.actions.dtype != pool.rows[1].dtype:  # the pool would cast them: floats to integers, silently
+            raise ValueError(f"{name}: expected sampled actions of dtype {pool.rows[1].dtype} (the root policy's), "
+                             f"got {new.actions.dtype}")
         pool.scatter(scatter, (next_embedding, new.actions, new.counts))
         try:
             next_rows = tree.expand_and_select_rows(

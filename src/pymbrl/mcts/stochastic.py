@@ -22,7 +22,7 @@ from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
 from pymbrl.mcts.policies import MAX_MAGNITUDE, PolicyOutput
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
-from pymbrl.mcts.tree import EmbeddingPool, Root, SearchSummary, device_of, host_array
+from pymbrl.mcts.tree import EmbeddingPool, Root, SearchSummary, default_capacity, device_of, host_array
 
 
 class DecisionOutput(NamedTuple):
@@ -207,7 +207,7 @@ def _prepare(root: Root, num_simulations: int, num_chance_outcomes: int, invalid
         search_tree._states.set_roots(embedding, ~kept)
         search_tree.device = device
         return search_tree
-    capacity = 1 + num_simulations if capacity is None else integer(capacity, "capacity")
+    capacity = default_capacity(num_simulations) if capacity is None else integer(capacity, "capacity")
     integer(num_threads, "num_threads", optional=True)
     embedding = EmbeddingPool.checked_leaves(root.embedding, batch_size, capacity)  # before any allocation
     core = _core.mcts.StochasticSearch(batch_size, num_actions, num_chance_outcomes, capacity, num_threads)

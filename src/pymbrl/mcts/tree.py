@@ -195,6 +195,15 @@ def _as_leaf(leaf: Any, batch_size: int) -> torch.Tensor:
     return t
 
 
+def default_capacity(num_simulations: int) -> int:
+    """``1 + num_simulations``, the nodes a search from fresh roots needs: the searches' default
+    capacity, refused naming ``num_simulations`` (which the caller gave) beyond the largest tree."""
+    if num_simulations >= _core.mcts.MAX_CAPACITY:
+        raise ValueError(f"num_simulations: expected at most {_core.mcts.MAX_CAPACITY - 1} (the default capacity, "
+                         f"1 + num_simulations nodes, is at most 2**30), got {num_simulations}")
+    return 1 + num_simulations
+
+
 class EmbeddingPool:
     """Latent states of every node of B trees, one tensor per embedding leaf, laid out
     [capacity + 1, B, ...] and stored flat as rows ``node * B + b``; row ``capacity`` is a spare that

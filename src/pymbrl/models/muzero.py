@@ -1,7 +1,8 @@
 """The networks of MuZero (Schrittwieser et al. 2020, appendix): the representation, dynamics and
 prediction functions, as MLPs for vector observations (:class:`MuZeroNetwork`) and as a residual
-conv tower for image observations (:class:`ConvMuZeroNetwork`), :func:`make_network` picking one
-by the observations' shape, with the appendix's value and reward transforms.
+conv tower for image observations (:class:`ConvMuZeroNetwork`), Stochastic MuZero's (Antonoglou et
+al. 2022) afterstate, chance and encoder functions as MLPs (:class:`StochasticMuZeroNetwork`),
+:func:`make_network` picking one, with the appendix's value and reward transforms.
 
 Values and rewards are predicted as categorical distributions: a scalar is squashed by
 :func:`scalar_transform` and spread over the integers -S..S (:func:`scalar_to_support`); a
@@ -404,6 +405,127 @@ class MuZeroNetwork(_MuZeroBase):
         return self.policy_head(x), self.value_head(x)
 
 
+class AfterstateOutput(NamedTuple):
+    """Stochastic MuZero's step from B states to their afterstates (C = num_chance_outcomes).
+
+    Attributes
+    ----------
+    chance_logits : float32, shape [B, C] -- sigma, the distribution of the chance outcome (code).
+    q_logits : float32, shape [B, 2S + 1] -- the afterstate's value Q(s, a); decode with :attr:`q`.
+    afterstate : float32, shape [B, latent_size] -- min-max scaled to [0, 1].
+    """
+
+    chance_logits: torch.Tensor
+    q_logits: torch.Tensor
+    afterstate: torch.Tensor
+
+    @property
+    def q(self) -> torch.Tensor:
+        """The decoded afterstate value, float32 [B]."""
+        return support_to_scalar(self.q_logits, self.q_logits.shape[-1] // 2)
+
+
+class StochasticMuZeroNetwork(nn.Module):
+    """Stochastic MuZero's functions as MLPs (Antonoglou et al. 2022, section 3), for vector
+    observations: a move leads to an afterstate, a chance outcome (one of C codes) from the
+    afterstate to the next state.
+
+    - representation and prediction as in :class:`MuZeroNetwork`;
+    - afterstate dynamics: [state, one_hot(action)] -> MLP -> afterstate (min-max scaled);
+    - afterstate prediction: afterstate -> MLP trunk -> chance logits [C] and Q value logits;
+    - dynamics: [afterstate, code] -> MLP trunk -> next state (min-max scaled) and reward logits;
+    - encoder: the observation after the chance event -> MLP -> code logits [C]; :meth:`encode`
+      gives the one-hot code of their argmax, the gradient passing through their softmax
+      (straight-through).
+
+    Every MLP has ``layers`` hidden layers of ``hidden_size`` units with ELU activations; the
+    value, Q and reward output layers start at zero (a fresh network predicts 0 for each).
+
+    Parameters
+    ----------
+    obs_dim : int
+    num_actions : int
+    num_chance_outcomes : int
+        C, the size of the codebook, 32 (the paper's for 2048).
+    hidden_size, latent_size, support_size, layers : int
+        As in :class:`MuZeroNetwork`.
+    """
+
+    def __init__(self, obs_dim: int, num_actions: int, *, num_chance_outcomes: int = 32, hidden_size: int = 64,
+                 latent_size: int = 32, support_size: int = 10, layers: int = 1):
+        super().__init__()
+        self.obs_dim = integer(obs_dim, "obs_dim")
+        self.obs_shape = (self.obs_dim,)
+        self.num_actions = integer(num_actions, "num_actions")
+        self.num_chance_outcomes = integer(num_chance_outcomes, "num_chance_outcomes")
+        hidden_size = integer(hidden_size, "hidden_size")
+        self.latent_size = integer(latent_size, "latent_size")
+        self.support_size = integer(support_size, "support_size")
+        layers = integer(layers, "layers")
+        bins, codes, hidden = 2 * self.support_size + 1, self.num_chance_outcomes, [hidden_size] * layers
+        self.encoder = nn.Sequential(*_mlp([obs_dim, *hidden]), nn.Linear(hidden_size, latent_size))
+        self.predictor = nn.Sequential(*_mlp([latent_size, *hidden]))
+        self.policy_head = nn.Linear(hidden_size, num_actions)
+        self.value_head = _zero_(nn.Linear(hidden_size, bins))
+        self.afterstate_transition = nn.Sequential(*_mlp([latent_size + num_actions, *hidden]),
+                                                   nn.Linear(hidden_size, latent_size))
+        self.afterstate_predictor = nn.Sequential(*_mlp([latent_size, *hidden]))
+        self.chance_head = nn.Linear(hidden_size, codes)
+        self.q_head = _zero_(nn.Linear(hidden_size, bins))
+        self.transition = nn.Sequential(*_mlp([latent_size + codes, *hidden]))
+        self.next_state_head = nn.Linear(hidden_size, latent_size)
+        self.reward_head = _zero_(nn.Linear(hidden_size, bins))
+        self.chance_encoder = nn.Sequential(*_mlp([obs_dim, *hidden]), nn.Linear(hidden_size, codes))
+
+    def representation(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [B, obs_dim] -> state float32 [B, latent_size] in [0, 1]."""
+        _check_shape(obs, "obs", (self.obs_dim,))
+        return scale_hidden_state(self.encoder(obs.to(self.value_head.weight.dtype)))
+
+    def prediction(self, hidden_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """state [B, latent_size] -> (policy logits [B, A], value logits [B, 2S + 1])."""
+        _check_shape(hidden_state, "hidden_state", (self.latent_size,))
+        x = self.predictor(hidden_state)
+        return self.policy_head(x), self.value_head(x)
+
+    def initial_inference(self, obs: torch.Tensor) -> InferenceOutput:
+        """Root inference, as :meth:`MuZeroNetwork.initial_inference`."""
+        hidden_state = self.representation(obs)
+        policy_logits, value_logits = self.prediction(hidden_state)
+        return InferenceOutput(value_logits, torch.zeros_like(value_logits), policy_logits, hidden_state)
+
+    def afterstate_inference(self, hidden_state: torch.Tensor, action: torch.Tensor) -> AfterstateOutput:
+        """A move: state [B, latent_size], action int [B] -> the afterstate and its predictions."""
+        _check_shape(hidden_state, "hidden_state", (self.latent_size,))
+        action = _check_action(action, hidden_state.shape[0], self.num_actions)
+        one_hot = F.one_hot(action, self.num_actions).to(hidden_state.dtype)
+        afterstate = scale_hidden_state(self.afterstate_transition(torch.cat([hidden_state, one_hot], dim=1)))
+        x = self.afterstate_predictor(afterstate)
+        return AfterstateOutput(self.chance_head(x), self.q_head(x), afterstate)
+
+    def chance_inference(self, afterstate: torch.Tensor, code: torch.Tensor) -> InferenceOutput:
+        """A chance outcome: afterstate [B, latent_size] and code float [B, C] (one-hot: from
+        :meth:`encode`, or ``one_hot(outcome)`` in a search) -> the next state, the reward of the
+        transition and the next state's value and policy."""
+        _check_shape(afterstate, "afterstate", (self.latent_size,))
+        _check_shape(code, "code", (self.num_chance_outcomes,))
+        if code.shape[0] != afterstate.shape[0]:
+            raise ValueError(f"code: expected one per afterstate ({afterstate.shape[0]}), got {code.shape[0]}")
+        x = self.transition(torch.cat([afterstate, code], dim=1))
+        next_state = scale_hidden_state(self.next_state_head(x))
+        policy_logits, value_logits = self.prediction(next_state)
+        return InferenceOutput(value_logits, self.reward_head(x), policy_logits, next_state)
+
+    def encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chance codes of observations after the chance event: obs [B, obs_dim] -> (code
+        float32 [B, C], one-hot in value with the gradient of ``probs``; probs float32 [B, C], the
+        encoder's softmax, which the commitment loss draws toward the code)."""
+        _check_shape(obs, "obs", (self.obs_dim,))
+        probs = self.chance_encoder(obs.to(self.value_head.weight.dtype)).softmax(dim=-1)
+        one_hot = F.one_hot(probs.argmax(dim=-1), self.num_chance_outcomes).to(probs.dtype)
+        return probs + (one_hot - probs).detach(), probs
+
+
 class _ResidualBlock(nn.Module):
     """conv-BN-ReLU-conv-BN, plus the input, then ReLU (AlphaZero's block, 3x3 kernels)."""
 
@@ -517,13 +639,20 @@ class ConvMuZeroNetwork(_MuZeroBase):
 
 
 def make_network(obs_shape: tuple[int, ...], num_actions: int, *, hidden_size: int = 64, latent_size: int = 32,
-                 support_size: int = 10) -> MuZeroNetwork | ConvMuZeroNetwork:
+                 support_size: int = 10, num_chance_outcomes: int | None = None
+                 ) -> MuZeroNetwork | ConvMuZeroNetwork | StochasticMuZeroNetwork:
     """The network for observations of ``obs_shape``: :class:`MuZeroNetwork` (with ``hidden_size``
     and ``latent_size``) for vectors [D], :class:`ConvMuZeroNetwork` (its own sizes) for images
-    [C, H, W]; ValueError naming ``obs_shape`` for any other shape."""
+    [C, H, W]; with ``num_chance_outcomes``, :class:`StochasticMuZeroNetwork` (vectors only).
+    ValueError naming ``obs_shape`` for any other shape."""
+    if len(obs_shape) == 1 and num_chance_outcomes is not None:
+        return StochasticMuZeroNetwork(obs_shape[0], num_actions, num_chance_outcomes=num_chance_outcomes,
+                                       hidden_size=hidden_size, latent_size=latent_size, support_size=support_size)
     if len(obs_shape) == 1:
         return MuZeroNetwork(obs_shape[0], num_actions, hidden_size=hidden_size, latent_size=latent_size,
                              support_size=support_size)
-    if len(obs_shape) == 3:
+    if len(obs_shape) == 3 and num_chance_outcomes is None:
         return ConvMuZeroNetwork(tuple(obs_shape), num_actions, support_size=support_size)
-    raise ValueError(f"obs_shape: expected vector [D] or image [C, H, W] observations, got shape {tuple(obs_shape)}")
+    stochastic = " (Stochastic MuZero's network: vectors only)" if num_chance_outcomes is not None else ""
+    raise ValueError(f"obs_shape: expected vector [D] or image [C, H, W] observations{stochastic}, "
+                     f"got shape {tuple(obs_shape)}")

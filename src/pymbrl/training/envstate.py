@@ -9,7 +9,8 @@ its generator. The exact type is matched, as a subclass may hold more state.
 
 Attribute kinds: ``"array"`` (a numpy array of the shape it has after a reset; float32 or float64
 for a float array, as Acrobot resets to float32 and steps to float64), ``"board"`` (such an array of
--1, 0 and 1), ``"int"`` (>= 0), ``"int?"`` (an int >= 0 or None), ``"sign"`` (-1 or 1), ``"bool"``.
+-1, 0 and 1), ``"tiles"`` (such an array of 2048's tile exponents), ``"int"`` (>= 0), ``"int?"`` (an
+int >= 0 or None), ``"sign"`` (-1 or 1), ``"bool"``.
 
 The checks here (:func:`describe`, :func:`entries`, :func:`checked_array`,
 :func:`check_generator_state`) also serve an agent checking the rest of what it saved with an env's
@@ -27,6 +28,7 @@ import torch
 from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, MountainCarEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
+from pymbrl.envs.game2048 import Game2048Env, num_levels
 from pymbrl.envs.tictactoe_env import TicTacToeEnv
 
 ENV_ATTRIBUTES: dict[type, dict[str, str]] = {
@@ -34,6 +36,7 @@ ENV_ATTRIBUTES: dict[type, dict[str, str]] = {
     AcrobotEnv: {"state": "array"},
     MountainCarEnv: {"state": "array"},
     TicTacToeEnv: {"board": "board", "to_play": "sign", "over": "bool"},
+    Game2048Env: {"board": "tiles", "over": "bool"},
 }
 """Per env class, what its step and reset read and write besides its generator."""
 
@@ -80,7 +83,7 @@ def env_state(env: gym.Env) -> dict[str, Any] | None:
         values: dict[str, Any] = {}
         for name, kind in attributes.items():
             value = getattr(layer, name)
-            if kind in ("array", "board"):
+            if kind in ("array", "board", "tiles"):
                 if value is None:
                     raise ValueError(f"env: expected an env that has been reset, got {env} before its first reset")
                 values[name] = torch.from_numpy(np.array(value))
@@ -119,12 +122,15 @@ def env_restorer(env: gym.Env, state: Any, name: str = "state") -> Callable[[], 
         values = entries(entry[1], tuple(attributes), field)
         for attribute, kind in attributes.items():
             value, where = values[attribute], f"{field}.{attribute}"
-            if kind in ("array", "board"):
+            if kind in ("array", "board", "tiles"):
                 if getattr(layer, attribute) is None:  # the reference for the shape and dtype is missing
                     raise ValueError(f"env: expected an env that has been reset, got {env} before its first reset")
                 value = checked_array(value, np.array(getattr(layer, attribute)), where, any_float=kind == "array")
                 if kind == "board" and not np.isin(value, (-1, 0, 1)).all():
                     raise ValueError(f"{where}: expected cells of -1, 0 or 1, got {value.tolist()}")
+                if kind == "tiles" and not ((value >= 0) & (value < num_levels(len(value)))).all():
+                    raise ValueError(f"{where}: expected tile exponents in [0, {num_levels(len(value))}), "
+                                     f"got {value.tolist()}")
             elif not _is_kind(value, kind):
                 raise ValueError(f"{where}: expected {EXPECTED[kind]}, got {describe(value)}")
             updates.append((layer, attribute, value))

@@ -99,7 +99,10 @@ class Search {
                                     " whose tree is empty");
       }
       const uint8_t* inv = invalid == nullptr ? nullptr : invalid + static_cast<size_t>(b) * A;
-      if (kept) continue;
+      if (kept) {
+        check_kept_logits(b, inv);
+        continue;
+      }
       check_logits(logits, static_cast<size_t>(b) * A, inv, "prior_logits", b);
     }
     check_magnitudes(values, B, kMaxMagnitude, "value", keep);
@@ -457,6 +460,18 @@ class Search {
     }
     throw std::invalid_argument(std::string(name) + ": expected a finite logit for some allowed action of root " +
                                 std::to_string(b));
+  }
+
+  // A kept root keeps its own logits (the kept node's), so the new mask must leave it an action
+  // of finite logit: otherwise its priors, Gumbel's logits and weights would be NaN.
+  void check_kept_logits(int b, const uint8_t* invalid) const {
+    const double* l = tree_.logits(b, 0);
+    for (int a = 0; a < tree_.num_actions(); ++a) {
+      if ((invalid == nullptr || invalid[a] == 0) && l[a] > -std::numeric_limits<double>::infinity()) return;
+    }
+    throw std::invalid_argument("invalid_actions: expected a valid action of finite prior logit at every kept root, "
+                                "got root " + std::to_string(b) +
+                                " whose valid actions all have prior logit -inf in its kept node");
   }
 
   void check_begin(int max_depth, int num_simulations) const {

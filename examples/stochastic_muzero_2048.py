@@ -1,0 +1,91 @@
+"""Stochastic MuZero against MuZero on 2048 (3x3 board), as in Antonoglou et al., "Planning in
+Stochastic Environments with a Learned Model" (ICLR 2022), at a CPU's scale: the same network
+sizes, simulations, env steps and seeds; only the model and the search differ (MuZero's
+deterministic dynamics and pUCT, or afterstates, learned chance codes and chance nodes).
+
+Each run logs greedy-search evaluations (mean score of ``--eval-episodes`` games) to
+runs/stochastic_muzero_2048/<agent>-seed<k>/log.csv; the curves and the table then go to
+examples/results/stochastic_muzero_2048.{csv,png} (the measurements: stochastic_muzero_2048.md).
+
+    python examples/stochastic_muzero_2048.py --jobs 2 --seeds 0 1   # 10-16 min per run on 2 shared cores
+    python examples/stochastic_muzero_2048.py --plot-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ENV = "pymbrl/2048-3x3-v0"
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "stochastic_muzero_2048"
+RUNS = ROOT.parent / "runs" / "stochastic_muzero_2048"
+AGENTS = {"Stochastic MuZero": "stochastic", "MuZero": "muzero"}
+SETTINGS = {"num_envs": 16, "warmup_steps": 500, "checkpoint_every": 10**9}
+"""Beside the 2048 preset (25 simulations, support 30, discount 0.99): the same for both agents."""
+
+
+def run(search: str, seed: int, steps: int, eval_every: int, eval_episodes: int) -> float:
+    """Trains one agent with one seed into its run directory; returns the wall seconds."""
+    import torch
+
+    from pymbrl.agents import muzero
+
+    torch.set_num_threads(1)
+    config = muzero.MuZeroConfig.for_env(ENV, search=search, seed=seed, steps=steps, eval_every=eval_every,
+                                         eval_episodes=eval_episodes, **SETTINGS)
+    start = time.perf_counter()
+    history = muzero.train(config, RUNS / f"{search}-seed{seed}").history
+    print(f"{search} seed {seed}: " + ", ".join(f"{r['step']}: {r['return']:.0f}" for r in history), flush=True)
+    return time.perf_counter() - start
+
+
+def collect(seeds: list[int]) -> dict[str, dict[int, list[dict]]]:
+    from pymbrl.training.curves import read_log
+
+    return {name: {seed: read_log(RUNS / f"{search}-seed{seed}" / "log.csv") for seed in seeds
+                   if (RUNS / f"{search}-seed{seed}" / "log.csv").is_file()} for name, search in AGENTS.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--eval-episodes", type=int, default=32)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one process and one core each")
+    parser.add_argument("--plot-only", action="store_true")
+    args = parser.parse_args()
+    if not args.plot_only:
+        jobs = list(itertools.product(AGENTS.values(), args.seeds))
+        with ProcessPoolExecutor(args.jobs) as pool:
+            seconds = list(pool.map(run, *zip(*jobs), *([v] * len(jobs) for v in
+                                                         (args.steps, args.eval_every, args.eval_episodes))))
+        for (search, seed), s in zip(jobs, seconds):
+            print(f"{search} seed {seed}: {s / 60:.1f} min")
+    from pymbrl.training.curves import plot_learning_curves
+
+    curves = collect(args.seeds)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with open(OUT.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["agent", "seed", "step", "return", "episode_return", "seconds"])
+        for name, by_seed in curves.items():
+            for seed, history in by_seed.items():
+                writer.writerows([name, seed, r["step"], r["return"], r["episode_return"], r["seconds"]]
+                                 for r in history)
+    means = plot_learning_curves(curves, OUT.with_suffix(".png"), ylabel="score (greedy search)",
+                                 title=f"2048 3x3: same network, 25 simulations, {len(args.seeds)} seeds")
+    for name, by_step in means.items():
+        last = [h[-1]["return"] for h in curves[name].values()]
+        print(f"{name}: mean score by step {by_step}; final per seed {last} (mean {np.mean(last):.1f})")
+
+
+if __name__ == "__main__":
+    main()
