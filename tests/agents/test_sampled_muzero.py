@@ -114,6 +114,7 @@ def test_sampled_actions_are_kept_by_position_id():
     ({"entropy_weight": -0.1}, "entropy_weight"), ({"unroll_steps": -1}, "unroll_steps"), ({"layers": 0}, "layers"),
     ({"prioritized": 1}, "prioritized"), ({"temperatures": ((0.5, 1.0),)}, "temperatures"),
     ({"batch_size": 200, "buffer_size": 100}, "batch_size"), ({"steps": 0}, "steps"),
+    ({"max_depth": 0}, "max_depth"), ({"pb_c_init": -1.0}, "pb_c_init"), ({"action_repeat": 0}, "action_repeat"),
 ])
 def test_a_bad_config_is_refused_naming_the_field(changes, name):
     with pytest.raises((ValueError, TypeError), match=f"^{name}: "):

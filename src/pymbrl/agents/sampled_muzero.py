@@ -56,9 +56,12 @@ class SampledMuZeroConfig(TrainConfig):
         # visits follow Q (c1 = 1.25 keeps revisiting the first good draw). Action repeat 4 makes
         # one decision move the pendulum enough for the model to tell actions apart; discount 0.97
         # per decision (0.992 per env step) and support 60 keep values (to about -1,500) on the
-        # support. The runs behind these settings: examples/results/sampled_muzero.md.
+        # support. Self-play draws from the visits at temperature 0.5, then 0.25 (less random
+        # play makes the search's values reach the swung-up states sooner). The runs behind these
+        # settings: examples/results/sampled_muzero.md.
         "Pendulum-": {"action_repeat": 4, "num_samples": 6, "max_depth": 1, "pb_c_init": 3.0, "discount": 0.97,
-                      "support_size": 60, "td_steps": 10, "batch_size": 128, "num_envs": 16},
+                      "support_size": 60, "batch_size": 128, "num_envs": 16, "entropy_weight": 0.0,
+                      "temperatures": ((0.0, 0.5), (0.5, 0.25)), "steps": 60_000},
     }
 
     steps: int = 40_000  # env steps of the run (summed over the envs, repeated actions included); continues with more

@@ -389,6 +389,13 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     first and ties go to the lowest index, a spare edge is never chosen. Hence pb_c_init < 0 is
     refused; with fixed bounds (``qtransform_by_min_max``) a Q below ``min_value`` could make a
     spare edge win, and the search then stops with a ValueError naming ``qtransform``.
+
+    Choosing K: with beta = pi the prior is 1/K per draw and an unvisited edge's Q counts as the
+    tree's minimum, so pUCT tries a new draw only once ``c(N) sqrt(N) / K`` exceeds the best
+    visited draw's normalised Q (1): with c1 = 1.25 all K draws are tried after about ``(0.8
+    K)**2`` simulations. Fewer draws, more simulations or a larger ``pb_c_init`` make the visits
+    (the training target) follow Q. In deep trees MuZero's tree-wide min-max range can dwarf the
+    differences between the root's actions; a per-node Q transform or ``max_depth`` helps.
     """
     integer(num_simulations, "num_simulations")
     num_samples = integer(num_samples, "num_samples")
