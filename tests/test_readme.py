@@ -96,6 +96,7 @@ class Python:
     subs: tuple[tuple[str, str], ...] = ()
     needs: tuple[str, ...] = field(default=())  # modules the block imports beyond the test dependencies
     timeout: float = 300
+    after: str | None = None  # the key of an earlier block whose names this one continues with
 
 
 def substitute(text: str, subs: tuple[tuple[str, str], ...], where: str) -> str:
@@ -163,6 +164,7 @@ PYTHON: dict[str, Python | Skip] = {
     "from pymbrl import dyna": Python(),
     "from pymbrl.replay import ReplayBuffer, PrioritizedReplayBuffer, SequenceReplayBuffer": Python(),
     "from pymbrl import mcts": Python(),
+    "C = 8                                                  # chance outcomes": Python(after="from pymbrl import mcts"),
     "from pymbrl.agents import mbpo": Python(
         subs=(('steps=15_000)', 'steps=300, init_steps=250, rollout_batch_size=1000, updates_per_step=1, '
                'model_hidden=32, model_layers=2, eval_every=300, eval_episodes=1)'),
@@ -304,11 +306,18 @@ def test_readme_python_block(first, workdir):
         pytest.skip(recipe.reason)
     for module in recipe.needs:
         pytest.importorskip(module)
-    block = next(b for b in readme_blocks() if b.lang == "python" and key(b) == first)
-    code = substitute(block.text, recipe.subs, f"README.md:{block.line}")
-    # In a process of its own (a block may change torch's global state), padded so that the line
-    # numbers of a traceback are the README's.
-    script = workdir / "README_block.py"
-    script.write_text("\n" * (block.line - 1) + code)
+    blocks = {key(b): b for b in readme_blocks() if b.lang == "python"}
+    block = blocks[first]
+    chain = [block]
+    while getattr(PYTHON[key(chain[0])], "after", None) is not None:
+        chain.insert(0, blocks[PYTHON[key(chain[0])].after])
+    # In a process of its own (a block may change torch's global state), each block padded so that
+    # the line numbers of a traceback are the README's.
+    script, code = workdir / "README_block.py", ""
+    for part in chain:
+        assert part.line > code.count("\n"), f"README.md:{block.line}: continues a block that comes after it"
+        code += "\n" * (part.line - 1 - code.count("\n")) + part.text
+    code = substitute(code, recipe.subs, f"README.md:{block.line}")
+    script.write_text(code)
     done = _run_to_end([sys.executable, str(script)], workdir, recipe.timeout)
     assert done.returncode == 0, f"README.md:{block.line}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
