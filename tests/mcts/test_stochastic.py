@@ -48,6 +48,7 @@ def test_outputs_have_the_documented_shapes_and_dtypes(A, C):
     assert ((0 <= out.action) & (out.action < A)).all()
     tree = out.search_tree
     assert (tree.batch_size, tree.num_actions, tree.num_chance_outcomes, tree.capacity) == (B, A, C, S + 1)
+    assert tree.core_seconds > 0.0
     assert tree.num_nodes.tolist() == [S + 1] * B
     kinds = tree.chance_nodes(0)
     assert kinds.dtype == bool and not kinds[0] and kinds.any()

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "bindings/common.h"
 #include "pymbrl/mcts/search.h"
@@ -58,6 +59,58 @@ struct Outputs {
   Floats r, d, l, v;
 };
 
+// An integer array of shape [B], as int64.
+py::array_t<int64_t> int64s(const py::handle& obj, int64_t B, const char* name) {
+  py::array a = checked_array(obj, {B}, name, "iu", "an integer array");
+  return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+}
+
+// Both searches (Search, StochasticSearch) take roots and report statistics the same way: the
+// arguments are converted with the GIL held, the core is called without it.
+template <class Core>
+void set_roots_of(Core& core, std::mutex& mutex, int B, int A, const py::handle& logits, const py::handle& value,
+                  const py::handle& invalid, const py::handle& keep) {
+  Floats l = floats(logits, {B, A}, "prior_logits");
+  Floats v = floats(value, {B}, "value");
+  auto inv = mask(invalid, {B, A}, "invalid_actions");
+  auto kept = mask(keep, {B}, "keep");
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(mutex);
+  core.set_roots(l.rows, v.rows, inv ? inv->data() : nullptr, kept ? kept->data() : nullptr);
+}
+
+// (visit counts int32 [B, A], Q float64 [B, A], root values float64 [B]).
+template <class Core>
+py::tuple summary_of(Core& core, std::mutex& mutex, int B, int A) {
+  py::array_t<int32_t> counts({B, A});
+  py::array_t<double> q({B, A});
+  py::array_t<double> v(B);
+  int32_t* pc = counts.mutable_data();
+  double* pq = q.mutable_data();
+  double* pv = v.mutable_data();
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex);
+    core.summary(pc, pq, pv);
+  }
+  return py::make_tuple(counts, q, v);
+}
+
+// Runs f() and adds its wall time to `seconds` (time inside the core, for profiling).
+template <class F>
+auto timed(double& seconds, F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  auto finish = [&] { seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  if constexpr (std::is_void_v<decltype(f())>) {
+    f();
+    finish();
+  } else {
+    auto out = f();
+    finish();
+    return out;
+  }
+}
+
 class PyStochasticSearch;
 
 class PySearch {
@@ -91,14 +144,7 @@ class PySearch {
   int num_actions() const { return search_->tree().num_actions(); }
 
   void set_roots(const py::handle& logits, const py::handle& value, const py::handle& invalid, const py::handle& keep) {
-    const int B = batch_size(), A = num_actions();
-    Floats l = floats(logits, {B, A}, "prior_logits");
-    Floats v = floats(value, {B}, "value");
-    auto inv = mask(invalid, {B, A}, "invalid_actions");
-    auto kept = mask(keep, {B}, "keep");
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(mutex_);
-    search_->set_roots(l.rows, v.rows, inv ? inv->data() : nullptr, kept ? kept->data() : nullptr);
+    set_roots_of(*search_, mutex_, batch_size(), num_actions(), logits, value, invalid, keep);
   }
 
   void begin_muzero(const py::object& num_simulations, uint64_t seed, double pb_c_init, double pb_c_base, double alpha,
@@ -134,9 +180,7 @@ class PySearch {
     mcts::PoolRows rows{gather_.mutable_data(), scatter_.mutable_data(), action64_.mutable_data()};
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto start = std::chrono::steady_clock::now();
-    search_->select(sel, rows);
-    core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    timed(core_seconds_, [&] { search_->select(sel, rows); });
   }
 
   void expand_and_backup(const py::handle& reward, const py::handle& discount, const py::handle& logits,
@@ -144,9 +188,7 @@ class PySearch {
     const Outputs o = outputs(reward, discount, logits, value);
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto start = std::chrono::steady_clock::now();
-    search_->expand_and_backup(o.r.rows, o.d.rows, o.l.rows, o.v.rows);
-    core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    timed(core_seconds_, [&] { search_->expand_and_backup(o.r.rows, o.d.rows, o.l.rows, o.v.rows); });
   }
 
   bool expand_and_select(const py::handle& reward, const py::handle& discount, const py::handle& logits,
@@ -157,27 +199,10 @@ class PySearch {
     mcts::PoolRows rows{gather_.mutable_data(), scatter_.mutable_data(), action64_.mutable_data()};
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto start = std::chrono::steady_clock::now();
-    const bool more = search_->expand_and_select(o.r.rows, o.d.rows, o.l.rows, o.v.rows, sel, rows);
-    core_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return more;
+    return timed(core_seconds_, [&] { return search_->expand_and_select(o.r.rows, o.d.rows, o.l.rows, o.v.rows, sel, rows); });
   }
 
-  py::tuple summary() {
-    const int B = batch_size(), A = num_actions();
-    py::array_t<int32_t> counts({B, A});
-    py::array_t<double> q({B, A});
-    py::array_t<double> v(B);
-    int32_t* pc = counts.mutable_data();
-    double* pq = q.mutable_data();
-    double* pv = v.mutable_data();
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      search_->summary(pc, pq, pv);
-    }
-    return py::make_tuple(counts, q, v);
-  }
+  py::tuple summary() { return summary_of(*search_, mutex_, batch_size(), num_actions()); }
 
   py::tuple decide(bool gumbel, double temperature) {
     const int B = batch_size(), A = num_actions();
@@ -199,8 +224,7 @@ class PySearch {
 
   py::tuple reroot(const py::handle& actions_obj) {
     const int B = batch_size();
-    py::array a = checked_array(actions_obj, {B}, "actions", "iu", "an integer array");
-    auto actions = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    const auto actions = int64s(actions_obj, B, "actions");
     const int64_t capacity = search_->tree().capacity();
     py::array_t<int64_t> old_ids({capacity, static_cast<int64_t>(B)});
     py::array_t<int32_t> kept(B);
@@ -320,14 +344,7 @@ class PyStochasticSearch {
   int num_chance_outcomes() const { return search_->num_chance_outcomes(); }
 
   void set_roots(const py::handle& logits, const py::handle& value, const py::handle& invalid, const py::handle& keep) {
-    const int B = batch_size(), A = num_actions();
-    Floats l = floats(logits, {B, A}, "prior_logits");
-    Floats v = floats(value, {B}, "value");
-    auto inv = mask(invalid, {B, A}, "invalid_actions");
-    auto kept = mask(keep, {B}, "keep");
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(mutex_);
-    search_->set_roots(l.rows, v.rows, inv ? inv->data() : nullptr, kept ? kept->data() : nullptr);
+    set_roots_of(*search_, mutex_, batch_size(), num_actions(), logits, value, invalid, keep);
   }
 
   void begin(const py::object& num_simulations, uint64_t seed, double pb_c_init, double pb_c_base, double alpha,
@@ -346,7 +363,7 @@ class PyStochasticSearch {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      search_->select(out);
+      timed(core_seconds_, [&] { search_->select(out); });
     }
     return counts();
   }
@@ -356,7 +373,7 @@ class PyStochasticSearch {
     const Outputs o = outputs(chance_logits, afterstate_value, reward, discount, prior_logits, value);
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
-    search_->expand_and_backup(o.decision, o.chance);
+    timed(core_seconds_, [&] { search_->expand_and_backup(o.decision, o.chance); });
   }
 
   // The next selection's (decision_count, chance_count), or None after the last simulation.
@@ -369,26 +386,12 @@ class PyStochasticSearch {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      more = search_->expand_and_select(o.decision, o.chance, out);
+      more = timed(core_seconds_, [&] { return search_->expand_and_select(o.decision, o.chance, out); });
     }
     return more ? py::object(counts()) : py::object(py::none());
   }
 
-  py::tuple summary() {
-    const int B = batch_size(), A = num_actions();
-    py::array_t<int32_t> counts({B, A});
-    py::array_t<double> q({B, A});
-    py::array_t<double> v(B);
-    int32_t* pc = counts.mutable_data();
-    double* pq = q.mutable_data();
-    double* pv = v.mutable_data();
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      search_->summary(pc, pq, pv);
-    }
-    return py::make_tuple(counts, q, v);
-  }
+  py::tuple summary() { return summary_of(*search_, mutex_, batch_size(), num_actions()); }
 
   py::tuple decide(double temperature) {
     const int B = batch_size(), A = num_actions();
@@ -406,12 +409,8 @@ class PyStochasticSearch {
 
   py::tuple reroot(const py::handle& actions_obj, const py::handle& outcomes_obj) {
     const int B = batch_size();
-    auto as_int64 = [B](const py::handle& obj, const char* name) {
-      py::array a = checked_array(obj, {B}, name, "iu", "an integer array");
-      return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
-    };
-    const auto actions = as_int64(actions_obj, "actions");
-    const auto outcomes = as_int64(outcomes_obj, "chance_outcomes");
+    const auto actions = int64s(actions_obj, B, "actions");
+    const auto outcomes = int64s(outcomes_obj, B, "chance_outcomes");
     const int64_t capacity = search_->search().tree().capacity();
     py::array_t<int64_t> old_ids({capacity, static_cast<int64_t>(B)});
     py::array_t<int32_t> kept(B);
@@ -451,6 +450,7 @@ class PyStochasticSearch {
   }
 
   const mcts::StochasticSearch& core() const { return *search_; }
+  double core_seconds() const { return core_seconds_; }
   py::array_t<int64_t> decision_roots_, decision_gather_, decision_scatter_, decision_action_;
   py::array_t<int64_t> chance_roots_, chance_gather_, chance_scatter_, chance_outcome_;
 
@@ -495,6 +495,7 @@ class PyStochasticSearch {
 
   std::unique_ptr<mcts::StochasticSearch> search_;
   std::mutex mutex_;
+  double core_seconds_ = 0.0;  // wall time inside select and expand_and_backup, for profiling
 };
 
 }  // namespace
@@ -560,6 +561,8 @@ void init_mcts(py::module_ m) {
       .def_property_readonly("simulations_done",
                              [](PyStochasticSearch& s) { return s.core().search().simulations_done(); })
       .def_property_readonly("num_nodes", &PyStochasticSearch::num_nodes)
+      .def_property_readonly("core_seconds", &PyStochasticSearch::core_seconds,
+                             "Seconds spent in the C++ select and expand_and_backup since construction.")
       .def_readonly("decision_roots", &PyStochasticSearch::decision_roots_)
       .def_readonly("decision_gather", &PyStochasticSearch::decision_gather_)
       .def_readonly("decision_scatter", &PyStochasticSearch::decision_scatter_)

@@ -119,6 +119,12 @@ class StochasticSearchTree:
         return self._live().num_threads
 
     @property
+    def core_seconds(self) -> float:
+        """Wall-clock seconds spent inside the C++ ``select`` and ``expand_and_backup`` since this
+        tree was created (the search's own cost, without the model and the Python loop)."""
+        return self._live().core_seconds
+
+    @property
     def num_nodes(self) -> np.ndarray:
         """Nodes in use per tree (decision and chance nodes), int32 [B]."""
         return self._live().num_nodes
