@@ -41,6 +41,13 @@ def real(value: Any, name: str, *, low: float | None = None, high: float | None 
     return value
 
 
+def renamed(error: Exception, prefix: str) -> Exception:
+    """The same error with ``prefix`` before its message, which says where the argument came from
+    (unless the message already starts with the prefix's first word)."""
+    message = str(error)
+    return type(error)(message if message.startswith(prefix.split()[0]) else prefix + message)
+
+
 def resolve_seed(seed: int | None, name: str = "seed") -> int:
     """A seed in [0, 2**64) for the core; ``None`` gives 64 bits of OS entropy (never the clock)."""
     if seed is None:

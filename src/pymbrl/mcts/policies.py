@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from pymbrl import _core
-from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+from pymbrl._checks import ArgumentTypeError, integer, real, renamed, resolve_seed
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
-from pymbrl.mcts.tree import (EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, default_capacity,
-                              host_array)
+from pymbrl.mcts.tree import (EmbeddingPool, RecurrentOutput, Root, SearchSummary, Tree, check_room,
+                              default_capacity, host_array)
 
 MAX_MAGNITUDE: float = _core.mcts.MAX_MAGNITUDE
 """2**64: the largest |reward| and |value| a search accepts (see :class:`RecurrentOutput`), and the
@@ -132,11 +132,7 @@ def _prepare(root: Root, num_simulations: int, invalid_actions: Any, search_tree
         kept = search_tree.kept if search_tree.kept is not None else torch.ones(batch_size, dtype=torch.bool)
         # Everything is checked before the trees or the pool change, so that a refused call
         # leaves the search tree as it was.
-        nodes = np.where(kept.numpy(), tree.num_nodes, 1)
-        if int(nodes.max()) + num_simulations > tree.capacity:
-            raise ValueError(f"num_simulations: expected at most {tree.capacity - int(nodes.max())} new nodes in the "
-                             f"kept trees (capacity {tree.capacity}, {int(nodes.max())} nodes kept), "
-                             f"got {num_simulations}")
+        check_room(tree.num_nodes, tree.capacity, kept, num_simulations)
         embedding = search_tree._pool.checked_roots(root.embedding)
         _set_roots(tree, root, invalid_actions, kept.numpy())
         search_tree._pool.set_roots(embedding, ~kept)
@@ -157,8 +153,7 @@ def _set_roots(tree: Tree, root: Root, invalid_actions: Any, keep: Any) -> None:
     try:
         tree.set_roots(root.prior_logits, root.value, invalid_actions, keep=keep)
     except (TypeError, ValueError) as e:
-        message = str(e)
-        raise (_renamed(e, "root.") if message.startswith(("prior_logits", "value")) else e) from None
+        raise (renamed(e, "root.") if str(e).startswith(("prior_logits", "value")) else e) from None
 
 
 # Trees (and embedding pools) of searches whose SearchTree was dropped, for the next search of the
@@ -216,15 +211,9 @@ def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: in
         try:
             rows = tree.expand_and_select_rows(output)
         except (TypeError, ValueError) as e:
-            raise _renamed(e, "recurrent_fn output ") from None
+            raise renamed(e, "recurrent_fn output ") from None
         if rows is not None:
             gather, scatter, action = rows
-
-
-def _renamed(error: Exception, prefix: str) -> Exception:
-    """The same error with a message that says where the argument came from."""
-    message = str(error)
-    return type(error)(message if message.startswith(prefix.split()[0]) else prefix + message)
 
 
 def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *, invalid_actions: Any = None,

@@ -20,10 +20,10 @@ import torch
 from torch.distributions import Categorical, Distribution, OneHotCategorical
 
 from pymbrl import _core
-from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+from pymbrl._checks import ArgumentTypeError, integer, real, renamed, resolve_seed
 from pymbrl.mcts.policies import MAX_MAGNITUDE, SearchTree
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
-from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, default_capacity, host_array
+from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, check_room, default_capacity, host_array
 
 
 class SampledRoot(NamedTuple):
@@ -245,11 +245,6 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     return _Edges(edges, counts, logits)
 
 
-def _renamed(error: Exception, prefix: str) -> Exception:
-    message = str(error)
-    return type(error)(message if message.startswith(prefix.split()[0]) else prefix + message)
-
-
 def _roots(root: SampledRoot, root_sampling_policy: Distribution | None, num_samples: int, seed: int
            ) -> tuple[int, np.ndarray, _Edges]:
     if not (isinstance(root, tuple) and len(root) == 3):
@@ -270,7 +265,7 @@ def _set_roots(tree: Tree, logits: torch.Tensor, value: np.ndarray, invalid: tor
     try:
         tree.set_roots(logits, value, invalid, keep=keep)
     except (TypeError, ValueError) as e:
-        raise (_renamed(e, "root.") if str(e).startswith("value") else e) from None
+        raise (renamed(e, "root.") if str(e).startswith("value") else e) from None
 
 
 def _prepare(root: SampledRoot, edges: _Edges, value: np.ndarray, num_simulations: int,
@@ -295,10 +290,7 @@ def _prepare(root: SampledRoot, edges: _Edges, value: np.ndarray, num_simulation
         raise ValueError(f"search_tree: built for {tree.batch_size} roots x {tree.num_actions} sampled actions, "
                          f"got {batch_size} roots and num_samples {num_samples}")
     kept = search_tree.kept if search_tree.kept is not None else torch.ones(batch_size, dtype=torch.bool)
-    nodes = np.where(kept.numpy(), tree.num_nodes, 1)
-    if int(nodes.max()) + num_simulations > tree.capacity:
-        raise ValueError(f"num_simulations: expected at most {tree.capacity - int(nodes.max())} new nodes in the "
-                         f"kept trees (capacity {tree.capacity}, {int(nodes.max())} nodes kept), got {num_simulations}")
+    check_room(tree.num_nodes, tree.capacity, kept, num_simulations)
     if pool.rows[1].shape[1:] != edges.actions.shape[1:] or pool.rows[1].dtype != edges.actions.dtype:
         raise ValueError(f"root.policy: expected sampled actions of shape {list(pool.rows[1].shape[1:])} per root "
                          f"and dtype {pool.rows[1].dtype} (the search tree's), got {list(edges.actions.shape[1:])} "
@@ -458,7 +450,7 @@ def _simulate(tree: Tree, pool: EmbeddingPool, recurrent_fn: SampledRecurrentFn,
             next_rows = tree.expand_and_select_rows(
                 RecurrentOutput(output[0], output[1], new.logits, output[3]))
         except (TypeError, ValueError) as e:
-            raise _renamed(e, "recurrent_fn output ") from None
+            raise renamed(e, "recurrent_fn output ") from None
         if next_rows is not None:
             gather, scatter, edge = next_rows
 

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from pymbrl import _core
-from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+from pymbrl._checks import ArgumentTypeError, integer, real, renamed, resolve_seed
 from pymbrl.mcts.policies import MAX_MAGNITUDE, PolicyOutput
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
-from pymbrl.mcts.tree import EmbeddingPool, Root, SearchSummary, default_capacity, device_of, host_array
+from pymbrl.mcts.tree import (EmbeddingPool, Root, SearchSummary, check_room, checked_mask, default_capacity, device_of,
+                              host_array, host_output)
 
 
 class DecisionOutput(NamedTuple):
@@ -175,11 +176,6 @@ class StochasticSearchTree:
         return t if self.device.type == "cpu" else t.to(self.device)
 
 
-def _renamed(error: Exception, prefix: str) -> Exception:
-    message = str(error)
-    return type(error)(message if message.startswith(prefix.split()[0]) else prefix + message)
-
-
 def _prepare(root: Root, num_simulations: int, num_chance_outcomes: int, invalid_actions: Any,
              search_tree: StochasticSearchTree | None, capacity: int | None,
              num_threads: int | None) -> StochasticSearchTree:
@@ -203,11 +199,7 @@ def _prepare(root: Root, num_simulations: int, num_chance_outcomes: int, invalid
         kept = search_tree.kept if search_tree.kept is not None else torch.ones(batch_size, dtype=torch.bool)
         # Everything is checked before the trees or the pools change: a refused call leaves the
         # search tree as it was.
-        nodes = np.where(kept.numpy(), core.num_nodes, 1)
-        if int(nodes.max()) + num_simulations > core.capacity:
-            raise ValueError(f"num_simulations: expected at most {core.capacity - int(nodes.max())} new nodes in "
-                             f"the kept trees (capacity {core.capacity}, {int(nodes.max())} nodes kept), "
-                             f"got {num_simulations}")
+        check_room(core.num_nodes, core.capacity, kept, num_simulations)
         embedding = search_tree._states.checked_roots(root.embedding)
         _set_roots(core, root, invalid_actions, kept.numpy())
         search_tree._states.set_roots(embedding, ~kept)
@@ -222,15 +214,12 @@ def _prepare(root: Root, num_simulations: int, num_chance_outcomes: int, invalid
 
 
 def _set_roots(core: Any, root: Root, invalid_actions: Any, keep: Any) -> None:
-    invalid = None if invalid_actions is None else host_array(invalid_actions, "invalid_actions")
-    if invalid is not None and invalid.dtype.kind in "iu" and invalid.size and not np.isin(invalid, (0, 1)).all():
-        raise ValueError(f"invalid_actions: expected a boolean mask (or integers 0 and 1), got values "
-                         f"{np.unique(invalid)[:8]}")
+    invalid = None if invalid_actions is None else checked_mask(invalid_actions, "invalid_actions")
     try:
         core.set_roots(host_array(root.prior_logits, "prior_logits"), host_array(root.value, "value"), invalid,
                        keep)
     except (TypeError, ValueError) as e:
-        raise (_renamed(e, "root.") if str(e).startswith(("prior_logits", "value")) else e) from None
+        raise (renamed(e, "root.") if str(e).startswith(("prior_logits", "value")) else e) from None
 
 
 def _outputs(result: Any, fn: str, fields: tuple[str, ...]) -> tuple[list[Any], Any]:
@@ -242,17 +231,7 @@ def _outputs(result: Any, fn: str, fields: tuple[str, ...]) -> tuple[list[Any], 
     if not (isinstance(output, tuple) and len(output) == len(fields)):
         raise ArgumentTypeError(f"{fn}: expected ({record}({', '.join(fields)}), next_embedding), got an output of "
                                 f"type {type(output).__name__}")
-    return [_host(x, name) for x, name in zip(output, fields)], embedding
-
-
-def _host(x: Any, name: str) -> Any:
-    """host_array with a fast path for what a model on the CPU returns (6 fields a simulation)."""
-    if type(x) is torch.Tensor and x.is_cpu and not x.requires_grad:
-        try:
-            return x.numpy()
-        except TypeError:  # a dtype numpy lacks (bfloat16): host_array converts it
-            pass
-    return host_array(x, name)
+    return [host_output(x, name) for x, name in zip(output, fields)], embedding
 
 
 def _mover(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -293,7 +272,7 @@ def _simulate(search: StochasticSearchTree, decision_recurrent_fn: DecisionRecur
             counts = core.expand_and_select(*decision, *chance)
         except (TypeError, ValueError) as e:
             fn = "decision_recurrent_fn" if str(e).startswith(_DECISION_FIELDS) else "chance_recurrent_fn"
-            raise _renamed(e, f"{fn} output ") from None
+            raise renamed(e, f"{fn} output ") from None
         if counts is None:
             return
 

@@ -112,7 +112,7 @@ def host_array(x: Any, name: str) -> np.ndarray:
         raise ArgumentTypeError(f"{name}: expected an array or tensor, got {type(x).__name__}") from exc
 
 
-def _mask(x: Any, name: str) -> np.ndarray:
+def checked_mask(x: Any, name: str) -> np.ndarray:
     """host_array of a mask; integer masks must hold only 0 and 1, as the binding reads any other
     value as True (a 2 is more likely an action id than a flag)."""
     mask = host_array(x, name)
@@ -121,9 +121,18 @@ def _mask(x: Any, name: str) -> np.ndarray:
     return mask
 
 
-def _host(x: Any, name: str) -> Any:
-    """host_array with a fast path for what a model on the CPU returns (called 4 times a step);
-    the binding checks dtype and shape."""
+def check_room(num_nodes: np.ndarray, capacity: int, kept: torch.Tensor, num_simulations: int) -> None:
+    """Refuses a search of ``num_simulations`` new nodes that would not fit in reused trees of
+    ``num_nodes`` int [B] nodes, of which the roots not ``kept`` (bool [B]) restart from one."""
+    nodes = int(np.where(kept.numpy(), num_nodes, 1).max())
+    if nodes + num_simulations > capacity:
+        raise ValueError(f"num_simulations: expected at most {capacity - nodes} new nodes in the kept trees "
+                         f"(capacity {capacity}, {nodes} nodes kept), got {num_simulations}")
+
+
+def host_output(x: Any, name: str) -> Any:
+    """host_array with a fast path for what a model on the CPU returns (called for every field of
+    every model call); the binding checks dtype and shape."""
     if type(x) is torch.Tensor and x.is_cpu and not x.requires_grad:
         try:
             return x.numpy()
@@ -137,8 +146,8 @@ def model_outputs(output: Any) -> tuple[Any, Any, Any, Any]:
     if not (isinstance(output, Sequence) and not isinstance(output, str) and len(output) == 4):
         raise ArgumentTypeError("recurrent_fn: expected (RecurrentOutput(reward, discount, prior_logits, value), "
                                 f"next_embedding), got an output of type {type(output).__name__}")
-    return (_host(output[0], "reward"), _host(output[1], "discount"), _host(output[2], "prior_logits"),
-            _host(output[3], "value"))
+    return (host_output(output[0], "reward"), host_output(output[1], "discount"),
+            host_output(output[2], "prior_logits"), host_output(output[3], "value"))
 
 
 def device_of(x: Any) -> torch.device:
@@ -422,8 +431,8 @@ class Tree:
         """
         device = device_of(prior_logits)
         self._core.set_roots(host_array(prior_logits, "prior_logits"), host_array(value, "value"),
-                             None if invalid_actions is None else _mask(invalid_actions, "invalid_actions"),
-                             None if keep is None else _mask(keep, "keep"))
+                             None if invalid_actions is None else checked_mask(invalid_actions, "invalid_actions"),
+                             None if keep is None else checked_mask(keep, "keep"))
         self.device = device  # only once the roots were accepted: a refused call changes nothing
         self._kind = None
 
