@@ -167,15 +167,7 @@ class MuZeroConfig(TrainConfig):
                              "use search='muzero' or 'gumbel' with it")
         if self.simulator and self.env != TICTACTOE:
             raise ValueError(f"simulator: AlphaZero mode knows the rules of {TICTACTOE} only, got env {self.env!r}")
-        schedule = self.temperatures
-        if not (isinstance(schedule, (tuple, list)) and schedule
-                and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in schedule)):
-            raise ValueError(f"temperatures: expected (fraction, temperature) pairs, got {schedule!r}")
-        schedule = tuple((real(f, "temperatures", low=0.0, high=1.0), real(t, "temperatures", low=0.0))
-                         for f, t in schedule)
-        if schedule[0][0] != 0.0 or any(a[0] >= b[0] for a, b in zip(schedule, schedule[1:])):
-            raise ValueError(f"temperatures: expected fractions rising from 0.0, got {[f for f, _ in schedule]}")
-        object.__setattr__(self, "temperatures", schedule)
+        object.__setattr__(self, "temperatures", checked_temperatures(self.temperatures))
 
 
 def make_env(config: MuZeroConfig, render_mode: str | None = None) -> gym.Env:
@@ -194,7 +186,20 @@ def make_env(config: MuZeroConfig, render_mode: str | None = None) -> gym.Env:
     return env
 
 
-def temperature(config: MuZeroConfig, progress: float) -> float:
+def checked_temperatures(schedule: Any) -> tuple[tuple[float, float], ...]:
+    """A visit-count temperature schedule of (fraction of the run, temperature) pairs, fractions
+    rising from 0.0, as a tuple of float pairs; ValueError naming ``temperatures`` otherwise."""
+    if not (isinstance(schedule, (tuple, list)) and schedule
+            and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in schedule)):
+        raise ValueError(f"temperatures: expected (fraction, temperature) pairs, got {schedule!r}")
+    schedule = tuple((real(f, "temperatures", low=0.0, high=1.0), real(t, "temperatures", low=0.0))
+                     for f, t in schedule)
+    if schedule[0][0] != 0.0 or any(a[0] >= b[0] for a, b in zip(schedule, schedule[1:])):
+        raise ValueError(f"temperatures: expected fractions rising from 0.0, got {[f for f, _ in schedule]}")
+    return schedule
+
+
+def temperature(config: Any, progress: float) -> float:
     """The visit-count temperature at ``progress`` (the fraction of the run's env steps done)."""
     return [t for start, t in config.temperatures if progress >= start][-1]
 

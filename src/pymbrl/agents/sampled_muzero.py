@@ -29,7 +29,7 @@ import torch
 
 from pymbrl import mcts
 from pymbrl._checks import integer, real
-from pymbrl.agents.muzero import cross_entropy, temperature
+from pymbrl.agents.muzero import checked_temperatures, cross_entropy, temperature
 from pymbrl.envs.repeat import ActionRepeat
 from pymbrl.models.muzero import scalar_to_support, scale_gradient, support_to_scalar
 from pymbrl.models.sampled_muzero import SampledMuZeroNetwork, squashed_log_prob, tanh_normal
@@ -116,15 +116,7 @@ class SampledMuZeroConfig(TrainConfig):
             raise TypeError(f"prioritized: expected a bool, got {self.prioritized!r}")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size: expected at most buffer_size ({self.buffer_size}), got {self.batch_size}")
-        schedule = self.temperatures
-        if not (isinstance(schedule, (tuple, list)) and schedule
-                and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in schedule)):
-            raise ValueError(f"temperatures: expected (fraction, temperature) pairs, got {schedule!r}")
-        schedule = tuple((real(f, "temperatures", low=0.0, high=1.0), real(t, "temperatures", low=0.0))
-                         for f, t in schedule)
-        if schedule[0][0] != 0.0 or any(a[0] >= b[0] for a, b in zip(schedule, schedule[1:])):
-            raise ValueError(f"temperatures: expected fractions rising from 0.0, got {[f for f, _ in schedule]}")
-        object.__setattr__(self, "temperatures", schedule)
+        object.__setattr__(self, "temperatures", checked_temperatures(self.temperatures))
 
 
 def make_env(config: SampledMuZeroConfig, render_mode: str | None = None) -> gym.Env:
