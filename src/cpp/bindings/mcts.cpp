@@ -96,6 +96,14 @@ py::tuple summary_of(Core& core, std::mutex& mutex, int B, int A) {
   return py::make_tuple(counts, q, v);
 }
 
+// Nodes in use per tree, int32 [B].
+py::array_t<int32_t> nodes_of(const mcts::TreeBatch& tree, std::mutex& mutex) {
+  std::lock_guard<std::mutex> lock(mutex);
+  py::array_t<int32_t> out(tree.batch_size());
+  for (int b = 0; b < tree.batch_size(); ++b) out.mutable_data()[b] = tree.num_nodes(b);
+  return out;
+}
+
 // Runs f() and adds its wall time to `seconds` (time inside the core, for profiling).
 template <class F>
 auto timed(double& seconds, F&& f) {
@@ -239,14 +247,9 @@ class PySearch {
     return py::make_tuple(old_ids, kept);
   }
 
-  py::array_t<int32_t> num_nodes() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    py::array_t<int32_t> out(batch_size());
-    for (int b = 0; b < batch_size(); ++b) out.mutable_data()[b] = search_->tree().num_nodes(b);
-    return out;
-  }
+  py::array_t<int32_t> num_nodes() { return nodes_of(search_->tree(), mutex_); }
 
-  mcts::Search& core() { return *search_; }
+  const mcts::Search& search() const { return *search_; }
   double core_seconds() const { return core_seconds_; }
   py::array_t<int32_t> parent_, action_, node_;
   py::array_t<bool> is_new_;
@@ -426,12 +429,7 @@ class PyStochasticSearch {
     return py::make_tuple(old_ids, kept);
   }
 
-  py::array_t<int32_t> num_nodes() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    py::array_t<int32_t> out(batch_size());
-    for (int b = 0; b < batch_size(); ++b) out.mutable_data()[b] = search_->search().tree().num_nodes(b);
-    return out;
-  }
+  py::array_t<int32_t> num_nodes() { return nodes_of(search_->search().tree(), mutex_); }
 
   // Whether each of tree b's nodes is a chance node, bool [num_nodes(b)] (for tests and inspection).
   py::array_t<bool> chance_nodes(const py::object& root) {
@@ -449,7 +447,7 @@ class PyStochasticSearch {
     return out;
   }
 
-  const mcts::StochasticSearch& core() const { return *search_; }
+  const mcts::Search& search() const { return search_->search(); }
   double core_seconds() const { return core_seconds_; }
   py::array_t<int64_t> decision_roots_, decision_gather_, decision_scatter_, decision_action_;
   py::array_t<int64_t> chance_roots_, chance_gather_, chance_scatter_, chance_outcome_;
@@ -500,6 +498,22 @@ class PyStochasticSearch {
 
 }  // namespace
 
+// The members both search classes have: their shape, their statistics and set_roots.
+template <class Wrapper>
+void def_common(py::class_<Wrapper>& cls) {
+  cls.def_property_readonly("batch_size", &Wrapper::batch_size)
+      .def_property_readonly("num_actions", &Wrapper::num_actions)
+      .def_property_readonly("capacity", [](const Wrapper& s) { return s.search().tree().capacity(); })
+      .def_property_readonly("num_threads", [](const Wrapper& s) { return s.search().num_threads(); })
+      .def_property_readonly("simulations_done", [](const Wrapper& s) { return s.search().simulations_done(); })
+      .def_property_readonly("num_nodes", &Wrapper::num_nodes)
+      .def_property_readonly("core_seconds", &Wrapper::core_seconds,
+                             "Seconds spent in the C++ select and expand_and_backup since construction.")
+      .def("set_roots", &Wrapper::set_roots, py::arg("prior_logits"), py::arg("value"),
+           py::arg("invalid_actions") = py::none(), py::arg("keep") = py::none())
+      .def("summary", &Wrapper::summary, "(visit counts int32 [B, A], Q float64 [B, A], root values float64 [B]).");
+}
+
 void init_mcts(py::module_ m) {
   m.attr("MAX_BATCH_SIZE") = mcts::kMaxBatchSize;
   m.attr("MAX_ACTIONS") = mcts::kMaxActions;
@@ -511,17 +525,11 @@ void init_mcts(py::module_ m) {
     mcts::TreeBatch::check_shape(1, a, 1);
     return mcts::TreeBatch::record_bytes(a);
   }, py::arg("num_actions"), "Bytes of one node of a tree with this many actions (the trees take batch_size x capacity of them).");
-  py::class_<PySearch>(m, "Search", "B search trees in flat arrays, stepped from Python (see pymbrl.mcts).")
+  py::class_<PySearch> search(m, "Search", "B search trees in flat arrays, stepped from Python (see pymbrl.mcts).");
+  def_common(search);
+  search
       .def(py::init<const py::object&, const py::object&, const py::object&, const py::object&>(), py::arg("batch_size"), py::arg("num_actions"),
            py::arg("capacity"), py::arg("num_threads") = py::none())
-      .def_property_readonly("batch_size", &PySearch::batch_size)
-      .def_property_readonly("num_actions", &PySearch::num_actions)
-      .def_property_readonly("capacity", [](PySearch& s) { return s.core().tree().capacity(); })
-      .def_property_readonly("num_threads", [](PySearch& s) { return s.core().num_threads(); })
-      .def_property_readonly("simulations_done", [](PySearch& s) { return s.core().simulations_done(); })
-      .def_property_readonly("num_nodes", &PySearch::num_nodes)
-      .def_property_readonly("core_seconds", &PySearch::core_seconds,
-                             "Seconds spent in the C++ select and expand_and_backup since construction.")
       .def_readonly("parent", &PySearch::parent_)
       .def_readonly("action", &PySearch::action_)
       .def_readonly("node", &PySearch::node_)
@@ -529,8 +537,6 @@ void init_mcts(py::module_ m) {
       .def_readonly("gather_rows", &PySearch::gather_)
       .def_readonly("scatter_rows", &PySearch::scatter_)
       .def_readonly("action_int64", &PySearch::action64_)
-      .def("set_roots", &PySearch::set_roots, py::arg("prior_logits"), py::arg("value"),
-           py::arg("invalid_actions") = py::none(), py::arg("keep") = py::none())
       .def("begin_muzero", &PySearch::begin_muzero, py::arg("num_simulations"), py::arg("seed"), py::arg("pb_c_init"),
            py::arg("pb_c_base"), py::arg("dirichlet_alpha"), py::arg("dirichlet_fraction"), py::arg("max_depth"),
            py::arg("qtransform") = "tree_min_max", py::arg("epsilon") = 1e-8, py::arg("min_value") = 0.0,
@@ -544,25 +550,17 @@ void init_mcts(py::module_ m) {
       .def("expand_and_select", &PySearch::expand_and_select, py::arg("reward"), py::arg("discount"),
            py::arg("prior_logits"), py::arg("value"),
            "expand_and_backup, then select for the next simulation if one remains (returns whether it did).")
-      .def("summary", &PySearch::summary)
       .def("decide_muzero", [](PySearch& s, double t) { return s.decide(false, t); }, py::arg("temperature"))
       .def("decide_gumbel", [](PySearch& s) { return s.decide(true, 0.0); })
       .def("reroot", &PySearch::reroot, py::arg("actions"));
-  py::class_<PyStochasticSearch>(m, "StochasticSearch",
-                                 "B Stochastic MuZero search trees, stepped from Python (see pymbrl.mcts).")
+  py::class_<PyStochasticSearch> stochastic(m, "StochasticSearch",
+                                            "B Stochastic MuZero search trees, stepped from Python (see pymbrl.mcts).");
+  def_common(stochastic);
+  stochastic
       .def(py::init<const py::object&, const py::object&, const py::object&, const py::object&, const py::object&>(),
            py::arg("batch_size"), py::arg("num_actions"), py::arg("num_chance_outcomes"), py::arg("capacity"),
            py::arg("num_threads") = py::none())
-      .def_property_readonly("batch_size", &PyStochasticSearch::batch_size)
-      .def_property_readonly("num_actions", &PyStochasticSearch::num_actions)
       .def_property_readonly("num_chance_outcomes", &PyStochasticSearch::num_chance_outcomes)
-      .def_property_readonly("capacity", [](PyStochasticSearch& s) { return s.core().search().tree().capacity(); })
-      .def_property_readonly("num_threads", [](PyStochasticSearch& s) { return s.core().search().num_threads(); })
-      .def_property_readonly("simulations_done",
-                             [](PyStochasticSearch& s) { return s.core().search().simulations_done(); })
-      .def_property_readonly("num_nodes", &PyStochasticSearch::num_nodes)
-      .def_property_readonly("core_seconds", &PyStochasticSearch::core_seconds,
-                             "Seconds spent in the C++ select and expand_and_backup since construction.")
       .def_readonly("decision_roots", &PyStochasticSearch::decision_roots_)
       .def_readonly("decision_gather", &PyStochasticSearch::decision_gather_)
       .def_readonly("decision_scatter", &PyStochasticSearch::decision_scatter_)
@@ -571,8 +569,6 @@ void init_mcts(py::module_ m) {
       .def_readonly("chance_gather", &PyStochasticSearch::chance_gather_)
       .def_readonly("chance_scatter", &PyStochasticSearch::chance_scatter_)
       .def_readonly("chance_outcome", &PyStochasticSearch::chance_outcome_)
-      .def("set_roots", &PyStochasticSearch::set_roots, py::arg("prior_logits"), py::arg("value"),
-           py::arg("invalid_actions") = py::none(), py::arg("keep") = py::none())
       .def("begin", &PyStochasticSearch::begin, py::arg("num_simulations"), py::arg("seed"), py::arg("pb_c_init"),
            py::arg("pb_c_base"), py::arg("dirichlet_alpha"), py::arg("dirichlet_fraction"), py::arg("max_depth"),
            py::arg("qtransform") = "tree_min_max", py::arg("epsilon") = 1e-8, py::arg("min_value") = 0.0,
@@ -586,7 +582,6 @@ void init_mcts(py::module_ m) {
            py::arg("value"),
            "expand_and_backup, then select for the next simulation if one remains: (decision_count, chance_count) "
            "or None.")
-      .def("summary", &PyStochasticSearch::summary)
       .def("decide", &PyStochasticSearch::decide, py::arg("temperature"))
       .def("reroot", &PyStochasticSearch::reroot, py::arg("actions"), py::arg("chance_outcomes"))
       .def("chance_nodes", &PyStochasticSearch::chance_nodes, py::arg("root"));
