@@ -290,21 +290,31 @@ def _new_tree(root_logits: Sequence[float], root_value: float, root_embedding: A
     return tree
 
 
-def _simulate(tree: Tree, step: StepFn, select: Callable[[int, int], int], max_depth: int | None,
-              record_min_max: bool) -> None:
-    """One simulation: descend with ``select(x, depth)``, expand or revisit a leaf, back up."""
+def expand_with(tree: Tree, step: StepFn) -> Callable[[int, int], tuple[int, float]]:
+    """The MuZero expansion for :func:`simulate`: a new node with the network outputs for
+    (embedding of x, a); returns (its id, its value)."""
+
+    def expand(x: int, a: int) -> tuple[int, float]:
+        reward, discount, logits, value, next_embedding = step(tree.nodes[x].embedding, a)
+        logits = [float(v) for v in logits]
+        c = tree.add_node(x, a, float(reward), float(discount), logits, float(value), next_embedding, softmax(logits))
+        return c, float(value)
+
+    return expand
+
+
+def simulate(tree: Tree, expand: Callable[[int, int], tuple[int, float]], select: Callable[[int, int], int],
+             max_depth: int | None, record_min_max: bool = True) -> None:
+    """One simulation: descend with ``select(x, depth)``; at an edge (x, a) without a child,
+    ``expand(x, a)`` adds it and returns (its id, its value); at ``max_depth`` revisit the leaf;
+    back up."""
     x, depth = 0, 0
     while True:
         a = select(x, depth)
         depth += 1
         c = tree.nodes[x].children[a]
         if c == -1:
-            # New leaf: expand it with the network outputs for (embedding of x, a).
-            reward, discount, logits, value, next_embedding = step(tree.nodes[x].embedding, a)
-            logits = [float(v) for v in logits]
-            c = tree.add_node(x, a, float(reward), float(discount), logits, float(value), next_embedding,
-                              softmax(logits))
-            g = float(value)
+            c, g = expand(x, a)
             break
         if max_depth is not None and depth >= max_depth:
             # Depth limit: revisit the existing node without re-evaluating it; its mean is the sample.
@@ -471,7 +481,7 @@ def muzero_search(step: StepFn, root_logits: Sequence[float], root_value: float,
         return muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
 
     for _ in range(num_simulations):
-        _simulate(tree, step, select, max_depth, record_min_max=True)
+        simulate(tree, expand_with(tree, step), select, max_depth)
 
     n = tree.child_visits(0)
     total = 0
@@ -532,7 +542,7 @@ def gumbel_simulations(tree: Tree, step: StepFn, num_simulations: int, *, max_de
         return _argmax(gumbel_root_scores(tree, g, sigma_of(0), target, kept), valid_actions)
 
     for _ in range(num_simulations):
-        _simulate(tree, step, select, max_depth, record_min_max=False)
+        simulate(tree, expand_with(tree, step), select, max_depth, record_min_max=False)
 
     # Final action: the same root score, among the valid actions this search visited most.
     n = tree.child_visits(0)
@@ -583,7 +593,7 @@ def muzero_simulations(tree: Tree, step: StepFn, num_simulations: int, *, max_de
         return muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
 
     for _ in range(num_simulations):
-        _simulate(tree, step, select, max_depth, record_min_max=True)
+        simulate(tree, expand_with(tree, step), select, max_depth)
     n = tree.child_visits(0)
     total = sum(n)
     weights = [n[a] / total if tree.valid[a] and total > 0 else 0.0 for a in range(tree.num_actions)]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .reference import TREE_MIN_MAX, QTransform, Tree, muzero_select, softmax
+from .reference import TREE_MIN_MAX, QTransform, Tree, muzero_select, simulate, softmax
 
 Draw = tuple[tuple, torch.Tensor]
 """One sampled action: (its elements as Python numbers, for equality; the tensor row itself [*event])."""
@@ -103,37 +103,17 @@ def sampled_simulations(tree: Tree, step: StepFn, num_simulations: int, edges_at
     num_edges, valid = tree.num_actions, tree.valid
     root_edges = tree.nodes[0].embedding[1]
     for s in range(1, num_simulations + 1):
-        x, depth = 0, 0
-        while True:
-            a = muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
-            depth += 1
-            c = tree.nodes[x].children[a]
-            if c == -1:
-                embedding, edges = tree.nodes[x].embedding
-                if edges.counts[a] == 0:
-                    raise AssertionError(f"simulation {s} selected spare edge {a} of node {x}")
-                reward, discount, value, next_embedding = step(embedding, edges.actions[a])
-                new = edges_at(s)
-                c = tree.add_node(x, a, reward, discount, new.logits, value, (next_embedding, new),
-                                  softmax(new.logits))
-                g = value
-                break
-            if max_depth is not None and depth >= max_depth:
-                leaf = tree.nodes[c]
-                g = leaf.value_sum / leaf.visits
-                leaf.visits += 1
-                leaf.value_sum += g
-                break
-            x = c
-        y = c
-        while y != 0:
-            tree.update_min_max(tree.edge_q(y))
-            node = tree.nodes[y]
-            g = node.reward + node.discount * g
-            parent = tree.nodes[node.parent]
-            parent.value_sum += g
-            parent.visits += 1
-            y = node.parent
+
+        def expand(x: int, a: int, s: int = s) -> tuple[int, float]:
+            embedding, edges = tree.nodes[x].embedding
+            if edges.counts[a] == 0:
+                raise AssertionError(f"simulation {s} selected spare edge {a} of node {x}")
+            reward, discount, value, next_embedding = step(embedding, edges.actions[a])
+            new = edges_at(s)
+            return tree.add_node(x, a, reward, discount, new.logits, value, (next_embedding, new),
+                                 softmax(new.logits)), value
+
+        simulate(tree, expand, lambda x, depth: muzero_select(tree, x, pb_c_init, pb_c_base, qtransform), max_depth)
     n = tree.child_visits(0)
     q = tree.child_q(0)
     total = sum(n)

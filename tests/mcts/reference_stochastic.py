@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import reference
 from .reference import (
     Node,
     SearchResult,
@@ -97,45 +98,25 @@ def new_tree(root_logits: Sequence[float], root_value: float, root_embedding: An
 def simulate(tree: StochasticTree, decision_step: DecisionStep, chance_step: ChanceStep, max_depth: int | None,
              pb_c_init: float = 1.25, pb_c_base: float = 19652.0, qtransform: QTransform = TREE_MIN_MAX) -> None:
     """One simulation: descend (pUCT at decision nodes, the chance rule at chance nodes), expand a
-    new node of the other kind than its parent or revisit a leaf at max_depth, back up through both."""
-    x, depth = 0, 0
-    while True:
+    new node of the other kind than its parent or revisit a leaf at max_depth, back up through both
+    (every edge's Q, of either kind, enters the min-max bounds)."""
+
+    def select(x: int, depth: int) -> int:
+        return chance_select(tree, x) if tree.chance[x] else muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
+
+    def expand(x: int, e: int) -> tuple[int, float]:
         if tree.chance[x]:
-            e = chance_select(tree, x)
+            reward, discount, logits, value, embedding = chance_step(tree.nodes[x].embedding, e)
+            reward, discount = float(reward), float(discount)
         else:
-            e = muzero_select(tree, x, pb_c_init, pb_c_base, qtransform)
-        depth += 1
-        c = tree.nodes[x].children[e]
-        if c == -1:
-            if tree.chance[x]:
-                reward, discount, logits, value, embedding = chance_step(tree.nodes[x].embedding, e)
-                reward, discount = float(reward), float(discount)
-            else:
-                logits, value, embedding = decision_step(tree.nodes[x].embedding, e)
-                reward, discount = 0.0, 1.0
-            logits = [float(v) for v in logits]
-            c = tree.add(x, e, reward, discount, logits, float(value), embedding, softmax(logits),
-                         chance=not tree.chance[x])
-            g = float(value)
-            break
-        if max_depth is not None and depth >= max_depth:
-            leaf = tree.nodes[c]
-            g = leaf.value_sum / leaf.visits
-            leaf.visits += 1
-            leaf.value_sum += g
-            break
-        x = c
-    # Backup from the new or revisited leaf to the root; every edge's Q, of either kind, enters the
-    # min-max bounds once its child's statistics are updated.
-    y = c
-    while y != 0:
-        tree.update_min_max(tree.edge_q(y))
-        node = tree.nodes[y]
-        g = node.reward + node.discount * g
-        parent = tree.nodes[node.parent]
-        parent.value_sum += g
-        parent.visits += 1
-        y = node.parent
+            logits, value, embedding = decision_step(tree.nodes[x].embedding, e)
+            reward, discount = 0.0, 1.0
+        logits = [float(v) for v in logits]
+        c = tree.add(x, e, reward, discount, logits, float(value), embedding, softmax(logits),
+                     chance=not tree.chance[x])
+        return c, float(value)
+
+    reference.simulate(tree, expand, select, max_depth)
 
 
 def decide(tree: StochasticTree, temperature: float = 0.0, rng: random.Random | None = None) -> SearchResult:

@@ -24,7 +24,8 @@ from pymbrl.mcts import Root, gumbel_muzero_policy, muzero_policy
 from .fast_reference import HashStep
 from .hash_model import HashModel
 from .reference import Tree as RefTree
-from .reference import _simulate, gumbel_muzero_search, gumbel_simulations, muzero_search, muzero_select, softmax
+from .reference import (expand_with, gumbel_muzero_search, gumbel_simulations, muzero_search, muzero_select, simulate,
+                        softmax)
 
 A, B = 3, 6
 _MASK32 = 0xFFFFFFFF
@@ -95,7 +96,7 @@ def _ref_continue(tree: RefTree, invalid: list[bool], num_simulations: int, step
     reachable edges, then MuZero simulations."""
     _ref_revalidate(tree, invalid)
     for _ in range(num_simulations):
-        _simulate(tree, step, lambda x, depth: muzero_select(tree, x, 1.25, 19652.0), None, True)
+        simulate(tree, expand_with(tree, step), lambda x, depth: muzero_select(tree, x, 1.25, 19652.0), None)
 
 
 def _ref_revalidate(tree: RefTree, invalid: list[bool]) -> None:
