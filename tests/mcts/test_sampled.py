@@ -14,7 +14,7 @@ from pymbrl.mcts import (QTransform, Root, SampledPolicyOutput, SampledRecurrent
                          gumbel_muzero_policy, muzero_policy, sampled_muzero_policy)
 
 from .hash_model import HashModel
-from .reference_sampled import reference_sampled_batch
+from .reference_sampled import reference_sampled_batch, row_edges, spec_draws, spec_seeds
 from .sampled_model import SampledHashModel
 
 # (kind, size, batch, simulations, samples, options)
@@ -152,6 +152,35 @@ def test_identical_draws_are_merged_into_one_edge_with_their_count():
         assert int(out.action_index[b]) < m
     # Action 2, when drawn, is the first draw in most rows and holds the largest count.
     assert (out.sampled_actions[:, 0] == 2).float().mean() > 0.8
+
+
+class _GridNormal(Independent):
+    """A 2-d Normal whose draws are rounded to a grid of 0.5 (-0.0 included): many repeat."""
+
+    def sample(self, sample_shape=torch.Size()):
+        return (super().sample(sample_shape) * 2).round() / 2
+
+
+@pytest.mark.parametrize("kind, num_samples", [("categorical", 5000), ("grid", 3000)])
+def test_many_draws_are_merged_as_the_spec_says_without_comparing_every_pair(kind, num_samples):
+    # [B, K, K, event] above 2**24 elements: duplicates are found by sorting (memory B x K x event).
+    def policy(rows):
+        if kind == "categorical":
+            return Categorical(logits=torch.zeros(rows, 6000))
+        return _GridNormal(Normal(torch.zeros(rows, 2), torch.ones(rows, 2)), 1)
+
+    def recurrent_fn(embedding, action):
+        rows = embedding.shape[0]
+        zeros = torch.zeros(rows)
+        return SampledRecurrentOutput(zeros, torch.ones(rows), policy(rows), zeros), embedding
+
+    root = SampledRoot(policy(1), torch.zeros(1), torch.zeros(1, 3))
+    out = sampled_muzero_policy(root, recurrent_fn, 1, num_samples=num_samples, seed=5)
+    raw, _, _ = spec_draws(policy(1), num_samples, spec_seeds(5, 1)[0])
+    expected = row_edges(raw, None, None, 0)
+    counts = out.search_tree.embeddings.rows[2][0]
+    assert counts.tolist() == expected.counts and 1 < int((counts > 0).sum()) < num_samples
+    assert torch.equal(out.sampled_actions[0], torch.stack(expected.actions))
 
 
 def test_spare_edges_are_never_chosen_below_the_root():

@@ -217,10 +217,9 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
         correction = log_probs
     actions = raw.movedim(0, 1)  # [B, K, *event]
     batch_size = actions.shape[0]
-    flat = actions.reshape(batch_size, num_samples, -1)
-    same = (flat[:, :, None, :] == flat[:, None, :, :]).all(dim=-1)  # [B, K, K]
+    first, count = _duplicates(actions.reshape(batch_size, num_samples, -1))
     log_counts = _log_counts(num_samples, actions.device)
-    if int(same.sum()) == batch_size * num_samples:
+    if bool(first.all()):
         # No two draws alike (continuous policies): the edges are the draws, each of count 1.
         counts = torch.ones(batch_size, num_samples, dtype=torch.int64, device=actions.device)
         if correction is None:
@@ -228,13 +227,10 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
         else:
             logits = (log_counts[counts] + correction[0]) - correction[1]
         return _Edges(actions, counts, logits)
-    draws = torch.arange(num_samples, device=same.device)
-    earlier = draws[None, :] < draws[:, None]  # [i, j]: j drawn before i
-    first = ~(same & earlier).any(dim=-1)  # [B, K]: not drawn before
     # A stable sort puts the first draws in front, in draw order.
     order = torch.sort((~first).to(torch.int8), dim=1, stable=True).indices
     is_edge = first.gather(1, order)
-    counts = torch.where(is_edge, same.sum(dim=-1).gather(1, order), 0)
+    counts = torch.where(is_edge, count.gather(1, order), 0)
     index = order.reshape(*order.shape, *(1,) * (actions.ndim - 2)).expand_as(actions)
     edges = actions.gather(1, index)
     spare = ~is_edge.reshape(*is_edge.shape, *(1,) * (actions.ndim - 2))
@@ -243,6 +239,38 @@ def _sample_edges(policy: Distribution, num_samples: int, seed: int, *, sampling
     if correction is not None:
         logits = (logits + correction[0].gather(1, order)) - correction[1].gather(1, order)
     return _Edges(edges, counts, logits)
+
+
+# Up to this many elements, duplicates are found by comparing every pair of draws ([B, K, K, event]
+# at once, the fastest way for the usual sizes); beyond it by sorting, in memory B x K x event.
+_PAIRWISE_LIMIT = 1 << 24
+
+
+def _duplicates(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the draws ``flat`` [B, K, event size] of B rows: (first, count), bool and int64 [B, K]:
+    whether no earlier draw of the row is the same action, and how many draws of the row are."""
+    batch_size, k, width = flat.shape
+    if batch_size * k * k * width <= _PAIRWISE_LIMIT:
+        same = (flat[:, :, None, :] == flat[:, None, :, :]).all(dim=-1)
+        earlier = torch.ones(k, k, dtype=torch.bool, device=flat.device).tril(-1)  # [i, j]: j drawn before i
+        return ~(same & earlier).any(dim=-1), same.sum(dim=-1)
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    elif flat.is_floating_point():
+        flat = flat + 0.0  # -0.0 becomes 0.0: a radix sort (on GPUs) would part these equal actions
+    # Stable sorts from the last coordinate to the first order the draws lexicographically: equal
+    # actions end up adjacent, in draw order, so the first of each run is its first draw.
+    order = torch.arange(k, device=flat.device).expand(batch_size, k)
+    for d in reversed(range(width)):
+        order = order.gather(1, torch.sort(flat[:, :, d].gather(1, order), dim=1, stable=True).indices)
+    ranked = flat.gather(1, order[:, :, None].expand_as(flat))
+    starts = torch.ones(batch_size, k, dtype=torch.bool, device=flat.device)
+    starts[:, 1:] = (ranked[:, 1:] != ranked[:, :-1]).any(dim=-1)
+    run = starts.cumsum(dim=1) - 1
+    sizes = torch.zeros_like(run).scatter_add_(1, run, torch.ones_like(run))
+    first = torch.empty_like(starts).scatter_(1, order, starts)
+    count = torch.empty_like(run).scatter_(1, order, sizes.gather(1, run))
+    return first, count
 
 
 def _roots(root: SampledRoot, root_sampling_policy: Distribution | None, num_samples: int, seed: int
