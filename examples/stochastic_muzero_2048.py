@@ -7,8 +7,8 @@ Each run logs greedy-search evaluations (mean score of ``--eval-episodes`` games
 runs/stochastic_muzero_2048/<agent>-seed<k>/log.csv; the curves and the table then go to
 examples/results/stochastic_muzero_2048.{csv,png} (the measurements: stochastic_muzero_2048.md).
 
-    python examples/stochastic_muzero_2048.py --jobs 2 --seeds 0 1   # 10-16 min per run on 2 shared cores
-    python examples/stochastic_muzero_2048.py --plot-only
+    python examples/stochastic_muzero_2048.py --jobs 2       # 6 seeds x 2 agents, 80k env steps: ~10-20 min a run
+    python examples/stochastic_muzero_2048.py --plot-only   # the table, the plot and the comparison again
 """
 
 from __future__ import annotations
@@ -55,12 +55,14 @@ def collect(seeds: list[int]) -> dict[str, dict[int, list[dict]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=80_000)
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--eval-episodes", type=int, default=32)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one process and one core each")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--window-from", type=int, default=None,
+                        help="compare the agents' mean scores from this many env steps on (default: the last quarter)")
     args = parser.parse_args()
     if not args.plot_only:
         jobs = list(itertools.product(AGENTS.values(), args.seeds))
@@ -85,6 +87,23 @@ def main() -> None:
     for name, by_step in means.items():
         last = [h[-1]["return"] for h in curves[name].values()]
         print(f"{name}: mean score by step {by_step}; final per seed {last} (mean {np.mean(last):.1f})")
+    compare(curves, args.window_from or args.steps * 3 // 4)
+
+
+def compare(curves: dict[str, dict[int, list[dict]]], start: int) -> None:
+    """Prints each seed's mean score over the evaluations at env steps >= ``start`` for both agents
+    and their paired difference (a single evaluation of 32 games is noisy: the window averages it)."""
+    (a, by_a), (b, by_b) = curves.items()
+    seeds = sorted(set(by_a) & set(by_b))
+    window = {name: {seed: np.mean([r["return"] for r in by_seed[seed] if r["step"] >= start]) for seed in seeds}
+              for name, by_seed in curves.items()}
+    diffs = np.array([window[a][s] - window[b][s] for s in seeds])
+    print(f"mean score over the evaluations from {start} env steps on, per seed:")
+    for seed, d in zip(seeds, diffs):
+        print(f"  seed {seed}: {a} {window[a][seed]:.1f}, {b} {window[b][seed]:.1f} (difference {d:+.1f})")
+    error = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    print(f"  {a} minus {b}: {diffs.mean():+.1f} +- {error:.1f} (standard error over {len(seeds)} seeds), "
+          f"higher in {int((diffs > 0).sum())} of {len(seeds)} seeds")
 
 
 if __name__ == "__main__":
