@@ -7,10 +7,9 @@ own device. Only node ids and the model's small outputs cross into C++.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -47,7 +46,6 @@ class SearchTree:
         self._pool_lent = False
         self.kept: torch.Tensor | None = None
         """After :meth:`subtree`: bool [B], roots that kept a searched subtree."""
-        self._gone = "search_tree: this tree was re-rooted by subtree(); use the tree subtree() returned"
 
     def __del__(self) -> None:
         # A recycled tree is overwritten by the next search of its shape, which must never change
@@ -69,7 +67,7 @@ class SearchTree:
 
     def _live_tree(self) -> Tree:
         if self._tree is None:
-            raise RuntimeError(self._gone)
+            raise RuntimeError("search_tree: this tree was re-rooted by subtree(); use the tree subtree() returned")
         return self._tree
 
     @property
@@ -195,25 +193,6 @@ def _spare(batch_size: int, num_actions: int, capacity: int, num_threads: int | 
     return Tree(batch_size, num_actions, capacity, num_threads=num_threads), None
 
 
-INCOMPLETE = ("search_tree: a search on this tree stopped part way (the model raised or returned bad outputs, or "
-              "it was interrupted); its statistics are incomplete: search from new roots")
-"""Why a search tree whose search stopped part way cannot be used again."""
-
-
-@contextlib.contextmanager
-def searching(search_tree: SearchTree | None) -> Iterator[None]:
-    """Around the simulations on a reused ``search_tree``: if they stop part way (an exception, a
-    KeyboardInterrupt), the tree holds an incomplete search, so it is retired, and using it again
-    raises instead of searching on from it."""
-    try:
-        yield
-    except BaseException:
-        if search_tree is not None:
-            search_tree._tree = None
-            search_tree._gone = INCOMPLETE
-        raise
-
-
 @torch.no_grad()
 def _simulate(search: SearchTree, recurrent_fn: RecurrentFn, num_simulations: int) -> None:
     # No autograd: written into the pool, a model's outputs would otherwise chain every step of the
@@ -314,8 +293,7 @@ def muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations: int, *
     search._live_tree().begin_muzero(num_simulations, dirichlet_alpha=dirichlet_alpha,
                                      dirichlet_fraction=dirichlet_fraction, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
                                      qtransform=qtransform, max_depth=max_depth, seed=seed)
-    with searching(search_tree):
-        _simulate(search, recurrent_fn, num_simulations)
+    _simulate(search, recurrent_fn, num_simulations)
     action, weights = search._live_tree().decide(temperature)
     return PolicyOutput(action, weights, search)
 
@@ -378,8 +356,7 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: RecurrentFn, num_simulations:
     search._live_tree().begin_gumbel(num_simulations, max_num_considered_actions=max_num_considered_actions,
                                      gumbel_scale=gumbel_scale, value_scale=value_scale, maxvisit_init=maxvisit_init,
                                      rescale_with_invalid=rescale_with_invalid, max_depth=max_depth, seed=seed)
-    with searching(search_tree):
-        _simulate(search, recurrent_fn, num_simulations)
+    _simulate(search, recurrent_fn, num_simulations)
     action, weights = search._live_tree().decide()
     return PolicyOutput(action, weights, search)
 

@@ -21,7 +21,7 @@ from torch.distributions import Categorical, Distribution, OneHotCategorical
 
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, renamed, resolve_seed
-from pymbrl.mcts.policies import MAX_MAGNITUDE, SearchTree, searching
+from pymbrl.mcts.policies import MAX_MAGNITUDE, SearchTree
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
 from pymbrl.mcts.tree import EmbeddingPool, RecurrentOutput, Tree, check_room, default_capacity, host_array
 
@@ -439,8 +439,7 @@ def sampled_muzero_policy(root: SampledRoot, recurrent_fn: SampledRecurrentFn, n
     tree.begin_muzero(num_simulations, dirichlet_fraction=0.0, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
                       qtransform=qtransform, max_depth=max_depth, seed=seed)
     seeds = [int(s) for s in sequence.generate_state(num_simulations + 1, np.uint64)[1:]]
-    with searching(search_tree):
-        _simulate(tree, pool, recurrent_fn, seeds, num_samples, event_shape)
+    _simulate(tree, pool, recurrent_fn, seeds, num_samples, event_shape)
     action_index, weights = tree.decide(temperature)
     sampled = pool.rows[1][:batch_size].clone()
     index = action_index.to(sampled.device)

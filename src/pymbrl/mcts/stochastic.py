@@ -20,7 +20,7 @@ import torch
 
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, real, renamed, resolve_seed
-from pymbrl.mcts.policies import INCOMPLETE, MAX_MAGNITUDE, PolicyOutput
+from pymbrl.mcts.policies import MAX_MAGNITUDE, PolicyOutput
 from pymbrl.mcts.qtransforms import QTransform, checked_qtransform
 from pymbrl.mcts.tree import (EmbeddingPool, Root, SearchSummary, check_room, checked_mask, default_capacity, device_of,
                               host_array, host_output)
@@ -93,11 +93,10 @@ class StochasticSearchTree:
         self.kept: torch.Tensor | None = None
         """After :meth:`subtree`: bool [B], roots that kept a searched subtree."""
         self._views = {name: torch.from_numpy(getattr(core, name)) for name in _ROWS}
-        self._gone = "search_tree: this tree was re-rooted by subtree(); use the tree subtree() returned"
 
     def _live(self) -> Any:
         if self._core is None:
-            raise RuntimeError(self._gone)
+            raise RuntimeError("search_tree: this tree was re-rooted by subtree(); use the tree subtree() returned")
         return self._core
 
     @property
@@ -352,13 +351,7 @@ def stochastic_muzero_policy(root: Root, decision_recurrent_fn: DecisionRecurren
     search = _prepare(root, num_simulations, num_chance_outcomes, invalid_actions, search_tree, capacity, num_threads)
     search._live().begin(num_simulations, seed, float(pb_c_init), float(pb_c_base), alpha, fraction, max_depth,
                          *transform)
-    try:
-        _simulate(search, decision_recurrent_fn, chance_recurrent_fn, num_simulations)
-    except BaseException:
-        if search_tree is not None:  # it holds an incomplete search: retired, as muzero_policy does
-            search_tree._core = None
-            search_tree._gone = INCOMPLETE
-        raise
+    _simulate(search, decision_recurrent_fn, chance_recurrent_fn, num_simulations)
     action, weights = search._live().decide(float(temperature))
     return PolicyOutput(search._to_device(torch.from_numpy(action)),
                         search._to_device(torch.from_numpy(weights).float()), search)
