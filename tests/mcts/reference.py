@@ -568,11 +568,19 @@ def reroot(tree: Tree, action: int) -> Tree | None:
     start = tree.nodes[0].children[action]
     if start == -1:
         return None
+    new = Tree(tree.num_actions, [True] * tree.num_actions)
+    copy_subtree(tree, start, new)
+    return new
+
+
+def copy_subtree(tree: Tree, start: int, new: Tree) -> list[int]:
+    """Appends to the empty tree ``new`` the subtree of ``tree`` under node ``start``, renumbered in
+    increasing old id (parents precede children), ``start`` becoming the root (reward 0, discount
+    1); returns the old ids in their new order."""
     new_id: dict[int, int] = {}
     for x in range(start, len(tree.nodes)):
         if x == start or tree.nodes[x].parent in new_id:
             new_id[x] = len(new_id)
-    new = Tree(tree.num_actions, [True] * tree.num_actions)
     for x in new_id:
         node = copy.copy(tree.nodes[x])
         node.children = [new_id[c] if c != -1 else -1 for c in node.children]
@@ -581,7 +589,7 @@ def reroot(tree: Tree, action: int) -> Tree | None:
         else:
             node.parent = new_id[node.parent]
         new.nodes.append(node)
-    return new
+    return list(new_id)
 
 
 def muzero_simulations(tree: Tree, step: StepFn, num_simulations: int, *, max_depth: int | None = None,

@@ -16,7 +16,6 @@ All arithmetic in float64 in the specification's operation order.
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -158,22 +157,9 @@ def reroot(tree: StochasticTree, action: int, outcome: int) -> tuple[StochasticT
     start = -1 if after == -1 else tree.nodes[after].children[outcome]
     if start == -1:
         return None, []
-    new_id: dict[int, int] = {}
-    kept: list[int] = []
-    for x in range(start, len(tree.nodes)):
-        if x == start or tree.nodes[x].parent in new_id:
-            new_id[x] = len(kept)
-            kept.append(x)
     new = StochasticTree(tree.num_actions, tree.num_chance_outcomes, [True] * tree.num_actions)
-    for x in kept:
-        node = copy.copy(tree.nodes[x])
-        node.children = [new_id[c] if c != -1 else -1 for c in node.children]
-        if x == start:
-            node.parent, node.action, node.reward, node.discount = -1, -1, 0.0, 1.0
-        else:
-            node.parent = new_id[node.parent]
-        new.nodes.append(node)
-        new.chance.append(tree.chance[x])
+    kept = reference.copy_subtree(tree, start, new)
+    new.chance.extend(tree.chance[x] for x in kept)
     return new, kept
 
 
