@@ -257,6 +257,9 @@ class TreeMachine(RuleBasedStateMachine):
         self.pending = False     # select() was called, expand_and_backup not yet
         self.left = 0
         self.expected: list[int | None] = [0] * batch_size  # sum of root visit counts, where known
+        # Whether a search with max_depth ran on the current trees: its revisits at the depth limit
+        # add to a node's visits but not to its children's, so a kept child's sum is then unknown.
+        self.revisited = False
         self.invalid = np.zeros((batch_size, num_actions), dtype=bool)
         self.kept: np.ndarray | None = None
         self.searched_kind: str | None = None
@@ -291,7 +294,7 @@ class TreeMachine(RuleBasedStateMachine):
         self.tree.set_roots(self._logits(), value, invalid)
         self.invalid, self.has_roots, self.begun, self.pending = invalid, True, False, False
         self.expected = [0] * self.B
-        self.kept, self.searched_kind = None, None
+        self.kept, self.searched_kind, self.revisited = None, None, False
 
     @precondition(lambda self: self.kept is not None and self.kept.all())
     @rule()
@@ -320,6 +323,7 @@ class TreeMachine(RuleBasedStateMachine):
             return
         begin()
         self.begun, self.left, self.searched_kind = True, sims, "gumbel" if gumbel else "muzero"
+        self.revisited = self.revisited or depth is not None
 
     @precondition(lambda self: self.begun and not self.pending and self.left > 0)
     @rule()
@@ -369,7 +373,8 @@ class TreeMachine(RuleBasedStateMachine):
         old_ids, kept = self.tree.subtree(actions)
         assert old_ids.shape == (self.capacity, self.B)
         assert (kept == (counts[np.arange(self.B), actions] > 0)).all()
-        self.expected = [int(counts[b, actions[b]]) - 1 if kept[b] else 0 for b in range(self.B)]
+        self.expected = [(None if self.revisited else int(counts[b, actions[b]]) - 1) if kept[b] else 0
+                         for b in range(self.B)]
         self.has_roots = bool(kept.all())
         self.kept, self.begun, self.searched_kind = kept, False, None
 
