@@ -24,7 +24,7 @@ NAMEDTUPLE_API = {"_asdict", "_replace", "_fields", "_make", "_field_defaults"}
 SRC = Path(__file__).resolve().parents[1] / "src" / "pymbrl"
 
 RANKS = {
-    "_core": 0, "_checks": 0, "_files": 0, "_host": 0,
+    "_core": 0, "_checks": 0, "_extras": 0, "_files": 0, "_host": 0,
     "envs": 1, "replay": 1, "dyna": 1, "mcts": 1,
     "models": 2, "tasks": 2,
     "rollout": 3,
