@@ -1,4 +1,6 @@
-"""The book's chapter 8 experiments as functions, shared by the CLI, the examples and the tests."""
+"""The book's chapter 8 experiments as functions, shared by the CLI, the examples and the tests.
+Progress bars (tqdm) and plots (matplotlib) come with the ``pymbrl[agents]`` extra; the runs
+themselves need neither."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from pymbrl._extras import optional_imports
 from pymbrl.dyna.mdp import DynaMaze, TabularMDP
 from pymbrl.dyna.runner import BatchResult, run_batch
 
@@ -23,8 +25,14 @@ def planning_sweep(kind: str, mdp: TabularMDP, planning_steps: Iterable[int], *,
     dict
         planning_steps -> BatchResult.
     """
+    settings: Iterable[int] = list(planning_steps)
+    if progress:
+        with optional_imports():
+            from tqdm.auto import tqdm
+
+        settings = tqdm(settings, desc=f"{kind} planning steps")
     results = {}
-    for n in tqdm(list(planning_steps), desc=f"{kind} planning steps", disable=not progress):
+    for n in settings:
         results[n] = run_batch(kind, mdp, seeds=seeds, episodes=episodes, steps=steps, planning_steps=n,
                                **agent_kwargs)
     return results
@@ -37,18 +45,20 @@ class Curves(NamedTuple):
     seconds: float
 
 
-def figure_8_2(path: str, *, seeds: int = 30, episodes: int = 50, planning_steps: Sequence[int] = (0, 5, 50),
+def figure_8_2(path: str | None, *, seeds: int = 30, episodes: int = 50, planning_steps: Sequence[int] = (0, 5, 50),
                num_threads: int | None = None, progress: bool = False) -> Curves:
     """Sutton & Barto's Figure 8.2: Dyna-Q on the Dyna maze for each number of planning steps,
-    labelled ``"n=<planning steps>"``, plotted to ``path``. As in the book, the plot starts at
-    episode 2: the first episode is a random walk for every n."""
+    labelled ``"n=<planning steps>"``, plotted to ``path`` (not plotted where ``path`` is None). As
+    in the book, the plot starts at episode 2: the first episode is a random walk for every n."""
     start = time.perf_counter()
     results = planning_sweep("dyna_q", DynaMaze(), planning_steps, seeds=range(seeds), episodes=episodes,
                              progress=progress, num_threads=num_threads)
     seconds = time.perf_counter() - start
     curves = {f"n={n}": r.episode_steps.mean(axis=0) for n, r in results.items()}
-    plot_curves({k: v[1:] for k, v in curves.items()}, path, first=2, ylim=(0, 800),
-                title=f"Dyna maze (Figure 8.2), Dyna-Q, {seeds} seeds", xlabel="episode", ylabel="steps per episode")
+    if path is not None:
+        plot_curves({k: v[1:] for k, v in curves.items()}, path, first=2, ylim=(0, 800),
+                    title=f"Dyna maze (Figure 8.2), Dyna-Q, {seeds} seeds", xlabel="episode",
+                    ylabel="steps per episode")
     return Curves(curves, seconds)
 
 
@@ -65,7 +75,8 @@ def steps_table(curves: dict[str, np.ndarray], episodes: Sequence[int]) -> str:
 def plot_curves(curves: dict[str, np.ndarray], path: str, *, title: str, xlabel: str, ylabel: str,
                 first: int = 1, ylim: tuple[float, float] | None = None, vlines: Sequence[int] = ()) -> None:
     """Save a line plot of ``curves`` (label -> values, x starting at ``first``) as a PNG."""
-    import matplotlib
+    with optional_imports():
+        import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,16 +1,22 @@
-"""Finite MDPs that run entirely in C++: gymnasium toy-text tables and the book's mazes."""
+"""Finite MDPs that run entirely in C++: gymnasium toy-text tables and the book's mazes (gymnasium is
+needed only to read a toy-text env, :meth:`TabularMDP.from_gymnasium`)."""
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 
 from pymbrl import _core
-from pymbrl._checks import integer, real, resolve_seed
+from pymbrl._checks import integer, real
+from pymbrl._extras import optional_imports
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from pymbrl.dyna.env import TabularEnv
 
 DENSE_LIMIT = 2**28
 """Most values :meth:`TabularMDP.dense` allocates for ``P``."""
@@ -179,6 +185,9 @@ class TabularMDP:
     def from_gymnasium(cls, env: gym.Env) -> "TabularMDP":
         """Build from a toy-text environment's transition table (FrozenLake-v1 4x4 and 8x8, slippery
         or not; CliffWalking-v1; Taxi-v4). ``max_episode_steps`` is taken from the env's spec."""
+        with optional_imports():
+            import gymnasium as gym
+
         base = env.unwrapped
         for space_name in ("observation_space", "action_space"):
             space = getattr(env, space_name, None)
@@ -210,48 +219,16 @@ class TabularMDP:
         return TabularMDP(core, max_episode_steps=self.max_episode_steps, name=self.name,
                           layouts=self.layouts + other.layouts[:1])
 
-    def make_env(self, seed: int | None = None) -> "TabularEnv":
-        """A gymnasium view of this MDP, stepped by the same C++ code as :func:`run_batch`."""
+    def make_env(self, seed: int | None = None) -> TabularEnv:
+        """A gymnasium view of this MDP, stepped by the same C++ code as :func:`run_batch` (needs
+        gymnasium)."""
+        from pymbrl.dyna.env import TabularEnv
+
         return TabularEnv(self, seed=seed)
 
     def __repr__(self) -> str:
         return (f"TabularMDP(name={self.name!r}, n_states={self.n_states}, n_actions={self.n_actions}, "
                 f"change_steps={self.change_steps})")
-
-
-class TabularEnv(gym.Env):
-    """A gymnasium environment over a :class:`TabularMDP`.
-
-    Observations and actions are ints. For the same ``seed``, ``TabularEnv(mdp, seed)`` driven by an
-    agent seeded ``seed`` reproduces :func:`run_batch`'s run for that seed exactly. The real-step
-    clock that decides the MDP's phase runs on across resets; ``reset(seed=...)`` reseeds the
-    generator but keeps the clock.
-    """
-
-    metadata = {"render_modes": []}
-
-    def __init__(self, mdp: TabularMDP, seed: int | None = None) -> None:
-        if not isinstance(mdp, TabularMDP):
-            raise TypeError(f"mdp: expected a TabularMDP, got {type(mdp).__name__}")
-        self.mdp = mdp
-        self.observation_space = gym.spaces.Discrete(mdp.n_states)
-        self.action_space = gym.spaces.Discrete(mdp.n_actions)
-        self._env = _core.dyna.TabularEnv(mdp._core, _core.dyna.env_seed(resolve_seed(seed)))
-        self._length = 0
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[int, dict]:
-        super().reset(seed=seed)
-        if seed is not None:
-            self._env.reseed(_core.dyna.env_seed(resolve_seed(seed)))
-        self._length = 0
-        return self._env.reset(), {}
-
-    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
-        next_state, reward, terminated = self._env.step(action)
-        self._length += 1
-        limit = self.mdp.max_episode_steps
-        truncated = not terminated and limit is not None and self._length >= limit
-        return next_state, reward, terminated, truncated, {}
 
 
 def _maze(layouts: list[list[str]], change_at: int | None, name: str) -> TabularMDP:

@@ -1,19 +1,22 @@
-"""Running tabular agents: any gymnasium env from Python, or many seeds at once in C++."""
+"""Running tabular agents: any gymnasium env from Python (:func:`run`, which needs gymnasium), or many
+seeds at once in C++ (:func:`run_batch`, which does not)."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence, Sized
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence, Sized
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
 
 from pymbrl import _core
 from pymbrl._checks import integer, resolve_seed
+from pymbrl._extras import optional_imports
 from pymbrl.dyna.agents import AGENTS, TabularAgent, agent_config
 from pymbrl.dyna.mdp import TabularMDP
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 # The core's limit on seeds x max(episode columns, steps), the values of each result array.
 _MAX_RESULTS = 2**28
@@ -57,6 +60,9 @@ class BatchResult(NamedTuple):
 
 
 def _check_discrete(space: Any, name: str) -> int:
+    with optional_imports():
+        import gymnasium as gym
+
     if not isinstance(space, gym.spaces.Discrete) or space.start != 0:
         raise ValueError(f"env: expected a Discrete {name} starting at 0, got {space!r}")
     return int(space.n)
@@ -79,12 +85,12 @@ def run(agent: TabularAgent, env: gym.Env, episodes: int, max_steps: int | None 
     seed : int, optional
         Passed to the first ``env.reset``.
     progress : bool
-        Show a progress bar over episodes.
+        Show a progress bar over episodes (tqdm's).
     """
     if not isinstance(agent, TabularAgent):
         raise TypeError(f"agent: expected a DynaQ, DynaQPlus or PrioritizedSweeping, got {type(agent).__name__}")
-    n_states = _check_discrete(env.observation_space, "observation space")
-    n_actions = _check_discrete(env.action_space, "action space")
+    n_states = _check_discrete(getattr(env, "observation_space", None), "observation space")
+    n_actions = _check_discrete(getattr(env, "action_space", None), "action space")
     if (n_states, n_actions) != (agent.n_states, agent.n_actions):
         raise ValueError(f"env: expected {agent.n_states} states and {agent.n_actions} actions (the agent's), "
                          f"got {n_states} and {n_actions}")
@@ -94,7 +100,13 @@ def run(agent: TabularAgent, env: gym.Env, episodes: int, max_steps: int | None 
     steps: list[int] = []
     returns: list[float] = []
     reset_seed = seed
-    for _ in tqdm(range(episodes), desc="episodes", disable=not progress):
+    rounds: Iterable[int] = range(episodes)
+    if progress:
+        with optional_imports():
+            from tqdm.auto import tqdm
+
+        rounds = tqdm(rounds, desc="episodes")
+    for _ in rounds:
         state, _ = env.reset(seed=reset_seed)
         reset_seed = None
         length, total, done = 0, 0.0, False
