@@ -14,7 +14,7 @@ import torch
 
 from pymbrl.agents import dreamer
 from pymbrl.agents.dreamer_learner import NonFiniteLossError
-from pymbrl.envs.frames import ResizeFrames
+from pymbrl.envs.wrappers import ResizeFrames
 from pymbrl.models.rssm import RSSMConfig, WorldModel, categorical_index
 from pymbrl.rollout import imagine
 from pymbrl.training import read_config, write_config
@@ -362,5 +362,5 @@ def test_atari_without_ale_py_names_the_package(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "ale_py", None)  # makes the import fail
-    with pytest.raises(ValueError, match="env: ALE/Pong-v5 needs the ale-py package"):
+    with pytest.raises(ValueError, match=r"env: ALE/Pong-v5: ale-py is not installed: pip install 'pymbrl\[atari\]'"):
         dreamer.make_env(dreamer.DreamerConfig(env="ALE/Pong-v5"))

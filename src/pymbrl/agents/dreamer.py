@@ -21,12 +21,13 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl._checks import integer, real
-from pymbrl.envs.frames import IMAGE_SHAPE, ResizeFrames
+from pymbrl._extras import MissingExtra, optional_imports
+from pymbrl.envs.frames import IMAGE_SHAPE
+from pymbrl.envs.wrappers import ResizeFrames
 from pymbrl.agents.dreamer_learner import Dreamer, Policy, obs_tensor
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.rssm import RSSMConfig
@@ -34,6 +35,9 @@ from pymbrl.replay import SequenceReplayBuffer
 from pymbrl.rollout.imagination import CONTINUES
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, start_run
 from pymbrl.training.run import STATE, read_run, restoring
+
+with optional_imports():
+    import gymnasium as gym
 
 # What learns CartPole and Pendulum on a 2-core CPU within an hour (the runs behind these settings:
 # examples/results/dreamer.md), departing from DreamerV3 for CPU time: a world model of GRU 128,
@@ -125,9 +129,10 @@ def make_env(config: DreamerConfig, render_mode: str | None = None) -> gym.Env:
     atari = config.env.startswith("ALE/")
     if atari:
         try:
-            import ale_py
-        except ImportError:
-            raise ValueError(f"env: {config.env} needs the ale-py package (pip install ale-py)") from None
+            with optional_imports():
+                import ale_py
+        except MissingExtra as error:
+            raise ValueError(f"env: {config.env}: {error}") from None
         gym.register_envs(ale_py)
     try:
         env = gym.make(config.env, render_mode=render_mode)

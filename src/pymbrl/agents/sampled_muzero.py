@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl import mcts
 from pymbrl._checks import integer, real
+from pymbrl._extras import optional_imports
 from pymbrl.agents.muzero import checked_temperatures, cross_entropy, temperature
-from pymbrl.envs.repeat import ActionRepeat
+from pymbrl.envs.wrappers import ActionRepeat
 from pymbrl.models.muzero import scalar_to_support, scale_gradient, support_to_scalar
 from pymbrl.models.sampled_muzero import SampledMuZeroNetwork, squashed_log_prob, tanh_normal
 from pymbrl.replay import GameBuffer
@@ -38,6 +38,9 @@ from pymbrl.training import Callbacks, TrainConfig, TrainResult, as_batch, seede
 from pymbrl.training.checkpoint import field
 from pymbrl.training.envstate import check_generator_state
 from pymbrl.training.run import STATE, read_run, restoring
+
+with optional_imports():
+    import gymnasium as gym
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class SampledMuZeroConfig(TrainConfig):
 
 
 def make_env(config: SampledMuZeroConfig, render_mode: str | None = None) -> gym.Env:
-    """One env of ``config.env`` (``gym.make``'s wrappers, then :class:`~pymbrl.envs.repeat.ActionRepeat`
+    """One env of ``config.env`` (``gym.make``'s wrappers, then :class:`~pymbrl.envs.wrappers.ActionRepeat`
     of ``action_repeat``: an episode's return is the env's own); ValueError naming ``env`` unless it
     has vector observations and a bounded Box action space."""
     try:

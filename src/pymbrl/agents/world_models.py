@@ -28,20 +28,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl._checks import integer, real
+from pymbrl._extras import MissingExtra, optional_imports
 from pymbrl.agents import (
     world_models_stages as wms,  # the stages (that module imports this one)
 )
-from pymbrl.envs.frames import IMAGE_SHAPE, ResizeFrames
+from pymbrl.envs.frames import IMAGE_SHAPE
+from pymbrl.envs.wrappers import ResizeFrames
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import Policy, temperature
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, as_batch
 from pymbrl.training import stages as staging
 from pymbrl.training.run import read_config_of
+
+with optional_imports():
+    import gymnasium as gym
 
 STAGES = ("collect", "vae", "mdn", "controller")
 
@@ -149,9 +153,10 @@ def make_env(config: WorldModelsConfig, render_mode: str | None = None) -> gym.E
     env_id = config.env
     if env_id.startswith("Vizdoom"):
         try:
-            from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom ids)
-        except ImportError:
-            raise ValueError(f"env: {env_id} needs the vizdoom package (pip install vizdoom)") from None
+            with optional_imports():
+                from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom ids)
+        except MissingExtra as error:
+            raise ValueError(f"env: {env_id}: {error}") from None
     try:
         env = gym.make(env_id, **({} if render_mode is None else {"render_mode": render_mode}))
     except gym.error.Error as error:

@@ -31,12 +31,15 @@ import math
 import re
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from pymbrl._checks import ArgumentTypeError, integer, real, resolve_seed
+from pymbrl._extras import MissingExtra, optional_imports
+
+with optional_imports():
+    import gymnasium as gym
 
 SCREEN_SHAPE = (210, 160)
 """An Atari frame: rows, columns (ALE's screen)."""
@@ -96,9 +99,10 @@ def _load_ale(env_id: Any) -> tuple[Any, str]:
     if not isinstance(env_id, str):
         raise ArgumentTypeError(f"env_id: expected a str, got {type(env_id).__name__}")
     try:
-        import ale_py
-    except ImportError:
-        raise ValueError(f"env_id: {env_id} needs the ale-py package (pip install ale-py)") from None
+        with optional_imports():
+            import ale_py
+    except MissingExtra as error:
+        raise ValueError(f"env_id: {env_id}: {error}") from None
     # Importing ale_py registers its ids with gymnasium; the registry maps each to its ROM.
     spec = gym.registry.get(env_id) if _ENV_ID.fullmatch(env_id) else None
     if spec is None or spec.entry_point != "ale_py.env:AtariEnv":

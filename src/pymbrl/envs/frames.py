@@ -1,9 +1,10 @@
 """Frames for the image models (Dreamer's, World Models' V): RGB resized to 64x64 without an image
-library. :data:`IMAGE_SHAPE` is the frame every image model reads and draws."""
+library. :data:`IMAGE_SHAPE` is the frame every image model reads and draws. (The env wrapper that
+resizes an env's frames, :class:`~pymbrl.envs.wrappers.ResizeFrames`, needs gymnasium; this module
+does not.)"""
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -19,16 +20,3 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.
     x = torch.from_numpy(np.ascontiguousarray(frames)).reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2).float()
     small = nn.functional.interpolate(x, size=size, mode="area")
     return small.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy().reshape(*lead, *size, 3)
-
-
-class ResizeFrames(gym.ObservationWrapper):
-    """RGB frames [H, W, 3] uint8 -> [64, 64, 3] uint8 by area averaging. ``key`` picks the frame
-    out of a Dict observation (e.g. ViZDoom's ``"screen"``)."""
-
-    def __init__(self, env: gym.Env, key: str | None = None):
-        super().__init__(env)
-        self.key = key
-        self.observation_space = gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)
-
-    def observation(self, observation) -> np.ndarray:
-        return resize_frames(observation if self.key is None else observation[self.key])

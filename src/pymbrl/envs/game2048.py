@@ -17,10 +17,13 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 
 from pymbrl._checks import integer
+from pymbrl._extras import optional_imports
+
+with optional_imports():
+    import gymnasium as gym
 
 ACTIONS = ("up", "right", "down", "left")
 """The moves, by action index: the direction the tiles slide."""

@@ -36,11 +36,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 
 from pymbrl import _core
 from pymbrl._checks import ArgumentTypeError, integer, resolve_seed
+from pymbrl._extras import optional_imports
+
+with optional_imports():
+    import gymnasium as gym
 
 ROWS, COLS = 15, 19
 FRAME_SHAPE = (ROWS, COLS, 3)

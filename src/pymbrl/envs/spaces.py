@@ -3,11 +3,14 @@ when it comes from data), a bounded 1-D Box action a vector in [-1, 1] mapped on
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl._checks import ArgumentTypeError
+from pymbrl._extras import optional_imports
+
+with optional_imports():
+    import gymnasium as gym
 
 MAX_DISCRETE_ACTIONS = 1 << 16
 """The largest ``Discrete`` space :class:`ActionCodec` encodes."""

@@ -24,11 +24,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 
 from pymbrl._checks import integer, real, resolve_seed
+from pymbrl._extras import optional_imports
 from pymbrl.envs.tictactoe import NUM_ACTIONS, has_line, solve
+
+with optional_imports():
+    import gymnasium as gym
 
 Player = Callable[[np.ndarray, dict[str, Any]], int]
 """A player: ``(observation, info) -> action``, called with the env's latest observation and info

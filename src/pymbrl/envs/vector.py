@@ -14,10 +14,13 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 
+from pymbrl._extras import optional_imports
 from pymbrl.envs.minipacman import ACTION_NAMES, FRAME_SHAPE, MODES, MiniPacmanEnv, MiniPacmanVectorEnv
+
+with optional_imports():
+    import gymnasium as gym
 
 MINIPACMAN = "MiniPacman-"
 ATARI = "ALE/"

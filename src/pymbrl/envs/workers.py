@@ -30,10 +30,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 
 from pymbrl._checks import integer
+from pymbrl._extras import optional_imports
+
+with optional_imports():
+    import gymnasium as gym
 
 
 class WorkerEnv:

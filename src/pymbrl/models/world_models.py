@@ -14,17 +14,20 @@ Shapes follow the paper's appendix: the VAE's encoder is four stride-2 4x4 convo
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from pymbrl._checks import integer, real
 from pymbrl.envs.frames import IMAGE_SHAPE
-from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.rssm import categorical_index
+
+if TYPE_CHECKING:  # the env side of Policy; V, M and C need neither
+    import gymnasium as gym
+
+    from pymbrl.envs.spaces import ActionCodec
 
 
 def frames_to_tensor(frames: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:

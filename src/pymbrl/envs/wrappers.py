@@ -1,13 +1,19 @@
-"""Action repeat: each agent action held for several env steps (PlaNet, Dreamer), so that a planner's
-step moves the state enough for its model to tell actions apart."""
+"""gymnasium wrappers: :class:`ActionRepeat`, each agent action held for several env steps (PlaNet,
+Dreamer), so that a planner's step moves the state enough for its model to tell actions apart; and
+:class:`ResizeFrames`, an env's RGB frames resized to the image models' 64x64."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
+import numpy as np
 
 from pymbrl._checks import integer
+from pymbrl._extras import optional_imports
+from pymbrl.envs.frames import IMAGE_SHAPE, resize_frames
+
+with optional_imports():
+    import gymnasium as gym
 
 
 class ActionRepeat(gym.Wrapper):
@@ -34,3 +40,16 @@ class ActionRepeat(gym.Wrapper):
             if terminated or truncated:
                 break
         return obs, total, terminated, truncated, {**info, "env_steps": done}
+
+
+class ResizeFrames(gym.ObservationWrapper):
+    """RGB frames [H, W, 3] uint8 -> [64, 64, 3] uint8 by area averaging. ``key`` picks the frame
+    out of a Dict observation (e.g. ViZDoom's ``"screen"``)."""
+
+    def __init__(self, env: gym.Env, key: str | None = None):
+        super().__init__(env)
+        self.key = key
+        self.observation_space = gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)
+
+    def observation(self, observation) -> np.ndarray:
+        return resize_frames(observation if self.key is None else observation[self.key])

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from pymbrl.envs.repeat import ActionRepeat
+from pymbrl.envs.wrappers import ActionRepeat
 
 
 def test_an_action_is_held_and_its_rewards_summed():
