@@ -216,7 +216,7 @@ def test_actors_without_ray_are_a_usage_error_naming_the_extra(tmp_path, monkeyp
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "muzero", "--actors", "2", "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "--actors: distribution needs Ray: pip install 'pymbrl[ray]'" in err, err
+    assert exit_info.value.code == 2 and "--actors: ray is not installed: pip install 'pymbrl[ray]'" in err, err
     assert not (tmp_path / "run").exists()
 
 

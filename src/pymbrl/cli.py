@@ -19,18 +19,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pymbrl._extras import MissingExtra, optional_imports
+
 
 def _dyna(args: argparse.Namespace) -> int:
+    from pymbrl._extras import installed, missing_extra
     from pymbrl.dyna.experiments import figure_8_2, steps_table
 
-    curves, seconds = figure_8_2(args.out, seeds=args.seeds, episodes=args.episodes, planning_steps=args.planning,
-                                 num_threads=args.threads, progress=True)
+    # The table needs numpy and torch only; the bar and the plot are drawn where their packages are.
+    plot = installed("matplotlib")
+    curves, seconds = figure_8_2(args.out if plot else None, seeds=args.seeds, episodes=args.episodes,
+                                 planning_steps=args.planning, num_threads=args.threads, progress=installed("tqdm"))
     shown = [e for e in (1, 2, 3, 4, 5, 10, 15, 20, 25, 30, 40, 50) if e <= args.episodes]
     print(f"Dyna-Q on the Dyna maze (Sutton & Barto Figure 8.2): mean steps per episode over {args.seeds} seeds")
     print(steps_table(curves, shown))
     print(f"shortest path: 14 steps; {len(curves)} settings x {args.seeds} seeds x {args.episodes} episodes "
           f"in {seconds * 1000:.0f} ms")
-    print(f"plot: {args.out}")
+    print(f"plot: {args.out}" if plot else f"plot: not drawn ({missing_extra('matplotlib')})")
     return 0
 
 
@@ -43,12 +48,14 @@ class Reporter:
         self.run_dir, self.title, self.bars = run_dir, title, {}
 
     def on_stage(self, stage: str) -> None:
-        from tqdm import tqdm
+        with optional_imports():
+            from tqdm import tqdm
 
         tqdm.write(f"stage {stage}")
 
     def on_progress(self, stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
+        with optional_imports():
+            from tqdm import tqdm
 
         bar = self.bars.get(stage)
         if bar is None:
@@ -59,7 +66,8 @@ class Reporter:
             self.bars.pop(stage).close()
 
     def on_record(self, stage: str, record: dict[str, Any]) -> None:
-        from tqdm import tqdm
+        with optional_imports():
+            from tqdm import tqdm
 
         tqdm.write(f"{stage}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                             for k, v in record.items()))
@@ -162,7 +170,8 @@ def _play(args: argparse.Namespace) -> int:
     print(f"{NAMES[args.algorithm]} on {config.env}: mean return {np.mean(returns):.1f} +- {np.std(returns):.1f} over "
           f"{args.episodes} episodes (deterministic policy)")
     if args.video:
-        import imageio.v2 as imageio
+        with optional_imports():
+            import imageio.v2 as imageio
 
         imageio.mimsave(args.video, frames, **({"duration": 1000 / 30} if args.video.suffix == ".gif" else {"fps": 30}))
         print(f"video: {args.video} ({len(frames)} frames)")
@@ -277,8 +286,8 @@ def _check_train(args: argparse.Namespace) -> None:
 
         try:
             ray_module()
-        except ImportError as error:
-            raise ValueError(f"--actors: {str(error).partition(': ')[2]}") from None
+        except MissingExtra as error:
+            raise ValueError(f"--actors: {error}") from None
     try:
         check_resumable(args.run_dir, args.algorithm, config)
     except ValueError as error:
@@ -459,9 +468,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command; returns its exit status: 0, 1 where training stopped on an error it
     reports (a non-finite loss), 130 on Ctrl-C (SIGINT) and 143 on SIGTERM, both of which keep the
     last checkpoint and print the command that resumes. Invalid arguments exit with status 2
-    (argparse's usage error) before anything runs; any other error raised while a command runs
-    propagates with its traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    (argparse's usage error) before anything runs, and so does a command whose extra is not
+    installed (one line naming it, e.g. ``pymbrl train`` without ``pymbrl[agents]``); any other
+    error raised while a command runs propagates with its traceback."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except MissingExtra as error:
+        print(f"pymbrl: {error}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     asks_help = len(argv) >= 2 and argv[0] == "train" and any(a in ("-h", "--help") for a in argv)
     parser = _parser(help_for=argv[1] if asks_help else None)
     args = parser.parse_args(argv)

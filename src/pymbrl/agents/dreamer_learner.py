@@ -9,15 +9,18 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
+from pymbrl._extras import optional_imports
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.dreamer import Actor, Critic, clipped_step, compile_networks
 from pymbrl.models.rssm import RSSMState, WorldModel
 from pymbrl.rollout import ReturnNormalizer, imagine, lambda_returns
 from pymbrl.training import as_batch, generator, seeded
+
+with optional_imports():
+    import gymnasium as gym
 
 if TYPE_CHECKING:
     from pymbrl.agents.dreamer import DreamerConfig

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pymbrl._checks import ArgumentTypeError, integer, real
+from pymbrl._extras import optional_imports
 from pymbrl.envs.vector import check_env_id, env_spaces, make_vector_env
 from pymbrl.envs.vector import make_env as make_game
 from pymbrl.models.env_model import CopyModel, EnvModel, to_planes
@@ -44,6 +44,9 @@ from pymbrl.training.checkpoint import arrays_to_tensors, save_atomically, tenso
 from pymbrl.training.run import STATE, read_config_of, read_run, restoring
 from pymbrl.training import stages as staging
 from pymbrl.training.stages import run_stages
+
+with optional_imports():
+    import gymnasium as gym
 
 AGENTS = ("i2a", "a2c", "copy")
 

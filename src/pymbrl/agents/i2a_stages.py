@@ -26,13 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pymbrl._checks import integer, real
+from pymbrl._extras import optional_imports
 from pymbrl.agents.i2a import I2AConfig, make_agent, sample_actions, train_agent
 from pymbrl.envs.vector import env_spaces, make_vector_env
 from pymbrl.models.env_model import EnvModel, Transitions, prediction_error, to_planes, train_env_model
@@ -40,6 +40,9 @@ from pymbrl.models.i2a import ActorCritic, rollout_policy_net
 from pymbrl.training import Callbacks, generator, seeded
 from pymbrl.training.checkpoint import atomic_write, field, load_torch, save_atomically
 from pymbrl.training.stages import Stage
+
+with optional_imports():
+    import gymnasium as gym
 
 TEACHER_SEED = 100  # added to the run's seed for the teacher's streams
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import torch
 
 from pymbrl._checks import integer, real
+from pymbrl._extras import optional_imports
 from pymbrl.agents.sac import SAC, box_env, evaluate, transition_spec
 from pymbrl.models import GaussianEnsemble, ModelTrainer
 from pymbrl.replay import ReplayBuffer
@@ -30,6 +30,9 @@ from pymbrl.tasks.termination import termination_fn
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, generator, seeded, start_run
 from pymbrl.training.checkpoint import random_states, restore_random_states
 from pymbrl.training.run import STATE, read_run, restoring
+
+with optional_imports():
+    import gymnasium as gym
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 import pymbrl.envs  # noqa: F401  (registers pymbrl/TicTacToe-v0)
 from pymbrl._checks import integer, real
+from pymbrl._extras import optional_imports
 from pymbrl.agents.muzero_actors import Actors
 from pymbrl.agents.muzero_selfplay import (
     TICTACTOE,
@@ -55,6 +55,9 @@ from pymbrl.training import Callbacks, TrainConfig, TrainResult, seeded, start_r
 from pymbrl.training.checkpoint import field
 from pymbrl.training.envstate import check_generator_state
 from pymbrl.training.run import STATE, read_run, restoring
+
+with optional_imports():
+    import gymnasium as gym
 
 
 @dataclass(frozen=True)

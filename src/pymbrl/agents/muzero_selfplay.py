@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl import mcts
+from pymbrl._extras import optional_imports
 from pymbrl.agents.muzero_stochastic import ChanceModel
 from pymbrl.envs import game2048
 from pymbrl.envs.tictactoe_env import minimax_player, play_match, random_player
@@ -35,6 +35,9 @@ from pymbrl.training.envstate import (
     env_restorer,
     env_state,
 )
+
+with optional_imports():
+    import gymnasium as gym
 
 if TYPE_CHECKING:
     from pymbrl.agents.muzero import MuZeroConfig

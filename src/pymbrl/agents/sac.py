@@ -12,18 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from pymbrl._checks import integer, real
+from pymbrl._extras import optional_imports
 from pymbrl.models.sac import Actor, TwinQ
 from pymbrl.replay import ReplayBuffer
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, as_batch, generator, seeded, start_run
 from pymbrl.training.agent import evaluate as evaluate_episodes
 from pymbrl.training.checkpoint import random_states, restore_random_states, set_generator_state
 from pymbrl.training.run import STATE, read_run, restoring
+
+with optional_imports():
+    import gymnasium as gym
 
 
 @dataclass(frozen=True)

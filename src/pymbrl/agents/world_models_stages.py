@@ -22,11 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl._checks import integer
+from pymbrl._extras import optional_imports
 from pymbrl.agents import (
     world_models as wm,  # the config and make_env (that module imports this one)
 )
@@ -40,6 +40,9 @@ from pymbrl.rollout.dream import dream_rollouts
 from pymbrl.training import Callbacks, Run, start_run
 from pymbrl.training.checkpoint import field, load_torch, save_atomically
 from pymbrl.training.evolution import evolve, load_strategy, save_strategy
+
+with optional_imports():
+    import gymnasium as gym
 
 DATA, ENVS, LOGS = "data", "envs", "logs"
 

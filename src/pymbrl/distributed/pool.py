@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pymbrl._extras import missing_extra, optional_imports
+
 
 def ray_module() -> Any:
-    """The ``ray`` module, or ImportError naming the extra that provides it."""
-    try:
+    """The ``ray`` module, or :class:`~pymbrl._extras.MissingExtra` naming the extra that provides it."""
+    with optional_imports():
         import ray
-    except ImportError:
-        ray = None
-    if not hasattr(ray, "remote"):  # not there, or a folder named ray (Ray's /tmp/ray) on the path
-        raise ImportError("actors: distribution needs Ray: pip install 'pymbrl[ray]' (or ray)")
+    if not hasattr(ray, "remote"):  # a folder named ray (Ray's /tmp/ray) on the path, not Ray
+        raise missing_extra("ray")
     return ray
 
 

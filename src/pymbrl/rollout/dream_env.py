@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl._checks import ArgumentTypeError, integer
+from pymbrl._extras import optional_imports
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import MDNRNN, ConvVAE, temperature
 from pymbrl.rollout.dream import check_start_z, dream_step
+
+with optional_imports():
+    import gymnasium as gym
 
 
 MAX_ENVS = 1 << 16

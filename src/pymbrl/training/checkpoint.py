@@ -16,11 +16,14 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pymbrl import _files
+from pymbrl._extras import optional_imports
+
+with optional_imports():
+    import gymnasium as gym
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], Any]) -> None:

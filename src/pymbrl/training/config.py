@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pymbrl._checks import integer
+from pymbrl._extras import optional_imports
 
 C = TypeVar("C", bound="TrainConfig")
 
@@ -271,7 +272,8 @@ def override(config: C, assignments: Sequence[str]) -> C:
 
 def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
     """``"field=value"`` strings as the nested mapping :func:`from_dict` takes (see :func:`override`)."""
-    import yaml
+    with optional_imports():
+        import yaml
 
     values: dict[str, Any] = {}
     for text in assignments:
@@ -303,7 +305,8 @@ def write_config(config: Any, path: str | os.PathLike, algorithm: str | None = N
     if path.suffix == ".json":
         text = json.dumps(values, indent=2) + "\n"
     elif path.suffix in (".yaml", ".yml"):
-        import yaml
+        with optional_imports():
+            import yaml
 
         text = yaml.safe_dump(values, sort_keys=False)
     else:
@@ -316,7 +319,8 @@ MAX_CONFIG_BYTES = 1 << 20
 
 def read_values(path: str | os.PathLike) -> dict[str, Any]:
     """The mapping in a YAML or JSON config file; ValueError naming the file if it is not one."""
-    import yaml
+    with optional_imports():
+        import yaml
 
     path = Path(path)
     try:

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from pymbrl._extras import optional_imports
+
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "black")
 
 
@@ -24,7 +26,8 @@ def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[s
     """
     curves = {name: {seed: [r for r in history if math.isfinite(r.get("return", math.nan))]
                      for seed, history in by_seed.items()} for name, by_seed in curves.items()}
-    import matplotlib
+    with optional_imports():
+        import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

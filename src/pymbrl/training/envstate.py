@@ -22,14 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, MountainCarEnv
-from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
+from pymbrl._extras import optional_imports
 from pymbrl.envs.game2048 import Game2048Env, num_levels
 from pymbrl.envs.tictactoe_env import TicTacToeEnv
+
+with optional_imports():
+    import gymnasium as gym
+    from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, MountainCarEnv
+    from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
 ENV_ATTRIBUTES: dict[type, dict[str, str]] = {
     CartPoleEnv: {"state": "array", "steps_beyond_terminated": "int?"},

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pymbrl._checks import integer, real
+from pymbrl._extras import optional_imports
 from pymbrl.training.checkpoint import atomic_write, field, load_torch
 
 
@@ -31,10 +32,8 @@ def new_strategy(num_params: int, *, sigma0: float, popsize: int, seed: int = 0)
     RandomState keeps runs reproducible and leaves the caller's global state alone; it is the
     strategy's ``opts["randn"].__self__``, which :func:`save_strategy` saves.
     """
-    try:
+    with optional_imports():
         import cma
-    except ImportError:
-        raise ValueError("cma: an evolution strategy needs the cma package (pip install cma)") from None
     integer(num_params, "num_params")
     real(sigma0, "sigma0", low=0.0)
     if integer(popsize, "popsize") < 2:
@@ -173,7 +172,9 @@ def save_strategy(path: str | os.PathLike, es: Any, history: list[dict], generat
     array), its private generator's state, the ``seed`` it was made with, the fitness ``history``
     and ``generator_state`` (the fitness's own torch generator, or None). :func:`load_strategy`
     reads it back."""
-    import cma
+    with optional_imports():
+        import cma
+
     seen: dict[int, str] = {}
     fields = {}
     for key, value in strategy_fields(es).items():
@@ -202,7 +203,9 @@ def load_strategy(path: str | os.PathLike, num_params: int, *, sigma0: float, po
     Raises ValueError naming the file and field for a corrupt, truncated or edited file, or one
     saved for another number of parameters, population or cma version.
     """
-    import cma
+    with optional_imports():
+        import cma
+
     path = Path(path)
     saved = field(load_torch(path), dict, str(path), expected="a dict")
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from pymbrl import _files, replay
 from pymbrl._checks import integer
+from pymbrl._extras import optional_imports
 from pymbrl.replay import ReplayBuffer
 from pymbrl.training.callbacks import Callbacks
 from pymbrl.training.checkpoint import field, load_torch, save_atomically
@@ -116,7 +117,8 @@ class Run:
     def tensorboard(self, purge_step: int | None = None) -> Any:
         """The run's TensorBoard writer (made at its first use)."""
         if self.writer is None and self.directory is not None:
-            from torch.utils.tensorboard import SummaryWriter
+            with optional_imports():
+                from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.directory), purge_step=purge_step)
         return self.writer
