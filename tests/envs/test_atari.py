@@ -419,7 +419,7 @@ def test_constructor_refuses_bad_arguments(monkeypatch):
         with pytest.raises(ValueError, match=text):
             AtariVectorEnv(**{"num_envs": 1, **kwargs})
     monkeypatch.setitem(sys.modules, "ale_py", None)
-    with pytest.raises(ValueError, match=r"env_id: ALE/Breakout-v5: ale-py is not installed: pip install 'pymbrl\[atari\]'"):
+    with pytest.raises(ValueError, match=r"env_id: ALE/Breakout-v5: ale-py is not installed: .*'pymbrl\[atari\]'"):
         AtariVectorEnv("ALE/Breakout-v5", num_envs=1)
 
 
