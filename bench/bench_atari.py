@@ -26,9 +26,9 @@ actions (a pool of 256 action rows [N] drawn before timing from ``numpy.random.d
 ``make bench`` installs into ``build/peers/sheeprl`` (appended to ``sys.path``, as ``bench/dreamer_sheeprl.py``
 does); without either, the gymnasium rows are not run and the report says why.
 
-Before timing, pymbrl's and ale-py's envs play the same Breakout frames side by side (2 games, no no-op starts,
-ale-py's FIRE reset replaced by a first FIRE step: the frames pymbrl's reset emulates), each game until it loses
-its first life: the report compares what they return, their rewards and their frames.
+Before timing, pymbrl's and ale-py's envs play the same Breakout game frame for frame (no no-op starts; where
+pymbrl presses FIRE for 4 frames, ale-py's env takes a step of FIRE): the report compares what they return, their
+frames, scores and game overs.
 
 Every env is built and reset once, untimed (the seconds it took are reported), and stepped a few untimed steps.
 Each (method, N) cell then steps for about ``--seconds`` (at least 2 steps) after 2 more untimed steps; a
@@ -52,7 +52,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -111,8 +111,7 @@ ALE_VECTOR_SETTINGS = {"frameskip": 4, "maxpool": True, "grayscale": True, "img_
                        "stack_num": 4, "noop_max": 30, "use_fire_reset": True, "episodic_life": False,
                        "reward_clipping": True, "repeat_action_probability": 0.0,
                        "max_num_frames_per_episode": 108_000, "full_action_space": False}
-COMPARE_N = 2          # games in the side-by-side comparison
-COMPARE_STEPS = 1_000  # its most agent steps
+COMPARE_STEPS = 1_000  # agent steps of the side-by-side comparison
 
 
 def import_cv2() -> tuple[str | None, str]:
@@ -221,18 +220,24 @@ class BareAle(Stepper):
 
 @dataclass
 class Comparison:
-    """pymbrl's and ale-py's vector envs side by side on the same emulated frames (see :func:`compare`)."""
+    """pymbrl's and ale-py's vector envs playing the same game frame for frame (see :func:`compare`)."""
 
     returns: dict[str, list[str]]   # per env: dtype and shape of obs, rewards, terminated, truncated
     # per env: the info keys of a step where no game ended, and of one where one did (None: no such step)
     info_keys: dict[str, tuple[list[str] | None, list[str] | None]]
-    frames: int = 0                 # game frames compared (each game's, up to its first lost life)
+    steps: int = 0                  # pymbrl's agent steps
+    lives_lost: int = 0             # of them, losing a life (not the game)
+    episodes: int = 0               # episodes that ended
+    frames: int = 0                 # newest frames compared: one per step, and the ended episodes' last ones
     replayed: int = 0               # of them, pymbrl's equal to its resize of ale-py's 210x160 frame
+    final_replayed: int = 0         # the same, of the ended episodes' last frames alone
+    # per env: the ended episodes whose last frame (84x84) repeats the one before
+    final_repeats: dict[str, int] = field(default_factory=dict)
     cv2_equal: int | None = None    # ale-py's 84x84 equal to cv2.resize(INTER_AREA) of its 210x160 (None: no cv2)
-    rewards: int = 0                # game steps whose rewards were compared
-    rewards_equal: int = 0
-    rewards_nonzero: int = 0        # of them, with a score (pymbrl's)
-    max_diff: int = 0               # |pymbrl - ale-py| over the compared 84x84 frames: max, mean, share of zeros
+    rewards_equal: int = 0          # steps with the same (unclipped) score, and the same terminated
+    scored: int = 0                 # steps with a score (pymbrl's)
+    terminated_equal: int = 0
+    max_diff: int = 0               # |pymbrl - ale-py| over the steps' 84x84 frames: max, mean, share of zeros
     mean_diff: float = 0.0
     equal_pixels: float = 0.0
 
@@ -249,58 +254,78 @@ def described(x: np.ndarray) -> str:
 
 
 def compare(actions: np.ndarray, cv2_ready: bool) -> Comparison:
-    """Steps pymbrl's env and two ale-py vector envs (84x84 and unresized 210x160, 1 thread each) with the rows of
-    ``actions`` (int [steps, n]) on the same emulated frames: no no-op starts, and ale-py's FIRE reset (1 frame)
-    replaced by a first FIRE step, so that its first observed frame is the one pymbrl's reset (FIRE for 4 frames)
-    ends on. A game is compared until it loses its first life (pymbrl then presses FIRE within the step, ale-py
-    does not) or ends; the steps go on until both envs have ended a game, for their info keys."""
+    """Plays one Breakout game in pymbrl's env and in two ale-py vector envs (84x84, and unresized 210x160; 1
+    thread each) with ``actions`` (int [steps]), unclipped rewards and no no-op starts, on the same emulated frames:
+    where pymbrl presses FIRE for 4 frames (a new episode, a lost life), ale-py's envs take one more step of FIRE
+    (their own FIRE reset is off), which emulates the same frames. Compares each step's newest frame, each ended
+    episode's last one, the scores and the game overs."""
     from ale_py.vector_env import AtariVectorEnv as AleVectorEnv
     from pymbrl.envs.atari import AtariVectorEnv
 
-    n = actions.shape[1]
-    same = {**ALE_VECTOR_SETTINGS, "noop_max": 0, "use_fire_reset": False}
+    same = {**ALE_VECTOR_SETTINGS, "noop_max": 0, "use_fire_reset": False, "reward_clipping": False}
     ale_kwargs = {"num_threads": 1, "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
-    pym = AtariVectorEnv(ENV_ID, n, seed=0, noop_max=0)
-    small = AleVectorEnv(GAME, n, **ale_kwargs, **same)
-    full = AleVectorEnv(GAME, n, **ale_kwargs, **{**same, "img_height": 210, "img_width": 160, "stack_num": 1})
-    envs = ((PYMBRL, pym), (ALEVEC, small), (None, full))
+    pym = AtariVectorEnv(ENV_ID, 1, seed=0, noop_max=0, clip_rewards=False)
+    small = AleVectorEnv(GAME, 1, **ale_kwargs, **same)
+    full = AleVectorEnv(GAME, 1, **ale_kwargs, **{**same, "img_height": 210, "img_width": 160, "stack_num": 1})
+    result = Comparison(returns={}, info_keys={})
+    keys: dict[str, dict[bool, list[str]]] = {PYMBRL: {}, ALEVEC: {}}
+    diffs = []
+
+    def note(name: str, step: tuple) -> None:
+        keys[name].setdefault(bool((step[2] | step[3]).any()), sorted(step[4]))
+        result.returns.setdefault(name, [described(x) for x in step[:4]])
+
+    def frames(ours: np.ndarray, theirs: np.ndarray, raw: np.ndarray, final: bool = False) -> int:
+        """Compares one newest frame of each env (uint8 [84, 84], [84, 84], [210, 160]), an episode's last where
+        ``final``; 1 where pymbrl's replays."""
+        result.frames += 1
+        replayed = int(np.array_equal(area_resize(raw[None])[0], ours))
+        result.replayed += replayed
+        if cv2_ready:
+            import cv2
+
+            result.cv2_equal = (result.cv2_equal or 0) + int(
+                np.array_equal(cv2.resize(raw, (84, 84), interpolation=cv2.INTER_AREA), theirs))
+        if not final:
+            diffs.append(np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).ravel())
+        return replayed
+
+    fire = np.array([pym.action_meanings.index("FIRE")])
     try:
-        pym_step = (*pym.reset(),)
+        obs, _ = pym.reset()
         small.reset(seed=0)
         full.reset(seed=0)
-        fire = np.full(n, pym.action_meanings.index("FIRE"))
-        small_step, full_step = small.step(fire), full.step(fire)
-        lives = small_step[4]["lives"].copy()
-        live = np.ones(n, bool)
-        result = Comparison(returns={}, info_keys={})
-        keys: dict[str, dict[bool, list[str]]] = {PYMBRL: {}, ALEVEC: {}}
-        diffs = []
-        for t in range(len(actions)):
-            games = np.flatnonzero(live)
-            ours, theirs, raw = pym_step[0][games, ..., -1], small_step[0][games, -1], full_step[0][games, -1]
-            result.frames += len(games)
-            result.replayed += sum(np.array_equal(a, b) for a, b in zip(area_resize(raw), ours))
-            if cv2_ready:
-                import cv2
-
-                result.cv2_equal = (result.cv2_equal or 0) + sum(
-                    np.array_equal(cv2.resize(r, (84, 84), interpolation=cv2.INTER_AREA), b)
-                    for r, b in zip(raw, theirs))
-            diffs.append(np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).ravel())
-            pym_step, small_step, full_step = (env.step(actions[t]) for _, env in envs)
-            for name, step in ((PYMBRL, pym_step), (ALEVEC, small_step)):
-                ended = step[2] | step[3]
-                keys[name].setdefault(bool(ended.any()), sorted(step[4]))
-                result.returns.setdefault(name, [described(x) for x in step[:4]])
-            live &= (small_step[4]["lives"] == lives) & ~(pym_step[2] | pym_step[3] | small_step[2] | small_step[3])
-            games = np.flatnonzero(live)
-            result.rewards += len(games)
-            result.rewards_equal += int((pym_step[1][games] == small_step[1][games]).sum())
-            result.rewards_nonzero += int(np.count_nonzero(pym_step[1][games]))
-            if not live.any() and all(True in k for k in keys.values()):
-                break
+        ale = small.step(fire), full.step(fire)
+        for a in actions:
+            frames(obs[0, ..., -1], ale[0][0][0, -1], ale[1][0][0, -1])
+            lives = ale[0][4]["lives"][0]
+            step = pym.step(a[None])
+            note(PYMBRL, step)
+            ale = small.step(a[None]), full.step(a[None])
+            note(ALEVEC, ale[0])
+            score = int(ale[0][1][0])
+            over = bool(ale[0][2][0] | ale[0][3][0])
+            if not over and ale[0][4]["lives"][0] < lives:
+                result.lives_lost += 1
+                ale = small.step(fire), full.step(fire)
+                score += int(ale[0][1][0])
+                over = bool(ale[0][2][0] | ale[0][3][0])
+            obs = step[0]
+            result.steps += 1
+            result.scored += int(step[1][0] != 0)
+            result.rewards_equal += int(step[1][0] == score)
+            result.terminated_equal += int(bool(step[2][0]) == bool(ale[0][2][0]))
+            if over:
+                result.episodes += 1
+                for name, last in ((PYMBRL, step[4]["final_obs"][0].transpose(2, 0, 1)),
+                                   (ALEVEC, ale[0][4]["final_obs"][0])):
+                    repeats = int(np.array_equal(last[-1], last[-2]))
+                    result.final_repeats[name] = result.final_repeats.get(name, 0) + repeats
+                result.final_replayed += frames(step[4]["final_obs"][0, ..., -1], ale[0][4]["final_obs"][0, -1],
+                                                ale[1][4]["final_obs"][0, -1], final=True)
+                ale = small.step(fire), full.step(fire)
     finally:
-        for _, env in envs:
+        for env in (pym, small, full):
             env.close()
     result.info_keys = {name: (k.get(False), k.get(True)) for name, k in keys.items()}
     d = np.concatenate(diffs)
@@ -393,9 +418,9 @@ class Bench(Run):
         runnable = [m for m in self.ready().values() if m.sizes]
         if self.libs[ALEVEC].reason is None:
             t = time.perf_counter()
-            self.comparison = compare(np.random.default_rng(0).integers(0, 4, (COMPARE_STEPS, COMPARE_N)),
+            self.comparison = compare(np.random.default_rng(0).integers(0, 4, COMPARE_STEPS),
                                       self.libs[SYNC].reason is None)
-            self.log(f"compared pymbrl and ale-py's vector env over {self.comparison.frames} frames in "
+            self.log(f"compared pymbrl and ale-py's vector env over {self.comparison.steps} steps in "
                      f"{time.perf_counter() - t:.1f} s")
         steppers: dict[tuple[str, int], Stepper] = {}
         try:
@@ -441,6 +466,8 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     lines += [
         f"- pymbrl {pymbrl.__version__}: `pymbrl.envs.atari.AtariVectorEnv`; ale-py {version('ale-py')}, "
         f"gymnasium {gym.__version__}{peer}",
+        f"- Interpreter: `{sys.executable}`" + (f", `PYTHONPATH={os.environ['PYTHONPATH']}`"
+                                               if os.environ.get("PYTHONPATH") else ""),
         f"- Setup: `{ENV_ID}` with the DQN preprocessing in every pipeline (no-op starts up to 30, frame skip 4 "
         "with the max of the last two frames, gray 84x84 by area, a stack of 4, no sticky actions), same-step "
         "autoreset, uniformly random actions (256 pre-drawn rows from `default_rng(0)`, cycled, the same for "
@@ -550,7 +577,7 @@ def vector_lines(bench: Bench) -> list[str]:
         "emulator: no per-game state to save or restore (pymbrl's `get_state` / `set_state`). Actions must be "
         "a numpy int32 or int64 array (an `assert`); pymbrl takes any integer array-like and names a bad one.",
         "",
-        f"What each returns ({COMPARE_N} games stepped side by side; N = the number of games):",
+        "What each returns (N = the number of games):",
         "",
         "| | pymbrl `AtariVectorEnv` | ale-py `AtariVectorEnv` |",
         "|---|---|---|",
@@ -562,20 +589,26 @@ def vector_lines(bench: Bench) -> list[str]:
         lines.append(f"| {when} | " + " | ".join(
             ", ".join(f"`{k}`" for k in ks) if ks is not None else f"(none ended in {COMPARE_STEPS:,} steps)"
             for ks in keys) + " |")
-    same = (" (the emulation, the frames taken and their max are the same bit for bit)"
-            if c.replayed == c.frames else "")
-    opencv = ("" if c.cv2_equal is None else f"; OpenCV's `resize(..., INTER_AREA)` of those frames equals "
-              f"ale-py's 84x84 frame in {c.cv2_equal:,} of {c.frames:,}")
+    stepped = c.replayed - c.final_replayed
+    same = (": the emulation, the frames taken and their max are the same bit for bit" if stepped == c.steps else "")
+    opencv = ("" if c.cv2_equal is None else f" OpenCV's `resize(..., INTER_AREA)` of ale-py's unresized frames "
+              f"equals its 84x84 frames in {c.cv2_equal:,} of {c.frames:,} (steps and last frames).")
     lines += [
-        "", f"The same frames: {COMPARE_N} games, random actions from `default_rng(0)`, no no-op starts "
-        "(`noop_max=0` in both), ale-py's FIRE reset off and a first FIRE step instead (the 4 FIRE frames "
-        "pymbrl's reset emulates), each game compared up to its first lost life, "
-        f"{c.frames:,} frames in all. pymbrl's resize of ale-py's unresized frames (an ale-py env at "
-        f"`img_height=210, img_width=160`) equals pymbrl's frame in {c.replayed:,} of {c.frames:,}{same}{opencv}. "
-        f"The 84x84 frames themselves differ by the resize alone: {c.equal_pixels:.1%} of the pixels equal, "
-        f"mean absolute difference {c.mean_diff:.2f}, max {c.max_diff} (of 255). Rewards equal in "
-        f"{c.rewards_equal:,} of {c.rewards:,} game steps ({c.rewards_nonzero:,} of them scored).",
+        "", f"The same game, frame for frame: one Breakout game, {c.steps:,} random actions from `default_rng(0)`, "
+        "unclipped rewards and no no-op starts in both; ale-py's FIRE reset off, and where pymbrl presses FIRE for "
+        "4 frames (a new episode, a lost life) ale-py's env takes one more step of FIRE, which emulates the same "
+        f"frames; {c.lives_lost:,} lives lost, {c.episodes:,} episodes ended. pymbrl's resize of ale-py's "
+        "unresized frame (an ale-py env at `img_height=210, img_width=160`) equals pymbrl's newest frame in "
+        f"{stepped:,} of the {c.steps:,} steps{same}; and in {c.final_replayed:,} of the {c.episodes:,} ended "
+        "episodes' last frames: ale-py stops a step at the game-over frame before it takes that frame's screen, "
+        "so the newest frame of its last observation is an older one (it repeats the frame before in "
+        f"{c.final_repeats.get(ALEVEC, 0):,} of the {c.episodes:,} here, pymbrl's in "
+        f"{c.final_repeats.get(PYMBRL, 0):,}), where pymbrl takes the screens after the game over.{opencv} The "
+        f"steps' 84x84 frames differ by the resize alone: {c.equal_pixels:.1%} of the pixels equal, mean absolute "
+        f"difference {c.mean_diff:.2f}, max {c.max_diff} (of 255). Scores equal in {c.rewards_equal:,} of "
+        f"{c.steps:,} steps ({c.scored:,} of them scored), game overs in {c.terminated_equal:,}.",
     ]
+
     def over_pymbrl(name: str) -> str:
         return ", ".join(f"N={n:,}: {ratio(cells[(name, n)].rate(), cells[(PYMBRL, n)].rate())}"
                          for n in bench.args.sizes if (name, n) in cells and (PYMBRL, n) in cells)
