@@ -42,7 +42,7 @@ can run: it says so on stderr, leaves ``RESULTS.md`` as it was and exits 0.
 Usage::
 
     make bench                                # or, with pymbrl and ale-py importable:
-    python bench/bench_atari.py               # full run, about 2 minutes on a 2-core VM
+    python bench/bench_atari.py               # full run, 7.5 minutes on a heavily loaded 2-core VM
     python bench/bench_atari.py --quick       # smoke test; writes no file unless --output
 """
 
@@ -621,7 +621,7 @@ def vector_lines(bench: Bench) -> list[str]:
             "Where it leads, the lead is pymbrl's fixed cost per vector step: beyond the emulator, pymbrl's step is "
             "Python around ALE's Python API (4 `act` and 2 screen calls per game) and one torch resize call costing "
             "a few hundred µs whatever N, where ale-py does all of it in C++ and resizes a frame with OpenCV; as N "
-            "grows, the emulator takes most of either step and the rates meet. (A one-off `cProfile` of pymbrl's "
+            "grows, the emulator takes most of either step and the gap narrows. (A one-off `cProfile` of pymbrl's "
             "step on this machine, under load: at N = 1 the emulator calls took 44% of it, the torch resize 26%, "
             "the conversions around it and Python the rest; at N = 16 the emulator calls took 80%, the frame "
             "processing 12%.) pymbrl's env is not rebuilt on ale-py's: ale-py's exposes no game's emulator, so it "
