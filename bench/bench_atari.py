@@ -1,12 +1,17 @@
-"""Benchmark Atari agent steps per second: pymbrl's AtariVectorEnv vs gymnasium's own preprocessing pipeline.
+"""Benchmark Atari agent steps per second: pymbrl's AtariVectorEnv vs ale-py's vector env and gymnasium's wrappers.
 
-Both pipelines step N Breakout games (``ALE/Breakout-v5``, ale-py's emulator) with the DQN preprocessing of
+The pipelines step N Breakout games (``ALE/Breakout-v5``, ale-py's emulator) with the DQN preprocessing of
 Mnih et al. (2015): up to 30 random no-ops at the start of an episode, each action repeated for 4 emulated
 frames, the max of the last two, grayscale, resized to 84x84 by area, a stack of the last 4 frames, no sticky
 actions; finished games start their next episode in the same step. Every method gets the same uniformly random
 actions (a pool of 256 action rows [N] drawn before timing from ``numpy.random.default_rng(0)``, cycled):
 
 - pymbrl: ``pymbrl.envs.atari.AtariVectorEnv("ALE/Breakout-v5", N, seed=0)``, one object for the N games;
+- ale-py's vector env (ale-py 0.12): ``ale_py.vector_env.AtariVectorEnv("breakout", N, num_threads=1,
+  autoreset_mode=SAME_STEP)`` with the same preprocessing (its own C++ loop: a pool of worker threads steps the
+  games and resizes with OpenCV), ``reset(seed=0)``; with 1 worker thread, the one core pymbrl uses, and with its
+  default (``num_threads=0``: min(N, the machine's hardware threads)) where that is more than 1. Its episode
+  starts and lost lives differ in details, which the report lists;
 - SyncVectorEnv: what a gymnasium user writes, ``gym.vector.SyncVectorEnv`` (``autoreset_mode=SAME_STEP``)
   over N ``FrameStackObservation(AtariPreprocessing(gym.make("ALE/Breakout-v5", frameskip=1,
   repeat_action_probability=0.0), noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True), 4)``,
@@ -15,11 +20,15 @@ actions (a pool of 256 action rows [N] drawn before timing from ``numpy.random.d
   start method), at N = 16 only;
 - bare ale-py (informational, N = 1 only): one ``ale_py.ALEInterface`` in a Python loop, 4 ``act`` calls and
   2 grayscale screens per agent step, ``reset_game`` at a game over, no max, resize, stack or info: what the
-  emulator alone costs, which bounds both pipelines (its cost per game does not depend on N).
+  emulator alone costs, which bounds every pipeline on one core (its cost per game does not depend on N).
 
 ``AtariPreprocessing`` resizes with OpenCV (``cv2``): when the venv has none, the benchmark takes the one
 ``make bench`` installs into ``build/peers/sheeprl`` (appended to ``sys.path``, as ``bench/dreamer_sheeprl.py``
 does); without either, the gymnasium rows are not run and the report says why.
+
+Before timing, pymbrl's and ale-py's envs play the same Breakout game frame for frame (no no-op starts; where
+pymbrl presses FIRE for 4 frames, ale-py's env takes a step of FIRE): the report compares what they return, their
+frames, scores and game overs.
 
 Every env is built and reset once, untimed (the seconds it took are reported), and stepped a few untimed steps.
 Each (method, N) cell then steps for about ``--seconds`` (at least 2 steps) after 2 more untimed steps; a
@@ -33,21 +42,23 @@ can run: it says so on stderr, leaves ``RESULTS.md`` as it was and exits 0.
 Usage::
 
     make bench                                # or, with pymbrl and ale-py importable:
-    python bench/bench_atari.py               # full run, about 2 minutes on a 2-core VM
+    python bench/bench_atari.py               # full run, 7.5 minutes on a heavily loaded 2-core VM
     python bench/bench_atari.py --quick       # smoke test; writes no file unless --output
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -61,6 +72,7 @@ from _report import (  # noqa: E402
     bench_parser,
     header,
     rate_tables,
+    ratio,
     resolve_rate_args,
     rotated,
     run_and_publish,
@@ -74,6 +86,7 @@ torch.set_num_threads(1)
 
 SECTION = "atari"
 ENV_ID = "ALE/Breakout-v5"
+GAME = "breakout"   # the ROM, which ale-py's vector env takes in place of an id
 SIZES = (1, 16, 64)
 QUICK_SIZES = (1, 16)
 SECONDS, QUICK_SECONDS = 1.5, 0.3   # each timed run steps for about this long
@@ -85,11 +98,20 @@ WARMUP_STEPS = 2     # untimed, before each timed run
 
 METHODS = {
     "pymbrl": "pymbrl `AtariVectorEnv`",
+    "alevec": "ale-py `AtariVectorEnv`, 1 worker thread",
+    "alevec_default": "ale-py `AtariVectorEnv`, default worker threads (min(N, hardware threads))",
     "sync": "gymnasium `SyncVectorEnv` x N wrapped envs",
     "async": "gymnasium `AsyncVectorEnv` x N wrapped envs",
     "ale": "bare ale-py loop (emulator + screens only)",
 }
-PYMBRL, SYNC, ASYNC, ALE = METHODS
+PYMBRL, ALEVEC, ALEVEC_DEFAULT, SYNC, ASYNC, ALE = METHODS
+# ale-py's vector env with pymbrl's settings, every one spelled out even where it is ale-py's default.
+# max_num_frames_per_episode counts emulated frames: 27,000 agent steps of 4 frames, pymbrl's limit.
+ALE_VECTOR_SETTINGS = {"frameskip": 4, "maxpool": True, "grayscale": True, "img_height": 84, "img_width": 84,
+                       "stack_num": 4, "noop_max": 30, "use_fire_reset": True, "episodic_life": False,
+                       "reward_clipping": True, "repeat_action_probability": 0.0,
+                       "max_num_frames_per_episode": 108_000, "full_action_space": False}
+COMPARE_STEPS = 1_000  # agent steps of the side-by-side comparison
 
 
 def import_cv2() -> tuple[str | None, str]:
@@ -121,6 +143,21 @@ class Pymbrl(Stepper):
 
         self.env = AtariVectorEnv(ENV_ID, n, seed=0)
         self.env.reset()
+
+    def step(self, actions):
+        self.env.step(actions)
+
+    def close(self):
+        self.env.close()
+
+
+class AleVector(Stepper):
+    def __init__(self, n: int, threads: int):
+        from ale_py.vector_env import AtariVectorEnv
+
+        self.env = AtariVectorEnv(GAME, n, num_threads=threads, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+                                  **ALE_VECTOR_SETTINGS)
+        self.env.reset(seed=0)
 
     def step(self, actions):
         self.env.step(actions)
@@ -181,9 +218,124 @@ class BareAle(Stepper):
                 ale.reset_game()
 
 
+@dataclass
+class Comparison:
+    """pymbrl's and ale-py's vector envs playing the same game frame for frame (see :func:`compare`)."""
+
+    returns: dict[str, list[str]]   # per env: dtype and shape of obs, rewards, terminated, truncated
+    # per env: the info keys of a step where no game ended, and of one where one did (None: no such step)
+    info_keys: dict[str, tuple[list[str] | None, list[str] | None]]
+    steps: int = 0                  # pymbrl's agent steps
+    lives_lost: int = 0             # of them, losing a life (not the game)
+    episodes: int = 0               # episodes that ended
+    frames: int = 0                 # newest frames compared: one per step, and the ended episodes' last ones
+    replayed: int = 0               # of them, pymbrl's equal to its resize of ale-py's 210x160 frame
+    final_replayed: int = 0         # the same, of the ended episodes' last frames alone
+    # per env: the ended episodes whose last frame (84x84) repeats the one before
+    final_repeats: dict[str, int] = field(default_factory=dict)
+    cv2_equal: int | None = None    # ale-py's 84x84 equal to cv2.resize(INTER_AREA) of its 210x160 (None: no cv2)
+    rewards_equal: int = 0          # steps with the same (unclipped) score, and the same terminated
+    scored: int = 0                 # steps with a score (pymbrl's)
+    terminated_equal: int = 0
+    max_diff: int = 0               # |pymbrl - ale-py| over the steps' 84x84 frames: max, mean, share of zeros
+    mean_diff: float = 0.0
+    equal_pixels: float = 0.0
+
+
+def area_resize(frames: np.ndarray) -> np.ndarray:
+    """pymbrl's resize, as ``AtariVectorEnv`` does it: torch's area interpolation, rounded (uint8 [n, H, W] ->
+    uint8 [n, 84, 84])."""
+    x = torch.from_numpy(frames).float().unsqueeze(1)
+    return F.interpolate(x, size=(84, 84), mode="area")[:, 0].round_().to(torch.uint8).numpy()
+
+
+def described(x: np.ndarray) -> str:
+    return f"{x.dtype} [{', '.join(['N', *map(str, x.shape[1:])])}]"
+
+
+def compare(actions: np.ndarray, cv2_ready: bool) -> Comparison:
+    """Plays one Breakout game in pymbrl's env and in two ale-py vector envs (84x84, and unresized 210x160; 1
+    thread each) with ``actions`` (int [steps]), unclipped rewards and no no-op starts, on the same emulated frames:
+    where pymbrl presses FIRE for 4 frames (a new episode, a lost life), ale-py's envs take one more step of FIRE
+    (their own FIRE reset is off), which emulates the same frames. Compares each step's newest frame, each ended
+    episode's last one, the scores and the game overs."""
+    from ale_py.vector_env import AtariVectorEnv as AleVectorEnv
+    from pymbrl.envs.atari import AtariVectorEnv
+
+    same = {**ALE_VECTOR_SETTINGS, "noop_max": 0, "use_fire_reset": False, "reward_clipping": False}
+    ale_kwargs = {"num_threads": 1, "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    pym = AtariVectorEnv(ENV_ID, 1, seed=0, noop_max=0, clip_rewards=False)
+    small = AleVectorEnv(GAME, 1, **ale_kwargs, **same)
+    full = AleVectorEnv(GAME, 1, **ale_kwargs, **{**same, "img_height": 210, "img_width": 160, "stack_num": 1})
+    result = Comparison(returns={}, info_keys={})
+    keys: dict[str, dict[bool, list[str]]] = {PYMBRL: {}, ALEVEC: {}}
+    diffs = []
+
+    def note(name: str, step: tuple) -> None:
+        keys[name].setdefault(bool((step[2] | step[3]).any()), sorted(step[4]))
+        result.returns.setdefault(name, [described(x) for x in step[:4]])
+
+    def frames(ours: np.ndarray, theirs: np.ndarray, raw: np.ndarray, final: bool = False) -> int:
+        """Compares one newest frame of each env (uint8 [84, 84], [84, 84], [210, 160]), an episode's last where
+        ``final``; 1 where pymbrl's replays."""
+        result.frames += 1
+        replayed = int(np.array_equal(area_resize(raw[None])[0], ours))
+        result.replayed += replayed
+        if cv2_ready:
+            import cv2
+
+            result.cv2_equal = (result.cv2_equal or 0) + int(
+                np.array_equal(cv2.resize(raw, (84, 84), interpolation=cv2.INTER_AREA), theirs))
+        if not final:
+            diffs.append(np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).ravel())
+        return replayed
+
+    fire = np.array([pym.action_meanings.index("FIRE")])
+    try:
+        obs, _ = pym.reset()
+        small.reset(seed=0)
+        full.reset(seed=0)
+        ale = small.step(fire), full.step(fire)
+        for a in actions:
+            frames(obs[0, ..., -1], ale[0][0][0, -1], ale[1][0][0, -1])
+            lives = ale[0][4]["lives"][0]
+            step = pym.step(a[None])
+            note(PYMBRL, step)
+            ale = small.step(a[None]), full.step(a[None])
+            note(ALEVEC, ale[0])
+            score = int(ale[0][1][0])
+            over = bool(ale[0][2][0] | ale[0][3][0])
+            if not over and ale[0][4]["lives"][0] < lives:
+                result.lives_lost += 1
+                ale = small.step(fire), full.step(fire)
+                score += int(ale[0][1][0])
+                over = bool(ale[0][2][0] | ale[0][3][0])
+            obs = step[0]
+            result.steps += 1
+            result.scored += int(step[1][0] != 0)
+            result.rewards_equal += int(step[1][0] == score)
+            result.terminated_equal += int(bool(step[2][0]) == bool(ale[0][2][0]))
+            if over:
+                result.episodes += 1
+                for name, last in ((PYMBRL, step[4]["final_obs"][0].transpose(2, 0, 1)),
+                                   (ALEVEC, ale[0][4]["final_obs"][0])):
+                    repeats = int(np.array_equal(last[-1], last[-2]))
+                    result.final_repeats[name] = result.final_repeats.get(name, 0) + repeats
+                result.final_replayed += frames(step[4]["final_obs"][0, ..., -1], ale[0][4]["final_obs"][0, -1],
+                                                ale[1][4]["final_obs"][0, -1], final=True)
+                ale = small.step(fire), full.step(fire)
+    finally:
+        for env in (pym, small, full):
+            env.close()
+    result.info_keys = {name: (k.get(False), k.get(True)) for name, k in keys.items()}
+    d = np.concatenate(diffs)
+    result.max_diff, result.mean_diff, result.equal_pixels = int(d.max()), float(d.mean()), float((d == 0).mean())
+    return result
+
+
 def make(name: str, n: int) -> Stepper:
-    return {PYMBRL: lambda: Pymbrl(n), SYNC: lambda: Gymnasium(n, False), ASYNC: lambda: Gymnasium(n, True),
-            ALE: lambda: BareAle(n)}[name]()
+    return {PYMBRL: lambda: Pymbrl(n), ALEVEC: lambda: AleVector(n, 1), ALEVEC_DEFAULT: lambda: AleVector(n, 0),
+            SYNC: lambda: Gymnasium(n, False), ASYNC: lambda: Gymnasium(n, True), ALE: lambda: BareAle(n)}[name]()
 
 
 class Bench(Run):
@@ -194,24 +346,34 @@ class Bench(Run):
         self.cells: dict[tuple[str, int], Cell] = {}
         self.checks: list[str] = []
         self.frame_us: dict[tuple[str, int], float] = {}
+        self.comparison: Comparison | None = None
         self.runtime = 0.0
 
     def check(self, steppers: dict[tuple[str, int], Stepper]) -> None:
-        """Both pipelines play the same game with the same actions and frame sizes."""
-        pym = next((s for (m, _), s in steppers.items() if m == PYMBRL), None)
-        gy = next((s for (m, _), s in steppers.items() if m == SYNC), None)
-        if pym is None or gy is None:
+        """The pipelines play the same game with the same actions and frame sizes."""
+        def first(name: str) -> Stepper | None:
+            return next((s for (m, _), s in steppers.items() if m == name), None)
+
+        pym = first(PYMBRL)
+        if pym is None:
             return
-        meanings = pym.env.action_meanings
-        peer = tuple(gy.env.envs[0].unwrapped.get_action_meanings())
-        if meanings != peer:
-            raise AssertionError(f"the pipelines' actions differ: pymbrl {meanings}, gymnasium {peer}")
-        a, b = pym.env.single_observation_space, gy.env.single_observation_space
-        if (a.dtype, sorted(a.shape)) != (b.dtype, sorted(b.shape)):
-            raise AssertionError(f"the pipelines' observations differ: pymbrl {a}, gymnasium {b}")
-        self.checks.append(f"both pipelines play Breakout with the actions {', '.join(meanings)} and observe "
-                           f"uint8 frames, pymbrl [84, 84, 4] (frames last), gymnasium {list(b.shape)} "
-                           f"(frames first)")
+        peers = []
+        if (gy := first(SYNC)) is not None:
+            peers.append(("gymnasium", tuple(gy.env.envs[0].unwrapped.get_action_meanings()),
+                          gy.env.single_observation_space))
+        if (av := first(ALEVEC) or first(ALEVEC_DEFAULT)) is not None:
+            peers.append(("ale-py's vector env", tuple(a.name for a in av.env.ale.get_action_set()),
+                          av.env.single_observation_space))
+        meanings, a = pym.env.action_meanings, pym.env.single_observation_space
+        for peer, actions, b in peers:
+            if meanings != actions:
+                raise AssertionError(f"the pipelines' actions differ: pymbrl {meanings}, {peer} {actions}")
+            if (a.dtype, sorted(a.shape)) != (b.dtype, sorted(b.shape)):
+                raise AssertionError(f"the pipelines' observations differ: pymbrl {a}, {peer} {b}")
+        if peers:
+            self.checks.append(f"the pipelines play Breakout with the actions {', '.join(meanings)} and observe "
+                               f"uint8 frames, pymbrl {list(a.shape)} (frames last), "
+                               + ", ".join(f"{peer} {list(b.shape)}" for peer, _, b in peers) + " (frames first)")
 
     def time_frames(self, steppers: dict[tuple[str, int], Stepper]) -> None:
         """The frame processing alone, on the same raw frames (each pymbrl env's last two screens per game):
@@ -254,6 +416,12 @@ class Bench(Run):
         rng = np.random.default_rng(0)
         pools = {n: rng.integers(0, 4, (ACTION_ROWS, n)) for n in a.sizes}
         runnable = [m for m in self.ready().values() if m.sizes]
+        if self.libs[ALEVEC].reason is None:
+            t = time.perf_counter()
+            self.comparison = compare(np.random.default_rng(0).integers(0, 4, COMPARE_STEPS),
+                                      self.libs[SYNC].reason is None)
+            self.log(f"compared pymbrl and ale-py's vector env over {self.comparison.steps} steps in "
+                     f"{time.perf_counter() - t:.1f} s")
         steppers: dict[tuple[str, int], Stepper] = {}
         try:
             for m in runnable:
@@ -290,19 +458,26 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
 
     a, cells, methods = bench.args, bench.cells, bench.libs
     sizes = a.sizes
-    lines = header("Atari: agent steps per second, pymbrl's AtariVectorEnv vs gymnasium's preprocessing wrappers",
+    lines = header("Atari: agent steps per second, pymbrl's AtariVectorEnv vs ale-py's vector env and gymnasium's "
+                   "preprocessing wrappers",
                    "bench_atari.py", argv, load_before, machine_note="; `torch.set_num_threads(1)`",
                    runtime=bench.runtime)
     peer = f", {bench.cv2_note}" if bench.cv2_note else ""
     lines += [
         f"- pymbrl {pymbrl.__version__}: `pymbrl.envs.atari.AtariVectorEnv`; ale-py {version('ale-py')}, "
         f"gymnasium {gym.__version__}{peer}",
-        f"- Setup: `{ENV_ID}` with the DQN preprocessing in both pipelines (no-op starts up to 30, frame skip 4 "
+        f"- Interpreter: `{sys.executable}`" + (f", `PYTHONPATH={os.environ['PYTHONPATH']}`"
+                                               if os.environ.get("PYTHONPATH") else ""),
+        f"- Setup: `{ENV_ID}` with the DQN preprocessing in every pipeline (no-op starts up to 30, frame skip 4 "
         "with the max of the last two frames, gray 84x84 by area, a stack of 4, no sticky actions), same-step "
         "autoreset, uniformly random actions (256 pre-drawn rows from `default_rng(0)`, cycled, the same for "
         "every method). gymnasium: `SyncVectorEnv` / `AsyncVectorEnv` over N `FrameStackObservation("
         "AtariPreprocessing(gym.make(\"ALE/Breakout-v5\", frameskip=1, repeat_action_probability=0.0), "
         "noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True), 4)`.",
+        f"- ale-py's vector env: `ale_py.vector_env.AtariVectorEnv(\"{GAME}\", N, num_threads=T, "
+        "autoreset_mode=SAME_STEP, " + ", ".join(f"{k}={v!r}" for k, v in ALE_VECTOR_SETTINGS.items())
+        + ")`, `reset(seed=0)`; T = 1, the one core pymbrl uses, and T = 0, its default: min(N, hardware threads) "
+        f"worker threads, min(N, {os.cpu_count()}) here (at N = 1 that is T = 1, so that cell is not run twice).",
         f"- Medians over {a.repeats} repeat{'s' if a.repeats > 1 else ''} of ~{a.seconds:g} s per cell, the "
         f"methods in a rotating order; every env built and reset once, untimed, then {SETTLE_STEPS} untimed "
         f"steps, and {WARMUP_STEPS} more before each timed run.",
@@ -311,14 +486,19 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     if skipped:
         lines += ["- Not run: " + "; ".join(skipped) + "."]
     rates = {key: cell.rate() for key, cell in cells.items()}
-    lines += ["", *rate_tables(rates, METHODS, sizes, PYMBRL, (SYNC, ASYNC), "Agent steps")]
+    lines += ["", *rate_tables(rates, METHODS, sizes, PYMBRL, (ALEVEC, ALEVEC_DEFAULT, SYNC, ASYNC),
+                                     "Agent steps")]
     if (ALE, ALE_N) in cells:
         bare = cells[(ALE, ALE_N)].rate()
-        share = [f"N={n:,}: {cells[(PYMBRL, n)].rate() / bare:.0%}" for n in sizes if (PYMBRL, n) in cells]
-        peer_share = [f"N={n:,}: {cells[(SYNC, n)].rate() / bare:.0%}" for n in sizes if (SYNC, n) in cells]
+        shares = []
+        for name, label in ((PYMBRL, "pymbrl"), (ALEVEC, "ale-py's vector env on 1 thread"),
+                            (SYNC, "`SyncVectorEnv`")):
+            share = [f"N={n:,}: {cells[(name, n)].rate() / bare:.0%}" for n in sizes if (name, n) in cells]
+            if share:
+                shares.append(f"{label} at " + ", ".join(share))
         lines += ["", f"The bare emulator loop runs {fmt(bare)} agent steps/s per game ({1e6 / bare:,.0f} µs per "
-                  "step of 4 frames), the most any pipeline could reach; pymbrl runs at " + ", ".join(share)
-                  + (" of that rate, `SyncVectorEnv` at " + ", ".join(peer_share) if peer_share else " of it") + "."]
+                  "step of 4 frames), the most a pipeline on one core could reach; as shares of that rate: "
+                  + "; ".join(shares) + "."]
     lines += ["", "Build and reset (seconds, once per env, untimed): " + "; ".join(
         f"{METHODS[name]} N={n:,}: {c.build:.1f}" for (name, n), c in cells.items() if name != ALE) + "."]
     frame_sizes = [n for n in sizes if ("pymbrl", n) in bench.frame_us]
@@ -339,12 +519,12 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "",
         "Notes:",
         "",
-        "- The pipelines do the same work per step but for details: pymbrl presses FIRE for 4 frames at the start "
-        "of an episode and after a lost life (Breakout serves the ball only on FIRE; gymnasium's random actions "
+        "- pymbrl and gymnasium do the same work per step but for details: pymbrl presses FIRE for 4 frames at the "
+        "start of an episode and after a lost life (Breakout serves the ball only on FIRE; gymnasium's random actions "
         "press it one step in four), clips the rewards, returns its info keys (`final_obs`, `_final_obs`, "
         "`episode_return`, `episode_length`) every step and frames last ([N, 84, 84, 4]); gymnasium resizes with "
-        "OpenCV's `INTER_AREA` where pymbrl uses torch's area interpolation over the N games at once, returns "
-        "frames first ([N, 4, 84, 84]) and ALE's info (lives, frame numbers).",
+        "OpenCV's `INTER_AREA` where pymbrl uses torch's area interpolation over the N games at once, returns frames "
+        "first ([N, 4, 84, 84]) and ALE's info (lives, frame numbers).",
         "- Beyond the emulator (the bare loop), the difference is the preprocessing and the Python around it: "
         "pymbrl makes one call per step for the N games (one resize, one shift of the stack, one copy), "
         "gymnasium goes through the wrapper chain of each env in a Python loop, resizes each frame with OpenCV "
@@ -359,6 +539,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
         "pymbrl 1.66x and 1.69x; in a run where that job ended half-way, 2,473, pymbrl 1.04x; with the machine "
         "otherwise idle, 2,722, pymbrl 0.96x.)",
     ]
+    lines += vector_lines(bench)
     if bench.checks:
         lines += ["", "Checks: " + "; ".join(bench.checks) + "."]
     noisy = [f"{METHODS[name]} N={n} ({spread(c.rates):.0%})" for (name, n), c in cells.items()
@@ -369,9 +550,89 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     return "\n".join(lines)
 
 
-def _cpus() -> str:
-    import os
+def vector_lines(bench: Bench) -> list[str]:
+    """The report's part on ale-py's vector env: what differs from pymbrl's, the side-by-side comparison, the
+    conclusion."""
+    cells, c = bench.cells, bench.comparison
+    if c is None:
+        return []
+    lines = [
+        "", "### ale-py's vector env against pymbrl's", "",
+        "What differs, beyond the layout (from ale-py 0.12.1's `src/ale/vector/preprocessed_env.cpp`):", "",
+        "- Episode start: ale-py presses FIRE for 1 frame, then NOOPs for a number of frames uniform in [0, "
+        "noop_max - 1] less that one (0 to 28 here; a game over among them restarts the game), and its first "
+        "observation stacks that frame with 3 black ones; pymbrl draws NOOPs uniform in [0, noop_max], then "
+        "presses FIRE for 4 frames (`frame_skip`), and repeats the first frame 4 times.",
+        "- A lost life: pymbrl presses FIRE for 4 more frames within the step (their score counts), ale-py does "
+        "not (in Breakout, random actions press FIRE one step in four).",
+        "- Resize: ale-py with OpenCV's `INTER_AREA` per game in C++; pymbrl with torch's area interpolation "
+        "over the N games at once. At 210 -> 84 rows (2.5 to 1) OpenCV weighs the pixels a window cuts by the "
+        "part it covers, torch's adaptive average pooling averages whole pixels over overlapping windows: the "
+        "frames differ by that (below).",
+        "- Seeding: `reset(seed=s)` seeds game i with s + i (ALE's generator and a `std::mt19937` for the "
+        "no-op counts); pymbrl derives a numpy stream per game from (seed, i). Sticky actions (off here) are ALE's "
+        "own in ale-py, drawn from the game's stream in pymbrl. Truncation: both after 108,000 frames (ale-py "
+        "counts frames, pymbrl 27,000 agent steps); not reached here.",
+        "- Interface: ale-py's env is `reset` / `send` / `recv` over a C++ vectorizer with no access to a game's "
+        "emulator: no per-game state to save or restore (pymbrl's `get_state` / `set_state`). Actions must be "
+        "a numpy int32 or int64 array (an `assert`); pymbrl takes any integer array-like and names a bad one.",
+        "",
+        "What each returns (N = the number of games):",
+        "",
+        "| | pymbrl `AtariVectorEnv` | ale-py `AtariVectorEnv` |",
+        "|---|---|---|",
+    ]
+    for i, what in enumerate(("obs", "rewards", "terminated", "truncated")):
+        lines.append(f"| {what} | {c.returns[PYMBRL][i]} | {c.returns[ALEVEC][i]} |")
+    for j, when in enumerate(("info keys, no game ended", "info keys, a game ended")):
+        keys = [c.info_keys[name][j] for name in (PYMBRL, ALEVEC)]
+        lines.append(f"| {when} | " + " | ".join(
+            ", ".join(f"`{k}`" for k in ks) if ks is not None else f"(none ended in {COMPARE_STEPS:,} steps)"
+            for ks in keys) + " |")
+    stepped = c.replayed - c.final_replayed
+    same = (": the emulation, the frames taken and their max are the same bit for bit" if stepped == c.steps else "")
+    opencv = ("" if c.cv2_equal is None else f" OpenCV's `resize(..., INTER_AREA)` of ale-py's unresized frames "
+              f"equals its 84x84 frames in {c.cv2_equal:,} of {c.frames:,} (steps and last frames).")
+    lines += [
+        "", f"The same game, frame for frame: one Breakout game, {c.steps:,} random actions from `default_rng(0)`, "
+        "unclipped rewards and no no-op starts in both; ale-py's FIRE reset off, and where pymbrl presses FIRE for "
+        "4 frames (a new episode, a lost life) ale-py's env takes one more step of FIRE, which emulates the same "
+        f"frames; {c.lives_lost:,} lives lost, {c.episodes:,} episodes ended. pymbrl's resize of ale-py's "
+        "unresized frame (an ale-py env at `img_height=210, img_width=160`) equals pymbrl's newest frame in "
+        f"{stepped:,} of the {c.steps:,} steps{same}; and in {c.final_replayed:,} of the {c.episodes:,} ended "
+        "episodes' last frames: ale-py stops a step at the game-over frame before it takes that frame's screen, "
+        "so the newest frame of its last observation is an older one (it repeats the frame before in "
+        f"{c.final_repeats.get(ALEVEC, 0):,} of the {c.episodes:,} here, pymbrl's in "
+        f"{c.final_repeats.get(PYMBRL, 0):,}), where pymbrl takes the screens after the game over.{opencv} The "
+        f"steps' 84x84 frames differ by the resize alone: {c.equal_pixels:.1%} of the pixels equal, mean absolute "
+        f"difference {c.mean_diff:.2f}, max {c.max_diff} (of 255). Scores equal in {c.rewards_equal:,} of "
+        f"{c.steps:,} steps ({c.scored:,} of them scored), game overs in {c.terminated_equal:,}.",
+    ]
 
+    def over_pymbrl(name: str) -> str:
+        return ", ".join(f"N={n:,}: {ratio(cells[(name, n)].rate(), cells[(PYMBRL, n)].rate())}"
+                         for n in bench.args.sizes if (name, n) in cells and (PYMBRL, n) in cells)
+
+    if (one := over_pymbrl(ALEVEC)):
+        default = over_pymbrl(ALEVEC_DEFAULT)
+        lines += [
+            "", f"Conclusion. On one core, ale-py's vector env runs at {one} pymbrl's rate"
+            + (f"; with its default threads at {default}" if default else "") + " (this run's load: see above). "
+            "Where it leads, the lead is pymbrl's fixed cost per vector step: beyond the emulator, pymbrl's step is "
+            "Python around ALE's Python API (4 `act` and 2 screen calls per game) and one torch resize call costing "
+            "a few hundred µs whatever N, where ale-py does all of it in C++ and resizes a frame with OpenCV; as N "
+            "grows, the emulator takes most of either step and the gap narrows. (A one-off `cProfile` of pymbrl's "
+            "step on this machine, under load: at N = 1 the emulator calls took 44% of it, the torch resize 26%, "
+            "the conversions around it and Python the rest; at N = 16 the emulator calls took 80%, the frame "
+            "processing 12%.) pymbrl's env is not rebuilt on ale-py's: ale-py's exposes no game's emulator, so it "
+            "cannot keep pymbrl's exact per-game `get_state` / `set_state` (a second ALE per game kept in step "
+            "would emulate every frame twice), and its episode starts and lost lives would change what pymbrl's "
+            "games play (above).",
+        ]
+    return lines
+
+
+def _cpus() -> str:
     n = os.cpu_count() or 1
     return f"{n} logical CPU{'s' if n > 1 else ''}"
 
@@ -379,8 +640,17 @@ def _cpus() -> str:
 def methods_for(sizes: tuple[int, ...]) -> tuple[dict[str, Method], str]:
     """The methods with the sizes they run at and, where they cannot run, why; and where cv2 came from."""
     cv2_reason, cv2_note = import_cv2()
+    try:
+        import ale_py.vector_env  # noqa: F401
+        vector_reason = None
+    except ImportError as e:
+        vector_reason = f"needs ale-py 0.12's `ale_py.vector_env` ({short(e, 80)})"
+    threads = os.cpu_count() or 1
     return {
         PYMBRL: Method(PYMBRL, sizes),
+        ALEVEC: Method(ALEVEC, sizes, vector_reason),
+        # Its default runs min(N, hardware threads) workers: where that is 1, it is the row above.
+        ALEVEC_DEFAULT: Method(ALEVEC_DEFAULT, tuple(n for n in sizes if min(n, threads) > 1), vector_reason),
         SYNC: Method(SYNC, sizes, cv2_reason),
         ASYNC: Method(ASYNC, tuple(n for n in sizes if n == ASYNC_N), cv2_reason),
         ALE: Method(ALE, (ALE_N,) if ALE_N in sizes else ()),
