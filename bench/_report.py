@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -21,6 +19,8 @@ from typing import TYPE_CHECKING
 from pymbrl.bench.timing import (  # noqa: F401  (re-exported: the scripts import them from here)
     Run,
     clock,
+    load,
+    machine,
     progress,
     rotated,
     short,
@@ -41,23 +41,6 @@ def add_sheeprl_path() -> None:
     """Append ``SHEEPRL_DIR`` to ``sys.path`` (once) when it exists."""
     if SHEEPRL_DIR.is_dir() and str(SHEEPRL_DIR) not in sys.path:
         sys.path.append(str(SHEEPRL_DIR))
-
-
-def machine() -> str:
-    """One line naming the OS, CPU model and logical CPU count."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()} ({platform.machine()}), {cpu}, {os.cpu_count()} logical CPUs"
-
-
-def load() -> str:
-    """The 1-minute load average, the best cheap hint of other work competing for the cores."""
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
 
 
 def markers(name: str) -> tuple[str, str]:

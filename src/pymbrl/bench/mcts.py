@@ -63,7 +63,7 @@ import torch
 import pymbrl
 from pymbrl import mcts
 from pymbrl.bench import mcts_baseline
-from pymbrl.bench.timing import Run, clock, rotated, short, spread, version
+from pymbrl.bench.timing import Run, clock, load, machine, rotated, short, spread, text_table, version
 
 PYMBRL, PYMBRL1 = "pymbrl", "pymbrl, 1 thread"
 PEERS = ("LightZero", "mctx", "Python")
@@ -930,40 +930,41 @@ with the size of its trees (about 25 s per MuZero search of 256 roots at S = 200
 
 
 def user_settings(device: torch.device, quick: bool) -> Settings:
-    """What ``pymbrl bench mcts`` runs: every library and search, the ``peaked`` model, S = 50, 5 timed
-    searches per cell (1 with ``quick``), at most 10 s of timed searches per cell."""
+    """What ``pymbrl bench mcts`` runs: every library and search, the ``peaked`` model, S = 50, 3 timed
+    searches per cell after a warm-up (1 with ``quick``)."""
     return Settings(models=("peaked",), simulations=(USER_SIMULATIONS,),
-                    repeats={USER_SIMULATIONS: 1 if quick else 5}, device=device, cell_seconds=10.0, depths=False)
+                    repeats={USER_SIMULATIONS: 1 if quick else MIN_REPEATS}, device=device, depths=False)
 
 
 def summary(bench: Bench) -> str:
-    """A plain-text report of a run: one line per library that could not run (why, and how to get it),
-    tree-simulations per second of every library and search, and pymbrl's ratio to each peer, with
-    its own thread count and on one thread (above 1: pymbrl is faster)."""
+    """A plain-text report of a run: the machine, one line per library that could not run (why, and
+    how to get it), tree-simulations per second of every library and search with pymbrl's ratio to each
+    peer, and the same ratios for pymbrl on one thread (every peer runs on one core)."""
     st = bench.settings
-    lines = [f"Batched MCTS on {st.device}: tree-simulations per second (roots x S / seconds per search, median of "
-             f"{max(st.repeats.values())}; higher is better). B={B} roots, A={A} actions, latent {D}, "
-             f"model variant(s) {', '.join(st.models)}."]
-    lines += [f"  {name}: skipped, {ad.reason}" for name, ad in bench.libs.items() if ad.reason is not None]
     ready = [n for n in bench.libs if bench.libs[n].reason is None]
     peers = [n for n in PEERS if n in ready]
-    ours = [n for n in (PYMBRL, PYMBRL1) if n in ready]
-    head = ["model", "search", *ready, *(f"{a} / {b}" for a in ours for b in peers)]
-    table = [head]
-    for model in st.models:
-        for policy in st.policies:
-            for sims in st.simulations:
-                key = (model, policy, sims)
-                vals = {n: value_of(bench, key, n, "total") for n in ready}
-                table.append([model, f"{POLICIES[policy]} S={sims}", *(show(vals[n]) for n in ready),
-                              *(ratio(vals[a], vals[b]) for a in ours for b in peers)])
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines += [""] + ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))) for row in table]
+    keys = [(m, p, s) for m in st.models for p in st.policies for s in st.simulations]
+    vals = {key: {n: value_of(bench, key, n, "total") for n in ready} for key in keys}
+
+    def table(ours: str, with_rates: bool) -> list[str]:
+        rows = [["model", "search", *(ready if with_rates else []), *(f"{ours} / {n}" for n in peers)]]
+        rows += [[m, f"{POLICIES[p]} S={s}", *(show(vals[m, p, s][n]) for n in ready if with_rates),
+                  *(ratio(vals[m, p, s][ours], vals[m, p, s][n]) for n in peers)] for m, p, s in keys]
+        return text_table(rows, left=2)
+
+    lines = [f"Batched MCTS on {st.device} ({machine()}; 1-minute load average {load()}: other work on the "
+             "machine inflates the timings)",
+             *(f"  {name}: skipped, {ad.reason}" for name, ad in bench.libs.items() if ad.reason is not None), "",
+             f"Tree-simulations per second (B={B} roots x S simulations / seconds per search, median of "
+             f"{max(st.repeats.values())}; higher is better), and pymbrl's ratio to each peer (above 1: pymbrl "
+             "is faster):", *table(PYMBRL, True)]
+    if PYMBRL1 in ready and peers:
+        lines += ["", "Per core: pymbrl on one thread over each peer (every peer runs on one core):",
+                  *table(PYMBRL1, False)]
     if "Python" in ready:
         lines.append(f"Python: the first {PYTHON_ROOTS} roots, one tree at a time; MuZero only.")
-    wrong = [c for c in bench.checks if "WRONG" in c]
-    return "\n".join(lines + [f"check failed: {c}" for c in wrong] + bench.notes)
+    lines += [f"check failed: {c}" for c in bench.checks if "WRONG" in c]
+    return "\n".join(lines + bench.notes)
 
 
 def benchmark(device: torch.device, quick: bool = False) -> str:

@@ -1,8 +1,12 @@
-"""What every microbenchmark shares: the library versions it names, one-line errors, the order the
-libraries run in, progress lines, CUDA-aware clocks and the device a run asks for."""
+"""What every microbenchmark shares: the machine and its load, the library versions it names, one-line
+errors, the order the libraries run in, progress lines, CUDA-aware clocks, the device a run asks for
+and plain-text tables."""
 
 from __future__ import annotations
 
+import os
+import platform
+import re
 import statistics
 import sys
 import time
@@ -10,6 +14,23 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+
+def machine() -> str:
+    """One line naming the OS, CPU model and logical CPU count."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+        cpu = names[0].strip() if names else cpu
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()} ({platform.machine()}), {cpu}, {os.cpu_count()} logical CPUs"
+
+
+def load() -> str:
+    """The 1-minute load average, the best cheap hint of other work competing for the cores."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
 
 
 def version(dist: str) -> str:
@@ -83,6 +104,14 @@ def torch_device(text: str) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
     return device
+
+
+def text_table(rows: list[list[str]], left: int = 1) -> list[str]:
+    """``rows`` (the first one the header) as aligned plain-text lines: the first ``left`` columns
+    left-aligned, the others (numbers) right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in rows]
 
 
 class Run:
