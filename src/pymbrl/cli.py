@@ -36,16 +36,17 @@ def _dyna(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import importlib
-
-    print(importlib.import_module(f"pymbrl.bench.{args.benchmark}").benchmark(args.device, quick=args.quick))
+    print(args.module.benchmark(args.settings))
     return 0
 
 
 def _check_bench(args: argparse.Namespace) -> None:
+    import importlib
+
     from pymbrl.bench.timing import torch_device
 
-    args.device = torch_device(args.device)
+    args.module = importlib.import_module(f"pymbrl.bench.{args.benchmark}")
+    args.settings = args.module.user_settings(torch_device(args.device), args.quick)
 
 
 class Reporter:
@@ -383,8 +384,9 @@ ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
 NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "sampled-muzero": "Sampled MuZero", "dreamer": "Dreamer",
          "world-models": "World Models", "i2a": "I2A"}
 STAGED = ("world-models", "i2a")
-BENCHMARKS = ("mcts",)
-"""``pymbrl bench`` NAME: the module :mod:`pymbrl.bench`.NAME, whose ``benchmark(device, quick)`` runs it."""
+BENCHMARKS = ("mcts", "replay")
+"""``pymbrl bench`` NAME: the module :mod:`pymbrl.bench`.NAME, whose ``user_settings(device, quick)``
+checks the options and ``benchmark(settings)`` runs it."""
 DISTRIBUTED = ("muzero", "world-models")
 SUMMARIES = {"world-models": _world_models_summary, "i2a": _i2a_summary}
 ABOUT = {
@@ -456,12 +458,14 @@ def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(run=_dyna, check=_check_dyna)
     p = sub.add_parser("bench", help="time pymbrl against whichever peers are installed, on this machine",
                        description="Times pymbrl against whichever peers are installed (a missing one is named "
-                       "with how to get it) and prints their rates and pymbrl's ratio to each; about a minute. mcts: "
-                       "batched MuZero, Gumbel, Stochastic and Sampled MuZero searches against LightZero's compiled "
-                       "trees, mctx and a pure-Python search.")
+                       "with how to get it) and prints the timings and pymbrl's ratio to each; about a minute. "
+                       "mcts: MuZero, Gumbel, Stochastic and Sampled MuZero searches of 256 roots against "
+                       "LightZero's compiled trees, mctx and a pure-Python search. replay: adds, uniform, "
+                       "prioritized and sequence samples, Atari frames, against cpprb, Stable-Baselines3 and "
+                       "TorchRL (CPU only).")
     p.add_argument("benchmark", choices=BENCHMARKS)
     p.add_argument("--device", default="cpu", help="where the torch models run: cpu (default), cuda or cuda:N")
-    p.add_argument("--quick", action="store_true", help="one timed run per cell: a smoke test of seconds")
+    p.add_argument("--quick", action="store_true", help="fewer and smaller timings: a smoke test of seconds")
     p.set_defaults(run=_bench, check=_check_bench)
     p = sub.add_parser("train", help="train an agent (pymbrl list shows them)")
     algorithms = p.add_subparsers(dest="algorithm", required=True, metavar="ALGO")

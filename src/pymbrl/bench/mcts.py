@@ -967,9 +967,8 @@ def summary(bench: Bench) -> str:
     return "\n".join(lines + bench.notes)
 
 
-def benchmark(device: torch.device, quick: bool = False) -> str:
-    """Run ``pymbrl bench mcts`` (see :func:`user_settings`) with progress lines on stderr; returns its
-    :func:`summary`."""
-    bench = Bench(user_settings(device, quick))
+def benchmark(settings: Settings) -> str:
+    """Run ``settings`` with progress lines on stderr; returns the :func:`summary`."""
+    bench = Bench(settings)
     bench.run()
     return summary(bench)
