@@ -384,7 +384,7 @@ ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
 NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "sampled-muzero": "Sampled MuZero", "dreamer": "Dreamer",
          "world-models": "World Models", "i2a": "I2A"}
 STAGED = ("world-models", "i2a")
-BENCHMARKS = ("mcts", "replay")
+BENCHMARKS = ("mcts", "replay", "rollout")
 """``pymbrl bench`` NAME: the module :mod:`pymbrl.bench`.NAME, whose ``user_settings(device, quick)``
 checks the options and ``benchmark(settings)`` runs it."""
 DISTRIBUTED = ("muzero", "world-models")
@@ -462,7 +462,8 @@ def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
                        "mcts: MuZero, Gumbel, Stochastic and Sampled MuZero searches of 256 roots against "
                        "LightZero's compiled trees, mctx and a pure-Python search. replay: adds, uniform, "
                        "prioritized and sequence samples, Atari frames, against cpprb, Stable-Baselines3 and "
-                       "TorchRL (CPU only).")
+                       "TorchRL (CPU only). rollout: MBPO's branched rollouts of a 7-member ensemble against "
+                       "mbrl-lib's ModelEnv and a per-state Python loop.")
     p.add_argument("benchmark", choices=BENCHMARKS)
     p.add_argument("--device", default="cpu", help="where the torch models run: cpu (default), cuda or cuda:N")
     p.add_argument("--quick", action="store_true", help="fewer and smaller timings: a smoke test of seconds")
