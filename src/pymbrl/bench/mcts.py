@@ -584,9 +584,9 @@ class Mctx(Adapter):
         # JAX reads these when it is imported: the benchmark's device only, and on the CPU XLA on one
         # thread like torch, so that no library gets more cores than another.
         os.environ["JAX_PLATFORMS"] = device.type
-        if device.type == "cpu":
-            os.environ["XLA_FLAGS"] = " ".join(filter(None, (
-                os.environ.get("XLA_FLAGS"), "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")))
+        one_thread = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        if device.type == "cpu" and one_thread not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"), one_thread)))
         try:
             import jax
             import jax.numpy as jnp
@@ -595,7 +595,7 @@ class Mctx(Adapter):
             self.reason = f"not installed ({short(e, 60)}): `pip install mctx`"
             return
         try:
-            self.device_ = jax.devices()[0]
+            self.jax_device = jax.devices()[0]
         except RuntimeError as e:   # e.g. a jax without its CUDA plugin
             self.reason = f"jax has no {device.type} backend ({short(e, 80)}): `pip install -U \"jax[cuda12]\"`"
             return
@@ -605,7 +605,7 @@ class Mctx(Adapter):
 
     def versions(self) -> str:
         return (f"mctx {version('mctx')}, jax {version('jax')}, jaxlib {version('jaxlib')} "
-                f"({self.device_.platform}, XLA_FLAGS `{os.environ.get('XLA_FLAGS', '')}`)")
+                f"({self.jax_device.platform}, XLA_FLAGS `{os.environ.get('XLA_FLAGS', '')}`)")
 
     def setup(self, p: Problem) -> None:
         jnp = self.jnp
