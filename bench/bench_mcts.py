@@ -1,61 +1,13 @@
 """Benchmark pymbrl's batched MCTS against LightZero's compiled trees, mctx and a pure-Python search.
 
-Measures, in one process, tree-simulations per second (B roots x S simulations / seconds) of a
-whole search, starting from root outputs already computed and ending with the root statistics a
-training loop reads (visit counts, search values), for
-
-- MuZero search with Dirichlet noise at the root, S = 50 and S = 200;
-- Gumbel MuZero search (all 16 actions considered at the root), S = 50 and S = 200;
-- Stochastic MuZero search (decision and chance nodes, C = 8 chance outcomes, Dirichlet noise at
-  the root), S = 50 and S = 200;
-- Sampled MuZero search with continuous actions (action dimension 2, K = 20 actions sampled at
-  every node), S = 50 and S = 200;
-
-on B = 256 roots, A = 16 actions, latent size 16, pUCT constants 1.25 / 19652, discount 0.997,
-Dirichlet alpha 0.3 / fraction 0.25, with one trivial model shared by every library (same float32
-weights, numpy seed 0): ``h' = tanh(h @ Ws + Wa[a])``, reward ``h' @ wr``, value ``h' @ wv``, prior
-logits ``h' @ Wp``. The model is cheap on purpose, so that the search itself is what is measured.
-Stochastic MuZero splits a step in two: the decision model ``s = tanh(h @ Ws + Wa[a])`` gives the
-afterstate, its chance logits ``s @ Wc`` [C] and value ``s @ wq``; the chance model
-``h' = tanh(s @ Wt + Wo[c])`` the next state, with reward, value and prior logits as above. Sampled
-MuZero's actions are vectors: ``h' = tanh(h @ Ws + a @ Wc2)``, and its policy is a Gaussian of
-mean ``h' @ Wmu / 4`` and standard deviation ``softplus(h' @ Wsig / 4) + 0.1`` per action
-dimension, squashed by tanh (as LightZero's compiled tree does when it samples). The 1/4 keeps the
-draws where tanh does not saturate: LightZero's tree tells a node's sampled actions apart by their
-values printed to 6 decimals, so saturated draws (all printing as 1.000000) would merge.
-
-The cost of a search depends on the shape of its trees (a simulation walks from the root to a
-leaf), and that depends on the model's priors, so every case runs with two variants of the model,
-the same random draws at two scales:
-
-- ``peaked``: weights N(0, 1). The tanh saturates and the prior logits have a standard deviation
-  of about 3.5 (the top action gets ~0.7 of the prior): pUCT follows the priors down a few lines,
-  the trees are narrow and deep on average, as with a trained network.
-- ``flat``: weights N(0, 1/D). Prior logits of standard deviation below 1 (the top action gets
-  ~0.2): nearly uniform priors, more actions tried near the root, shallower trees on average,
-  although some roots still grow one long line.
-
-Ratios between libraries are computed within a variant. The report also gives each library's cost
-per tree-simulation at S = 50 and S = 200 (how flat it is in S) and the depth of pymbrl's trees,
-which is what the cost of a simulation follows.
-
-The measurement (the model, the peers' adapters, the timing) is ``pymbrl.bench.mcts``, which also
-backs ``pymbrl bench mcts``; this script runs it in full and writes the report. Peers, each behind a
-small adapter with ``search(policy, S, seed) -> (seconds, tree seconds)`` (which peer runs which
-search: LightZero all four, mctx all but Sampled MuZero, which it does not have, the Python search
-MuZero only):
-
-- pymbrl twice: with the thread count it picks itself for B roots, and with ``num_threads=1`` for
-  per-core comparisons (every peer runs on one core).
-- LightZero 0.2.0: its compiled Cython/C++ trees (``ctree_muzero``, ``ctree_gumbel_muzero``,
-  ``ctree_stochastic_muzero``, ``ctree_sampled_muzero``) driven by a loop that does per simulation
-  what ``MuZeroMCTSCtree.search`` / ``GumbelMuZeroMCTSCtree.search`` /
-  ``StochasticMuZeroMCTSCtree.search`` / ``SampledMuZeroMCTSCtree.search`` do. The time inside
-  ``batch_traverse`` + ``batch_backpropagate`` is reported separately.
-- mctx: ``muzero_policy`` / ``gumbel_muzero_policy`` / ``stochastic_muzero_policy``, jitted, JAX on
-  one CPU thread, timed after a compiling warm-up call and up to ``block_until_ready``.
-- Python: ``pymbrl.bench.mcts_baseline``, one tree at a time with batch-1 model calls (muzero-general style),
-  on fewer roots since it is slow; MuZero only.
+What is measured (tree-simulations per second of whole searches of B = 256 roots, from root outputs
+in hand to the root statistics a training loop reads), on which shared model, and how each peer is
+driven: ``pymbrl.bench.mcts``, which also backs ``pymbrl bench mcts``. This script runs it in full:
+MuZero, Gumbel, Stochastic and Sampled MuZero search at S = 50 and S = 200, on both model variants
+(``peaked`` and ``flat``: the same random draws at two scales, ratios compared within a variant),
+pymbrl with its own thread count and with ``num_threads=1``, the peers on one core. The report also
+gives each library's cost per tree-simulation at S = 50 and S = 200 (how flat it is in S) and the
+depth of pymbrl's trees, which is what the cost of a simulation follows.
 
 Everything runs with ``torch.set_num_threads(1)`` and single-threaded XLA. Each case runs every
 library ``repeats`` times, the libraries interleaved (their order rotating) so that a burst of load

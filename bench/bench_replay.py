@@ -1,22 +1,11 @@
 """Benchmark pymbrl's replay buffers against cpprb, Stable-Baselines3 and TorchRL.
 
-Measures, in one process, for every library that has the feature (obs 17 float32, action 6
-float32, reward float32, terminated/truncated bool, capacity 1,000,000 unless noted):
-
-(1) add 1 transition (numpy arrays for obs/action/next_obs, Python floats/bools for the scalars,
-    an episode end every 1000 steps), µs per call;
-(2) add a batch of 256 transitions in one call, µs per call;
-(3) uniform sample of 256 from a full buffer, µs per call (results materialised);
-(4) prioritized sample of 256 plus a priority update of those 256, µs per pair;
-(5) Atari-like frames (84x84 uint8, int64 action, capacity 100,000): add 1 and sample 32, µs, and
-    the process's resident-memory growth from before constructing the buffer to after filling it;
-(6) sequence sampling, 16 sequences of 64 steps, from full buffers of 100,000 and 10,000,000 rows.
-
-The measurement is ``pymbrl.bench.replay``, which also backs ``pymbrl bench replay``; this script
-runs it in full and writes the report. Each library is a small adapter class with the same
-methods; the timed loops call the libraries' documented public APIs the way a user's training loop
-would. Timings are medians over blocks of calls, the blocks of different libraries interleaved so
-that a burst of load on the machine hits them all. Everything runs with ``torch.set_num_threads(1)``.
+What is measured (adds, uniform, prioritized and sequence samples on 1M-row buffers, Atari frames
+and their memory) and how each library is driven: ``pymbrl.bench.replay``, which also backs
+``pymbrl bench replay``; this script runs it in full (a 10M-row sequence buffer; 1M with
+``--quick``) and writes the report. Timings are medians over blocks of calls, the blocks of
+different libraries interleaved so that a burst of load on the machine hits them all. Everything
+runs with ``torch.set_num_threads(1)``.
 
 It prints a markdown report and writes it into ``bench/RESULTS.md`` between the markers
 ``<!-- replay:begin -->`` and ``<!-- replay:end -->``, keeping the rest of that file.

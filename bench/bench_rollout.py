@@ -1,62 +1,19 @@
 """Benchmark pymbrl's batched branched model rollouts (MBPO) against mbrl-lib's ModelEnv and a per-state loop.
 
-Measures, in one process, model-transitions per second (model steps computed / seconds) of whole
-rollouts from N = 100,000 start states for horizons H = 1, 5 and 15 (MBPO's Hopper schedule grows
-the horizon from 1 to 15), each library starting from the start states and the policy in hand and
-ending with the rollout's valid transitions (every step up to the one that ends its rollout) picked
-out, as a training loop would add them to the policy's replay buffer. Every library uses:
+What is measured (model transitions per second of whole rollouts from N = 100,000 start states at
+horizons 1, 5 and 15, with the same 7-member Gaussian ensemble, policy, start states and Hopper
+termination for every library), how each peer is driven and how a device run differs:
+``pymbrl.bench.rollout``, which also backs ``pymbrl bench rollout``. This script runs it in full and
+writes the report. mbrl-lib pins gymnasium 0.26 and hydra-core 1.0.3, which breaks on Python 3.11,
+so ``make bench`` installs it without dependencies (with hydra-core 1.3.8 / omegaconf 2.3.0) into
+``build/peers/mbrl``, next to gymnasium 1.x in the benchmark's venv.
 
-- the same 7-member Gaussian ensemble, 5 elites, 4 hidden layers of 200 with SiLU, predicting
-  [delta observation, reward] with a soft-clamped log-variance, input normalisation (MBPO's model):
-  pymbrl's ``GaussianEnsemble`` (torch seed 0), its weights copied into the others;
-- Hopper sizes, obs 11 / action 3, and the Hopper termination rule (healthy: height > 0.7, |angle|
-  < 0.2, the rest of the state within 100);
-- one deterministic torch policy, a tanh MLP 11-64-64-3;
-- the same start states: a fixed random draw of plausible Hopper states (height 1.0-1.4, angle
-  within 0.1, joint angles within 0.3, velocities within 1).
-
-The ensemble is untrained, so its output layer is scaled to behave like a trained one: the mean
-outputs by 0.05 (a step moves the state little) and the log-variance outputs by 0.1 around -8
-(noise of standard deviation about 0.02); its normaliser is fitted on the start states and their
-actions. About 5% of the rollouts then end (the angle leaves its range) within 15 steps.
-
-The measurement (the problem, the adapters, the timing) is ``pymbrl.bench.rollout``, which also
-backs ``pymbrl bench rollout``; this script runs it in full and writes the report. Peers, each behind
-a small adapter with ``setup(problem)`` (untimed) and ``rollout(H, seed) -> (seconds, Summary)``:
-
-- pymbrl: ``pymbrl.rollout.branched_rollout(model, policy, start_obs, H, termination_fn=...,
-  generator=...)`` with ``pymbrl.tasks.termination.termination_fn("Hopper-v5")``: each row a random
-  elite with its noise, all rows as whole-batch tensor operations, finished rollouts masked.
-- mbrl-lib 0.2.0: ``mbrl.models.ModelEnv`` over ``OneDTransitionRewardModel(GaussianMLP(...,
-  propagation_method="random_model"))`` configured as its MBPO Hopper example (double-precision input
-  normaliser, ``mbrl.env.termination_fns.hopper``), driven as ``mbrl/algorithms/mbpo.py``'s
-  ``rollout_model_and_populate_sac_buffer`` does (numpy in and out, the agent on the whole batch).
-  On a GPU (``--device cuda``) that means host<->device copies at every step (the observations and
-  actions to the device, the predictions, rewards and done flags back to numpy, as ``SACAgent.act``
-  and ``ModelEnv.step(return_as_np=True)`` do them): that is what mbrl-lib's MBPO pays, so it is timed.
-  mbrl-lib pins gymnasium 0.26 and hydra-core 1.0.3, which breaks on Python 3.11, so ``make bench``
-  installs it without dependencies (with hydra-core 1.3.8 / omegaconf 2.3.0) into ``build/peers/mbrl``,
-  next to gymnasium 1.x in the benchmark's venv.
-- Python loop: ``pymbrl.bench.rollout_baseline``, one start state at a time with batch-1 calls of the
-  policy and of one random elite (its own ``nn.Sequential``). It is slow and its cost per transition
-  does not depend on N, so it runs on the first 300 start states only.
-
-By default everything runs on the CPU with ``torch.set_num_threads(1)``. With ``--device cuda`` the
-ensemble, the policy and the start states of pymbrl and mbrl-lib live on the GPU (pymbrl's
-generators are created there; mbrl-lib's ``GaussianMLP`` gets ``device=``, its ``ModelEnv`` a
-generator on the device, as ``mbpo.py`` makes it), and every timing calls
-``torch.cuda.synchronize()`` before reading the clock at its start and its end. The Python loop
-stays on the CPU even then: batch-1 calls on a GPU would measure kernel-launch latency, not a
-loop anyone would run there. Each horizon runs every library
-``repeats`` times, the libraries interleaved (their order rotating) so that a burst of load on the
-machine hits them all, after one warm-up rollout each; the tables show medians. Afterwards, the
-peak resident memory each batched library adds during one rollout at H = 1 and H = 15 is measured
-in a fresh child process per rollout (in this process, memory freed by earlier rollouts would be
-reused unseen), 3 times each (it varies by tens of MB from run to run). On a device run it is the
-device memory instead, in this process: ``torch.cuda.max_memory_allocated()`` during the rollout
-minus ``torch.cuda.memory_allocated()`` before it, after ``torch.cuda.reset_peak_memory_stats()``
-(the allocator counts the bytes of live tensors, so blocks it reuses from its cache are counted
-too); host memory is not measured there.
+Each horizon runs every library ``repeats`` times, the libraries interleaved (their order rotating)
+so that a burst of load on the machine hits them all, after one warm-up rollout each; the tables
+show medians. Afterwards, the peak resident memory each batched library adds during one rollout at
+H = 1 and H = 15 is measured in a fresh child process per rollout (in this process, memory freed by
+earlier rollouts would be reused unseen), 3 times each; on a device run, the device memory instead,
+in this process (host memory is not measured there).
 
 It prints a markdown report and writes it into ``bench/RESULTS.md`` between the markers
 ``<!-- rollout:begin -->`` and ``<!-- rollout:end -->`` (a device run: ``<!-- rollout-cuda:begin -->``

@@ -13,15 +13,17 @@ from pymbrl import cli
 from pymbrl.bench import mcts
 from pymbrl.bench.mcts import NA, POLICIES, PYMBRL, PYMBRL1, Bench, Cell, Settings
 
+from .table import cells
+
 
 def test_a_small_run_times_every_search_and_checks_its_trees():
     bench = Bench(Settings(libs=(PYMBRL1, "Python"), models=("flat",), simulations=(4,), repeats={4: 2}))
     bench.run()
     for policy in POLICIES:
-        cells = bench.results[("flat", policy, 4)]
-        assert isinstance(cells[PYMBRL1], Cell) and len(cells[PYMBRL1].total) == 2
-        assert cells[PYMBRL1].rate() > 0
-        assert isinstance(cells["Python"], Cell) if policy == "muzero" else cells["Python"] == NA
+        results = bench.results[("flat", policy, 4)]
+        assert isinstance(results[PYMBRL1], Cell) and len(results[PYMBRL1].total) == 2
+        assert results[PYMBRL1].rate() > 0
+        assert isinstance(results["Python"], Cell) if policy == "muzero" else results["Python"] == NA
     assert len(bench.checks) == len(POLICIES) + 1 and all("root visits ok" in c for c in bench.checks), bench.checks
     mean, batch_max, deepest = bench.depths[("flat", "muzero", 4)]
     assert 1 <= mean <= batch_max <= deepest <= 4
@@ -45,15 +47,12 @@ def test_settings_name_what_is_wrong(kwargs, message):
 def test_pymbrl_bench_mcts_quick_prints_pymbrl_rates_and_names_missing_peers(capsys):
     assert cli.main(["bench", "mcts", "--quick"]) == 0
     out = capsys.readouterr().out
-    header = next(line for line in out.splitlines() if line.startswith("model "))
-    columns = re.split(r"\s{2,}", header)
     for name in POLICIES.values():
-        row = next(line for line in out.splitlines() if f"{name} S={mcts.USER_SIMULATIONS}" in line)
-        cells = dict(zip(columns, re.split(r"\s{2,}", row)))
+        row = cells(out, "model ", rf"peaked\s+{name} S={mcts.USER_SIMULATIONS}\s")
         for lib in (PYMBRL, PYMBRL1):
-            assert float(cells[lib].replace(",", "")) > 0, row
+            assert float(row[lib].replace(",", "")) > 0, row
         # The Python search runs MuZero only, and it is always there to compare with.
-        assert (cells[f"{PYMBRL} / Python"].endswith("x") if name == "MuZero" else cells["Python"] == NA), row
+        assert (row[f"{PYMBRL} / Python"].endswith("x") if name == "MuZero" else row["Python"] == NA), row
     assert "check failed" not in out
     if importlib.util.find_spec("lzero") is None:
         assert "LightZero: skipped, not installed" in out and "pip download LightZero" in out

@@ -13,6 +13,8 @@ from pymbrl import cli
 from pymbrl.bench import replay
 from pymbrl.bench.replay import CASES, QUICK, USER_QUICK, Settings, label
 
+from .table import cells
+
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"libs": ("pymbrl", "reverb")}, "libs: expected a non-empty subset"),
@@ -43,12 +45,9 @@ def test_the_replay_benchmark_refuses_a_device_other_than_the_cpu():
 def test_pymbrl_bench_replay_quick_prints_pymbrl_times_and_names_missing_peers(capsys):
     assert cli.main(["bench", "replay", "--quick"]) == 0
     out = capsys.readouterr().out
-    lines = out.splitlines()
-    columns = re.split(r"\s{2,}", next(line for line in lines if line.startswith("case ")))
     for case in CASES:
-        row = next(line for line in lines if line.startswith(label(case, USER_QUICK)))
-        cells = dict(zip(columns, re.split(r"\s{2,}", row)))
-        assert float(cells["pymbrl"].replace(",", "")) > 0, row
+        row = cells(out, "case ", re.escape(label(case, USER_QUICK)))
+        assert float(row["pymbrl"].replace(",", "")) > 0, row
     assert "check failed" not in out and "WRONG" not in out
     for module, name, hint in (("cpprb", "cpprb", "pip install cpprb"),
                                ("stable_baselines3", "SB3", "pip install stable-baselines3"),

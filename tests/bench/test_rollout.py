@@ -11,6 +11,8 @@ import pytest
 from pymbrl import cli
 from pymbrl.bench.rollout import HORIZONS, PYMBRL, PYTHON, Settings
 
+from .table import cells
+
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"libs": ("pymbrl", "dreamer")}, "libs: expected a non-empty subset"),
@@ -26,13 +28,10 @@ def test_settings_name_what_is_wrong(kwargs, message):
 def test_pymbrl_bench_rollout_quick_prints_pymbrl_rates_and_names_missing_peers(capsys):
     assert cli.main(["bench", "rollout", "--quick"]) == 0
     out = capsys.readouterr().out
-    lines = out.splitlines()
-    columns = re.split(r"\s{2,}", next(line for line in lines if line.startswith("H ")))
     for horizon in HORIZONS:
-        row = next(line for line in lines if line.startswith(f"{horizon} "))
-        cells = dict(zip(columns, re.split(r"\s{2,}", row)))
-        assert float(cells[PYMBRL].replace(",", "")) > 0, row
-        assert cells[f"{PYMBRL} / {PYTHON}"].endswith("x"), row
+        row = cells(out, "H ", rf"{horizon}\s")
+        assert float(row[PYMBRL].replace(",", "")) > 0, row
+        assert row[f"{PYMBRL} / {PYTHON}"].endswith("x"), row
     # The loop runs the ensemble's own weights.
     assert f"{PYTHON}: max |difference| from pymbrl's member predictions on 1,000 start states: mean 0.0e+00" in out
     if importlib.util.find_spec("mbrl") is None:
