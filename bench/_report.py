@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
-import re
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pymbrl.bench.timing import (  # noqa: F401  (re-exported: the scripts import them from here)
+    Run,
+    clock,
+    load,
+    machine,
+    progress,
+    rotated,
+    short,
+    spread,
+    torch_device,
+    version,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -30,23 +41,6 @@ def add_sheeprl_path() -> None:
     """Append ``SHEEPRL_DIR`` to ``sys.path`` (once) when it exists."""
     if SHEEPRL_DIR.is_dir() and str(SHEEPRL_DIR) not in sys.path:
         sys.path.append(str(SHEEPRL_DIR))
-
-
-def machine() -> str:
-    """One line naming the OS, CPU model and logical CPU count."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()} ({platform.machine()}), {cpu}, {os.cpu_count()} logical CPUs"
-
-
-def load() -> str:
-    """The 1-minute load average, the best cheap hint of other work competing for the cores."""
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -107,22 +101,6 @@ def header(title: str, script: str, argv: list[str], load_before: str, *, machin
     ]
 
 
-def version(dist: str) -> str:
-    """The installed version of a distribution, or "?"."""
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def short(e: BaseException, limit: int = 160) -> str:
-    """An exception as one table-safe line of at most ``limit`` characters."""
-    text = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def names(text: str, choices, what: str, parser) -> list[str]:
     """The comma-separated ``text`` (any case) as a subset of ``choices``, in their order; an
     unknown name ends the program with the parser's usage error."""
@@ -158,54 +136,14 @@ def rate_tables(rates: dict[tuple[str, int], float], methods: dict[str, str], si
     return lines
 
 
-def spread(times: list[float]) -> float:
-    """(max - min) / median of repeated timings: how noisy a cell was (0 for a single timing)."""
-    return (max(times) - min(times)) / statistics.median(times) if len(times) > 1 else 0.0
-
-
-def progress(start: float, message: str) -> None:
-    """A progress line on stderr, with the seconds since ``start`` (a time.perf_counter value)."""
-    print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
-
-
-def rotated(seq, r: int) -> list:
-    """``seq`` as a list rotated left by ``r`` (modulo its length; empty for an empty ``seq``): the order of
-    repeat ``r``, so that no method always runs right after the same other one."""
-    k = r % len(seq) if len(seq) else 0
-    return list(seq[k:]) + list(seq[:k])
-
-
-def clock(device: torch.device) -> float:
-    """``time.perf_counter()``, after the torch ``device`` has finished the work queued on it (CUDA runs
-    asynchronously: without this, a timing would end before the GPU did)."""
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def parse_device(text: str, parser: argparse.ArgumentParser) -> torch.device:
-    """``--device`` as a torch.device; ends the program with the parser's usage error, before any
-    work, when it is not cpu or cuda[:N] or names a device this machine does not have."""
-    import torch
-
+    """``--device`` as a torch.device (:func:`pymbrl.bench.timing.torch_device`); ends the program with the
+    parser's usage error, before any work, when it is not cpu or cuda[:N] or names a device this machine
+    does not have."""
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
-    if device.type not in ("cpu", "cuda"):
-        parser.error(f"--device: expected cpu or cuda[:N], got {text!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            parser.error(f"--device {text}: CUDA is not available on this machine (torch.cuda.is_available() is "
-                         f"False; torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            parser.error(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-    return device
+        return torch_device(text)
+    except ValueError as error:
+        parser.error(f"--{error}")
 
 
 def section_name(section: str, device: torch.device) -> str:
@@ -285,17 +223,3 @@ def bench_parser(doc: str, quick: str, libs: tuple[str, ...] | None = None,
         parser.add_argument("--libs", default=",".join(libs),
                             help=f"comma-separated subset of {','.join(libs)} (any case; {libs_default})")
     return parser
-
-
-class Run:
-    """What every benchmark's run shares: the libraries under test by name (each with a
-    ``reason`` that is None when it can run) and progress lines timed from ``t0``."""
-
-    libs: dict
-    t0: float
-
-    def ready(self) -> dict:
-        return {n: a for n, a in self.libs.items() if a.reason is None}
-
-    def log(self, msg: str) -> None:
-        progress(self.t0, msg)

@@ -28,7 +28,7 @@ RANKS = {
     "envs": 1, "replay": 1, "dyna": 1, "mcts": 1,
     "models": 2, "tasks": 2,
     "rollout": 3,
-    "training": 4,
+    "training": 4, "bench": 4,
     "distributed": 5,
     "agents": 6,
     "cli": 7, "__main__": 7,

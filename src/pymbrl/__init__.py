@@ -17,6 +17,8 @@ tasks
     Termination and reward functions of the gymnasium tasks, for model rollouts.
 rollout
     Batched imagined rollouts of the models (branched, imagination, dreams, per-action) and dream envs.
+bench
+    Microbenchmarks against the libraries users would pick instead (``pymbrl bench``), on this machine.
 training
     The training layer: configs, run directories, checkpoints, logging, callbacks, seeding, stages.
 distributed

@@ -1,5 +1,6 @@
 """The ``pymbrl`` command line: ``train``, ``play`` and ``list`` for every agent, on the training
-layer (:mod:`pymbrl.training`), and ``dyna`` (Sutton & Barto's Figure 8.2).
+layer (:mod:`pymbrl.training`), ``dyna`` (Sutton & Barto's Figure 8.2) and ``bench`` (microbenchmarks
+against the installed peers, :mod:`pymbrl.bench`).
 
 A run's settings are its algorithm's config dataclass: defaults, then the env's preset, then the
 run directory's ``config.yaml`` (when resuming or continuing), then ``--config FILE``, then each
@@ -37,6 +38,20 @@ def _dyna(args: argparse.Namespace) -> int:
           f"in {seconds * 1000:.0f} ms")
     print(f"plot: {args.out}" if plot else f"plot: not drawn ({missing_extra('matplotlib')})")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    print(args.module.benchmark(args.settings))
+    return 0
+
+
+def _check_bench(args: argparse.Namespace) -> None:
+    import importlib
+
+    from pymbrl.bench.timing import torch_device
+
+    args.module = importlib.import_module(f"pymbrl.bench.{args.benchmark}")
+    args.settings = args.module.user_settings(torch_device(args.device), args.quick)
 
 
 class Reporter:
@@ -378,6 +393,9 @@ ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
 NAMES = {"sac": "SAC", "mbpo": "MBPO", "muzero": "MuZero", "sampled-muzero": "Sampled MuZero", "dreamer": "Dreamer",
          "world-models": "World Models", "i2a": "I2A"}
 STAGED = ("world-models", "i2a")
+BENCHMARKS = ("mcts", "replay", "rollout")
+"""``pymbrl bench`` NAME: the module :mod:`pymbrl.bench`.NAME, whose ``user_settings(device, quick)``
+checks the options and ``benchmark(settings)`` runs it."""
 DISTRIBUTED = ("muzero", "world-models")
 SUMMARIES = {"world-models": _world_models_summary, "i2a": _i2a_summary}
 ABOUT = {
@@ -447,6 +465,18 @@ def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all hardware threads)")
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna, check=_check_dyna)
+    p = sub.add_parser("bench", help="time pymbrl against whichever peers are installed, on this machine",
+                       description="Times pymbrl against whichever peers are installed (a missing one is named "
+                       "with how to get it) and prints the timings and pymbrl's ratio to each; about a minute. "
+                       "mcts: MuZero, Gumbel, Stochastic and Sampled MuZero searches of 256 roots against "
+                       "LightZero's compiled trees, mctx and a pure-Python search. replay: adds, uniform, "
+                       "prioritized and sequence samples, Atari frames, against cpprb, Stable-Baselines3 and "
+                       "TorchRL (CPU only). rollout: MBPO's branched rollouts of a 7-member ensemble against "
+                       "mbrl-lib's ModelEnv and a per-state Python loop.")
+    p.add_argument("benchmark", choices=BENCHMARKS)
+    p.add_argument("--device", default="cpu", help="where the torch models run: cpu (default), cuda or cuda:N")
+    p.add_argument("--quick", action="store_true", help="fewer and smaller timings: a smoke test of seconds")
+    p.set_defaults(run=_bench, check=_check_bench)
     p = sub.add_parser("train", help="train an agent (pymbrl list shows them)")
     algorithms = p.add_subparsers(dest="algorithm", required=True, metavar="ALGO")
     for name in NAMES:

@@ -8,7 +8,7 @@ is Python; the model is whatever callable it is given (here a small torch networ
 
 It depends on torch and numpy only, so it also runs on its own::
 
-    python bench/mcts_baseline.py
+    python -m pymbrl.bench.mcts_baseline
 """
 
 from __future__ import annotations

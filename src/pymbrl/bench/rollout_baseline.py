@@ -8,7 +8,7 @@ decides whether the rollout ends, and the transition is appended to a list.
 
 It depends on torch only, so it also runs on its own (random weights, Hopper-sized)::
 
-    python bench/rollout_baseline.py
+    python -m pymbrl.bench.rollout_baseline
 """
 
 from __future__ import annotations
