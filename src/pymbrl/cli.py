@@ -1,5 +1,5 @@
 """The ``pymbrl`` command line: ``train``, ``play`` and ``list`` for every agent, on the training
-layer (:mod:`pymbrl.training`), and ``dyna`` (Sutton & Barto's Figure 8.2).
+layer (:mod:`pymbrl.training`), ``dyna`` (Sutton & Barto's Figure 8.2) and ``demo`` (:mod:`pymbrl.demo`).
 
 A run's settings are its algorithm's config dataclass: defaults, then the env's preset, then the
 run directory's ``config.yaml`` (when resuming or continuing), then ``--config FILE``, then each
@@ -32,6 +32,24 @@ def _dyna(args: argparse.Namespace) -> int:
           f"in {seconds * 1000:.0f} ms")
     print(f"plot: {args.out}")
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pymbrl import demo
+
+    demo.run(args.out, quick=args.quick, seed=args.seed, write=lambda line: print(line, flush=True))
+    return 0
+
+
+def _check_demo(args: argparse.Namespace) -> None:
+    from pymbrl import demo
+
+    args.out = Path(args.out)
+    config = demo.agent_config(args.quick, args.seed)  # a refused seed names "seed", read as --seed
+    try:
+        demo.run_directory(args.out, config)
+    except ValueError as error:
+        raise ValueError(f"--out: {error}") from None
 
 
 class Reporter:
@@ -438,6 +456,14 @@ def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all hardware threads)")
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna, check=_check_dyna)
+    p = sub.add_parser("demo", help="a first run: the C++ search against pure Python, MuZero learning CartPole, "
+                                    "what to run next (about two minutes)")
+    p.add_argument("--out", default="pymbrl-demo", help="folder for the plots and the agent's run directory "
+                                                        "(default ./pymbrl-demo)")
+    p.add_argument("--quick", action="store_true", help="seconds instead of minutes, far too short to reach the target "
+                                                        "(to check that it runs)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the searched positions and the agent's run (default 0)")
+    p.set_defaults(run=_demo, check=_check_demo)
     p = sub.add_parser("train", help="train an agent (pymbrl list shows them)")
     algorithms = p.add_subparsers(dest="algorithm", required=True, metavar="ALGO")
     for name in NAMES:
