@@ -457,7 +457,7 @@ def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="dyna_maze.png", help="where to write the PNG plot")
     p.set_defaults(run=_dyna, check=_check_dyna)
     p = sub.add_parser("demo", help="a first run: the C++ search against pure Python, MuZero learning CartPole, "
-                                    "what to run next (about two minutes)")
+                                    "what to run next (about two minutes of CPU time)")
     p.add_argument("--out", default="pymbrl-demo", help="folder for the plots and the agent's run directory "
                                                         "(default ./pymbrl-demo)")
     p.add_argument("--quick", action="store_true", help="seconds instead of minutes, far too short to reach the target "

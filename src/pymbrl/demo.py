@@ -1,4 +1,4 @@
-"""``pymbrl demo``: the library's main job in about two minutes on a CPU, printed as it goes.
+"""``pymbrl demo``: the library's main job in about two minutes of CPU time, printed as it goes.
 
 1. The search: MuZero's batched search in C++ (:func:`pymbrl.mcts.muzero_policy`) against the
    readable pure-Python search it reproduces bit for bit (:mod:`pymbrl.mcts.reference`), on the same
