@@ -1,5 +1,6 @@
 # Every target sets up what it needs and can be run again safely.
-#   make demo   build and install into .venv, run the main job
+#   make demo   build and install into .venv, then pymbrl demo: the C++ search against pure Python, MuZero
+#               learning CartPole, what to run next (about two minutes of CPU time; its files in ./pymbrl-demo)
 #   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv
 #   make fuzz   the fuzz suite (tests/fuzz) with thousands of cases per target; prints each target's count
 #   make bench  benchmarks against baselines and peers; rewrites bench/RESULTS.md
@@ -110,8 +111,10 @@ wheel: $(VENV)/.ready
 install: wheel
 	$(call install_wheel,$(VENV))
 
+# DEMO_ARGS: options of pymbrl demo, e.g. --quick (seconds, for tests) or --out DIR.
+DEMO_ARGS ?=
 demo: install
-	$(VENV)/bin/pymbrl dyna --out dyna_maze.png
+	$(VENV)/bin/pymbrl demo $(DEMO_ARGS)
 
 test: test-cpp test-py
 

@@ -31,7 +31,8 @@ RANKS = {
     "training": 4, "bench": 4,
     "distributed": 5,
     "agents": 6,
-    "cli": 7, "__main__": 7,
+    "demo": 7,
+    "cli": 8, "__main__": 8,
 }
 """Rank of each top-level part of pymbrl: a module may import from lower ranks and its own part."""
 

@@ -108,7 +108,7 @@ def substitute(text: str, subs: tuple[tuple[str, str], ...], where: str) -> str:
 
 # Shell commands, by their text in the README.
 COMMANDS: dict[str, Run | Smoke | Refused | Skip] = {
-    "make demo": Run(timeout=900),
+    "make demo": Run((("make demo", "make demo DEMO_ARGS='--quick --out build/demo-test'"),), timeout=900),
     "pymbrl bench mcts": Run((("pymbrl bench mcts", "pymbrl bench mcts --quick"),)),
     "make test": Skip("this test runs inside make test"),
     "pymbrl train sac --env Pendulum-v1 --steps 3000 --set learning_starts=500": Run(

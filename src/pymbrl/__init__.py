@@ -10,7 +10,8 @@ replay
 dyna
     Tabular Dyna planning: Dyna-Q, Dyna-Q+, prioritized sweeping, tabular MDPs and runners.
 mcts
-    Batched MuZero, Gumbel MuZero and two-player search in C++, with an mctx-style API.
+    Batched MuZero, Gumbel MuZero and two-player search in C++, with an mctx-style API, and the
+    readable pure-Python search it reproduces bit for bit (``pymbrl.mcts.reference``).
 models
     Networks: Gaussian ensembles, DreamerV3's RSSM, MuZero's, World Models', I2A's and SAC's.
 tasks
@@ -26,6 +27,8 @@ distributed
     scatter/gather groups, joining or starting a cluster.
 agents
     SAC, MBPO, MuZero, Dreamer, World Models and I2A on one contract (train, load, act).
+demo
+    ``pymbrl demo``: the C++ search timed against the pure-Python one, MuZero learning CartPole, what next.
 """
 
 from __future__ import annotations

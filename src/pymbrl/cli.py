@@ -1,6 +1,6 @@
 """The ``pymbrl`` command line: ``train``, ``play`` and ``list`` for every agent, on the training
-layer (:mod:`pymbrl.training`), ``dyna`` (Sutton & Barto's Figure 8.2) and ``bench`` (microbenchmarks
-against the installed peers, :mod:`pymbrl.bench`).
+layer (:mod:`pymbrl.training`), ``dyna`` (Sutton & Barto's Figure 8.2), ``demo`` (:mod:`pymbrl.demo`) and
+``bench`` (microbenchmarks against the installed peers, :mod:`pymbrl.bench`).
 
 A run's settings are its algorithm's config dataclass: defaults, then the env's preset, then the
 run directory's ``config.yaml`` (when resuming or continuing), then ``--config FILE``, then each
@@ -52,6 +52,24 @@ def _check_bench(args: argparse.Namespace) -> None:
 
     args.module = importlib.import_module(f"pymbrl.bench.{args.benchmark}")
     args.settings = args.module.user_settings(torch_device(args.device), args.quick)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pymbrl import demo
+
+    demo.run(args.out, quick=args.quick, seed=args.seed, write=lambda line: print(line, flush=True))
+    return 0
+
+
+def _check_demo(args: argparse.Namespace) -> None:
+    from pymbrl import demo
+
+    args.out = Path(args.out)
+    config = demo.agent_config(args.quick, args.seed)  # a refused seed names "seed", read as --seed
+    try:
+        demo.run_directory(args.out, config)
+    except ValueError as error:
+        raise ValueError(f"--out: {error}") from None
 
 
 class Reporter:
@@ -477,6 +495,14 @@ def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="where the torch models run: cpu (default), cuda or cuda:N")
     p.add_argument("--quick", action="store_true", help="fewer and smaller timings: a smoke test of seconds")
     p.set_defaults(run=_bench, check=_check_bench)
+    p = sub.add_parser("demo", help="a first run: the C++ search against pure Python, MuZero learning CartPole, "
+                                    "what to run next (about two minutes of CPU time)")
+    p.add_argument("--out", default="pymbrl-demo", help="folder for the plots and the agent's run directory "
+                                                        "(default ./pymbrl-demo)")
+    p.add_argument("--quick", action="store_true", help="seconds instead of minutes, far too short to reach the target "
+                                                        "(to check that it runs)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the searched positions and the agent's run (default 0)")
+    p.set_defaults(run=_demo, check=_check_demo)
     p = sub.add_parser("train", help="train an agent (pymbrl list shows them)")
     algorithms = p.add_subparsers(dest="algorithm", required=True, metavar="ALGO")
     for name in NAMES:

@@ -290,6 +290,23 @@ def test_a_finished_run_continues_when_given_more_steps(tmp_path):
         muzero.train(config, tmp_path)
 
 
+def test_a_run_with_a_target_ends_at_the_first_evaluation_reaching_it_checkpointed(tmp_path):
+    # An untrained agent's CartPole return is about 10: the target 5 is reached at the first evaluation.
+    config = tiny(steps=400, eval_every=64, checkpoint_every=256, eval_episodes=1, target_return=5.0)
+    result = muzero.train(config, tmp_path)
+    assert [r["step"] for r in result.history] == [64] and result.history[0]["return"] >= 5.0
+    assert torch.load(checkpoint_file(tmp_path, "state.pt"), weights_only=True)["step"] == 64
+    again = muzero.train(config, tmp_path)  # done: running it again continues nothing
+    assert [(r["step"], r["return"]) for r in again.history] == [(64, result.history[0]["return"])]
+    # The target is not part of the run's identity: without it, the run goes on to its steps.
+    more = muzero.train(dataclasses.replace(config, target_return=None), tmp_path)
+    assert [r["step"] for r in more.history] == [64, 128, 192, 256, 320, 384, 400]
+    unreached = muzero.train(tiny(steps=128, eval_every=64, eval_episodes=1, target_return=500.0), tmp_path / "b")
+    assert [r["step"] for r in unreached.history] == [64, 128]
+    with pytest.raises(ValueError, match="^target_return: "):
+        tiny(target_return=float("inf"))
+
+
 def test_a_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
     config = tiny(steps=32, eval_every=32, eval_episodes=1, checkpoint_every=16)
     muzero.train(config, tmp_path)

@@ -1,5 +1,5 @@
 """Fuzz targets of pymbrl.mcts: the C++ search against the pure-Python reference of its spec
-(tests/mcts/reference.py) on random small problems, one and two players, with masks, depth limits,
+(pymbrl.mcts.reference) on random small problems, one and two players, with masks, depth limits,
 Q transforms, Gumbel's rescale_with_invalid, extreme but accepted model outputs, and trees kept by
 subtree() and searched again; a stateful test of the low-level Tree; and invalid inputs, which must
 raise an error naming the argument and leave the trees unchanged. (Stochastic and Sampled MuZero:
@@ -17,11 +17,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from mcts import reference  # tests/mcts: pytest puts tests/ on sys.path
-from mcts.reference_stochastic import revalidate
+from mcts.reference_stochastic import revalidate  # tests/mcts: pytest puts tests/ on sys.path
 from pymbrl import _core
 from pymbrl.mcts import (RecurrentOutput, Root, Tree, gumbel_muzero_policy, muzero_policy, qtransform_by_min_max,
-                         qtransform_by_parent_and_siblings)
+                         qtransform_by_parent_and_siblings, reference)
 
 LIMIT = 2.0**64  # |reward| and |value| accepted by the search
 # The Q transforms of pUCT, with the edges of their accepted parameters.

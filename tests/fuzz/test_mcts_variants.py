@@ -19,16 +19,15 @@ import pytest
 import torch
 from hypothesis import event, given
 from hypothesis import strategies as st
-from mcts import reference  # tests/mcts: pytest puts tests/ on sys.path
-from mcts import reference_sampled as sampled_reference
+from mcts import reference_sampled as sampled_reference  # tests/mcts: pytest puts tests/ on sys.path
 from mcts import reference_stochastic as stochastic_reference
 from mcts.hash_model import HashModel
 from mcts.reference_sampled import reference_sampled_batch
 from mcts.sampled_model import SampledHashModel
 from mcts.stochastic_helpers import StochasticHashModel
 from pymbrl import _core
-from pymbrl.mcts import (ChanceOutput, DecisionOutput, QTransform, Root, SampledRoot,
-                         gumbel_muzero_policy, muzero_policy, sampled_muzero_policy, stochastic_muzero_policy)
+from pymbrl.mcts import (ChanceOutput, DecisionOutput, QTransform, Root, SampledRoot, gumbel_muzero_policy,
+                         muzero_policy, reference, sampled_muzero_policy, stochastic_muzero_policy)
 from torch.distributions import Categorical, Independent, Normal, OneHotCategorical, Uniform
 
 from .test_mcts import LIMIT, QTRANSFORMS, reference_qtransform

@@ -1,1 +1,3 @@
-"""MCTS tests: a pure-Python reference search (reference.py) and test models (tictactoe.py, hash_model.py)."""
+"""MCTS tests: the C++ search against the pure-Python references (pymbrl.mcts.reference; for Stochastic
+and Sampled MuZero, reference_stochastic.py and reference_sampled.py here), with test models (tictactoe.py,
+hash_model.py)."""

@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
+from pymbrl.mcts.reference import BatchSearchResult, gumbel_muzero_search, muzero_search
+
 from .hash_model import HashModel
-from .reference import BatchSearchResult, gumbel_muzero_search, muzero_search
 
 _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import torch
 
-try:  # imported as the package tests.mcts (pytest) or with tests/mcts on sys.path
-    from .reference import RecurrentOutput
-except ImportError:  # pragma: no cover
-    from reference import RecurrentOutput
+from pymbrl.mcts.tree import RecurrentOutput
 
 _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9

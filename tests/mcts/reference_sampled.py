@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .reference import TREE_MIN_MAX, QTransform, Tree, muzero_select, simulate, softmax
+from pymbrl.mcts.reference import TREE_MIN_MAX, QTransform, Tree, muzero_select, simulate, softmax
 
 Draw = tuple[tuple, torch.Tensor]
 """One sampled action: (its elements as Python numbers, for equality; the tensor row itself [*event])."""

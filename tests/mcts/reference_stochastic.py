@@ -21,8 +21,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import reference
-from .reference import (
+from pymbrl.mcts import reference
+from pymbrl.mcts.reference import (
     Node,
     SearchResult,
     Tree,

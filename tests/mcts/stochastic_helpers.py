@@ -15,10 +15,10 @@ import torch
 
 from pymbrl.mcts import ChanceOutput, DecisionOutput, stochastic_muzero_policy
 from pymbrl.mcts import Root as MctsRoot
+from pymbrl.mcts.reference import BatchSearchResult
 
 from .fast_reference import HashStep, embedding_bits
 from .hash_model import HashModel
-from .reference import BatchSearchResult
 from .reference_stochastic import stochastic_muzero_search
 
 STATE_DIM, AFTERSTATE_DIM = 4, 3

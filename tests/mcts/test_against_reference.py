@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pymbrl.mcts import qtransform_by_min_max, qtransform_by_parent_and_siblings
+from pymbrl.mcts.reference import QTransform as RefQTransform
 
 from .fast_reference import reference_batch
 from .helpers import (
@@ -17,7 +18,6 @@ from .helpers import (
     random_invalid,
     search,
 )
-from .reference import QTransform as RefQTransform
 
 # (batch size, actions, simulations, options). Options: invalid (random root masks, some rows with
 # a single valid action), max_depth, neg_inf (probability of a -inf logit, roots and interior),

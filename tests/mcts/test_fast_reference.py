@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
+from pymbrl.mcts.reference import run_reference_batch
+
 from .fast_reference import HashStep, embedding_bits, reference_batch
 from .hash_model import HashModel
-from .reference import run_reference_batch
 
 
 @pytest.mark.parametrize("kwargs", [

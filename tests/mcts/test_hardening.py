@@ -15,11 +15,11 @@ import torch
 
 from pymbrl import _core
 from pymbrl.mcts import EmbeddingPool, RecurrentOutput, Root, Tree, gumbel_muzero_policy, muzero_policy
+from pymbrl.mcts.reference import DBL_MIN, muzero_search
 
 from .fast_reference import reference_batch
 from .hash_model import HashModel
 from .helpers import CountingModel, assert_matches_reference, hash_roots, random_invalid, search
-from .reference import DBL_MIN, muzero_search
 
 B, A = 3, 4
 LIMIT = 2.0**64  # the documented bound of |reward| and |value|

@@ -14,6 +14,7 @@ from pymbrl.mcts import (
     gumbel_muzero_policy,
     muzero_policy,
 )
+from pymbrl.mcts.reference import muzero_action_probabilities
 
 from .fast_reference import reference_batch
 from .hash_model import HashModel
@@ -24,7 +25,6 @@ from .helpers import (
     random_invalid,
     search,
 )
-from .reference import muzero_action_probabilities
 
 NOISY = {"muzero": dict(dirichlet_fraction=0.25, temperature=1.0), "gumbel": dict(gumbel_scale=1.0)}
 

@@ -13,11 +13,12 @@ import random
 import pytest
 import torch
 
+from pymbrl.mcts.reference import (DBL_MIN, completed_sigma, considered_visits, considered_visits_table,
+                                   gumbel_muzero_search, muzero_action_probabilities, muzero_search, portable_exp,
+                                   run_reference_batch, softmax, step_from_recurrent_fn)
+
 from . import tictactoe as ttt
 from .hash_model import HashModel
-from .reference import (DBL_MIN, completed_sigma, portable_exp, considered_visits, considered_visits_table,
-                        gumbel_muzero_search, muzero_action_probabilities, muzero_search, run_reference_batch,
-                        softmax, step_from_recurrent_fn)
 
 # --------------------------------------------------------------------------------------------
 # Small functions against hand-computed values

@@ -20,12 +20,12 @@ import pytest
 import torch
 
 from pymbrl.mcts import Root, gumbel_muzero_policy, muzero_policy
+from pymbrl.mcts.reference import Tree as RefTree
+from pymbrl.mcts.reference import (expand_with, gumbel_muzero_search, gumbel_simulations, muzero_search, muzero_select,
+                                   simulate, softmax)
 
 from .fast_reference import HashStep
 from .hash_model import HashModel
-from .reference import Tree as RefTree
-from .reference import (expand_with, gumbel_muzero_search, gumbel_simulations, muzero_search, muzero_select, simulate,
-                        softmax)
 
 A, B = 3, 6
 _MASK32 = 0xFFFFFFFF

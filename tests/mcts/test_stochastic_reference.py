@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from pymbrl.mcts import qtransform_by_min_max, qtransform_by_parent_and_siblings
+from pymbrl.mcts.reference import QTransform as RefQTransform
 
 from .fast_reference import embedding_bits, f32_bits
 from .helpers import assert_matches_reference, assert_same_output, random_invalid
-from .reference import QTransform as RefQTransform
 from .reference_stochastic import decide, new_tree, reroot, revalidate, simulate
 from .stochastic_helpers import StochasticHashModel, reference_batch
 

@@ -33,12 +33,8 @@ from typing import Any
 import torch
 
 from pymbrl.envs import tictactoe as simulator
+from pymbrl.mcts.reference import SearchResult, gumbel_muzero_search, muzero_search
 from pymbrl.models import tictactoe as search_model
-
-try:  # imported as the package tests.mcts (pytest) or with tests/mcts on sys.path
-    from .reference import SearchResult, gumbel_muzero_search, muzero_search
-except ImportError:  # pragma: no cover
-    from reference import SearchResult, gumbel_muzero_search, muzero_search
 
 NUM_ACTIONS = 9
 EMBEDDING_SIZE = 10
@@ -199,7 +195,7 @@ def reference_root(board: Sequence[int]) -> tuple[list[float], float, Embedding,
 
 
 def reference_step(embedding: Embedding, action: int) -> tuple[float, float, list[float], float, Embedding]:
-    """Pure-Python ``recurrent_fn`` for one game: the per-tree step function of reference.py."""
+    """Pure-Python ``recurrent_fn`` for one game: the per-tree step function of pymbrl.mcts.reference."""
     cells = list(embedding[:9])
     if embedding[9] > 0.5:  # the game is already over
         return 0.0, 0.0, [0.0] * 9, 0.0, tuple(embedding)

@@ -84,6 +84,8 @@ class MuZeroConfig(TrainConfig):
     steps: int = 50_000  # env steps of the run (summed over the envs); a finished run continues when given more
     eval_every: int = 5000  # env steps between evaluations
     eval_episodes: int = 20  # greedy-search episodes per evaluation (TicTacToe: games against each opponent)
+    target_return: float | None = None
+    """An evaluation whose return reaches this ends the run there, checkpointed (None: run all ``steps``)."""
     checkpoint_every: int = 5000  # env steps between checkpoints
     num_envs: int = 16  # envs playing together, one batched search for all of them per move
     num_simulations: int = 50  # search simulations per move
@@ -131,7 +133,8 @@ class MuZeroConfig(TrainConfig):
         """All but steps, device and how the work is spread over Ray actors: a run resumes on
         another cluster, or in one process."""
         spread = ("actors", "actor_moves", "max_policy_lag", "reanalyse_actors", "eval_actors", "ray_address")
-        return {k: v for k, v in super().identity().items() if k not in spread}
+        # Like steps, the target is when the run stops, not what it does: a run continues with another.
+        return {k: v for k, v in super().identity().items() if k not in (*spread, "target_return")}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -139,6 +142,8 @@ class MuZeroConfig(TrainConfig):
             integer(getattr(self, name), name, minimum=0)
         integer(self.actor_moves, "actor_moves")
         real(self.max_policy_lag, "max_policy_lag", low=0.0)
+        if self.target_return is not None and not math.isfinite(real(self.target_return, "target_return")):
+            raise ValueError(f"target_return: expected a finite number or None, got {self.target_return!r}")
         for name in ("reanalyse_actors", "eval_actors"):
             if getattr(self, name) and not self.actors:
                 raise ValueError(f"{name}: Ray actors beside self-play on Ray; with actors=0 use 0")
@@ -173,6 +178,17 @@ class MuZeroConfig(TrainConfig):
         object.__setattr__(self, "temperatures", checked_temperatures(self.temperatures))
 
 
+# ``pymbrl demo``'s agent: the CartPole preset with twice the batch, 16 simulations per move rather
+# than 25, the first update after 500 steps and an evaluation every 1000; the run stops at a greedy
+# return of 475. Seeds 0 and 1 get there in 7k-8k env steps (the preset: 10k-20k); seed 2 does not
+# in 20k. The runs behind these settings: examples/results/muzero.md.
+CARTPOLE_DEMO: dict[str, Any] = {
+    "env": "CartPole-v1", "steps": 20_000, "target_return": 475.0, "eval_every": 1000, "eval_episodes": 10,
+    "checkpoint_every": 5000, "num_simulations": 16, "num_envs": 16, "batch_size": 256, "updates_per_step": 0.25,
+    "warmup_steps": 500,
+}
+
+
 def make_env(config: MuZeroConfig, render_mode: str | None = None) -> gym.Env:
     """One env of ``config.env`` as the agent plays it (``gym.make``'s wrappers); ValueError naming
     ``env`` for an unknown env, one without a Discrete action space, or observations that are
@@ -200,6 +216,11 @@ def checked_temperatures(schedule: Any) -> tuple[tuple[float, float], ...]:
     if schedule[0][0] != 0.0 or any(a[0] >= b[0] for a, b in zip(schedule, schedule[1:])):
         raise ValueError(f"temperatures: expected fractions rising from 0.0, got {[f for f, _ in schedule]}")
     return schedule
+
+
+def reached(config: MuZeroConfig, history: list[dict[str, Any]]) -> bool:
+    """Whether the run's latest evaluation reached ``config.target_return``."""
+    return config.target_return is not None and bool(history) and history[-1]["return"] >= config.target_return
 
 
 def temperature(config: Any, progress: float) -> float:
@@ -290,7 +311,9 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
     search, mean over ``eval_episodes``; on TicTacToe the score against a perfect player, with the
     win/draw/loss counts against a random and a perfect one), ``episode_return`` (mean of the
     self-play games finished since the last record), ``updates``, the last update's losses and
-    ``seconds``. The result's agent is the greedy :class:`~pymbrl.agents.muzero_selfplay.Searcher`.
+    ``seconds``. With ``target_return``, the run ends (checkpointed) at the first record whose
+    return reaches it, and running it again does not continue it. The result's agent is the greedy
+    :class:`~pymbrl.agents.muzero_selfplay.Searcher`.
 
     With ``run_dir``, a checkpoint (after the first step at or past each multiple of
     ``checkpoint_every``, games in progress or not) holds the network, the optimiser, the game
@@ -340,7 +363,7 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
     step = run.step
     actors = Actors(c, network, buffer) if c.actors else None
     try:
-        while step < c.steps:
+        while step < c.steps and not reached(c, run.history):
             if actors is None:
                 _, ended = play.step(searcher, buffer, temperature(c, step / c.steps))
                 finished += [episode_return for episode_return, _ in ended]
@@ -378,7 +401,7 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
                 done = actors.evaluated(wait=due or step == c.steps)
                 if done is not None:
                     run.evaluated(done)
-            if due:
+            if due or (reached(c, run.history) and run.directory is not None):
                 run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
                                 "updates": updates, "owed": owed, "finished": list(finished), "parts": dict(parts),
                                 "play": play.state_dict() if actors is None else None,

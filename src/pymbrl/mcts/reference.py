@@ -1,10 +1,13 @@
-"""Pure-Python reference of pymbrl's MCTS semantics, one tree at a time.
+"""The readable pure-Python search that pymbrl's C++ core reproduces bit for bit: MuZero with its Q
+transforms, and Gumbel MuZero with sequential halving, completed Q and the mixed value, also
+continuing a kept tree, one tree at a time.
 
-This is a deliberately plain transcription of the specification the C++ core implements
-(tests/mcts/SPEC.md: MuZero with its Q transforms, and Gumbel MuZero with sequential halving,
-completed Q and the mixed value, also continuing a kept tree). The C++ core must reproduce it bit
-for bit, so every formula below is written in the specification's exact operation order and in float64 (Python floats); no numpy or torch
-touches the search arithmetic. Where the order of a float operation matters, the code says so.
+It is a plain transcription of the specification the C++ core implements (tests/mcts/SPEC.md in
+the source repository), written to be read: every formula is in the specification's exact operation
+order and in float64 (Python floats), and no numpy or torch touches the search arithmetic; where the
+order of a float operation matters, the code says so. The test suite requires the core's visit
+counts, Q values and values to equal these searches' exactly, so it is also the way to check, or
+time, the core against code you can step through (``pymbrl demo`` does both).
 
 Two layers:
 
@@ -15,9 +18,10 @@ Two layers:
   (RecurrentOutput(reward [B], discount [B], prior_logits [B, A], value [B]), next_embedding)``,
   by calling it on batch slices of size 1. The float32 outputs are converted exactly to float64.
 
-Noise: the reference tests use no noise (Dirichlet fraction 0, Gumbel scale 0). The searches still
-accept an explicit noise vector (``dirichlet_noise`` / ``gumbel``) so that the formulas that use
-them can be exercised, but they never draw random numbers themselves.
+Noise: the searches draw no random numbers of their own (MuZero at a temperature > 0 samples its
+action from a given ``random.Random``). They accept an explicit noise vector
+(``dirichlet_noise`` / ``gumbel``) so that the formulas that use it can be exercised; without one
+they equal the core's searches with Dirichlet fraction 0 and Gumbel scale 0.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from pymbrl.mcts.tree import RecurrentOutput
+
 # Smallest positive normal double; the mixed value floors priors at it (spec: DBL_MIN).
 DBL_MIN: float = sys.float_info.min
 
@@ -42,21 +48,8 @@ StepFn = Callable[[Any, int], StepResult]
 """``step(embedding, action) -> StepResult``: the per-tree recurrent function the searches call."""
 
 
-class RecurrentOutput(NamedTuple):
-    """Batched network outputs of one recurrent step (float32 tensors in the tests).
-
-    reward [B], discount [B], prior_logits [B, A], value [B]. The batch helper only reads these
-    attributes, so any object with the same field names works as well.
-    """
-
-    reward: torch.Tensor
-    discount: torch.Tensor
-    prior_logits: torch.Tensor
-    value: torch.Tensor
-
-
 # --------------------------------------------------------------------------------------------
-# Small pure functions (exposed so that tests can check them on hand-computed inputs)
+# Small pure functions (public, so that they can be checked on hand-computed inputs)
 # --------------------------------------------------------------------------------------------
 
 
@@ -682,7 +675,7 @@ def run_reference_batch(recurrent_fn: RecurrentFn, prior_logits: torch.Tensor, v
     dirichlet_noise [B, A] (MuZero, with dirichlet_fraction in search_kwargs).
 
     recurrent_fn is called with batch slices of size 1, so it must compute every output row from
-    its own input row only (as the tests' models do) for the results to equal a batched search.
+    its own input row only (as a network without batch norm does) for the results to equal a batched search.
     """
     if algorithm not in ("muzero", "gumbel_muzero"):
         raise ValueError(f"unknown algorithm {algorithm!r}")
