@@ -10,8 +10,14 @@ file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}/pymbrl")
 file(COPY "${CORE}" DESTINATION "${WORK}/pymbrl")
 file(WRITE "${WORK}/pymbrl/__init__.py" "")
+# Prepended, not replacing: pip's build isolation passes the build requirements on PYTHONPATH.
+if(DEFINED ENV{PYTHONPATH} AND NOT "$ENV{PYTHONPATH}" STREQUAL "")
+  set(path "${WORK}:$ENV{PYTHONPATH}")
+else()
+  set(path "${WORK}")
+endif()
 execute_process(
-  COMMAND "${CMAKE_COMMAND}" -E env "PYTHONPATH=${WORK}"
+  COMMAND "${CMAKE_COMMAND}" -E env "PYTHONPATH=${path}"
           "${PYTHON}" -m pybind11_stubgen pymbrl._core --exit-code -o "${WORK}/out"
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)
