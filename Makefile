@@ -1,6 +1,7 @@
 # Every target sets up what it needs and can be run again safely.
 #   make demo   build and install into .venv, run the main job
-#   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv
+#   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv beside
+#               the install matrix (the wheel in fresh venvs of Python 3.10 to 3.13)
 #   make fuzz   the fuzz suite (tests/fuzz) with thousands of cases per target; prints each target's count
 #   make bench  benchmarks against baselines and peers; rewrites bench/RESULTS.md
 #   make conformance  pymbrl's searches against mctx's on the same models (tests/mcts/test_against_mctx.py)
@@ -23,7 +24,7 @@ PIP        := -m pip install -q --disable-pip-version-check
 CPP_BUILD  := build/cpp-tests
 JOBS       ?= 2
 
-.PHONY: demo test test-cpp test-py fuzz bench conformance wheel install clean
+.PHONY: demo test test-cpp test-py test-install fuzz bench conformance wheel install clean
 
 # $(call install_wheel,VENV): replace pymbrl in VENV with the freshly built wheel (same version
 # number, so the first step forces it), then add whatever runtime dependencies are missing.
@@ -132,7 +133,11 @@ install: wheel
 demo: install
 	$(VENV)/bin/pymbrl dyna --out dyna_maze.png
 
-test: test-cpp test-py
+# pytest keeps one core busy (torch at one thread, tests in series), so the install matrix, mostly
+# compiling the wheel for three more Pythons, runs beside it at a lower priority; each target's
+# output is printed whole when it ends.
+test: test-cpp
+	$(MAKE) -j2 --output-sync=target test-py test-install
 
 test-cpp:
 	@if [ ! -f /usr/include/gtest/gtest.h ]; then \
@@ -146,6 +151,17 @@ test-cpp:
 test-py: wheel $(TEST_VENV)/.ready
 	$(call install_wheel,$(TEST_VENV))
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
+
+# The install matrix (tests/install/matrix.sh): the repaired wheel in a fresh Python 3.11 venv that
+# already has torch (the wheel may add numpy and nothing else), and wheels built from the same sdist
+# for pyenv's 3.10, 3.12 and 3.13 (no torch wheel for them here) with numpy only, each running
+# tests/install/smoke.py. A Python that is not installed is reported and left out.
+OTHER_PYTHONS := $(foreach v,3.10 3.12 3.13,$(lastword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python)))
+test-install: wheel
+	@for v in 3.10 3.12 3.13; do ls $(HOME)/.pyenv/versions/$$v.*/bin/python >/dev/null 2>&1 || \
+	  echo "test-install: no Python $$v under ~/.pyenv/versions, left out"; done
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) nice bash tests/install/matrix.sh build/install $(VENV)/bin/auditwheel $(TORCH) \
+	  $(PYTHON) $(OTHER_PYTHONS)
 
 # FUZZ_EXAMPLES cases per target (Hypothesis's statistics report how many each one ran and how long).
 FUZZ_EXAMPLES ?= 2000
