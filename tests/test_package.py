@@ -125,3 +125,19 @@ def test_the_wheel_has_its_license_markers_and_stubs():
         for name in classes:
             assert f"\nclass {name}:" in stubs[module], f"{module} does not describe {name}"
 
+
+def test_release_wheels_are_tested_by_the_install_smoke_test():
+    """Every cibuildwheel test command runs tests/install/smoke.py and requires only parts it has."""
+    import runpy
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
+    assert config["manylinux-x86_64-image"] == config["manylinux-aarch64-image"] == "manylinux_2_28"
+    parts = set(runpy.run_path(str(root / "tests" / "install" / "smoke.py"))["PARTS"])
+    commands = [config["test-command"]] + [o["test-command"] for o in config["overrides"] if "test-command" in o]
+    for command in commands:
+        assert command.startswith("python {project}/tests/install/smoke.py --require "), command
+        required = command.split("--require ")[1].split()
+        assert required and set(required) <= parts, f"{command}: unknown parts (the smoke test has {sorted(parts)})"
