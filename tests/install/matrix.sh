@@ -62,7 +62,8 @@ for PY in "$@"; do
   echo "== $("$PY" --version): wheel built from $(basename "$SDIST"), numpy only, no torch"
   "$PY" -m venv "$tag"
   "$tag/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps "$SDIST" -w "$tag-built"
-  PATH=$TOOLS:$PATH "$AUDITWHEEL" repair -w "$tag-repaired" "$tag"-built/pymbrl-*.whl > /dev/null
+  PATH=$TOOLS:$PATH "$AUDITWHEEL" repair -w "$tag-repaired" "$tag"-built/pymbrl-*.whl > "$tag-repair.log" 2>&1 ||
+    { cat "$tag-repair.log"; exit 1; }
   echo "repaired: $(basename "$tag"-repaired/pymbrl-*.whl)"
   "$tag/bin/python" "${PIP[@]}" numpy
   "$tag/bin/python" "${PIP[@]}" --no-deps "$tag"-repaired/pymbrl-*.whl
