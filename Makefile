@@ -27,10 +27,10 @@ JOBS       ?= 2
 
 .PHONY: demo test test-cpp test-py test-install fuzz bench conformance wheel install clean
 
-# $(call install_wheel,VENV): replace pymbrl in VENV with the freshly built wheel (same version
-# number, so the first step forces it), then add whatever runtime dependencies are missing.
+# $(call install_wheel,VENV,EXTRAS): replace pymbrl in VENV with the freshly built wheel (same version
+# number, so the first step forces it), then add whatever its dependencies and EXTRAS lack.
 install_wheel = $(1)/bin/python $(PIP) --force-reinstall --no-deps dist/pymbrl-*.whl && \
-	$(1)/bin/python $(PIP) dist/pymbrl-*.whl
+	$(1)/bin/python $(PIP) "$$(ls dist/pymbrl-*.whl)[$(2)]"
 
 # torch goes in first, pinned, so that nothing later pulls another build of it from the registry.
 $(VENV)/.ready:
@@ -115,9 +115,13 @@ $(PEERS)/sheeprl/.ready: $(PEERS)/.ready
 # complete and builds; torch is no build requirement, so isolation costs only the build tools), then
 # auditwheel repair to the oldest manylinux policy the wheel's symbols allow. dist/ ends with the
 # sdist and exactly one wheel, the repaired one.
+# The stamp makes a second make wheel with no source changed (make demo inside make test) a no-op
+# that leaves dist/ alone while the install matrix reads it.
 WHEELHOUSE := build/wheelhouse
-wheel: $(VENV)/.pkg-tools
-	rm -rf dist/pymbrl-* $(WHEELHOUSE) && mkdir -p dist
+WHEEL_SOURCES := $(shell git ls-files -- src cmake CMakeLists.txt pyproject.toml README.md LICENSE 2>/dev/null)
+wheel: dist/.wheel
+dist/.wheel: $(VENV)/.pkg-tools $(WHEEL_SOURCES)
+	rm -rf dist/pymbrl-* dist/.wheel $(WHEELHOUSE) && mkdir -p dist
 	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(VENV)/bin/python -m build -o $(WHEELHOUSE) .
 	mv $(WHEELHOUSE)/pymbrl-*.tar.gz dist/
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/auditwheel repair -w dist $(WHEELHOUSE)/pymbrl-*.whl
@@ -127,9 +131,10 @@ wheel: $(VENV)/.pkg-tools
 	PYTHONPATH=$(WHEELHOUSE)/unpacked $(VENV)/bin/python -c \
 	  "import pymbrl; print('the repaired wheel imports: pymbrl', pymbrl.build_info()['version'])"
 	@ls dist/pymbrl-*
+	touch $@
 
 install: wheel
-	$(call install_wheel,$(VENV))
+	$(call install_wheel,$(VENV),agents)
 
 # DEMO_ARGS: options of pymbrl demo, e.g. --quick (seconds, for tests) or --out DIR.
 DEMO_ARGS ?=
@@ -152,7 +157,7 @@ test-cpp:
 
 # The tests import the installed wheel, never the source tree (src/ is not on the path).
 test-py: wheel $(TEST_VENV)/.ready
-	$(call install_wheel,$(TEST_VENV))
+	$(call install_wheel,$(TEST_VENV),test)
 	PYMBRL_EXPECT_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -q tests
 
 # The install matrix (tests/install/matrix.sh): the repaired wheel in a fresh Python 3.11 venv that
@@ -169,13 +174,13 @@ test-install: wheel
 # FUZZ_EXAMPLES cases per target (Hypothesis's statistics report how many each one ran and how long).
 FUZZ_EXAMPLES ?= 2000
 fuzz: wheel $(TEST_VENV)/.ready
-	$(call install_wheel,$(TEST_VENV))
+	$(call install_wheel,$(TEST_VENV),test)
 	PYMBRL_EXPECT_INSTALLED=1 PYMBRL_FUZZ_PROFILE=fuzz PYMBRL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 	  $(TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/fuzz
 
 # The built wheel in the bench venv (where mctx is), against mctx: the tests skip without it.
 conformance: wheel $(BENCH_VENV)/.ready $(BENCH_VENV)/.pytest
-	$(call install_wheel,$(BENCH_VENV))
+	$(call install_wheel,$(BENCH_VENV),atari)
 	PYMBRL_EXPECT_INSTALLED=1 $(BENCH_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcts/test_against_mctx.py
 
 bench: conformance $(PEERS)/.ready $(PEERS)/mbrl/.ready $(PEERS)/sheeprl/.ready

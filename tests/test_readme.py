@@ -11,6 +11,7 @@ cleanly (exit status 130) with nothing left running.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -111,6 +112,11 @@ COMMANDS: dict[str, Run | Smoke | Refused | Skip] = {
     "make demo": Run((("make demo", "make demo DEMO_ARGS='--quick --out build/demo-test'"),), timeout=900),
     "pymbrl bench mcts": Run((("pymbrl bench mcts", "pymbrl bench mcts --quick"),)),
     "make test": Skip("this test runs inside make test"),
+    "pip install pymbrl": Skip("installs from the package index; make test-install installs the wheel in fresh "
+                               "venvs and checks that the core pulls only numpy beside torch"),
+    'pip install "pymbrl[agents]"': Skip("installs from the package index; the test venv has the wheel with "
+                                         "its test extra, which includes agents"),
+    "pymbrl demo": Run((("pymbrl demo", "pymbrl demo --quick"),)),
     "pymbrl train sac --env Pendulum-v1 --steps 3000 --set learning_starts=500": Run(
         (("--steps 3000 --set learning_starts=500", "--steps 600 --set learning_starts=300 --set hidden=32 "
           "--set eval_every=300 --set eval_episodes=1"),)),
@@ -322,3 +328,21 @@ def test_readme_python_block(first, workdir):
     script.write_text(code)
     done = _run_to_end([sys.executable, str(script)], workdir, recipe.timeout)
     assert done.returncode == 0, f"README.md:{block.line}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+
+
+def test_every_link_works_on_an_index_page():
+    """PyPI shows the README without the repository around it: a link is a web address or an anchor
+    of the README, and a web address into the repository names a file or folder that exists."""
+    text = README.read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    for link in links:
+        if link.startswith("#"):
+            assert link[1:] in anchors, f"{link}: no such heading in the README"
+            continue
+        assert link.startswith("https://"), f"{link}: a relative link breaks on an index page"
+        for prefix in ("https://github.com/pymbrl/pymbrl/blob/main/", "https://raw.githubusercontent.com/pymbrl/pymbrl/main/"):
+            if link.startswith(prefix):
+                path = link[len(prefix):].split("#")[0]
+                assert (ROOT / path).exists(), f"{link}: {path} is not in the repository"

@@ -42,7 +42,7 @@ py311/bin/python "${PIP[@]}" "$WHEEL"
 py311/bin/python -m pip list --format=freeze --disable-pip-version-check > after.txt
 py311/bin/python -m pip list --disable-pip-version-check
 py311/bin/pymbrl --version
-py311/bin/python "$SMOKE" --require import build_info mcts replay
+py311/bin/python "$SMOKE" --require import build_info dyna mcts replay
 status=0
 py311/bin/python - before.txt after.txt <<'EOF' || status=1
 import sys
@@ -67,7 +67,7 @@ for PY in "$@"; do
   echo "repaired: $(basename "$tag"-repaired/pymbrl-*.whl)"
   "$tag/bin/python" "${PIP[@]}" numpy
   "$tag/bin/python" "${PIP[@]}" --no-deps "$tag"-repaired/pymbrl-*.whl
-  "$tag/bin/python" "$SMOKE" --require import build_info
+  "$tag/bin/python" "$SMOKE" --require import build_info dyna
   echo "$(elapsed $t)"
 done
 exit $status

@@ -22,7 +22,7 @@ from pathlib import Path
 
 # What a skipped part may lack: the package's optional parts. A missing numpy (the core's one
 # dependency besides torch) or pymbrl itself is an error, never a skip.
-OPTIONAL = ("torch", "gymnasium")
+OPTIONAL = ("torch",)
 
 
 def check_import() -> str:
