@@ -142,8 +142,8 @@ demo: install
 	$(VENV)/bin/pymbrl demo $(DEMO_ARGS)
 
 # pytest keeps one core busy (torch at one thread, tests in series), so the install matrix, mostly
-# compiling the wheel for three more Pythons, runs beside it at a lower priority; each target's
-# output is printed whole when it ends.
+# compiling the wheel for three more Pythons, runs beside it at the lowest priority, one compile at a
+# time (so that the timing tests keep their share); each target's output is printed whole when it ends.
 test: test-cpp
 	$(MAKE) -j2 --output-sync=target test-py test-install
 
@@ -168,7 +168,7 @@ OTHER_PYTHONS := $(foreach v,3.10 3.12 3.13,$(lastword $(wildcard $(HOME)/.pyenv
 test-install: wheel
 	@for v in 3.10 3.12 3.13; do ls $(HOME)/.pyenv/versions/$$v.*/bin/python >/dev/null 2>&1 || \
 	  echo "test-install: no Python $$v under ~/.pyenv/versions, left out"; done
-	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) nice bash tests/install/matrix.sh build/install $(VENV)/bin/auditwheel $(TORCH) \
+	CMAKE_BUILD_PARALLEL_LEVEL=1 nice -n 19 bash tests/install/matrix.sh build/install $(VENV)/bin/auditwheel $(TORCH) \
 	  $(PYTHON) $(OTHER_PYTHONS)
 
 # FUZZ_EXAMPLES cases per target (Hypothesis's statistics report how many each one ran and how long).

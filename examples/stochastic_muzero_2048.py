@@ -7,7 +7,7 @@ Each run logs greedy-search evaluations (mean score of ``--eval-episodes`` games
 runs/stochastic_muzero_2048/<agent>-seed<k>/log.csv; the curves and the table then go to
 examples/results/stochastic_muzero_2048.{csv,png} (the measurements: stochastic_muzero_2048.md).
 
-    python examples/stochastic_muzero_2048.py --jobs 2       # 6 seeds x 2 agents, 80k env steps: ~10-20 min a run
+    python examples/stochastic_muzero_2048.py --jobs 2       # 6 seeds x 2 agents, 120k env steps: ~15-30 min a run
     python examples/stochastic_muzero_2048.py --plot-only   # the table, the plot and the comparison again
 """
 
@@ -55,7 +55,7 @@ def collect(seeds: list[int]) -> dict[str, dict[int, list[dict]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=80_000)
+    parser.add_argument("--steps", type=int, default=120_000)
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import os
 import pickle
+import select
 import shutil
 import signal
 import struct
@@ -472,9 +473,32 @@ def session_processes(session: int) -> dict[int, str]:
 
 COLLECT = """
 import sys
+import gymnasium as gym
 from pymbrl.agents import world_models as wm
+
+# The test signals once the games play: ViZDoom's init (seconds on a loaded machine) is one C++ call
+# that defers a worker's SIGTERM handler until it returns.
+step_async = gym.vector.AsyncVectorEnv.step_async
+stepped = []
+def announce(self, actions):
+    if not stepped:
+        stepped.append(True)
+        print("stepping", flush=True)
+    return step_async(self, actions)
+gym.vector.AsyncVectorEnv.step_async = announce
 wm.train(wm.WorldModelsConfig(env="VizdoomTakeCover-v1", rollouts=50, num_envs=2), sys.argv[1], stages=["collect"])
 """
+
+
+def wait_until_stepping(child: subprocess.Popen) -> bytes:
+    """Reads the output of a COLLECT ``child`` until it says its games play; returns what it read."""
+    deadline, early = time.monotonic() + 180, b""
+    while b"stepping" not in early:
+        assert child.poll() is None, (early + child.stdout.read()).decode()[-3000:]
+        assert time.monotonic() < deadline, "the games did not start"
+        if select.select([child.stdout], [], [], 0.2)[0]:
+            early += os.read(child.stdout.fileno(), 65536)
+    return early
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
@@ -491,15 +515,12 @@ def test_an_interrupted_vizdoom_collection_stops_at_once_and_leaves_nothing_behi
     child = subprocess.Popen([sys.executable, "-c", COLLECT, str(cwd / "run")], cwd=cwd, start_new_session=True,
                              env={**os.environ, "HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while list(session_processes(child.pid).values()).count("vizdoom") < 2:
-            assert child.poll() is None, child.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the games did not start"
-            time.sleep(0.2)
-        time.sleep(2)  # the games are playing
+        early = wait_until_stepping(child)
+        assert list(session_processes(child.pid).values()).count("vizdoom") == 2
+        time.sleep(1)  # the games are playing
         os.killpg(child.pid, signum)
         started = time.monotonic()
-        out = child.communicate(timeout=30)[0].decode()
+        out = (early + child.communicate(timeout=30)[0]).decode()
         assert time.monotonic() - started < 10
         if signum == signal.SIGINT:
             assert "KeyboardInterrupt" in out and child.returncode == -signal.SIGINT, out[-3000:]
@@ -547,12 +568,9 @@ def test_the_games_of_a_killed_driver_close_themselves(tmp_path):
     parent's death from the kernel and closes its game, so no process of the run is left."""
     pytest.importorskip("vizdoom")
     child = subprocess.Popen([sys.executable, "-c", COLLECT, str(tmp_path / "run")], cwd=tmp_path,
-                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while list(session_processes(child.pid).values()).count("vizdoom") < 2:
-            assert child.poll() is None and time.monotonic() < deadline, "the games did not start"
-            time.sleep(0.2)
+        wait_until_stepping(child)
         child.kill()
         child.wait()
         deadline = time.monotonic() + 10
