@@ -7,6 +7,8 @@ actions; finished games start their next episode in the same step. Every method 
 actions (a pool of 256 action rows [N] drawn before timing from ``numpy.random.default_rng(0)``, cycled):
 
 - pymbrl: ``pymbrl.envs.atari.AtariVectorEnv("ALE/Breakout-v5", N, seed=0)``, one object for the N games;
+- pymbrl on ale-py: the same with ``backend="ale-py", num_threads=1``: ale-py's vector env (below) inside
+  pymbrl's contract, whose cost is the difference between the two;
 - ale-py's vector env (ale-py 0.12): ``ale_py.vector_env.AtariVectorEnv("breakout", N, num_threads=1,
   autoreset_mode=SAME_STEP)`` with the same preprocessing (its own C++ loop: a pool of worker threads steps the
   games and resizes with OpenCV), ``reset(seed=0)``; with 1 worker thread, the one core pymbrl uses, and with its
@@ -98,13 +100,14 @@ WARMUP_STEPS = 2     # untimed, before each timed run
 
 METHODS = {
     "pymbrl": "pymbrl `AtariVectorEnv`",
+    "pymbrl_ale": "pymbrl `AtariVectorEnv(backend=\"ale-py\")`, 1 worker thread",
     "alevec": "ale-py `AtariVectorEnv`, 1 worker thread",
     "alevec_default": "ale-py `AtariVectorEnv`, default worker threads (min(N, hardware threads))",
     "sync": "gymnasium `SyncVectorEnv` x N wrapped envs",
     "async": "gymnasium `AsyncVectorEnv` x N wrapped envs",
     "ale": "bare ale-py loop (emulator + screens only)",
 }
-PYMBRL, ALEVEC, ALEVEC_DEFAULT, SYNC, ASYNC, ALE = METHODS
+PYMBRL, PYMBRL_ALE, ALEVEC, ALEVEC_DEFAULT, SYNC, ASYNC, ALE = METHODS
 # ale-py's vector env with pymbrl's settings, every one spelled out even where it is ale-py's default.
 # max_num_frames_per_episode counts emulated frames: 27,000 agent steps of 4 frames, pymbrl's limit.
 ALE_VECTOR_SETTINGS = {"frameskip": 4, "maxpool": True, "grayscale": True, "img_height": 84, "img_width": 84,
@@ -138,10 +141,10 @@ class Method:
 
 
 class Pymbrl(Stepper):
-    def __init__(self, n: int):
+    def __init__(self, n: int, backend: str = "pymbrl"):
         from pymbrl.envs.atari import AtariVectorEnv
 
-        self.env = AtariVectorEnv(ENV_ID, n, seed=0)
+        self.env = AtariVectorEnv(ENV_ID, n, seed=0, backend=backend, num_threads=1)
         self.env.reset()
 
     def step(self, actions):
@@ -334,7 +337,8 @@ def compare(actions: np.ndarray, cv2_ready: bool) -> Comparison:
 
 
 def make(name: str, n: int) -> Stepper:
-    return {PYMBRL: lambda: Pymbrl(n), ALEVEC: lambda: AleVector(n, 1), ALEVEC_DEFAULT: lambda: AleVector(n, 0),
+    return {PYMBRL: lambda: Pymbrl(n), PYMBRL_ALE: lambda: Pymbrl(n, "ale-py"),
+            ALEVEC: lambda: AleVector(n, 1), ALEVEC_DEFAULT: lambda: AleVector(n, 0),
             SYNC: lambda: Gymnasium(n, False), ASYNC: lambda: Gymnasium(n, True), ALE: lambda: BareAle(n)}[name]()
 
 
@@ -486,7 +490,7 @@ def report(bench: Bench, argv: list[str], load_before: str) -> str:
     if skipped:
         lines += ["- Not run: " + "; ".join(skipped) + "."]
     rates = {key: cell.rate() for key, cell in cells.items()}
-    lines += ["", *rate_tables(rates, METHODS, sizes, PYMBRL, (ALEVEC, ALEVEC_DEFAULT, SYNC, ASYNC),
+    lines += ["", *rate_tables(rates, METHODS, sizes, PYMBRL, (PYMBRL_ALE, ALEVEC, ALEVEC_DEFAULT, SYNC, ASYNC),
                                      "Agent steps")]
     if (ALE, ALE_N) in cells:
         bare = cells[(ALE, ALE_N)].rate()
@@ -609,12 +613,12 @@ def vector_lines(bench: Bench) -> list[str]:
         f"{c.steps:,} steps ({c.scored:,} of them scored), game overs in {c.terminated_equal:,}.",
     ]
 
-    def over_pymbrl(name: str) -> str:
-        return ", ".join(f"N={n:,}: {ratio(cells[(name, n)].rate(), cells[(PYMBRL, n)].rate())}"
-                         for n in bench.args.sizes if (name, n) in cells and (PYMBRL, n) in cells)
+    def ratio_over(name: str, base: str) -> str:
+        return ", ".join(f"N={n:,}: {ratio(cells[(name, n)].rate(), cells[(base, n)].rate())}"
+                         for n in bench.args.sizes if (name, n) in cells and (base, n) in cells)
 
-    if (one := over_pymbrl(ALEVEC)):
-        default = over_pymbrl(ALEVEC_DEFAULT)
+    if (one := ratio_over(ALEVEC, PYMBRL)):
+        default = ratio_over(ALEVEC_DEFAULT, PYMBRL)
         lines += [
             "", f"Conclusion. On one core, ale-py's vector env runs at {one} pymbrl's rate"
             + (f"; with its default threads at {default}" if default else "") + " (this run's load: see above). "
@@ -624,10 +628,15 @@ def vector_lines(bench: Bench) -> list[str]:
             "grows, the emulator takes most of either step and the gap narrows. (A one-off `cProfile` of pymbrl's "
             "step on this machine, under load: at N = 1 the emulator calls took 44% of it, the torch resize 26%, "
             "the conversions around it and Python the rest; at N = 16 the emulator calls took 80%, the frame "
-            "processing 12%.) pymbrl's env is not rebuilt on ale-py's: ale-py's exposes no game's emulator, so it "
-            "cannot keep pymbrl's exact per-game `get_state` / `set_state` (a second ALE per game kept in step "
-            "would emulate every frame twice), and its episode starts and lost lives would change what pymbrl's "
-            "games play (above).",
+            "processing 12%.)",
+            "", "So pymbrl's env offers ale-py's as a backend: `AtariVectorEnv(..., backend=\"ale-py\")` steps "
+            "ale-py's env and keeps pymbrl's contract around it (frames last, the info keys with unclipped episode "
+            "returns, truncation in agent steps, seeds from (seed, i), checked actions)"
+            + (f", at {wrapped} the rate of ale-py's own env on the same thread" if (wrapped := ratio_over(
+                PYMBRL_ALE, ALEVEC)) else "") + ". pymbrl's own loop stays the default: it has the exact per-game "
+            "`get_state` / `set_state` that the agents' exact resume needs, which ale-py's env cannot give (it "
+            "exposes no game's emulator, and a second ALE per game kept in step would emulate every frame twice), "
+            "and the episode starts and lost lives (above) that pymbrl's Atari results were played with.",
         ]
     return lines
 
@@ -648,6 +657,7 @@ def methods_for(sizes: tuple[int, ...]) -> tuple[dict[str, Method], str]:
     threads = os.cpu_count() or 1
     return {
         PYMBRL: Method(PYMBRL, sizes),
+        PYMBRL_ALE: Method(PYMBRL_ALE, sizes, vector_reason),
         ALEVEC: Method(ALEVEC, sizes, vector_reason),
         # Its default runs min(N, hardware threads) workers: where that is 1, it is the row above.
         ALEVEC_DEFAULT: Method(ALEVEC_DEFAULT, tuple(n for n in sizes if min(n, threads) > 1), vector_reason),

@@ -432,7 +432,9 @@ def test_step_and_states_before_reset_and_after_close():
     env.reset()
     env.step([0, 0])
     env.close()
-    with pytest.raises(gym.error.ResetNeeded):
+    with pytest.raises(gym.error.ClosedEnvironmentError, match="step: the env is closed"):
         env.step([0, 0])
+    with pytest.raises(gym.error.ResetNeeded):
+        env.get_state(0)
     with pytest.raises(gym.error.ClosedEnvironmentError):
         env.reset()

@@ -326,3 +326,45 @@ def test_atari_set_state_refuses_corrupted_states_before_ale_sees_them(data):
     after = env.get_state(0)
     assert all(torch.equal(after[k], good[k]) if isinstance(good[k], torch.Tensor) else after[k] == good[k]
                for k in good)
+
+
+# --------------------------------------------------------------------------------------------------
+# Atari on ale-py's vector env: pymbrl checks the actions that ale-py only asserts on
+
+@functools.cache
+def _atari_on_ale_py():
+    pytest.importorskip("ale_py.vector_env")
+    from pymbrl.envs.atari import AtariVectorEnv
+
+    env = AtariVectorEnv(num_envs=2, seed=0, backend="ale-py", num_threads=1)
+    env.reset()
+    return env
+
+
+_ACTION_LIKE = st.one_of(
+    st.lists(st.integers(-(2**70), 2**70) | st.integers(-2, 5), min_size=0, max_size=3),
+    st.lists(st.floats(allow_nan=True) | st.booleans(), min_size=2, max_size=2),
+    st.builds(lambda v, dtype, shape: np.full(shape, v).astype(dtype),
+              st.integers(-300, 300), st.sampled_from(["int8", "uint8", "int32", "int64", "uint64", "float32", "bool"]),
+              st.sampled_from([(2,), (1,), (3,), (2, 1), ()])),
+    st.none(), st.text(max_size=3),
+)
+
+
+@given(actions=_ACTION_LIKE)
+def test_atari_ale_py_backend_steps_exactly_the_valid_actions(actions):
+    """An action batch is taken exactly when it is integers of shape (2,) in [0, 4); any other is
+    refused with TypeError / ValueError naming ``actions``, before ale-py sees it."""
+    env = _atari_on_ale_py()
+    a = np.asarray(actions, dtype=object)
+    valid = (a.shape == (2,) and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                                     for v in a.tolist()) and all(0 <= v < 4 for v in a.tolist()))
+    event(f"valid={valid}")
+    try:
+        obs, *_ = env.step(actions)
+    except (TypeError, ValueError) as error:
+        assert str(error).startswith("actions"), error
+        assert not valid, (actions, error)
+    else:
+        assert valid, actions
+        assert obs.shape == (2, 84, 84, 4)

@@ -7,6 +7,8 @@ the max of the last two frames, grayscale, 84x84, a stack of the last 4 frames, 
 It has the contract of :class:`pymbrl.envs.minipacman.MiniPacmanVectorEnv`: same-step autoreset,
 the same ``info`` keys, seeds that reproduce bit for bit, and per-game states
 (:meth:`~AtariVectorEnv.get_state` / :meth:`~AtariVectorEnv.set_state`) that replay the game.
+``backend="ale-py"`` hands the stepping to ale-py's threaded C++ vector env
+(``ale_py.vector_env.AtariVectorEnv``) inside the same contract, without per-game states.
 
 Needs the ``ale-py`` package (``pip install ale-py``; its wheels ship the ROMs).
 
@@ -56,6 +58,8 @@ _DIGEST_BYTES = 16
 
 MAX_ENVS = 1024
 """The most games one :class:`AtariVectorEnv` emulates (one ALE instance each)."""
+BACKENDS = ("pymbrl", "ale-py")
+"""What emulates and preprocesses the games of an :class:`AtariVectorEnv`; see its ``backend``."""
 MAX_OBSERVATION_BYTES = 1 << 30
 """The largest observation batch (num_envs x screen_size^2 x frame_stack bytes) an env may hold."""
 _MAX_NOOPS = 10_000
@@ -63,6 +67,7 @@ _MAX_FRAME_SKIP = 1_000
 _MAX_FRAME_STACK = 64
 _MAX_SCREEN_SIZE = 1_024
 _MAX_EPISODE_STEPS = 2**31 - 1  # episode lengths are handed out as int32
+_MAX_ALE_SEED = 2**31 - 1  # ale-py's vector env takes a game's seed as a C int
 
 
 def _bounded(value: Any, name: str, low: int, high: int) -> int:
@@ -111,6 +116,12 @@ def _load_ale(env_id: Any) -> tuple[Any, str]:
     return ale_py, spec.kwargs["game"]
 
 
+def _frames_last(frames: np.ndarray) -> np.ndarray:
+    """ale-py's observations uint8 [N, stack, S, S] as a new array [N, S, S, stack] (torch's
+    permuting copy is faster than numpy's here)."""
+    return torch.from_numpy(frames).permute(0, 2, 3, 1).contiguous().numpy()
+
+
 def _generator(seed: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,))))
 
@@ -153,6 +164,19 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         Agent steps after which an episode is truncated, at most 2**31 - 1 (episode lengths are
         int32); 0: after 2**31 - 1. 27,000 (108,000 frames, 30 minutes of play) as ale-py's
         ``-v5`` ids.
+    backend : str
+        ``"pymbrl"`` (default): one ``ale_py.ALEInterface`` per game, stepped from Python on the
+        calling thread, with per-game states (:meth:`get_state` / :meth:`set_state`), which the
+        agents' exact resume needs. ``"ale-py"``: ale-py's threaded C++ vector env
+        (``ale_py.vector_env.AtariVectorEnv``) steps and preprocesses the games, and this class
+        keeps its contract around it (frames last, the ``info`` keys, unclipped episode returns,
+        seeds from (seed, i), ``max_episode_steps`` in agent steps, checked arguments); it has no
+        per-game states, and it plays ale-py's episode starts (FIRE for one frame, then fewer
+        NOOPs) and no FIRE after a lost life, so its games are not the ``"pymbrl"`` backend's.
+        Faster where the fixed cost of a step matters (few games): ``bench/RESULTS.md``, Atari.
+    num_threads : int
+        Worker threads of the ``"ale-py"`` backend (0: ale-py's default, min(num_envs, CPU
+        cores)). The ``"pymbrl"`` backend steps on the calling thread: 0 or 1.
 
     Notes
     -----
@@ -188,8 +212,10 @@ class AtariVectorEnv(gym.vector.VectorEnv):
     These keys are in every step's info, as in ``MiniPacmanVectorEnv``. Every returned array is
     new (the next step never overwrites it).
 
-    Speed: the emulator takes most of a step: about 65 us a frame on a 2-core VM, where 16
-    Breakout games ran 160 steps/s (2,600 agent steps, 10,000 frames a second).
+    With ``backend="ale-py"``, observations, actions, ``info`` and the seeds' reproducibility are
+    as above; the frames are ale-py's (resized by OpenCV's area interpolation; a new episode's
+    first observation stacks its first frame with black ones), and :meth:`get_state` /
+    :meth:`set_state` raise NotImplementedError.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
@@ -197,7 +223,7 @@ class AtariVectorEnv(gym.vector.VectorEnv):
     def __init__(self, env_id: str = "ALE/Breakout-v5", num_envs: int = 16, seed: int | None = None, *,
                  noop_max: int = 30, frame_skip: int = 4, frame_stack: int = 4, screen_size: int = 84,
                  clip_rewards: bool = True, repeat_action_probability: float = 0.0,
-                 max_episode_steps: int = 27_000) -> None:
+                 max_episode_steps: int = 27_000, backend: str = "pymbrl", num_threads: int = 0) -> None:
         ale_py, self.game = _load_ale(env_id)
         self.env_id = env_id
         # Every size is bounded before anything is allocated or emulated.
@@ -216,25 +242,37 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         self.repeat_action_probability = real(repeat_action_probability, "repeat_action_probability", low=0.0,
                                               high=1.0)
         self.max_episode_steps = _bounded(max_episode_steps, "max_episode_steps", 0, _MAX_EPISODE_STEPS)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.num_threads = _bounded(num_threads, "num_threads", 0, MAX_ENVS)
+        if backend == "pymbrl" and self.num_threads > 1:
+            raise ValueError(f"num_threads: backend='pymbrl' steps its games on the calling thread, expected 0 or 1, "
+                             f"got {self.num_threads} (backend='ale-py' runs worker threads)")
         self._seed = resolve_seed(seed)
 
-        rom = str(ale_py.roms.get_rom_path(self.game))
         # Logging is global to ale-py; Error mode silences its banner and per-game messages.
         ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
-        self._ale_state = ale_py.ALEState
         self._ales = []
-        for _ in range(self.num_envs):
-            ale = ale_py.ALEInterface()
-            # Sticky actions are drawn here from each game's own stream, so ALE's generator (used
-            # for nothing else) stays unused; a fixed seed keeps it off the clock.
-            ale.setInt("random_seed", 0)
-            ale.setFloat("repeat_action_probability", 0.0)
-            ale.loadROM(rom)
-            self._ales.append(ale)
-        # The emulator's own generator (which fills RAM on every reset_game) is in its state: a
-        # seeded reset restores this just-loaded state so that its games replay from scratch.
-        self._boot = self._ales[0].cloneState()
-        minimal = self._ales[0].getMinimalActionSet()
+        self._vector = None
+        if backend == "ale-py":
+            self._vector = self._make_vector()
+            minimal = self._vector.ale.get_action_set()
+        else:
+            rom = str(ale_py.roms.get_rom_path(self.game))
+            self._ale_state = ale_py.ALEState
+            for _ in range(self.num_envs):
+                ale = ale_py.ALEInterface()
+                # Sticky actions are drawn here from each game's own stream, so ALE's generator (used
+                # for nothing else) stays unused; a fixed seed keeps it off the clock.
+                ale.setInt("random_seed", 0)
+                ale.setFloat("repeat_action_probability", 0.0)
+                ale.loadROM(rom)
+                self._ales.append(ale)
+            # The emulator's own generator (which fills RAM on every reset_game) is in its state: a
+            # seeded reset restores this just-loaded state so that its games replay from scratch.
+            self._boot = self._ales[0].cloneState()
+            minimal = self._ales[0].getMinimalActionSet()
         self._codes = [int(a.value) for a in minimal]
         self.action_meanings = tuple(a.name for a in minimal)
         self._fire = _FIRE in self._codes
@@ -254,6 +292,21 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         self._lengths = np.zeros(n, np.int64)
         self._previous = [_NOOP] * n  # the action of each game's last frame, which sticky actions repeat
         self._started = False
+        self._closed = False
+
+    def _make_vector(self) -> Any:
+        """ale-py's vector env with this env's settings. Its rewards stay unclipped (the episode
+        returns need the scores); its own truncation, in emulated frames, is off: this class
+        truncates in agent steps."""
+        from ale_py.vector_env import AtariVectorEnv as AleVectorEnv
+
+        return AleVectorEnv(self.game, self.num_envs, num_threads=self.num_threads,
+                            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, frameskip=self.frame_skip,
+                            maxpool=True, grayscale=True, img_height=self.screen_size, img_width=self.screen_size,
+                            stack_num=self.frame_stack, noop_max=self.noop_max, use_fire_reset=True,
+                            episodic_life=False, reward_clipping=False,
+                            repeat_action_probability=self.repeat_action_probability,
+                            max_num_frames_per_episode=_MAX_EPISODE_STEPS, full_action_space=False)
 
     # ----------------------------------------------------------------------------------------------
     # Emulation
@@ -324,7 +377,7 @@ class AtariVectorEnv(gym.vector.VectorEnv):
 
         Returns ``(obs uint8 [N, S, S, frame_stack], {})``. ``options`` is accepted and ignored.
         """
-        if not self._ales:
+        if self._closed:
             raise gym.error.ClosedEnvironmentError("reset: the env is closed")
         if seed is not None:
             seed = resolve_seed(seed)
@@ -333,14 +386,24 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         elif not self._started:
             seed = self._seed
         if seed is not None:
-            for i, ale in enumerate(self._ales):
-                self._rngs[i] = _generator(seed, i)
+            self._rngs = [_generator(seed, i) for i in range(self.num_envs)]
+            for ale in self._ales:
                 ale.restoreState(self._boot)
+        if self._vector is not None:
+            obs, _ = self._vector.reset(seed=self._vector_seeds(range(self.num_envs)))
+            self._returns[:] = 0.0
+            self._lengths[:] = 0
+            self._started = True
+            return _frames_last(obs), {}
         for i in range(self.num_envs):
             self._start(i)
         self._frames[:] = self._observe(slice(None))[..., None]
         self._started = True
         return self._frames.copy(), {}
+
+    def _vector_seeds(self, games: Any) -> np.ndarray:
+        """A seed for ale-py's reset of each of ``games``, drawn from the game's stream."""
+        return np.array([int(self._rngs[i].integers(0, _MAX_ALE_SEED)) for i in games], np.int64)
 
     def _check_actions(self, actions: Any) -> list[int]:
         if isinstance(actions, torch.Tensor):
@@ -366,9 +429,13 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         truncated bool [N], info)``; see the class notes for ``info``. A refused ``actions``
         (TypeError / ValueError naming it) changes nothing.
         """
+        if self._closed:
+            raise gym.error.ClosedEnvironmentError("step: the env is closed")
         if not self._started:
             raise gym.error.ResetNeeded("step: call reset() before the first step")
         actions = self._check_actions(actions)
+        if self._vector is not None:
+            return self._step_vector(actions)
         n = self.num_envs
         scores = np.empty(n, np.float64)
         terminated = np.empty(n, bool)
@@ -410,15 +477,55 @@ class AtariVectorEnv(gym.vector.VectorEnv):
                 "episode_length": episode_length}
         return frames.copy(), rewards, terminated, truncated, info
 
+    def _step_vector(self, actions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                         dict[str, Any]]:
+        """:meth:`step` of the ``"ale-py"`` backend: ale-py steps and autoresets the games that
+        ended; this adds the truncation in agent steps (a reset of those games) and the info keys."""
+        obs, scores, game_over, _, ale_info = self._vector.step(np.asarray(actions, np.int64))
+        scores = scores.astype(np.float64)
+        self._returns += scores
+        self._lengths += 1
+        terminated = game_over.astype(bool)
+        truncated = ~terminated & (self._lengths >= (self.max_episode_steps or _MAX_EPISODE_STEPS))
+        ended = terminated | truncated
+        n = self.num_envs
+        final_obs = np.zeros((n, *self.single_observation_space.shape), np.uint8)
+        episode_return = np.zeros(n, np.float32)
+        episode_length = np.zeros(n, np.int32)
+        if ended.any():
+            if terminated.any():
+                final_obs[terminated] = ale_info["final_obs"][terminated].transpose(0, 2, 3, 1)
+            if truncated.any():
+                final_obs[truncated] = obs[truncated].transpose(0, 2, 3, 1)
+                games = np.flatnonzero(truncated)
+                restarted, _ = self._vector.reset(seed=self._vector_seeds(games), options={"reset_mask": truncated})
+                obs[truncated] = restarted[truncated]
+            episode_return[ended] = self._returns[ended]
+            episode_length[ended] = self._lengths[ended]
+            self._returns[ended] = 0.0
+            self._lengths[ended] = 0
+        rewards = (np.sign(scores) if self.clip_rewards else scores).astype(np.float32)
+        info = {"final_obs": final_obs, "_final_obs": ended, "episode_return": episode_return,
+                "episode_length": episode_length}
+        return _frames_last(obs), rewards, terminated, truncated, info
+
     def close_extras(self, **kwargs: Any) -> None:
         """Frees the emulators; :meth:`reset` and :meth:`step` refuse to run afterwards."""
+        if self._vector is not None:
+            self._vector.close()
+            self._vector = None
         self._ales = []
         self._started = False
+        self._closed = True
 
     # ----------------------------------------------------------------------------------------------
     # Game states
 
     def _game_index(self, index: Any) -> int:
+        if self._vector is not None:
+            raise NotImplementedError("backend='ale-py' has no per-game states: ale-py's vector env does not expose "
+                                      "its games' emulators; make the env with backend='pymbrl' to save and restore "
+                                      "games")
         index = integer(index, "index", minimum=0)
         if index >= self.num_envs:
             raise IndexError(f"index: expected an integer in [0, {self.num_envs}), got {index}")
