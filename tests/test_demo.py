@@ -29,7 +29,7 @@ def test_the_quick_demo_shows_the_search_the_agent_and_what_next_and_writes_the_
     assert "the saved agent, loaded and played greedily: returns" in text
     # What next: the commands, and where the plots are.
     for command in (f"pymbrl play muzero --run-dir {run_dir.relative_to(tmp_path)}", "pymbrl dyna", "pymbrl list",
-                    "make bench"):
+                    "pymbrl bench mcts", "make bench"):
         assert command in text, command
     for plot in (out / "search_speed.png", run_dir / "learning_curve.png"):
         assert plot.stat().st_size > 0 and str(plot.relative_to(tmp_path)) in text

@@ -233,7 +233,8 @@ def run(out: Path, *, quick: bool = False, seed: int = 0, write: Callable[[str],
         ("an agent's settings (--set F=V)", "pymbrl train ALGO --help"),
         ("Dyna-Q in C++: S&B's Figure 8.2", "pymbrl dyna"),
         ("this run in TensorBoard", f"tensorboard --logdir {out}"),
-        ("benchmarks vs mctx, LightZero...", "make bench  (in a source checkout; writes bench/RESULTS.md)"),
+        ("time the search here vs its peers", "pymbrl bench mcts  (against the LightZero and mctx you have)"),
+        ("every benchmark, as published", "make bench  (in a source checkout; writes bench/RESULTS.md)"),
     ]
     width = max(len(what) for what, _ in rows)
     for what, command in rows:
