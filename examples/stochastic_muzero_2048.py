@@ -4,11 +4,14 @@ sizes, simulations, env steps and seeds; only the model and the search differ (M
 deterministic dynamics and pUCT, or afterstates, learned chance codes and chance nodes).
 
 Each run logs greedy-search evaluations (mean score of ``--eval-episodes`` games) to
-runs/stochastic_muzero_2048/<agent>-seed<k>/log.csv; the curves and the table then go to
-examples/results/stochastic_muzero_2048.{csv,png} (the measurements: stochastic_muzero_2048.md).
+runs/stochastic_muzero_2048/<agent>-seed<k>/log.csv. examples/results/stochastic_muzero_2048.csv is
+the record of every seed's evaluations, wherever they ran: a run adds its seeds to it (or replaces
+them), then the plot (.png) and the comparison cover every seed recorded (the measurements:
+stochastic_muzero_2048.md).
 
-    python examples/stochastic_muzero_2048.py --jobs 2       # 6 seeds x 2 agents, 120k env steps: ~15-30 min a run
-    python examples/stochastic_muzero_2048.py --plot-only   # the table, the plot and the comparison again
+    python examples/stochastic_muzero_2048.py --jobs 2              # seeds 0-5 x 2 agents, 120k env steps
+    python examples/stochastic_muzero_2048.py --seeds 6 7 --jobs 2  # two more seeds, added to the record
+    python examples/stochastic_muzero_2048.py --plot-only           # the plot and the comparison again
 """
 
 from __future__ import annotations
@@ -46,11 +49,27 @@ def run(search: str, seed: int, steps: int, eval_every: int, eval_episodes: int)
     return time.perf_counter() - start
 
 
-def collect(seeds: list[int]) -> dict[str, dict[int, list[dict]]]:
+def recorded(path: Path) -> dict[str, dict[int, list[dict]]]:
+    """The evaluations of every agent and seed in the results CSV ``path`` (empty if it is missing)."""
+    curves: dict[str, dict[int, list[dict]]] = {name: {} for name in AGENTS}
+    if path.is_file():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                curves[row["agent"]].setdefault(int(row["seed"]), []).append(
+                    {"step": int(row["step"]), **{k: float(row[k]) for k in ("return", "episode_return", "seconds")}})
+    return curves
+
+
+def collect() -> dict[str, dict[int, list[dict]]]:
+    """Every agent's evaluations by seed: the results CSV (runs made elsewhere or earlier), with
+    each seed that has a run directory here read from its log instead."""
     from pymbrl.training.curves import read_log
 
-    return {name: {seed: read_log(RUNS / f"{search}-seed{seed}" / "log.csv") for seed in seeds
-                   if (RUNS / f"{search}-seed{seed}" / "log.csv").is_file()} for name, search in AGENTS.items()}
+    curves = recorded(OUT.with_suffix(".csv"))
+    for name, search in AGENTS.items():
+        for log in RUNS.glob(f"{search}-seed*/log.csv"):
+            curves[name][int(log.parent.name.rsplit("seed", 1)[1])] = read_log(log)
+    return {name: dict(sorted(by_seed.items())) for name, by_seed in curves.items()}
 
 
 def main() -> None:
@@ -73,7 +92,7 @@ def main() -> None:
             print(f"{search} seed {seed}: {s / 60:.1f} min")
     from pymbrl.training.curves import plot_learning_curves
 
-    curves = collect(args.seeds)
+    curves = collect()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with open(OUT.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.writer(f)
@@ -82,19 +101,26 @@ def main() -> None:
             for seed, history in by_seed.items():
                 writer.writerows([name, seed, r["step"], r["return"], r["episode_return"], r["seconds"]]
                                  for r in history)
+    seeds = sorted(set().union(*curves.values()))
     means = plot_learning_curves(curves, OUT.with_suffix(".png"), ylabel="score (greedy search)",
-                                 title=f"2048 3x3: same network, 25 simulations, {len(args.seeds)} seeds")
+                                 title=f"2048 3x3: same network, 25 simulations, {len(seeds)} seeds")
     for name, by_step in means.items():
         last = [h[-1]["return"] for h in curves[name].values()]
         print(f"{name}: mean score by step {by_step}; final per seed {last} (mean {np.mean(last):.1f})")
-    compare(curves, args.window_from or args.steps * 3 // 4)
+    compare(curves, args.window_from or args.steps * 3 // 4, args.steps)
 
 
-def compare(curves: dict[str, dict[int, list[dict]]], start: int) -> None:
-    """Prints each seed's mean score over the evaluations at env steps >= ``start`` for both agents
-    and their paired difference (a single evaluation of 32 games is noisy: the window averages it)."""
+def compare(curves: dict[str, dict[int, list[dict]]], start: int, steps: int) -> None:
+    """Prints each seed's mean score over the evaluations at env steps in [``start``, ``steps``] for
+    both agents and their paired difference (a single evaluation of 32 games is noisy: the window
+    averages it), over the seeds both agents ran to ``steps``."""
     (a, by_a), (b, by_b) = curves.items()
-    seeds = sorted(set(by_a) & set(by_b))
+    seeds = sorted(s for s in set(by_a) & set(by_b) if min(by_a[s][-1]["step"], by_b[s][-1]["step"]) >= steps)
+    left_out = sorted((set(by_a) | set(by_b)) - set(seeds))
+    if left_out:
+        print(f"seeds left out of the comparison (not run to {steps} env steps by both agents): {left_out}")
+    curves = {name: {seed: [r for r in by_seed[seed] if r["step"] <= steps] for seed in seeds}
+              for name, by_seed in curves.items()}
     window = {name: {seed: np.mean([r["return"] for r in by_seed[seed] if r["step"] >= start]) for seed in seeds}
               for name, by_seed in curves.items()}
     diffs = np.array([window[a][s] - window[b][s] for s in seeds])
