@@ -1,6 +1,6 @@
 # Every target sets up what it needs and can be run again safely.
 #   make demo   build and install into .venv, then pymbrl demo: the C++ search against pure Python, MuZero
-#               learning CartPole, what to run next (about two minutes of CPU time; its files in ./pymbrl-demo)
+#               learning CartPole, what to run next (under a minute of CPU time; its files in ./pymbrl-demo)
 #   make test   GoogleTest through ctest, then pytest against the built wheel in a clean venv, then
 #               the install matrix (the wheel in fresh venvs of Python 3.10 to 3.13)
 #   make fuzz   the fuzz suite (tests/fuzz) with thousands of cases per target; prints each target's count

@@ -502,7 +502,7 @@ def _parser(help_for: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer and smaller timings: a smoke test of seconds")
     p.set_defaults(run=_bench, check=_check_bench)
     p = sub.add_parser("demo", help="a first run: the C++ search against pure Python, MuZero learning CartPole, "
-                                    "what to run next (about two minutes of CPU time)")
+                                    "what to run next (under a minute of CPU time)")
     p.add_argument("--out", default="pymbrl-demo", help="folder for the plots and the agent's run directory "
                                                         "(default ./pymbrl-demo)")
     p.add_argument("--quick", action="store_true", help="seconds instead of minutes, far too short to reach the target "

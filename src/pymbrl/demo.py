@@ -1,4 +1,4 @@
-"""``pymbrl demo``: the library's main job in about two minutes of CPU time, printed as it goes.
+"""``pymbrl demo``: the library's main job in under a minute of CPU time, printed as it goes.
 
 1. The search: MuZero's batched search in C++ (:func:`pymbrl.mcts.muzero_policy`) against the
    readable pure-Python search it reproduces bit for bit (:mod:`pymbrl.mcts.reference`), on the same
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -148,8 +149,11 @@ class Progress(Callbacks):
         self.write, self.started = write, time.perf_counter()
 
     def on_record(self, stage: str, record: dict[str, Any]) -> None:
+        # A record's self-play return is NaN when no self-play episode ended since the last one.
+        played = record["episode_return"]
+        played = "  -  " if math.isnan(played) else f"{played:5.1f}"
         self.write(f"  {time.perf_counter() - self.started:5.0f} s  env step {record['step']:>6}  greedy return "
-                   f"{record['return']:5.1f}  (self-play {record['episode_return']:5.1f}, {record['updates']} updates)")
+                   f"{record['return']:5.1f}  (self-play {played}, {record['updates']} updates)")
 
 
 def run(out: Path, *, quick: bool = False, seed: int = 0, write: Callable[[str], None] = print) -> dict[str, Any]:
