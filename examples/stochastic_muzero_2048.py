@@ -12,6 +12,7 @@ stochastic_muzero_2048.md).
     python examples/stochastic_muzero_2048.py --jobs 2              # seeds 0-5 x 2 agents, 120k env steps
     python examples/stochastic_muzero_2048.py --seeds 6 7 --jobs 2  # two more seeds, added to the record
     python examples/stochastic_muzero_2048.py --plot-only           # the plot and the comparison again
+    python examples/stochastic_muzero_2048.py --plot-only --compare 6 7   # of some seeds only
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one process and one core each")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--compare", type=int, nargs="+", default=None, metavar="SEED",
+                        help="the recorded seeds the plot and the comparison cover (default: all)")
     parser.add_argument("--window-from", type=int, default=None,
                         help="compare the agents' mean scores from this many env steps on (default: the last quarter)")
     args = parser.parse_args()
@@ -101,6 +104,8 @@ def main() -> None:
             for seed, history in by_seed.items():
                 writer.writerows([name, seed, r["step"], r["return"], r["episode_return"], r["seconds"]]
                                  for r in history)
+    if args.compare is not None:
+        curves = {name: {s: h for s, h in by_seed.items() if s in args.compare} for name, by_seed in curves.items()}
     seeds = sorted(set().union(*curves.values()))
     means = plot_learning_curves(curves, OUT.with_suffix(".png"), ylabel="score (greedy search)",
                                  title=f"2048 3x3: same network, 25 simulations, {len(seeds)} seeds")
