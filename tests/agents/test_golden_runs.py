@@ -1,4 +1,4 @@
-"""Every agent's short seeded run gives exactly the records recorded before issue 20's refactor
+"""Every agent's short seeded run gives the records recorded before issue 20's refactor
 (tests/data/golden_runs.json; see tests/data/make_golden_runs.py): moving code into the training
 layer changed nothing any agent learns. Each run goes through the one contract,
 ``pymbrl.agents.train(config, run_dir, callbacks=...)``."""
@@ -16,9 +16,16 @@ from golden_runs import RUNS, golden_config, record
 GOLDEN = json.loads((Path(__file__).parents[1] / "data" / "golden_runs.json").read_text())
 
 
+# The records were made on one CPU; another runs torch's and MKL's kernels for its own instruction
+# set (AVX2 against AVX-512), and float sums round differently. On an AVX-512 Xeon the largest
+# relative difference over the six runs was 2.4e-4 (MBPO's return, after its model rollouts), the
+# others' at most 6e-6; counts, keys and lengths stay exact.
+REL_TOL = 2e-3
+
+
 def same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-9)
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):

@@ -472,9 +472,14 @@ def session_processes(session: int) -> dict[int, str]:
 
 
 COLLECT = """
-import sys
+import signal, sys
 import gymnasium as gym
 from pymbrl.agents import world_models as wm
+
+# Ctrl-C as in a Python started from a terminal. An ignored signal stays ignored across exec, and
+# pytest's process may ignore SIGINT by now (a ViZDoom game started in it by an earlier test sets
+# that); a child started so would rightly ignore Ctrl-C, which is not what this test is about.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The test signals once the games play: ViZDoom's init (seconds on a loaded machine) is one C++ call
 # that defers a worker's SIGTERM handler until it returns.
@@ -523,9 +528,9 @@ def test_an_interrupted_vizdoom_collection_stops_at_once_and_leaves_nothing_behi
         # after SIGINT took 22-26 s in CI (alone, about 2 s).
         out = (early + child.communicate(timeout=90)[0]).decode()
         if signum == signal.SIGINT:
-            assert "KeyboardInterrupt" in out and child.returncode == -signal.SIGINT, out[-3000:]
+            assert "KeyboardInterrupt" in out and child.returncode == -signal.SIGINT, (child.returncode, out[-3000:])
         else:
-            assert child.returncode == 128 + signal.SIGTERM, out[-3000:]
+            assert child.returncode == 128 + signal.SIGTERM, (child.returncode, out[-3000:])
         time.sleep(0.5)
         assert session_processes(child.pid) == {}
     finally:
