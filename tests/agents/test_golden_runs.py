@@ -16,10 +16,10 @@ from golden_runs import RUNS, golden_config, record
 GOLDEN = json.loads((Path(__file__).parents[1] / "data" / "golden_runs.json").read_text())
 
 
-# The records were made on one CPU; another runs torch's and MKL's kernels for its own instruction
-# set (AVX2 against AVX-512), and float sums round differently. On an AVX-512 Xeon the largest
-# relative difference over the six runs was 2.4e-4 (MBPO's return, after its model rollouts), the
-# others' at most 6e-6; counts, keys and lengths stay exact.
+# The records were made on an AMD EPYC; another CPU runs other kernels of torch and MKL (chosen by
+# its instruction set), whose float sums round differently. On an Intel Xeon with AVX-512 the
+# largest relative difference over the six runs was 2.4e-4 (MBPO's return, after its model
+# rollouts), the others' at most 6e-6; counts, keys and lengths stay exact.
 REL_TOL = 2e-3
 
 
