@@ -476,9 +476,10 @@ import signal, sys
 import gymnasium as gym
 from pymbrl.agents import world_models as wm
 
-# Ctrl-C as in a Python started from a terminal. An ignored signal stays ignored across exec, and
-# pytest's process may ignore SIGINT by now (a ViZDoom game started in it by an earlier test sets
-# that); a child started so would rightly ignore Ctrl-C, which is not what this test is about.
+# Ctrl-C as in a Python started from a terminal. An ignored signal stays ignored across exec, and in
+# CI pytest's process ignored SIGINT by the time this test ran (which earlier test leaves it so is
+# not found; with SIGINT ignored in pytest, this test failed the same way alone); a child started so
+# rightly ignores Ctrl-C, which is not what this test is about.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The test signals once the games play: ViZDoom's init (seconds on a loaded machine) is one C++ call
