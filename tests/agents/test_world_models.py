@@ -476,10 +476,9 @@ import signal, sys
 import gymnasium as gym
 from pymbrl.agents import world_models as wm
 
-# Ctrl-C as in a Python started from a terminal. An ignored signal stays ignored across exec, and in
-# CI pytest's process ignored SIGINT by the time this test ran (which earlier test leaves it so is
-# not found; with SIGINT ignored in pytest, this test failed the same way alone); a child started so
-# rightly ignores Ctrl-C, which is not what this test is about.
+# Ctrl-C as in a Python started from a terminal. An ignored signal stays ignored across exec, and
+# pytest may run with SIGINT ignored: a shell starts a background job (`make test &`, nohup) so. A
+# child started from it rightly ignores Ctrl-C, which is not what this test is about.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The test signals once the games play: ViZDoom's init (seconds on a loaded machine) is one C++ call
