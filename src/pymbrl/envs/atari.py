@@ -449,9 +449,8 @@ class AtariVectorEnv(gym.vector.VectorEnv):
             self._lives[i] = lives
             scores[i] = score
             terminated[i] = ale.game_over()
-        self._returns += scores
-        self._lengths += 1
-        truncated = ~terminated & (self._lengths >= (self.max_episode_steps or _MAX_EPISODE_STEPS))
+        rewards, truncated, episodes = self._tally(scores, terminated)
+        ended = episodes["_final_obs"]
 
         frames = self._frames
         # Shifting the whole buffer down one byte moves every frame one channel older; the byte that
@@ -460,54 +459,47 @@ class AtariVectorEnv(gym.vector.VectorEnv):
         flat = frames.reshape(-1)
         flat[:-1] = flat[1:]
         frames[..., -1] = self._observe(slice(None))
-        ended = terminated | truncated
         final_obs = np.zeros_like(frames)
-        episode_return = np.zeros(n, np.float32)
-        episode_length = np.zeros(n, np.int32)
         if ended.any():
             games = np.flatnonzero(ended)
             final_obs[games] = frames[games]
-            episode_return[games] = self._returns[games]
-            episode_length[games] = self._lengths[games]
             for i in games:
                 self._start(int(i))
             frames[games] = self._observe(games)[..., None]
+        return frames.copy(), rewards, terminated, truncated, {"final_obs": final_obs, **episodes}
+
+    def _tally(self, scores: np.ndarray, terminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Adds a step's scores float64 [N] to the games' episodes, both backends' bookkeeping.
+        Returns (rewards float32 [N], clipped if the env clips; truncated bool [N]; the ``info``
+        keys but ``final_obs``: ``_final_obs``, and the ended episodes' ``episode_return`` and
+        ``episode_length``, 0 elsewhere); the ended episodes' counts start again from 0."""
+        self._returns += scores
+        self._lengths += 1
+        truncated = ~terminated & (self._lengths >= (self.max_episode_steps or _MAX_EPISODE_STEPS))
+        ended = terminated | truncated
+        episodes = {"_final_obs": ended, "episode_return": np.where(ended, self._returns, 0.0).astype(np.float32),
+                    "episode_length": np.where(ended, self._lengths, 0).astype(np.int32)}
+        self._returns[ended] = 0.0
+        self._lengths[ended] = 0
         rewards = (np.sign(scores) if self.clip_rewards else scores).astype(np.float32)
-        info = {"final_obs": final_obs, "_final_obs": ended, "episode_return": episode_return,
-                "episode_length": episode_length}
-        return frames.copy(), rewards, terminated, truncated, info
+        return rewards, truncated, episodes
 
     def _step_vector(self, actions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                          dict[str, Any]]:
         """:meth:`step` of the ``"ale-py"`` backend: ale-py steps and autoresets the games that
         ended; this adds the truncation in agent steps (a reset of those games) and the info keys."""
         obs, scores, game_over, _, ale_info = self._vector.step(np.asarray(actions, np.int64))
-        scores = scores.astype(np.float64)
-        self._returns += scores
-        self._lengths += 1
         terminated = game_over.astype(bool)
-        truncated = ~terminated & (self._lengths >= (self.max_episode_steps or _MAX_EPISODE_STEPS))
-        ended = terminated | truncated
-        n = self.num_envs
-        final_obs = np.zeros((n, *self.single_observation_space.shape), np.uint8)
-        episode_return = np.zeros(n, np.float32)
-        episode_length = np.zeros(n, np.int32)
-        if ended.any():
-            if terminated.any():
-                final_obs[terminated] = ale_info["final_obs"][terminated].transpose(0, 2, 3, 1)
-            if truncated.any():
-                final_obs[truncated] = obs[truncated].transpose(0, 2, 3, 1)
-                games = np.flatnonzero(truncated)
-                restarted, _ = self._vector.reset(seed=self._vector_seeds(games), options={"reset_mask": truncated})
-                obs[truncated] = restarted[truncated]
-            episode_return[ended] = self._returns[ended]
-            episode_length[ended] = self._lengths[ended]
-            self._returns[ended] = 0.0
-            self._lengths[ended] = 0
-        rewards = (np.sign(scores) if self.clip_rewards else scores).astype(np.float32)
-        info = {"final_obs": final_obs, "_final_obs": ended, "episode_return": episode_return,
-                "episode_length": episode_length}
-        return _frames_last(obs), rewards, terminated, truncated, info
+        rewards, truncated, episodes = self._tally(scores.astype(np.float64), terminated)
+        final_obs = np.zeros((self.num_envs, *self.single_observation_space.shape), np.uint8)
+        if terminated.any():
+            final_obs[terminated] = ale_info["final_obs"][terminated].transpose(0, 2, 3, 1)
+        if truncated.any():
+            final_obs[truncated] = obs[truncated].transpose(0, 2, 3, 1)
+            games = np.flatnonzero(truncated)
+            restarted, _ = self._vector.reset(seed=self._vector_seeds(games), options={"reset_mask": truncated})
+            obs[truncated] = restarted[truncated]
+        return _frames_last(obs), rewards, terminated, truncated, {"final_obs": final_obs, **episodes}
 
     def close_extras(self, **kwargs: Any) -> None:
         """Frees the emulators; :meth:`reset` and :meth:`step` refuse to run afterwards."""
