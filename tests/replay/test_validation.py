@@ -198,6 +198,32 @@ def test_rejected_add_names_the_field_and_changes_nothing(cls, changes, error, n
     assert buf._core.written == 31
 
 
+class RaisesWhenConverted:
+    """An array-like whose conversion (numpy calls ``__array__``) raises ``error``: a Ctrl-C that
+    arrives while a tensor is converted."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __array__(self, dtype=None, copy=None):
+        raise self.error
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_while_a_field_is_converted_propagates_and_changes_nothing(cls, error):
+    buf = filled(cls)
+    before, size = snapshot(buf), len(buf)
+    with pytest.raises(error):  # not a TypeError saying that obs is not an array
+        buf.add(**replace(one_step(30), obs=RaisesWhenConverted(error())))
+    with pytest.raises(error):
+        buf.extend(**{k: np.stack([v, v]) for k, v in one_step(30).items()} | {"obs": RaisesWhenConverted(error())})
+    assert_same_state(before, snapshot(buf))
+    assert len(buf) == size
+    with pytest.raises(NOT_AN_ARRAY, match="obs"):  # an ordinary error still means a wrong argument
+        buf.add(**replace(one_step(30), obs=RaisesWhenConverted(RuntimeError("no"))))
+
+
 BAD_MULTI_ENV_ADDS = [
     (dict(reward=0.5), ValueError, "reward"),  # a scalar where [num_envs] is expected
     (dict(obs=np.zeros(2, np.float32)), ValueError, "obs"),

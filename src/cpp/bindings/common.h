@@ -74,11 +74,34 @@ inline void check_shape(const py::array& a, const std::vector<int64_t>& shape, c
                         shape_text(a));
 }
 
+// numpy's conversion of an array-like, as pybind11's array::ensure makes it: a null array where
+// numpy refuses the object. ensure clears every error, which would report a KeyboardInterrupt or
+// SystemExit raised meanwhile by Python code that numpy ran (a tensor's __array__ on Ctrl-C) as a
+// wrong argument; those propagate instead. `dtype` (a reference, stolen) or null for any dtype.
+inline PyObject* from_any(const py::handle& obj, PyObject* dtype, int flags) {
+  PyObject* out = py::detail::npy_api::get().PyArray_FromAny_(
+      obj.ptr(), dtype, 0, 0, py::detail::npy_api::NPY_ARRAY_ENSUREARRAY_ | flags, nullptr);
+  if (out == nullptr) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) throw py::error_already_set();
+    PyErr_Clear();
+  }
+  return out;
+}
+
+inline py::array ensure_array(const py::handle& obj, int flags = 0) {
+  return py::reinterpret_steal<py::array>(from_any(obj, nullptr, flags));
+}
+
+template <typename T, int Flags = py::array::c_style | py::array::forcecast>
+py::array_t<T, Flags> ensure_array_of(const py::handle& obj) {
+  return py::reinterpret_steal<py::array_t<T, Flags>>(from_any(obj, py::dtype::of<T>().release().ptr(), Flags));
+}
+
 // `obj` as an array of one of the dtype kinds `kinds` (numpy's 'f', 'i', 'u', 'b') and the given
 // shape; `what` says what was expected in the error.
 inline py::array checked_array(const py::handle& obj, const std::vector<int64_t>& shape, const char* name,
                                const char* kinds, const char* what) {
-  py::array a = py::array::ensure(obj);
+  py::array a = ensure_array(obj);
   if (!a) throw py::type_error(std::string(name) + ": expected " + what + ", got " + type_name(obj));
   if (std::string(kinds).find(a.dtype().kind()) == std::string::npos) {
     throw py::type_error(std::string(name) + ": expected " + what + ", got dtype " + std::string(py::str(a.dtype())));
@@ -92,7 +115,7 @@ inline py::array checked_array(const py::handle& obj, const std::vector<int64_t>
 template <typename T>
 std::vector<T> array_field(const py::dict& d, const char* key, char kind, int ndim = 1) {
   if (!d.contains(key)) throw py::key_error(std::string("state_dict: missing key '") + key + "'");
-  py::array arr = py::array::ensure(d[key]);
+  py::array arr = ensure_array(d[key]);
   if (!arr) throw py::type_error(std::string(key) + ": expected an array");
   char k = arr.dtype().kind();
   if (k == 'u') k = 'i';
@@ -101,7 +124,7 @@ std::vector<T> array_field(const py::dict& d, const char* key, char kind, int nd
                           (kind == 'i' ? "integers" : kind == 'f' ? "floats" : "booleans") + ", got " +
                           std::to_string(arr.ndim()) + "-d " + std::string(py::str(arr.dtype())));
   }
-  auto typed = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+  auto typed = ensure_array_of<T>(arr);
   return std::vector<T>(typed.data(), typed.data() + typed.size());
 }
 

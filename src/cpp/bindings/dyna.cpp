@@ -132,7 +132,7 @@ double as_real(const py::handle& obj, const char* name) {
 template <typename T>
 std::vector<T> field(const py::dict& d, const char* key, char kind, const std::vector<int64_t>& shape) {
   if (!d.contains(key)) throw py::value_error(std::string("state_dict: missing key '") + key + "'");
-  py::array arr = py::array::ensure(d[key]);
+  py::array arr = ensure_array(d[key]);
   if (!arr) throw py::type_error(std::string(key) + ": expected an array, got " + type_name(d[key]));
   char k = arr.dtype().kind();
   if (k == 'u') k = 'i';
@@ -142,7 +142,7 @@ std::vector<T> field(const py::dict& d, const char* key, char kind, const std::v
                           std::string(py::str(arr.dtype())));
   }
   check_shape(arr, shape, key);
-  auto typed = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+  auto typed = ensure_array_of<T>(arr);
   if (!typed) throw py::value_error(std::string(key) + ": expected values convertible to " + (kind == 'f' ? "float64" : "int64"));
   return std::vector<T>(typed.data(), typed.data() + typed.size());
 }

@@ -28,7 +28,7 @@ py::array_t<T, py::array::c_style | py::array::forcecast> state_array(const py::
   if (!d.contains(key)) throw py::key_error(std::string("state: missing key '") + key + "'");
   const bool integers = kind == 'i';
   py::array a = checked_array(d[key], shape, key, integers ? "iu" : "b", integers ? "integers" : "booleans");
-  return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+  return ensure_array_of<T>(a);
 }
 
 int64_t state_int(const py::dict& d, const char* key) {
@@ -215,7 +215,7 @@ class PyMiniPacman {
   py::tuple step(const py::handle& actions) {
     const int64_t n = core_.num_envs();
     py::array a = checked_array(actions, {n}, "actions", "iu", "integers");
-    auto acts = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    auto acts = ensure_array_of<int64_t>(a);
     py::array_t<uint8_t> frames = new_frames();
     py::array_t<uint8_t> final_frames = new_frames();
     py::array_t<float> rewards(n), episode_return(n);

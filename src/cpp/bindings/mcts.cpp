@@ -41,7 +41,7 @@ Floats floats(const py::handle& obj, std::initializer_list<int64_t> shape, const
     out.array = a;
     out.rows.f64 = static_cast<const double*>(a.data());
   } else {
-    out.array = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    out.array = ensure_array_of<double>(a);
     out.rows.f64 = static_cast<const double*>(out.array.data());
   }
   return out;
@@ -51,7 +51,7 @@ Floats floats(const py::handle& obj, std::initializer_list<int64_t> shape, const
 std::optional<py::array_t<uint8_t>> mask(const py::handle& obj, std::initializer_list<int64_t> shape, const char* name) {
   if (obj.is_none()) return std::nullopt;
   py::array a = checked_array(obj, shape, name, "biu", "a boolean array");
-  return py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(a.attr("astype")("bool"));
+  return ensure_array_of<uint8_t>(a.attr("astype")("bool"));
 }
 
 // The model's outputs for one simulation, checked for shape and held alive.
@@ -62,7 +62,7 @@ struct Outputs {
 // An integer array of shape [B], as int64.
 py::array_t<int64_t> int64s(const py::handle& obj, int64_t B, const char* name) {
   py::array a = checked_array(obj, {B}, name, "iu", "an integer array");
-  return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  return ensure_array_of<int64_t>(a);
 }
 
 // Both searches (Search, StochasticSearch) take roots and report statistics the same way: the

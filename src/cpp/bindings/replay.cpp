@@ -164,7 +164,7 @@ py::array converted(py::array arr, const Field& f, const py::dtype& dtype, const
   }
   if (!always_fits(kind, itemsize, f)) {
     if (!py::cast<bool>(arr.dtype().attr("isnative"))) arr = arr.attr("astype")(arr.dtype().attr("newbyteorder")("="));
-    arr = py::array::ensure(arr, py::array::c_style);
+    arr = ensure_array(arr, py::array::c_style);
     const size_t n = static_cast<size_t>(arr.size());
     const void* d = arr.data();
     switch (kind) {
@@ -199,17 +199,13 @@ Input prepare(const py::handle& obj, const Field& f, const py::dtype& dtype, con
   if (py::isinstance<py::array>(obj)) {
     arr = py::reinterpret_borrow<py::array>(obj);
   } else {
-    try {
-      arr = py::array::ensure(obj);  // numpy scalars, lists, torch CPU tensors (zero-copy via __array__)
-    } catch (py::error_already_set&) {
-      arr = py::array();
-    }
+    arr = ensure_array(obj);  // numpy scalars, lists, torch CPU tensors (zero-copy via __array__)
     if (!arr) throw py::type_error(name + ": expected an array-like on the CPU, got " + type_name(obj));
   }
   std::vector<int64_t> got(arr.shape(), arr.shape() + arr.ndim());
   if (got != want) throw py::value_error(name + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
   if (!arr.dtype().is(dtype)) arr = converted(arr, f, dtype, name);
-  if (!(arr.flags() & py::array::c_style)) arr = py::array::ensure(arr, py::array::c_style);
+  if (!(arr.flags() & py::array::c_style)) arr = ensure_array(arr, py::array::c_style);
   in.owner = arr;
   in.data = static_cast<const uint8_t*>(arr.data());
   return in;
@@ -251,7 +247,7 @@ void append(Buffer& b, const py::dict& values, bool batch) {
     // The leading dimension of the observation decides T; every field must agree.
     PyObject* obs = PyDict_GetItemString(values.ptr(), "obs");
     if (!obs) throw py::value_error("fields: missing field 'obs'");
-    py::array a = py::array::ensure(obs);
+    py::array a = ensure_array(obs);
     if (!a || a.ndim() < 1) throw py::value_error("obs: expected a leading dimension of steps");
     steps = a.shape(0);
     if (steps < 1) throw py::value_error("obs: expected at least one step");
@@ -383,7 +379,7 @@ std::vector<T> exact_array(const py::dict& d, const char* key) {
     throw py::value_error(std::string(key) + ": expected a 1-d array of " + std::string(py::str(want)) + ", got " +
                           std::to_string(arr.ndim()) + "-d " + std::string(py::str(arr.dtype())));
   }
-  auto typed = py::array_t<T, py::array::c_style>::ensure(arr);
+  auto typed = ensure_array_of<T, py::array::c_style>(arr);
   return std::vector<T>(typed.data(), typed.data() + typed.size());
 }
 
@@ -481,12 +477,7 @@ struct GameArg {
 
 // The shape of an array argument, before its dtype is checked.
 std::vector<int64_t> shape_of(const py::handle& obj, const std::string& name) {
-  py::array a;
-  try {
-    a = py::array::ensure(obj);
-  } catch (py::error_already_set&) {
-    a = py::array();
-  }
+  const py::array a = ensure_array(obj);
   if (!a) throw py::type_error(name + ": expected an array-like on the CPU, got " + type_name(obj));
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
@@ -685,14 +676,14 @@ py::dict games_snapshot(Games& b) {
 // and any other dtype (another width, the other byte order) means it was corrupted or edited.
 template <typename T>
 std::vector<T> state_array(const py::dict& d, const char* key) {
-  py::array a = py::array::ensure(d[key]);
+  py::array a = ensure_array(d[key]);
   if (!a) throw py::value_error(std::string(key) + ": expected an array, got " + type_name(d[key]));
   const py::dtype want = py::dtype::of<T>();
   if (!a.dtype().is(want) || a.ndim() != 1) {
     throw py::value_error(std::string(key) + ": expected a 1-d array of " + std::string(py::str(want)) + ", got " +
                           std::to_string(a.ndim()) + "-d " + std::string(py::str(a.dtype())));
   }
-  auto typed = py::array_t<T, py::array::c_style>::ensure(a);
+  auto typed = ensure_array_of<T, py::array::c_style>(a);
   return std::vector<T>(typed.data(), typed.data() + typed.size());
 }
 
