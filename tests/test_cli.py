@@ -167,6 +167,27 @@ def test_plots_leave_out_records_without_a_return(tmp_path):
     assert means == {"a": {2: 3.0}}
 
 
+def test_a_plot_stopped_while_it_is_drawn_keeps_the_previous_curve_and_closes_its_figure(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "c.png"
+    curves.plot_learning_curves({"a": {0: [{"step": 1, "return": 2.0}]}}, path, title="t")
+    before = path.read_bytes()
+    save = Figure.savefig
+
+    def interrupted(self, file, **kwargs):
+        save(self, file, **kwargs)  # half written, then Ctrl-C
+        file.truncate(len(before) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        curves.plot_learning_curves({"a": {0: [{"step": 1, "return": 5.0}]}}, path, title="t")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["c.png"]
+    assert plt.get_fignums() == []
+
+
 def test_an_error_inside_training_is_raised_with_its_traceback_not_as_a_usage_error(tmp_path, monkeypatch, capsys):
     def broken(config, run_dir=None, *, callbacks):
         callbacks.on_progress("train", 1, config.steps)
@@ -446,3 +467,33 @@ def test_a_signal_stops_a_run_even_where_the_env_replaced_the_handler(tmp_path, 
         signal.signal(signal.SIGTERM, before[1])
     assert after == before  # the CLI's handlers are its own business
     assert f"resume with: pymbrl train sac --run-dir {tmp_path}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("library", ["swallows", "replaces"])
+def test_a_signal_whose_exception_a_library_lost_still_stops_the_run(tmp_path, monkeypatch, capsys, signum, library):
+    # Python code run by a C library (matplotlib's renderer, a tensor's __array__ under numpy) may
+    # clear the signal's exception or raise an error of its own in its place.
+    def train(config, run_dir=None, *, callbacks):
+        callbacks.on_progress("train", 1, config.steps)
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            if library == "replaces":
+                raise ValueError("Invalid bounding box") from None
+        callbacks.on_progress("train", 2, config.steps)
+        raise AssertionError("the signal did not stop the run")
+
+    monkeypatch.setattr(sac, "train", train)
+    assert cli.main(["train", "sac", "--run-dir", str(tmp_path)]) == 128 + signum
+    err = capsys.readouterr().err
+    assert f"resume with: pymbrl train sac --run-dir {tmp_path}" in err and "Traceback" not in err, err
+
+    # The next command in this process starts with no signal received: its errors are its own.
+    def fails(config, run_dir=None, *, callbacks):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(sac, "train", fails)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["train", "sac", "--run-dir", str(tmp_path / "other")])

@@ -87,6 +87,7 @@ class Reporter:
         tqdm.write(f"stage {stage}")
 
     def on_progress(self, stage: str, done: int, total: int) -> None:
+        _Received.raise_again()
         with optional_imports():
             from tqdm import tqdm
 
@@ -378,8 +379,26 @@ class Terminated(KeyboardInterrupt):
     the stack unwinds (env workers are closed, bars and files too) and the last checkpoint is kept."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
+class _Received:
+    """The stopping signal this command received, if any. The exception its handler raises can be
+    lost on the way up: Python code run by a C library (matplotlib's renderer, a tensor's
+    ``__array__`` under numpy) may clear it or replace it with an error of its own. Remembered,
+    it is raised again at the run's next report and taken for what it was if another error ends
+    the command."""
+
+    signum: int | None = None
+
+    @classmethod
+    def handle(cls, signum: int, frame: object) -> None:
+        cls.signum = signum
+        cls.raise_again()
+
+    @classmethod
+    def raise_again(cls) -> None:
+        if cls.signum == signal.SIGTERM:
+            raise Terminated
+        if cls.signum is not None:
+            raise KeyboardInterrupt
 
 
 @contextmanager
@@ -390,6 +409,7 @@ def _interruptible() -> Iterator[None]:
         yield
         return
     previous = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    _Received.signum = None
     _install_handlers()
     try:
         yield
@@ -403,8 +423,8 @@ def _install_handlers() -> None:
     """SIGINT -> KeyboardInterrupt, SIGTERM -> :class:`Terminated` (again after the argument checks,
     which open the env: a game such as ViZDoom may install its own handlers when it starts)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGINT, _Received.handle)
+        signal.signal(signal.SIGTERM, _Received.handle)
 
 
 ENV_ALIASES = {"TicTacToe": "pymbrl/TicTacToe-v0"}
@@ -554,17 +574,24 @@ def _main(argv: list[str]) -> int:
                 _positive(args, "torch_threads")
                 args.check(args)
             except (ValueError, TypeError) as error:
+                _Received.raise_again()  # the error may stand for a signal received during the checks
                 parser.error(_usage_message(error))  # exits with status 2
             _install_handlers()
             return args.run(args)
         except KeyboardInterrupt as interrupt:
-            what, status = ("terminated", 143) if isinstance(interrupt, Terminated) else ("interrupted", 130)
-            if args.command == "train" and isinstance(getattr(args, "run_dir", None), Path):
-                print(f"{what}; what was saved in {args.run_dir} (the last checkpoint) is kept; resume with: "
-                      f"pymbrl train {args.algorithm} --run-dir {args.run_dir}", file=sys.stderr)
-            else:
-                print(what, file=sys.stderr)
-            return status
+            terminated = isinstance(interrupt, Terminated)
+        except Exception:
+            if _Received.signum is None:
+                raise
+            # Python code that a library ran put an error of its own in place of the signal's exception.
+            terminated = _Received.signum == signal.SIGTERM
+        what, status = ("terminated", 143) if terminated else ("interrupted", 130)
+        if args.command == "train" and isinstance(getattr(args, "run_dir", None), Path):
+            print(f"{what}; what was saved in {args.run_dir} (the last checkpoint) is kept; resume with: "
+                  f"pymbrl train {args.algorithm} --run-dir {args.run_dir}", file=sys.stderr)
+        else:
+            print(what, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pymbrl._extras import optional_imports
+from pymbrl._files import atomic_write
 
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "black")
 
@@ -33,24 +34,27 @@ def plot_learning_curves(curves: Mapping[str, Mapping[object, Sequence[Mapping[s
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    means = {}
-    for (name, by_seed), color in zip(curves.items(), COLORS):
-        for history in by_seed.values():
-            ax.plot([r["step"] for r in history], [r["return"] for r in history], color=color, alpha=0.25)
-        reached = min(len(h) for h in by_seed.values())
-        steps = [r["step"] for r in next(iter(by_seed.values()))][:reached]
-        mean = np.mean([[r["return"] for r in h[:reached]] for h in by_seed.values()], axis=0)
-        seeds = f"mean of {len(by_seed)}" if len(by_seed) > 1 else f"seed {next(iter(by_seed))}"
-        ax.plot(steps, mean, "-o", color=color, markersize=3, label=f"{name} ({seeds})")
-        means[name] = dict(zip(steps, mean.round(1).tolist()))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        means = {}
+        for (name, by_seed), color in zip(curves.items(), COLORS):
+            for history in by_seed.values():
+                ax.plot([r["step"] for r in history], [r["return"] for r in history], color=color, alpha=0.25)
+            reached = min(len(h) for h in by_seed.values())
+            steps = [r["step"] for r in next(iter(by_seed.values()))][:reached]
+            mean = np.mean([[r["return"] for r in h[:reached]] for h in by_seed.values()], axis=0)
+            seeds = f"mean of {len(by_seed)}" if len(by_seed) > 1 else f"seed {next(iter(by_seed))}"
+            ax.plot(steps, mean, "-o", color=color, markersize=3, label=f"{name} ({seeds})")
+            means[name] = dict(zip(steps, mean.round(1).tolist()))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        # Atomic: a run stopped while it draws keeps the previous curve, never half a PNG.
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
     return means
 
 
