@@ -4,15 +4,16 @@ sizes, simulations, env steps and seeds; only the model and the search differ (M
 deterministic dynamics and pUCT, or afterstates, learned chance codes and chance nodes).
 
 Each run logs greedy-search evaluations (mean score of ``--eval-episodes`` games) to
-runs/stochastic_muzero_2048/<agent>-seed<k>/log.csv. examples/results/stochastic_muzero_2048.csv is
-the record of every seed's evaluations, wherever they ran: a run adds its seeds to it (or replaces
-them), then the plot (.png) and the comparison cover every seed recorded (the measurements:
-stochastic_muzero_2048.md).
+runs/stochastic_muzero_2048<schedule>/<agent>-seed<k>/log.csv. Each self-play temperature schedule
+(``--schedule``) has its record, examples/results/stochastic_muzero_2048<schedule>.csv, of every
+seed's evaluations wherever they ran: a run adds its seeds to it (or replaces them), then the plot
+(.png) and the comparison cover every seed recorded (the measurements: stochastic_muzero_2048.md).
 
     python examples/stochastic_muzero_2048.py --jobs 2              # seeds 0-5 x 2 agents, 120k env steps
     python examples/stochastic_muzero_2048.py --seeds 6 7 --jobs 2  # two more seeds, added to the record
     python examples/stochastic_muzero_2048.py --plot-only           # the plot and the comparison again
     python examples/stochastic_muzero_2048.py --plot-only --compare 6 7   # of some seeds only
+    python examples/stochastic_muzero_2048.py --schedule early --seeds 20 21 --jobs 2
 """
 
 from __future__ import annotations
@@ -30,22 +31,34 @@ ENV = "pymbrl/2048-3x3-v0"
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "stochastic_muzero_2048"
 RUNS = ROOT.parent / "runs" / "stochastic_muzero_2048"
+SCHEDULES = {"paper": None, "early": ((0.0, 1.0), (0.25, 0.5), (0.5, 0.25))}
+"""Self-play's visit-count temperature by the fraction of the run's env steps done. "paper":
+MuZeroConfig's, the paper's 1.0, then 0.5 from half the run and 0.25 from three quarters; "early":
+the same temperatures from a quarter and from half the run. Both agents alike."""
+
+
+def paths(schedule: str) -> tuple[Path, Path]:
+    """The record (without its .csv/.png suffix) and the runs' folder of a schedule."""
+    suffix = "" if schedule == "paper" else f"_{schedule}"
+    return OUT.with_name(OUT.name + suffix), RUNS.with_name(RUNS.name + suffix)
 AGENTS = {"Stochastic MuZero": "stochastic", "MuZero": "muzero"}
 SETTINGS = {"num_envs": 16, "warmup_steps": 500, "checkpoint_every": 10**9}
 """Beside the 2048 preset (25 simulations, support 30, discount 0.99): the same for both agents."""
 
 
-def run(search: str, seed: int, steps: int, eval_every: int, eval_episodes: int) -> float:
+def run(search: str, seed: int, steps: int, eval_every: int, eval_episodes: int, schedule: str) -> float:
     """Trains one agent with one seed into its run directory; returns the wall seconds."""
     import torch
 
     from pymbrl.agents import muzero
 
     torch.set_num_threads(1)
+    temperatures = SCHEDULES[schedule]
     config = muzero.MuZeroConfig.for_env(ENV, search=search, seed=seed, steps=steps, eval_every=eval_every,
-                                         eval_episodes=eval_episodes, **SETTINGS)
+                                         eval_episodes=eval_episodes, **SETTINGS,
+                                         **({"temperatures": temperatures} if temperatures else {}))
     start = time.perf_counter()
-    history = muzero.train(config, RUNS / f"{search}-seed{seed}").history
+    history = muzero.train(config, paths(schedule)[1] / f"{search}-seed{seed}").history
     print(f"{search} seed {seed}: " + ", ".join(f"{r['step']}: {r['return']:.0f}" for r in history), flush=True)
     return time.perf_counter() - start
 
@@ -61,14 +74,14 @@ def recorded(path: Path) -> dict[str, dict[int, list[dict]]]:
     return curves
 
 
-def collect() -> dict[str, dict[int, list[dict]]]:
-    """Every agent's evaluations by seed: the results CSV (runs made elsewhere or earlier), with
-    each seed that has a run directory here read from its log instead."""
+def collect(out: Path, runs: Path) -> dict[str, dict[int, list[dict]]]:
+    """Every agent's evaluations by seed: the results CSV ``out`` (runs made elsewhere or earlier),
+    with each seed that has a run directory in ``runs`` read from its log instead."""
     from pymbrl.training.curves import read_log
 
-    curves = recorded(OUT.with_suffix(".csv"))
+    curves = recorded(out.with_suffix(".csv"))
     for name, search in AGENTS.items():
-        for log in RUNS.glob(f"{search}-seed*/log.csv"):
+        for log in runs.glob(f"{search}-seed*/log.csv"):
             curves[name][int(log.parent.name.rsplit("seed", 1)[1])] = read_log(log)
     return {name: dict(sorted(by_seed.items())) for name, by_seed in curves.items()}
 
@@ -80,6 +93,8 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one process and one core each")
+    parser.add_argument("--schedule", choices=list(SCHEDULES), default="paper",
+                        help="self-play's temperature schedule, the same for both agents (default: paper)")
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--compare", type=int, nargs="+", default=None, metavar="SEED",
                         help="the recorded seeds the plot and the comparison cover (default: all)")
@@ -90,14 +105,16 @@ def main() -> None:
         jobs = list(itertools.product(AGENTS.values(), args.seeds))
         with ProcessPoolExecutor(args.jobs) as pool:
             seconds = list(pool.map(run, *zip(*jobs), *([v] * len(jobs) for v in
-                                                         (args.steps, args.eval_every, args.eval_episodes))))
+                                                         (args.steps, args.eval_every, args.eval_episodes,
+                                                          args.schedule))))
         for (search, seed), s in zip(jobs, seconds):
             print(f"{search} seed {seed}: {s / 60:.1f} min")
     from pymbrl.training.curves import plot_learning_curves
 
-    curves = collect()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT.with_suffix(".csv"), "w", newline="") as f:
+    out, runs = paths(args.schedule)
+    curves = collect(out, runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["agent", "seed", "step", "return", "episode_return", "seconds"])
         for name, by_seed in curves.items():
@@ -107,8 +124,9 @@ def main() -> None:
     if args.compare is not None:
         curves = {name: {s: h for s, h in by_seed.items() if s in args.compare} for name, by_seed in curves.items()}
     seeds = sorted(set().union(*curves.values()))
-    means = plot_learning_curves(curves, OUT.with_suffix(".png"), ylabel="score (greedy search)",
-                                 title=f"2048 3x3: same network, 25 simulations, {len(seeds)} seeds")
+    schedule = "" if args.schedule == "paper" else f", {args.schedule} temperature schedule"
+    means = plot_learning_curves(curves, out.with_suffix(".png"), ylabel="score (greedy search)",
+                                 title=f"2048 3x3: same network, 25 simulations, {len(seeds)} seeds{schedule}")
     for name, by_step in means.items():
         last = [h[-1]["return"] for h in curves[name].values()]
         print(f"{name}: mean score by step {by_step}; final per seed {last} (mean {np.mean(last):.1f})")

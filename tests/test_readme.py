@@ -288,7 +288,7 @@ def _run_command(command: str, recipe: Run | Smoke | Refused, cwd: Path) -> None
         deadline = time.monotonic() + recipe.seconds
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
-        descendants = _children(process.pid)
+        descendants = {pid: _command_line(pid) for pid in _children(process.pid)}
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=30)
@@ -297,15 +297,24 @@ def _run_command(command: str, recipe: Run | Smoke | Refused, cwd: Path) -> None
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode in (0, 130), f"{command}: status {process.returncode}\n{out[-3000:]}"
-    # Ray's processes stop their workers once the driver is gone, so they may end just after it: a
-    # process still running 15 s later is left behind, one ending sooner is not.
-    deadline, left = time.monotonic() + 15, descendants
+    # Ray's processes stop their workers once the driver is gone, and those workers' env processes
+    # and games follow, so they may end a while after it (longer on a loaded machine): a process
+    # still running a minute later is left behind, one ending sooner is not.
+    deadline, left = time.monotonic() + 60, descendants
     while (left := [pid for pid in left if _running(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
+    named = {pid: f"{_command_line(pid)} ({(_stat(pid) or ['gone'])[0]}, was {descendants[pid]})" for pid in left}
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    assert not left, f"{command}: processes left running 15 s after SIGINT: {left}"
+    assert not left, f"{command}: processes left running 60 s after SIGINT: {named}"
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+    except OSError:
+        return "?"
 
 
 def _running(pid: int) -> bool:
