@@ -4,6 +4,7 @@ die with their parent even when it is killed."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import pytest
 import torch
 
 from pymbrl.envs.workers import worker_envs
+
+from .game_env import GameEnv
 
 
 class WhereEnv(gym.Env):
@@ -128,3 +131,95 @@ def test_an_exception_in_the_block_is_raised_even_when_a_worker_died_meanwhile(t
                 time.sleep(0.05)
             raise KeyboardInterrupt
     assert envs.closed and not any(alive(pid) for pid in pids)
+
+
+
+
+def games_left(root: Path, seconds: float = 10) -> list[int]:
+    """The games launched under ``root`` still running after up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (left := [int(p.name) for p in (root / "games").iterdir() if alive(int(p.name))]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_a_worker_sent_sigterm_while_its_env_is_made_closes_the_env_and_its_game(tmp_path):
+    (tmp_path / "games").mkdir()
+    (tmp_path / "closed").mkdir()
+    make = functools.partial(GameEnv, str(tmp_path), signalled="worker1")
+    with pytest.raises(Exception):  # worker 1 is gone: gymnasium fails reading its pipe
+        with worker_envs(make, 2, workdir=tmp_path / "envs") as envs:
+            envs.reset(seed=0)
+    # One game for the env read for its spaces, one per worker: all stopped, each by its env's close
+    # (not by the guard of its worker's process group).
+    assert len(list((tmp_path / "games").iterdir())) == 3
+    assert games_left(tmp_path) == []
+    closed, games = ([p.name for p in (tmp_path / kind).iterdir()] for kind in ("closed", "games"))
+    assert sorted(closed) == sorted(games)
+
+
+def test_the_env_read_for_its_spaces_is_made_apart_and_closed(tmp_path):
+    (tmp_path / "games").mkdir()
+    (tmp_path / "closed").mkdir()
+    with worker_envs(functools.partial(GameEnv, str(tmp_path)), 1, workdir=tmp_path / "envs") as envs:
+        assert envs.single_observation_space == GameEnv.observation_space
+        assert envs.single_action_space == GameEnv.action_space and envs.metadata["render_modes"] == []
+        games = [int(p.name) for p in (tmp_path / "games").iterdir()]
+        assert len(games) == 2 and sum(alive(pid) for pid in games) == 1  # the worker's game runs
+        parents = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                   for pid in games if alive(pid)}
+        assert parents == {envs.processes[0].pid}
+    assert games_left(tmp_path) == []
+    # Made in the parent, the env's errors are raised there.
+    with pytest.raises(RuntimeError, match="bad env"):
+        with worker_envs(functools.partial(_fails, "bad env"), 1, workdir=tmp_path / "bad"):
+            pass
+
+
+def _fails(message):
+    raise RuntimeError(message)
+
+
+KILLED_WHILE_READING_SPACES = f"""
+import functools, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from game_env import GameEnv
+from pymbrl.envs.workers import worker_envs
+with worker_envs(functools.partial(GameEnv, sys.argv[1], slow=3), 1, workdir=sys.argv[1] + "/envs"):
+    pass
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_parent_killed_while_the_env_for_its_spaces_is_made_leaves_no_game(tmp_path):
+    """Made in the parent, that env's game would be orphaned for good by a SIGKILL (a Ray actor's
+    end); made in a process of its own, it is closed by that process once the parent is gone."""
+    (tmp_path / "games").mkdir()
+    (tmp_path / "closed").mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_READING_SPACES, str(tmp_path)])
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "games").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list((tmp_path / "games").iterdir()), "no game was launched"
+    parent.kill()
+    parent.wait()
+    assert games_left(tmp_path, 90) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
+def test_the_game_of_a_worker_killed_outright_is_killed_too(tmp_path):
+    """Ray, ending an actor, SIGKILLs the processes the actor started (the workers) but not theirs."""
+    (tmp_path / "games").mkdir()
+    (tmp_path / "closed").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with worker_envs(functools.partial(GameEnv, str(tmp_path)), 2, workdir=tmp_path / "envs") as envs:
+            envs.reset(seed=0)
+            os.kill(envs.processes[0].pid, signal.SIGKILL)
+            games = [int(p.name) for p in (tmp_path / "games").iterdir()]
+            deadline = time.monotonic() + 10
+            while sum(alive(pid) for pid in games) > 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sum(alive(pid) for pid in games) == 1  # worker 1's game runs on
+            raise KeyboardInterrupt
+    assert games_left(tmp_path) == []
