@@ -298,16 +298,17 @@ def _run_command(command: str, recipe: Run | Smoke | Refused, cwd: Path) -> None
             process.wait()
     assert process.returncode in (0, 130), f"{command}: status {process.returncode}\n{out[-3000:]}"
     # Ray's processes stop their workers once the driver is gone, and those workers' env processes
-    # and games follow, so they may end a while after it (longer on a loaded machine): a process
-    # still running a minute later is left behind, one ending sooner is not.
-    deadline, left = time.monotonic() + 60, descendants
+    # and games follow, so they may end a few seconds after it: a process still running 30 s later
+    # is left behind (as ViZDoom's games were, orphaned by Ray's SIGKILL of the env processes,
+    # before those had guards), one ending sooner is not.
+    deadline, left = time.monotonic() + 30, descendants
     while (left := [pid for pid in left if _running(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     named = {pid: f"{_command_line(pid)} ({(_stat(pid) or ['gone'])[0]}, was {descendants[pid]})" for pid in left}
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    assert not left, f"{command}: processes left running 60 s after SIGINT: {named}"
+    assert not left, f"{command}: processes left running 30 s after SIGINT: {named}"
 
 
 def _command_line(pid: int) -> str:
