@@ -14,6 +14,7 @@ seed's evaluations wherever they ran: a run adds its seeds to it (or replaces th
     python examples/stochastic_muzero_2048.py --plot-only           # the plot and the comparison again
     python examples/stochastic_muzero_2048.py --plot-only --compare 6 7   # of some seeds only
     python examples/stochastic_muzero_2048.py --schedule early --seeds 20 21 --jobs 2
+    python examples/stochastic_muzero_2048.py --untrained --seeds 0 1 2 3   # the baselines below
 """
 
 from __future__ import annotations
@@ -63,6 +64,48 @@ def run(search: str, seed: int, steps: int, eval_every: int, eval_episodes: int,
     return time.perf_counter() - start
 
 
+def untrained(search: str, seed: int, episodes: int) -> tuple[float, float]:
+    """Greedy search with the agent's network as initialised for ``seed``, before any update: its
+    mean score over ``episodes`` games (those of the first evaluation) and the share of its most
+    frequent move."""
+    import gymnasium as gym
+    import torch
+
+    from pymbrl.agents import muzero
+    from pymbrl.agents.muzero_selfplay import Searcher, evaluate, network_of
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    config = muzero.MuZeroConfig.for_env(ENV, search=search, seed=seed, **SETTINGS)
+    env = gym.make(ENV)
+    searcher = Searcher(network_of(config, env.observation_space.shape, env.action_space.n), config, False, seed)
+    moves = np.zeros(env.action_space.n, np.int64)
+
+    def counted(*args: object, **kwargs: object) -> object:
+        out = searcher(*args, **kwargs)
+        moves[:] += np.bincount(out.action.cpu().numpy(), minlength=len(moves))
+        return out
+
+    score = evaluate(counted, ENV, episodes, 10_000)
+    return score, moves.max() / moves.sum()
+
+
+def random_play(episodes: int) -> float:
+    """Mean score of uniformly random legal moves over ``episodes`` games (the same game seeds)."""
+    import gymnasium as gym
+
+    rng, scores = np.random.default_rng(0), []
+    for i in range(episodes):
+        env = gym.make(ENV)
+        _, info = env.reset(seed=10_000 + i)
+        score, over = 0.0, False
+        while not over:
+            _, reward, terminated, truncated, info = env.step(int(rng.choice(np.flatnonzero(info["legal_actions"]))))
+            score, over = score + reward, terminated or truncated
+        scores.append(score)
+    return float(np.mean(scores))
+
+
 def recorded(path: Path) -> dict[str, dict[int, list[dict]]]:
     """The evaluations of every agent and seed in the results CSV ``path`` (empty if it is missing)."""
     curves: dict[str, dict[int, list[dict]]] = {name: {} for name in AGENTS}
@@ -96,11 +139,22 @@ def main() -> None:
     parser.add_argument("--schedule", choices=list(SCHEDULES), default="paper",
                         help="self-play's temperature schedule, the same for both agents (default: paper)")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--untrained", action="store_true",
+                        help="only score greedy search with each agent's untrained network, and random play")
     parser.add_argument("--compare", type=int, nargs="+", default=None, metavar="SEED",
                         help="the recorded seeds the plot and the comparison cover (default: all)")
     parser.add_argument("--window-from", type=int, default=None,
                         help="compare the agents' mean scores from this many env steps on (default: the last quarter)")
     args = parser.parse_args()
+    if args.untrained:
+        import pymbrl.envs  # noqa: F401  (registers the 2048 env)
+
+        print(f"random legal moves: {random_play(args.eval_episodes):.1f}")
+        for name, search in AGENTS.items():
+            for seed in args.seeds:
+                score, share = untrained(search, seed, args.eval_episodes)
+                print(f"{name}, untrained, seed {seed}: {score:.1f} (its most frequent move: {share:.0%} of moves)")
+        return
     if not args.plot_only:
         jobs = list(itertools.product(AGENTS.values(), args.seeds))
         with ProcessPoolExecutor(args.jobs) as pool:
