@@ -178,7 +178,7 @@ def main() -> None:
     if args.compare is not None:
         curves = {name: {s: h for s, h in by_seed.items() if s in args.compare} for name, by_seed in curves.items()}
     seeds = sorted(set().union(*curves.values()))
-    schedule = "" if args.schedule == "paper" else f", {args.schedule} temperature schedule"
+    schedule = "" if args.schedule == "paper" else f", {args.schedule} schedule"
     means = plot_learning_curves(curves, out.with_suffix(".png"), ylabel="score (greedy search)",
                                  title=f"2048 3x3: same network, 25 simulations, {len(seeds)} seeds{schedule}")
     for name, by_step in means.items():
