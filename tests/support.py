@@ -93,7 +93,7 @@ def interrupt_cli(tmp_path: Path, args: list[str], ready: Callable[[], bool], si
     assert status == 128 + signum, text
     run_dir = args[args.index("--run-dir") + 1]
     assert f"resume with: pymbrl train {args[1]} --run-dir {run_dir}" in text, text
-    assert "Traceback" not in text
+    assert "Traceback" not in text, text
     assert session(process.pid) == []  # no env worker (or its children) outlived the CLI
 
 

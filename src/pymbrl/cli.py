@@ -400,6 +400,19 @@ class _Received:
         if cls.signum is not None:
             raise KeyboardInterrupt
 
+    @classmethod
+    def unraisable_hook(cls, previous: Any) -> Any:
+        """A ``sys.unraisablehook`` that keeps quiet about the signal's exception, raised where
+        Python can only report it (a ``__del__``, a weakref callback in matplotlib, a Cython
+        ``__dealloc__`` in Ray): remembered, it still stops the run, and the user who pressed
+        Ctrl-C sees no traceback. Anything else goes to ``previous``."""
+
+        def hook(unraisable: Any) -> None:
+            if not (cls.signum is not None and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+                previous(unraisable)
+
+        return hook
+
 
 @contextmanager
 def _interruptible() -> Iterator[None]:
@@ -409,11 +422,14 @@ def _interruptible() -> Iterator[None]:
         yield
         return
     previous = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
     _Received.signum = None
+    sys.unraisablehook = _Received.unraisable_hook(previous_hook)
     _install_handlers()
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for signum, handler in previous.items():
             if handler is not None:  # None: a handler installed from C, which cannot be put back
                 signal.signal(signum, handler)
