@@ -133,6 +133,15 @@ def test_an_exception_in_the_block_is_raised_even_when_a_worker_died_meanwhile(t
     assert envs.closed and not any(alive(pid) for pid in pids)
 
 
+def test_a_block_that_ends_normally_after_a_worker_died_closes_the_rest_and_warns(tmp_path):
+    with pytest.warns(RuntimeWarning, match=r"env workers \[1\] had died \(exit codes \[-9\]\)"):
+        with worker_envs(WhereEnv, 2, workdir=tmp_path) as envs:
+            pids = [process.pid for process in envs.processes]
+            envs.reset(seed=0)
+            envs.step(np.zeros(2, dtype=np.int64))
+            os.kill(pids[1], signal.SIGKILL)  # a crash after the block's last step
+            envs.processes[1].join(timeout=30)
+    assert envs.closed and not any(alive(pid) for pid in pids)
 
 
 def games_left(root: Path, seconds: float = 10) -> list[int]:

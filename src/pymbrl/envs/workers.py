@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,20 +247,23 @@ def worker_envs(make: Callable[[], gym.Env], num_envs: int, *, processes: bool =
             yield envs
             finished = True
         finally:
-            if processes and not finished:
-                _terminate(envs)
+            if processes:
+                _close(envs, terminate=not finished)
             else:
                 envs.close()
 
 
-def _terminate(envs: gym.vector.AsyncVectorEnv) -> None:
-    """Closes ``envs`` after an exception, terminating its workers. A worker may already be gone (a
-    game that died of the same Ctrl-C, sent to the whole process group): gymnasium's close then
-    fails reading its pipe, and the workers left are terminated here instead, so that the exception
-    that ended the block is the one raised."""
+def _close(envs: gym.vector.AsyncVectorEnv, *, terminate: bool) -> None:
+    """Closes ``envs``, terminating its workers after an exception (``terminate``). A worker may
+    already be gone (a game that died of the same Ctrl-C, sent to the whole process group; a crash
+    after the block's last step): gymnasium's close then fails on its pipe, and the workers left
+    are terminated here instead, so that the exception that ended the block is the one raised, or,
+    after a block that ended normally (its steps all answered), a warning names the dead workers."""
     try:
-        envs.close(terminate=True)
+        envs.close(terminate=terminate)
     except (EOFError, OSError):
+        # Those that closed before the failing pipe exited with 0.
+        dead = {i: process.exitcode for i, process in enumerate(envs.processes) if process.exitcode not in (None, 0)}
         for process in envs.processes:
             if process.is_alive():
                 process.terminate()
@@ -269,3 +273,6 @@ def _terminate(envs: gym.vector.AsyncVectorEnv) -> None:
             if pipe is not None:
                 pipe.close()
         envs.closed = True  # its __del__ would try again
+        if not terminate:
+            warnings.warn(f"env workers {sorted(dead)} had died (exit codes {list(dead.values())}) before the "
+                          "envs were closed", RuntimeWarning, stacklevel=2)
