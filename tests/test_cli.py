@@ -364,8 +364,8 @@ class CountedBars:
 
     made: list[CountedBars] = []
 
-    def __init__(self, total=None, **kwargs):
-        self.total, self.n, self.closed = total, 0, False
+    def __init__(self, total=None, initial=0, **kwargs):
+        self.total, self.initial, self.n, self.closed = total, initial, initial, False
         CountedBars.made.append(self)
 
     def update(self, n):
@@ -415,6 +415,26 @@ def test_staged_agents_draw_one_bar_per_task(tmp_path, monkeypatch):
     CountedBars.made = []
     assert cli.main(["train", "world-models", "--env", FRAMES_ID, "--run-dir", str(tmp_path / "wm")]) == 0
     assert [b.total for b in CountedBars.made] == [400, 300] and all(b.closed for b in CountedBars.made)
+
+
+def test_a_resumed_runs_bar_starts_at_its_checkpoint(tmp_path, monkeypatch):
+    # Counted as progress since the bar began, the checkpoint's steps would show as a huge rate.
+    import tqdm
+
+    from pymbrl.training import TrainResult
+
+    monkeypatch.setattr(tqdm, "tqdm", CountedBars)
+
+    def resumed(config, run_dir=None, *, callbacks):
+        for done in (900, 950, 1000):
+            callbacks.on_progress("train", done, 1000)
+        return TrainResult(None, [], run_dir, {})
+
+    monkeypatch.setattr(sac, "train", resumed)
+    CountedBars.made = []
+    assert cli.main(["train", "sac", "--run-dir", str(tmp_path)]) == 0
+    [bar] = CountedBars.made
+    assert (bar.initial, bar.n, bar.closed) == (900, 1000, True)
 
 
 def test_python_m_pymbrl_cli_runs_the_command_line():

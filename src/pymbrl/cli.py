@@ -92,10 +92,10 @@ class Reporter:
             from tqdm import tqdm
 
         bar = self.bars.get(stage)
-        if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=f"{self.title} {stage}", dynamic_ncols=True)
+        if bar is None:  # a resumed stage's bar starts at its checkpoint, whose steps count in no rate
+            bar = self.bars[stage] = tqdm(total=total, initial=done, desc=f"{self.title} {stage}", dynamic_ncols=True)
         bar.total = total
-        bar.update(done - bar.n)  # a resumed stage's first report jumps to its checkpoint
+        bar.update(done - bar.n)
         if done >= total:
             self.bars.pop(stage).close()
 
