@@ -15,6 +15,7 @@ seed's evaluations wherever they ran: a run adds its seeds to it (or replaces th
     python examples/stochastic_muzero_2048.py --plot-only --compare 6 7   # of some seeds only
     python examples/stochastic_muzero_2048.py --schedule early --seeds 20 21 --jobs 2
     python examples/stochastic_muzero_2048.py --untrained --seeds 0 1 2 3   # the baselines below
+    python examples/stochastic_muzero_2048.py --budgets 10 25 100 400 --jobs 2   # trained nets, more search
 """
 
 from __future__ import annotations
@@ -90,6 +91,59 @@ def untrained(search: str, seed: int, episodes: int) -> tuple[float, float]:
     return score, moves.max() / moves.sum()
 
 
+def with_budgets(run_dir: Path, budgets: list[int], games: int) -> list[float]:
+    """The mean score of greedy search with the final network of ``run_dir`` at each number of
+    simulations in ``budgets``, on ``games`` games that no training evaluation played (the same
+    games for every run and budget)."""
+    import dataclasses
+
+    import torch
+
+    import pymbrl.envs  # noqa: F401  (registers the 2048 env)
+    from pymbrl.agents import muzero
+    from pymbrl.agents.muzero_selfplay import evaluate
+
+    torch.set_num_threads(1)
+    searcher = muzero.load(run_dir)
+    trained = searcher.config
+    scores = []
+    for budget in budgets:
+        searcher.config = dataclasses.replace(trained, num_simulations=budget)
+        scores.append(evaluate(searcher, ENV, games, 20_000))
+    return scores
+
+
+def budgets(values: list[int], games: int, steps: int, jobs: int) -> None:
+    """Scores the final network of every run of both schedules that reached ``steps`` env steps
+    with ``values`` simulations per move, into ``<record>_budgets.csv``, and prints the paired
+    comparison at each budget."""
+    from pymbrl.training.curves import read_log
+
+    finished = sorted((schedule, path) for schedule in SCHEDULES for path in paths(schedule)[1].glob("*-seed*")
+                      if (path / "log.csv").is_file() and read_log(path / "log.csv")[-1]["step"] >= steps)
+    with ProcessPoolExecutor(jobs) as pool:
+        scores = list(pool.map(with_budgets, [p for _, p in finished], *([v] * len(finished) for v in (values, games))))
+    rows = [(schedule, path.name.split("-seed")[0], int(path.name.rsplit("seed", 1)[1]), budget, score)
+            for (schedule, path), by_budget in zip(finished, scores) for budget, score in zip(values, by_budget)]
+    with open(OUT.with_name(OUT.name + "_budgets.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["schedule", "agent", "seed", "simulations", "score"])
+        writer.writerows(rows)
+    table = {(schedule, search, seed, budget): score for schedule, search, seed, budget, score in rows}
+    pairs = sorted({(schedule, seed) for schedule, search, seed, _, _ in rows
+                    if all((schedule, s, seed, values[0]) in table for s in AGENTS.values())})
+    print(f"{len(pairs)} seeds with both agents' final networks, {games} games each")
+    for budget in values:
+        diffs = np.array([table[schedule, "stochastic", seed, budget] - table[schedule, "muzero", seed, budget]
+                          for schedule, seed in pairs])
+        means = [np.mean([table[schedule, search, seed, budget] for schedule, seed in pairs])
+                 for search in AGENTS.values()]
+        error = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+        print(f"{budget} simulations: Stochastic MuZero {means[0]:.1f}, MuZero {means[1]:.1f}, difference "
+              f"{diffs.mean():+.1f} +- {error:.1f} (standard error over seeds), higher in {int((diffs > 0).sum())} "
+              f"of {len(diffs)}")
+
+
 def random_play(episodes: int) -> float:
     """Mean score of uniformly random legal moves over ``episodes`` games (the same game seeds)."""
     import gymnasium as gym
@@ -141,6 +195,9 @@ def main() -> None:
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--untrained", action="store_true",
                         help="only score greedy search with each agent's untrained network, and random play")
+    parser.add_argument("--budgets", type=int, nargs="+", default=None, metavar="SIMULATIONS",
+                        help="only score every finished run's final network with these simulations per move")
+    parser.add_argument("--games", type=int, default=64, help="games per score of --budgets")
     parser.add_argument("--compare", type=int, nargs="+", default=None, metavar="SEED",
                         help="the recorded seeds the plot and the comparison cover (default: all)")
     parser.add_argument("--window-from", type=int, default=None,
@@ -154,6 +211,9 @@ def main() -> None:
             for seed in args.seeds:
                 score, share = untrained(search, seed, args.eval_episodes)
                 print(f"{name}, untrained, seed {seed}: {score:.1f} (its most frequent move: {share:.0%} of moves)")
+        return
+    if args.budgets:
+        budgets(args.budgets, args.games, args.steps, args.jobs)
         return
     if not args.plot_only:
         jobs = list(itertools.product(AGENTS.values(), args.seeds))
