@@ -226,10 +226,11 @@ def worker_envs(make: Callable[[], gym.Env], num_envs: int, *, processes: bool =
     set up as the module docstring says), working in ``workdir/worker<i>`` (default: a temporary
     folder removed at the end); on any exception (Ctrl-C included) the workers are terminated, and
     each closes its env, so no process is left; a SIGTERM of this process, where nothing else
-    handles it, raises SystemExit in the block for the same cleanup. Without ``processes`` the envs
-    run in this process (SyncVectorEnv). ``autoreset_mode`` defaults to SAME_STEP: the step that
-    ends an episode already returns the next one's first observation (the last one comes in
-    ``info["final_obs"]``), so every step is a real one.
+    handles it, raises SystemExit in the block for the same cleanup; workers that died before the
+    block ended normally are named in a RuntimeWarning as the rest close. Without ``processes``
+    the envs run in this process (SyncVectorEnv). ``autoreset_mode`` defaults to SAME_STEP: the
+    step that ends an episode already returns the next one's first observation (the last one
+    comes in ``info["final_obs"]``), so every step is a real one.
     """
     num_envs = integer(num_envs, "num_envs")
     with contextlib.ExitStack() as stack:
