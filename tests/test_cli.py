@@ -528,3 +528,24 @@ def test_a_signal_whose_exception_a_library_lost_still_stops_the_run(tmp_path, m
     monkeypatch.setattr(sac, "train", fails)
     with pytest.raises(ValueError, match="a bug"):
         cli.main(["train", "sac", "--run-dir", str(tmp_path / "other")])
+
+
+def test_a_signal_that_left_code_run_by_exec_still_ends_python_m_with_its_status(tmp_path):
+    # CPython kills a `python -m` process with SIGINT at exit (status -2, not 130) once a
+    # KeyboardInterrupt has left exec() or eval() of a string, caught or not; dataclasses and mpmath
+    # (imported by torch as a run starts) run their code that way.
+    (tmp_path / "launch.py").write_text(
+        "import sys\n"
+        "from pymbrl import cli\n"
+        "from pymbrl.agents import sac\n"
+        "def train(config, run_dir=None, *, callbacks):\n"
+        "    exec('import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(5)')\n"
+        "    raise AssertionError('the signal did not stop the run')\n"
+        "sac.train = train\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
+    path = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
+    result = subprocess.run([sys.executable, "-m", "launch"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": path})
+    assert result.returncode == 130, result.stderr
+    assert "resume with: pymbrl train sac --run-dir run" in result.stderr and "Traceback" not in result.stderr

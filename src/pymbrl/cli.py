@@ -400,6 +400,14 @@ class _Received:
         if cls.signum is not None:
             raise KeyboardInterrupt
 
+    @staticmethod
+    def forget_unhandled_interrupt() -> None:
+        """CPython marks a KeyboardInterrupt that left code run by ``exec`` or ``eval`` of a string
+        (as dataclasses, namedtuple and mpmath build their code) as unhandled, even where the CLI
+        caught it, and ``python -m pymbrl.cli`` then ends killed by SIGINT instead of with its exit
+        status. Each ``eval`` of a string starts by clearing that mark."""
+        eval("None")
+
     @classmethod
     def unraisable_hook(cls, previous: Any) -> Any:
         """A ``sys.unraisablehook`` that keeps quiet about the signal's exception, raised where
@@ -601,6 +609,7 @@ def _main(argv: list[str]) -> int:
                 raise
             # Python code that a library ran put an error of its own in place of the signal's exception.
             terminated = _Received.signum == signal.SIGTERM
+        _Received.forget_unhandled_interrupt()
         what, status = ("terminated", 143) if terminated else ("interrupted", 130)
         if args.command == "train" and isinstance(getattr(args, "run_dir", None), Path):
             print(f"{what}; what was saved in {args.run_dir} (the last checkpoint) is kept; resume with: "
