@@ -138,10 +138,8 @@ def budgets(values: list[int], games: int, steps: int, jobs: int) -> None:
                           for schedule, seed in pairs])
         means = [np.mean([table[schedule, search, seed, budget] for schedule, seed in pairs])
                  for search in AGENTS.values()]
-        error = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
         print(f"{budget} simulations: Stochastic MuZero {means[0]:.1f}, MuZero {means[1]:.1f}, difference "
-              f"{diffs.mean():+.1f} +- {error:.1f} (standard error over seeds), higher in {int((diffs > 0).sum())} "
-              f"of {len(diffs)}")
+              f"{paired(diffs)}")
 
 
 def random_play(episodes: int) -> float:
@@ -264,9 +262,15 @@ def compare(curves: dict[str, dict[int, list[dict]]], start: int, steps: int) ->
     print(f"mean score over the evaluations from {start} env steps on, per seed:")
     for seed, d in zip(seeds, diffs):
         print(f"  seed {seed}: {a} {window[a][seed]:.1f}, {b} {window[b][seed]:.1f} (difference {d:+.1f})")
+    print(f"  {a} minus {b}: {paired(diffs)}")
+
+
+def paired(diffs: np.ndarray) -> str:
+    """The mean of per-seed differences between the agents, its standard error over the seeds and
+    how many of them are positive."""
     error = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-    print(f"  {a} minus {b}: {diffs.mean():+.1f} +- {error:.1f} (standard error over {len(seeds)} seeds), "
-          f"higher in {int((diffs > 0).sum())} of {len(seeds)} seeds")
+    return (f"{diffs.mean():+.1f} +- {error:.1f} (standard error over {len(diffs)} seeds), "
+            f"higher in {int((diffs > 0).sum())} of {len(diffs)}")
 
 
 if __name__ == "__main__":
