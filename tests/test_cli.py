@@ -437,9 +437,13 @@ def test_a_resumed_runs_bar_starts_at_its_checkpoint(tmp_path, monkeypatch):
     assert (bar.initial, bar.n, bar.closed) == (900, 1000, True)
 
 
-def test_python_m_pymbrl_cli_runs_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "pymbrl.cli", "--help"], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("module", ["pymbrl", "pymbrl.cli"])
+def test_python_m_runs_the_command_line(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage: pymbrl" in result.stdout
+    result = subprocess.run([sys.executable, "-m", module, "train", "nothing"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "invalid choice: 'nothing'" in result.stderr
 
 
 def test_resuming_with_other_values_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys):

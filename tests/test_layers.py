@@ -32,7 +32,8 @@ RANKS = {
     "distributed": 5,
     "agents": 6,
     "demo": 7,
-    "cli": 8, "__main__": 8,
+    "cli": 8,
+    "__main__": 9,
 }
 """Rank of each top-level part of pymbrl: a module may import from lower ranks and its own part."""
 
