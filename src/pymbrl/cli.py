@@ -404,7 +404,7 @@ class _Received:
     def forget_unhandled_interrupt() -> None:
         """CPython marks a KeyboardInterrupt that left code run by ``exec`` or ``eval`` of a string
         (as dataclasses, namedtuple and mpmath build their code) as unhandled, even where the CLI
-        caught it, and ``python -m pymbrl.cli`` then ends killed by SIGINT instead of with its exit
+        caught it, and ``python -m pymbrl`` then ends killed by SIGINT instead of with its exit
         status. Each ``eval`` of a string starts by clearing that mark."""
         eval("None")
 
