@@ -116,7 +116,7 @@ def with_budgets(run_dir: Path, budgets: list[int], games: int) -> list[float]:
 def budgets(values: list[int], games: int, steps: int, jobs: int) -> None:
     """Scores the final network of every run of both schedules that reached ``steps`` env steps
     with ``values`` simulations per move, into ``<record>_budgets.csv``, and prints the paired
-    comparison at each budget."""
+    comparison at each budget and of what each agent gains from the first budget to the last."""
     from pymbrl.training.curves import read_log
 
     finished = sorted((schedule, path) for schedule in SCHEDULES for path in paths(schedule)[1].glob("*-seed*")
@@ -140,6 +140,13 @@ def budgets(values: list[int], games: int, steps: int, jobs: int) -> None:
                  for search in AGENTS.values()]
         print(f"{budget} simulations: Stochastic MuZero {means[0]:.1f}, MuZero {means[1]:.1f}, difference "
               f"{paired(diffs)}")
+    if len(values) > 1:  # what more search adds, first budget to last: the paper's argument is about planning
+        first, last = values[0], values[-1]
+        gains = {search: np.array([table[schedule, search, seed, last] - table[schedule, search, seed, first]
+                                   for schedule, seed in pairs]) for search in AGENTS.values()}
+        for name, search in AGENTS.items():
+            print(f"{name}'s gain from {first} to {last} simulations: {paired(gains[search])}")
+        print(f"Stochastic MuZero's gain minus MuZero's: {paired(gains['stochastic'] - gains['muzero'])}")
 
 
 def random_play(episodes: int) -> float:
