@@ -534,6 +534,24 @@ def test_a_signal_whose_exception_a_library_lost_still_stops_the_run(tmp_path, m
         cli.main(["train", "sac", "--run-dir", str(tmp_path / "other")])
 
 
+def test_a_signal_whose_exception_a_library_lost_still_stops_the_demo(tmp_path, monkeypatch, capsys):
+    from pymbrl import demo
+
+    def run(out, *, quick, seed, write):
+        write("1/3")
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # as a library that catches everything may
+        write("2/3")
+        write("3/3")
+
+    monkeypatch.setattr(demo, "run", run)
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path / "out")]) == 130
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["1/3", "2/3"] and err.strip() == "interrupted"
+
 def test_a_signal_that_left_code_run_by_exec_still_ends_python_m_with_its_status(tmp_path):
     # CPython kills a `python -m` process with SIGINT at exit (status -2, not 130) once a
     # KeyboardInterrupt has left exec() or eval() of a string, caught or not; dataclasses and mpmath

@@ -57,7 +57,11 @@ def _check_bench(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from pymbrl import demo
 
-    demo.run(args.out, quick=args.quick, seed=args.seed, write=lambda line: print(line, flush=True))
+    def write(line: str) -> None:
+        print(line, flush=True)
+        _Received.raise_again()  # a signal whose exception a library lost stops the demo at its next line
+
+    demo.run(args.out, quick=args.quick, seed=args.seed, write=write)
     return 0
 
 
