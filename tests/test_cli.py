@@ -534,16 +534,20 @@ def test_a_signal_whose_exception_a_library_lost_still_stops_the_run(tmp_path, m
         cli.main(["train", "sac", "--run-dir", str(tmp_path / "other")])
 
 
+def _loses_a_signal() -> None:
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass  # as a library that catches everything may
+
+
 def test_a_signal_whose_exception_a_library_lost_still_stops_the_demo(tmp_path, monkeypatch, capsys):
     from pymbrl import demo
 
     def run(out, *, quick, seed, write):
         write("1/3")
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)
-        except KeyboardInterrupt:
-            pass  # as a library that catches everything may
+        _loses_a_signal()
         write("2/3")
         write("3/3")
 
@@ -551,6 +555,26 @@ def test_a_signal_whose_exception_a_library_lost_still_stops_the_demo(tmp_path, 
     assert cli.main(["demo", "--quick", "--out", str(tmp_path / "out")]) == 130
     out, err = capsys.readouterr()
     assert out.splitlines() == ["1/3", "2/3"] and err.strip() == "interrupted"
+
+
+@pytest.mark.parametrize("command", ["bench", "dyna"])
+def test_a_command_that_ran_on_after_a_lost_signal_ends_as_interrupted(command, tmp_path, monkeypatch, capsys):
+    # bench and dyna have no report at which to raise the signal again: they finish, then say so.
+    from pymbrl.bench import replay
+    from pymbrl.dyna import experiments
+
+    def figure_8_2(*args, **kwargs):
+        _loses_a_signal()
+        return {}, 0.0
+
+    monkeypatch.setattr(replay, "benchmark", lambda settings: (_loses_a_signal(), "the table")[1])
+    monkeypatch.setattr(experiments, "figure_8_2", figure_8_2)
+    monkeypatch.setattr(experiments, "steps_table", lambda curves, shown: "the table")
+    argv = {"bench": ["bench", "replay", "--quick"], "dyna": ["dyna", "--out", str(tmp_path / "dyna.png")]}[command]
+    assert cli.main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "the table" in out and err.strip() == "interrupted"
+
 
 def test_a_signal_that_left_code_run_by_exec_still_ends_python_m_with_its_status(tmp_path):
     # CPython kills a `python -m` process with SIGINT at exit (status -2, not 130) once a

@@ -387,8 +387,8 @@ class _Received:
     """The stopping signal this command received, if any. The exception its handler raises can be
     lost on the way up: Python code run by a C library (matplotlib's renderer, a tensor's
     ``__array__`` under numpy) may clear it or replace it with an error of its own. Remembered,
-    it is raised again at the run's next report and taken for what it was if another error ends
-    the command."""
+    it is raised again at the run's next report (or the demo's next line, or as the command ends)
+    and taken for what it was if another error ends the command."""
 
     signum: int | None = None
 
@@ -605,7 +605,11 @@ def _main(argv: list[str]) -> int:
                 _Received.raise_again()  # the error may stand for a signal received during the checks
                 parser.error(_usage_message(error))  # exits with status 2
             _install_handlers()
-            return args.run(args)
+            status = args.run(args)
+            # bench, play and dyna have no report at which to raise a lost signal again: it ends them
+            # as interrupted once they finish, not with status 0.
+            _Received.raise_again()
+            return status
         except KeyboardInterrupt as interrupt:
             terminated = isinstance(interrupt, Terminated)
         except Exception:
