@@ -243,6 +243,9 @@ def unroll_loss(network: torch.nn.Module, batch: Any, config: MuZeroConfig, weig
     |predicted - target root value|, parts).
     """
     K, S = config.unroll_steps, config.support_size
+    # Two-hot targets of every step at once: one call each rather than one per step and kind.
+    value_targets = scalar_to_support(batch.target_values, S)  # [B, K + 1, 2S + 1]
+    reward_targets = scalar_to_support(batch.target_rewards, S)
     out = network.initial_inference(batch.obs)
     predictions = [(out.value_logits, None, out.policy_logits)]
     chance_loss, chance_parts = None, {}
@@ -250,7 +253,8 @@ def unroll_loss(network: torch.nn.Module, batch: Any, config: MuZeroConfig, weig
         if following is None:
             raise ValueError("following: Stochastic MuZero unrolls through the observations after each move; "
                              "pass outcomes(buffer, batch.indices, unroll_steps)")
-        unrolled, chance_loss, chance_parts = chance_unroll(network, out.hidden_state, batch, following, config)
+        unrolled, chance_loss, chance_parts = chance_unroll(network, out.hidden_state, batch, following, config,
+                                                            value_targets)
         predictions += unrolled
     hidden = out.hidden_state
     for k in range(K if chance_loss is None else 0):
@@ -260,12 +264,11 @@ def unroll_loss(network: torch.nn.Module, batch: Any, config: MuZeroConfig, weig
     value_loss = reward_loss = policy_loss = torch.zeros(batch.obs.shape[0], device=batch.obs.device)
     for k, (value_logits, reward_logits, policy_logits) in enumerate(predictions):
         scale = 1.0 if k == 0 else 1.0 / K
-        value_target = scalar_to_support(batch.target_values[:, k], S)
-        value_loss = value_loss + scale * batch.value_mask[:, k] * cross_entropy(value_logits, value_target)
+        value_loss = value_loss + scale * batch.value_mask[:, k] * cross_entropy(value_logits, value_targets[:, k])
         policy_loss = policy_loss + scale * batch.mask[:, k] * cross_entropy(policy_logits, batch.target_policies[:, k])
         if reward_logits is not None:
-            reward_target = scalar_to_support(batch.target_rewards[:, k], S)
-            reward_loss = reward_loss + scale * batch.reward_mask[:, k] * cross_entropy(reward_logits, reward_target)
+            reward_loss = reward_loss + scale * batch.reward_mask[:, k] * cross_entropy(reward_logits,
+                                                                                        reward_targets[:, k])
     per_sample = config.value_loss_weight * value_loss + reward_loss + policy_loss
     if chance_loss is not None:
         per_sample = per_sample + chance_loss

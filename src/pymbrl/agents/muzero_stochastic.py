@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from pymbrl import mcts
-from pymbrl.models.muzero import scalar_to_support, scale_gradient, support_to_scalar
+from pymbrl.models.muzero import scale_gradient, support_to_scalar
 from pymbrl.replay import GameBuffer
 
 if TYPE_CHECKING:
@@ -50,10 +50,12 @@ def outcomes(buffer: GameBuffer, indices: torch.Tensor, unroll_steps: int, devic
 
 
 def chance_unroll(network: torch.nn.Module, hidden: torch.Tensor, batch: Any, following: Outcomes,
-                  config: MuZeroConfig) -> tuple[list[tuple], torch.Tensor, dict[str, float]]:
+                  config: MuZeroConfig, value_targets: torch.Tensor
+                  ) -> tuple[list[tuple], torch.Tensor, dict[str, float]]:
     """Unrolls the model K steps from the root states ``hidden`` [B, latent] along the batch's
     actions, each chance outcome the encoder's code of the observation that followed (where it is
-    unknown, the model's most likely code, trained on nothing).
+    unknown, the model's most likely code, trained on nothing). ``value_targets`` [B, K + 1, 2S + 1]:
+    the two-hot value targets of the batch's positions, those of each step's afterstate too.
 
     Returns (the predictions (value logits, reward logits, policy logits) of steps 1..K, the
     per-sample loss [B] of the afterstates: Q cross-entropy + chance cross-entropy +
@@ -64,7 +66,7 @@ def chance_unroll(network: torch.nn.Module, hidden: torch.Tensor, batch: Any, fo
     which the straight-through gradient drives at small scale (the dynamics learns the codes it
     sees, so the codes it never sees stay worse).
     """
-    K, S, C = config.unroll_steps, config.support_size, config.num_chance_outcomes
+    K, C = config.unroll_steps, config.num_chance_outcomes
     batch_size = hidden.shape[0]
     if K:
         codes, probs = network.encode(following.obs.flatten(0, 1))
@@ -79,8 +81,8 @@ def chance_unroll(network: torch.nn.Module, hidden: torch.Tensor, batch: Any, fo
         out = network.chance_inference(after.afterstate, code)
         predictions.append((out.value_logits, out.reward_logits, out.policy_logits))
         hidden = scale_gradient(out.hidden_state, 0.5)
-        q_target = scalar_to_support(batch.target_values[:, k], S)
-        q_loss = q_loss + batch.value_mask[:, k] * F.cross_entropy(after.q_logits, q_target, reduction="none") / K
+        q_loss = q_loss + batch.value_mask[:, k] * F.cross_entropy(after.q_logits, value_targets[:, k],
+                                                                   reduction="none") / K
         chance_loss = chance_loss + known[:, k] * F.cross_entropy(after.chance_logits, code.detach(),
                                                                   reduction="none") / K
         commitment = commitment + known[:, k] * (code.detach() - probs[:, k]).square().sum(dim=-1) / K

@@ -212,6 +212,8 @@ def unroll_loss(network: SampledMuZeroNetwork, batch: Any, sampled: torch.Tensor
     and the policy loss is the paper's ``-sum_k w_k log pi(a_k)`` minus ``entropy_weight`` times
     the pre-tanh Gaussian's entropy. Returns (loss, priorities [B], parts)."""
     K, S = c.unroll_steps, c.support_size
+    value_targets = scalar_to_support(batch.target_values, S)  # [B, K + 1, 2S + 1]
+    reward_targets = scalar_to_support(batch.target_rewards, S)
     rows = torch.arange(batch.obs.shape[0], device=batch.obs.device)
     out = network.initial_inference(batch.obs)
     predictions, hidden = [out], out.hidden_state
@@ -223,14 +225,14 @@ def unroll_loss(network: SampledMuZeroNetwork, batch: Any, sampled: torch.Tensor
     for k, p in enumerate(predictions):
         scale = 1.0 if k == 0 else 1.0 / K
         value_loss = value_loss + scale * batch.value_mask[:, k] * cross_entropy(
-            p.value_logits, scalar_to_support(batch.target_values[:, k], S))
+            p.value_logits, value_targets[:, k])
         log_pi = squashed_log_prob(p.mean[:, None], p.std[:, None], sampled[:, k])  # [B, K]
         entropy = torch.distributions.Normal(p.mean, p.std).entropy().sum(dim=-1)
         policy = -(batch.target_policies[:, k] * log_pi).sum(dim=-1) - c.entropy_weight * entropy
         policy_loss = policy_loss + scale * batch.mask[:, k] * policy
         if k > 0:
             reward_loss = reward_loss + scale * batch.reward_mask[:, k] * cross_entropy(
-                p.reward_logits, scalar_to_support(batch.target_rewards[:, k], S))
+                p.reward_logits, reward_targets[:, k])
     loss = (weights * (c.value_loss_weight * value_loss + reward_loss + policy_loss)).mean()
     with torch.no_grad():
         priorities = (support_to_scalar(predictions[0].value_logits, S) - batch.target_values[:, 0]).abs() + 1e-6
