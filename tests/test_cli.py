@@ -301,6 +301,8 @@ def test_list_and_version(capsys):
     out = capsys.readouterr().out
     for name in cli.NAMES:
         assert out.count(f"{name} ") >= 1
+    algorithms = out.splitlines()[:len(cli.NAMES)]
+    assert len({line.index(cli.NAMES[line.split()[0]]) for line in algorithms}) == 1  # one column of names
     assert "Hopper-" in out and "TicTacToe = pymbrl/TicTacToe-v0" in out
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])
@@ -444,6 +446,29 @@ def test_python_m_runs_the_command_line(module):
     result = subprocess.run([sys.executable, "-m", module, "train", "nothing"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "invalid choice: 'nothing'" in result.stderr
+
+
+def _without_reader(args: list[str], directory: Path) -> tuple[int, str]:
+    """Runs ``python -m pymbrl ARGS`` whose stdout's reader leaves before anything is written
+    (as ``pymbrl list | head -1`` once head has its line); returns the status and stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "pymbrl", *args], cwd=directory, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    err = process.stderr.read()
+    return process.wait(timeout=120), err
+
+
+@pytest.mark.parametrize("args", [["list"], ["dyna", "--seeds", "2", "--episodes", "3", "--out", "dyna.png"]])
+def test_a_command_whose_reader_left_ends_quietly_as_sigpipe_would(args, tmp_path):
+    status, err = _without_reader(args, tmp_path)  # was a BrokenPipeError traceback, status 1
+    assert status == 128 + signal.SIGPIPE, err
+    assert "Traceback" not in err and "Exception ignored" not in err and "BrokenPipe" not in err
+
+
+def test_a_run_whose_reader_left_stops_and_prints_the_command_that_resumes(tmp_path):
+    status, err = _without_reader(["train", "muzero", "--env", "CartPole-v1", "--run-dir", "run"], tmp_path)
+    assert status == 128 + signal.SIGPIPE, err
+    assert err.strip().endswith("resume with: pymbrl train muzero --run-dir run") and "Traceback" not in err
 
 
 def test_resuming_with_other_values_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys):

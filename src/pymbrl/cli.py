@@ -219,11 +219,13 @@ def _play(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from pymbrl import agents
 
+    width = max(map(len, agents.ALGORITHMS))
     for name in agents.ALGORITHMS:
         cls = agents.config_class(name)
         presets = ", ".join(cls.PRESETS) or "none"
         stages = f"; stages: {' '.join(agents.module(name).STAGES)}" if name in STAGED else ""
-        print(f"{name:<13} {NAMES[name]} ({cls.__name__}); default env {cls.DEFAULT_ENV}; presets: {presets}{stages}")
+        print(f"{name:<{width}} {NAMES[name]} ({cls.__name__}); default env {cls.DEFAULT_ENV}; "
+              f"presets: {presets}{stages}")
     print(f"env aliases: {', '.join(f'{k} = {v}' for k, v in ENV_ALIASES.items())}")
     print("pymbrl train ALGO --help lists every setting of ALGO")
     return 0
@@ -579,13 +581,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports (a non-finite loss), 130 on Ctrl-C (SIGINT) and 143 on SIGTERM, both of which keep the
     last checkpoint and print the command that resumes. Invalid arguments exit with status 2
     (argparse's usage error) before anything runs, and so does a command whose extra is not
-    installed (one line naming it, e.g. ``pymbrl train`` without ``pymbrl[agents]``); any other
-    error raised while a command runs propagates with its traceback."""
+    installed (one line naming it, e.g. ``pymbrl train`` without ``pymbrl[agents]``). Where the
+    reader of the output leaves (``pymbrl list | head -3``) the command stops as a tool killed by
+    SIGPIPE would, with status 141 and without a traceback (``train`` keeps its last checkpoint and
+    prints the command that resumes). Any other error raised while a command runs propagates with
+    its traceback."""
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv))
+        try:
+            return _main(list(sys.argv[1:] if argv is None else argv))
+        finally:  # also after --help: a reader that left shows here rather than as Python exits
+            if sys.stdout is not None:  # None where the process started with stdout closed
+                sys.stdout.flush()
     except MissingExtra as error:
         print(f"pymbrl: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # while parsing (``--help``), or in what the command printed on its way out
+        return _reader_left()
+
+
+def _reader_left() -> int:
+    """Sends the rest of the output nowhere, so that Python's flush at exit finds no broken pipe
+    to report either; returns 128 + SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):  # a stream without a descriptor (replaced, closed)
+            pass
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _main(argv: list[str]) -> int:
@@ -596,11 +620,13 @@ def _main(argv: list[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(args.torch_threads)
+    resumable = False  # until the checks have made args.run_dir the run's directory
     with _interruptible():
         try:
             try:
                 _positive(args, "torch_threads")
                 args.check(args)
+                resumable = args.command == "train"
             except (ValueError, TypeError) as error:
                 _Received.raise_again()  # the error may stand for a signal received during the checks
                 parser.error(_usage_message(error))  # exits with status 2
@@ -611,20 +637,22 @@ def _main(argv: list[str]) -> int:
             _Received.raise_again()
             return status
         except KeyboardInterrupt as interrupt:
-            terminated = isinstance(interrupt, Terminated)
-        except Exception:
-            if _Received.signum is None:
-                raise
-            # Python code that a library ran put an error of its own in place of the signal's exception.
-            terminated = _Received.signum == signal.SIGTERM
+            what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        except Exception as error:
+            if _Received.signum is not None:
+                # Python code that a library ran put an error of its own in place of the signal's exception.
+                what = "terminated" if _Received.signum == signal.SIGTERM else "interrupted"
+            elif isinstance(error, BrokenPipeError) and resumable:
+                what = "stopped: the reader of its output left"
+            else:
+                raise  # a BrokenPipeError of another command: main() ends it quietly
         _Received.forget_unhandled_interrupt()
-        what, status = ("terminated", 143) if terminated else ("interrupted", 130)
-        if args.command == "train" and isinstance(getattr(args, "run_dir", None), Path):
+        if resumable:
             print(f"{what}; what was saved in {args.run_dir} (the last checkpoint) is kept; resume with: "
                   f"pymbrl train {args.algorithm} --run-dir {args.run_dir}", file=sys.stderr)
         else:
             print(what, file=sys.stderr)
-        return status
+        return {"terminated": 143, "interrupted": 130}.get(what) or _reader_left()
 
 
 if __name__ == "__main__":
