@@ -103,3 +103,24 @@ def run_cli(tmp_path: Path, args: list[str]) -> str:
     assert process.wait(timeout=600) == 0, out.read_text()
     assert session(process.pid) == []
     return out.read_text()
+
+
+CLAIM = ("import sys; from pymbrl.training import TrainConfig; from pymbrl.training.run import start_run; "
+         "from pymbrl.training.stages import start_pipeline\n"
+         "try:\n"
+         "    (start_run if sys.argv[2] == 'run' else start_pipeline)(sys.argv[1], 'fake', "
+         "TrainConfig(steps=20, checkpoint_every=10))\n"
+         "except ValueError as error:\n"
+         "    sys.exit(str(error))\n"
+         "print('held', flush=True); sys.stdin.read()")
+
+
+def holder(directory: Path, how: str = "run") -> subprocess.Popen:
+    """Another process training in ``directory`` (``how``: "run" by start_run of a TrainConfig with
+    steps=20, checkpoint_every=10, "pipeline" by start_pipeline), until killed; returned once it
+    holds the directory."""
+    process = subprocess.Popen([sys.executable, "-c", CLAIM, str(directory), how], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    return process
+

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from golden_runs import FRAMES_ID
-from support import has_losses, interrupt_cli, run_cli
+from support import has_losses, holder, interrupt_cli, run_cli
 
 from pymbrl import cli
 from pymbrl.agents import i2a, muzero, sac
@@ -469,6 +469,18 @@ def test_a_run_whose_reader_left_stops_and_prints_the_command_that_resumes(tmp_p
     status, err = _without_reader(["train", "muzero", "--env", "CartPole-v1", "--run-dir", "run"], tmp_path)
     assert status == 128 + signal.SIGPIPE, err
     assert err.strip().endswith("resume with: pymbrl train muzero --run-dir run") and "Traceback" not in err
+
+
+def test_a_run_directory_another_process_trains_in_is_a_usage_error(tmp_path, capsys):
+    process = holder(tmp_path / "run", "pipeline")  # of another algorithm, too: the directory's use comes first
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "sac", "--run-dir", str(tmp_path / "run")])
+    finally:
+        process.kill()
+        process.wait()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"--run-dir: '{tmp_path / 'run'}' is in use by another process" in err, err
 
 
 def test_resuming_with_other_values_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys):

@@ -311,8 +311,13 @@ def _configured(args: argparse.Namespace) -> Any:
 
 def _check_train(args: argparse.Namespace) -> None:
     from pymbrl import agents
-    from pymbrl.training.run import check_resumable
+    from pymbrl.training.run import check_resumable, check_unclaimed
 
+    if args.run_dir is not None:  # first: what a user who started the same run twice needs to hear
+        try:
+            check_unclaimed(Path(args.run_dir))
+        except ValueError as error:
+            raise ValueError(f"--run-dir: {str(error).partition(': ')[2]}") from None
     args.config = _configured(args)
     config = args.config
     args.run_dir = Path(args.run_dir or f"runs/{args.algorithm}-{config.env.replace('/', '-')}-seed{config.seed}")
@@ -332,7 +337,8 @@ def _check_train(args: argparse.Namespace) -> None:
         check_resumable(args.run_dir, args.algorithm, config)
     except ValueError as error:
         field, _, rest = str(error).partition(": ")
-        option = {"env": "--env", "seed": "--seed", "steps": "--steps", "device": "--device"}.get(field)
+        option = {"env": "--env", "seed": "--seed", "steps": "--steps", "device": "--device",
+                  "run_dir": "--run-dir"}.get(field)
         if option is not None:
             raise ValueError(f"{option}: {rest}") from None
         explicit = field in {a.partition("=")[0].strip() for a in args.set}

@@ -4,6 +4,8 @@ continuing a finished run, and refusing another run's directory."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from pymbrl.training import Callbacks, TrainConfig
 from pymbrl.training.config import read_config
 from pymbrl.training.curves import read_log
 from pymbrl.training.run import check_resumable, read_run, run_algorithm, start_run
+from pymbrl.training.stages import start_pipeline
+from support import CLAIM, holder
 
 
 class Seen(Callbacks):
@@ -89,3 +93,35 @@ def test_a_staged_runs_config_is_checked_without_a_checkpoint(tmp_path):
         check_resumable(tmp_path, "fake", TrainConfig(seed=3))
     with pytest.raises(ValueError, match="run_dir: no checkpoint in"):
         read_run(tmp_path, TrainConfig, "fake")
+
+
+
+@pytest.mark.parametrize("how", ["run", "pipeline"])
+def test_a_directory_another_process_trains_in_is_refused_until_that_process_ends(how, tmp_path):
+    config = TrainConfig(steps=20, checkpoint_every=10)
+    fake_run(tmp_path, config)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "config.yaml"}
+    process = holder(tmp_path, how)
+    try:
+        for refused in (lambda: start_run(tmp_path, "fake", dataclasses.replace(config, steps=40)),
+                        lambda: check_resumable(tmp_path, "fake", config),
+                        lambda: start_pipeline(tmp_path, "fake", config)):
+            with pytest.raises(ValueError, match=f"^run_dir: '{tmp_path}' is in use by another process training in it"):
+                refused()
+        assert all(path.read_bytes() == data for path, data in before.items())
+    finally:
+        process.kill()  # however it ends, the system drops its lock
+        process.wait()
+    assert fake_run(tmp_path, dataclasses.replace(config, steps=40)).step == 40
+
+
+def test_a_run_holds_its_directory_until_it_closes_and_its_process_may_start_it_again(tmp_path):
+    config = TrainConfig(steps=20, checkpoint_every=10)
+    start_run(tmp_path, "fake", config)
+    refused = subprocess.run([sys.executable, "-c", CLAIM, str(tmp_path), "run"], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "is in use by another process" in refused.stderr
+    start_run(tmp_path, "fake", config).close()  # this process's own: a run left open (by an exception) resumes
+    process = holder(tmp_path)
+    process.kill()
+    process.wait()

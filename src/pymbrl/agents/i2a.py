@@ -41,7 +41,7 @@ from pymbrl.models.i2a import ActorCritic
 from pymbrl.rollout.per_action import per_action_rollouts
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, as_batch, generator, seeded, start_run
 from pymbrl.training.checkpoint import arrays_to_tensors, save_atomically, tensors_to_arrays
-from pymbrl.training.run import STATE, read_config_of, read_run, restoring
+from pymbrl.training.run import STATE, read_config_of, read_run, release, restoring
 from pymbrl.training import stages as staging
 from pymbrl.training.stages import run_stages
 
@@ -307,6 +307,7 @@ def train(config: I2AConfig | None = None, run_dir: str | os.PathLike | None = N
         staging.check_stages(directory, pipeline, selected)
         staging.start_pipeline(directory, "i2a", config)
         summary = run_stages(directory, pipeline, selected, callbacks)
+        release(directory)
         agent, history = restore(directory) if "agent" in selected else (None, [])
     return TrainResult(agent, history, None if run_dir is None else directory, summary)
 

@@ -42,7 +42,7 @@ from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.world_models import Policy, temperature
 from pymbrl.training import Callbacks, TrainConfig, TrainResult, as_batch
 from pymbrl.training import stages as staging
-from pymbrl.training.run import read_config_of
+from pymbrl.training.run import read_config_of, release
 
 with optional_imports():
     import gymnasium as gym
@@ -231,6 +231,7 @@ def train(config: WorldModelsConfig | None = None, run_dir: str | os.PathLike | 
     staging.check_stages(run_dir, stage_list, selected)
     directory = staging.start_pipeline(run_dir, "world-models", c)
     staging.run_stages(directory, stage_list, selected, callbacks)
+    release(directory)
     iteration = wms.latest_controller(directory, c)
     if iteration is None:
         return TrainResult(None, [], directory, {})

@@ -20,12 +20,17 @@ leaves the previous checkpoint usable; every file goes through :mod:`pymbrl._fil
 renamed, directory fsynced), and what a writer killed mid-save left behind is removed by the next
 save. Staged agents keep one such directory per stage that checkpoints (World Models and I2A put
 their stages' artefacts beside it).
+
+One process at a time trains in a run directory: a run holds an advisory lock on it (``flock``,
+which the system drops when the process ends, however it ends) from its start until it closes,
+and another process that starts a run there is refused (:func:`claim`).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
 import math
@@ -80,6 +85,7 @@ class Run:
         self.history: list[dict[str, Any]] = []
         self.started = time.perf_counter()
         self.writer: Any = None
+        self.claimed = False
 
     @property
     def seconds(self) -> float:
@@ -179,6 +185,9 @@ class Run:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.claimed:
+            release(self.directory)
+            self.claimed = False
 
 
 @contextmanager
@@ -304,15 +313,66 @@ def start_run(run_dir: str | os.PathLike | None, algorithm: str, config: TrainCo
         return Run(config.seed, total, None, identity, every, stage, callbacks)
     directory = Path(run_dir)
     _check_directory(directory, algorithm, config, config_file=write)
-    folder = checkpoint_folder(directory)
-    state = None if folder is None else read_state(folder)
     run = Run(config.seed, total, directory, identity, every, stage, callbacks)
-    if state is not None:
-        run.resume(folder, state)
-    directory.mkdir(parents=True, exist_ok=True)
-    if write:
-        write_config(config, directory / CONFIG_FILE, algorithm)
+    if write:  # a stage's records (write=False) are inside a run directory its pipeline claimed
+        claim(directory)
+        run.claimed = True
+    try:
+        folder = checkpoint_folder(directory)
+        if folder is not None:
+            run.resume(folder, read_state(folder))
+        directory.mkdir(parents=True, exist_ok=True)
+        if write:
+            write_config(config, directory / CONFIG_FILE, algorithm)
+    except BaseException:
+        run.close()
+        raise
     return run
+
+
+_CLAIMED: dict[str, int] = {}
+"""The run directories this process trains in (their real paths) and the descriptors holding their locks."""
+
+
+def claim(directory: Path) -> None:
+    """Makes ``directory`` (and its parents) if needed and locks it for this process until
+    :func:`release` or the process's end. Raises ValueError naming it if another process holds it.
+    A directory this process holds already stays held (a run that ended on an exception, in a
+    notebook, has not released it; running it again there resumes it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(directory)
+    if key not in _CLAIMED:
+        _CLAIMED[key] = _locked(directory, fcntl.LOCK_EX)
+
+
+def release(directory: Path) -> None:
+    """Unlocks a directory that :func:`claim` locked, however many runs of this process claimed it
+    (nothing if this process does not hold it)."""
+    descriptor = _CLAIMED.pop(os.path.realpath(directory), None)
+    if descriptor is not None:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)  # also for the env workers forked since, which share the lock
+        os.close(descriptor)
+
+
+def check_unclaimed(directory: Path) -> None:
+    """Raises :func:`claim`'s ValueError if another process holds ``directory``; changes nothing."""
+    if directory.is_dir() and os.path.realpath(directory) not in _CLAIMED:
+        os.close(_locked(directory, fcntl.LOCK_SH))
+
+
+def _locked(directory: Path, operation: int) -> int:
+    """A descriptor of ``directory`` holding the ``flock`` lock ``operation``, or ValueError naming
+    the directory if another process holds a lock that excludes it."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+    except BaseException as error:
+        os.close(descriptor)
+        if isinstance(error, BlockingIOError):
+            raise ValueError(f"run_dir: {str(directory)!r} is in use by another process training in it; wait for "
+                             f"that run to end (or stop it), or use another run directory") from None
+        raise
+    return descriptor
 
 
 def run_algorithm(run_dir: str | os.PathLike) -> str:
@@ -363,8 +423,10 @@ def read_run(run_dir: str | os.PathLike, cls: type[C], algorithm: str, device: s
 def check_resumable(run_dir: str | os.PathLike, algorithm: str, config: TrainConfig) -> None:
     """Refuses (ValueError naming the setting) to start ``algorithm`` with ``config`` in ``run_dir``
     when the directory is a file, or holds a run (its ``config.yaml``, its checkpoint) of another
-    algorithm or config, or one that has gone past ``config.steps``; changes nothing."""
+    algorithm or config, or one that has gone past ``config.steps``, or another process is training
+    in it; changes nothing."""
     directory = Path(run_dir)
+    check_unclaimed(directory)
     _check_directory(directory, algorithm, config, config_file=True)
     folder = checkpoint_folder(directory)
     if folder is not None:

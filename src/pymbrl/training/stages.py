@@ -22,7 +22,7 @@ from typing import Any
 
 from pymbrl.training.callbacks import Callbacks
 from pymbrl.training.config import C, read_config, write_config
-from pymbrl.training.run import CONFIG_FILE
+from pymbrl.training.run import CONFIG_FILE, claim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +107,9 @@ def start_pipeline(run_dir: str | os.PathLike, algorithm: str, config: C) -> Pat
     config to its ``config.yaml``. A directory whose ``config.yaml`` differs from ``config`` in a
     field of its identity (``config.identity()``: for a staged agent, what its artefacts depend
     on, such as the env and network sizes) is refused, with ValueError naming the field; so is one
-    of another algorithm, or with a corrupt or edited ``config.yaml`` (naming the file)."""
+    of another algorithm, or with a corrupt or edited ``config.yaml`` (naming the file), and so is
+    one that another process trains in; this process holds it (:func:`~pymbrl.training.run.claim`)
+    until it calls :func:`~pymbrl.training.run.release`."""
     directory = Path(run_dir)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"run_dir: expected a directory, got {str(directory)!r}, which is not one")
@@ -118,6 +120,6 @@ def start_pipeline(run_dir: str | os.PathLike, algorithm: str, config: C) -> Pat
             if before[name] != now[name]:
                 raise ValueError(f"{name}: {str(directory)!r} holds a run with {name}={before[name]!r}, whose "
                                  f"artefacts depend on it, got {now[name]!r}; use another run directory")
-    directory.mkdir(parents=True, exist_ok=True)
+    claim(directory)
     write_config(config, path, algorithm)
     return directory
