@@ -125,3 +125,16 @@ def test_a_run_holds_its_directory_until_it_closes_and_its_process_may_start_it_
     process = holder(tmp_path)
     process.kill()
     process.wait()
+
+
+def test_a_file_system_without_locks_trains_with_a_warning(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def flock(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with pytest.warns(UserWarning, match="its file system cannot lock it"):
+        run = fake_run(tmp_path, TrainConfig(steps=20, checkpoint_every=10))
+    assert run.step == 20 and (tmp_path / "checkpoint").is_dir()

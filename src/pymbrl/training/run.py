@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import fcntl
 import io
 import json
@@ -37,8 +38,9 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -350,7 +352,8 @@ def release(directory: Path) -> None:
     (nothing if this process does not hold it)."""
     descriptor = _CLAIMED.pop(os.path.realpath(directory), None)
     if descriptor is not None:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)  # also for the env workers forked since, which share the lock
+        with suppress(OSError):  # a file system without locks (see _locked): nothing to unlock
+            fcntl.flock(descriptor, fcntl.LOCK_UN)  # also for the env workers forked since, which share the lock
         os.close(descriptor)
 
 
@@ -362,15 +365,24 @@ def check_unclaimed(directory: Path) -> None:
 
 def _locked(directory: Path, operation: int) -> int:
     """A descriptor of ``directory`` holding the ``flock`` lock ``operation``, or ValueError naming
-    the directory if another process holds a lock that excludes it."""
+    the directory if another process holds a lock that excludes it. On a file system without
+    ``flock`` (some network and cluster file systems) a warning says the directory is not guarded,
+    and the descriptor holds nothing."""
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
-    except BaseException as error:
+    except OSError as error:
+        if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            warnings.warn(f"{str(directory)!r}: its file system cannot lock it ({error.strerror}), so a second "
+                          f"process training in it would not be refused", stacklevel=3)
+            return descriptor
         os.close(descriptor)
         if isinstance(error, BlockingIOError):
             raise ValueError(f"run_dir: {str(directory)!r} is in use by another process training in it; wait for "
                              f"that run to end (or stop it), or use another run directory") from None
+        raise
+    except BaseException:
+        os.close(descriptor)
         raise
     return descriptor
 
