@@ -471,6 +471,27 @@ def test_a_run_whose_reader_left_stops_and_prints_the_command_that_resumes(tmp_p
     assert err.strip().endswith("resume with: pymbrl train muzero --run-dir run") and "Traceback" not in err
 
 
+@pytest.mark.parametrize("args", [["train", "sac", "--run-dir", "{dir}/run"], ["demo", "--out", "{dir}/demo"],
+                                  ["dyna", "--out", "{dir}/dyna.png"]])
+def test_an_output_path_that_cannot_be_written_is_a_usage_error(args, tmp_path, monkeypatch, capsys):
+    # Found before anything runs: the run directory was a traceback as training started, dyna's
+    # plot one after the experiment had run.
+    (tmp_path / "file").write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    cases = [(locked, "is not writable by this user")]
+    if args[0] != "dyna":  # whose plot goes into an existing directory
+        cases += [(tmp_path / "file" / "sub", "is not a directory"), (locked / "deeper", cases[0][1])]
+    for where, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([a.format(dir=where) for a in args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"{args[-2]}: cannot " in err and message in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "locked"]
+
+
 def test_a_run_directory_another_process_trains_in_is_a_usage_error(tmp_path, capsys):
     process = holder(tmp_path / "run", "pipeline")  # of another algorithm, too: the directory's use comes first
     try:

@@ -74,6 +74,7 @@ def _check_demo(args: argparse.Namespace) -> None:
         demo.run_directory(args.out, config)
     except ValueError as error:
         raise ValueError(f"--out: {error}") from None
+    _writable(args.out, "--out")
 
 
 class Reporter:
@@ -236,6 +237,21 @@ def _list(args: argparse.Namespace) -> int:
 # error (exit 2) naming the option, and an error raised once training runs is reported as itself.
 
 
+def _writable(path: Path, option: str) -> None:
+    """Refuses ``path`` (a file or a directory the command will write, made with its parents if
+    missing) where this user may not write it: the path itself where it exists, else its nearest
+    existing ancestor, which must be a directory. Changes nothing."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path.absolute() and not existing.is_dir():
+        raise ValueError(f"{option}: cannot make {str(path)!r}: {str(existing)!r} is not a directory")
+    if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        why = "on a read-only file system" if read_only else "not writable by this user"
+        raise ValueError(f"{option}: cannot write {str(path)!r}: {str(existing)!r} is {why}")
+
+
 def _positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         value = getattr(args, name)
@@ -255,6 +271,7 @@ def _check_dyna(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise ValueError(f"--out: expected a file path in an existing directory, got {args.out!r}")
+    _writable(out, "--out")
 
 
 def _configured(args: argparse.Namespace) -> Any:
@@ -343,6 +360,7 @@ def _check_train(args: argparse.Namespace) -> None:
             raise ValueError(f"{option}: {rest}") from None
         explicit = field in {a.partition("=")[0].strip() for a in args.set}
         raise ValueError(f"{'--set' if explicit else '--run-dir'}: {error}") from None
+    _writable(args.run_dir, "--run-dir")
     if args.algorithm in STAGED:
         module.check_stages(args.run_dir, args.stages or list(module.STAGES), config)
     elif args.stages:
@@ -366,6 +384,7 @@ def _check_play(args: argparse.Namespace) -> None:
         args.video = Path(args.video)
         if args.video.suffix not in (".gif", ".mp4") or not args.video.parent.is_dir():
             raise ValueError(f"--video: expected a .gif or .mp4 path in an existing directory, got {str(args.video)!r}")
+        _writable(args.video, "--video")
     try:
         args.config = read_config_of(run_dir, agents.config_class(args.algorithm), args.algorithm, args.device)
         args.agent = args.module.load(run_dir, device=args.device)
