@@ -448,25 +448,36 @@ def test_python_m_runs_the_command_line(module):
     assert result.returncode == 2 and "invalid choice: 'nothing'" in result.stderr
 
 
-def _without_reader(args: list[str], directory: Path) -> tuple[int, str]:
-    """Runs ``python -m pymbrl ARGS`` whose stdout's reader leaves before anything is written
-    (as ``pymbrl list | head -1`` once head has its line); returns the status and stderr."""
-    process = subprocess.Popen([sys.executable, "-m", "pymbrl", *args], cwd=directory, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+@pytest.fixture(params=["buffered", "unbuffered"])
+def stdout_mode(request):
+    return request.param
+
+
+def _without_reader(args: list[str], directory: Path, mode: str, module: str = "pymbrl") -> tuple[int, str]:
+    """Runs ``python -m MODULE ARGS`` whose stdout's reader leaves before anything is written
+    (as ``pymbrl list | head -1`` once head has its line), its stdout ``mode`` "buffered" (Python's
+    default for a pipe) or "unbuffered" (PYTHONUNBUFFERED); returns the status and stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = os.pathsep.join([str(directory), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if mode == "unbuffered":
+        env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=directory, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
     process.stdout.close()
     err = process.stderr.read()
     return process.wait(timeout=120), err
 
 
 @pytest.mark.parametrize("args", [["list"], ["dyna", "--seeds", "2", "--episodes", "3", "--out", "dyna.png"]])
-def test_a_command_whose_reader_left_ends_quietly_as_sigpipe_would(args, tmp_path):
-    status, err = _without_reader(args, tmp_path)  # was a BrokenPipeError traceback, status 1
+def test_a_command_whose_reader_left_ends_quietly_as_sigpipe_would(args, tmp_path, stdout_mode):
+    status, err = _without_reader(args, tmp_path, stdout_mode)  # was a BrokenPipeError traceback, status 1
     assert status == 128 + signal.SIGPIPE, err
     assert "Traceback" not in err and "Exception ignored" not in err and "BrokenPipe" not in err
 
 
 def test_a_run_whose_reader_left_stops_and_prints_the_command_that_resumes(tmp_path):
-    status, err = _without_reader(["train", "muzero", "--env", "CartPole-v1", "--run-dir", "run"], tmp_path)
+    status, err = _without_reader(["train", "muzero", "--env", "CartPole-v1", "--run-dir", "run"], tmp_path,
+                                  "unbuffered")  # buffered, its first lines wait in the buffer until later
     assert status == 128 + signal.SIGPIPE, err
     assert err.strip().endswith("resume with: pymbrl train muzero --run-dir run") and "Traceback" not in err
 
@@ -502,6 +513,24 @@ def test_a_run_directory_another_process_trains_in_is_a_usage_error(tmp_path, ca
         process.wait()
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"--run-dir: '{tmp_path / 'run'}' is in use by another process" in err, err
+
+
+def test_a_run_stopped_by_ctrl_c_keeps_its_status_where_the_reader_left_too(tmp_path):
+    # `pymbrl train ... | tee log` and Ctrl-C: the signal stops tee as well, and the run's last
+    # buffered output finds no reader as the CLI ends.
+    (tmp_path / "launch.py").write_text(
+        "import os, signal, sys, time\n"
+        "from pymbrl import cli\n"
+        "from pymbrl.agents import sac\n"
+        "def train(config, run_dir=None, *, callbacks):\n"
+        "    print('a line still in the buffer')\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "sac.train = train\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
+    status, err = _without_reader([], tmp_path, "buffered", module="launch")
+    assert status == 130 and "interrupted; " in err and "Traceback" not in err, err
 
 
 def test_resuming_with_other_values_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys):

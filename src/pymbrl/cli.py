@@ -611,17 +611,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     SIGPIPE would, with status 141 and without a traceback (``train`` keeps its last checkpoint and
     prints the command that resumes). Any other error raised while a command runs propagates with
     its traceback."""
+    status = None
     try:
         try:
-            return _main(list(sys.argv[1:] if argv is None else argv))
+            status = _main(list(sys.argv[1:] if argv is None else argv))
         finally:  # also after --help: a reader that left shows here rather than as Python exits
             if sys.stdout is not None:  # None where the process started with stdout closed
                 sys.stdout.flush()
     except MissingExtra as error:
         print(f"pymbrl: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # while parsing (``--help``), or in what the command printed on its way out
-        return _reader_left()
+    except BrokenPipeError:
+        left = _reader_left()
+        # A command that failed or was stopped keeps its status (Ctrl-C under `| tee` stops tee too).
+        return status or left
+    return status
 
 
 def _reader_left() -> int:
