@@ -38,14 +38,15 @@ SCHEDULES = {"paper": None, "early": ((0.0, 1.0), (0.25, 0.5), (0.5, 0.25))}
 MuZeroConfig's, the paper's 1.0, then 0.5 from half the run and 0.25 from three quarters; "early":
 the same temperatures from a quarter and from half the run. Both agents alike."""
 
+AGENTS = {"Stochastic MuZero": "stochastic", "MuZero": "muzero"}
+SETTINGS = {"num_envs": 16, "warmup_steps": 500, "checkpoint_every": 10**9}
+"""Beside the 2048 preset (25 simulations, support 30, discount 0.99): the same for both agents."""
+
 
 def paths(schedule: str) -> tuple[Path, Path]:
     """The record (without its .csv/.png suffix) and the runs' folder of a schedule."""
     suffix = "" if schedule == "paper" else f"_{schedule}"
     return OUT.with_name(OUT.name + suffix), RUNS.with_name(RUNS.name + suffix)
-AGENTS = {"Stochastic MuZero": "stochastic", "MuZero": "muzero"}
-SETTINGS = {"num_envs": 16, "warmup_steps": 500, "checkpoint_every": 10**9}
-"""Beside the 2048 preset (25 simulations, support 30, discount 0.99): the same for both agents."""
 
 
 def run(search: str, seed: int, steps: int, eval_every: int, eval_episodes: int, schedule: str) -> float:
