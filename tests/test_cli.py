@@ -503,6 +503,31 @@ def test_an_output_path_that_cannot_be_written_is_a_usage_error(args, tmp_path, 
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "locked"]
 
 
+def test_a_device_this_machine_lacks_is_a_usage_error_naming_where_it_came_from(tmp_path, monkeypatch, capsys):
+    # It was torch's traceback (AssertionError: Torch not compiled with CUDA enabled) after
+    # train had written the new run's config.yaml.
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sac, "train", _fake_sac_train)
+    gpu_run, new = tmp_path / "gpu-run", tmp_path / "new"
+    start_run(gpu_run, "sac", sac.SACConfig(env="Pendulum-v1", device="cuda")).close()  # trained on a GPU machine
+    for args, message in ((["train", "sac", "--device", "cuda:1", "--run-dir", str(new)], "--device: 'cuda:1' asks"),
+                          (["train", "sac", "--set", "device=cuda", "--run-dir", str(new)],
+                           "--set: device: 'cuda' asks"),
+                          (["train", "sac", "--run-dir", str(gpu_run)], "--run-dir: device: 'cuda' asks"),
+                          (["play", "sac", "--run-dir", str(gpu_run)], "--run-dir: device: 'cuda' asks"),
+                          (["play", "sac", "--run-dir", str(gpu_run), "--device", "cuda"], "--device: 'cuda' asks"),
+                          (["bench", "replay", "--device", "cuda"], "--device: 'cuda' asks")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"{message} for CUDA, which is not available on this machine" in err, err
+    assert not new.exists()
+    # On this machine's CPU, the GPU machine's run goes on.
+    assert cli.main(["train", "sac", "--run-dir", str(gpu_run), "--device", "cpu", "--steps", "2000"]) == 0
+
+
 def test_a_run_directory_another_process_trains_in_is_a_usage_error(tmp_path, capsys):
     process = holder(tmp_path / "run", "pipeline")  # of another algorithm, too: the directory's use comes first
     try:

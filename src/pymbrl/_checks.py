@@ -57,3 +57,22 @@ def resolve_seed(seed: int | None, name: str = "seed") -> int:
     if not 0 <= seed < 2**64:
         raise ValueError(f"{name}: expected an integer in [0, 2**64), got {seed}")
     return int(seed)
+
+
+def check_device_available(device: str, name: str = "device") -> None:
+    """Refuses (ValueError naming ``name``) a torch device string of a kind this machine's torch
+    cannot use: CUDA where it has none or fewer devices than the index, MPS where it is not
+    available. Other strings are torch's to judge; nothing is allocated."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name}: {device!r} asks for CUDA, which is not available on this machine "
+                             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use cpu")
+        if index.isdigit() and int(index) >= count:
+            raise ValueError(f"{name}: {device!r}: this machine has {count} CUDA device(s) "
+                             f"(cuda:0 to cuda:{count - 1})")
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}: {device!r} asks for Apple's MPS, which is not available on this machine; use cpu")

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pymbrl._checks import check_device_available
 from pymbrl._extras import MissingExtra, optional_imports
 
 
@@ -317,7 +318,9 @@ def _configured(args: argparse.Namespace) -> Any:
     if not isinstance(env, str):
         raise ValueError(f"{origin['env'] or '--env'}: env: expected a gymnasium env id, got {env!r}")
     try:
-        return from_dict(cls, values, cls.for_env(env))
+        config = from_dict(cls, values, cls.for_env(env))
+        check_device_available(config.device)  # as a usage error, not torch's traceback once training starts
+        return config
     except (ValueError, TypeError) as error:
         field = str(error).partition(":")[0].partition(".")[0]
         option = origin.get(field, "--config")
@@ -385,8 +388,11 @@ def _check_play(args: argparse.Namespace) -> None:
         if args.video.suffix not in (".gif", ".mp4") or not args.video.parent.is_dir():
             raise ValueError(f"--video: expected a .gif or .mp4 path in an existing directory, got {str(args.video)!r}")
         _writable(args.video, "--video")
+    if args.device is not None:
+        check_device_available(args.device, "--device")
     try:
         args.config = read_config_of(run_dir, agents.config_class(args.algorithm), args.algorithm, args.device)
+        check_device_available(args.config.device)  # the run's, where --device does not replace it
         args.agent = args.module.load(run_dir, device=args.device)
     except ValueError as error:
         raise ValueError(f"--run-dir: {error}") from None

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from pymbrl._checks import check_device_available
+
 if TYPE_CHECKING:
     import torch
 
@@ -93,16 +95,9 @@ def torch_device(text: str) -> torch.device:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
         raise ValueError(f"device: expected cpu or cuda[:N], got {text!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {text!r} asks for CUDA, which is not available on this machine "
-                             f"(torch.cuda.is_available() is False; torch {torch.__version__}, built with CUDA "
-                             f"{torch.version.cuda}); use cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"device: {text!r}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+    check_device_available(text)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
