@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -540,22 +541,59 @@ def test_a_run_directory_another_process_trains_in_is_a_usage_error(tmp_path, ca
     assert exit_info.value.code == 2 and f"--run-dir: '{tmp_path / 'run'}' is in use by another process" in err, err
 
 
+def test_each_line_reaches_a_pipe_as_it_is_printed(tmp_path):
+    # `pymbrl train ... | tee train.log` showed nothing until Python's 8 KB buffer filled.
+    (tmp_path / "launch.py").write_text(
+        "import sys\n"
+        "from pymbrl import cli\n"
+        "from pymbrl.agents import sac\n"
+        "def train(config, run_dir=None, *, callbacks):\n"
+        "    callbacks.on_stage('train')\n"
+        "    sys.stdin.readline()  # until the test has read what came before\n"
+        "    raise SystemExit(0)\n"
+        "sac.train = train\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
+    process = subprocess.Popen([sys.executable, "-m", "launch"], cwd=tmp_path, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout.readline() for _ in range(2)), daemon=True)
+    reader.start()
+    reader.join(timeout=60)  # buffered, the lines would come at the end, which waits for the test
+    try:
+        assert len(lines) == 2 and lines[0].startswith("run directory: run ") and lines[1] == "stage train\n", lines
+    finally:
+        process.stdin.close()
+        process.wait(timeout=120)
+
+
 def test_a_run_stopped_by_ctrl_c_keeps_its_status_where_the_reader_left_too(tmp_path):
     # `pymbrl train ... | tee log` and Ctrl-C: the signal stops tee as well, and the run's last
-    # buffered output finds no reader as the CLI ends.
+    # output (not yet ended by a newline, so still buffered) finds no reader as the CLI ends.
     (tmp_path / "launch.py").write_text(
         "import os, signal, sys, time\n"
         "from pymbrl import cli\n"
         "from pymbrl.agents import sac\n"
         "def train(config, run_dir=None, *, callbacks):\n"
-        "    print('a line still in the buffer')\n"
+        "    sys.stdin.readline()  # until the test's reader has left\n"
+        "    sys.stdout.write('output not yet ended by a newline')\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(5)\n"
         "sac.train = train\n"
         "if __name__ == '__main__':\n"
         "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
-    status, err = _without_reader([], tmp_path, "buffered", module="launch")
-    assert status == 130 and "interrupted; " in err and "Traceback" not in err, err
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
+    process = subprocess.Popen([sys.executable, "-m", "launch"], cwd=tmp_path, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout.readline().startswith("run directory: ")
+    process.stdout.close()
+    process.stdin.write("go\n")
+    process.stdin.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 130 and "interrupted; " in err and "Traceback" not in err, err
 
 
 def test_resuming_with_other_values_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys):

@@ -616,14 +616,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     reader of the output leaves (``pymbrl list | head -3``) the command stops as a tool killed by
     SIGPIPE would, with status 141 and without a traceback (``train`` keeps its last checkpoint and
     prints the command that resumes). Any other error raised while a command runs propagates with
-    its traceback."""
+    its traceback. Each line of output is written as it is printed, also to a pipe or a file
+    (``pymbrl train ... | tee train.log``), where Python would otherwise hold it in a buffer."""
     status = None
+    stdout = sys.stdout  # None where the process started with stdout closed
+    line_buffering = getattr(stdout, "line_buffering", None)
+    if line_buffering is False:
+        stdout.reconfigure(line_buffering=True)
     try:
         try:
             status = _main(list(sys.argv[1:] if argv is None else argv))
         finally:  # also after --help: a reader that left shows here rather than as Python exits
-            if sys.stdout is not None:  # None where the process started with stdout closed
-                sys.stdout.flush()
+            if stdout is not None:
+                stdout.flush()
+                if line_buffering is False:
+                    stdout.reconfigure(line_buffering=False)
     except MissingExtra as error:
         print(f"pymbrl: {error}", file=sys.stderr)
         return 2
