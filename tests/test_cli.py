@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from golden_runs import FRAMES_ID
@@ -454,16 +455,35 @@ def stdout_mode(request):
     return request.param
 
 
-def _without_reader(args: list[str], directory: Path, mode: str, module: str = "pymbrl") -> tuple[int, str]:
-    """Runs ``python -m MODULE ARGS`` whose stdout's reader leaves before anything is written
-    (as ``pymbrl list | head -1`` once head has its line), its stdout ``mode`` "buffered" (Python's
-    default for a pipe) or "unbuffered" (PYTHONUNBUFFERED); returns the status and stderr."""
+def _python_m(module: str, args: list[str], directory: Path, mode: str, **popen: Any) -> subprocess.Popen:
+    """Starts ``python -m MODULE ARGS`` in ``directory`` (importable from there), its stdout ``mode``
+    "buffered" (Python's default for a pipe) or "unbuffered" (PYTHONUNBUFFERED)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env["PYTHONPATH"] = os.pathsep.join([str(directory), *filter(None, [os.environ.get("PYTHONPATH")])])
     if mode == "unbuffered":
         env["PYTHONUNBUFFERED"] = "1"
-    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=directory, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=directory, text=True, env=env, **popen)
+
+
+def _sac_launcher(directory: Path, train: str) -> None:
+    """Writes ``directory/launch.py``, which runs ``pymbrl train sac --run-dir run`` with SAC's
+    training replaced by ``train`` (the lines of its body, under ``import os, signal, sys, time``)."""
+    body = "".join(f"    {line}\n" for line in train.splitlines())
+    (directory / "launch.py").write_text(
+        "import os, signal, sys, time\n"
+        "from pymbrl import cli\n"
+        "from pymbrl.agents import sac\n"
+        f"def train(config, run_dir=None, *, callbacks):\n{body}"
+        "sac.train = train\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
+
+
+def _without_reader(args: list[str], directory: Path, mode: str) -> tuple[int, str]:
+    """Runs ``python -m pymbrl ARGS`` (see :func:`_python_m`) whose stdout's reader leaves before
+    anything is written (as ``pymbrl list | head -1`` once head has its line); returns the status
+    and stderr."""
+    process = _python_m("pymbrl", args, directory, mode, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()
     err = process.stderr.read()
     return process.wait(timeout=120), err
@@ -543,21 +563,11 @@ def test_a_run_directory_another_process_trains_in_is_a_usage_error(tmp_path, ca
 
 def test_each_line_reaches_a_pipe_as_it_is_printed(tmp_path):
     # `pymbrl train ... | tee train.log` showed nothing until Python's 8 KB buffer filled.
-    (tmp_path / "launch.py").write_text(
-        "import sys\n"
-        "from pymbrl import cli\n"
-        "from pymbrl.agents import sac\n"
-        "def train(config, run_dir=None, *, callbacks):\n"
-        "    callbacks.on_stage('train')\n"
-        "    sys.stdin.readline()  # until the test has read what came before\n"
-        "    raise SystemExit(0)\n"
-        "sac.train = train\n"
-        "if __name__ == '__main__':\n"
-        "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
-    process = subprocess.Popen([sys.executable, "-m", "launch"], cwd=tmp_path, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    _sac_launcher(tmp_path, "callbacks.on_stage('train')\n"
+                            "sys.stdin.readline()  # until the test has read what came before\n"
+                            "raise SystemExit(0)")
+    process = _python_m("launch", [], tmp_path, "buffered", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout.readline() for _ in range(2)), daemon=True)
     reader.start()
@@ -572,22 +582,12 @@ def test_each_line_reaches_a_pipe_as_it_is_printed(tmp_path):
 def test_a_run_stopped_by_ctrl_c_keeps_its_status_where_the_reader_left_too(tmp_path):
     # `pymbrl train ... | tee log` and Ctrl-C: the signal stops tee as well, and the run's last
     # output (not yet ended by a newline, so still buffered) finds no reader as the CLI ends.
-    (tmp_path / "launch.py").write_text(
-        "import os, signal, sys, time\n"
-        "from pymbrl import cli\n"
-        "from pymbrl.agents import sac\n"
-        "def train(config, run_dir=None, *, callbacks):\n"
-        "    sys.stdin.readline()  # until the test's reader has left\n"
-        "    sys.stdout.write('output not yet ended by a newline')\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    time.sleep(5)\n"
-        "sac.train = train\n"
-        "if __name__ == '__main__':\n"
-        "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
-    process = subprocess.Popen([sys.executable, "-m", "launch"], cwd=tmp_path, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _sac_launcher(tmp_path, "sys.stdin.readline()  # until the test's reader has left\n"
+                            "sys.stdout.write('output not yet ended by a newline')\n"
+                            "os.kill(os.getpid(), signal.SIGINT)\n"
+                            "time.sleep(5)")
+    process = _python_m("launch", [], tmp_path, "buffered", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE)
     assert process.stdout.readline().startswith("run directory: ")
     process.stdout.close()
     process.stdin.write("go\n")
@@ -730,18 +730,9 @@ def test_a_signal_that_left_code_run_by_exec_still_ends_python_m_with_its_status
     # CPython kills a `python -m` process with SIGINT at exit (status -2, not 130) once a
     # KeyboardInterrupt has left exec() or eval() of a string, caught or not; dataclasses and mpmath
     # (imported by torch as a run starts) run their code that way.
-    (tmp_path / "launch.py").write_text(
-        "import sys\n"
-        "from pymbrl import cli\n"
-        "from pymbrl.agents import sac\n"
-        "def train(config, run_dir=None, *, callbacks):\n"
-        "    exec('import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(5)')\n"
-        "    raise AssertionError('the signal did not stop the run')\n"
-        "sac.train = train\n"
-        "if __name__ == '__main__':\n"
-        "    sys.exit(cli.main(['train', 'sac', '--run-dir', 'run']))\n")
-    path = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
-    result = subprocess.run([sys.executable, "-m", "launch"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "PYTHONPATH": path})
-    assert result.returncode == 130, result.stderr
-    assert "resume with: pymbrl train sac --run-dir run" in result.stderr and "Traceback" not in result.stderr
+    _sac_launcher(tmp_path, "exec('import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(5)')\n"
+                            "raise AssertionError('the signal did not stop the run')")
+    process = _python_m("launch", [], tmp_path, "buffered", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "resume with: pymbrl train sac --run-dir run" in err and "Traceback" not in err
