@@ -529,10 +529,12 @@ def test_a_device_this_machine_lacks_is_a_usage_error_naming_where_it_came_from(
     # train had written the new run's config.yaml.
     import torch
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(sac, "train", _fake_sac_train)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     gpu_run, new = tmp_path / "gpu-run", tmp_path / "new"
     start_run(gpu_run, "sac", sac.SACConfig(env="Pendulum-v1", device="cuda")).close()  # trained on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sac, "train", _fake_sac_train)
     for args, message in ((["train", "sac", "--device", "cuda:1", "--run-dir", str(new)], "--device: 'cuda:1' asks"),
                           (["train", "sac", "--set", "device=cuda", "--run-dir", str(new)],
                            "--set: device: 'cuda' asks"),

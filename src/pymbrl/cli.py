@@ -392,7 +392,6 @@ def _check_play(args: argparse.Namespace) -> None:
         check_device_available(args.device, "--device")
     try:
         args.config = read_config_of(run_dir, agents.config_class(args.algorithm), args.algorithm, args.device)
-        check_device_available(args.config.device)  # the run's, where --device does not replace it
         args.agent = args.module.load(run_dir, device=args.device)
     except ValueError as error:
         raise ValueError(f"--run-dir: {error}") from None

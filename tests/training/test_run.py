@@ -72,7 +72,9 @@ def test_a_finished_run_continues_and_tensorboard_drops_what_the_checkpoint_lost
         check_resumable(tmp_path, "fake", config)
 
 
-def test_another_runs_directory_is_refused_naming_the_setting(tmp_path):
+def test_another_runs_directory_is_refused_naming_the_setting(tmp_path, monkeypatch):
+    import torch
+
     config = TrainConfig(steps=20, checkpoint_every=10)
     fake_run(tmp_path, config)
     before = (tmp_path / "config.yaml").read_bytes()
@@ -84,6 +86,8 @@ def test_another_runs_directory_is_refused_naming_the_setting(tmp_path):
         start_run(tmp_path, "other", config)
     assert (tmp_path / "config.yaml").read_bytes() == before
     # Only the device may change (and steps grow).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     start_run(tmp_path, "fake", dataclasses.replace(config, device="cuda", steps=40))
 
 
@@ -138,3 +142,26 @@ def test_a_file_system_without_locks_trains_with_a_warning(tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="its file system cannot lock it"):
         run = fake_run(tmp_path, TrainConfig(steps=20, checkpoint_every=10))
     assert run.step == 20 and (tmp_path / "checkpoint").is_dir()
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    # From Python, train() was torch's AssertionError (Torch not compiled with CUDA enabled) after
+    # the run had written its config.yaml; loading a run trained on a GPU was the same.
+    import torch
+
+    from pymbrl import agents
+    from pymbrl.agents.sac import SACConfig
+    from pymbrl.training.run import read_config_of
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    start_run(tmp_path / "gpu-run", "sac", SACConfig(device="cuda")).close()  # trained on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in set(agents.ALGORITHMS) - {"i2a"}:  # whose config refuses any device but the CPU
+        config = dataclasses.replace(agents.config_class(name)(), device="cuda")
+        with pytest.raises(ValueError, match="^device: 'cuda' asks for CUDA, which is not available on this machine"):
+            agents.module(name).train(config, tmp_path / name)
+        assert not (tmp_path / name).exists(), name
+    with pytest.raises(ValueError, match="^device: 'cuda' asks for CUDA"):
+        read_config_of(tmp_path / "gpu-run", SACConfig, "sac")
+    assert read_config_of(tmp_path / "gpu-run", SACConfig, "sac", device="cpu").device == "cpu"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from pymbrl._checks import check_device_available
 from pymbrl._extras import optional_imports
 from pymbrl.envs.spaces import ActionCodec
 from pymbrl.models.dreamer import Actor, Critic, clipped_step, compile_networks
@@ -47,6 +48,7 @@ class Dreamer:
                  config: DreamerConfig):
         self.config = c = config
         self.discrete, self.obs_shape = discrete, tuple(obs_shape)
+        check_device_available(c.device)
         self.device = torch.device(c.device)
         with seeded(c.seed):
             self.world_model = WorldModel(obs_shape, action_dim, c.model, seed=c.seed).to(self.device)

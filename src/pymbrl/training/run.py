@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from pymbrl import _files, replay
-from pymbrl._checks import integer
+from pymbrl._checks import check_device_available, integer
 from pymbrl._extras import optional_imports
 from pymbrl.replay import ReplayBuffer
 from pymbrl.training.callbacks import Callbacks
@@ -305,8 +305,10 @@ def start_run(run_dir: str | os.PathLike | None, algorithm: str, config: TrainCo
     ``device``) are: resuming a checkpoint of another run raises ValueError naming the first
     setting that differs, and one past ``total`` names ``steps``. A finished run given a larger
     ``total`` continues. ``write`` puts the config in ``run_dir/config.yaml``. A corrupt, truncated
-    or edited checkpoint raises ValueError naming its file.
+    or edited checkpoint raises ValueError naming its file, and a ``config.device`` this machine
+    cannot use raises ValueError naming ``device`` before anything is written.
     """
+    check_device_available(config.device)
     total = integer(config.steps if total is None else total, "steps")
     every = integer(config.checkpoint_every if every is None else every, "checkpoint_every")
     identity = {"algorithm": algorithm, "config": json.dumps(config.identity(), sort_keys=True), **(identity or {})}
@@ -407,10 +409,14 @@ def _run_directory(run_dir: str | os.PathLike) -> Path:
 
 
 def read_config_of(run_dir: str | os.PathLike, cls: type[C], algorithm: str, device: str | None = None) -> C:
-    """The config of the ``algorithm`` run in ``run_dir``, on ``device`` if given."""
+    """The config of the ``algorithm`` run in ``run_dir``, on ``device`` if given; ValueError naming
+    ``device`` if this machine cannot use it (the run's own, where ``device`` is not given: a run
+    trained on a GPU loads here with ``device="cpu"``)."""
     directory = _run_directory(run_dir)
     config = read_config(cls, directory / CONFIG_FILE, algorithm)
-    return config if device is None else dataclasses.replace(config, device=device)
+    config = config if device is None else dataclasses.replace(config, device=device)
+    check_device_available(config.device)
+    return config
 
 
 def read_run(run_dir: str | os.PathLike, cls: type[C], algorithm: str, device: str | None = None,

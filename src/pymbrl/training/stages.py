@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pymbrl._checks import check_device_available
 from pymbrl.training.callbacks import Callbacks
 from pymbrl.training.config import C, read_config, write_config
 from pymbrl.training.run import CONFIG_FILE, claim
@@ -109,7 +110,9 @@ def start_pipeline(run_dir: str | os.PathLike, algorithm: str, config: C) -> Pat
     on, such as the env and network sizes) is refused, with ValueError naming the field; so is one
     of another algorithm, or with a corrupt or edited ``config.yaml`` (naming the file), and so is
     one that another process trains in; this process holds it (:func:`~pymbrl.training.run.claim`)
-    until it calls :func:`~pymbrl.training.run.release`."""
+    until it calls :func:`~pymbrl.training.run.release`. A ``config.device`` this machine cannot use
+    is refused (ValueError naming ``device``) before anything is written."""
+    check_device_available(config.device)
     directory = Path(run_dir)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"run_dir: expected a directory, got {str(directory)!r}, which is not one")
