@@ -165,3 +165,22 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_p
     with pytest.raises(ValueError, match="^device: 'cuda' asks for CUDA"):
         read_config_of(tmp_path / "gpu-run", SACConfig, "sac")
     assert read_config_of(tmp_path / "gpu-run", SACConfig, "sac", device="cpu").device == "cpu"
+
+
+class Interrupted(Callbacks):
+    def on_progress(self, stage, done, total):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("algorithm", ["sac", "mbpo", "muzero", "dreamer", "sampled-muzero", "i2a", "world-models"])
+def test_a_run_interrupted_from_python_frees_its_directory(algorithm, tmp_path):
+    # An interrupted train() in a notebook kept its directory locked until the kernel ended, and
+    # `pymbrl train` on it from a terminal was refused as if the run still trained.
+    from pymbrl import agents
+
+    with pytest.raises(KeyboardInterrupt):
+        agents.module(algorithm).train(agents.config_class(algorithm)(), tmp_path, callbacks=Interrupted())
+    free = subprocess.run([sys.executable, "-c", "import sys, pathlib; from pymbrl.training.run import check_unclaimed; "
+                           "check_unclaimed(pathlib.Path(sys.argv[1]))", str(tmp_path)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert free.returncode == 0, free.stderr

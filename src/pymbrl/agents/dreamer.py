@@ -210,76 +210,76 @@ def train(config: DreamerConfig | None = None, run_dir: str | os.PathLike | None
         probe.close()
     agent = Dreamer(obs_shape, action_dim, discrete, c)  # refuses actions it cannot learn, before any file is made
     run = start_run(run_dir, "dreamer", c, callbacks=callbacks)
-    spec = {"obs": (obs_shape, torch.uint8 if len(obs_shape) == 3 else torch.float32),
-            "action": ((action_dim,), torch.float32), "reward": ((), torch.float32), "first": ((), torch.bool),
-            "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
-    capacity = math.ceil(c.buffer_size / c.num_envs + 1) * c.num_envs
-    buffer = SequenceReplayBuffer(capacity, spec, num_envs=c.num_envs, seed=c.seed)
-    envs = vector_env(c, c.num_envs)
-    to_env = ActionCodec(envs.single_action_space)
-    envs.action_space.seed(c.seed)
-    losses: dict[str, float] = {}
-    updates = 0
-    if run.state is not None:
-        with run.restoring(replay=buffer):
-            agent.load_state_dict(run.state["agent"])
-            buffer, losses, updates = run.buffers["replay"], dict(run.state["losses"]), run.state["updates"]
-            envs.action_space.np_random.bit_generator.state = run.state["action_space"]
-    step = run.step
-    # Fresh episodes (also on a resume): their rows are marked first, so the sequences the buffer
-    # returns restart the model state there.
-    obs, _ = envs.reset(seed=c.seed + step)
-    first = np.ones(c.num_envs, dtype=bool)
-    reward = np.zeros(c.num_envs, dtype=np.float32)
-    terminated = truncated = np.zeros(c.num_envs, dtype=bool)
-    action = np.zeros((c.num_envs, action_dim), dtype=np.float32)
-    state = None
-    per_update = c.batch_size * c.batch_length
-    running = np.zeros(c.num_envs)  # returns of the episodes under way
-    finished: list[float] = []  # returns of the episodes ended since the last evaluation
-    while step < c.steps:
-        rows = dict(obs=obs, action=action * ~first[:, None], reward=reward * ~first, first=first,
-                    terminated=terminated, truncated=truncated, next_obs=obs)
-        # One row per env: add() takes [num_envs, ...] only when there are several envs.
-        if c.num_envs > 1:
-            buffer.add(**rows)
-        else:
-            buffer.extend(**rows)
-        if step < c.learning_starts:
-            env_action = envs.action_space.sample()
-            action = to_env.to_vector(env_action)
-        else:
-            state = agent.observe(state, torch.as_tensor(action, device=agent.device), obs_tensor(obs, agent.device),
-                                  torch.as_tensor(first, device=agent.device))
-            agent_action = agent.act(state)
-            env_action, action = to_env.to_env(agent_action), agent_action.cpu().numpy()
-        # NEXT_STEP autoreset: where an episode has just ended, this call returns the reset
-        # observation (reward 0) and ignores the action; it is not an env step.
-        ended = terminated | truncated
-        obs, reward, terminated, truncated, _ = envs.step(env_action)
-        reward, first = reward.astype(np.float32), ended
-        running = np.where(ended, 0.0, running + reward)
-        finished += running[terminated | truncated].tolist()
-        before, step = step, step + int((~ended).sum())
-        if step > c.learning_starts and len(buffer) >= (c.batch_length + 1) * c.num_envs:
-            while updates * per_update < (step - c.learning_starts) * c.train_ratio:
-                losses = agent.update(buffer.sample(c.batch_size, c.batch_length, device=agent.device))
-                updates += 1
-        if step // c.eval_every > before // c.eval_every or step >= c.steps:
-            # The training episodes' returns (sampled actions, random ones before learning_starts)
-            # beside the evaluation's (the actor's mode).
-            train_return = float(np.mean(finished)) if finished else float("nan")
-            run.evaluated({"step": step, "return": evaluate(agent, c, c.eval_episodes, seed=10_000 + step),
-                           "train_return": train_return, "updates": updates, **losses})
-            finished = []
-        if run.directory is not None and (step >= c.steps or step // run.every > run.step // run.every):
-            # The last vector step may pass ``steps`` (all envs step together); the checkpoint
-            # records the run as done, which is what a run of ``steps`` steps may hold.
-            run.save(min(step, c.steps), {"agent": agent.state_dict(), "losses": losses, "updates": updates,
-                                          "action_space": envs.action_space.np_random.bit_generator.state},
-                     {"replay": buffer})
-        run.progress(min(step, c.steps))
-    run.close()
+    with run:  # closes it, and frees its directory for other processes, however training ends
+        spec = {"obs": (obs_shape, torch.uint8 if len(obs_shape) == 3 else torch.float32),
+                "action": ((action_dim,), torch.float32), "reward": ((), torch.float32), "first": ((), torch.bool),
+                "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
+        capacity = math.ceil(c.buffer_size / c.num_envs + 1) * c.num_envs
+        buffer = SequenceReplayBuffer(capacity, spec, num_envs=c.num_envs, seed=c.seed)
+        envs = vector_env(c, c.num_envs)
+        to_env = ActionCodec(envs.single_action_space)
+        envs.action_space.seed(c.seed)
+        losses: dict[str, float] = {}
+        updates = 0
+        if run.state is not None:
+            with run.restoring(replay=buffer):
+                agent.load_state_dict(run.state["agent"])
+                buffer, losses, updates = run.buffers["replay"], dict(run.state["losses"]), run.state["updates"]
+                envs.action_space.np_random.bit_generator.state = run.state["action_space"]
+        step = run.step
+        # Fresh episodes (also on a resume): their rows are marked first, so the sequences the buffer
+        # returns restart the model state there.
+        obs, _ = envs.reset(seed=c.seed + step)
+        first = np.ones(c.num_envs, dtype=bool)
+        reward = np.zeros(c.num_envs, dtype=np.float32)
+        terminated = truncated = np.zeros(c.num_envs, dtype=bool)
+        action = np.zeros((c.num_envs, action_dim), dtype=np.float32)
+        state = None
+        per_update = c.batch_size * c.batch_length
+        running = np.zeros(c.num_envs)  # returns of the episodes under way
+        finished: list[float] = []  # returns of the episodes ended since the last evaluation
+        while step < c.steps:
+            rows = dict(obs=obs, action=action * ~first[:, None], reward=reward * ~first, first=first,
+                        terminated=terminated, truncated=truncated, next_obs=obs)
+            # One row per env: add() takes [num_envs, ...] only when there are several envs.
+            if c.num_envs > 1:
+                buffer.add(**rows)
+            else:
+                buffer.extend(**rows)
+            if step < c.learning_starts:
+                env_action = envs.action_space.sample()
+                action = to_env.to_vector(env_action)
+            else:
+                state = agent.observe(state, torch.as_tensor(action, device=agent.device),
+                                      obs_tensor(obs, agent.device), torch.as_tensor(first, device=agent.device))
+                agent_action = agent.act(state)
+                env_action, action = to_env.to_env(agent_action), agent_action.cpu().numpy()
+            # NEXT_STEP autoreset: where an episode has just ended, this call returns the reset
+            # observation (reward 0) and ignores the action; it is not an env step.
+            ended = terminated | truncated
+            obs, reward, terminated, truncated, _ = envs.step(env_action)
+            reward, first = reward.astype(np.float32), ended
+            running = np.where(ended, 0.0, running + reward)
+            finished += running[terminated | truncated].tolist()
+            before, step = step, step + int((~ended).sum())
+            if step > c.learning_starts and len(buffer) >= (c.batch_length + 1) * c.num_envs:
+                while updates * per_update < (step - c.learning_starts) * c.train_ratio:
+                    losses = agent.update(buffer.sample(c.batch_size, c.batch_length, device=agent.device))
+                    updates += 1
+            if step // c.eval_every > before // c.eval_every or step >= c.steps:
+                # The training episodes' returns (sampled actions, random ones before learning_starts)
+                # beside the evaluation's (the actor's mode).
+                train_return = float(np.mean(finished)) if finished else float("nan")
+                run.evaluated({"step": step, "return": evaluate(agent, c, c.eval_episodes, seed=10_000 + step),
+                               "train_return": train_return, "updates": updates, **losses})
+                finished = []
+            if run.directory is not None and (step >= c.steps or step // run.every > run.step // run.every):
+                # The last vector step may pass ``steps`` (all envs step together); the checkpoint
+                # records the run as done, which is what a run of ``steps`` steps may hold.
+                run.save(min(step, c.steps), {"agent": agent.state_dict(), "losses": losses, "updates": updates,
+                                              "action_space": envs.action_space.np_random.bit_generator.state},
+                         {"replay": buffer})
+            run.progress(min(step, c.steps))
     envs.close()
     return TrainResult(agent, run.history, run.directory, run.history[-1] if run.history else {})
 

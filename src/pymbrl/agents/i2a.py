@@ -198,88 +198,88 @@ def train_agent(net: ActorCritic, config: I2AConfig, run_dir: str | os.PathLike 
                 "rollout_policy": digest(net.rollout_policy if fixed_policy else None)}
     run = start_run(run_dir, "i2a", config, callbacks=callbacks, stage=stage, total=total, identity=identity,
                     write=False)
-    rng = generator(seed)
-    optimizer = torch.optim.RMSprop(net.trainable_parameters(), lr=config.lr, alpha=config.rms_alpha,
-                                    eps=config.rms_eps)
-    env = make_vector_env(config.env, config.num_envs, seed, config.frame_cap)
-    obs, _ = env.reset(seed=seed)
-    returns: deque[float] = deque(maxlen=100)
-    episodes, done_frames, next_log, updates = 0, 0, config.eval_every, 0
-    sums: dict[str, float] = {}
-    if run.state is not None:
-        with run.restoring():
-            state = run.state
-            net.load_state_dict(state["net"])
-            optimizer.load_state_dict(state["optimizer"])
-            rng.set_state(state["generator"])
-            obs = np.stack([env.set_state(i, s) for i, s in enumerate(tensors_to_arrays(state["env"]))])
-            returns.extend(state["returns"])
-            episodes, done_frames, next_log = state["episodes"], run.step, state["next_log"]
-            sums, updates = state["sums"], state["updates"]
-    while done_frames < total:
-        log_probs, values, entropies, rewards, masks, frames_seen, probs = [], [], [], [], [], [], []
-        for _ in range(config.n_steps):
-            x = to_planes(obs)
-            logits, value = net(x, rng)
-            action = sample_actions(logits.detach(), rng)
-            log_p = F.log_softmax(logits, -1)
-            log_probs.append(log_p.gather(1, action[:, None]).squeeze(1))
-            entropies.append(-(log_p.exp() * log_p).sum(-1))
-            values.append(value)
-            frames_seen.append(x)
-            probs.append(log_p.detach().exp())
-            obs, reward, terminated, truncated, info = env.step(action.numpy())
-            reward = torch.as_tensor(reward, dtype=torch.float32)
-            if truncated.any():  # a cut episode still has a future: bootstrap from its final frame
-                with torch.no_grad():
-                    _, final_value = net(to_planes(info["final_obs"][truncated]), rng)
-                reward[torch.as_tensor(truncated)] += config.gamma * final_value
-            rewards.append(reward)
-            masks.append(torch.as_tensor(~(terminated | truncated), dtype=torch.float32))
-            ended = info["_final_obs"]
-            returns.extend(info["episode_return"][ended].tolist())
-            episodes += int(ended.sum())
-        with torch.no_grad():
-            _, bootstrap = net(to_planes(obs), rng)
-        targets = n_step_returns(torch.stack(rewards), torch.stack(masks), bootstrap, config.gamma)
-        values_t, log_probs_t = torch.stack(values), torch.stack(log_probs)
-        advantages = targets - values_t
-        policy_loss = -(log_probs_t * advantages.detach()).mean()
-        value_loss = advantages.pow(2).mean()
-        entropy = torch.stack(entropies).mean()
-        loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
-        parts = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item()}
-        if net.imagination is not None and net.distilled:
-            # Distillation: the rollout policy imitates the agent's action probabilities on real frames.
-            rollout_log_p = F.log_softmax(net.rollout_policy(torch.cat(frames_seen)), -1)
-            distill = -(torch.cat(probs) * rollout_log_p).sum(-1).mean()
-            loss = loss + config.distill_coef * distill
-            parts["distill_loss"] = distill.item()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss: not finite ({loss.item()}) at {done_frames} frames; the last "
-                                     "checkpoint is kept")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.trainable_parameters(), config.max_grad_norm)
-        optimizer.step()
-        updates += 1
-        for k, v in parts.items():
-            sums[k] = sums.get(k, 0.0) + v
-        done_frames += per_update
-        if done_frames >= next_log or done_frames >= total:
-            run.evaluated({"frames": done_frames, "return": float(np.mean(returns)) if returns else float("nan"),
-                           "episodes": episodes, **{k: v / updates for k, v in sums.items()}})
-            sums, updates = {}, 0
-            next_log += config.eval_every
-        if run.due(done_frames, True):
-            run.save(done_frames, {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "generator": rng.get_state(),
-                                   "env": arrays_to_tensors([env.get_state(i) for i in range(env.num_envs)]),
-                                   "returns": list(returns), "episodes": episodes, "next_log": next_log,
-                                   "sums": sums, "updates": updates}, {})
-        run.progress(done_frames)
-    env.close()
-    run.close()
+    with run:  # closes it, and frees its directory for other processes, however training ends
+        rng = generator(seed)
+        optimizer = torch.optim.RMSprop(net.trainable_parameters(), lr=config.lr, alpha=config.rms_alpha,
+                                        eps=config.rms_eps)
+        env = make_vector_env(config.env, config.num_envs, seed, config.frame_cap)
+        obs, _ = env.reset(seed=seed)
+        returns: deque[float] = deque(maxlen=100)
+        episodes, done_frames, next_log, updates = 0, 0, config.eval_every, 0
+        sums: dict[str, float] = {}
+        if run.state is not None:
+            with run.restoring():
+                state = run.state
+                net.load_state_dict(state["net"])
+                optimizer.load_state_dict(state["optimizer"])
+                rng.set_state(state["generator"])
+                obs = np.stack([env.set_state(i, s) for i, s in enumerate(tensors_to_arrays(state["env"]))])
+                returns.extend(state["returns"])
+                episodes, done_frames, next_log = state["episodes"], run.step, state["next_log"]
+                sums, updates = state["sums"], state["updates"]
+        while done_frames < total:
+            log_probs, values, entropies, rewards, masks, frames_seen, probs = [], [], [], [], [], [], []
+            for _ in range(config.n_steps):
+                x = to_planes(obs)
+                logits, value = net(x, rng)
+                action = sample_actions(logits.detach(), rng)
+                log_p = F.log_softmax(logits, -1)
+                log_probs.append(log_p.gather(1, action[:, None]).squeeze(1))
+                entropies.append(-(log_p.exp() * log_p).sum(-1))
+                values.append(value)
+                frames_seen.append(x)
+                probs.append(log_p.detach().exp())
+                obs, reward, terminated, truncated, info = env.step(action.numpy())
+                reward = torch.as_tensor(reward, dtype=torch.float32)
+                if truncated.any():  # a cut episode still has a future: bootstrap from its final frame
+                    with torch.no_grad():
+                        _, final_value = net(to_planes(info["final_obs"][truncated]), rng)
+                    reward[torch.as_tensor(truncated)] += config.gamma * final_value
+                rewards.append(reward)
+                masks.append(torch.as_tensor(~(terminated | truncated), dtype=torch.float32))
+                ended = info["_final_obs"]
+                returns.extend(info["episode_return"][ended].tolist())
+                episodes += int(ended.sum())
+            with torch.no_grad():
+                _, bootstrap = net(to_planes(obs), rng)
+            targets = n_step_returns(torch.stack(rewards), torch.stack(masks), bootstrap, config.gamma)
+            values_t, log_probs_t = torch.stack(values), torch.stack(log_probs)
+            advantages = targets - values_t
+            policy_loss = -(log_probs_t * advantages.detach()).mean()
+            value_loss = advantages.pow(2).mean()
+            entropy = torch.stack(entropies).mean()
+            loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+            parts = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item()}
+            if net.imagination is not None and net.distilled:
+                # Distillation: the rollout policy imitates the agent's action probabilities on real frames.
+                rollout_log_p = F.log_softmax(net.rollout_policy(torch.cat(frames_seen)), -1)
+                distill = -(torch.cat(probs) * rollout_log_p).sum(-1).mean()
+                loss = loss + config.distill_coef * distill
+                parts["distill_loss"] = distill.item()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss: not finite ({loss.item()}) at {done_frames} frames; the last "
+                                         "checkpoint is kept")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.trainable_parameters(), config.max_grad_norm)
+            optimizer.step()
+            updates += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            done_frames += per_update
+            if done_frames >= next_log or done_frames >= total:
+                run.evaluated({"frames": done_frames, "return": float(np.mean(returns)) if returns else float("nan"),
+                               "episodes": episodes, **{k: v / updates for k, v in sums.items()}})
+                sums, updates = {}, 0
+                next_log += config.eval_every
+            if run.due(done_frames, True):
+                run.save(done_frames, {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "generator": rng.get_state(),
+                                       "env": arrays_to_tensors([env.get_state(i) for i in range(env.num_envs)]),
+                                       "returns": list(returns), "episodes": episodes, "next_log": next_log,
+                                       "sums": sums, "updates": updates}, {})
+            run.progress(done_frames)
+        env.close()
     if run.directory is not None:
         save_atomically(run.directory / "agent.pt", net.state_dict())
     return TrainResult(I2AAgent(net, config, seed), run.history, run.directory, run.history[-1] if run.history else {})
@@ -306,8 +306,10 @@ def train(config: I2AConfig | None = None, run_dir: str | os.PathLike | None = N
                          stack.enter_context(tempfile.TemporaryDirectory(prefix="pymbrl-i2a-")))
         staging.check_stages(directory, pipeline, selected)
         staging.start_pipeline(directory, "i2a", config)
-        summary = run_stages(directory, pipeline, selected, callbacks)
-        release(directory)
+        try:
+            summary = run_stages(directory, pipeline, selected, callbacks)
+        finally:
+            release(directory)
         agent, history = restore(directory) if "agent" in selected else (None, [])
     return TrainResult(agent, history, None if run_dir is None else directory, summary)
 

@@ -162,70 +162,71 @@ def train(config: MBPOConfig | None = None, run_dir: str | os.PathLike | None = 
         env.close()
         raise ValueError(f"env: {str(error).partition(': ')[2]}") from None
     run = start_run(run_dir, "mbpo", c, callbacks=callbacks)
-    env.action_space.seed(c.seed)
-    agent = make_agent(c, env)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    with seeded(c.seed + 1):
-        model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=c.ensemble_size, num_elites=c.num_elites,
-                                 hidden=c.model_hidden, layers=c.model_layers).to(c.device)
-    trainer = ModelTrainer(model, seed=c.seed)
-    spec = transition_spec(env)
-    real = ReplayBuffer(c.buffer_size, spec, gamma=c.gamma, seed=c.seed)
-    longest = max(c.rollout_length[2], c.rollout_length[3])
-    imagined = ReplayBuffer(c.rollout_batch_size * longest * c.model_retain_epochs, spec, gamma=c.gamma,
-                            seed=c.seed + 1)
-    # All real transitions as tensors too: the model is retrained on all of them every time.
-    data = {k: torch.zeros((0, *shape), device=c.device) for k, shape in
-            (("obs", (obs_dim,)), ("action", (act_dim,)), ("next_obs", (obs_dim,)), ("reward", ()))}
-    rng = generator(c.seed, c.device)
+    with run:  # closes it, and frees its directory for other processes, however training ends
+        env.action_space.seed(c.seed)
+        agent = make_agent(c, env)
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        with seeded(c.seed + 1):
+            model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=c.ensemble_size, num_elites=c.num_elites,
+                                     hidden=c.model_hidden, layers=c.model_layers).to(c.device)
+        trainer = ModelTrainer(model, seed=c.seed)
+        spec = transition_spec(env)
+        real = ReplayBuffer(c.buffer_size, spec, gamma=c.gamma, seed=c.seed)
+        longest = max(c.rollout_length[2], c.rollout_length[3])
+        imagined = ReplayBuffer(c.rollout_batch_size * longest * c.model_retain_epochs, spec, gamma=c.gamma,
+                                seed=c.seed + 1)
+        # All real transitions as tensors too: the model is retrained on all of them every time.
+        data = {k: torch.zeros((0, *shape), device=c.device) for k, shape in
+                (("obs", (obs_dim,)), ("action", (act_dim,)), ("next_obs", (obs_dim,)), ("reward", ()))}
+        rng = generator(c.seed, c.device)
 
-    obs, _ = env.reset(seed=c.seed)
-    model_mse, losses = float("nan"), {}
-    if run.state is not None:
-        state = run.state
-        with run.restoring(real=real, imagined=imagined):
-            agent.load_state_dict(state["agent"])
-            model.load_state_dict(state["model"])
-            trainer.optimizer.load_state_dict(state["model_opt"])
-            real, imagined, obs = run.buffers["real"], run.buffers["imagined"], None
-            if any(len(state["data"][k]) != run.step for k in data):
-                raise ValueError(f"data: expected {run.step} rows of real transitions")
-            data = {k: torch.cat([v, state["data"][k].to(v)]) for k, v in data.items()}
-            model_mse, losses = state["model_mse"], dict(state["losses"])
-            restore_random_states(state["random"], env, (rng, trainer.generator))
-    for step in range(run.step + 1, c.steps + 1):
-        if obs is None:
-            obs, _ = env.reset()
-        action = env.action_space.sample() if step <= c.init_steps else agent.act(obs, deterministic=False)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        real.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated, next_obs=next_obs)
-        data = reserve(data, step)
-        for key, value in (("obs", obs), ("action", action), ("next_obs", next_obs), ("reward", reward)):
-            data[key][step - 1] = torch.as_tensor(value, dtype=torch.float32)
-        obs = None if terminated or truncated else next_obs
-        if step >= c.init_steps and (step - c.init_steps) % c.model_train_freq == 0:
-            fit = trainer.train(*(data[k][:step] for k in ("obs", "action", "next_obs", "reward")))
-            model_mse = float(fit.holdout_mse[fit.elites].mean())
-            starts = data["obs"][torch.randint(step, (c.rollout_batch_size,), generator=rng, device=rng.device)]
-            with torch.no_grad():
-                branched_rollout(model, agent.sample, starts, rollout_length(c, step // c.epoch_length),
-                                 termination_fn=done_fn, generator=rng).write(imagined)
-        for _ in range(c.updates_per_step if step >= c.init_steps else 0):
-            a = real.sample(real_batch(c), device=agent.device)
-            b = imagined.sample(c.batch_size - real_batch(c), device=agent.device)
-            losses = agent.update({k: torch.cat([a[k], b[k]])
-                                   for k in ("obs", "action", "reward", "next_obs", "discount")})
-        if step % c.eval_every == 0 or step == c.steps:
-            run.evaluated({"step": step, "return": evaluate(agent, c.env, c.eval_episodes, seed=10_000 + step),
-                           "model_mse": model_mse, **losses})
-        if run.due(step, episode_over=obs is None):
-            run.save(step, {"agent": agent.state_dict(), "model": model.state_dict(),
-                            "model_opt": trainer.optimizer.state_dict(), "model_mse": model_mse, "losses": losses,
-                            "data": {k: v[:step].to("cpu", copy=True) for k, v in data.items()},
-                            "random": random_states(env, (rng, trainer.generator))},
-                     {"real": real, "imagined": imagined})
-        run.progress(step)
-    run.close()
+        obs, _ = env.reset(seed=c.seed)
+        model_mse, losses = float("nan"), {}
+        if run.state is not None:
+            state = run.state
+            with run.restoring(real=real, imagined=imagined):
+                agent.load_state_dict(state["agent"])
+                model.load_state_dict(state["model"])
+                trainer.optimizer.load_state_dict(state["model_opt"])
+                real, imagined, obs = run.buffers["real"], run.buffers["imagined"], None
+                if any(len(state["data"][k]) != run.step for k in data):
+                    raise ValueError(f"data: expected {run.step} rows of real transitions")
+                data = {k: torch.cat([v, state["data"][k].to(v)]) for k, v in data.items()}
+                model_mse, losses = state["model_mse"], dict(state["losses"])
+                restore_random_states(state["random"], env, (rng, trainer.generator))
+        for step in range(run.step + 1, c.steps + 1):
+            if obs is None:
+                obs, _ = env.reset()
+            action = env.action_space.sample() if step <= c.init_steps else agent.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            real.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated,
+                     next_obs=next_obs)
+            data = reserve(data, step)
+            for key, value in (("obs", obs), ("action", action), ("next_obs", next_obs), ("reward", reward)):
+                data[key][step - 1] = torch.as_tensor(value, dtype=torch.float32)
+            obs = None if terminated or truncated else next_obs
+            if step >= c.init_steps and (step - c.init_steps) % c.model_train_freq == 0:
+                fit = trainer.train(*(data[k][:step] for k in ("obs", "action", "next_obs", "reward")))
+                model_mse = float(fit.holdout_mse[fit.elites].mean())
+                starts = data["obs"][torch.randint(step, (c.rollout_batch_size,), generator=rng, device=rng.device)]
+                with torch.no_grad():
+                    branched_rollout(model, agent.sample, starts, rollout_length(c, step // c.epoch_length),
+                                     termination_fn=done_fn, generator=rng).write(imagined)
+            for _ in range(c.updates_per_step if step >= c.init_steps else 0):
+                a = real.sample(real_batch(c), device=agent.device)
+                b = imagined.sample(c.batch_size - real_batch(c), device=agent.device)
+                losses = agent.update({k: torch.cat([a[k], b[k]])
+                                       for k in ("obs", "action", "reward", "next_obs", "discount")})
+            if step % c.eval_every == 0 or step == c.steps:
+                run.evaluated({"step": step, "return": evaluate(agent, c.env, c.eval_episodes, seed=10_000 + step),
+                               "model_mse": model_mse, **losses})
+            if run.due(step, episode_over=obs is None):
+                run.save(step, {"agent": agent.state_dict(), "model": model.state_dict(),
+                                "model_opt": trainer.optimizer.state_dict(), "model_mse": model_mse, "losses": losses,
+                                "data": {k: v[:step].to("cpu", copy=True) for k, v in data.items()},
+                                "random": random_states(env, (rng, trainer.generator))},
+                         {"real": real, "imagined": imagined})
+            run.progress(step)
     env.close()
     return TrainResult(agent, run.history, run.directory, run.history[-1] if run.history else {})
 

@@ -334,87 +334,90 @@ def train(config: MuZeroConfig | None = None, run_dir: str | os.PathLike | None 
         raise ValueError(f"reanalyse_batch: reanalysis searches stored positions without their legal-action "
                          f"masks, so it is for envs without them; {c.env} has them (use 0)")
     run = start_run(run_dir, "muzero", c, callbacks=callbacks)
-    obs_space, num_actions = envs[0].observation_space, play.num_actions
-    with seeded(c.seed):
-        network = network_of(c, obs_space.shape, num_actions).to(c.device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    buffer = GameBuffer(c.buffer_size, obs_space.shape, num_actions, obs_dtype=obs_space.dtype,
-                        unroll_steps=c.unroll_steps, td_steps=c.td_steps,
-                        discount=-1.0 if play.two_player else c.discount, prioritized=c.prioritized,
-                        alpha=c.priority_alpha, beta=c.priority_beta, seed=c.seed)
-    searcher = Searcher(network, c, play.two_player, c.seed + 1)
-    updates, owed = 0, 0.0
-    finished: list[float] = []  # returns of the self-play games ended since the last record
-    parts: dict[str, float] = {}  # the latest update's losses
-    if run.state is not None:
-        s = run.state
-        with run.restoring(games=buffer):
-            updates = field(s["updates"], int, "updates", lambda v: v >= 0, "an integer >= 0")
-            owed = field(s["owed"], float, "owed", lambda v: 0.0 <= v < math.inf, "a finite float >= 0")
-            finished = [field(r, float, "finished", expected="floats") for r in field(s["finished"], list, "finished")]
-            parts = {field(k, str, "parts"): field(v, float, "parts") for k, v in field(s["parts"], dict, "parts").items()}
-            check_generator_state(searcher.generator, s["searcher"], "searcher")
-            # Checked in full before the envs change; a distributed run's games in flight are not saved.
-            resumed_games = play.load_state_dict(s["play"], "play") if s["play"] is not None else c.actors > 0
-            network.load_state_dict(s["network"])
-            optimizer.load_state_dict(s["optimizer"])
-            buffer = run.buffers["games"]
-            searcher.generator.bit_generator.state = s["searcher"]
-        if not resumed_games:
-            warnings.warn(f"env: the state of {c.env} cannot be captured, so the games in progress at the checkpoint "
-                          f"were dropped and new ones started; this resumed run will not match an uninterrupted one",
-                          RuntimeWarning, stacklevel=2)
-    step = run.step
-    actors = Actors(c, network, buffer) if c.actors else None
-    try:
-        while step < c.steps and not reached(c, run.history):
-            if actors is None:
-                _, ended = play.step(searcher, buffer, temperature(c, step / c.steps))
-                finished += [episode_return for episode_return, _ in ended]
-                played = c.num_envs
-            else:
-                returns, played = actors.next(buffer, temperature(c, step / c.steps))
-                finished += returns
-            before, step = step, min(c.steps, step + played)
-            if step >= c.warmup_steps and len(buffer) >= c.batch_size:
-                owed += (step - before) * c.updates_per_step
-                learned = owed >= 1.0
-                while owed >= 1.0:
-                    parts = update(network, optimizer, buffer, searcher, c)
-                    updates += 1
-                    owed -= 1.0
-                if actors is not None and learned:  # a version per change: the lag counts changes
-                    actors.publish(network)
-            due = run.due(step, episode_over=True)
-            if step // c.eval_every > before // c.eval_every or step == c.steps:
-                seed = 10_000 + step
-                record = {"episode_return": float(np.mean(finished)) if finished else float("nan"),
-                          "updates": updates, **({} if actors is None else actors.stats()), **parts}
-                finished = []
-                if actors is not None and c.eval_actors:
-                    previous = actors.evaluated(wait=True)  # first, so the log stays in step order
-                    if previous is not None:
-                        run.evaluated(previous)
-                    actors.evaluate(step, record, seed, play.two_player)
+    with run:  # closes it, and frees its directory for other processes, however training ends
+        obs_space, num_actions = envs[0].observation_space, play.num_actions
+        with seeded(c.seed):
+            network = network_of(c, obs_space.shape, num_actions).to(c.device)
+        optimizer = torch.optim.Adam(network.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        buffer = GameBuffer(c.buffer_size, obs_space.shape, num_actions, obs_dtype=obs_space.dtype,
+                            unroll_steps=c.unroll_steps, td_steps=c.td_steps,
+                            discount=-1.0 if play.two_player else c.discount, prioritized=c.prioritized,
+                            alpha=c.priority_alpha, beta=c.priority_beta, seed=c.seed)
+        searcher = Searcher(network, c, play.two_player, c.seed + 1)
+        updates, owed = 0, 0.0
+        finished: list[float] = []  # returns of the self-play games ended since the last record
+        parts: dict[str, float] = {}  # the latest update's losses
+        if run.state is not None:
+            s = run.state
+            with run.restoring(games=buffer):
+                updates = field(s["updates"], int, "updates", lambda v: v >= 0, "an integer >= 0")
+                owed = field(s["owed"], float, "owed", lambda v: 0.0 <= v < math.inf, "a finite float >= 0")
+                finished = [field(r, float, "finished", expected="floats")
+                            for r in field(s["finished"], list, "finished")]
+                parts = {field(k, str, "parts"): field(v, float, "parts")
+                         for k, v in field(s["parts"], dict, "parts").items()}
+                check_generator_state(searcher.generator, s["searcher"], "searcher")
+                # Checked in full before the envs change; a distributed run's games in flight are not saved.
+                resumed_games = play.load_state_dict(s["play"], "play") if s["play"] is not None else c.actors > 0
+                network.load_state_dict(s["network"])
+                optimizer.load_state_dict(s["optimizer"])
+                buffer = run.buffers["games"]
+                searcher.generator.bit_generator.state = s["searcher"]
+            if not resumed_games:
+                warnings.warn(f"env: the state of {c.env} cannot be captured, so the games in progress at the "
+                              f"checkpoint were dropped and new ones started; this resumed run will not match an "
+                              f"uninterrupted one",
+                              RuntimeWarning, stacklevel=2)
+        step = run.step
+        actors = Actors(c, network, buffer) if c.actors else None
+        try:
+            while step < c.steps and not reached(c, run.history):
+                if actors is None:
+                    _, ended = play.step(searcher, buffer, temperature(c, step / c.steps))
+                    finished += [episode_return for episode_return, _ in ended]
+                    played = c.num_envs
                 else:
-                    scores = evaluate_two_player(searcher, c.eval_episodes, seed) if play.two_player \
-                        else {"return": evaluate(searcher, c.env, c.eval_episodes, seed)}
-                    run.evaluated({"step": step, **scores, **record})
-            if actors is not None and actors.evaluation:
-                # A checkpoint and the run's end wait for it, so no record is lost to an interrupt.
-                done = actors.evaluated(wait=due or step == c.steps)
-                if done is not None:
-                    run.evaluated(done)
-            if due or (reached(c, run.history) and run.directory is not None):
-                run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                                "updates": updates, "owed": owed, "finished": list(finished), "parts": dict(parts),
-                                "play": play.state_dict() if actors is None else None,
-                                "searcher": searcher.generator.bit_generator.state}, {"games": buffer})
-            run.progress(step)
-    finally:
-        if actors is not None:
-            actors.close()
-    run.close()
+                    returns, played = actors.next(buffer, temperature(c, step / c.steps))
+                    finished += returns
+                before, step = step, min(c.steps, step + played)
+                if step >= c.warmup_steps and len(buffer) >= c.batch_size:
+                    owed += (step - before) * c.updates_per_step
+                    learned = owed >= 1.0
+                    while owed >= 1.0:
+                        parts = update(network, optimizer, buffer, searcher, c)
+                        updates += 1
+                        owed -= 1.0
+                    if actors is not None and learned:  # a version per change: the lag counts changes
+                        actors.publish(network)
+                due = run.due(step, episode_over=True)
+                if step // c.eval_every > before // c.eval_every or step == c.steps:
+                    seed = 10_000 + step
+                    record = {"episode_return": float(np.mean(finished)) if finished else float("nan"),
+                              "updates": updates, **({} if actors is None else actors.stats()), **parts}
+                    finished = []
+                    if actors is not None and c.eval_actors:
+                        previous = actors.evaluated(wait=True)  # first, so the log stays in step order
+                        if previous is not None:
+                            run.evaluated(previous)
+                        actors.evaluate(step, record, seed, play.two_player)
+                    else:
+                        scores = evaluate_two_player(searcher, c.eval_episodes, seed) if play.two_player \
+                            else {"return": evaluate(searcher, c.env, c.eval_episodes, seed)}
+                        run.evaluated({"step": step, **scores, **record})
+                if actors is not None and actors.evaluation:
+                    # A checkpoint and the run's end wait for it, so no record is lost to an interrupt.
+                    done = actors.evaluated(wait=due or step == c.steps)
+                    if done is not None:
+                        run.evaluated(done)
+                if due or (reached(c, run.history) and run.directory is not None):
+                    run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "updates": updates, "owed": owed, "finished": list(finished), "parts": dict(parts),
+                                    "play": play.state_dict() if actors is None else None,
+                                    "searcher": searcher.generator.bit_generator.state}, {"games": buffer})
+                run.progress(step)
+        finally:
+            if actors is not None:
+                actors.close()
     return TrainResult(searcher, run.history, run.directory, run.history[-1] if run.history else {})
 
 

@@ -203,37 +203,37 @@ def train(config: SACConfig | None = None, run_dir: str | os.PathLike | None = N
     c = config or SACConfig()
     env = make_env(c)
     run = start_run(run_dir, "sac", c, callbacks=callbacks)
-    env.action_space.seed(c.seed)
-    agent = SAC.of(c, env)
-    buffer = ReplayBuffer(c.buffer_size, transition_spec(env), gamma=c.gamma, seed=c.seed)
-    obs, _ = env.reset(seed=c.seed)
-    losses: dict[str, float] = {}
-    if run.state is not None:
-        with run.restoring(real=buffer):
-            agent.load_state_dict(run.state["agent"])
-            buffer, losses, obs = run.buffers["real"], dict(run.state["losses"]), None
-            restore_random_states(run.state["random"], env)
-    for step in range(run.step + 1, c.steps + 1):
-        if obs is None:
-            obs, _ = env.reset()
-        action = env.action_space.sample() if step <= c.learning_starts else agent.act(obs, deterministic=False)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated,
-                   next_obs=next_obs)
-        obs = None if terminated or truncated else next_obs
-        # A learning_starts below batch_size would sample more transitions than are stored:
-        # updates begin once a batch's worth is.
-        if step > c.learning_starts and len(buffer) >= c.batch_size:
-            for _ in range(c.updates_per_step):
-                losses = agent.update(buffer.sample(c.batch_size))
-        if step % c.eval_every == 0 or step == c.steps:
-            run.evaluated({"step": step, "return": evaluate(agent, c.env, c.eval_episodes, seed=10_000 + step),
-                           **losses})
-        if run.due(step, episode_over=obs is None):
-            run.save(step, {"agent": agent.state_dict(), "losses": losses, "random": random_states(env)},
-                     {"real": buffer})
-        run.progress(step)
-    run.close()
+    with run:  # closes it, and frees its directory for other processes, however training ends
+        env.action_space.seed(c.seed)
+        agent = SAC.of(c, env)
+        buffer = ReplayBuffer(c.buffer_size, transition_spec(env), gamma=c.gamma, seed=c.seed)
+        obs, _ = env.reset(seed=c.seed)
+        losses: dict[str, float] = {}
+        if run.state is not None:
+            with run.restoring(real=buffer):
+                agent.load_state_dict(run.state["agent"])
+                buffer, losses, obs = run.buffers["real"], dict(run.state["losses"]), None
+                restore_random_states(run.state["random"], env)
+        for step in range(run.step + 1, c.steps + 1):
+            if obs is None:
+                obs, _ = env.reset()
+            action = env.action_space.sample() if step <= c.learning_starts else agent.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            buffer.add(obs=obs, action=action, reward=reward, terminated=terminated, truncated=truncated,
+                       next_obs=next_obs)
+            obs = None if terminated or truncated else next_obs
+            # A learning_starts below batch_size would sample more transitions than are stored:
+            # updates begin once a batch's worth is.
+            if step > c.learning_starts and len(buffer) >= c.batch_size:
+                for _ in range(c.updates_per_step):
+                    losses = agent.update(buffer.sample(c.batch_size))
+            if step % c.eval_every == 0 or step == c.steps:
+                run.evaluated({"step": step, "return": evaluate(agent, c.env, c.eval_episodes, seed=10_000 + step),
+                               **losses})
+            if run.due(step, episode_over=obs is None):
+                run.save(step, {"agent": agent.state_dict(), "losses": losses, "random": random_states(env)},
+                         {"real": buffer})
+            run.progress(step)
     return TrainResult(agent, run.history, run.directory, run.history[-1] if run.history else {})
 
 

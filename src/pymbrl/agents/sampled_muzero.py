@@ -300,85 +300,88 @@ def train(config: SampledMuZeroConfig | None = None, run_dir: str | os.PathLike 
     envs = [make_env(c) for _ in range(c.num_envs)]
     space = envs[0].action_space
     run = start_run(run_dir, "sampled-muzero", c, callbacks=callbacks)
-    with seeded(c.seed):
-        network = make_network(envs[0], c)
-    optimizer = torch.optim.Adam(network.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    buffer = GameBuffer(c.buffer_size, envs[0].observation_space.shape, c.num_samples, unroll_steps=c.unroll_steps,
-                        td_steps=c.td_steps, discount=c.discount, prioritized=c.prioritized, alpha=c.priority_alpha,
-                        beta=c.priority_beta, seed=c.seed)
-    store = SampledActions(c.buffer_size, c.num_samples, space.shape[0])
-    searcher = Searcher(network, c, space, c.seed + 1)
-    updates, owed, episodes, finished, parts = 0, 0.0, c.num_envs, [], {}
-    # Env i plays its episodes from reset seeds of the run's episode count, so a resume re-creates them.
-    seeds = [episode_seed(c.seed, i) for i in range(c.num_envs)]
-    if run.state is not None:
-        s = run.state
-        with run.restoring(games=buffer):
-            updates = field(s["updates"], int, "updates", lambda v: v >= 0, "an integer >= 0")
-            owed = field(s["owed"], float, "owed", lambda v: 0.0 <= v < math.inf, "a finite float >= 0")
-            episodes = field(s["episodes"], int, "episodes", lambda v: v >= c.num_envs, f"an integer >= {c.num_envs}")
-            seeds = [field(x, int, "seeds", lambda v: v >= 0, "integers >= 0")
-                     for x in field(s["seeds"], list, "seeds")]
-            if len(seeds) != c.num_envs:
-                raise ValueError(f"seeds: expected {c.num_envs} (one per env), got {len(seeds)}")
-            finished = [field(r, float, "finished") for r in field(s["finished"], list, "finished")]
-            parts = {field(k, str, "parts"): field(v, float, "parts")
-                     for k, v in field(s["parts"], dict, "parts").items()}
-            fresh = field(s["fresh"], bool, "fresh")
-            check_generator_state(searcher.generator, s["searcher"], "searcher")
-            if s["sampled"].shape != store.actions.shape or not bool(torch.isfinite(s["sampled"]).all()):
-                raise ValueError(f"sampled: expected finite actions of shape {tuple(store.actions.shape)}")
-            network.load_state_dict(s["network"])
-            optimizer.load_state_dict(s["optimizer"])
-            buffer = run.buffers["games"]
-            store.actions = s["sampled"].clone()
-            searcher.generator.bit_generator.state = s["searcher"]
-        if not fresh:
-            warnings.warn("env: the checkpoint was taken with games in progress; they were dropped and the envs "
-                          "start their episodes anew", RuntimeWarning, stacklevel=2)
-    obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
-    games: list[list[tuple]] = [[] for _ in envs]  # per env: (obs, edge, reward, root value, weights, actions)
-    step = run.step
-    while step < c.steps:
-        result = searcher(np.stack(obs), temperature(c, step / c.steps), explore=True)
-        edges, actions = result.action_index.cpu().numpy(), result.action.cpu().numpy()
-        values = result.search_tree.summary().value.cpu().numpy()
-        weights, sampled = result.action_weights.cpu().numpy(), result.sampled_actions.cpu().numpy()
-        played = 0
-        for i, env in enumerate(envs):
-            next_obs, reward, terminated, truncated, info = env.step(searcher.to_env(actions[i]).astype(space.dtype))
-            played += info["env_steps"]
-            games[i].append((obs[i], edges[i], float(reward), float(values[i]), weights[i], sampled[i]))
-            obs[i] = next_obs
-            if terminated or truncated:
-                o, a, r, v, w, x = map(np.stack, zip(*games[i]))
-                final = 0.0 if terminated else network_value(network, next_obs)
-                first = buffer.add_game(o, a, r.astype(np.float32), v.astype(np.float32), w, terminated=terminated,
-                                        final_value=final)
-                store.put(first, x)
-                finished.append(float(r.sum()))
-                games[i], seeds[i] = [], episode_seed(c.seed, episodes)
-                obs[i], episodes = env.reset(seed=seeds[i])[0], episodes + 1
-        before, step = step, min(c.steps, step + played)
-        if step >= c.warmup_steps and len(buffer) >= c.batch_size:
-            owed += (step - before) * c.updates_per_step
-            while owed >= 1.0:
-                parts = update(network, optimizer, buffer, store, c)
-                updates, owed = updates + 1, owed - 1.0
-        if step // c.eval_every > before // c.eval_every or step == c.steps:
-            run.evaluated({"step": step, "return": evaluate(searcher, c, c.eval_episodes, 10_000 + step),
-                           "episode_return": float(np.mean(finished)) if finished else float("nan"),
-                           "updates": updates, **parts})
-            finished = []
-        fresh = all(not game for game in games)
-        if run.due(step, episode_over=fresh):
-            run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(), "updates": updates,
-                            "owed": owed, "episodes": episodes, "finished": list(finished), "parts": dict(parts),
-                            "fresh": fresh, "seeds": list(seeds), "sampled": store.actions,
-                            "searcher": searcher.generator.bit_generator.state},
-                     {"games": buffer})
-        run.progress(step)
-    run.close()
+    with run:  # closes it, and frees its directory for other processes, however training ends
+        with seeded(c.seed):
+            network = make_network(envs[0], c)
+        optimizer = torch.optim.Adam(network.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        buffer = GameBuffer(c.buffer_size, envs[0].observation_space.shape, c.num_samples, unroll_steps=c.unroll_steps,
+                            td_steps=c.td_steps, discount=c.discount, prioritized=c.prioritized, alpha=c.priority_alpha,
+                            beta=c.priority_beta, seed=c.seed)
+        store = SampledActions(c.buffer_size, c.num_samples, space.shape[0])
+        searcher = Searcher(network, c, space, c.seed + 1)
+        updates, owed, episodes, finished, parts = 0, 0.0, c.num_envs, [], {}
+        # Env i plays its episodes from reset seeds of the run's episode count, so a resume re-creates them.
+        seeds = [episode_seed(c.seed, i) for i in range(c.num_envs)]
+        if run.state is not None:
+            s = run.state
+            with run.restoring(games=buffer):
+                updates = field(s["updates"], int, "updates", lambda v: v >= 0, "an integer >= 0")
+                owed = field(s["owed"], float, "owed", lambda v: 0.0 <= v < math.inf, "a finite float >= 0")
+                episodes = field(s["episodes"], int, "episodes", lambda v: v >= c.num_envs,
+                                 f"an integer >= {c.num_envs}")
+                seeds = [field(x, int, "seeds", lambda v: v >= 0, "integers >= 0")
+                         for x in field(s["seeds"], list, "seeds")]
+                if len(seeds) != c.num_envs:
+                    raise ValueError(f"seeds: expected {c.num_envs} (one per env), got {len(seeds)}")
+                finished = [field(r, float, "finished") for r in field(s["finished"], list, "finished")]
+                parts = {field(k, str, "parts"): field(v, float, "parts")
+                         for k, v in field(s["parts"], dict, "parts").items()}
+                fresh = field(s["fresh"], bool, "fresh")
+                check_generator_state(searcher.generator, s["searcher"], "searcher")
+                if s["sampled"].shape != store.actions.shape or not bool(torch.isfinite(s["sampled"]).all()):
+                    raise ValueError(f"sampled: expected finite actions of shape {tuple(store.actions.shape)}")
+                network.load_state_dict(s["network"])
+                optimizer.load_state_dict(s["optimizer"])
+                buffer = run.buffers["games"]
+                store.actions = s["sampled"].clone()
+                searcher.generator.bit_generator.state = s["searcher"]
+            if not fresh:
+                warnings.warn("env: the checkpoint was taken with games in progress; they were dropped and the envs "
+                              "start their episodes anew", RuntimeWarning, stacklevel=2)
+        obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
+        games: list[list[tuple]] = [[] for _ in envs]  # per env: (obs, edge, reward, root value, weights, actions)
+        step = run.step
+        while step < c.steps:
+            result = searcher(np.stack(obs), temperature(c, step / c.steps), explore=True)
+            edges, actions = result.action_index.cpu().numpy(), result.action.cpu().numpy()
+            values = result.search_tree.summary().value.cpu().numpy()
+            weights, sampled = result.action_weights.cpu().numpy(), result.sampled_actions.cpu().numpy()
+            played = 0
+            for i, env in enumerate(envs):
+                env_action = searcher.to_env(actions[i]).astype(space.dtype)
+                next_obs, reward, terminated, truncated, info = env.step(env_action)
+                played += info["env_steps"]
+                games[i].append((obs[i], edges[i], float(reward), float(values[i]), weights[i], sampled[i]))
+                obs[i] = next_obs
+                if terminated or truncated:
+                    o, a, r, v, w, x = map(np.stack, zip(*games[i]))
+                    final = 0.0 if terminated else network_value(network, next_obs)
+                    first = buffer.add_game(o, a, r.astype(np.float32), v.astype(np.float32), w, terminated=terminated,
+                                            final_value=final)
+                    store.put(first, x)
+                    finished.append(float(r.sum()))
+                    games[i], seeds[i] = [], episode_seed(c.seed, episodes)
+                    obs[i], episodes = env.reset(seed=seeds[i])[0], episodes + 1
+            before, step = step, min(c.steps, step + played)
+            if step >= c.warmup_steps and len(buffer) >= c.batch_size:
+                owed += (step - before) * c.updates_per_step
+                while owed >= 1.0:
+                    parts = update(network, optimizer, buffer, store, c)
+                    updates, owed = updates + 1, owed - 1.0
+            if step // c.eval_every > before // c.eval_every or step == c.steps:
+                run.evaluated({"step": step, "return": evaluate(searcher, c, c.eval_episodes, 10_000 + step),
+                               "episode_return": float(np.mean(finished)) if finished else float("nan"),
+                               "updates": updates, **parts})
+                finished = []
+            fresh = all(not game for game in games)
+            if run.due(step, episode_over=fresh):
+                run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                                "updates": updates, "owed": owed, "episodes": episodes, "finished": list(finished),
+                                "parts": dict(parts),
+                                "fresh": fresh, "seeds": list(seeds), "sampled": store.actions,
+                                "searcher": searcher.generator.bit_generator.state},
+                         {"games": buffer})
+            run.progress(step)
     return TrainResult(searcher, run.history, run.directory, run.history[-1] if run.history else {})
 
 

@@ -230,8 +230,10 @@ def train(config: WorldModelsConfig | None = None, run_dir: str | os.PathLike | 
     selected = list(STAGES) if stages is None else list(stages)
     staging.check_stages(run_dir, stage_list, selected)
     directory = staging.start_pipeline(run_dir, "world-models", c)
-    staging.run_stages(directory, stage_list, selected, callbacks)
-    release(directory)
+    try:
+        staging.run_stages(directory, stage_list, selected, callbacks)
+    finally:
+        release(directory)
     iteration = wms.latest_controller(directory, c)
     if iteration is None:
         return TrainResult(None, [], directory, {})

@@ -183,7 +183,15 @@ class Run:
             shutil.rmtree(fresh, ignore_errors=True)
         self.step = step
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Closes the TensorBoard writer and frees the run directory for other processes; a closed
+        run may be closed again."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -341,8 +349,8 @@ _CLAIMED: dict[str, int] = {}
 def claim(directory: Path) -> None:
     """Makes ``directory`` (and its parents) if needed and locks it for this process until
     :func:`release` or the process's end. Raises ValueError naming it if another process holds it.
-    A directory this process holds already stays held (a run that ended on an exception, in a
-    notebook, has not released it; running it again there resumes it)."""
+    A directory this process holds already stays held (a run its code left open, in a notebook,
+    resumes there)."""
     directory.mkdir(parents=True, exist_ok=True)
     key = os.path.realpath(directory)
     if key not in _CLAIMED:
