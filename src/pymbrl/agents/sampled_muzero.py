@@ -377,8 +377,7 @@ def train(config: SampledMuZeroConfig | None = None, run_dir: str | os.PathLike 
             if run.due(step, episode_over=fresh):
                 run.save(step, {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
                                 "updates": updates, "owed": owed, "episodes": episodes, "finished": list(finished),
-                                "parts": dict(parts),
-                                "fresh": fresh, "seeds": list(seeds), "sampled": store.actions,
+                                "parts": dict(parts), "fresh": fresh, "seeds": list(seeds), "sampled": store.actions,
                                 "searcher": searcher.generator.bit_generator.state},
                          {"games": buffer})
             run.progress(step)
