@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import itertools
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -92,10 +93,18 @@ def untrained(search: str, seed: int, episodes: int) -> tuple[float, float]:
     return score, moves.max() / moves.sum()
 
 
-def with_budgets(run_dir: Path, budgets: list[int], games: int) -> list[float]:
+def first_game(seed: int) -> int:
+    """The env seed of the first of the games that score the final networks of the runs of ``seed``
+    (``--budgets``): each seed its own games, so that the standard error over the seeds holds the
+    variation between sets of games too, and none of them a game that a training evaluation played
+    (those reset with 10,000 + step + i)."""
+    return 1_000_000 + 1_000 * seed
+
+
+def with_budgets(run_dir: Path, budgets: list[int], games: int, first: int) -> list[float]:
     """The mean score of greedy search with the final network of ``run_dir`` at each number of
-    simulations in ``budgets``, on ``games`` games that no training evaluation played (the same
-    games for every run and budget)."""
+    simulations in ``budgets``, on ``games`` games (reset with seeds ``first`` on), the same games
+    for every budget."""
     import dataclasses
 
     import torch
@@ -110,30 +119,54 @@ def with_budgets(run_dir: Path, budgets: list[int], games: int) -> list[float]:
     scores = []
     for budget in budgets:
         searcher.config = dataclasses.replace(trained, num_simulations=budget)
-        scores.append(evaluate(searcher, ENV, games, 20_000))
+        scores.append(evaluate(searcher, ENV, games, first))
     return scores
+
+
+def checkpoint_digest(run_dir: Path) -> str:
+    """Which network a score is of: the first 16 hex digits of the SHA-256 of the run's last checkpoint."""
+    return hashlib.sha256((run_dir / "checkpoint" / "state.pt").read_bytes()).hexdigest()[:16]
 
 
 def budgets(values: list[int], games: int, steps: int, jobs: int) -> None:
     """Scores the final network of every run of both schedules that reached ``steps`` env steps
     with ``values`` simulations per move, into ``<record>_budgets.csv``, and prints the paired
-    comparison at each budget and of what each agent gains from the first budget to the last."""
+    comparison at each budget and of what each agent gains from the first budget to the last. Both
+    agents' networks of a seed play the same games, :func:`first_game` on. The record keeps every
+    score it has held; one it holds for the same checkpoint, simulations and games is not measured
+    again (a score is a deterministic function of those), so that adding seeds scores only theirs."""
     from pymbrl.training.curves import read_log
 
-    finished = sorted((schedule, path) for schedule in SCHEDULES for path in paths(schedule)[1].glob("*-seed*")
+    record = OUT.with_name(OUT.name + "_budgets.csv")
+    known: dict[tuple[str, int, int, int], tuple] = {}  # (checkpoint, simulations, games, first game): its row
+    if record.is_file():
+        with open(record, newline="") as f:
+            for r in csv.DictReader(f):
+                row = (r["schedule"], r["agent"], int(r["seed"]), int(r["simulations"]), int(r["games"]),
+                       int(r["first_game"]), r["checkpoint"], float(r["score"]))
+                known[row[6], row[3], row[4], row[5]] = row
+    finished = sorted((schedule, path.name.split("-seed")[0], int(path.name.rsplit("seed", 1)[1]), path,
+                       checkpoint_digest(path)) for schedule in SCHEDULES for path in paths(schedule)[1].glob("*-seed*")
                       if (path / "log.csv").is_file() and read_log(path / "log.csv")[-1]["step"] >= steps)
+    missing = [(path, first_game(seed)) for _, _, seed, path, digest in finished
+               if any((digest, v, games, first_game(seed)) not in known for v in values)]
+    print(f"{len(finished)} finished runs: scoring {len(missing)}, the others' scores are in {record.name}")
     with ProcessPoolExecutor(jobs) as pool:
-        scores = list(pool.map(with_budgets, [p for _, p in finished], *([v] * len(finished) for v in (values, games))))
-    rows = [(schedule, path.name.split("-seed")[0], int(path.name.rsplit("seed", 1)[1]), budget, score)
-            for (schedule, path), by_budget in zip(finished, scores) for budget, score in zip(values, by_budget)]
-    with open(OUT.with_name(OUT.name + "_budgets.csv"), "w", newline="") as f:
+        scored = dict(zip((path for path, _ in missing),
+                          pool.map(with_budgets, *zip(*((path, values, games, first) for path, first in missing)))))
+    for schedule, search, seed, path, digest in finished:
+        for budget, score in zip(values, scored.get(path, [])):
+            known[digest, budget, games, first_game(seed)] = (schedule, search, seed, budget, games, first_game(seed),
+                                                             digest, score)
+    with open(record, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["schedule", "agent", "seed", "simulations", "score"])
-        writer.writerows(rows)
-    table = {(schedule, search, seed, budget): score for schedule, search, seed, budget, score in rows}
-    pairs = sorted({(schedule, seed) for schedule, search, seed, _, _ in rows
+        writer.writerow(["schedule", "agent", "seed", "simulations", "games", "first_game", "checkpoint", "score"])
+        writer.writerows(sorted(known.values()))
+    rows = [known[digest, budget, games, first_game(seed)] for _, _, seed, _, digest in finished for budget in values]
+    table = {(schedule, search, seed, budget): row[-1] for schedule, search, seed, budget, *row in rows}
+    pairs = sorted({(schedule, seed) for schedule, search, seed, *_ in rows
                     if all((schedule, s, seed, values[0]) in table for s in AGENTS.values())})
-    print(f"{len(pairs)} seeds with both agents' final networks, {games} games each")
+    print(f"{len(pairs)} seeds with both agents' final networks, {games} games each (each seed its own games)")
     for budget in values:
         diffs = np.array([table[schedule, "stochastic", seed, budget] - table[schedule, "muzero", seed, budget]
                           for schedule, seed in pairs])
@@ -202,7 +235,8 @@ def main() -> None:
     parser.add_argument("--untrained", action="store_true",
                         help="only score greedy search with each agent's untrained network, and random play")
     parser.add_argument("--budgets", type=int, nargs="+", default=None, metavar="SIMULATIONS",
-                        help="only score every finished run's final network with these simulations per move")
+                        help="only score every finished run's final network with these simulations per move "
+                             "(a network the record has scored so is not scored again)")
     parser.add_argument("--games", type=int, default=64, help="games per score of --budgets")
     parser.add_argument("--compare", type=int, nargs="+", default=None, metavar="SEED",
                         help="the recorded seeds the plot and the comparison cover (default: all)")
