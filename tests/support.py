@@ -115,6 +115,14 @@ CLAIM = ("import sys; from pymbrl.training import TrainConfig; from pymbrl.train
          "print('held', flush=True); sys.stdin.read()")
 
 
+def cuda(monkeypatch, available: bool) -> None:
+    """torch.cuda as on a machine with one CUDA device (``available``) or with none."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: int(available))
+
+
 def holder(directory: Path, how: str = "run") -> subprocess.Popen:
     """Another process training in ``directory`` (``how``: "run" by start_run of a TrainConfig with
     steps=20, checkpoint_every=10, "pipeline" by start_pipeline), until killed; returned once it

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from golden_runs import FRAMES_ID
-from support import has_losses, holder, interrupt_cli, run_cli
+from support import cuda, has_losses, holder, interrupt_cli, run_cli
 
 from pymbrl import cli
 from pymbrl.agents import i2a, muzero, sac
@@ -527,13 +527,10 @@ def test_an_output_path_that_cannot_be_written_is_a_usage_error(args, tmp_path, 
 def test_a_device_this_machine_lacks_is_a_usage_error_naming_where_it_came_from(tmp_path, monkeypatch, capsys):
     # It was torch's traceback (AssertionError: Torch not compiled with CUDA enabled) after
     # train had written the new run's config.yaml.
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cuda(monkeypatch, available=True)
     gpu_run, new = tmp_path / "gpu-run", tmp_path / "new"
     start_run(gpu_run, "sac", sac.SACConfig(env="Pendulum-v1", device="cuda")).close()  # trained on a GPU machine
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cuda(monkeypatch, available=False)
     monkeypatch.setattr(sac, "train", _fake_sac_train)
     for args, message in ((["train", "sac", "--device", "cuda:1", "--run-dir", str(new)], "--device: 'cuda:1' asks"),
                           (["train", "sac", "--set", "device=cuda", "--run-dir", str(new)],

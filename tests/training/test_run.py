@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from pymbrl import agents
 from pymbrl.training import Callbacks, TrainConfig
 from pymbrl.training.config import read_config
 from pymbrl.training.curves import read_log
 from pymbrl.training.run import check_resumable, read_run, run_algorithm, start_run
 from pymbrl.training.stages import start_pipeline
-from support import CLAIM, holder
+from support import CLAIM, cuda, holder
 
 
 class Seen(Callbacks):
@@ -73,8 +74,6 @@ def test_a_finished_run_continues_and_tensorboard_drops_what_the_checkpoint_lost
 
 
 def test_another_runs_directory_is_refused_naming_the_setting(tmp_path, monkeypatch):
-    import torch
-
     config = TrainConfig(steps=20, checkpoint_every=10)
     fake_run(tmp_path, config)
     before = (tmp_path / "config.yaml").read_bytes()
@@ -86,8 +85,7 @@ def test_another_runs_directory_is_refused_naming_the_setting(tmp_path, monkeypa
         start_run(tmp_path, "other", config)
     assert (tmp_path / "config.yaml").read_bytes() == before
     # Only the device may change (and steps grow).
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cuda(monkeypatch, available=True)
     start_run(tmp_path, "fake", dataclasses.replace(config, device="cuda", steps=40))
 
 
@@ -147,17 +145,13 @@ def test_a_file_system_without_locks_trains_with_a_warning(tmp_path, monkeypatch
 def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     # From Python, train() was torch's AssertionError (Torch not compiled with CUDA enabled) after
     # the run had written its config.yaml; loading a run trained on a GPU was the same.
-    import torch
-
-    from pymbrl import agents
     from pymbrl.agents.sac import SACConfig
     from pymbrl.training.run import read_config_of
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cuda(monkeypatch, available=True)
     start_run(tmp_path / "gpu-run", "sac", SACConfig(device="cuda")).close()  # trained on a GPU machine
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for name in set(agents.ALGORITHMS) - {"i2a"}:  # whose config refuses any device but the CPU
+    cuda(monkeypatch, available=False)
+    for name in [n for n in agents.ALGORITHMS if n != "i2a"]:  # whose config refuses any device but the CPU
         config = dataclasses.replace(agents.config_class(name)(), device="cuda")
         with pytest.raises(ValueError, match="^device: 'cuda' asks for CUDA, which is not available on this machine"):
             agents.module(name).train(config, tmp_path / name)
@@ -172,15 +166,13 @@ class Interrupted(Callbacks):
         raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("algorithm", ["sac", "mbpo", "muzero", "dreamer", "sampled-muzero", "i2a", "world-models"])
+@pytest.mark.parametrize("algorithm", list(agents.ALGORITHMS))
 def test_a_run_interrupted_from_python_frees_its_directory(algorithm, tmp_path):
     # An interrupted train() in a notebook kept its directory locked until the kernel ended, and
     # `pymbrl train` on it from a terminal was refused as if the run still trained.
-    from pymbrl import agents
-
     with pytest.raises(KeyboardInterrupt):
         agents.module(algorithm).train(agents.config_class(algorithm)(), tmp_path, callbacks=Interrupted())
-    free = subprocess.run([sys.executable, "-c", "import sys, pathlib; from pymbrl.training.run import check_unclaimed; "
-                           "check_unclaimed(pathlib.Path(sys.argv[1]))", str(tmp_path)],
+    free = subprocess.run([sys.executable, "-c", "import sys, pathlib; from pymbrl.training import run; "
+                           "run.check_unclaimed(pathlib.Path(sys.argv[1]))", str(tmp_path)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert free.returncode == 0, free.stderr
