@@ -24,9 +24,11 @@ import argparse
 import csv
 import hashlib
 import itertools
+import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -128,6 +130,24 @@ def checkpoint_digest(run_dir: Path) -> str:
     return hashlib.sha256((run_dir / "checkpoint" / "state.pt").read_bytes()).hexdigest()[:16]
 
 
+class Score(NamedTuple):
+    """A row of ``<record>_budgets.csv``: one network's mean score with a number of simulations."""
+
+    schedule: str
+    agent: str
+    seed: int
+    simulations: int
+    games: int
+    first_game: int
+    checkpoint: str
+    score: float
+
+    @property
+    def measured(self) -> tuple[str, int, int, int]:
+        """What determines the score: the network, the simulations and the games."""
+        return self.checkpoint, self.simulations, self.games, self.first_game
+
+
 def budgets(values: list[int], games: int, steps: int, jobs: int) -> None:
     """Scores the final network of every run of both schedules that reached ``steps`` env steps
     with ``values`` simulations per move, into ``<record>_budgets.csv``, and prints the paired
@@ -138,33 +158,34 @@ def budgets(values: list[int], games: int, steps: int, jobs: int) -> None:
     from pymbrl.training.curves import read_log
 
     record = OUT.with_name(OUT.name + "_budgets.csv")
-    known: dict[tuple[str, int, int, int], tuple] = {}  # (checkpoint, simulations, games, first game): its row
+    known: dict[tuple[str, int, int, int], Score] = {}
     if record.is_file():
         with open(record, newline="") as f:
             for r in csv.DictReader(f):
-                row = (r["schedule"], r["agent"], int(r["seed"]), int(r["simulations"]), int(r["games"]),
-                       int(r["first_game"]), r["checkpoint"], float(r["score"]))
-                known[row[6], row[3], row[4], row[5]] = row
-    finished = sorted((schedule, path.name.split("-seed")[0], int(path.name.rsplit("seed", 1)[1]), path,
-                       checkpoint_digest(path)) for schedule in SCHEDULES for path in paths(schedule)[1].glob("*-seed*")
-                      if (path / "log.csv").is_file() and read_log(path / "log.csv")[-1]["step"] >= steps)
-    missing = [(path, first_game(seed)) for _, _, seed, path, digest in finished
-               if any((digest, v, games, first_game(seed)) not in known for v in values)]
-    print(f"{len(finished)} finished runs: scoring {len(missing)}, the others' scores are in {record.name}")
+                row = Score(r["schedule"], r["agent"], int(r["seed"]), int(r["simulations"]), int(r["games"]),
+                            int(r["first_game"]), r["checkpoint"], float(r["score"]))
+                known[row.measured] = row
+    runs: list[tuple[Path, list[Score]]] = []  # each finished run's scores to have, one per value
+    for schedule in SCHEDULES:
+        for path in sorted(paths(schedule)[1].glob("*-seed*")):
+            if (path / "log.csv").is_file() and read_log(path / "log.csv")[-1]["step"] >= steps:
+                agent, seed = path.name.split("-seed")
+                digest = checkpoint_digest(path)
+                runs.append((path, [Score(schedule, agent, int(seed), v, games, first_game(int(seed)), digest, math.nan)
+                                    for v in values]))
+    missing = [(path, run) for path, run in runs if any(r.measured not in known for r in run)]
+    print(f"{len(runs)} finished runs: scoring {len(missing)}, the others' scores are in {record.name}")
     with ProcessPoolExecutor(jobs) as pool:
-        scored = dict(zip((path for path, _ in missing),
-                          pool.map(with_budgets, *zip(*((path, values, games, first) for path, first in missing)))))
-    for schedule, search, seed, path, digest in finished:
-        for budget, score in zip(values, scored.get(path, [])):
-            known[digest, budget, games, first_game(seed)] = (schedule, search, seed, budget, games, first_game(seed),
-                                                             digest, score)
+        scored = pool.map(with_budgets, [path for path, _ in missing], [values] * len(missing),
+                          [games] * len(missing), [run[0].first_game for _, run in missing])
+        for (_, run), scores in zip(missing, scored):
+            known.update({r.measured: r._replace(score=score) for r, score in zip(run, scores)})
     with open(record, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["schedule", "agent", "seed", "simulations", "games", "first_game", "checkpoint", "score"])
+        writer.writerow(Score._fields)
         writer.writerows(sorted(known.values()))
-    rows = [known[digest, budget, games, first_game(seed)] for _, _, seed, _, digest in finished for budget in values]
-    table = {(schedule, search, seed, budget): row[-1] for schedule, search, seed, budget, *row in rows}
-    pairs = sorted({(schedule, seed) for schedule, search, seed, *_ in rows
+    table = {(r.schedule, r.agent, r.seed, r.simulations): known[r.measured].score for _, run in runs for r in run}
+    pairs = sorted({(schedule, seed) for schedule, _, seed, _ in table
                     if all((schedule, s, seed, values[0]) in table for s in AGENTS.values())})
     print(f"{len(pairs)} seeds with both agents' final networks, {games} games each (each seed its own games)")
     for budget in values:
